@@ -1,0 +1,188 @@
+// The embeddable broker: the sans-I/O core plus listeners, a timer and a logger.
+import { EventEmitter } from 'node:events';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { reasonName, type QoS } from '../protocol/constants.js';
+import type { Properties } from '../protocol/packets.js';
+import { isValidTopicName } from '../protocol/topic.js';
+import { attachSocket } from '../transport/stream.js';
+import { BrokerCore, type Clock } from './core.js';
+import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './hooks.js';
+import type { Message } from './message.js';
+import type { BrokerLimits } from './options.js';
+
+export interface TcpListenerOptions {
+  type: 'tcp';
+  host?: string;
+  port?: number;
+  /** Name in logs and ClientInfo.listener; default "tcp:<port>". */
+  name?: string;
+}
+export type ListenerOptions = TcpListenerOptions;
+
+export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks {
+  /** Shorthand for one TCP listener (default 0.0.0.0:1883) when `listeners` is not given. */
+  host?: string;
+  port?: number;
+  listeners?: ListenerOptions[];
+  /** A pino logger; default: silent when embedded (the CLI passes a real one). */
+  logger?: Logger;
+  /** Time source for the core (tests pass a fake clock). */
+  clock?: Clock;
+  /** How often the timers run (ms). */
+  tickInterval?: number;
+}
+
+export interface BrokerEventMap {
+  clientConnected: [client: ClientInfo, details: { sessionPresent: boolean; clean: boolean; keepAlive: number }];
+  clientDisconnected: [client: ClientInfo | undefined, info: DisconnectInfo & { remoteAddress: string }];
+  clientRefused: [info: { remoteAddress: string; clientId?: string; reasonCode: number; reason: string }];
+  subscribed: [client: ClientInfo, subscriptions: { topicFilter: string; qos: number }[]];
+  unsubscribed: [client: ClientInfo, topicFilters: string[]];
+  published: [message: Message, client: ClientInfo | undefined];
+}
+
+interface RunningListener {
+  options: ListenerOptions;
+  server: Server;
+  name: string;
+}
+
+const LIMIT_KEYS = new Set<string>([
+  'connectTimeout', 'maxPacketSize', 'maxClientIdLength', 'maxKeepAlive', 'sessionExpiry', 'maxSessionExpiry',
+  'maxQueuedMessages', 'queueOverflow', 'queueQos0', 'offlineMessageExpiry', 'maxQos', 'receiveMaximum', 'maxInflight',
+  'topicAliasMaximum', 'retainAvailable', 'allowAnonymous', 'hookTimeout',
+]);
+
+export class Broker extends EventEmitter<BrokerEventMap> {
+  readonly core: BrokerCore;
+  readonly logger: Logger;
+  private readonly listenerOptions: ListenerOptions[];
+  private readonly running: RunningListener[] = [];
+  private readonly sockets = new Set<Socket>();
+  private ticker: NodeJS.Timeout | undefined;
+  private readonly tickInterval: number;
+
+  constructor(options: BrokerOptions = {}) {
+    super();
+    this.logger = options.logger ?? pino({ level: 'silent' });
+    this.tickInterval = options.tickInterval ?? 250;
+    this.listenerOptions = options.listeners ?? [{ type: 'tcp', host: options.host ?? '0.0.0.0', port: options.port ?? 1883 }];
+    const limits: Partial<BrokerLimits> = {};
+    for (const [key, value] of Object.entries(options)) {
+      if (LIMIT_KEYS.has(key) && value !== undefined) (limits as Record<string, unknown>)[key] = value;
+    }
+    const hooks: BrokerHooks = {
+      authenticate: options.authenticate,
+      authorizePublish: options.authorizePublish,
+      authorizeSubscribe: options.authorizeSubscribe,
+    };
+    this.core = new BrokerCore({ limits, hooks, events: this.coreEvents(), clock: options.clock });
+  }
+
+  /** Core events → log lines and EventEmitter events. */
+  private coreEvents(): BrokerEvents {
+    const log = this.logger;
+    return {
+      clientConnected: (client, details) => {
+        log.info(
+          { clientId: client.clientId, version: versionName(client.protocolVersion), address: client.remoteAddress, username: client.username, ...details },
+          'client connected',
+        );
+        this.emit('clientConnected', client, details);
+      },
+      clientDisconnected: (client, remoteAddress, info) => {
+        const fields = { clientId: client?.clientId, address: remoteAddress, reason: info.reason, code: codeName(info.reasonCode), will: info.willPublished || undefined };
+        if (client) log.info(fields, 'client disconnected');
+        else log.debug(fields, 'connection closed before CONNECT');
+        this.emit('clientDisconnected', client, { ...info, remoteAddress });
+      },
+      clientRefused: (remoteAddress, clientId, reasonCode, reason) => {
+        log.info({ clientId, address: remoteAddress, code: reasonName(reasonCode), reason }, 'connection refused');
+        this.emit('clientRefused', { remoteAddress, clientId, reasonCode, reason });
+      },
+      subscribed: (client, subscriptions) => {
+        log.debug({ clientId: client.clientId, subscriptions }, 'subscribed');
+        this.emit('subscribed', client, subscriptions);
+      },
+      unsubscribed: (client, topicFilters) => this.emit('unsubscribed', client, topicFilters),
+      published: (message, client) => {
+        if (this.listenerCount('published') > 0) this.emit('published', message, client);
+      },
+      warning: (message, context) => log.warn(context ?? {}, message),
+    };
+  }
+
+  /** Opens every listener. Resolves when all are listening. */
+  async listen(): Promise<void> {
+    for (const options of this.listenerOptions) {
+      const server = createServer((socket) => this.accept(socket, name));
+      let name = options.name ?? '';
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(options.port ?? 1883, options.host ?? '0.0.0.0', () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const port = (server.address() as AddressInfo).port;
+      name ||= `tcp:${port}`;
+      this.running.push({ options, server, name });
+      this.logger.info({ listener: name, host: options.host ?? '0.0.0.0', port }, 'listening');
+    }
+    this.ticker = setInterval(() => this.core.tick(), this.tickInterval);
+    this.ticker.unref();
+  }
+
+  private accept(socket: Socket, listener: string): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    attachSocket(this.core, socket, listener, false);
+  }
+
+  /** Address of the first listener (or the one at `index`). */
+  address(index = 0): AddressInfo {
+    const l = this.running[index];
+    if (!l) throw new Error('the broker is not listening');
+    return l.server.address() as AddressInfo;
+  }
+
+  /** Publishes a message from the application (no client). */
+  publish(topic: string, payload: Buffer | string, options: { qos?: QoS; retain?: boolean; properties?: Properties } = {}): void {
+    if (!isValidTopicName(topic)) throw new Error(`invalid topic name ${JSON.stringify(topic)}`);
+    const message: Message = {
+      topic,
+      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+      qos: options.qos ?? 0,
+      retain: options.retain ?? false,
+      properties: options.properties,
+    };
+    this.core.publish(message);
+  }
+
+  /** Stops listening, disconnects every client (5.0: DISCONNECT 0x8B) and stops the timers. */
+  async close(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+    const servers = this.running.splice(0);
+    const closed = servers.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
+    this.core.shutdown();
+    // Give the DISCONNECTs a moment to flush, then cut whatever is left.
+    await new Promise((r) => setImmediate(r));
+    for (const socket of this.sockets) socket.destroy();
+    await Promise.all(closed);
+    this.logger.info('broker closed');
+  }
+}
+
+export function createBroker(options: BrokerOptions = {}): Broker {
+  return new Broker(options);
+}
+
+function versionName(v: number): string {
+  return v === 3 ? '3.1' : v === 4 ? '3.1.1' : '5.0';
+}
+
+function codeName(code: number | undefined): string | undefined {
+  return code === undefined ? undefined : reasonName(code);
+}

@@ -1,0 +1,727 @@
+// One client connection's state machine, sans I/O: bytes and time in, bytes and a close out.
+// It owns the MQTT rules of a connection (CONNECT first, keep alive, QoS flows, will) and asks
+// the core for everything shared (sessions, routing, retained messages).
+import { ReasonCode, v5ConnackToV3, type ProtocolVersion, type QoS } from '../protocol/constants.js';
+import { PacketDecoder } from '../protocol/decoder.js';
+import { encodePacket, encodePublish, withPacketId } from '../protocol/encoder.js';
+import { MqttProtocolError } from '../protocol/errors.js';
+import type {
+  ConnectPacket,
+  DisconnectPacket,
+  Packet,
+  Properties,
+  PubAckLikePacket,
+  PublishPacket,
+  SubscribePacket,
+  UnsubscribePacket,
+  WillMessage,
+} from '../protocol/packets.js';
+import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
+import type { BrokerCore } from './core.js';
+import { isPromise, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
+import { messageFromPublish, type Message } from './message.js';
+import type { SubscriptionEntry } from './router.js';
+import type { Session } from './session.js';
+
+/** What a transport gives the channel to act on. */
+export interface ChannelOutput {
+  write(data: Buffer): void;
+  /** Closes the transport after the bytes already written are flushed. */
+  close(): void;
+  /** Stop/restart reading while the channel waits on an async hook (keeps memory bounded). */
+  pauseInput?(): void;
+  resumeInput?(): void;
+}
+
+export interface TransportInfo {
+  remoteAddress: string;
+  listener: string;
+  secure: boolean;
+}
+
+type State = 'connecting' | 'authenticating' | 'connected' | 'closed';
+
+interface CloseRequest {
+  reason: string;
+  reasonCode?: number;
+  /** Publish the will (the connection ended without a normal DISCONNECT). */
+  will: boolean;
+  /** Refused at CONNECT: already reported as clientRefused. */
+  refused?: boolean;
+}
+
+/** Encodings shared by all subscribers of one message: index = (v5 ? 6 : 0) + qos * 2 + retain. */
+const encodingCache = new WeakMap<Message, (Buffer | undefined)[]>();
+
+export class Channel {
+  state: State = 'connecting';
+  version: ProtocolVersion = 4;
+  info: ClientInfo | undefined;
+  session: Session | undefined;
+  readonly openedAt: number;
+  private readonly decoder: PacketDecoder;
+  private lastReceived: number;
+  private keepAliveMs = 0;
+  private will: WillMessage | undefined;
+  /** 5.0 limits the client set in CONNECT. */
+  private clientReceiveMaximum = 65535;
+  private clientMaxPacketSize = Infinity;
+  private problemInformation = true;
+  private topicAliases: Map<number, string> | undefined;
+  private connectExpiryWasZero = false;
+  /** Packets that arrived while an async hook was pending, in order. */
+  private backlog: Packet[] = [];
+  private backlogHead = 0;
+  private waiting = false;
+
+  constructor(
+    private readonly core: BrokerCore,
+    private readonly output: ChannelOutput,
+    readonly transport: TransportInfo,
+  ) {
+    this.openedAt = this.lastReceived = core.clock.now();
+    this.decoder = new PacketDecoder({ maxPacketSize: core.limits.maxPacketSize });
+  }
+
+  get clientId(): string | undefined {
+    return this.info?.clientId;
+  }
+
+  // ---- input from the transport ----
+
+  /** Bytes from the network. */
+  receive(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastReceived = this.core.clock.now();
+    try {
+      this.decoder.feed(chunk, this.onPacket);
+    } catch (err) {
+      this.onDecodeError(err);
+    }
+  }
+
+  /** The transport closed or failed under us. */
+  transportClosed(error?: Error): void {
+    this.close({ reason: error ? `connection lost: ${error.message}` : 'connection lost', will: true });
+  }
+
+  /** Timers: connect timeout, keep alive. */
+  tick(now: number): void {
+    if (this.state === 'connecting') {
+      if (now - this.openedAt >= this.core.limits.connectTimeout) this.close({ reason: 'no CONNECT within the connect timeout', will: false });
+    } else if (this.state === 'connected' && this.keepAliveMs > 0) {
+      // [MQTT-3.1.2-24] nothing received for 1.5 x Keep Alive: close.
+      if (now - this.lastReceived > this.keepAliveMs * 1.5) this.serverDisconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+    }
+  }
+
+  private readonly onPacket = (packet: Packet): void => {
+    if (this.state === 'closed') return;
+    if (this.waiting) this.backlog.push(packet);
+    else this.dispatch(packet);
+  };
+
+  private onDecodeError(err: unknown): void {
+    if (this.state === 'closed') return;
+    const e = err instanceof MqttProtocolError ? err : new MqttProtocolError(0x80, `internal error: ${String(err)}`);
+    if (this.state === 'connecting') {
+      if (e.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+        // A client newer than 5.0 understands a 5.0 CONNACK; an older or unknown one the 3.1.1 form.
+        const level = e.requestedProtocolLevel ?? 0;
+        this.version = level > 5 ? 5 : 4;
+        this.refuse(ReasonCode.UnsupportedProtocolVersion, e.message);
+        return;
+      }
+      this.close({ reason: `invalid CONNECT: ${e.message}`, reasonCode: e.reasonCode, will: false });
+      return;
+    }
+    this.serverDisconnect(e.reasonCode, e.message);
+  }
+
+  // ---- dispatch ----
+
+  private dispatch(packet: Packet): void {
+    if (this.state === 'connecting') {
+      if (packet.type !== 1) {
+        // [MQTT-3.1.0-1] the first packet must be CONNECT.
+        this.close({ reason: 'first packet was not CONNECT', reasonCode: ReasonCode.ProtocolError, will: false });
+        return;
+      }
+      this.onConnect(packet);
+      return;
+    }
+    switch (packet.type) {
+      case 3:
+        this.onPublish(packet);
+        break;
+      case 4:
+      case 5:
+      case 7:
+        this.onPublishAck(packet);
+        break;
+      case 6:
+        this.onPubrel(packet);
+        break;
+      case 8:
+        this.onSubscribe(packet);
+        break;
+      case 10:
+        this.onUnsubscribe(packet);
+        break;
+      case 12:
+        this.send({ type: 13 });
+        break;
+      case 14:
+        this.onDisconnect(packet);
+        break;
+      case 1:
+        // [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
+        this.serverDisconnect(ReasonCode.ProtocolError, 'second CONNECT on one connection');
+        break;
+      case 15:
+        this.serverDisconnect(ReasonCode.ProtocolError, 'AUTH without an authentication method');
+        break;
+      default:
+        this.serverDisconnect(ReasonCode.ProtocolError, `unexpected packet type ${packet.type} from a client`);
+    }
+  }
+
+  /** Runs `then` with the hook's answer: now when it is synchronous, in order after it when it is a promise. */
+  private after<T>(value: MaybePromise<T>, then: (v: T) => void, failed: (err: unknown) => void): void {
+    if (!isPromise(value)) {
+      then(value);
+      return;
+    }
+    this.waiting = true;
+    this.output.pauseInput?.();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`hook did not answer within ${this.core.limits.hookTimeout} ms`)), this.core.limits.hookTimeout);
+    });
+    Promise.race([value, timeout])
+      .then(
+        (v) => {
+          if (this.state !== 'closed') then(v);
+        },
+        (err) => {
+          if (this.state !== 'closed') failed(err);
+        },
+      )
+      .finally(() => {
+        clearTimeout(timer);
+        this.waiting = false;
+        this.drainBacklog();
+        if (this.state !== 'closed') this.output.resumeInput?.();
+      });
+  }
+
+  private drainBacklog(): void {
+    while (!this.waiting && this.state !== 'closed' && this.backlogHead < this.backlog.length) {
+      this.dispatch(this.backlog[this.backlogHead++]!);
+    }
+    if (this.backlogHead >= this.backlog.length) {
+      this.backlog = [];
+      this.backlogHead = 0;
+    }
+  }
+
+  // ---- CONNECT ----
+
+  private onConnect(p: ConnectPacket): void {
+    this.version = p.protocolVersion;
+    this.state = 'authenticating';
+    const limits = this.core.limits;
+    const props = p.properties;
+    if (this.version === 5) {
+      if (props?.receiveMaximum !== undefined) this.clientReceiveMaximum = props.receiveMaximum;
+      if (props?.maximumPacketSize !== undefined) this.clientMaxPacketSize = props.maximumPacketSize;
+      if (props?.requestProblemInformation === 0) this.problemInformation = false;
+      if (props?.authenticationMethod !== undefined) {
+        this.refuse(ReasonCode.BadAuthenticationMethod, `authentication method ${JSON.stringify(props.authenticationMethod)} is not supported`);
+        return;
+      }
+    }
+    let clientId = p.clientId;
+    let assigned = false;
+    if (clientId === '') {
+      // [MQTT-3.1.3-6..8] an empty ID gets one assigned when the session is clean (5.0: always).
+      if (this.version === 5 || (this.version === 4 && p.clean)) {
+        clientId = this.core.assignClientId();
+        assigned = true;
+      } else {
+        this.refuse(ReasonCode.ClientIdentifierNotValid, 'empty Client ID needs clean session');
+        return;
+      }
+    } else if (Buffer.byteLength(clientId) > limits.maxClientIdLength) {
+      this.refuse(ReasonCode.ClientIdentifierNotValid, `Client ID longer than ${limits.maxClientIdLength} bytes`);
+      return;
+    }
+    let keepAlive = p.keepAlive;
+    let serverKeepAlive: number | undefined;
+    if (limits.maxKeepAlive < 65535 && (keepAlive === 0 || keepAlive > limits.maxKeepAlive)) {
+      if (this.version === 5) {
+        serverKeepAlive = keepAlive = limits.maxKeepAlive;
+      } else {
+        // 3.1.x has no way to tell the client another value: refuse, as Mosquitto does.
+        this.refuse(ReasonCode.ClientIdentifierNotValid, `keep alive ${keepAlive} s is outside the allowed 1..${limits.maxKeepAlive} s`);
+        return;
+      }
+    }
+    this.info = {
+      clientId,
+      username: p.username,
+      protocolVersion: this.version,
+      remoteAddress: this.transport.remoteAddress,
+      listener: this.transport.listener,
+    };
+    if (p.password !== undefined && !this.transport.secure) this.core.warnPlainCredentials(this.transport);
+    if (!limits.allowAnonymous && p.username === undefined) {
+      this.refuse(ReasonCode.NotAuthorized, 'anonymous connections are not allowed');
+      return;
+    }
+    if (this.core.closing) {
+      this.refuse(ReasonCode.ServerUnavailable, 'server shutting down');
+      return;
+    }
+    const authenticate = this.core.hooks.authenticate;
+    let verdict: MaybePromise<boolean | number> = true;
+    if (authenticate) {
+      try {
+        verdict = authenticate({ ...this.info, password: p.password, secure: this.transport.secure });
+      } catch (err) {
+        verdict = Promise.reject(err);
+      }
+    }
+    this.after(
+      verdict,
+      (ok) => {
+        if (ok === true) this.accept(p, clientId, assigned, keepAlive, serverKeepAlive);
+        else this.refuse(ok === false ? ReasonCode.BadUserNameOrPassword : ok, 'refused by authentication');
+      },
+      (err) => {
+        this.core.events.warning?.('authenticate hook failed', { clientId, error: String(err) });
+        this.refuse(ReasonCode.UnspecifiedError, 'authentication failed with an error');
+      },
+    );
+  }
+
+  private accept(p: ConnectPacket, clientId: string, assigned: boolean, keepAlive: number, serverKeepAlive: number | undefined): void {
+    const limits = this.core.limits;
+    let expiry: number;
+    let expiryCapped = false;
+    if (this.version === 5) {
+      const requested = p.properties?.sessionExpiryInterval ?? 0;
+      expiry = Math.min(requested, limits.maxSessionExpiry);
+      expiryCapped = expiry !== requested;
+      this.connectExpiryWasZero = requested === 0;
+    } else {
+      expiry = p.clean ? 0 : limits.sessionExpiry;
+    }
+    const { session, present } = this.core.attach(this, clientId, p.clean, expiry);
+    this.session = session;
+    this.state = 'connected';
+    this.keepAliveMs = keepAlive * 1000;
+    this.will = p.will;
+    this.lastReceived = this.core.clock.now();
+
+    let properties: Properties | undefined;
+    if (this.version === 5) {
+      properties = {};
+      if (assigned) properties.assignedClientIdentifier = clientId;
+      if (serverKeepAlive !== undefined) properties.serverKeepAlive = serverKeepAlive;
+      if (expiryCapped) properties.sessionExpiryInterval = expiry;
+      if (limits.receiveMaximum < 65535) properties.receiveMaximum = limits.receiveMaximum;
+      if (limits.maxQos < 2) properties.maximumQoS = limits.maxQos;
+      if (!limits.retainAvailable) properties.retainAvailable = 0;
+      properties.maximumPacketSize = limits.maxPacketSize;
+      if (limits.topicAliasMaximum > 0) properties.topicAliasMaximum = limits.topicAliasMaximum;
+    }
+    // [MQTT-3.2.2-2] session present only when a stored session was resumed (never with clean start).
+    this.send({ type: 2, sessionPresent: present, reasonCode: 0, properties });
+    this.core.events.clientConnected?.(this.info!, { sessionPresent: present, clean: p.clean, keepAlive });
+
+    // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL on resume, in order.
+    for (const m of session.inflight.values()) {
+      if (m.state === 'pubrel') this.send({ type: 6, packetId: m.packetId });
+      else this.writePublish(m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true);
+    }
+    this.drainQueue();
+  }
+
+  /** CONNACK with an error, then close (no will: the connection was never accepted). */
+  private refuse(reasonCode: number, reason: string): void {
+    const code = this.version === 5 ? reasonCode : v5ConnackToV3(reasonCode);
+    const properties = this.version === 5 && this.problemInformation ? { reasonString: reason } : undefined;
+    this.send({ type: 2, sessionPresent: false, reasonCode: code, properties });
+    this.core.events.clientRefused?.(this.transport.remoteAddress, this.info?.clientId, reasonCode, reason);
+    this.close({ reason, reasonCode, will: false, refused: true });
+  }
+
+  // ---- PUBLISH from the client ----
+
+  private onPublish(p: PublishPacket): void {
+    const limits = this.core.limits;
+    if (p.qos > limits.maxQos) {
+      this.serverDisconnect(ReasonCode.QoSNotSupported, `QoS ${p.qos} is above the maximum QoS ${limits.maxQos}`);
+      return;
+    }
+    if (p.retain && !limits.retainAvailable) {
+      this.serverDisconnect(ReasonCode.RetainNotSupported, 'retained messages are not supported');
+      return;
+    }
+    let topic = p.topic;
+    const alias = p.properties?.topicAlias;
+    if (alias !== undefined) {
+      if (alias === 0 || alias > limits.topicAliasMaximum) {
+        this.serverDisconnect(ReasonCode.TopicAliasInvalid, `topic alias ${alias} is outside 1..${limits.topicAliasMaximum}`);
+        return;
+      }
+      const aliases = (this.topicAliases ??= new Map());
+      if (topic === '') {
+        const known = aliases.get(alias);
+        if (known === undefined) {
+          this.serverDisconnect(ReasonCode.TopicAliasInvalid, `topic alias ${alias} was never set`);
+          return;
+        }
+        topic = known;
+      } else {
+        aliases.set(alias, topic);
+      }
+    }
+    const session = this.session!;
+    if (p.qos === 2) {
+      if (session.incomingQos2.has(p.packetId!)) {
+        // [MQTT-4.3.3-9] a resent QoS 2 PUBLISH is acknowledged again but not delivered twice.
+        this.send({ type: 5, packetId: p.packetId! });
+        return;
+      }
+      if (session.incomingQos2.size >= limits.receiveMaximum) {
+        this.serverDisconnect(ReasonCode.ReceiveMaximumExceeded, `more than ${limits.receiveMaximum} QoS 2 messages unacknowledged`);
+        return;
+      }
+    }
+    const message = messageFromPublish(p, topic, this.info!.clientId, this.core.clock.now());
+    const authorize = this.core.hooks.authorizePublish;
+    if (!authorize) {
+      this.route(p, message);
+      return;
+    }
+    let verdict: MaybePromise<boolean | number>;
+    try {
+      verdict = authorize(this.info!, message);
+    } catch (err) {
+      verdict = Promise.reject(err);
+    }
+    this.after(
+      verdict,
+      (ok) => {
+        if (ok === true) this.route(p, message);
+        else this.ackPublish(p, ok === false ? ReasonCode.NotAuthorized : ok);
+      },
+      () => this.ackPublish(p, ReasonCode.UnspecifiedError),
+    );
+  }
+
+  private route(p: PublishPacket, message: Message): void {
+    const delivered = this.core.publish(message, this.info);
+    this.ackPublish(p, delivered === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);
+  }
+
+  /** PUBACK / PUBREC for an incoming PUBLISH; 3.1.x has no reason codes, so a refusal is acknowledged and dropped. */
+  private ackPublish(p: PublishPacket, reasonCode: number): void {
+    if (p.qos === 0) return;
+    const code = this.version === 5 ? reasonCode : undefined;
+    if (p.qos === 1) {
+      this.send({ type: 4, packetId: p.packetId!, reasonCode: code });
+    } else {
+      if (reasonCode < 0x80) this.session!.incomingQos2.add(p.packetId!);
+      this.send({ type: 5, packetId: p.packetId!, reasonCode: code });
+    }
+  }
+
+  private onPubrel(p: PubAckLikePacket): void {
+    const known = this.session!.incomingQos2.delete(p.packetId);
+    this.send({ type: 7, packetId: p.packetId, reasonCode: known || this.version !== 5 ? undefined : ReasonCode.PacketIdentifierNotFound });
+  }
+
+  // ---- acknowledgements of what we sent ----
+
+  private onPublishAck(p: PubAckLikePacket): void {
+    const session = this.session!;
+    const m = session.inflight.get(p.packetId);
+    if (!m) {
+      if (p.type === 5 && this.version === 5) this.send({ type: 6, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
+      return;
+    }
+    if (p.type === 5) {
+      if (m.qos !== 2) return;
+      if ((p.reasonCode ?? 0) >= 0x80) {
+        session.inflight.delete(p.packetId);
+        this.drainQueue();
+        return;
+      }
+      m.state = 'pubrel';
+      this.send({ type: 6, packetId: p.packetId });
+      return;
+    }
+    // PUBACK ends a QoS 1 flow, PUBCOMP a QoS 2 flow.
+    if ((p.type === 4 && m.qos === 1) || (p.type === 7 && m.qos === 2)) {
+      session.inflight.delete(p.packetId);
+      this.drainQueue();
+    }
+  }
+
+  // ---- SUBSCRIBE / UNSUBSCRIBE ----
+
+  private onSubscribe(p: SubscribePacket): void {
+    const subscriptionId = p.properties?.subscriptionIdentifier;
+    const id = Array.isArray(subscriptionId) ? subscriptionId[0] : subscriptionId;
+    const codes: number[] = new Array(p.subscriptions.length);
+    const accepted: { entry: SubscriptionEntry; key: string; index: number; existed: boolean }[] = [];
+    const failCode = (code: number) => (this.version === 5 ? code : 0x80);
+    const authorize = this.core.hooks.authorizeSubscribe;
+    const verdicts: MaybePromise<boolean | number>[] = [];
+    for (let i = 0; i < p.subscriptions.length; i++) {
+      const s = p.subscriptions[i]!;
+      let filter = s.topicFilter;
+      let shareGroup: string | undefined;
+      try {
+        const shared = parseSharedSubscription(filter);
+        if (shared) {
+          shareGroup = shared.group;
+          filter = shared.filter;
+          if (s.noLocal) {
+            // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+            this.serverDisconnect(ReasonCode.ProtocolError, 'No Local set on a shared subscription');
+            return;
+          }
+        }
+      } catch {
+        codes[i] = failCode(ReasonCode.TopicFilterInvalid);
+        continue;
+      }
+      if (!isValidTopicFilter(filter)) {
+        codes[i] = failCode(ReasonCode.TopicFilterInvalid);
+        continue;
+      }
+      const entry: SubscriptionEntry = {
+        clientId: this.info!.clientId,
+        filter,
+        shareGroup,
+        qos: Math.min(s.qos, this.core.limits.maxQos) as QoS,
+        noLocal: s.noLocal ?? false,
+        retainAsPublished: s.retainAsPublished ?? false,
+        retainHandling: s.retainHandling ?? 0,
+        subscriptionId: id,
+      };
+      accepted.push({ entry, key: s.topicFilter, index: i, existed: false });
+      if (authorize) {
+        try {
+          verdicts.push(authorize(this.info!, { topicFilter: s.topicFilter, qos: s.qos }));
+        } catch (err) {
+          verdicts.push(Promise.reject(err));
+        }
+      }
+    }
+    const apply = (answers: (boolean | number)[]) => {
+      const session = this.session!;
+      const granted: { entry: SubscriptionEntry; existed: boolean }[] = [];
+      accepted.forEach((a, k) => {
+        const answer = answers[k] ?? true;
+        if (answer === false || (typeof answer === 'number' && answer >= 0x80)) {
+          codes[a.index] = failCode(answer === false ? ReasonCode.NotAuthorized : answer);
+          return;
+        }
+        if (typeof answer === 'number') a.entry.qos = Math.min(a.entry.qos, answer) as QoS;
+        // [MQTT-3.8.4-3] a subscription to the same filter replaces the old one.
+        const existed = this.core.router.add(a.entry);
+        session.subscriptions.set(a.key, a.entry);
+        codes[a.index] = a.entry.qos;
+        granted.push({ entry: a.entry, existed });
+      });
+      this.send({ type: 9, packetId: p.packetId, reasonCodes: codes });
+      if (granted.length) {
+        this.core.events.subscribed?.(this.info!, granted.map((g) => ({ topicFilter: g.entry.filter, qos: g.entry.qos })));
+      }
+      this.sendRetained(granted);
+    };
+    if (!authorize) {
+      apply([]);
+      return;
+    }
+    this.after(Promise.all(verdicts.map((v) => Promise.resolve(v))), apply, () => apply(accepted.map(() => ReasonCode.UnspecifiedError)));
+  }
+
+  /** Retained messages for new subscriptions, after the SUBACK ([MQTT-3.3.1-9]: with RETAIN set). */
+  private sendRetained(granted: { entry: SubscriptionEntry; existed: boolean }[]): void {
+    if (this.core.retained.size === 0) return;
+    const now = this.core.clock.now();
+    for (const { entry, existed } of granted) {
+      // Shared subscriptions get no retained messages; Retain Handling 1 only for a new subscription, 2 never.
+      if (entry.shareGroup !== undefined || entry.retainHandling === 2 || (entry.retainHandling === 1 && existed)) continue;
+      for (const m of this.core.retained.match(entry.filter, now)) {
+        this.deliver(m, Math.min(m.qos, entry.qos) as QoS, true, entry.subscriptionId);
+      }
+    }
+  }
+
+  private onUnsubscribe(p: UnsubscribePacket): void {
+    const session = this.session!;
+    const codes = p.topicFilters.map((key) => {
+      const entry = session.subscriptions.get(key);
+      if (!entry) return ReasonCode.NoSubscriptionExisted;
+      session.subscriptions.delete(key);
+      this.core.router.remove(entry.clientId, entry.filter, entry.shareGroup);
+      return ReasonCode.Success;
+    });
+    this.send({ type: 11, packetId: p.packetId, reasonCodes: this.version === 5 ? codes : undefined });
+    this.core.events.unsubscribed?.(this.info!, p.topicFilters);
+  }
+
+  // ---- DISCONNECT ----
+
+  private onDisconnect(p: DisconnectPacket): void {
+    const expiry = p.properties?.sessionExpiryInterval;
+    if (expiry !== undefined) {
+      if (this.connectExpiryWasZero && expiry !== 0) {
+        // [MQTT-3.14.2-2] a session that was to end at disconnect cannot be given an expiry now.
+        this.serverDisconnect(ReasonCode.ProtocolError, 'Session Expiry Interval set in DISCONNECT after 0 in CONNECT');
+        return;
+      }
+      this.session!.expiryInterval = Math.min(expiry, this.core.limits.maxSessionExpiry);
+    }
+    const code = p.reasonCode ?? 0;
+    // [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 asks for it to be published.
+    this.close({ reason: 'client disconnected', reasonCode: code, will: code === ReasonCode.DisconnectWithWillMessage });
+  }
+
+  // ---- output ----
+
+  private send(packet: Packet): void {
+    this.output.write(encodePacket(packet, this.version));
+  }
+
+  /**
+   * Delivers a routed message to this client: QoS 0 right away, QoS 1/2 into the in-flight
+   * window or, when it is full (or older messages wait), into the session queue.
+   */
+  deliver(message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[]): void {
+    const session = this.session;
+    if (this.state !== 'connected' || !session) return;
+    if (message.expiresAt !== undefined && message.expiresAt <= this.core.clock.now()) return;
+    const ids = subscriptionIds === undefined ? undefined : Array.isArray(subscriptionIds) ? subscriptionIds : [subscriptionIds];
+    if (qos === 0) {
+      this.writePublish(message, 0, retain, ids, undefined, false);
+      return;
+    }
+    if (session.queue.length > 0 || session.inflight.size >= this.sendWindow) {
+      const before = session.dropped;
+      session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now() }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
+      this.core.droppedMessages += session.dropped - before;
+      return;
+    }
+    this.sendTracked(message, qos, retain, ids);
+  }
+
+  private get sendWindow(): number {
+    return Math.min(this.clientReceiveMaximum, this.core.limits.maxInflight);
+  }
+
+  private sendTracked(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined): void {
+    const session = this.session!;
+    const packetId = session.allocatePacketId();
+    if (packetId === undefined) return;
+    if (this.writePublish(message, qos, retain, ids, packetId, false)) {
+      session.inflight.set(packetId, { packetId, message, qos, state: 'publish', retain, subscriptionIds: ids });
+    }
+  }
+
+  /** Moves queued messages into the in-flight window, dropping expired ones. */
+  private drainQueue(): void {
+    const session = this.session;
+    if (!session || this.state !== 'connected') return;
+    const queue = session.queue;
+    if (queue.length === 0) return;
+    const now = this.core.clock.now();
+    let taken = 0;
+    while (taken < queue.length && session.inflight.size < this.sendWindow) {
+      const item = queue[taken++]!;
+      if (this.core.isExpired(item.message, item.queuedAt, now)) continue;
+      if (item.qos === 0) this.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);
+      else this.sendTracked(item.message, item.qos, item.retain, item.subscriptionIds);
+    }
+    queue.splice(0, taken);
+  }
+
+  /** Encodes (sharing the encoding across subscribers when nothing is per-subscriber) and writes. False when dropped. */
+  private writePublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number | undefined, dup: boolean): boolean {
+    const v5 = this.version === 5;
+    let encoded: Buffer;
+    if (v5 && (ids !== undefined || message.expiresAt !== undefined)) {
+      const properties: Properties = { ...message.properties };
+      if (ids) properties.subscriptionIdentifier = ids.length === 1 ? ids[0] : ids;
+      if (message.expiresAt !== undefined) {
+        properties.messageExpiryInterval = Math.max(0, Math.ceil((message.expiresAt - this.core.clock.now()) / 1000));
+      }
+      encoded = encodePublish({ type: 3, topic: message.topic, payload: message.payload, qos, retain, dup, packetId, properties }, 5);
+    } else {
+      let cache = encodingCache.get(message);
+      if (!cache) encodingCache.set(message, (cache = []));
+      const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
+      let shared = cache[slot];
+      if (!shared) {
+        shared = encodePublish(
+          { type: 3, topic: message.topic, payload: message.payload, qos, retain, dup: false, packetId: qos ? 1 : undefined, properties: v5 ? message.properties : undefined },
+          v5 ? 5 : 4,
+        );
+        cache[slot] = shared;
+      }
+      encoded = packetId !== undefined ? withPacketId(shared, packetId, dup) : shared;
+    }
+    if (encoded.length > this.clientMaxPacketSize) {
+      // [MQTT-3.1.2-25] never send a packet larger than the client's Maximum Packet Size: drop it for this client.
+      this.core.droppedMessages++;
+      return false;
+    }
+    this.output.write(encoded);
+    return true;
+  }
+
+  // ---- closing ----
+
+  /** Another connection took this Client ID over. */
+  takeOver(): void {
+    this.serverDisconnect(ReasonCode.SessionTakenOver, 'session taken over by another connection');
+  }
+
+  /** The server ends the connection: DISCONNECT with a reason code for 5.0 clients, then close; the will is published. */
+  serverDisconnect(reasonCode: number, reason: string): void {
+    if (this.state === 'closed') return;
+    if (this.version === 5 && this.state === 'connected') {
+      const properties = this.problemInformation ? { reasonString: reason } : undefined;
+      this.send({ type: 14, reasonCode, properties });
+    }
+    this.close({ reason, reasonCode, will: true });
+  }
+
+  private close(request: CloseRequest): void {
+    if (this.state === 'closed') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    this.core.removeChannel(this);
+    let willPublished = false;
+    if (wasConnected && this.session) {
+      this.core.detach(this, this.session);
+      if (request.will && this.will) {
+        this.core.scheduleWill(this.will, this.info!, this.session);
+        willPublished = true;
+      }
+    }
+    this.will = undefined;
+    if (!request.refused) {
+      const info: DisconnectInfo = { reason: request.reason, reasonCode: request.reasonCode, willPublished };
+      this.core.events.clientDisconnected?.(wasConnected ? this.info : undefined, this.transport.remoteAddress, info);
+    }
+    this.output.close();
+  }
+}

@@ -1,0 +1,308 @@
+// The broker core, sans I/O: sessions, routing, retained messages, wills and timers.
+// Transports hand it connections (`openChannel`); time comes from a Clock and `tick()`.
+import { randomBytes } from 'node:crypto';
+import type { QoS } from '../protocol/constants.js';
+import type { WillMessage } from '../protocol/packets.js';
+import { Channel, type ChannelOutput, type TransportInfo } from './channel.js';
+import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
+import { detach, forwardedProperties, type Message } from './message.js';
+import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
+import { RetainedStore } from './retained.js';
+import { TopicRouter, type SubscriptionEntry } from './router.js';
+import { Session } from './session.js';
+
+export interface Clock {
+  now(): number;
+}
+export const systemClock: Clock = { now: () => Date.now() };
+
+export interface CoreOptions {
+  limits?: Partial<BrokerLimits>;
+  hooks?: BrokerHooks;
+  events?: BrokerEvents;
+  clock?: Clock;
+}
+
+/** A will waiting for its Will Delay Interval (5.0) to pass. */
+interface PendingWill {
+  message: Message;
+  client: ClientInfo;
+  publishAt: number;
+}
+
+/** A never-expiring session (Session Expiry Interval 0xFFFFFFFF). */
+export const NEVER_EXPIRES = 0xffffffff;
+
+export class BrokerCore {
+  readonly limits: BrokerLimits;
+  readonly hooks: BrokerHooks;
+  readonly events: BrokerEvents;
+  readonly clock: Clock;
+  readonly router = new TopicRouter();
+  readonly retained = new RetainedStore();
+  /** Every session, connected or not, by Client ID. */
+  readonly sessions = new Map<string, Session>();
+  /** The connected channel of each Client ID. */
+  readonly connected = new Map<string, Channel>();
+  /** Every open channel, including those still waiting for CONNECT. */
+  readonly channels = new Set<Channel>();
+  private readonly pendingWills = new Map<string, PendingWill>();
+  /** Offline sessions that will expire (those with a finite expiry). */
+  private readonly expiring = new Set<Session>();
+  /** Next member index per shared subscription group (round robin). */
+  private readonly shareCursor = new Map<string, number>();
+  private readonly idPrefix = `petrel-${randomBytes(4).toString('hex')}-`;
+  private idCounter = 0;
+  private plainCredentialsWarned = false;
+  /** Messages dropped for a subscriber (queue full, too large for it, expired), for metrics. */
+  droppedMessages = 0;
+  closing = false;
+
+  constructor(options: CoreOptions = {}) {
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.hooks = options.hooks ?? {};
+    this.events = options.events ?? {};
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** A new connection from a transport. The channel reports back through `output`. */
+  openChannel(output: ChannelOutput, transport: TransportInfo): Channel {
+    const channel = new Channel(this, output, transport);
+    this.channels.add(channel);
+    return channel;
+  }
+
+  /** Runs the timers: connect timeout, keep alive, will delay, session expiry. Call it often (the adapter does, every ~250 ms). */
+  tick(): void {
+    const now = this.clock.now();
+    for (const channel of this.channels) channel.tick(now);
+    for (const [clientId, will] of this.pendingWills) {
+      if (will.publishAt <= now) {
+        this.pendingWills.delete(clientId);
+        this.publishWill(will.message, will.client);
+      }
+    }
+    for (const session of this.expiring) {
+      if (session.expiresAt !== undefined && session.expiresAt <= now) this.endSession(session);
+    }
+  }
+
+  /** A unique Client ID for a client that sent an empty one. */
+  assignClientId(): string {
+    return this.idPrefix + (this.idCounter++).toString(36);
+  }
+
+  warnPlainCredentials(client: { listener: string; remoteAddress: string }): void {
+    if (this.plainCredentialsWarned) return;
+    this.plainCredentialsWarned = true;
+    this.events.warning?.('a password arrived over a plain-text listener; use mqtts:// or wss:// so credentials are encrypted', {
+      listener: client.listener,
+      remoteAddress: client.remoteAddress,
+    });
+  }
+
+  // ---- sessions ----
+
+  /**
+   * Binds a session to a newly accepted connection: kicks a connection holding the same Client ID
+   * (takeover), ends or resumes the stored session. Synchronous, so races between connections
+   * with the same ID are decided here in arrival order.
+   */
+  attach(channel: Channel, clientId: string, clean: boolean, expiryInterval: number): { session: Session; present: boolean } {
+    const previous = this.connected.get(clientId);
+    if (previous && previous !== channel) previous.takeOver();
+    const pending = this.pendingWills.get(clientId);
+    let session = this.sessions.get(clientId);
+    if (session && clean) {
+      this.endSession(session);
+      session = undefined;
+    }
+    if (pending && this.pendingWills.get(clientId) === pending) {
+      // [MQTT-3.1.3-9] a new connection to the session before the Will Delay passed cancels the will.
+      this.pendingWills.delete(clientId);
+    }
+    const present = session !== undefined;
+    if (!session) {
+      session = new Session(clientId, expiryInterval);
+      this.sessions.set(clientId, session);
+    }
+    session.expiryInterval = expiryInterval;
+    session.expiresAt = undefined;
+    this.expiring.delete(session);
+    this.connected.set(clientId, channel);
+    return { session, present };
+  }
+
+  /** The connection of `session` ended: keep the session for its expiry interval or end it now. */
+  detach(channel: Channel, session: Session): void {
+    if (this.connected.get(session.clientId) === channel) this.connected.delete(session.clientId);
+    if (this.sessions.get(session.clientId) !== session) return; // already replaced
+    if (session.expiryInterval === 0) {
+      this.endSession(session);
+    } else if (session.expiryInterval !== NEVER_EXPIRES) {
+      session.expiresAt = this.clock.now() + session.expiryInterval * 1000;
+      this.expiring.add(session);
+    }
+  }
+
+  /** Ends a session: its subscriptions go, and a will still waiting for its delay is published now. */
+  endSession(session: Session): void {
+    if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
+    this.expiring.delete(session);
+    for (const entry of session.subscriptions.values()) {
+      this.router.remove(session.clientId, entry.filter, entry.shareGroup);
+    }
+    session.subscriptions.clear();
+    const will = this.pendingWills.get(session.clientId);
+    if (will) {
+      this.pendingWills.delete(session.clientId);
+      this.publishWill(will.message, will.client);
+    }
+  }
+
+  // ---- wills ----
+
+  /** Handles the will of a connection that ended without a normal DISCONNECT. */
+  scheduleWill(will: WillMessage, client: ClientInfo, session: Session | undefined): void {
+    const delay = will.properties?.willDelayInterval ?? 0;
+    const now = this.clock.now();
+    const message: Message = {
+      topic: will.topic,
+      payload: will.payload,
+      qos: will.qos,
+      retain: will.retain,
+      properties: forwardedProperties(will.properties),
+      expiresAt:
+        will.properties?.messageExpiryInterval !== undefined ? now + will.properties.messageExpiryInterval * 1000 : undefined,
+      from: client.clientId,
+    };
+    const sessionLives = session !== undefined && this.sessions.get(session.clientId) === session;
+    if (delay > 0 && sessionLives) {
+      // Published when the delay passes or the session ends, whichever is first (3.1.3.2.2).
+      this.pendingWills.set(client.clientId, { message, client, publishAt: now + delay * 1000 });
+    } else {
+      this.publishWill(message, client);
+    }
+  }
+
+  private publishWill(message: Message, client: ClientInfo): void {
+    const authorize = this.hooks.authorizePublish;
+    if (!authorize) {
+      this.publish(message, client);
+      return;
+    }
+    Promise.resolve()
+      .then(() => authorize(client, message))
+      .then(
+        (ok) => {
+          if (ok === true) this.publish(message, client);
+          else this.events.warning?.('will message not authorized; dropped', { clientId: client.clientId, topic: message.topic });
+        },
+        () => this.events.warning?.('authorizePublish hook failed for a will; dropped', { clientId: client.clientId }),
+      );
+  }
+
+  // ---- publish ----
+
+  /**
+   * Routes an application message to every matching subscription, stores it when retained.
+   * Returns the number of subscriptions it was delivered or queued to.
+   */
+  publish(message: Message, publisher?: ClientInfo): number {
+    if (message.qos > 0 || message.retain) message = detach(message);
+    if (message.retain && this.limits.retainAvailable) this.retained.set(message);
+    const { entries, groups } = this.router.match(message.topic);
+    let count = 0;
+    if (entries.length === 1) {
+      const e = entries[0]!;
+      if (!(e.noLocal && e.clientId === message.from)) {
+        this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionId);
+        count++;
+      }
+    } else if (entries.length > 1) {
+      count += this.fanOut(entries, message);
+    }
+    for (const group of groups) {
+      if (this.deliverShared(group.key, group.members, message)) count++;
+    }
+    this.events.published?.(message, publisher);
+    return count;
+  }
+
+  /** Overlapping subscriptions of one client get one copy at the highest QoS, with every subscription identifier (3.3.4). */
+  private fanOut(entries: readonly SubscriptionEntry[], message: Message): number {
+    const merged = new Map<string, { qos: QoS; retain: boolean; ids: number[] | undefined }>();
+    for (const e of entries) {
+      if (e.noLocal && e.clientId === message.from) continue;
+      const qos = Math.min(message.qos, e.qos) as QoS;
+      const retain = e.retainAsPublished && message.retain;
+      const m = merged.get(e.clientId);
+      if (!m) {
+        merged.set(e.clientId, { qos, retain, ids: e.subscriptionId !== undefined ? [e.subscriptionId] : undefined });
+      } else {
+        if (qos > m.qos) m.qos = qos;
+        m.retain ||= retain;
+        if (e.subscriptionId !== undefined) (m.ids ??= []).push(e.subscriptionId);
+      }
+    }
+    for (const [clientId, m] of merged) {
+      const ids = m.ids;
+      this.deliver(clientId, message, m.qos, m.retain, ids && ids.length === 1 ? ids[0] : ids);
+    }
+    return merged.size;
+  }
+
+  /** One member of a shared group gets the message, round robin, preferring connected members. */
+  private deliverShared(key: string, members: readonly SubscriptionEntry[], message: Message): boolean {
+    const start = this.shareCursor.get(key) ?? 0;
+    let chosen: SubscriptionEntry | undefined;
+    for (let i = 0; i < members.length; i++) {
+      const m = members[(start + i) % members.length]!;
+      if (this.connected.has(m.clientId)) {
+        chosen = m;
+        this.shareCursor.set(key, (start + i + 1) % members.length);
+        break;
+      }
+    }
+    chosen ??= members[start % members.length];
+    if (!chosen) return false;
+    this.deliver(chosen.clientId, message, Math.min(message.qos, chosen.qos) as QoS, false, chosen.subscriptionId);
+    return true;
+  }
+
+  /** Sends to the client's live connection, or queues for its offline persistent session. */
+  deliver(clientId: string, message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[]): void {
+    const channel = this.connected.get(clientId);
+    if (channel) {
+      channel.deliver(message, qos, retain, subscriptionIds);
+      return;
+    }
+    const session = this.sessions.get(clientId);
+    if (!session || (qos === 0 && !this.limits.queueQos0)) return;
+    const ids = subscriptionIds === undefined ? undefined : Array.isArray(subscriptionIds) ? subscriptionIds : [subscriptionIds];
+    const before = session.dropped;
+    session.enqueue(
+      { message, qos, retain, subscriptionIds: ids, queuedAt: this.clock.now() },
+      this.limits.maxQueuedMessages,
+      this.limits.queueOverflow,
+    );
+    this.droppedMessages += session.dropped - before;
+  }
+
+  /** Whether a queued message is past its expiry (5.0 Message Expiry or offlineMessageExpiry). */
+  isExpired(message: Message, queuedAt: number | undefined, now: number): boolean {
+    if (message.expiresAt !== undefined && message.expiresAt <= now) return true;
+    const limit = this.limits.offlineMessageExpiry;
+    return limit > 0 && queuedAt !== undefined && queuedAt + limit * 1000 <= now;
+  }
+
+  /** Server shutdown: every connection gets DISCONNECT 0x8B (5.0) and is closed. */
+  shutdown(): void {
+    this.closing = true;
+    for (const channel of [...this.channels]) channel.serverDisconnect(0x8b, 'server shutting down');
+  }
+
+  removeChannel(channel: Channel): void {
+    this.channels.delete(channel);
+  }
+}

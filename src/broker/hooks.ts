@@ -1,0 +1,61 @@
+// The broker's extension points and the events it reports. Hooks may answer synchronously
+// (kept on the fast path) or with a promise (the connection waits, packets keep their order).
+import type { ProtocolVersion, QoS } from '../protocol/constants.js';
+import type { Message } from './message.js';
+
+export interface ClientInfo {
+  clientId: string;
+  username?: string;
+  protocolVersion: ProtocolVersion;
+  /** "127.0.0.1:51234" */
+  remoteAddress: string;
+  /** Name of the listener the client came in on (e.g. "tcp:1883"). */
+  listener: string;
+}
+
+export interface AuthenticateRequest extends ClientInfo {
+  password?: Buffer;
+  /** True when the transport is TLS (mqtts, wss). */
+  secure: boolean;
+}
+
+/** true: accepted; false: bad user name or password; a number: that 5.0 reason code (e.g. 0x87, 0x8A). */
+export type AuthenticateResult = boolean | number;
+/** true: allowed; false: not authorized (0x87); a number ≥ 0x80: that reason code. */
+export type AuthorizePublishResult = boolean | number;
+/** true: granted as requested; false: not authorized; 0-2: granted with that QoS; ≥ 0x80: that reason code. */
+export type AuthorizeSubscribeResult = boolean | number;
+
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface BrokerHooks {
+  authenticate?(request: AuthenticateRequest): MaybePromise<AuthenticateResult>;
+  authorizePublish?(client: ClientInfo, message: Readonly<Message>): MaybePromise<AuthorizePublishResult>;
+  authorizeSubscribe?(client: ClientInfo, subscription: { topicFilter: string; qos: QoS }): MaybePromise<AuthorizeSubscribeResult>;
+}
+
+export interface DisconnectInfo {
+  /** Why the connection ended, in words: "client disconnected", "keep alive timeout", ... */
+  reason: string;
+  /** 5.0 reason code sent or received, when there was one. */
+  reasonCode?: number;
+  /** True when the will message was (or will be, after its delay) published. */
+  willPublished: boolean;
+}
+
+/** What the core reports; the Broker turns these into events and log lines. */
+export interface BrokerEvents {
+  clientConnected?(client: ClientInfo, details: { sessionPresent: boolean; clean: boolean; keepAlive: number }): void;
+  clientDisconnected?(client: ClientInfo | undefined, remoteAddress: string, info: DisconnectInfo): void;
+  /** A connection refused at CONNECT (CONNACK with an error code). */
+  clientRefused?(remoteAddress: string, clientId: string | undefined, reasonCode: number, reason: string): void;
+  subscribed?(client: ClientInfo, subscriptions: { topicFilter: string; qos: number }[]): void;
+  unsubscribed?(client: ClientInfo, topicFilters: string[]): void;
+  published?(message: Message, client: ClientInfo | undefined): void;
+  /** Something an operator should know once (e.g. credentials over plain text). */
+  warning?(message: string, context?: Record<string, unknown>): void;
+}
+
+export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === 'function';
+}

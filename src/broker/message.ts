@@ -1,0 +1,58 @@
+// The broker's own view of an application message, independent of the packet it came in.
+import type { QoS } from '../protocol/constants.js';
+import type { Properties, PublishPacket } from '../protocol/packets.js';
+
+export interface Message {
+  topic: string;
+  payload: Buffer;
+  qos: QoS;
+  retain: boolean;
+  /**
+   * 5.0 properties forwarded to subscribers: payload format, content type, response topic,
+   * correlation data, user properties. Message Expiry is kept as `expiresAt` instead.
+   */
+  properties?: Properties;
+  /** Absolute time (ms on the broker's clock) after which the message must not be delivered. */
+  expiresAt?: number;
+  /** Client ID of the publisher (for No Local), undefined for broker-made messages. */
+  from?: string;
+}
+
+/** Properties that travel with a message from publisher to subscriber (3.3.2.3). */
+const FORWARDED: readonly (keyof Properties)[] = [
+  'payloadFormatIndicator',
+  'contentType',
+  'responseTopic',
+  'correlationData',
+  'userProperties',
+];
+
+export function forwardedProperties(props: Properties | undefined): Properties | undefined {
+  if (!props) return undefined;
+  let out: Properties | undefined;
+  for (const key of FORWARDED) {
+    const value = props[key];
+    if (value !== undefined) (out ??= {} as Record<string, unknown>)[key] = value;
+  }
+  return out;
+}
+
+/** Builds a message from a PUBLISH, copying the payload out of the receive buffer when it will be kept. */
+export function messageFromPublish(packet: PublishPacket, topic: string, from: string | undefined, now: number): Message {
+  const props = packet.properties;
+  const expiry = props?.messageExpiryInterval;
+  return {
+    topic,
+    payload: packet.payload,
+    qos: packet.qos,
+    retain: packet.retain,
+    properties: forwardedProperties(props),
+    expiresAt: expiry !== undefined ? now + expiry * 1000 : undefined,
+    from,
+  };
+}
+
+/** A message that may outlive the current receive buffer (retained, queued) must own its payload. */
+export function detach(message: Message): Message {
+  return { ...message, payload: Buffer.from(message.payload) };
+}

@@ -1,0 +1,63 @@
+// Broker settings: every limit and default in one place, with the values users expect from
+// Mosquitto and EMQX where the spec is silent.
+import type { QoS } from '../protocol/constants.js';
+
+export interface BrokerLimits {
+  /** A connection that sends no complete CONNECT within this many ms is closed. */
+  connectTimeout: number;
+  /** Largest packet accepted from a client (bytes, whole packet). Advertised in the 5.0 CONNACK. */
+  maxPacketSize: number;
+  /** Longest Client ID accepted, in UTF-8 bytes. */
+  maxClientIdLength: number;
+  /**
+   * Largest Keep Alive granted (s); 65535 = no limit. A 5.0 client asking for more (or 0) gets Server Keep Alive;
+   * a 3.1.x client, which cannot be told, is refused with CONNACK 0x02 (as Mosquitto does).
+   */
+  maxKeepAlive: number;
+  /** Expiry of a 3.1.x persistent session (clean session 0) after disconnect, in s. */
+  sessionExpiry: number;
+  /** Cap on a 5.0 client's Session Expiry Interval, in s. */
+  maxSessionExpiry: number;
+  /** Messages queued per offline (or flow-controlled) session. */
+  maxQueuedMessages: number;
+  /** Which message goes when the queue is full. */
+  queueOverflow: 'drop-oldest' | 'drop-newest';
+  /** Queue QoS 0 messages for offline persistent sessions. */
+  queueQos0: boolean;
+  /** Expire queued messages after this many s (0 = never, unless the message has a 5.0 Message Expiry). */
+  offlineMessageExpiry: number;
+  /** Highest QoS granted to subscriptions and accepted on PUBLISH. */
+  maxQos: QoS;
+  /** Unacknowledged QoS 1/2 messages the broker accepts from a client (5.0 Receive Maximum). */
+  receiveMaximum: number;
+  /** Unacknowledged QoS 1/2 messages sent to a client at once (also bounded by its Receive Maximum). */
+  maxInflight: number;
+  /** Topic aliases a 5.0 client may use toward the broker. */
+  topicAliasMaximum: number;
+  /** Retained messages supported. */
+  retainAvailable: boolean;
+  /** Connections without username allowed. */
+  allowAnonymous: boolean;
+  /** How long an async hook (authenticate, authorize*) may take before the broker answers as if it failed (ms). */
+  hookTimeout: number;
+}
+
+export const DEFAULT_LIMITS: BrokerLimits = {
+  connectTimeout: 10_000,
+  maxPacketSize: 1024 * 1024,
+  maxClientIdLength: 65535,
+  maxKeepAlive: 65535,
+  sessionExpiry: 2 * 60 * 60,
+  maxSessionExpiry: 0xffffffff,
+  maxQueuedMessages: 1000,
+  queueOverflow: 'drop-oldest',
+  queueQos0: false,
+  offlineMessageExpiry: 0,
+  maxQos: 2,
+  receiveMaximum: 65535,
+  maxInflight: 65535,
+  topicAliasMaximum: 65535,
+  retainAvailable: true,
+  allowAnonymous: true,
+  hookTimeout: 5_000,
+};

@@ -1,0 +1,147 @@
+// Topic router: a trie of subscription filters, one level per node, with a cache of the
+// matches of exact topic names (most traffic repeats a small set of topics).
+import type { QoS } from '../protocol/constants.js';
+
+export interface SubscriptionEntry {
+  clientId: string;
+  /** The filter as subscribed, without a `$share/group/` prefix. */
+  filter: string;
+  /** Shared subscription group, or undefined for an ordinary subscription. */
+  shareGroup?: string;
+  qos: QoS;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId?: number;
+}
+
+interface TrieNode {
+  children: Map<string, TrieNode>;
+  /** Ordinary subscriptions ending at this node, by Client ID. */
+  subscribers: Map<string, SubscriptionEntry>;
+  /** Shared subscriptions ending at this node: group name → members by Client ID. */
+  groups: Map<string, Map<string, SubscriptionEntry>>;
+}
+
+const newNode = (): TrieNode => ({ children: new Map(), subscribers: new Map(), groups: new Map() });
+
+export interface MatchResult {
+  /** Every ordinary subscription that matches (a client appears once per matching filter). */
+  entries: SubscriptionEntry[];
+  /** Every shared group that matches, as its member list (the caller picks one member). */
+  groups: { key: string; members: SubscriptionEntry[] }[];
+}
+
+const EMPTY: MatchResult = { entries: [], groups: [] };
+const CACHE_LIMIT = 10_000;
+
+export class TopicRouter {
+  private readonly root = newNode();
+  private readonly cache = new Map<string, MatchResult>();
+  private count = 0;
+
+  /** Number of subscriptions (ordinary and shared) held. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** Adds or replaces the subscription of `entry.clientId` to `entry.filter` (in `entry.shareGroup`). Returns true when it existed. */
+  add(entry: SubscriptionEntry): boolean {
+    let node = this.root;
+    for (const level of entry.filter.split('/')) {
+      let child = node.children.get(level);
+      if (!child) {
+        child = newNode();
+        node.children.set(level, child);
+      }
+      node = child;
+    }
+    let map = node.subscribers;
+    if (entry.shareGroup !== undefined) {
+      let group = node.groups.get(entry.shareGroup);
+      if (!group) {
+        group = new Map();
+        node.groups.set(entry.shareGroup, group);
+      }
+      map = group;
+    }
+    const existed = map.has(entry.clientId);
+    map.set(entry.clientId, entry);
+    if (!existed) this.count++;
+    this.cache.clear();
+    return existed;
+  }
+
+  /** Removes a subscription; returns true when it existed. */
+  remove(clientId: string, filter: string, shareGroup?: string): boolean {
+    const path: TrieNode[] = [this.root];
+    const levels = filter.split('/');
+    let node = this.root;
+    for (const level of levels) {
+      const child = node.children.get(level);
+      if (!child) return false;
+      node = child;
+      path.push(node);
+    }
+    let removed: boolean;
+    if (shareGroup === undefined) {
+      removed = node.subscribers.delete(clientId);
+    } else {
+      const group = node.groups.get(shareGroup);
+      removed = group?.delete(clientId) ?? false;
+      if (group && group.size === 0) node.groups.delete(shareGroup);
+    }
+    if (!removed) return false;
+    this.count--;
+    this.cache.clear();
+    // Prune empty nodes bottom-up so the trie does not grow with churn.
+    for (let i = levels.length; i > 0; i--) {
+      const n = path[i]!;
+      if (n.children.size || n.subscribers.size || n.groups.size) break;
+      path[i - 1]!.children.delete(levels[i - 1]!);
+    }
+    return true;
+  }
+
+  /** All subscriptions matching topic name `topic`. The result is shared: do not mutate it. */
+  match(topic: string): MatchResult {
+    const cached = this.cache.get(topic);
+    if (cached) return cached;
+    if (this.count === 0) return EMPTY;
+    const result: MatchResult = { entries: [], groups: [] };
+    const levels = topic.split('/');
+    // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'.
+    this.walk(this.root, levels, 0, result, topic.charCodeAt(0) === 0x24 /* $ */);
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(topic, result);
+    return result;
+  }
+
+  private walk(node: TrieNode, levels: string[], depth: number, out: MatchResult, dollar: boolean): void {
+    const wildOk = !(dollar && depth === 0);
+    if (wildOk) {
+      const hash = node.children.get('#');
+      // 'a/#' also matches 'a' itself.
+      if (hash) collect(hash, out);
+    }
+    if (depth === levels.length) {
+      collect(node, out);
+      return;
+    }
+    const exact = node.children.get(levels[depth]!);
+    if (exact) this.walk(exact, levels, depth + 1, out, dollar);
+    if (wildOk) {
+      const plus = node.children.get('+');
+      if (plus) this.walk(plus, levels, depth + 1, out, dollar);
+    }
+  }
+}
+
+function collect(node: TrieNode, out: MatchResult): void {
+  for (const entry of node.subscribers.values()) out.entries.push(entry);
+  for (const [name, members] of node.groups) {
+    if (members.size === 0) continue;
+    const first = members.values().next().value as SubscriptionEntry;
+    out.groups.push({ key: `${name}/${first.filter}`, members: [...members.values()] });
+  }
+}

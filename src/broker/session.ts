@@ -1,0 +1,78 @@
+// Session state (MQTT 4.1): what outlives a connection when the session is persistent.
+// Plain data plus the bookkeeping rules; the channel drives it.
+import type { QoS } from '../protocol/constants.js';
+import type { Message } from './message.js';
+import type { SubscriptionEntry } from './router.js';
+
+/** An outgoing QoS 1/2 message the client has not finished acknowledging. */
+export interface InflightMessage {
+  packetId: number;
+  message: Message;
+  qos: QoS;
+  /** 'publish': waiting for PUBACK / PUBREC. 'pubrel': PUBREC came, PUBREL sent, waiting for PUBCOMP. */
+  state: 'publish' | 'pubrel';
+  /** Subscription identifiers and retain flag chosen for this subscriber. */
+  subscriptionIds?: number[];
+  retain: boolean;
+}
+
+/** A message waiting to be sent to this session (client offline, or its in-flight window full). */
+export interface QueuedMessage {
+  message: Message;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIds?: number[];
+  /** When it was queued, for offlineMessageExpiry. */
+  queuedAt: number;
+}
+
+export class Session {
+  readonly clientId: string;
+  /** Subscriptions by full filter (with any `$share/group/` prefix). */
+  readonly subscriptions = new Map<string, SubscriptionEntry>();
+  /** Outgoing QoS 1/2 in flight, by packet id, in send order. */
+  readonly inflight = new Map<number, InflightMessage>();
+  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released (no PUBREL yet). */
+  readonly incomingQos2 = new Set<number>();
+  /** Messages waiting to be sent, oldest first. */
+  readonly queue: QueuedMessage[] = [];
+  /** Messages dropped because the queue was full (counted for metrics and logs). */
+  dropped = 0;
+  /** Session Expiry Interval in seconds; 0xFFFFFFFF never expires. */
+  expiryInterval: number;
+  /** When the session ends if nobody resumes it (ms, broker clock); undefined while connected. */
+  expiresAt: number | undefined;
+  private nextPacketId = 1;
+
+  constructor(clientId: string, expiryInterval: number) {
+    this.clientId = clientId;
+    this.expiryInterval = expiryInterval;
+  }
+
+  /** A packet id not used by an in-flight message ([MQTT-2.2.1-3]); undefined when all 65535 are in use. */
+  allocatePacketId(): number | undefined {
+    if (this.inflight.size >= 65535) return undefined;
+    let id = this.nextPacketId;
+    while (this.inflight.has(id)) id = id === 65535 ? 1 : id + 1;
+    this.nextPacketId = id === 65535 ? 1 : id + 1;
+    return id;
+  }
+
+  /**
+   * Queues a message; applies the bound. Returns false when the message itself was dropped
+   * (queue full with drop-newest).
+   */
+  enqueue(item: QueuedMessage, limit: number, overflow: 'drop-oldest' | 'drop-newest'): boolean {
+    if (limit <= 0) {
+      this.dropped++;
+      return false;
+    }
+    if (this.queue.length >= limit) {
+      this.dropped++;
+      if (overflow === 'drop-newest') return false;
+      this.queue.shift();
+    }
+    this.queue.push(item);
+    return true;
+  }
+}
