@@ -1,24 +1,17 @@
 // The embeddable broker: the sans-I/O core plus listeners, a timer and a logger.
 import { EventEmitter } from 'node:events';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { reasonName, type QoS } from '../protocol/constants.js';
 import type { Properties } from '../protocol/packets.js';
 import { isValidTopicName } from '../protocol/topic.js';
-import { attachSocket } from '../transport/stream.js';
+import { startListener, type ListenerOptions, type RunningListener } from '../transport/listeners.js';
 import { BrokerCore, type Clock } from './core.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './hooks.js';
 import type { Message } from './message.js';
 import type { BrokerLimits } from './options.js';
 
-export interface TcpListenerOptions {
-  type: 'tcp';
-  host?: string;
-  port?: number;
-  /** Name in logs and ClientInfo.listener; default "tcp:<port>". */
-  name?: string;
-}
-export type ListenerOptions = TcpListenerOptions;
+export type { ListenerOptions };
 
 export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks {
   /** Shorthand for one TCP listener (default 0.0.0.0:1883) when `listeners` is not given. */
@@ -42,12 +35,6 @@ export interface BrokerEventMap {
   published: [message: Message, client: ClientInfo | undefined];
 }
 
-interface RunningListener {
-  options: ListenerOptions;
-  server: Server;
-  name: string;
-}
-
 const LIMIT_KEYS = new Set<string>([
   'connectTimeout', 'maxPacketSize', 'maxClientIdLength', 'maxKeepAlive', 'sessionExpiry', 'maxSessionExpiry',
   'maxQueuedMessages', 'queueOverflow', 'queueQos0', 'offlineMessageExpiry', 'maxQos', 'receiveMaximum', 'maxInflight',
@@ -59,7 +46,6 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   readonly logger: Logger;
   private readonly listenerOptions: ListenerOptions[];
   private readonly running: RunningListener[] = [];
-  private readonly sockets = new Set<Socket>();
   private ticker: NodeJS.Timeout | undefined;
   private readonly tickInterval: number;
 
@@ -116,35 +102,20 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Opens every listener. Resolves when all are listening. */
   async listen(): Promise<void> {
     for (const options of this.listenerOptions) {
-      const server = createServer((socket) => this.accept(socket, name));
-      let name = options.name ?? '';
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(options.port ?? 1883, options.host ?? '0.0.0.0', () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      const port = (server.address() as AddressInfo).port;
-      name ||= `tcp:${port}`;
-      this.running.push({ options, server, name });
-      this.logger.info({ listener: name, host: options.host ?? '0.0.0.0', port }, 'listening');
+      const listener = await startListener(this.core, options);
+      this.running.push(listener);
+      const { address, port } = listener.address();
+      this.logger.info({ listener: listener.name, host: address, port }, 'listening');
     }
     this.ticker = setInterval(() => this.core.tick(), this.tickInterval);
     this.ticker.unref();
-  }
-
-  private accept(socket: Socket, listener: string): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    attachSocket(this.core, socket, listener, false);
   }
 
   /** Address of the first listener (or the one at `index`). */
   address(index = 0): AddressInfo {
     const l = this.running[index];
     if (!l) throw new Error('the broker is not listening');
-    return l.server.address() as AddressInfo;
+    return l.address();
   }
 
   /** Publishes a message from the application (no client). */
@@ -164,13 +135,10 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   async close(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = undefined;
-    const servers = this.running.splice(0);
-    const closed = servers.map((l) => new Promise<void>((resolve) => l.server.close(() => resolve())));
     this.core.shutdown();
     // Give the DISCONNECTs a moment to flush, then cut whatever is left.
     await new Promise((r) => setImmediate(r));
-    for (const socket of this.sockets) socket.destroy();
-    await Promise.all(closed);
+    await Promise.all(this.running.splice(0).map((l) => l.close()));
     this.logger.info('broker closed');
   }
 }
