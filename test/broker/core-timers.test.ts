@@ -1,0 +1,160 @@
+// Timer rules of the broker core on a fake clock: connect timeout, keep alive, session expiry,
+// will delay, message expiry. No sleeping: the clock is advanced by hand.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ConnackPacket, DisconnectPacket, PublishPacket } from '../../src/protocol/packets.js';
+import { FakeCore } from '../helpers/fake-core.js';
+
+describe('core timers (fake clock)', () => {
+  it('closes a connection that sends no CONNECT within connectTimeout', () => {
+    const f = new FakeCore({ limits: { connectTimeout: 10_000 } });
+    const c = f.open();
+    f.advance(9_900);
+    assert.equal(c.closed, false);
+    f.advance(200);
+    assert.equal(c.closed, true);
+    assert.deepEqual(c.received, [], 'nothing is sent to a client that never said CONNECT');
+  });
+
+  it('[MQTT-3.1.2-24] disconnects after 1.5 x Keep Alive of silence, not before', () => {
+    const f = new FakeCore();
+    const c = f.connect({ keepAlive: 10 });
+    assert.equal((c.take(2)[0] as ConnackPacket).reasonCode, 0);
+    f.advance(14_900);
+    assert.equal(c.closed, false, 'still open at 14.9 s');
+    f.advance(300);
+    assert.equal(c.closed, true, 'closed after 15 s');
+  });
+
+  it('any packet (PINGREQ) resets the keep alive timer; PINGREQ gets PINGRESP', () => {
+    const f = new FakeCore();
+    const c = f.connect({ keepAlive: 10 });
+    for (let i = 0; i < 5; i++) {
+      f.advance(10_000);
+      c.send({ type: 12 });
+      assert.equal(c.take(13).length, 1);
+    }
+    assert.equal(c.closed, false);
+  });
+
+  it('Keep Alive 0 disables the check', () => {
+    const f = new FakeCore();
+    const c = f.connect({ keepAlive: 0 });
+    f.advance(24 * 3600_000, 60_000);
+    assert.equal(c.closed, false);
+  });
+
+  it('5.0: keep alive timeout sends DISCONNECT 0x8D and publishes the will', () => {
+    const f = new FakeCore();
+    const watcher = f.connect({ clientId: 'w', protocolVersion: 5 });
+    watcher.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] });
+    const c = f.connect({ clientId: 'k', protocolVersion: 5, keepAlive: 2, will: { topic: 'will/k', payload: Buffer.from('gone'), qos: 0, retain: false } });
+    f.advance(3_100);
+    const d = c.take(14)[0] as DisconnectPacket;
+    assert.equal(d.reasonCode, 0x8d);
+    assert.equal(c.closed, true);
+    const will = watcher.take(3)[0] as PublishPacket;
+    assert.equal(will.topic, 'will/k');
+    assert.equal(will.payload.toString(), 'gone');
+  });
+
+  it('5.0 session expiry: the session survives its interval and ends after it', () => {
+    const f = new FakeCore();
+    const c = f.connect({ clientId: 's', protocolVersion: 5, clean: true, properties: { sessionExpiryInterval: 60 } });
+    c.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] });
+    c.drop();
+    f.advance(59_000);
+    assert.ok(f.core.sessions.has('s'), 'session kept for 59 s');
+    f.advance(2_000);
+    assert.ok(!f.core.sessions.has('s'), 'session gone after 60 s');
+    assert.equal(f.core.router.size, 0, 'its subscriptions are gone too');
+  });
+
+  it('5.0 Session Expiry 0xFFFFFFFF never expires', () => {
+    const f = new FakeCore();
+    const c = f.connect({ clientId: 'n', protocolVersion: 5, properties: { sessionExpiryInterval: 0xffffffff } });
+    c.drop();
+    f.advance(30 * 24 * 3600_000, 3600_000);
+    assert.ok(f.core.sessions.has('n'));
+  });
+
+  it('3.1.1 clean session 0: the session expires after sessionExpiry (default 2 h)', () => {
+    const f = new FakeCore();
+    const c = f.connect({ clientId: 'p', clean: false });
+    c.drop();
+    f.advance(2 * 3600_000 - 60_000, 60_000);
+    assert.ok(f.core.sessions.has('p'));
+    f.advance(120_000, 60_000);
+    assert.ok(!f.core.sessions.has('p'));
+  });
+
+  it('5.0 Will Delay: the will waits, and a reconnect within the delay cancels it [MQTT-3.1.3-9]', () => {
+    const f = new FakeCore();
+    const watcher = f.connect({ clientId: 'w', protocolVersion: 5 });
+    watcher.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] });
+    const will = { topic: 'will/d', payload: Buffer.from('x'), qos: 0 as const, retain: false, properties: { willDelayInterval: 30 } };
+    const c = f.connect({ clientId: 'd', protocolVersion: 5, clean: false, will, properties: { sessionExpiryInterval: 300 } });
+    c.drop();
+    f.advance(20_000);
+    assert.equal(watcher.take(3).length, 0, 'no will before the delay');
+    const again = f.connect({ clientId: 'd', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } });
+    assert.equal((again.take(2)[0] as ConnackPacket).sessionPresent, true);
+    f.advance(60_000);
+    assert.equal(watcher.take(3).length, 0, 'the reconnect cancelled the will');
+  });
+
+  it('5.0 Will Delay: published when the delay passes', () => {
+    const f = new FakeCore();
+    const watcher = f.connect({ clientId: 'w', protocolVersion: 5 });
+    watcher.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] });
+    const will = { topic: 'will/d', payload: Buffer.from('x'), qos: 0 as const, retain: false, properties: { willDelayInterval: 30 } };
+    const c = f.connect({ clientId: 'd', protocolVersion: 5, will, properties: { sessionExpiryInterval: 300 } });
+    c.drop();
+    f.advance(29_000);
+    assert.equal(watcher.take(3).length, 0);
+    f.advance(2_000);
+    assert.equal(watcher.take(3).length, 1);
+  });
+
+  it('5.0 Will Delay longer than the session: the session end publishes it early', () => {
+    const f = new FakeCore();
+    const watcher = f.connect({ clientId: 'w', protocolVersion: 5 });
+    watcher.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] });
+    const will = { topic: 'will/e', payload: Buffer.from('x'), qos: 0 as const, retain: false, properties: { willDelayInterval: 3600 } };
+    const c = f.connect({ clientId: 'e', protocolVersion: 5, will, properties: { sessionExpiryInterval: 10 } });
+    c.drop();
+    f.advance(9_000);
+    assert.equal(watcher.take(3).length, 0);
+    f.advance(2_000);
+    assert.equal(watcher.take(3).length, 1, 'published at session end (10 s), not after 1 h');
+  });
+
+  it('Message Expiry: a queued message whose interval passed is never delivered; the rest carry the time remaining', () => {
+    const f = new FakeCore();
+    const sub = f.connect({ clientId: 'sub', protocolVersion: 5, clean: true, properties: { sessionExpiryInterval: 3600 } });
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'x/#', qos: 1 }] });
+    sub.drop();
+    const pub = f.connect({ clientId: 'pub', protocolVersion: 5 });
+    pub.send({ type: 3, topic: 'x/short', payload: Buffer.from('1'), qos: 1, retain: false, dup: false, packetId: 1, properties: { messageExpiryInterval: 5 } });
+    pub.send({ type: 3, topic: 'x/long', payload: Buffer.from('2'), qos: 1, retain: false, dup: false, packetId: 2, properties: { messageExpiryInterval: 100 } });
+    f.advance(10_000);
+    const back = f.connect({ clientId: 'sub', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600 } });
+    const got = back.take(3) as PublishPacket[];
+    assert.deepEqual(got.map((p) => p.topic), ['x/long']);
+    assert.equal(got[0]!.properties?.messageExpiryInterval, 90);
+  });
+
+  it('offlineMessageExpiry drops queued messages older than the limit', () => {
+    const f = new FakeCore({ limits: { offlineMessageExpiry: 60 } });
+    const sub = f.connect({ clientId: 'sub', clean: false });
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'q', qos: 1 }] });
+    sub.drop();
+    const pub = f.connect({ clientId: 'pub' });
+    pub.send({ type: 3, topic: 'q', payload: Buffer.from('old'), qos: 1, retain: false, dup: false, packetId: 1 });
+    f.advance(50_000);
+    pub.send({ type: 3, topic: 'q', payload: Buffer.from('new'), qos: 1, retain: false, dup: false, packetId: 2 });
+    f.advance(20_000);
+    const back = f.connect({ clientId: 'sub', clean: false });
+    assert.deepEqual((back.take(3) as PublishPacket[]).map((p) => p.payload.toString()), ['new']);
+  });
+});
