@@ -1,0 +1,1082 @@
+// MqttClient: one logical MQTT session over successive network connections.
+//
+// State: `outQueue` holds requests not yet sent (offline, or above the server's Receive
+// Maximum); `inflight` holds sent requests waiting for their acknowledgement, by packet id.
+// After a lost connection SUBSCRIBE / UNSUBSCRIBE go back to the queue, PUBLISH and PUBREL
+// stay in flight and are sent again (PUBLISH with DUP) on reconnect.
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type tls from 'node:tls';
+import {
+  MqttProtocolError,
+  PacketDecoder,
+  encodePacket,
+  isValidTopicFilter,
+  isValidTopicName,
+  topicMatches,
+} from '../protocol/index.js';
+import type {
+  ConnackPacket,
+  ConnectPacket,
+  DisconnectPacket,
+  Packet,
+  Properties,
+  ProtocolVersion,
+  PubAckLikePacket,
+  PublishPacket,
+  QoS,
+  SubackPacket,
+  Subscription,
+  UnsubackPacket,
+} from '../protocol/index.js';
+import {
+  ClientClosedError,
+  ConnectionError,
+  DisconnectError,
+  MqttClientError,
+  TimeoutError,
+  ackError,
+  connackError,
+  explainNetworkError,
+  formatDuration,
+  isPermanentConnackFailure,
+  serverDisconnectError,
+} from './errors.js';
+import type { ClientOptions, ResolvedOptions } from './options.js';
+import { resolveOptions, toBuffer } from './options.js';
+import { KeepAlive, PacketIdAllocator, backoffDelay } from './session-state.js';
+import type { OpenedTransport } from './transport.js';
+import { openTransport } from './transport.js';
+import type { BrokerAddress } from './url.js';
+import { hostPort, isSecure, isWebSocket } from './url.js';
+
+/** What the server said in its CONNACK. */
+export interface ConnackInfo {
+  sessionPresent: boolean;
+  /** 0 (Success / Connection accepted). */
+  reasonCode: number;
+  /** CONNACK properties (5.0), as the server sent them. */
+  properties: Properties;
+  /** The Client ID in use: the one sent, or the server-assigned one. */
+  clientId: string;
+  /** Keep alive in force, seconds (Server Keep Alive when the server set one). */
+  keepAlive: number;
+}
+
+/** A received application message. */
+export interface Message {
+  topic: string;
+  payload: Buffer;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  /** PUBLISH properties (5.0). */
+  properties?: Properties;
+}
+
+export interface PublishOptions {
+  qos?: QoS;
+  retain?: boolean;
+  /** PUBLISH properties (5.0): messageExpiryInterval, contentType, responseTopic, correlationData, userProperties, ... */
+  properties?: Properties;
+}
+
+/** Acknowledgement of a publish: reason code 0 (or 0x10 No matching subscribers) and what the server added. */
+export interface PublishResult {
+  reasonCode: number;
+  reasonString?: string;
+  properties?: Properties;
+}
+
+export interface SubscribeOptions {
+  qos?: QoS;
+  /** 5.0 subscription options. */
+  noLocal?: boolean;
+  retainAsPublished?: boolean;
+  retainHandling?: 0 | 1 | 2;
+  /** SUBSCRIBE properties (5.0): subscriptionIdentifier, userProperties. */
+  properties?: Properties;
+}
+
+export interface SubscribeResult {
+  topicFilter: string;
+  /** Granted QoS 0..2, or a failure code (0x80 and up). */
+  reasonCode: number;
+  /** The granted QoS, when the subscription succeeded. */
+  qos?: QoS;
+}
+
+export interface UnsubscribeResult {
+  topicFilter: string;
+  /** 5.0: the reason code per filter; 3.1.x: 0. */
+  reasonCode: number;
+}
+
+export interface MqttClientEvents {
+  /** Connected (first time and after every reconnect). */
+  connect: [info: ConnackInfo];
+  /** A reconnect attempt starts. */
+  reconnect: [info: { attempt: number; delay: number }];
+  /** The connection was lost (the client will reconnect unless it is closed). */
+  offline: [error: MqttClientError];
+  /** The server sent DISCONNECT (5.0). */
+  disconnect: [packet: DisconnectPacket];
+  /** The client is finally closed: end(), destroy(), or a failure it does not retry. */
+  close: [error?: MqttClientError];
+  /** Errors while running (a failed reconnect, a protocol error). Only emitted when someone listens. */
+  error: [error: MqttClientError];
+  message: [message: Message];
+  packetsend: [packet: Packet];
+  packetreceive: [packet: Packet];
+}
+
+interface Deferred<T> {
+  resolve: (value: T) => void;
+  reject: (error: Error) => void;
+}
+
+type OutItem =
+  | { kind: 'publish'; packet: PublishPacket; deferred: Deferred<PublishResult>; offline: boolean }
+  | { kind: 'subscribe'; subscriptions: Subscription[]; properties?: Properties; deferred: Deferred<SubscribeResult[]>; internal?: boolean }
+  | { kind: 'unsubscribe'; topicFilters: string[]; properties?: Properties; deferred: Deferred<UnsubscribeResult[]> };
+
+type Inflight =
+  | { kind: 'publish'; packet: PublishPacket; stage: 'ack' | 'rec' | 'comp'; deferred: Deferred<PublishResult>; result?: PublishResult }
+  | (Extract<OutItem, { kind: 'subscribe' }> & { packetId: number })
+  | (Extract<OutItem, { kind: 'unsubscribe' }> & { packetId: number });
+
+interface Connection {
+  stream: Duplex;
+  tlsSocket?: tls.TLSSocket;
+  decoder: PacketDecoder;
+  keepAlive?: KeepAlive;
+  keepAliveTimer?: NodeJS.Timeout;
+  corked: boolean;
+  lost: boolean;
+  /** Set once CONNACK accepted the connection. */
+  connected: boolean;
+  /** Error to report when the stream closes (e.g. the server's DISCONNECT). */
+  closeReason?: MqttClientError;
+  onConnack?: (packet: ConnackPacket) => void;
+  onLost?: (err: MqttClientError) => void;
+}
+
+const noop = () => {};
+
+export class MqttClient extends EventEmitter<MqttClientEvents> {
+  readonly options: ResolvedOptions;
+  readonly protocolVersion: ProtocolVersion;
+  /** The Client ID in use (the server-assigned one once known). */
+  clientId: string;
+  /** The last successful CONNACK. */
+  connack: ConnackInfo | undefined;
+
+  private conn: Connection | undefined;
+  private state: 'new' | 'connecting' | 'connected' | 'waiting' | 'closing' | 'closed' = 'new';
+  private readonly ids = new PacketIdAllocator();
+  private outQueue: OutItem[] = [];
+  private offlineCount = 0;
+  private readonly inflight = new Map<number, Inflight>();
+  private inflightPublishes = 0;
+  private readonly incomingQos2 = new Set<number>();
+  private readonly subscriptions = new Map<string, { subscription: Subscription; properties?: Properties }>();
+  private readonly iterators = new Set<MessageQueue>();
+  private pingWaiters: { sentAt: number; deferred: Deferred<number> }[] = [];
+  private drainWaiters: (() => void)[] = [];
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private reconnectAttempt = 0;
+  private attemptAbort: AbortController | undefined;
+  private closeError: MqttClientError | undefined;
+  private topicAliasesIn = new Map<number, string>();
+  // server limits from CONNACK
+  private receiveMaximum = 65535;
+  private maximumPacketSize = Infinity;
+  private maximumQoS: QoS = 2;
+  private retainAvailable = true;
+
+  constructor(urlOrOptions?: string | ClientOptions, options?: ClientOptions) {
+    super();
+    this.options = resolveOptions(urlOrOptions, options);
+    this.protocolVersion = this.options.protocolVersion;
+    this.clientId = this.options.clientId;
+  }
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  get address(): BrokerAddress {
+    return this.options.address;
+  }
+
+  /** The TLS socket of the current connection (mqtts://, wss://). */
+  get tlsSocket(): tls.TLSSocket | undefined {
+    return this.conn?.tlsSocket;
+  }
+
+  /** Requests waiting to be sent plus requests waiting for an acknowledgement. */
+  get pending(): { queued: number; inflight: number } {
+    return { queued: this.outQueue.length, inflight: this.inflight.size };
+  }
+
+  /**
+   * Opens the first connection. Rejects (and closes the client) when it fails: a failed first
+   * connection is reported, not retried. Later losses are retried when `reconnect` is on.
+   */
+  async connect(): Promise<ConnackInfo> {
+    if (this.state !== 'new') throw new MqttClientError('INVALID_ARGUMENT', 'connect() was already called');
+    this.state = 'connecting';
+    try {
+      const info = await this.attempt();
+      return info;
+    } catch (err) {
+      const error = toClientError(err, this.options.address);
+      this.finalize(error);
+      throw error;
+    }
+  }
+
+  // ---------------------------------------------------------------- connection attempts
+
+  private attempt(): Promise<ConnackInfo> {
+    const { address, connectTimeout } = this.options;
+    const abort = new AbortController();
+    this.attemptAbort = abort;
+    return new Promise<ConnackInfo>((resolve, reject) => {
+      let phase: 'transport' | 'connack' = 'transport';
+      let settled = false;
+      let conn: Connection | undefined;
+      const fail = (err: MqttClientError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.attemptAbort = undefined;
+        abort.abort();
+        if (conn) {
+          conn.lost = true;
+          this.teardown(conn);
+        }
+        reject(err);
+      };
+      abort.signal.addEventListener('abort', () => fail(new ClientClosedError('CLIENT_CLOSED', 'the client was closed while connecting')), { once: true });
+      const timer = setTimeout(() => {
+        const d = formatDuration(connectTimeout);
+        const err =
+          phase === 'connack'
+            ? new TimeoutError('CONNECT_TIMEOUT', `timed out waiting for CONNACK after ${d}`, {
+                hint: 'the server accepted the connection but did not answer CONNECT: is this an MQTT port? does it speak this protocol version?',
+              })
+            : new TimeoutError('CONNECT_TIMEOUT', `timed out after ${d} opening the connection to ${hostPort(address.host, address.port)}`, {
+                hint: 'a firewall may drop the packets; check the host and port',
+              });
+        fail(err);
+      }, connectTimeout);
+
+      const open: Promise<OpenedTransport> = this.options.createStream
+        ? this.options.createStream(address).then((s) => ('stream' in s && !('write' in s) ? s : { stream: s as Duplex }))
+        : openTransport(address, { tls: this.options.tls, wsHeaders: this.options.wsHeaders, signal: abort.signal });
+      open.then(
+        (opened) => {
+          if (settled || this.state === 'closing' || this.state === 'closed') {
+            opened.stream.destroy();
+            if (!settled) fail(new ClientClosedError('CLIENT_CLOSED', 'the client was closed while connecting'));
+            return;
+          }
+          phase = 'connack';
+          conn = this.setupConnection(opened);
+          conn.onLost = (err) => fail(err);
+          conn.onConnack = (packet) => {
+            if (settled) return;
+            if (packet.reasonCode !== 0) {
+              fail(connackError(packet.reasonCode, this.protocolVersion, packet.properties?.reasonString));
+              return;
+            }
+            settled = true;
+            clearTimeout(timer);
+            this.attemptAbort = undefined;
+            const c = conn!;
+            c.onLost = undefined;
+            c.onConnack = undefined;
+            resolve(this.onConnected(c, packet));
+          };
+          this.send(conn, this.connectPacket());
+        },
+        (err) => fail(toClientError(err, address)),
+      );
+    });
+  }
+
+  private connectPacket(): ConnectPacket {
+    const o = this.options;
+    const packet: ConnectPacket = {
+      type: 1,
+      protocolName: o.protocolVersion === 3 ? 'MQIsdp' : 'MQTT',
+      protocolVersion: o.protocolVersion,
+      clean: o.clean,
+      keepAlive: o.keepAlive,
+      clientId: this.clientId,
+    };
+    if (o.username !== undefined) packet.username = o.username;
+    if (o.password !== undefined) packet.password = o.password;
+    if (o.will) {
+      packet.will = {
+        topic: o.will.topic,
+        payload: toBuffer(o.will.payload),
+        qos: o.will.qos ?? 0,
+        retain: o.will.retain ?? false,
+      };
+      if (o.will.properties && o.protocolVersion === 5) packet.will.properties = o.will.properties;
+    }
+    if (o.protocolVersion === 5) {
+      const properties: Properties = { ...o.properties };
+      if (o.sessionExpiry !== undefined) properties.sessionExpiryInterval = o.sessionExpiry;
+      if (Object.keys(properties).length > 0) packet.properties = properties;
+    }
+    return packet;
+  }
+
+  private setupConnection(opened: OpenedTransport): Connection {
+    const decoder = new PacketDecoder({
+      protocolVersion: this.protocolVersion,
+      role: 'client',
+      ...(this.options.properties?.maximumPacketSize ? { maxPacketSize: this.options.properties.maximumPacketSize } : {}),
+    });
+    const conn: Connection = { stream: opened.stream, decoder, corked: false, lost: false, connected: false };
+    if (opened.tlsSocket) conn.tlsSocket = opened.tlsSocket;
+    this.conn = conn;
+    const stream = opened.stream;
+    const onPacket = (packet: Packet) => this.handlePacket(conn, packet);
+    stream.on('data', (chunk: Buffer) => {
+      if (conn.lost) return;
+      try {
+        decoder.feed(chunk, onPacket);
+      } catch (err) {
+        if (err instanceof MqttProtocolError) {
+          if (this.protocolVersion === 5 && !conn.lost) this.send(conn, { type: 14, reasonCode: err.reasonCode });
+          this.connectionLost(conn, new MqttClientError('PROTOCOL_ERROR', `protocol error from the server: ${err.message}`, { reasonCode: err.reasonCode, cause: err }));
+        } else {
+          this.connectionLost(conn, toClientError(err, this.options.address));
+        }
+      }
+    });
+    stream.on('error', (err) => this.connectionLost(conn, toClientError(err, this.options.address)));
+    stream.on('close', () => {
+      const where = hostPort(this.options.address.host, this.options.address.port);
+      let reason = conn.closeReason;
+      if (!reason) {
+        reason = conn.connected
+          ? new DisconnectError('CONNECTION_CLOSED', `connection to ${where} closed by the server`)
+          : new DisconnectError('CONNECTION_CLOSED', `connection to ${where} closed by the server before CONNACK`, {
+              hint: isSecure(this.options.address.scheme)
+                ? 'the server may not support this protocol version (try -V 3.1.1), or refused the client'
+                : 'if this is a TLS port use mqtts:// (or wss://); the server may not support this protocol version (try -V 3.1.1)',
+            });
+      }
+      this.connectionLost(conn, reason);
+    });
+    stream.on('end', () => {
+      // the server half-closed: finish our side so 'close' follows
+      stream.end();
+    });
+    return conn;
+  }
+
+  private onConnected(conn: Connection, packet: ConnackPacket): ConnackInfo {
+    const props = packet.properties ?? {};
+    if (props.assignedClientIdentifier) this.clientId = props.assignedClientIdentifier;
+    this.receiveMaximum = props.receiveMaximum ?? 65535;
+    this.maximumPacketSize = props.maximumPacketSize ?? Infinity;
+    this.maximumQoS = (props.maximumQoS ?? 2) as QoS;
+    this.retainAvailable = props.retainAvailable !== 0;
+    this.topicAliasesIn.clear();
+    let keepAlive = this.options.keepAlive;
+    let pingInterval = this.options.pingInterval;
+    if (props.serverKeepAlive !== undefined) {
+      keepAlive = props.serverKeepAlive;
+      pingInterval = keepAlive === 0 ? 0 : Math.min(pingInterval > 0 ? pingInterval : Infinity, keepAlive * 1000);
+    }
+    const info: ConnackInfo = { sessionPresent: packet.sessionPresent, reasonCode: packet.reasonCode, properties: props, clientId: this.clientId, keepAlive };
+    this.connack = info;
+    conn.connected = true;
+    this.state = 'connected';
+    this.reconnectAttempt = 0;
+    if (pingInterval > 0) {
+      conn.keepAlive = new KeepAlive(pingInterval, this.options.pingTimeout, Date.now());
+      this.scheduleKeepAlive(conn, Date.now() + pingInterval);
+    }
+    if (!packet.sessionPresent) this.incomingQos2.clear();
+    // 1. subscribe again when the server forgot the session
+    if (!packet.sessionPresent && this.options.resubscribe && this.subscriptions.size > 0) {
+      const again: OutItem[] = [];
+      for (const { subscription, properties } of this.subscriptions.values()) {
+        again.push({
+          kind: 'subscribe',
+          subscriptions: [subscription],
+          ...(properties ? { properties } : {}),
+          internal: true,
+          deferred: {
+            resolve: noop,
+            reject: (err) => {
+              if (!(err instanceof ClientClosedError)) this.emitError(err as MqttClientError);
+            },
+          },
+        });
+      }
+      // resubscriptions go before requests queued meanwhile (which may also be subscriptions)
+      this.outQueue = again.concat(this.outQueue);
+    }
+    // 2. resend what is in flight: PUBLISH with DUP, PUBREL for QoS 2 past PUBREC
+    for (const [packetId, item] of this.inflight) {
+      if (item.kind !== 'publish') continue;
+      if (item.stage === 'comp') this.send(conn, { type: 6, packetId });
+      else {
+        item.packet.dup = true;
+        this.send(conn, item.packet);
+      }
+    }
+    // 3. what was queued
+    this.pump();
+    queueMicrotask(() => this.emit('connect', info));
+    return info;
+  }
+
+  private scheduleKeepAlive(conn: Connection, at: number): void {
+    clearTimeout(conn.keepAliveTimer);
+    if (!Number.isFinite(at)) return;
+    conn.keepAliveTimer = setTimeout(() => this.checkKeepAlive(conn), Math.max(0, at - Date.now()));
+    conn.keepAliveTimer.unref?.();
+  }
+
+  private checkKeepAlive(conn: Connection): void {
+    if (conn.lost || !conn.keepAlive) return;
+    const now = Date.now();
+    const result = conn.keepAlive.poll(now);
+    if (result.action === 'dead') {
+      const timeout = formatDuration(conn.keepAlive.timeoutMs);
+      this.connectionLost(
+        conn,
+        new TimeoutError('KEEPALIVE_TIMEOUT', `no PINGRESP from the server within ${timeout}: connection considered dead`, {
+          hint: 'the network or the server stalled; the client reconnects if reconnect is on',
+        }),
+      );
+      return;
+    }
+    if (result.action === 'ping') {
+      // queued like a ping() so PINGRESPs pair up with PINGREQs in order
+      this.pingWaiters.push({ sentAt: performance.now(), deferred: { resolve: noop, reject: noop } });
+      this.send(conn, { type: 12 });
+      conn.keepAlive.pingSent(now);
+    }
+    this.scheduleKeepAlive(conn, result.nextCheckAt);
+  }
+
+  // ---------------------------------------------------------------- losing connections
+
+  private connectionLost(conn: Connection, err: MqttClientError): void {
+    if (conn.lost) {
+      return;
+    }
+    conn.lost = true;
+    this.teardown(conn);
+    if (conn.onLost) {
+      // still connecting: the attempt reports it
+      conn.onLost(err);
+      return;
+    }
+    if (!conn.connected) return;
+    this.afterLoss(err);
+  }
+
+  private teardown(conn: Connection): void {
+    clearTimeout(conn.keepAliveTimer);
+    conn.stream.destroy();
+    if (this.conn === conn) this.conn = undefined;
+  }
+
+  private afterLoss(err: MqttClientError): void {
+    // requests that must be sent again as new packets go back to the queue, in order
+    const back: OutItem[] = [];
+    for (const [packetId, item] of this.inflight) {
+      if (item.kind === 'publish') continue;
+      this.inflight.delete(packetId);
+      this.ids.release(packetId);
+      const { packetId: _, ...rest } = item;
+      void _;
+      back.push(rest as OutItem);
+    }
+    this.outQueue = back.concat(this.outQueue);
+    for (const w of this.pingWaiters) w.deferred.reject(err);
+    this.pingWaiters = [];
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'waiting';
+    this.emit('offline', err);
+    this.emitError(err);
+    const serverSaysStop = err.code === 'SERVER_DISCONNECT' && (err.reasonCode === 0x8e || err.reasonCode === 0x8a || err.reasonCode === 0x9c || err.reasonCode === 0x9d);
+    if (this.options.reconnect === false || serverSaysStop) {
+      this.finalize(err);
+      return;
+    }
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.options.reconnect === false) return;
+    const delay = backoffDelay(this.reconnectAttempt, this.options.reconnect);
+    const attempt = ++this.reconnectAttempt;
+    this.state = 'waiting';
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.state !== 'waiting') return;
+      this.state = 'connecting';
+      this.emit('reconnect', { attempt, delay });
+      this.attempt().then(noop, (e) => {
+        const error = toClientError(e, this.options.address);
+        if (this.state === 'closing' || this.state === 'closed') return;
+        this.emitError(error);
+        if (error instanceof MqttClientError && error.code === 'CONNACK_REFUSED' && isPermanentConnackFailure(error.reasonCode ?? 0x80, this.protocolVersion)) {
+          this.finalize(error);
+          return;
+        }
+        this.scheduleReconnect();
+      });
+    }, delay);
+  }
+
+  private emitError(err: MqttClientError): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /** Rejects everything pending and emits 'close' (once). */
+  private finalize(err?: MqttClientError): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.closeError = err;
+    clearTimeout(this.reconnectTimer);
+    this.attemptAbort?.abort();
+    if (this.conn) {
+      this.conn.lost = true;
+      this.teardown(this.conn);
+    }
+    const reason = new ClientClosedError('CLIENT_CLOSED', err ? `the client closed: ${err.message}` : 'the client was closed', { cause: err });
+    for (const item of this.outQueue) item.deferred.reject(reason);
+    this.outQueue = [];
+    this.offlineCount = 0;
+    for (const item of this.inflight.values()) item.deferred.reject(reason);
+    this.inflight.clear();
+    this.ids.clear();
+    this.inflightPublishes = 0;
+    for (const w of this.pingWaiters) w.deferred.reject(reason);
+    this.pingWaiters = [];
+    for (const it of this.iterators) it.finish();
+    this.iterators.clear();
+    this.resolveDrain();
+    this.emit('close', err);
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  private send(conn: Connection, packet: Packet, encoded?: Buffer): void {
+    if (conn.lost) return;
+    const buf = encoded ?? encodePacket(packet, this.protocolVersion);
+    if (!conn.corked) {
+      conn.corked = true;
+      conn.stream.cork();
+      process.nextTick(() => {
+        conn.corked = false;
+        conn.stream.uncork();
+      });
+    }
+    conn.stream.write(buf);
+    conn.keepAlive?.sent(Date.now());
+    if (this.listenerCount('packetsend') > 0) this.emit('packetsend', packet);
+  }
+
+  /** Sends queued requests as far as the connection, packet ids and the server's Receive Maximum allow. */
+  private pump(): void {
+    const conn = this.conn;
+    if (!conn || !conn.connected || conn.lost || this.state !== 'connected') return;
+    const keep: OutItem[] = [];
+    // once a publish has to wait for Receive Maximum, later publishes wait too (message order)
+    let publishesBlocked = false;
+    for (let i = 0; i < this.outQueue.length; i++) {
+      const item = this.outQueue[i]!;
+      if (item.kind === 'publish' && item.offline) {
+        item.offline = false;
+        this.offlineCount--;
+      }
+      if (item.kind === 'publish') {
+        if (publishesBlocked || (item.packet.qos > 0 && this.inflightPublishes >= this.receiveMaximum)) {
+          publishesBlocked = true;
+          keep.push(item);
+          continue;
+        }
+        if (item.packet.qos === 0) {
+          this.sendPublish0(conn, item);
+          continue;
+        }
+      }
+      const packetId = this.ids.allocate();
+      if (packetId === undefined) {
+        keep.push(...this.outQueue.slice(i));
+        break;
+      }
+      if (item.kind === 'publish') this.sendPublish(conn, item, packetId);
+      else if (item.kind === 'subscribe') {
+        this.inflight.set(packetId, { ...item, packetId });
+        const packet: Packet = { type: 8, packetId, subscriptions: item.subscriptions, ...(item.properties ? { properties: item.properties } : {}) };
+        this.send(conn, packet);
+      } else {
+        this.inflight.set(packetId, { ...item, packetId });
+        this.send(conn, { type: 10, packetId, topicFilters: item.topicFilters, ...(item.properties ? { properties: item.properties } : {}) });
+      }
+    }
+    this.outQueue = keep;
+  }
+
+  private encodeChecked(packet: PublishPacket): Buffer | MqttClientError {
+    let buf: Buffer;
+    try {
+      buf = encodePacket(packet, this.protocolVersion);
+    } catch (err) {
+      return new MqttClientError('INVALID_ARGUMENT', `cannot encode PUBLISH: ${(err as Error).message}`, { cause: err });
+    }
+    if (buf.length > this.maximumPacketSize) {
+      return ackError(`publish to "${packet.topic}"`, 0x95, `the packet has ${buf.length} bytes, the server accepts at most ${this.maximumPacketSize}`);
+    }
+    return buf;
+  }
+
+  private sendPublish0(conn: Connection, item: Extract<OutItem, { kind: 'publish' }>): void {
+    const buf = this.encodeChecked(item.packet);
+    if (buf instanceof Error) {
+      item.deferred.reject(buf);
+      return;
+    }
+    this.send(conn, item.packet, buf);
+    item.deferred.resolve({ reasonCode: 0 });
+  }
+
+  private sendPublish(conn: Connection, item: Extract<OutItem, { kind: 'publish' }>, packetId: number): void {
+    item.packet.packetId = packetId;
+    const buf = this.encodeChecked(item.packet);
+    if (buf instanceof Error) {
+      this.ids.release(packetId);
+      item.deferred.reject(buf);
+      return;
+    }
+    this.inflight.set(packetId, { kind: 'publish', packet: item.packet, stage: 'ack', deferred: item.deferred });
+    this.inflightPublishes++;
+    this.send(conn, item.packet, buf);
+  }
+
+  private enqueue(item: OutItem): void {
+    if (this.state === 'closed' || this.state === 'closing') {
+      item.deferred.reject(new ClientClosedError('CLIENT_CLOSED', 'the client is closed'));
+      return;
+    }
+    if (item.kind === 'publish' && this.state !== 'connected') {
+      if (!this.options.queueWhileOffline) {
+        item.deferred.reject(new ClientClosedError('OFFLINE', 'not connected (queueWhileOffline is off)'));
+        return;
+      }
+      if (this.offlineCount >= this.options.offlineQueueMax) {
+        item.deferred.reject(new ClientClosedError('OFFLINE_QUEUE_FULL', `offline queue full (${this.options.offlineQueueMax} messages): publish dropped`));
+        return;
+      }
+      item.offline = true;
+      this.offlineCount++;
+    }
+    this.outQueue.push(item);
+    if (this.state === 'connected') this.pump();
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  private handlePacket(conn: Connection, packet: Packet): void {
+    if (conn.lost) return;
+    if (this.listenerCount('packetreceive') > 0) this.emit('packetreceive', packet);
+    switch (packet.type) {
+      case 2:
+        if (conn.onConnack) conn.onConnack(packet as ConnackPacket);
+        else this.protocolViolation(conn, 'a second CONNACK');
+        return;
+      case 3:
+        return this.receivePublish(conn, packet as PublishPacket);
+      case 4:
+      case 5:
+      case 7:
+        return this.receiveAck(conn, packet as PubAckLikePacket);
+      case 6: {
+        const { packetId } = packet as PubAckLikePacket;
+        const known = this.incomingQos2.delete(packetId);
+        this.send(conn, { type: 7, packetId, ...(known || this.protocolVersion !== 5 ? {} : { reasonCode: 0x92 }) });
+        return;
+      }
+      case 9:
+        return this.receiveSuback(packet as SubackPacket);
+      case 11:
+        return this.receiveUnsuback(packet as UnsubackPacket);
+      case 13: {
+        conn.keepAlive?.pingResponse();
+        const waiter = this.pingWaiters.shift();
+        waiter?.deferred.resolve(performance.now() - waiter.sentAt);
+        return;
+      }
+      case 14: {
+        const d = packet as DisconnectPacket;
+        const code = d.reasonCode ?? 0;
+        conn.closeReason = serverDisconnectError(code, d.properties?.reasonString, d.properties?.serverReference);
+        this.emit('disconnect', d);
+        this.connectionLost(conn, conn.closeReason);
+        return;
+      }
+      default:
+        this.protocolViolation(conn, `an unexpected packet of type ${packet.type}`);
+    }
+  }
+
+  private protocolViolation(conn: Connection, what: string): void {
+    if (this.protocolVersion === 5) this.send(conn, { type: 14, reasonCode: 0x82 });
+    this.connectionLost(conn, new MqttClientError('PROTOCOL_ERROR', `protocol error: the server sent ${what}`, { reasonCode: 0x82 }));
+  }
+
+  private receivePublish(conn: Connection, packet: PublishPacket): void {
+    let topic = packet.topic;
+    const alias = packet.properties?.topicAlias;
+    if (alias !== undefined) {
+      if (topic !== '') this.topicAliasesIn.set(alias, topic);
+      else {
+        const known = this.topicAliasesIn.get(alias);
+        if (known === undefined) {
+          this.protocolViolation(conn, `an unknown Topic Alias ${alias}`);
+          return;
+        }
+        topic = known;
+      }
+    }
+    const deliver = () => {
+      const message: Message = {
+        topic,
+        payload: Buffer.from(packet.payload),
+        qos: packet.qos,
+        retain: packet.retain,
+        dup: packet.dup,
+      };
+      if (packet.properties) message.properties = packet.properties;
+      this.emit('message', message);
+      for (const it of this.iterators) it.offer(message);
+    };
+    if (packet.qos === 0) deliver();
+    else if (packet.qos === 1) {
+      deliver();
+      this.send(conn, { type: 4, packetId: packet.packetId! });
+    } else {
+      const id = packet.packetId!;
+      if (!this.incomingQos2.has(id)) {
+        this.incomingQos2.add(id);
+        deliver();
+      }
+      this.send(conn, { type: 5, packetId: id });
+    }
+  }
+
+  private receiveAck(conn: Connection, packet: PubAckLikePacket): void {
+    const item = this.inflight.get(packet.packetId);
+    const code = packet.reasonCode ?? 0;
+    if (!item || item.kind !== 'publish') {
+      // PUBREC for an unknown id still gets its PUBREL
+      if (packet.type === 5) this.send(conn, { type: 6, packetId: packet.packetId, ...(this.protocolVersion === 5 ? { reasonCode: 0x92 } : {}) });
+      return;
+    }
+    const result: PublishResult = { reasonCode: code };
+    if (packet.properties?.reasonString) result.reasonString = packet.properties.reasonString;
+    if (packet.properties && Object.keys(packet.properties).length > 0) result.properties = packet.properties;
+    const what = `publish to "${item.packet.topic}"`;
+    if (packet.type === 5) {
+      if (item.stage === 'comp') {
+        this.send(conn, { type: 6, packetId: packet.packetId });
+        return;
+      }
+      if (item.packet.qos !== 2) return;
+      if (code >= 0x80) {
+        this.finishPublish(packet.packetId);
+        item.deferred.reject(ackError(what, code, packet.properties?.reasonString));
+        return;
+      }
+      item.stage = 'comp';
+      item.result = result;
+      this.send(conn, { type: 6, packetId: packet.packetId });
+      return;
+    }
+    if (packet.type === 4 && item.packet.qos !== 1) return;
+    if (packet.type === 7 && item.stage !== 'comp') return;
+    this.finishPublish(packet.packetId);
+    // PUBCOMP 0x92 after a resent PUBREL: the server had completed it already
+    if (code >= 0x80 && !(packet.type === 7 && code === 0x92)) item.deferred.reject(ackError(what, code, packet.properties?.reasonString));
+    else item.deferred.resolve(packet.type === 7 && item.result ? item.result : result);
+  }
+
+  private finishPublish(packetId: number): void {
+    this.inflight.delete(packetId);
+    this.ids.release(packetId);
+    this.inflightPublishes--;
+    this.pump();
+    this.resolveDrain();
+  }
+
+  private receiveSuback(packet: SubackPacket): void {
+    const item = this.inflight.get(packet.packetId);
+    if (!item || item.kind !== 'subscribe') return;
+    this.inflight.delete(packet.packetId);
+    this.ids.release(packet.packetId);
+    const results: SubscribeResult[] = item.subscriptions.map((s, i) => {
+      const code = packet.reasonCodes[i] ?? 0x80;
+      const r: SubscribeResult = { topicFilter: s.topicFilter, reasonCode: code };
+      if (code <= 2) {
+        r.qos = code as QoS;
+        this.subscriptions.set(s.topicFilter, { subscription: s, ...(item.properties ? { properties: item.properties } : {}) });
+      } else if (!item.internal) this.subscriptions.delete(s.topicFilter);
+      return r;
+    });
+    const failed = results.filter((r) => r.reasonCode >= 0x80);
+    this.pump();
+    this.resolveDrain();
+    if (failed.length > 0) {
+      const first = failed[0]!;
+      const err = ackError(`subscribe to "${first.topicFilter}"`, first.reasonCode, packet.properties?.reasonString);
+      (err as MqttClientError & { results?: SubscribeResult[] }).results = results;
+      item.deferred.reject(err);
+    } else item.deferred.resolve(results);
+  }
+
+  private receiveUnsuback(packet: UnsubackPacket): void {
+    const item = this.inflight.get(packet.packetId);
+    if (!item || item.kind !== 'unsubscribe') return;
+    this.inflight.delete(packet.packetId);
+    this.ids.release(packet.packetId);
+    const results = item.topicFilters.map((f, i) => ({ topicFilter: f, reasonCode: packet.reasonCodes?.[i] ?? 0 }));
+    for (const f of item.topicFilters) this.subscriptions.delete(f);
+    this.pump();
+    this.resolveDrain();
+    const failed = results.find((r) => r.reasonCode >= 0x80);
+    if (failed) item.deferred.reject(ackError(`unsubscribe from "${failed.topicFilter}"`, failed.reasonCode, packet.properties?.reasonString));
+    else item.deferred.resolve(results);
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /**
+   * Publishes a message. QoS 0 resolves once written to the socket; QoS 1 on PUBACK; QoS 2 on
+   * PUBCOMP. Rejects with a ReasonCodeError when the server refuses it (reason code >= 0x80).
+   * While offline the message is queued (see queueWhileOffline / offlineQueueMax).
+   */
+  publish(topic: string, payload: string | Buffer | Uint8Array = Buffer.alloc(0), options: PublishOptions = {}): Promise<PublishResult> {
+    const qos = options.qos ?? 0;
+    if (qos !== 0 && qos !== 1 && qos !== 2) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid QoS ${String(qos)}: use 0, 1 or 2`));
+    if (!isValidTopicName(topic)) {
+      return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid topic name "${topic}": it must be non-empty and contain no + or #`));
+    }
+    if (this.connack && qos > this.maximumQoS) {
+      return Promise.reject(ackError(`publish to "${topic}"`, 0x9b, `the server supports QoS up to ${this.maximumQoS}`));
+    }
+    if (this.connack && options.retain && !this.retainAvailable) {
+      return Promise.reject(ackError(`publish to "${topic}"`, 0x9a, 'the server does not support retained messages'));
+    }
+    const packet: PublishPacket = { type: 3, topic, payload: toBuffer(payload), qos, retain: options.retain ?? false, dup: false };
+    if (options.properties && this.protocolVersion === 5) packet.properties = options.properties;
+    return new Promise<PublishResult>((resolve, reject) => {
+      this.enqueue({ kind: 'publish', packet, deferred: { resolve, reject }, offline: false });
+    });
+  }
+
+  /** Subscribes; resolves with one result per filter. Rejects with a ReasonCodeError (with `results`) when the server refuses a filter. */
+  subscribe(filters: string | string[] | Subscription[], options: SubscribeOptions = {}): Promise<SubscribeResult[]> {
+    const list: Subscription[] = (Array.isArray(filters) ? filters : [filters]).map((f) => {
+      if (typeof f !== 'string') return f;
+      const s: Subscription = { topicFilter: f, qos: options.qos ?? 0 };
+      if (options.noLocal !== undefined) s.noLocal = options.noLocal;
+      if (options.retainAsPublished !== undefined) s.retainAsPublished = options.retainAsPublished;
+      if (options.retainHandling !== undefined) s.retainHandling = options.retainHandling;
+      return s;
+    });
+    if (list.length === 0) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', 'subscribe needs at least one topic filter'));
+    for (const s of list) {
+      if (!isValidTopicFilter(s.topicFilter)) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid topic filter "${s.topicFilter}"`));
+    }
+    return new Promise<SubscribeResult[]>((resolve, reject) => {
+      this.enqueue({
+        kind: 'subscribe',
+        subscriptions: list,
+        ...(options.properties && this.protocolVersion === 5 ? { properties: options.properties } : {}),
+        deferred: { resolve, reject },
+      });
+    });
+  }
+
+  unsubscribe(filters: string | string[], properties?: Properties): Promise<UnsubscribeResult[]> {
+    const list = Array.isArray(filters) ? filters : [filters];
+    if (list.length === 0) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', 'unsubscribe needs at least one topic filter'));
+    return new Promise<UnsubscribeResult[]>((resolve, reject) => {
+      this.enqueue({
+        kind: 'unsubscribe',
+        topicFilters: list,
+        ...(properties && this.protocolVersion === 5 ? { properties } : {}),
+        deferred: { resolve, reject },
+      });
+    });
+  }
+
+  /** Sends PINGREQ and resolves with the round-trip time in ms. */
+  ping(): Promise<number> {
+    const conn = this.conn;
+    if (!conn || !conn.connected || conn.lost) return Promise.reject(new ClientClosedError('OFFLINE', 'not connected'));
+    return new Promise<number>((resolve, reject) => {
+      this.pingWaiters.push({ sentAt: performance.now(), deferred: { resolve, reject } });
+      this.send(conn, { type: 12 });
+    });
+  }
+
+  /**
+   * Received messages as an async iterable, optionally only those matching `filter`. The
+   * iteration ends when the client closes. Messages arriving before iteration starts are
+   * buffered from the moment messages() is called.
+   */
+  messages(filter?: string): AsyncIterableIterator<Message> {
+    const queue = new MessageQueue(filter, () => this.iterators.delete(queue));
+    if (this.state === 'closed') queue.finish();
+    else this.iterators.add(queue);
+    return queue;
+  }
+
+  /**
+   * Graceful close: waits (up to `timeout` ms, default 5000) for acknowledgements of what is in
+   * flight, sends DISCONNECT and closes the socket. The server discards the will message.
+   * 5.0: `reasonCode` 0x04 asks the server to publish the will anyway; `sessionExpiry` updates it.
+   */
+  async end(options: { timeout?: number; reasonCode?: number; sessionExpiry?: number } = {}): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'closing') {
+      await new Promise<void>((r) => this.once('close', () => r()));
+      return;
+    }
+    const timeout = options.timeout ?? 5000;
+    if (this.state === 'connected' && (this.inflight.size > 0 || this.outQueue.length > 0)) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeout);
+        this.drainWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    if (this.closed) return;
+    this.state = 'closing';
+    clearTimeout(this.reconnectTimer);
+    this.attemptAbort?.abort();
+    const conn = this.conn;
+    if (conn && conn.connected && !conn.lost) {
+      const packet: DisconnectPacket = { type: 14 };
+      if (this.protocolVersion === 5) {
+        if (options.reasonCode !== undefined) packet.reasonCode = options.reasonCode;
+        if (options.sessionExpiry !== undefined) packet.properties = { sessionExpiryInterval: options.sessionExpiry };
+      }
+      this.send(conn, packet);
+      clearTimeout(conn.keepAliveTimer);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(timeout, 1000));
+        conn.stream.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        conn.stream.end();
+      });
+    }
+    this.finalize(undefined);
+  }
+
+  /** Drops the connection without DISCONNECT (the server publishes the will) and closes the client. */
+  destroy(error?: MqttClientError): void {
+    this.finalize(error);
+  }
+
+  private resolveDrain(): void {
+    if (this.drainWaiters.length === 0) return;
+    if (this.state !== 'closed' && (this.inflight.size > 0 || this.outQueue.length > 0)) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** The error the client closed with, if any. */
+  get error(): MqttClientError | undefined {
+    return this.closeError;
+  }
+
+  /** For tests and diagnostics: drop the current connection as if the network failed. */
+  simulateNetworkFailure(): void {
+    const conn = this.conn;
+    if (conn && !conn.lost) this.connectionLost(conn, new ConnectionError('ECONNRESET', 'tcp', 'connection dropped (simulated network failure)'));
+  }
+}
+
+function toClientError(err: unknown, address: BrokerAddress): MqttClientError {
+  if (err instanceof MqttClientError) return err;
+  if (err instanceof MqttProtocolError) return new MqttClientError('PROTOCOL_ERROR', `protocol error: ${err.message}`, { reasonCode: err.reasonCode, cause: err });
+  return explainNetworkError(err, { host: address.host, port: address.port, tls: isSecure(address.scheme), webSocket: isWebSocket(address.scheme) });
+}
+
+/** Buffered async iterator of messages for one messages() call. */
+class MessageQueue implements AsyncIterableIterator<Message> {
+  private readonly buffer: Message[] = [];
+  private waiting: ((r: IteratorResult<Message>) => void) | undefined;
+  private done = false;
+
+  constructor(
+    private readonly filter: string | undefined,
+    private readonly onReturn: () => void,
+  ) {}
+
+  offer(message: Message): void {
+    if (this.done) return;
+    if (this.filter !== undefined && !topicMatches(this.filter, message.topic)) return;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w({ value: message, done: false });
+    } else this.buffer.push(message);
+  }
+
+  finish(): void {
+    this.done = true;
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = undefined;
+      w({ value: undefined, done: true });
+    }
+  }
+
+  next(): Promise<IteratorResult<Message>> {
+    const m = this.buffer.shift();
+    if (m) return Promise.resolve({ value: m, done: false });
+    if (this.done) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => {
+      this.waiting = resolve;
+    });
+  }
+
+  return(): Promise<IteratorResult<Message>> {
+    this.buffer.length = 0;
+    this.finish();
+    this.onReturn();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
+    return this;
+  }
+}

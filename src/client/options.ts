@@ -1,0 +1,179 @@
+// Client options and their defaults.
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { Properties, ProtocolVersion, QoS } from '../protocol/index.js';
+import type { BackoffOptions } from './session-state.js';
+import type { OpenedTransport, TlsOptions } from './transport.js';
+import type { BrokerAddress, BrokerScheme } from './url.js';
+import { DEFAULT_PORTS, parseBrokerUrl } from './url.js';
+
+export type ProtocolVersionInput = ProtocolVersion | '3.1' | '3.1.1' | '5' | '5.0' | string;
+
+export interface WillOptions {
+  topic: string;
+  payload?: string | Buffer | Uint8Array;
+  qos?: QoS;
+  retain?: boolean;
+  /** Will properties (5.0): willDelayInterval, messageExpiryInterval, contentType, userProperties, ... */
+  properties?: Properties;
+}
+
+export interface ClientOptions {
+  /** mqtt://host[:1883], mqtts://host[:8883], ws://host[:8083]/mqtt, wss://host[:8084]/mqtt. */
+  url?: string;
+  /** Instead of url: host (default localhost), port (default for the scheme), scheme (default mqtt), WebSocket path. */
+  host?: string;
+  port?: number;
+  scheme?: BrokerScheme;
+  path?: string;
+  /** 3.1, 3.1.1 or 5.0 (also 3 / 4 / 5, "mqttv311", ...). Default 5.0. */
+  protocolVersion?: ProtocolVersionInput;
+  /** Default: "petrel_" + 16 hex digits. '' asks the server to assign one (5.0, or 3.1.1 with clean session). */
+  clientId?: string;
+  username?: string;
+  password?: string | Buffer;
+  /** Clean Session (3.1.x) / Clean Start (5.0). Default true. */
+  clean?: boolean;
+  /** Session Expiry Interval in seconds (5.0). 0xFFFFFFFF never expires. */
+  sessionExpiry?: number;
+  /** Keep alive in seconds (0 disables). Default 60. The server may override it (5.0 Server Keep Alive). */
+  keepAlive?: number;
+  /** Send PINGREQ after this many ms without sending anything. Default: the keep alive. */
+  pingInterval?: number;
+  /** How long to wait for PINGRESP before the connection is dead, ms. Default: min(keep alive, 30 s). */
+  pingTimeout?: number;
+  /** Time allowed from opening the socket to CONNACK, ms. Default 30000. */
+  connectTimeout?: number;
+  will?: WillOptions;
+  /** CONNECT properties (5.0): receiveMaximum, maximumPacketSize, topicAliasMaximum, userProperties, ... */
+  properties?: Properties;
+  tls?: TlsOptions;
+  /** Extra headers for the WebSocket upgrade request. */
+  wsHeaders?: Record<string, string>;
+  /** Reconnect after a lost connection, with exponential backoff and jitter. Default true; false disables. */
+  reconnect?: boolean | BackoffOptions;
+  /** Keep publish() calls made while offline and send them on reconnect. Default true. */
+  queueWhileOffline?: boolean;
+  /** Most publishes kept while offline; more are rejected. Default 1000. */
+  offlineQueueMax?: number;
+  /** Subscribe again after reconnecting when the server has no session. Default true. */
+  resubscribe?: boolean;
+  /** Opens the stream yourself (tests, proxies, diagnostics). */
+  createStream?: (address: BrokerAddress) => Promise<Duplex | OpenedTransport>;
+}
+
+export interface ResolvedOptions {
+  address: BrokerAddress;
+  protocolVersion: ProtocolVersion;
+  clientId: string;
+  username?: string;
+  password?: Buffer;
+  clean: boolean;
+  sessionExpiry?: number;
+  keepAlive: number;
+  pingInterval: number;
+  pingTimeout: number;
+  connectTimeout: number;
+  will?: WillOptions;
+  properties?: Properties;
+  tls?: TlsOptions;
+  wsHeaders?: Record<string, string>;
+  reconnect: false | BackoffOptions;
+  queueWhileOffline: boolean;
+  offlineQueueMax: number;
+  resubscribe: boolean;
+  createStream?: ClientOptions['createStream'];
+}
+
+/** "3.1" / "mqttv311" / 5 / "5.0" → 3 | 4 | 5. Throws TypeError for anything else. */
+export function parseProtocolVersion(input: ProtocolVersionInput): ProtocolVersion {
+  const text = String(input).trim().toLowerCase().replace(/^mqtt\s*v?|^v/, '');
+  switch (text) {
+    case '3':
+    case '3.1':
+    case '31':
+      return 3;
+    case '4':
+    case '3.1.1':
+    case '311':
+      return 4;
+    case '5':
+    case '5.0':
+    case '50':
+      return 5;
+  }
+  throw new TypeError(`unknown MQTT protocol version "${input}": use 3.1, 3.1.1 or 5`);
+}
+
+/** Human name of a protocol level: 3 → "3.1", 4 → "3.1.1", 5 → "5.0". */
+export function protocolVersionName(version: ProtocolVersion): string {
+  return version === 3 ? '3.1' : version === 4 ? '3.1.1' : '5.0';
+}
+
+export function randomClientId(): string {
+  return `petrel_${randomBytes(8).toString('hex')}`;
+}
+
+function toBuffer(value: string | Buffer | Uint8Array | undefined): Buffer {
+  if (value === undefined) return Buffer.alloc(0);
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  return Buffer.isBuffer(value) ? value : Buffer.from(value);
+}
+
+export { toBuffer };
+
+/** Applies defaults and checks combinations; throws TypeError with a readable message. */
+export function resolveOptions(urlOrOptions: string | ClientOptions | undefined, more: ClientOptions = {}): ResolvedOptions {
+  const o: ClientOptions = typeof urlOrOptions === 'string' ? { ...more, url: urlOrOptions } : { ...(urlOrOptions ?? {}), ...more };
+  let address: BrokerAddress;
+  if (o.url !== undefined) {
+    address = parseBrokerUrl(o.url);
+    if (o.host !== undefined) address.host = o.host;
+    if (o.port !== undefined) address.port = o.port;
+  } else {
+    const scheme = o.scheme ?? 'mqtt';
+    address = {
+      scheme,
+      host: o.host ?? 'localhost',
+      port: o.port ?? DEFAULT_PORTS[scheme],
+      path: scheme === 'ws' || scheme === 'wss' ? (o.path ?? '/mqtt') : '',
+    };
+  }
+  const protocolVersion = parseProtocolVersion(o.protocolVersion ?? 5);
+  const clean = o.clean ?? true;
+  const clientId = o.clientId ?? randomClientId();
+  if (clientId === '' && protocolVersion === 3) throw new TypeError('MQTT 3.1 needs a Client ID: an empty one is allowed from 3.1.1 on');
+  if (clientId === '' && protocolVersion === 4 && !clean) {
+    throw new TypeError('an empty Client ID needs a clean session in MQTT 3.1.1');
+  }
+  const keepAlive = o.keepAlive ?? 60;
+  if (!Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65535) throw new TypeError('keepAlive must be an integer 0..65535 (seconds)');
+  const username = o.username ?? address.username;
+  const passwordValue = o.password ?? address.password;
+  const connectTimeout = o.connectTimeout ?? 30_000;
+  const pingInterval = o.pingInterval ?? keepAlive * 1000;
+  const pingTimeout = o.pingTimeout ?? Math.min(Math.max(pingInterval, 1), 30_000);
+  const resolved: ResolvedOptions = {
+    address,
+    protocolVersion,
+    clientId,
+    clean,
+    keepAlive,
+    pingInterval,
+    pingTimeout,
+    connectTimeout,
+    reconnect: o.reconnect === false ? false : o.reconnect === true || o.reconnect === undefined ? {} : o.reconnect,
+    queueWhileOffline: o.queueWhileOffline ?? true,
+    offlineQueueMax: o.offlineQueueMax ?? 1000,
+    resubscribe: o.resubscribe ?? true,
+  };
+  if (username !== undefined) resolved.username = username;
+  if (passwordValue !== undefined) resolved.password = toBuffer(passwordValue);
+  if (o.sessionExpiry !== undefined) resolved.sessionExpiry = o.sessionExpiry;
+  if (o.will !== undefined) resolved.will = o.will;
+  if (o.properties !== undefined) resolved.properties = o.properties;
+  if (o.tls !== undefined) resolved.tls = o.tls;
+  if (o.wsHeaders !== undefined) resolved.wsHeaders = o.wsHeaders;
+  if (o.createStream !== undefined) resolved.createStream = o.createStream;
+  return resolved;
+}

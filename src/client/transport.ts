@@ -1,0 +1,135 @@
+// Opens the byte stream under MQTT: TCP, TLS, WebSocket or secure WebSocket (subprotocol "mqtt").
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { WebSocket, createWebSocketStream } from 'ws';
+import type { BrokerAddress } from './url.js';
+import { formatBrokerUrl } from './url.js';
+
+export interface TlsOptions {
+  /** CA certificate(s) (PEM) to trust instead of the system store. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** Client certificate (PEM) and its key, for brokers that require one. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  passphrase?: string;
+  /** SNI and name to verify; default: the host (when it is not an IP address). */
+  servername?: string;
+  /** Verify the server certificate (default true). */
+  rejectUnauthorized?: boolean;
+  /** ALPN protocols to offer. */
+  alpnProtocols?: string[];
+}
+
+export interface TransportOptions {
+  tls?: TlsOptions;
+  /** Extra HTTP headers for the WebSocket upgrade request. */
+  wsHeaders?: Record<string, string>;
+  /** Aborts a connection attempt in progress (the socket is destroyed). */
+  signal?: AbortSignal;
+}
+
+/** A connected stream plus what is known about it. */
+export interface OpenedTransport {
+  stream: Duplex;
+  /** The TLS socket, for mqtts:// and wss:// (protocol, cipher, peer certificate). */
+  tlsSocket?: tls.TLSSocket;
+}
+
+export function tlsConnectOptions(host: string, options: TlsOptions = {}): tls.ConnectionOptions {
+  const o: tls.ConnectionOptions = {};
+  if (options.ca !== undefined) o.ca = options.ca;
+  if (options.cert !== undefined) o.cert = options.cert;
+  if (options.key !== undefined) o.key = options.key;
+  if (options.passphrase !== undefined) o.passphrase = options.passphrase;
+  const servername = options.servername ?? (net.isIP(host) ? undefined : host);
+  if (servername !== undefined) o.servername = servername;
+  o.rejectUnauthorized = options.rejectUnauthorized ?? true;
+  if (options.alpnProtocols) o.ALPNProtocols = options.alpnProtocols;
+  return o;
+}
+
+function abortError(): Error {
+  const err = new Error('connection attempt aborted');
+  (err as NodeJS.ErrnoException).code = 'ABORT_ERR';
+  return err;
+}
+
+/** Resolves with the stream once it is ready for MQTT bytes (TCP connected, TLS handshake done, WebSocket open). */
+export function openTransport(address: BrokerAddress, options: TransportOptions = {}): Promise<OpenedTransport> {
+  if (address.scheme === 'ws' || address.scheme === 'wss') return openWebSocket(address, options);
+  return new Promise<OpenedTransport>((resolve, reject) => {
+    const { signal } = options;
+    if (signal?.aborted) return reject(abortError());
+    const secure = address.scheme === 'mqtts';
+    const socket: net.Socket = secure
+      ? tls.connect({ host: address.host, port: address.port, ...tlsConnectOptions(address.host, options.tls) })
+      : net.connect({ host: address.host, port: address.port });
+    const readyEvent = secure ? 'secureConnect' : 'connect';
+    const cleanup = () => {
+      socket.off(readyEvent, onReady);
+      socket.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onReady = () => {
+      cleanup();
+      socket.setNoDelay(true);
+      resolve(secure ? { stream: socket, tlsSocket: socket as tls.TLSSocket } : { stream: socket });
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      socket.destroy();
+      reject(err);
+    };
+    const onAbort = () => onError(abortError());
+    socket.once(readyEvent, onReady);
+    socket.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function openWebSocket(address: BrokerAddress, options: TransportOptions): Promise<OpenedTransport> {
+  return new Promise<OpenedTransport>((resolve, reject) => {
+    const { signal } = options;
+    if (signal?.aborted) return reject(abortError());
+    const secure = address.scheme === 'wss';
+    const wsOptions: ConstructorParameters<typeof WebSocket>[2] = {
+      headers: options.wsHeaders,
+      perMessageDeflate: false,
+      ...(secure ? tlsConnectOptions(address.host, options.tls) : {}),
+    };
+    let tlsSocket: tls.TLSSocket | undefined;
+    const ws = new WebSocket(formatBrokerUrl(address), ['mqtt'], wsOptions);
+    const cleanup = () => {
+      ws.off('open', onOpen);
+      ws.off('error', onError);
+      ws.off('upgrade', onUpgrade);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onUpgrade = (res: { socket: net.Socket }) => {
+      if (secure) tlsSocket = res.socket as tls.TLSSocket;
+      res.socket.setNoDelay(true);
+    };
+    const onOpen = () => {
+      cleanup();
+      const stream = createWebSocketStream(ws);
+      resolve(tlsSocket ? { stream, tlsSocket } : { stream });
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      ws.on('error', () => {}); // a late error after terminate must not crash
+      ws.terminate();
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === undefined) {
+        if (/^Unexpected server response/.test(e.message)) e.code = 'ERR_WS_UNEXPECTED_RESPONSE';
+        else if (/subprotocol/i.test(e.message)) e.code = 'ERR_WS_SUBPROTOCOL';
+      }
+      reject(err);
+    };
+    const onAbort = () => onError(abortError());
+    ws.once('upgrade', onUpgrade);
+    ws.once('open', onOpen);
+    ws.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
