@@ -18,7 +18,7 @@ import type {
 } from '../protocol/packets.js';
 import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
 import type { BrokerCore } from './core.js';
-import { isPromise, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
+import { isPromise, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
 import { messageFromPublish, type Message } from './message.js';
 import type { SubscriptionEntry } from './router.js';
 import type { Session } from './session.js';
@@ -37,6 +37,15 @@ export interface TransportInfo {
   remoteAddress: string;
   listener: string;
   secure: boolean;
+  /** The verified client certificate (mutual TLS). */
+  certificate?: CertificateIdentity;
+  /** Identity from the client certificate that replaces the CONNECT username / Client ID. */
+  identityUsername?: string;
+  identityClientId?: string;
+  /** Per-listener override of limits.allowAnonymous. */
+  allowAnonymous?: boolean;
+  /** Called for each PUBLISH received: 0 to accept, or a reason code (e.g. 0x96) to disconnect the client with. */
+  publishLimit?(now: number, bytes: number): number;
 }
 
 type State = 'connecting' | 'authenticating' | 'connected' | 'closed';
@@ -241,7 +250,8 @@ export class Channel {
         return;
       }
     }
-    let clientId = p.clientId;
+    const t = this.transport;
+    let clientId = t.identityClientId ?? p.clientId;
     let assigned = false;
     if (clientId === '') {
       // [MQTT-3.1.3-6..8] an empty ID gets one assigned when the session is clean (5.0: always).
@@ -269,13 +279,14 @@ export class Channel {
     }
     this.info = {
       clientId,
-      username: p.username,
+      username: t.identityUsername ?? p.username,
       protocolVersion: this.version,
-      remoteAddress: this.transport.remoteAddress,
-      listener: this.transport.listener,
+      remoteAddress: t.remoteAddress,
+      listener: t.listener,
     };
-    if (p.password !== undefined && !this.transport.secure) this.core.warnPlainCredentials(this.transport);
-    if (!limits.allowAnonymous && p.username === undefined) {
+    if (t.certificate?.cn !== undefined) this.info.certificateCN = t.certificate.cn;
+    if (p.password !== undefined && !t.secure) this.core.warnPlainCredentials(t);
+    if (!(t.allowAnonymous ?? limits.allowAnonymous) && this.info.username === undefined) {
       this.refuse(ReasonCode.NotAuthorized, 'anonymous connections are not allowed');
       return;
     }
@@ -287,7 +298,13 @@ export class Channel {
     let verdict: MaybePromise<boolean | number> = true;
     if (authenticate) {
       try {
-        verdict = authenticate({ ...this.info, password: p.password, secure: this.transport.secure });
+        verdict = authenticate({
+          ...this.info,
+          password: p.password,
+          secure: t.secure,
+          certificate: t.certificate,
+          usernameFromCertificate: t.identityUsername !== undefined,
+        });
       } catch (err) {
         verdict = Promise.reject(err);
       }
@@ -361,6 +378,11 @@ export class Channel {
 
   private onPublish(p: PublishPacket): void {
     const limits = this.core.limits;
+    const limited = this.transport.publishLimit?.(this.core.clock.now(), p.payload.length) ?? 0;
+    if (limited !== 0) {
+      this.serverDisconnect(limited, 'publish rate limit exceeded');
+      return;
+    }
     if (p.qos > limits.maxQos) {
       this.serverDisconnect(ReasonCode.QoSNotSupported, `QoS ${p.qos} is above the maximum QoS ${limits.maxQos}`);
       return;

@@ -11,12 +11,28 @@ export interface ClientInfo {
   remoteAddress: string;
   /** Name of the listener the client came in on (e.g. "tcp:1883"). */
   listener: string;
+  /** Common Name of the verified client certificate (mutual TLS), for ACL rules. */
+  certificateCN?: string;
+}
+
+/** What a verified client certificate says (mutual TLS). */
+export interface CertificateIdentity {
+  /** Subject Common Name. */
+  cn?: string;
+  /** Subject Alternative Names, values only (DNS names, e-mail addresses, URIs, IP addresses), in certificate order. */
+  san: string[];
+  /** SHA-256 fingerprint, "AB:CD:...". */
+  fingerprint256?: string;
 }
 
 export interface AuthenticateRequest extends ClientInfo {
   password?: Buffer;
   /** True when the transport is TLS (mqtts, wss). */
   secure: boolean;
+  /** The verified client certificate (mutual TLS listeners). */
+  certificate?: CertificateIdentity;
+  /** True when `username` was taken from the client certificate (the certificate is the credential). */
+  usernameFromCertificate?: boolean;
 }
 
 /** true: accepted; false: bad user name or password; a number: that 5.0 reason code (e.g. 0x87, 0x8A). */
