@@ -7,7 +7,7 @@ import type { OpenedTransport, TlsOptions } from './transport.js';
 import type { BrokerAddress, BrokerScheme } from './url.js';
 import { DEFAULT_PORTS, parseBrokerUrl } from './url.js';
 
-export type ProtocolVersionInput = ProtocolVersion | '3.1' | '3.1.1' | '5' | '5.0' | string;
+export type ProtocolVersionInput = ProtocolVersion | '3.1' | '3.1.1' | '5' | '5.0' | (string & {}) | (number & {});
 
 export interface WillOptions {
   topic: string;

@@ -58,7 +58,11 @@ export function parseBrokerUrl(input: string): BrokerAddress {
   let host = url.hostname;
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
   if (host === '') throw new TypeError(`no host in broker URL "${input}"`);
-  const port = url.port === '' ? DEFAULT_PORTS[scheme] : Number(url.port);
+  // URL drops a port equal to the scheme's web default (ws://h:80, wss://h:443): read it from the text
+  const authority = text.slice(text.indexOf('//') + 2).split(/[/?#]/)[0]!;
+  const hostPart = authority.slice(authority.lastIndexOf('@') + 1);
+  const explicitPort = /:(\d+)$/.exec(hostPart.startsWith('[') ? hostPart.slice(hostPart.indexOf(']')) : hostPart)?.[1];
+  const port = explicitPort === undefined ? DEFAULT_PORTS[scheme] : Number(explicitPort);
   if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError(`invalid port in broker URL "${input}"`);
   let path = '';
   if (isWebSocket(scheme)) {
