@@ -9,7 +9,8 @@ import { startListener, type ListenerOptions, type RunningListener } from '../tr
 import { BrokerCore, type Clock } from './core.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './hooks.js';
 import type { Message } from './message.js';
-import type { BrokerLimits } from './options.js';
+import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
+import type { AuthMethod } from './enhanced-auth.js';
 
 export type { ListenerOptions };
 
@@ -22,6 +23,8 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks {
   logger?: Logger;
   /** Time source for the core (tests pass a fake clock). */
   clock?: Clock;
+  /** 5.0 enhanced authentication methods (AUTH packets), e.g. `[scramSha256(lookup)]`. */
+  authMethods?: AuthMethod[];
   /** How often the timers run (ms). */
   tickInterval?: number;
 }
@@ -35,11 +38,6 @@ export interface BrokerEventMap {
   published: [message: Message, client: ClientInfo | undefined];
 }
 
-const LIMIT_KEYS = new Set<string>([
-  'connectTimeout', 'maxPacketSize', 'maxClientIdLength', 'maxKeepAlive', 'sessionExpiry', 'maxSessionExpiry',
-  'maxQueuedMessages', 'queueOverflow', 'queueQos0', 'offlineMessageExpiry', 'maxQos', 'receiveMaximum', 'maxInflight',
-  'topicAliasMaximum', 'retainAvailable', 'allowAnonymous', 'hookTimeout',
-]);
 
 export class Broker extends EventEmitter<BrokerEventMap> {
   readonly core: BrokerCore;
@@ -56,14 +54,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.listenerOptions = options.listeners ?? [{ type: 'tcp', host: options.host ?? '0.0.0.0', port: options.port ?? 1883 }];
     const limits: Partial<BrokerLimits> = {};
     for (const [key, value] of Object.entries(options)) {
-      if (LIMIT_KEYS.has(key) && value !== undefined) (limits as Record<string, unknown>)[key] = value;
+      if (key in DEFAULT_LIMITS && value !== undefined) (limits as Record<string, unknown>)[key] = value;
     }
     const hooks: BrokerHooks = {
       authenticate: options.authenticate,
       authorizePublish: options.authorizePublish,
       authorizeSubscribe: options.authorizeSubscribe,
     };
-    this.core = new BrokerCore({ limits, hooks, events: this.coreEvents(), clock: options.clock });
+    this.core = new BrokerCore({ limits, hooks, events: this.coreEvents(), clock: options.clock, authMethods: options.authMethods });
   }
 
   /** Core events → log lines and EventEmitter events. */

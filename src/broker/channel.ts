@@ -5,7 +5,10 @@ import { ReasonCode, v5ConnackToV3, type ProtocolVersion, type QoS } from '../pr
 import { PacketDecoder } from '../protocol/decoder.js';
 import { encodePacket, encodePublish, withPacketId } from '../protocol/encoder.js';
 import { MqttProtocolError } from '../protocol/errors.js';
+import { isUtf8 } from 'node:buffer';
+import type { AuthExchange, AuthStepResult } from './enhanced-auth.js';
 import type {
+  AuthPacket,
   ConnectPacket,
   DisconnectPacket,
   Packet,
@@ -59,6 +62,15 @@ interface CloseRequest {
   refused?: boolean;
 }
 
+/** A CONNECT accepted so far, waiting for authentication to finish. */
+interface PendingConnect {
+  packet: ConnectPacket;
+  clientId: string;
+  assigned: boolean;
+  keepAlive: number;
+  serverKeepAlive: number | undefined;
+}
+
 /** Encodings shared by all subscribers of one message: index = (v5 ? 6 : 0) + qos * 2 + retain. */
 const encodingCache = new WeakMap<Message, (Buffer | undefined)[]>();
 
@@ -78,6 +90,14 @@ export class Channel {
   private problemInformation = true;
   private topicAliases: Map<number, string> | undefined;
   private connectExpiryWasZero = false;
+  /** 5.0 Topic Alias Maximum of the client: aliases the broker may use toward it. */
+  private clientTopicAliasMaximum = 0;
+  /** Aliases assigned toward the client: topic → alias. */
+  private outAliases: Map<string, number> | undefined;
+  /** Enhanced authentication: the method chosen in CONNECT and the exchange in progress. */
+  private authMethod: string | undefined;
+  private exchange: AuthExchange | undefined;
+  private pendingConnect: PendingConnect | undefined;
   /** Packets that arrived while an async hook was pending, in order. */
   private backlog: Packet[] = [];
   private backlogHead = 0;
@@ -159,6 +179,13 @@ export class Channel {
       this.onConnect(packet);
       return;
     }
+    if (this.state === 'authenticating') {
+      // Waiting for the client's next AUTH of an enhanced authentication exchange.
+      if (packet.type === 15) this.onAuth(packet);
+      else if (packet.type === 14) this.close({ reason: 'client disconnected during authentication', will: false });
+      else this.refuse(ReasonCode.ProtocolError, `packet type ${packet.type} before the authentication finished`);
+      return;
+    }
     switch (packet.type) {
       case 3:
         this.onPublish(packet);
@@ -188,7 +215,7 @@ export class Channel {
         this.serverDisconnect(ReasonCode.ProtocolError, 'second CONNECT on one connection');
         break;
       case 15:
-        this.serverDisconnect(ReasonCode.ProtocolError, 'AUTH without an authentication method');
+        this.onAuth(packet);
         break;
       default:
         this.serverDisconnect(ReasonCode.ProtocolError, `unexpected packet type ${packet.type} from a client`);
@@ -245,11 +272,9 @@ export class Channel {
       if (props?.receiveMaximum !== undefined) this.clientReceiveMaximum = props.receiveMaximum;
       if (props?.maximumPacketSize !== undefined) this.clientMaxPacketSize = props.maximumPacketSize;
       if (props?.requestProblemInformation === 0) this.problemInformation = false;
-      if (props?.authenticationMethod !== undefined) {
-        this.refuse(ReasonCode.BadAuthenticationMethod, `authentication method ${JSON.stringify(props.authenticationMethod)} is not supported`);
-        return;
-      }
+      if (props?.topicAliasMaximum) this.clientTopicAliasMaximum = props.topicAliasMaximum;
     }
+    const methodName = this.version === 5 ? props?.authenticationMethod : undefined;
     const t = this.transport;
     let clientId = t.identityClientId ?? p.clientId;
     let assigned = false;
@@ -286,12 +311,31 @@ export class Channel {
     };
     if (t.certificate?.cn !== undefined) this.info.certificateCN = t.certificate.cn;
     if (p.password !== undefined && !t.secure) this.core.warnPlainCredentials(t);
-    if (!(t.allowAnonymous ?? limits.allowAnonymous) && this.info.username === undefined) {
+    // With enhanced authentication the user name travels inside the exchange, not in CONNECT.
+    if (methodName === undefined && !(t.allowAnonymous ?? limits.allowAnonymous) && this.info.username === undefined) {
       this.refuse(ReasonCode.NotAuthorized, 'anonymous connections are not allowed');
       return;
     }
     if (this.core.closing) {
       this.refuse(ReasonCode.ServerUnavailable, 'server shutting down');
+      return;
+    }
+    if (limits.serverReference) {
+      // A configured redirect: 5.0 clients are told where to go (0x9C temporary, 0x9D permanent).
+      this.refuse(limits.serverMoved ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer, 'use another server', { serverReference: limits.serverReference });
+      return;
+    }
+    const pending: PendingConnect = { packet: p, clientId, assigned, keepAlive, serverKeepAlive };
+    if (methodName !== undefined) {
+      const method = this.core.authMethods.get(methodName);
+      if (!method) {
+        this.refuse(ReasonCode.BadAuthenticationMethod, `authentication method ${JSON.stringify(methodName)} is not supported`);
+        return;
+      }
+      this.authMethod = methodName;
+      this.pendingConnect = pending;
+      this.exchange = method.begin({ clientId, username: this.info.username, remoteAddress: t.remoteAddress });
+      this.authStep(props?.authenticationData);
       return;
     }
     const authenticate = this.core.hooks.authenticate;
@@ -312,7 +356,7 @@ export class Channel {
     this.after(
       verdict,
       (ok) => {
-        if (ok === true) this.accept(p, clientId, assigned, keepAlive, serverKeepAlive);
+        if (ok === true) this.accept(pending);
         else this.refuse(ok === false ? ReasonCode.BadUserNameOrPassword : ok, 'refused by authentication');
       },
       (err) => {
@@ -322,7 +366,78 @@ export class Channel {
     );
   }
 
-  private accept(p: ConnectPacket, clientId: string, assigned: boolean, keepAlive: number, serverKeepAlive: number | undefined): void {
+  // ---- enhanced authentication (5.0, 4.12) ----
+
+  private authStep(data: Buffer | undefined): void {
+    let result: MaybePromise<AuthStepResult>;
+    try {
+      result = this.exchange!.step(data);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    this.after(
+      result,
+      (r) => this.onAuthResult(r),
+      (err) => {
+        this.core.events.warning?.('authentication method failed', { method: this.authMethod, error: String(err) });
+        this.authFailed(ReasonCode.UnspecifiedError, 'authentication failed with an error');
+      },
+    );
+  }
+
+  private onAuthResult(r: AuthStepResult): void {
+    const authenticationMethod = this.authMethod!;
+    if (r.result === 'continue') {
+      this.send({ type: 15, reasonCode: ReasonCode.ContinueAuthentication, properties: { authenticationMethod, authenticationData: r.data } });
+      return;
+    }
+    this.exchange = undefined;
+    if (r.result === 'failure') {
+      this.authFailed(r.reasonCode ?? ReasonCode.NotAuthorized, r.reason ?? 'authentication failed');
+      return;
+    }
+    const properties: Properties = { authenticationMethod };
+    if (r.data) properties.authenticationData = r.data;
+    if (this.state === 'authenticating') {
+      const pending = this.pendingConnect!;
+      this.pendingConnect = undefined;
+      if (r.username !== undefined) this.info!.username = r.username;
+      this.accept(pending, properties);
+    } else {
+      // Re-authentication succeeded [MQTT-4.12.1-?]: AUTH 0x00.
+      this.send({ type: 15, reasonCode: 0, properties });
+    }
+  }
+
+  private authFailed(reasonCode: number, reason: string): void {
+    if (this.state === 'authenticating') this.refuse(reasonCode, reason);
+    else this.serverDisconnect(reasonCode, reason);
+  }
+
+  private onAuth(p: AuthPacket): void {
+    const code = p.reasonCode ?? 0;
+    const method = p.properties?.authenticationMethod;
+    if (this.authMethod === undefined) {
+      // [MQTT-4.12.0-6]/[MQTT-4.12.1-1] AUTH only where CONNECT chose a method, and with that method.
+      this.authFailed(ReasonCode.ProtocolError, 'AUTH without an authentication method in CONNECT');
+      return;
+    }
+    if (method !== this.authMethod) {
+      this.authFailed(ReasonCode.ProtocolError, 'AUTH with another authentication method than CONNECT');
+      return;
+    }
+    if (code === ReasonCode.ContinueAuthentication && this.exchange) {
+      this.authStep(p.properties?.authenticationData);
+    } else if (code === ReasonCode.ReAuthenticate && this.state === 'connected' && !this.exchange) {
+      this.exchange = this.core.authMethods.get(method)!.begin({ clientId: this.info!.clientId, username: this.info!.username, remoteAddress: this.transport.remoteAddress });
+      this.authStep(p.properties?.authenticationData);
+    } else {
+      this.authFailed(ReasonCode.ProtocolError, `unexpected AUTH reason code 0x${code.toString(16)}`);
+    }
+  }
+
+  private accept(pending: PendingConnect, authProperties?: Properties): void {
+    const { packet: p, clientId, assigned, keepAlive, serverKeepAlive } = pending;
     const limits = this.core.limits;
     let expiry: number;
     let expiryCapped = false;
@@ -343,7 +458,14 @@ export class Channel {
 
     let properties: Properties | undefined;
     if (this.version === 5) {
-      properties = {};
+      properties = { ...authProperties };
+      if (p.properties?.requestResponseInformation === 1 && limits.responseInformation) {
+        properties.responseInformation = limits.responseInformation.replace(/%c/g, clientId);
+      }
+      if (!limits.wildcardSubscriptionAvailable) properties.wildcardSubscriptionAvailable = 0;
+      if (!limits.subscriptionIdentifiersAvailable) properties.subscriptionIdentifierAvailable = 0;
+      if (!limits.sharedSubscriptionAvailable) properties.sharedSubscriptionAvailable = 0;
+      if (limits.connackUserProperties.length) properties.userProperties = limits.connackUserProperties;
       if (assigned) properties.assignedClientIdentifier = clientId;
       if (serverKeepAlive !== undefined) properties.serverKeepAlive = serverKeepAlive;
       if (expiryCapped) properties.sessionExpiryInterval = expiry;
@@ -366,9 +488,13 @@ export class Channel {
   }
 
   /** CONNACK with an error, then close (no will: the connection was never accepted). */
-  private refuse(reasonCode: number, reason: string): void {
+  private refuse(reasonCode: number, reason: string, extra?: Properties): void {
     const code = this.version === 5 ? reasonCode : v5ConnackToV3(reasonCode);
-    const properties = this.version === 5 && this.problemInformation ? { reasonString: reason } : undefined;
+    let properties: Properties | undefined;
+    if (this.version === 5) {
+      properties = { ...extra };
+      if (this.problemInformation) properties.reasonString = reason;
+    }
     this.send({ type: 2, sessionPresent: false, reasonCode: code, properties });
     this.core.events.clientRefused?.(this.transport.remoteAddress, this.info?.clientId, reasonCode, reason);
     this.close({ reason, reasonCode, will: false, refused: true });
@@ -409,6 +535,12 @@ export class Channel {
       } else {
         aliases.set(alias, topic);
       }
+    }
+    if (p.properties?.payloadFormatIndicator === 1 && limits.validatePayloadFormat && !isUtf8(p.payload)) {
+      // The publisher said UTF-8 and it is not: refuse it (QoS 0 has no acknowledgement to carry the code).
+      if (p.qos === 0) this.serverDisconnect(ReasonCode.PayloadFormatInvalid, 'payload is not UTF-8 although Payload Format Indicator says so');
+      else this.ackPublish(p, ReasonCode.PayloadFormatInvalid);
+      return;
     }
     const session = this.session!;
     if (p.qos === 2) {
@@ -526,6 +658,19 @@ export class Channel {
         codes[i] = failCode(ReasonCode.TopicFilterInvalid);
         continue;
       }
+      const limits = this.core.limits;
+      if (shareGroup !== undefined && !limits.sharedSubscriptionAvailable) {
+        codes[i] = failCode(ReasonCode.SharedSubscriptionsNotSupported);
+        continue;
+      }
+      if (!limits.wildcardSubscriptionAvailable && (filter.includes('+') || filter.includes('#'))) {
+        codes[i] = failCode(ReasonCode.WildcardSubscriptionsNotSupported);
+        continue;
+      }
+      if (id !== undefined && !limits.subscriptionIdentifiersAvailable) {
+        codes[i] = failCode(ReasonCode.SubscriptionIdentifiersNotSupported);
+        continue;
+      }
       const entry: SubscriptionEntry = {
         clientId: this.info!.clientId,
         filter,
@@ -620,14 +765,25 @@ export class Channel {
   // ---- output ----
 
   private send(packet: Packet): void {
-    this.output.write(encodePacket(packet, this.version));
+    let encoded = encodePacket(packet, this.version);
+    if (encoded.length > this.clientMaxPacketSize) {
+      // [MQTT-3.1.2-25] never exceed the client's Maximum Packet Size: Reason String and User Properties go first.
+      const properties = (packet as { properties?: Properties }).properties;
+      if (!properties) return;
+      const { reasonString, userProperties, ...rest } = properties;
+      void reasonString;
+      void userProperties;
+      encoded = encodePacket({ ...packet, properties: rest } as Packet, this.version);
+      if (encoded.length > this.clientMaxPacketSize) return;
+    }
+    this.output.write(encoded);
   }
 
   /**
    * Delivers a routed message to this client: QoS 0 right away, QoS 1/2 into the in-flight
    * window or, when it is full (or older messages wait), into the session queue.
    */
-  deliver(message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[]): void {
+  deliver(message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[], shareKey?: string): void {
     const session = this.session;
     if (this.state !== 'connected' || !session) return;
     if (message.expiresAt !== undefined && message.expiresAt <= this.core.clock.now()) return;
@@ -638,23 +794,23 @@ export class Channel {
     }
     if (session.queue.length > 0 || session.inflight.size >= this.sendWindow) {
       const before = session.dropped;
-      session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now() }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
+      session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now(), shareKey }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
       this.core.droppedMessages += session.dropped - before;
       return;
     }
-    this.sendTracked(message, qos, retain, ids);
+    this.sendTracked(message, qos, retain, ids, shareKey);
   }
 
   private get sendWindow(): number {
     return Math.min(this.clientReceiveMaximum, this.core.limits.maxInflight);
   }
 
-  private sendTracked(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined): void {
+  private sendTracked(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, shareKey?: string): void {
     const session = this.session!;
     const packetId = session.allocatePacketId();
     if (packetId === undefined) return;
     if (this.writePublish(message, qos, retain, ids, packetId, false)) {
-      session.inflight.set(packetId, { packetId, message, qos, state: 'publish', retain, subscriptionIds: ids });
+      session.inflight.set(packetId, { packetId, message, qos, state: 'publish', retain, subscriptionIds: ids, shareKey });
     }
   }
 
@@ -670,7 +826,7 @@ export class Channel {
       const item = queue[taken++]!;
       if (this.core.isExpired(item.message, item.queuedAt, now)) continue;
       if (item.qos === 0) this.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);
-      else this.sendTracked(item.message, item.qos, item.retain, item.subscriptionIds);
+      else this.sendTracked(item.message, item.qos, item.retain, item.subscriptionIds, item.shareKey);
     }
     queue.splice(0, taken);
   }
@@ -679,13 +835,28 @@ export class Channel {
   private writePublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number | undefined, dup: boolean): boolean {
     const v5 = this.version === 5;
     let encoded: Buffer;
-    if (v5 && (ids !== undefined || message.expiresAt !== undefined)) {
+    if (v5 && (ids !== undefined || message.expiresAt !== undefined || this.clientTopicAliasMaximum > 0)) {
+      // Something in this PUBLISH is for this subscriber alone: encode it for them.
       const properties: Properties = { ...message.properties };
       if (ids) properties.subscriptionIdentifier = ids.length === 1 ? ids[0] : ids;
       if (message.expiresAt !== undefined) {
         properties.messageExpiryInterval = Math.max(0, Math.ceil((message.expiresAt - this.core.clock.now()) / 1000));
       }
-      encoded = encodePublish({ type: 3, topic: message.topic, payload: message.payload, qos, retain, dup, packetId, properties }, 5);
+      let topic = message.topic;
+      let newAlias: number | undefined;
+      if (this.clientTopicAliasMaximum > 0) {
+        const aliases = (this.outAliases ??= new Map());
+        const known = aliases.get(topic);
+        if (known !== undefined) {
+          properties.topicAlias = known;
+          topic = '';
+        } else if (aliases.size < this.clientTopicAliasMaximum) {
+          newAlias = properties.topicAlias = aliases.size + 1;
+        }
+      }
+      encoded = encodePublish({ type: 3, topic, payload: message.payload, qos, retain, dup, packetId, properties }, 5);
+      // The alias is known to the client only once the PUBLISH that set it is really sent.
+      if (newAlias !== undefined && encoded.length <= this.clientMaxPacketSize) this.outAliases!.set(message.topic, newAlias);
     } else {
       let cache = encodingCache.get(message);
       if (!cache) encodingCache.set(message, (cache = []));

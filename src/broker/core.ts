@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { QoS } from '../protocol/constants.js';
 import type { WillMessage } from '../protocol/packets.js';
 import { Channel, type ChannelOutput, type TransportInfo } from './channel.js';
+import type { AuthMethod } from './enhanced-auth.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
 import { detach, forwardedProperties, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
@@ -18,6 +19,8 @@ export const systemClock: Clock = { now: () => Date.now() };
 
 export interface CoreOptions {
   limits?: Partial<BrokerLimits>;
+  /** 5.0 enhanced authentication methods, by name (e.g. scramSha256(...)). */
+  authMethods?: AuthMethod[];
   hooks?: BrokerHooks;
   events?: BrokerEvents;
   clock?: Clock;
@@ -38,6 +41,7 @@ export class BrokerCore {
   readonly hooks: BrokerHooks;
   readonly events: BrokerEvents;
   readonly clock: Clock;
+  readonly authMethods: ReadonlyMap<string, AuthMethod>;
   readonly router = new TopicRouter();
   readonly retained = new RetainedStore();
   /** Every session, connected or not, by Client ID. */
@@ -51,6 +55,8 @@ export class BrokerCore {
   private readonly expiring = new Set<Session>();
   /** Next member index per shared subscription group (round robin). */
   private readonly shareCursor = new Map<string, number>();
+  /** Member last chosen per shared group (sticky strategy). */
+  private readonly stickyMember = new Map<string, string>();
   private readonly idPrefix = `petrel-${randomBytes(4).toString('hex')}-`;
   private idCounter = 0;
   private plainCredentialsWarned = false;
@@ -63,6 +69,7 @@ export class BrokerCore {
     this.hooks = options.hooks ?? {};
     this.events = options.events ?? {};
     this.clock = options.clock ?? systemClock;
+    this.authMethods = new Map((options.authMethods ?? []).map((m) => [m.name, m]));
   }
 
   /** A new connection from a transport. The channel reports back through `output`. */
@@ -137,6 +144,7 @@ export class BrokerCore {
   detach(channel: Channel, session: Session): void {
     if (this.connected.get(session.clientId) === channel) this.connected.delete(session.clientId);
     if (this.sessions.get(session.clientId) !== session) return; // already replaced
+    this.redistributeShared(session);
     if (session.expiryInterval === 0) {
       this.endSession(session);
     } else if (session.expiryInterval !== NEVER_EXPIRES) {
@@ -149,6 +157,7 @@ export class BrokerCore {
   endSession(session: Session): void {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.expiring.delete(session);
+    this.redistributeShared(session);
     for (const entry of session.subscriptions.values()) {
       this.router.remove(session.clientId, entry.filter, entry.shareGroup);
     }
@@ -252,29 +261,71 @@ export class BrokerCore {
     return merged.size;
   }
 
-  /** One member of a shared group gets the message, round robin, preferring connected members. */
-  private deliverShared(key: string, members: readonly SubscriptionEntry[], message: Message): boolean {
-    const start = this.shareCursor.get(key) ?? 0;
-    let chosen: SubscriptionEntry | undefined;
-    for (let i = 0; i < members.length; i++) {
-      const m = members[(start + i) % members.length]!;
-      if (this.connected.has(m.clientId)) {
-        chosen = m;
-        this.shareCursor.set(key, (start + i + 1) % members.length);
-        break;
-      }
-    }
-    chosen ??= members[start % members.length];
+  /** One member of a shared group gets the message, chosen by the configured strategy among connected members. */
+  private deliverShared(key: string, members: readonly SubscriptionEntry[], message: Message, exclude?: string): boolean {
+    const chosen = this.pickMember(key, members, exclude);
     if (!chosen) return false;
-    this.deliver(chosen.clientId, message, Math.min(message.qos, chosen.qos) as QoS, false, chosen.subscriptionId);
+    this.deliver(chosen.clientId, message, Math.min(message.qos, chosen.qos) as QoS, false, chosen.subscriptionId, key);
     return true;
   }
 
+  private pickMember(key: string, members: readonly SubscriptionEntry[], exclude: string | undefined): SubscriptionEntry | undefined {
+    const n = members.length;
+    const usable = (m: SubscriptionEntry) => m.clientId !== exclude && this.connected.has(m.clientId);
+    const strategy = this.limits.sharedSubscriptionStrategy;
+    if (strategy === 'sticky') {
+      const last = this.stickyMember.get(key);
+      const current = last !== undefined ? members.find((m) => m.clientId === last && usable(m)) : undefined;
+      if (current) return current;
+    }
+    const start = strategy === 'random' ? Math.floor(Math.random() * n) : (this.shareCursor.get(key) ?? 0) % n;
+    for (let i = 0; i < n; i++) {
+      const m = members[(start + i) % n]!;
+      if (usable(m)) {
+        this.shareCursor.set(key, (start + i + 1) % n);
+        if (strategy === 'sticky') this.stickyMember.set(key, m.clientId);
+        return m;
+      }
+    }
+    // Nobody connected: an offline persistent member queues it.
+    return members.find((m) => m.clientId !== exclude);
+  }
+
+  /**
+   * A member left its shared groups (disconnected or its session ended): the messages it got through
+   * them and has not acknowledged (in flight, not yet PUBREC'd) or not yet received (queued) go to
+   * another member, so none is stuck with a client that is gone.
+   */
+  private redistributeShared(session: Session): void {
+    const moved: { key: string; message: Message }[] = [];
+    for (const [id, m] of session.inflight) {
+      if (m.shareKey !== undefined && m.state === 'publish') {
+        moved.push({ key: m.shareKey, message: m.message });
+        session.inflight.delete(id);
+      }
+    }
+    for (let i = session.queue.length - 1; i >= 0; i--) {
+      const q = session.queue[i]!;
+      if (q.shareKey !== undefined) {
+        moved.push({ key: q.shareKey, message: q.message });
+        session.queue.splice(i, 1);
+      }
+    }
+    for (const { key, message } of moved) {
+      const slash = key.indexOf('/');
+      const members = this.router.groupMembers(key.slice(0, slash), key.slice(slash + 1));
+      if (!this.deliverShared(key, members, message, session.clientId)) {
+        // No other member: it stays with this session after all.
+        session.queue.push({ message, qos: message.qos, retain: false, queuedAt: this.clock.now(), shareKey: key });
+      }
+    }
+  }
+
   /** Sends to the client's live connection, or queues for its offline persistent session. */
-  deliver(clientId: string, message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[]): void {
+  deliver(clientId: string, message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[], shareKey?: string): void {
     const channel = this.connected.get(clientId);
     if (channel) {
-      channel.deliver(message, qos, retain, subscriptionIds);
+      channel.deliver(message, qos, retain, subscriptionIds, shareKey);
       return;
     }
     const session = this.sessions.get(clientId);
@@ -282,7 +333,7 @@ export class BrokerCore {
     const ids = subscriptionIds === undefined ? undefined : Array.isArray(subscriptionIds) ? subscriptionIds : [subscriptionIds];
     const before = session.dropped;
     session.enqueue(
-      { message, qos, retain, subscriptionIds: ids, queuedAt: this.clock.now() },
+      { message, qos, retain, subscriptionIds: ids, queuedAt: this.clock.now(), shareKey },
       this.limits.maxQueuedMessages,
       this.limits.queueOverflow,
     );

@@ -1,6 +1,7 @@
 // Broker settings: every limit and default in one place, with the values users expect from
 // Mosquitto and EMQX where the spec is silent.
 import type { QoS } from '../protocol/constants.js';
+import type { UserProperty } from '../protocol/packets.js';
 
 export interface BrokerLimits {
   /** A connection that sends no complete CONNECT within this many ms is closed. */
@@ -40,6 +41,21 @@ export interface BrokerLimits {
   allowAnonymous: boolean;
   /** How long an async hook (authenticate, authorize*) may take before the broker answers as if it failed (ms). */
   hookTimeout: number;
+  /** 5.0 Response Information sent to clients that ask for it (Request Response Information = 1); `%c` is the Client ID; '' = never. */
+  responseInformation: string;
+  /** Redirect: when set, every 5.0 CONNECT is refused with this Server Reference (0x9C, or 0x9D when serverMoved). */
+  serverReference: string;
+  serverMoved: boolean;
+  /** Subscriptions with wildcards / Subscription Identifiers / shared subscriptions allowed (announced in the 5.0 CONNACK). */
+  wildcardSubscriptionAvailable: boolean;
+  subscriptionIdentifiersAvailable: boolean;
+  sharedSubscriptionAvailable: boolean;
+  /** How a shared subscription group picks the member for each message. */
+  sharedSubscriptionStrategy: 'round-robin' | 'random' | 'sticky';
+  /** Check that a 5.0 payload marked as UTF-8 (Payload Format Indicator 1) is UTF-8; refuse with 0x99 when not. */
+  validatePayloadFormat: boolean;
+  /** User Properties added to every 5.0 CONNACK. */
+  connackUserProperties: UserProperty[];
 }
 
 export const DEFAULT_LIMITS: BrokerLimits = {
@@ -60,4 +76,13 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   retainAvailable: true,
   allowAnonymous: true,
   hookTimeout: 5_000,
+  responseInformation: 'response/%c',
+  serverReference: '',
+  serverMoved: false,
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifiersAvailable: true,
+  sharedSubscriptionAvailable: true,
+  sharedSubscriptionStrategy: 'round-robin',
+  validatePayloadFormat: true,
+  connackUserProperties: [],
 };

@@ -103,6 +103,16 @@ export class TopicRouter {
     return true;
   }
 
+  /** Members of shared group `group` on exactly `filter`. */
+  groupMembers(group: string, filter: string): SubscriptionEntry[] {
+    let node: TrieNode | undefined = this.root;
+    for (const level of filter.split('/')) {
+      node = node.children.get(level);
+      if (!node) return [];
+    }
+    return [...(node.groups.get(group)?.values() ?? [])];
+  }
+
   /** All subscriptions matching topic name `topic`. The result is shared: do not mutate it. */
   match(topic: string): MatchResult {
     const cached = this.cache.get(topic);

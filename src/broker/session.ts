@@ -14,6 +14,8 @@ export interface InflightMessage {
   /** Subscription identifiers and retain flag chosen for this subscriber. */
   subscriptionIds?: number[];
   retain: boolean;
+  /** Shared subscription (group/filter) it came through, so it can go to another member if this one leaves. */
+  shareKey?: string;
 }
 
 /** A message waiting to be sent to this session (client offline, or its in-flight window full). */
@@ -24,6 +26,7 @@ export interface QueuedMessage {
   subscriptionIds?: number[];
   /** When it was queued, for offlineMessageExpiry. */
   queuedAt: number;
+  shareKey?: string;
 }
 
 export class Session {
