@@ -5,6 +5,8 @@ import { pino, type Logger } from 'pino';
 import { reasonName, type QoS } from '../protocol/constants.js';
 import type { Properties } from '../protocol/packets.js';
 import { isValidTopicName } from '../protocol/topic.js';
+import { Security, type SecurityOptions } from '../auth/security.js';
+import type { ClientRateLimits } from '../auth/limits.js';
 import { startListener, type ListenerOptions, type RunningListener } from '../transport/listeners.js';
 import { BrokerCore, type Clock } from './core.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './hooks.js';
@@ -14,8 +16,14 @@ import type { AuthMethod } from './enhanced-auth.js';
 
 export type { ListenerOptions };
 
-export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks {
-  /** Shorthand for one TCP listener (default 0.0.0.0:1883) when `listeners` is not given. */
+/** Listeners when neither `listeners` nor `port`/`host` is given: MQTT on TCP 1883 and WebSocket 8083. */
+export const DEFAULT_LISTENERS: ListenerOptions[] = [
+  { type: 'tcp', port: 1883 },
+  { type: 'ws', port: 8083 },
+];
+
+export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, SecurityOptions, ClientRateLimits {
+  /** Shorthand for one TCP listener (0.0.0.0:1883 by default) instead of DEFAULT_LISTENERS, when `listeners` is not given. */
   host?: string;
   port?: number;
   listeners?: ListenerOptions[];
@@ -46,12 +54,19 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private readonly running: RunningListener[] = [];
   private ticker: NodeJS.Timeout | undefined;
   private readonly tickInterval: number;
+  /** Password file, ACL, ban list and listener admission, composed with the hooks given. */
+  readonly security: Security;
+  private readonly rateLimits: ClientRateLimits;
 
   constructor(options: BrokerOptions = {}) {
     super();
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.tickInterval = options.tickInterval ?? 250;
-    this.listenerOptions = options.listeners ?? [{ type: 'tcp', host: options.host ?? '0.0.0.0', port: options.port ?? 1883 }];
+    this.listenerOptions =
+      options.listeners ??
+      (options.port !== undefined || options.host !== undefined
+        ? [{ type: 'tcp', host: options.host ?? '0.0.0.0', port: options.port ?? 1883 }]
+        : DEFAULT_LISTENERS);
     const limits: Partial<BrokerLimits> = {};
     for (const [key, value] of Object.entries(options)) {
       if (key in DEFAULT_LIMITS && value !== undefined) (limits as Record<string, unknown>)[key] = value;
@@ -61,7 +76,15 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       authorizePublish: options.authorizePublish,
       authorizeSubscribe: options.authorizeSubscribe,
     };
-    this.core = new BrokerCore({ limits, hooks, events: this.coreEvents(), clock: options.clock, authMethods: options.authMethods });
+    this.security = new Security(options, hooks, {
+      logger: this.logger,
+      disconnect: (client, code, reason) => {
+        const channel = this.core.connected.get(client.clientId);
+        if (channel && channel.info === client) channel.serverDisconnect(code, reason);
+      },
+    });
+    this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
+    this.core = new BrokerCore({ limits, hooks: this.security.hooks, events: this.coreEvents(), clock: options.clock, authMethods: options.authMethods });
   }
 
   /** Core events → log lines and EventEmitter events. */
@@ -100,7 +123,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Opens every listener. Resolves when all are listening. */
   async listen(): Promise<void> {
     for (const options of this.listenerOptions) {
-      const listener = await startListener(this.core, options);
+      const listener = await startListener(this.core, options, { logger: this.logger, security: this.security, rateLimits: this.rateLimits });
       this.running.push(listener);
       const { address, port } = listener.address();
       this.logger.info({ listener: listener.name, host: address, port }, 'listening');
@@ -114,6 +137,12 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     const l = this.running[index];
     if (!l) throw new Error('the broker is not listening');
     return l.address();
+  }
+
+  /** Re-reads the password file, the ACL file and the TLS certificates (also done when they change, and on SIGHUP in the CLI). */
+  reload(): void {
+    this.security.reload();
+    for (const l of this.running) l.reload();
   }
 
   /** Publishes a message from the application (no client). */
@@ -133,6 +162,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   async close(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = undefined;
+    this.security.close();
     this.core.shutdown();
     // Give the DISCONNECTs a moment to flush, then cut whatever is left.
     await new Promise((r) => setImmediate(r));

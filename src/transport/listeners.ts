@@ -1,45 +1,229 @@
-// Listeners: one per configured endpoint, each turning accepted connections into channels.
+// Listeners: one per configured endpoint (tcp, tls, ws, wss), each turning accepted connections
+// into channels, with its own admission limits and per-client rate limits.
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { pino, type Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
-import { attachSocket } from './stream.js';
+import type { TransportInfo } from '../broker/channel.js';
+import { publishLimiter, type ClientRateLimits } from '../auth/limits.js';
+import type { Security } from '../auth/security.js';
+import { readProxyHeader } from './proxy-protocol.js';
+import { attachSocket, socketAddress, type TransportInit } from './stream.js';
+import { certificateIdentity, identityFields, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
+import { webSocketEndpoint } from './websocket.js';
 
-export interface TcpListenerOptions {
-  type: 'tcp';
+export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss';
+
+/** Port of each listener type when none is given. */
+export const DEFAULT_PORTS: Record<ListenerType, number> = { tcp: 1883, tls: 8883, ws: 8083, wss: 8084 };
+export const DEFAULT_WS_PATH = '/mqtt';
+
+interface CommonListenerOptions extends ClientRateLimits {
   host?: string;
   port?: number;
-  /** Name in logs and ClientInfo.listener; default "tcp:<port>". */
+  /** Name in logs and ClientInfo.listener; default "<type>:<port>". */
   name?: string;
+  /** Overrides the broker-wide allowAnonymous for this listener. */
+  allowAnonymous?: boolean;
+  /** Open connections accepted; the next CONNECT gets CONNACK 0x97 (Quota exceeded). */
+  maxConnections?: number;
+  /** New connections per second; above it CONNACK 0x9F (Connection rate exceeded). */
+  maxConnectionRate?: number;
 }
-export type ListenerOptions = TcpListenerOptions;
+
+export interface TcpListenerOptions extends CommonListenerOptions {
+  type: 'tcp';
+  /** Expect a PROXY protocol v1/v2 header on every connection (behind a load balancer). */
+  proxyProtocol?: boolean;
+}
+export interface TlsListenerOptions extends CommonListenerOptions, TlsListenerSettings {
+  type: 'tls';
+}
+export interface WsListenerOptions extends CommonListenerOptions {
+  type: 'ws';
+  /** URL path of the MQTT endpoint (default "/mqtt"). */
+  path?: string;
+}
+export interface WssListenerOptions extends CommonListenerOptions, TlsListenerSettings {
+  type: 'wss';
+  path?: string;
+}
+export type ListenerOptions = TcpListenerOptions | TlsListenerOptions | WsListenerOptions | WssListenerOptions;
+
+/** What the broker gives every listener. */
+export interface ListenerContext {
+  logger?: Logger;
+  /** Admission limits (max connections, connection rate) are enforced through it. */
+  security?: Security;
+  /** Broker-wide per-client rate limits; a listener's own settings win. */
+  rateLimits?: ClientRateLimits;
+}
 
 export interface RunningListener {
   readonly name: string;
+  readonly type: ListenerType;
   address(): AddressInfo;
+  /** Open connections. */
+  connections(): number;
+  /** Re-reads TLS certificates (tls, wss). */
+  reload(): void;
   /** Stops accepting and destroys every connection it accepted. */
   close(): Promise<void>;
 }
 
-export async function startListener(core: BrokerCore, options: ListenerOptions): Promise<RunningListener> {
+export async function startListener(core: BrokerCore, options: ListenerOptions, context: ListenerContext = {}): Promise<RunningListener> {
+  const logger = context.logger ?? pino({ level: 'silent' });
+  const type: ListenerType = options.type ?? 'tcp';
   const sockets = new Set<Socket>();
   let name = options.name ?? '';
-  const server: Server = createServer((socket) => {
+  const limits: ClientRateLimits = {
+    maxPublishRate: options.maxPublishRate ?? context.rateLimits?.maxPublishRate,
+    publishBurst: options.publishBurst ?? context.rateLimits?.publishBurst,
+    maxBytesRate: options.maxBytesRate ?? context.rateLimits?.maxBytesRate,
+  };
+  const secure = type === 'tls' || type === 'wss';
+  const tlsSettings = secure ? (options as TlsListenerSettings) : undefined;
+  const contexts = tlsSettings ? new TlsContexts(tlsSettings, logger, () => name) : undefined;
+
+  const baseInfo = (): TransportInit => {
+    const info: TransportInit = { listener: name, secure };
+    if (options.allowAnonymous !== undefined) info.allowAnonymous = options.allowAnonymous;
+    const limit = publishLimiter(limits);
+    if (limit) info.publishLimit = limit;
+    return info;
+  };
+  const tlsInfo = (socket: TLSSocket): TransportInit => {
+    const info = baseInfo();
+    const identity = certificateIdentity(socket);
+    if (identity && tlsSettings?.requestCert) {
+      info.certificate = identity;
+      Object.assign(info, identityFields(identity, tlsSettings));
+    }
+    return info;
+  };
+  // Sockets far beyond maxConnections are cut at once; those just above it get CONNACK 0x97.
+  const hardCap = options.maxConnections !== undefined ? options.maxConnections * 2 + 16 : Infinity;
+  const track = (socket: Socket): boolean => {
+    if (sockets.size >= hardCap) {
+      socket.destroy();
+      return false;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    attachSocket(core, socket, name, false);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 1883, options.host ?? '0.0.0.0', () => {
-      server.off('error', reject);
-      resolve();
+    return true;
+  };
+  /** Mutual TLS: refuse (and log why) a client whose certificate is missing or not trusted. */
+  const checkClient = (socket: TLSSocket): boolean => {
+    const why = verifyClient(socket, tlsSettings!);
+    if (!why) return true;
+    logger.warn({ listener: name, address: socketAddress(socket), reason: why }, 'TLS client refused');
+    socket.destroy();
+    return false;
+  };
+  const logTlsError = (err: Error & { code?: string }, socket: TLSSocket) => {
+    logger.warn({ listener: name, address: socket.remoteAddress ? socketAddress(socket) : undefined, error: err.code ?? err.message }, 'TLS handshake failed');
+  };
+
+  let server: Server;
+  switch (type) {
+    case 'tcp': {
+      const proxy = (options as TcpListenerOptions).proxyProtocol === true;
+      server = createServer((socket) => {
+        if (!track(socket)) return;
+        if (!proxy) {
+          attachSocket(core, socket, baseInfo(), { maxBytesRate: limits.maxBytesRate });
+          return;
+        }
+        socket.on('error', () => {});
+        readProxyHeader(socket, core.limits.connectTimeout).then(
+          (header) => {
+            const info = baseInfo();
+            if (header.remoteAddress) info.remoteAddress = header.remoteAddress;
+            attachSocket(core, socket, info, { head: header.rest, maxBytesRate: limits.maxBytesRate });
+          },
+          (err: Error) => {
+            logger.warn({ listener: name, address: socketAddress(socket), error: err.message }, 'PROXY protocol header missing or invalid; connection closed');
+            socket.destroy();
+          },
+        );
+      });
+      break;
+    }
+    case 'tls': {
+      const tlsServer = createTlsServer(contexts!.serverOptions(), (socket) => {
+        if (!checkClient(socket)) return;
+        attachSocket(core, socket, tlsInfo(socket), { maxBytesRate: limits.maxBytesRate });
+      });
+      tlsServer.on('connection', (raw: Socket) => track(raw));
+      tlsServer.on('tlsClientError', logTlsError);
+      contexts!.watch((o) => tlsServer.setSecureContext(o));
+      server = tlsServer;
+      break;
+    }
+    case 'ws':
+    case 'wss': {
+      const o = options as WsListenerOptions | WssListenerOptions;
+      const http: HttpServer = type === 'wss' ? createHttpsServer(contexts!.serverOptions()) : createHttpServer();
+      const endpoint = webSocketEndpoint(core, {
+        path: o.path ?? DEFAULT_WS_PATH,
+        maxPayload: core.limits.maxPacketSize,
+        maxBytesRate: limits.maxBytesRate,
+        info: (req: IncomingMessage) => (type === 'wss' ? tlsInfo(req.socket as TLSSocket) : baseInfo()),
+      });
+      http.on('connection', (raw: Socket) => track(raw));
+      http.on('upgrade', endpoint.upgrade);
+      http.on('request', (req, res) => {
+        res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket', Connection: 'close' });
+        res.end(`MQTT over WebSocket: connect a WebSocket client (subprotocol "mqtt") to ${o.path ?? DEFAULT_WS_PATH}\n`);
+      });
+      if (type === 'wss') {
+        const https = http as unknown as import('node:tls').Server;
+        https.on('secureConnection', (socket: TLSSocket) => {
+          checkClient(socket);
+        });
+        https.on('tlsClientError', logTlsError);
+        contexts!.watch((c) => https.setSecureContext(c));
+      }
+      server = http;
+      break;
+    }
+    default:
+      throw new Error(`unknown listener type ${JSON.stringify(type)}`);
+  }
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? DEFAULT_PORTS[type], options.host ?? '0.0.0.0', () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    contexts?.close();
+    throw err;
+  }
+  server.on('error', (err) => logger.error({ listener: name, error: err.message }, 'listener error'));
   const address = () => server.address() as AddressInfo;
-  name ||= `tcp:${address().port}`;
+  name ||= `${type}:${address().port}`;
+  context.security?.addListener(name, {
+    connections: () => sockets.size,
+    maxConnections: options.maxConnections,
+    maxConnectionRate: options.maxConnectionRate,
+  });
   return {
     name,
+    type,
     address,
+    connections: () => sockets.size,
+    reload: () => {
+      contexts?.reload();
+    },
     close: async () => {
+      contexts?.close();
+      context.security?.removeListener(name);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
       await closed;

@@ -1,39 +1,26 @@
 // Adapter between a byte stream (TCP or TLS socket) and a broker channel. Writes are batched:
-// every packet produced while handling one input chunk goes out in a single write per socket,
-// flushed right after that chunk (not at the end of the event-loop turn: writing early lets the
-// peers work while the broker reads the next socket, which halves latency with many connections).
+// every packet of one event-loop turn goes out in a single socket write.
 import type { Socket } from 'node:net';
 import type { BrokerCore } from '../broker/core.js';
-import type { Channel, ChannelOutput } from '../broker/channel.js';
-
-/** Adapters with bytes waiting, flushed once per event-loop turn. */
-const pendingFlush = new Set<SocketOutput>();
-let flushScheduled = false;
-
-export function flushAll(): void {
-  flushScheduled = false;
-  for (const output of pendingFlush) output.flush();
-  pendingFlush.clear();
-}
+import type { Channel, ChannelOutput, TransportInfo } from '../broker/channel.js';
+import { formatAddress } from '../auth/address.js';
+import { cancelFlush, InputGate, scheduleFlush } from './input-gate.js';
 
 class SocketOutput implements ChannelOutput {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private closing = false;
 
-  constructor(private readonly socket: Socket) {}
+  constructor(
+    private readonly socket: Socket,
+    readonly gate: InputGate,
+  ) {}
 
   write(data: Buffer): void {
     if (this.closing || this.socket.destroyed) return;
     this.pending.push(data);
     this.pendingBytes += data.length;
-    if (this.pending.length === 1) {
-      pendingFlush.add(this);
-      if (!flushScheduled) {
-        flushScheduled = true;
-        setImmediate(flushAll);
-      }
-    }
+    if (this.pending.length === 1) scheduleFlush(this);
   }
 
   flush(): void {
@@ -49,31 +36,56 @@ class SocketOutput implements ChannelOutput {
     if (this.closing) return;
     this.flush();
     this.closing = true;
-    pendingFlush.delete(this);
+    cancelFlush(this);
+    this.gate.close();
     // end() sends what is buffered, then FIN; destroy once flushed so the socket never lingers.
     this.socket.end(() => this.socket.destroy());
     setTimeout(() => this.socket.destroy(), 2000).unref();
   }
 
   pauseInput(): void {
-    this.socket.pause();
+    this.gate.hookPause();
   }
 
   resumeInput(): void {
-    if (!this.closing) this.socket.resume();
+    if (!this.closing) this.gate.hookResume();
   }
 }
 
+export interface AttachOptions {
+  /** Bytes already read from the socket (what followed a PROXY protocol header). */
+  head?: Buffer;
+  /** Bytes per second read from this client; above it reading pauses (throttling). */
+  maxBytesRate?: number;
+}
+
+export type TransportInit = Omit<TransportInfo, 'remoteAddress'> & { remoteAddress?: string };
+
+/** The peer of a socket as "ip:port". */
+export function socketAddress(socket: Socket): string {
+  return formatAddress(socket.remoteAddress ?? '?', socket.remotePort ?? '?');
+}
+
 /** Wires `socket` to a new channel of `core`. */
-export function attachSocket(core: BrokerCore, socket: Socket, listener: string, secure: boolean): Channel {
+export function attachSocket(core: BrokerCore, socket: Socket, info: TransportInit, options: AttachOptions = {}): Channel {
   socket.setNoDelay(true);
-  const remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
-  const channel = core.openChannel(new SocketOutput(socket), { remoteAddress, listener, secure });
-  socket.on('data', (chunk: Buffer) => {
+  const gate = new InputGate(
+    () => socket.pause(),
+    () => socket.resume(),
+    options.maxBytesRate,
+  );
+  const transport: TransportInfo = { ...info, remoteAddress: info.remoteAddress ?? socketAddress(socket) };
+  const channel = core.openChannel(new SocketOutput(socket, gate), transport);
+  const onData = (chunk: Buffer) => {
+    gate.received(chunk.length);
     channel.receive(chunk);
-    if (pendingFlush.size > 0) flushAll();
-  });
+  };
+  socket.on('data', onData);
   socket.on('error', (err) => channel.transportClosed(err));
-  socket.on('close', () => channel.transportClosed());
+  socket.on('close', () => {
+    gate.close();
+    channel.transportClosed();
+  });
+  if (options.head?.length) onData(options.head);
   return channel;
 }

@@ -1,0 +1,162 @@
+// TLS for the tls and wss listeners: secure contexts from PEM files (reloaded when they change,
+// live connections untouched), SNI, mutual TLS with a certificate-derived identity.
+import { readFileSync } from 'node:fs';
+import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket, type TlsOptions as NodeTlsOptions } from 'node:tls';
+import type { Logger } from 'pino';
+import type { CertificateIdentity } from '../broker/hooks.js';
+import { watchFiles, type FileWatcher } from '../auth/watch.js';
+
+/** A PEM file path, or the PEM text itself (starting with "-----BEGIN"). */
+export type PemSource = string;
+
+export interface CertificateFiles {
+  /** Server certificate chain (leaf first), PEM. */
+  cert: PemSource;
+  /** Private key, PEM. */
+  key: PemSource;
+  /** Passphrase of an encrypted key. */
+  passphrase?: string;
+}
+
+export interface TlsListenerSettings extends CertificateFiles {
+  /** CA certificate(s) that client certificates must chain to (mutual TLS), PEM. */
+  ca?: PemSource | PemSource[];
+  /** Lowest TLS version accepted (default TLSv1.2; TLS 1.0/1.1 are never offered). */
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites: `ciphersuites`). */
+  ciphers?: string;
+  /** TLS 1.3 cipher suites, e.g. "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256". */
+  ciphersuites?: string;
+  /** Other certificates chosen by the server name the client asks for (SNI). */
+  sni?: Record<string, CertificateFiles>;
+  /** Mutual TLS: require a client certificate signed by `ca` (refused at the handshake otherwise). */
+  requestCert?: boolean;
+  /** Use the client certificate's Common Name ("cn") or first Subject Alternative Name ("san") as the username. */
+  peerCertAsUsername?: 'cn' | 'san';
+  /** ... or as the Client ID. */
+  peerCertAsClientId?: 'cn' | 'san';
+}
+
+function readPem(source: PemSource): string {
+  if (source.trimStart().startsWith('-----BEGIN')) return source;
+  return readFileSync(source, 'utf8');
+}
+
+const isPath = (s: PemSource | undefined): s is string => typeof s === 'string' && !s.trimStart().startsWith('-----BEGIN');
+
+function contextOptions(s: TlsListenerSettings | CertificateFiles): SecureContextOptions {
+  const o: SecureContextOptions = { cert: readPem(s.cert), key: readPem(s.key), passphrase: s.passphrase };
+  const t = s as TlsListenerSettings;
+  if (t.ca !== undefined) o.ca = (Array.isArray(t.ca) ? t.ca : [t.ca]).map(readPem);
+  if (t.ciphers !== undefined) o.ciphers = t.ciphers;
+  if (t.ciphersuites !== undefined) (o as SecureContextOptions & { ciphersuites?: string }).ciphersuites = t.ciphersuites;
+  o.minVersion = t.minVersion ?? 'TLSv1.2';
+  o.maxVersion = 'TLSv1.3';
+  return o;
+}
+
+/** Builds and rebuilds the secure contexts of one listener. */
+export class TlsContexts {
+  private sniContexts = new Map<string, SecureContext>();
+  private watcher: FileWatcher | undefined;
+  private applyTo: ((options: SecureContextOptions) => void) | undefined;
+
+  constructor(
+    readonly settings: TlsListenerSettings,
+    private readonly logger: Logger,
+    private readonly name: () => string,
+  ) {
+    // Fails fast (at listen) on unreadable files or a key that does not match.
+    this.build();
+  }
+
+  /** Options for tls.createServer / https.createServer. */
+  serverOptions(): NodeTlsOptions {
+    const base = this.build();
+    const options: NodeTlsOptions = {
+      ...base.main,
+      requestCert: this.settings.requestCert ?? false,
+      // Verified in verifyClient() so that the reason can be logged; unverified sockets are destroyed there.
+      rejectUnauthorized: false,
+    };
+    if (this.settings.sni && Object.keys(this.settings.sni).length) {
+      this.sniContexts = base.sni;
+      options.SNICallback = (servername, cb) => cb(null, this.sniContexts.get(servername.toLowerCase()));
+    }
+    return options;
+  }
+
+  private build(): { main: SecureContextOptions; sni: Map<string, SecureContext> } {
+    const main = contextOptions(this.settings);
+    createSecureContext(main); // validates
+    const sni = new Map<string, SecureContext>();
+    for (const [servername, files] of Object.entries(this.settings.sni ?? {})) {
+      sni.set(servername.toLowerCase(), createSecureContext({ ...main, ...contextOptions({ ...this.settings, ...files }) }));
+    }
+    return { main, sni };
+  }
+
+  /** Starts watching the PEM files; `apply` is server.setSecureContext. */
+  watch(apply: (options: SecureContextOptions) => void): void {
+    this.applyTo = apply;
+    const s = this.settings;
+    const files = [s.cert, s.key, ...(Array.isArray(s.ca) ? s.ca : s.ca ? [s.ca] : []), ...Object.values(s.sni ?? {}).flatMap((f) => [f.cert, f.key])].filter(isPath);
+    if (files.length) this.watcher = watchFiles(files, () => this.reload());
+  }
+
+  /** Re-reads the certificates; new connections use them, live ones are untouched. A broken set is logged and ignored. */
+  reload(): boolean {
+    if (!this.applyTo) return false;
+    try {
+      const { main, sni } = this.build();
+      this.applyTo(main);
+      this.sniContexts = sni;
+      this.logger.info({ listener: this.name() }, 'TLS certificates reloaded');
+      return true;
+    } catch (err) {
+      this.logger.error({ listener: this.name(), error: (err as Error).message }, 'TLS certificates not reloaded; keeping the previous ones');
+      return false;
+    }
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}
+
+/** Identity fields of a peer certificate. */
+export function certificateIdentity(socket: TLSSocket): CertificateIdentity | undefined {
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return undefined;
+  const cn = cert.subject?.CN;
+  const san = (cert.subjectaltname ?? '')
+    .split(/,\s*/)
+    .map((entry) => entry.slice(entry.indexOf(':') + 1))
+    .filter((v) => v !== '');
+  return { cn: Array.isArray(cn) ? cn[0] : cn, san, fingerprint256: cert.fingerprint256 };
+}
+
+/**
+ * Mutual TLS check after the handshake: undefined when the client is verified (or no certificate
+ * is required), else why it is refused ("no client certificate", "CERT_HAS_EXPIRED", ...).
+ */
+export function verifyClient(socket: TLSSocket, settings: TlsListenerSettings): string | undefined {
+  if (!settings.requestCert) return undefined;
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return 'no client certificate';
+  if (!socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError)}`;
+  return undefined;
+}
+
+/** The username / Client ID the certificate provides, per the listener settings. */
+export function identityFields(identity: CertificateIdentity | undefined, settings: TlsListenerSettings): { identityUsername?: string; identityClientId?: string } {
+  if (!identity) return {};
+  const pick = (what: 'cn' | 'san' | undefined) => (what === 'cn' ? identity.cn : what === 'san' ? identity.san[0] : undefined) || undefined;
+  const out: { identityUsername?: string; identityClientId?: string } = {};
+  const u = pick(settings.peerCertAsUsername);
+  const c = pick(settings.peerCertAsClientId);
+  if (u !== undefined) out.identityUsername = u;
+  if (c !== undefined) out.identityClientId = c;
+  return out;
+}

@@ -1,0 +1,133 @@
+// MQTT over WebSocket (ws library): binary frames carry the MQTT byte stream, so packets may be
+// split across frames or share one. Writes are batched into one frame per event-loop turn.
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Channel, ChannelOutput, TransportInfo } from '../broker/channel.js';
+import type { BrokerCore } from '../broker/core.js';
+import { formatAddress } from '../auth/address.js';
+import { cancelFlush, InputGate, scheduleFlush } from './input-gate.js';
+import type { TransportInit } from './stream.js';
+
+/** Subprotocols accepted, in order of preference ("mqttv3.1" is what 3.1 clients offer). */
+export const MQTT_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'];
+
+class WebSocketOutput implements ChannelOutput {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private closing = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly core: BrokerCore,
+    readonly gate: InputGate,
+  ) {}
+
+  write(data: Buffer): void {
+    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    if (this.pending.length === 1) scheduleFlush(this);
+  }
+
+  flush(): void {
+    const n = this.pending.length;
+    if (n === 0 || this.ws.readyState !== WebSocket.OPEN) return;
+    const data = n === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.ws.send(data, { binary: true });
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.flush();
+    this.closing = true;
+    cancelFlush(this);
+    this.gate.close();
+    // 1001 "going away" when the server shuts down, else 1000; the close handshake gets 2 s.
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(this.core.closing ? 1001 : 1000);
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+  }
+
+  pauseInput(): void {
+    this.gate.hookPause();
+  }
+
+  resumeInput(): void {
+    if (!this.closing) this.gate.hookResume();
+  }
+}
+
+/** Wires an open WebSocket to a new channel of `core`. */
+export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: TransportInfo, maxBytesRate?: number): Channel {
+  const gate = new InputGate(
+    () => ws.pause(),
+    () => ws.resume(),
+    maxBytesRate,
+  );
+  const channel = core.openChannel(new WebSocketOutput(ws, core, gate), info);
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (!isBinary) {
+      // [MQTT-6.0.0-1] MQTT control packets travel in binary frames only.
+      ws.close(1003, 'MQTT needs binary frames');
+      channel.transportClosed(new Error('text frame received'));
+      return;
+    }
+    gate.received(data.length);
+    channel.receive(data);
+  });
+  ws.on('error', (err) => channel.transportClosed(err));
+  ws.on('close', () => {
+    gate.close();
+    channel.transportClosed();
+  });
+  return channel;
+}
+
+export interface WebSocketEndpointOptions {
+  path: string;
+  maxPayload: number;
+  /** Transport info for an upgraded request (address, listener name, certificate...). */
+  info(req: IncomingMessage): TransportInit;
+  maxBytesRate?: number;
+}
+
+/** The `upgrade` handler of an HTTP(S) server: path and subprotocol checks, then a channel per WebSocket. */
+export function webSocketEndpoint(core: BrokerCore, options: WebSocketEndpointOptions) {
+  const wss = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    perMessageDeflate: false,
+    maxPayload: options.maxPayload,
+    handleProtocols: (offered) => MQTT_SUBPROTOCOLS.find((p) => offered.has(p)) ?? false,
+  });
+  const reject = (socket: Duplex, status: string, text: string) => {
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+  };
+  return {
+    wss,
+    upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+      socket.on('error', () => {});
+      const path = (req.url ?? '/').split('?')[0];
+      if (path !== options.path) {
+        reject(socket, '404 Not Found', `no MQTT endpoint at ${path}; use ${options.path}\n`);
+        return;
+      }
+      const header = req.headers['sec-websocket-protocol'];
+      const offered = header ? header.split(',').map((p) => p.trim()) : [];
+      if (offered.length && !offered.some((p) => MQTT_SUBPROTOCOLS.includes(p))) {
+        reject(socket, '400 Bad Request', `unsupported WebSocket subprotocol ${JSON.stringify(header)}; use "mqtt"\n`);
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        const init = options.info(req);
+        const transport: TransportInfo = {
+          ...init,
+          remoteAddress: init.remoteAddress ?? formatAddress(req.socket.remoteAddress ?? '?', req.socket.remotePort ?? '?'),
+        };
+        attachWebSocket(core, ws, transport, options.maxBytesRate);
+      });
+    },
+  };
+}
