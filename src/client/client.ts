@@ -306,7 +306,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
           };
           this.send(conn, this.connectPacket());
         },
-        (err) => fail(toClientError(err, address)),
+        (err) => fail(toClientError(err, address, 'handshake')),
       );
     });
   }
@@ -1024,10 +1024,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   }
 }
 
-function toClientError(err: unknown, address: BrokerAddress): MqttClientError {
+function toClientError(err: unknown, address: BrokerAddress, phase?: 'handshake'): MqttClientError {
   if (err instanceof MqttClientError) return err;
   if (err instanceof MqttProtocolError) return new MqttClientError('PROTOCOL_ERROR', `protocol error: ${err.message}`, { reasonCode: err.reasonCode, cause: err });
-  return explainNetworkError(err, { host: address.host, port: address.port, tls: isSecure(address.scheme), webSocket: isWebSocket(address.scheme) });
+  return explainNetworkError(err, { host: address.host, port: address.port, tls: isSecure(address.scheme), webSocket: isWebSocket(address.scheme), ...(phase ? { phase } : {}) });
 }
 
 /** Buffered async iterator of messages for one messages() call. */

@@ -93,6 +93,8 @@ interface Target {
   port: number;
   tls?: boolean;
   webSocket?: boolean;
+  /** 'handshake' while the transport opens (before MQTT bytes flow). */
+  phase?: 'handshake' | 'mqtt';
 }
 
 const UNKNOWN_CA_CODES = new Set([
@@ -129,11 +131,10 @@ export function explainNetworkError(err: unknown, target: Target): MqttClientErr
     case 'ENETUNREACH':
       return mk('tcp', `network unreachable while connecting to ${where}`);
     case 'ECONNRESET':
-      return mk(
-        'tcp',
-        `connection to ${where} reset by the server`,
-        target.tls ? undefined : 'if this is a TLS port, use mqtts:// (or wss://)',
-      );
+      if (target.tls && target.phase === 'handshake') {
+        return mk('tls', `connection to ${where} reset by the server during the TLS handshake`, 'is this a TLS port? for a plain port use mqtt:// (or ws://)');
+      }
+      return mk('tcp', `connection to ${where} reset by the server`, target.tls ? undefined : 'if this is a TLS port, use mqtts:// (or wss://)');
     case 'EPIPE':
       return mk('tcp', `connection to ${where} closed by the server while writing`);
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
