@@ -24,10 +24,10 @@ type Writable = { utf8Write(s: string, offset: number, length: number): number }
 const utf8Write = (Buffer.prototype as unknown as Writable).utf8Write;
 
 // Small packets are carved out of a shared slab (like Node's Buffer pool, but larger, so
-// fan-out encoding allocates an ArrayBuffer every ~16 packets of 1 KiB instead of every ~7).
+// fan-out encoding allocates an ArrayBuffer every ~60 packets of 1 KiB instead of every ~7).
 // A live packet keeps its slab (SLAB_SIZE bytes) alive, as with Node's pool.
-const SLAB_SIZE = 16 * 1024;
-const SLAB_MAX_PACKET = 2 * 1024;
+const SLAB_SIZE = 64 * 1024;
+const SLAB_MAX_PACKET = 4 * 1024;
 let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
 let slabUsed = 0;
 
