@@ -1,0 +1,246 @@
+// Options shared by `petrel pub`, `sub`, `conn` and `bench`: connection, TLS, will, session;
+// flags follow mosquitto_pub/sub (and MQTTX) so muscle memory works.
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import type { ClientOptions } from '../client/options.js';
+import { parseProtocolVersion } from '../client/options.js';
+import { ConnackError, MqttClientError, ReasonCodeError } from '../client/errors.js';
+import type { Properties, QoS, UserProperty } from '../protocol/index.js';
+import type { BrokerScheme } from '../client/url.js';
+import { parseBrokerUrl } from '../client/url.js';
+
+/** Exit codes scripts can rely on. */
+export const EXIT = {
+  OK: 0,
+  /** Connection failed (network, DNS, TLS, timeout) or another runtime error. */
+  FAILED: 1,
+  /** Invalid command line. */
+  USAGE: 2,
+  /** The broker refused the connection (CONNACK reason / return code). */
+  REFUSED: 3,
+  /** The broker refused a publish or subscription (reason code in PUBACK / SUBACK ...). */
+  REJECTED: 4,
+  /** `sub -W`: the time limit passed (as mosquitto_sub). */
+  TIMEOUT: 27,
+} as const;
+
+export interface ConnectionFlags {
+  host?: string;
+  port?: string;
+  url?: string;
+  protocolVersion?: string;
+  id?: string;
+  idPrefix?: string;
+  username?: string;
+  password?: string;
+  keepalive?: string;
+  clean?: boolean;
+  disableCleanSession?: boolean;
+  sessionExpiry?: string;
+  cafile?: string;
+  cert?: string;
+  key?: string;
+  keyPassphrase?: string;
+  insecure?: boolean;
+  servername?: string;
+  tls?: boolean;
+  wsHeader?: string[];
+  willTopic?: string;
+  willMessage?: string;
+  willQos?: string;
+  willRetain?: boolean;
+  connectTimeout?: string;
+  debug?: boolean;
+}
+
+export class UsageError extends Error {}
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+/** Adds the connection flags to a command; `-h` becomes the host (help stays on --help). */
+export function addConnectionOptions(cmd: Command, { withUrlArgument = false } = {}): Command {
+  cmd.helpOption('--help', 'display help for command');
+  cmd
+    .option('-h, --host <host>', 'broker host (default: localhost)')
+    .option('-p, --port <port>', 'broker port (default: 1883, 8883 with TLS, 8083 / 8084 for ws / wss)');
+  if (!withUrlArgument) cmd.option('-L, --url <url>', 'broker URL: mqtt://, mqtts://, ws://, wss:// (user:password@ allowed)');
+  cmd
+    .option('-V, --protocol-version <version>', 'MQTT version: 3.1, 3.1.1, 5 (also mqttv31, mqttv311, mqttv5)', '5')
+    .option('-i, --id <clientId>', 'Client ID (default: petrel_ + random hex; "" lets the server assign one)')
+    .option('-I, --id-prefix <prefix>', 'Client ID prefix, followed by random hex')
+    .option('-u, --username <username>', 'user name')
+    .option('-P, --password <password>', 'password')
+    .option('-k, --keepalive <seconds>', 'keep alive in seconds', '60')
+    .option('--clean [bool]', 'clean session / clean start (--clean=false to keep the session)', (v) => !/^(false|0|no)$/i.test(v))
+    .option('--no-clean', 'keep the session (same as --clean=false)')
+    .option('-c, --disable-clean-session', 'keep the session (mosquitto spelling of --no-clean)')
+    .option('-x, --session-expiry <seconds>', 'session expiry interval (MQTT 5)')
+    .option('--connect-timeout <seconds>', 'seconds to wait for CONNACK', '30')
+    .option('--cafile <file>', 'CA certificate(s) to trust (PEM); implies TLS')
+    .option('--cert <file>', 'client certificate (PEM); implies TLS')
+    .option('--key <file>', 'client private key (PEM)')
+    .option('--key-passphrase <passphrase>', 'passphrase of the client key')
+    .option('--insecure', 'do not verify the server certificate (testing only)')
+    .option('--servername <name>', 'TLS server name (SNI) to send and verify')
+    .option('--tls', 'use TLS with the system CAs (mqtts)')
+    .option('--ws-header <header>', 'extra WebSocket upgrade header "Name: value" (repeatable)', collect)
+    .option('--will-topic <topic>', 'will message topic')
+    .option('--will-message <message>', 'will message payload')
+    .option('--will-qos <qos>', 'will message QoS', '0')
+    .option('--will-retain', 'retain the will message')
+    .option('-d, --debug', 'print the packets sent and received on stderr');
+  return cmd;
+}
+
+export function parseQos(value: string | undefined, what = 'QoS'): QoS {
+  const n = Number(value ?? 0);
+  if (n !== 0 && n !== 1 && n !== 2) throw new UsageError(`${what} must be 0, 1 or 2 (got "${value}")`);
+  return n;
+}
+
+export function parseNonNegativeInt(value: string | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${what} must be a non-negative integer (got "${value}")`);
+  return n;
+}
+
+export function parseUserProperties(values: string[] | undefined): UserProperty[] | undefined {
+  if (!values || values.length === 0) return undefined;
+  return values.map((kv) => {
+    const i = kv.search(/[=:]/);
+    if (i <= 0) throw new UsageError(`user property "${kv}" must look like key=value`);
+    return [kv.slice(0, i).trim(), kv.slice(i + 1).trimStart()] as UserProperty;
+  });
+}
+
+export function userPropertyOption(cmd: Command, what: string): Command {
+  return cmd.option('-D, --user-property <key=value>', `MQTT 5 user property on ${what} (repeatable)`, collect);
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} file "${file}": ${(err as Error).message}`);
+  }
+}
+
+/** Turns the flags into client options. `url` is a positional URL (petrel conn URL). */
+export function clientOptionsFromFlags(flags: ConnectionFlags, url?: string): ClientOptions {
+  const o: ClientOptions = {};
+  try {
+    o.protocolVersion = parseProtocolVersion(flags.protocolVersion ?? '5');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const wantsTls = Boolean(flags.cafile || flags.cert || flags.tls || flags.insecure);
+  const theUrl = url ?? flags.url;
+  if (theUrl !== undefined) {
+    let text = theUrl;
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = `${wantsTls ? 'mqtts' : 'mqtt'}://${text}`;
+    try {
+      parseBrokerUrl(text);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    o.url = text;
+    if (flags.host !== undefined) o.host = flags.host;
+  } else {
+    const scheme: BrokerScheme = wantsTls ? 'mqtts' : 'mqtt';
+    o.scheme = scheme;
+    o.host = flags.host ?? 'localhost';
+  }
+  if (flags.port !== undefined) {
+    const port = Number(flags.port);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`invalid port "${flags.port}"`);
+    o.port = port;
+  }
+  if (flags.id !== undefined) o.clientId = flags.id;
+  else if (flags.idPrefix !== undefined) o.clientId = `${flags.idPrefix}${Math.random().toString(16).slice(2, 10)}`;
+  if (flags.username !== undefined) o.username = flags.username;
+  if (flags.password !== undefined) o.password = flags.password;
+  o.keepAlive = parseNonNegativeInt(flags.keepalive, 'keep alive (-k)') ?? 60;
+  if (o.keepAlive > 65535) throw new UsageError('keep alive (-k) must be at most 65535 seconds');
+  o.clean = flags.disableCleanSession ? false : (flags.clean ?? true);
+  const expiry = parseNonNegativeInt(flags.sessionExpiry, 'session expiry (-x)');
+  if (expiry !== undefined) o.sessionExpiry = expiry;
+  const timeout = Number(flags.connectTimeout ?? 30);
+  if (!(timeout > 0)) throw new UsageError(`invalid --connect-timeout "${flags.connectTimeout}"`);
+  o.connectTimeout = Math.round(timeout * 1000);
+  if (wantsTls || flags.key || flags.servername) {
+    o.tls = {};
+    if (flags.cafile) o.tls.ca = readPem(flags.cafile, 'CA');
+    if (flags.cert) o.tls.cert = readPem(flags.cert, 'certificate');
+    if (flags.key) o.tls.key = readPem(flags.key, 'key');
+    if (flags.cert && !flags.key) throw new UsageError('--cert needs --key');
+    if (flags.keyPassphrase) o.tls.passphrase = flags.keyPassphrase;
+    if (flags.insecure) o.tls.rejectUnauthorized = false;
+    if (flags.servername) o.tls.servername = flags.servername;
+  }
+  if (flags.wsHeader) {
+    o.wsHeaders = {};
+    for (const h of flags.wsHeader) {
+      const i = h.indexOf(':');
+      if (i <= 0) throw new UsageError(`--ws-header "${h}" must look like "Name: value"`);
+      o.wsHeaders[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+    }
+  }
+  if (flags.willMessage !== undefined && flags.willTopic === undefined) throw new UsageError('--will-message needs --will-topic');
+  if (flags.willTopic !== undefined) {
+    o.will = { topic: flags.willTopic, payload: flags.willMessage ?? '', qos: parseQos(flags.willQos, 'will QoS'), retain: Boolean(flags.willRetain) };
+  }
+  return o;
+}
+
+/** Exit code for an error. */
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof UsageError) return EXIT.USAGE;
+  if (err instanceof ConnackError) return EXIT.REFUSED;
+  if (err instanceof ReasonCodeError) return EXIT.REJECTED;
+  if (err instanceof TypeError) return EXIT.USAGE;
+  return EXIT.FAILED;
+}
+
+/** Prints "petrel <cmd>: message" (and the hint) on stderr. */
+export function printError(command: string, err: unknown): void {
+  const text = err instanceof MqttClientError ? err.describe() : err instanceof Error ? err.message : String(err);
+  process.stderr.write(`petrel ${command}: ${text}\n`);
+}
+
+/** Prints one packet per line on stderr, for -d. */
+export function debugPackets(client: { on(event: 'packetsend' | 'packetreceive', fn: (p: { type: number }) => void): unknown }): void {
+  const names = ['', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'AUTH'];
+  const show = (dir: string) => (p: { type: number }) => {
+    const { type, ...rest } = p as { type: number } & Record<string, unknown>;
+    const fields = JSON.stringify(rest, (k, v: unknown) => {
+      if (k === 'password') return '***';
+      if (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer') return `<${((v as { data: number[] }).data ?? []).length} bytes>`;
+      return v;
+    });
+    process.stderr.write(`${dir} ${names[type] ?? type} ${fields}\n`);
+  };
+  client.on('packetsend', show('->'));
+  client.on('packetreceive', show('<-'));
+}
+
+/** A v5 property bag from the common publish flags, or undefined when empty. */
+export function compactProperties(p: Properties): Properties | undefined {
+  const out: Properties = {};
+  for (const [k, v] of Object.entries(p)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** Runs a command action, mapping errors to messages and exit codes. */
+export async function runAction(command: string, fn: () => Promise<number | void>, { quiet = false } = {}): Promise<void> {
+  try {
+    const code = await fn();
+    process.exitCode = code ?? EXIT.OK;
+  } catch (err) {
+    if (!quiet) printError(command, err);
+    process.exitCode = exitCodeFor(err);
+  }
+}
+
+export { Option };
