@@ -45,8 +45,15 @@ export function connect(url: string, options: IClientOptions = {}, timeoutMs = 3
 
 /** Subscribes and waits for the SUBACK; returns the granted QoS / codes. */
 export async function subscribe(client: MqttClient, topic: string, qos: 0 | 1 | 2 = 0): Promise<number[]> {
-  const granted = await client.subscribeAsync(topic, { qos });
-  return granted.map((g) => g.qos);
+  try {
+    const granted = await client.subscribeAsync(topic, { qos });
+    return granted.map((g) => g.qos);
+  } catch (err) {
+    // MQTT.js rejects a SUBACK with a failure code; the codes are on the packet.
+    const codes = (err as { packet?: { granted?: (number | { qos: number })[] } }).packet?.granted;
+    if (!codes) throw err;
+    return codes.map((g) => (typeof g === 'number' ? g : g.qos));
+  }
 }
 
 /** The next message on `client` (for `topic` when given), or rejects after timeoutMs. */
