@@ -21,6 +21,12 @@ export class TokenBucket {
     }
   }
 
+  /** Whole tokens available now. */
+  available(now: number): number {
+    this.refill(now);
+    return Math.max(0, Math.floor(this.tokens));
+  }
+
   /** Takes `n` tokens; false (and nothing taken) when there are not enough. */
   take(now: number, n = 1): boolean {
     this.refill(now);

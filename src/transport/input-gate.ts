@@ -9,27 +9,52 @@ export class InputGate {
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly bucket: TokenBucket | undefined;
+  /** Bytes read but held back because the client is over its budget. */
+  private held: Buffer[] = [];
 
   constructor(
     private readonly pause: () => void,
     private readonly resume: () => void,
+    private readonly deliver: (chunk: Buffer) => void,
     maxBytesRate?: number,
   ) {
     if (maxBytesRate) this.bucket = new TokenBucket(maxBytesRate, maxBytesRate);
   }
 
-  /** Counts bytes read; over budget, reading stops until the budget is positive again. */
-  received(bytes: number): void {
-    if (!this.bucket || this.closed) return;
-    const wait = this.bucket.consume(Date.now(), bytes);
-    if (wait > 0 && !this.throttled) {
-      this.throttled = true;
+  /** Bytes read from the client: passed on now, or held back (and reading paused) while over budget. */
+  feed(chunk: Buffer): void {
+    if (this.closed) return;
+    if (!this.bucket) {
+      this.deliver(chunk);
+      return;
+    }
+    this.held.push(chunk);
+    if (!this.throttled) this.release();
+  }
+
+  private release(): void {
+    this.timer = undefined;
+    const bucket = this.bucket!;
+    let budget = bucket.available(Date.now());
+    while (this.held.length && budget > 0 && !this.closed) {
+      const chunk = this.held[0]!;
+      const n = Math.min(budget, chunk.length);
+      bucket.take(Date.now(), n);
+      budget -= n;
+      if (n === chunk.length) this.held.shift();
+      else this.held[0] = chunk.subarray(n);
+      this.deliver(n === chunk.length ? chunk : chunk.subarray(0, n));
+    }
+    if (this.closed) return;
+    const throttled = this.held.length > 0;
+    if (throttled) {
+      // Wake when a tenth of a second's worth (or what is held, if less) has accumulated.
+      const want = Math.min(this.held.reduce((a, c) => a + c.length, 0), Math.max(1, Math.ceil(bucket.rate / 10)));
+      this.timer = setTimeout(() => this.release(), Math.max(1, Math.ceil((want * 1000) / bucket.rate)));
+    }
+    if (throttled !== this.throttled) {
+      this.throttled = throttled;
       this.update();
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.throttled = false;
-        this.update();
-      }, wait);
     }
   }
 
@@ -45,6 +70,7 @@ export class InputGate {
 
   close(): void {
     this.closed = true;
+    this.held = [];
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }

@@ -72,14 +72,12 @@ export function attachSocket(core: BrokerCore, socket: Socket, info: TransportIn
   const gate = new InputGate(
     () => socket.pause(),
     () => socket.resume(),
+    (chunk) => channel.receive(chunk),
     options.maxBytesRate,
   );
   const transport: TransportInfo = { ...info, remoteAddress: info.remoteAddress ?? socketAddress(socket) };
   const channel = core.openChannel(new SocketOutput(socket, gate), transport);
-  const onData = (chunk: Buffer) => {
-    gate.received(chunk.length);
-    channel.receive(chunk);
-  };
+  const onData = (chunk: Buffer) => gate.feed(chunk);
   socket.on('data', onData);
   socket.on('error', (err) => channel.transportClosed(err));
   socket.on('close', () => {

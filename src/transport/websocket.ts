@@ -64,6 +64,7 @@ export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: Transport
   const gate = new InputGate(
     () => ws.pause(),
     () => ws.resume(),
+    (chunk) => channel.receive(chunk),
     maxBytesRate,
   );
   const channel = core.openChannel(new WebSocketOutput(ws, core, gate), info);
@@ -74,8 +75,7 @@ export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: Transport
       channel.transportClosed(new Error('text frame received'));
       return;
     }
-    gate.received(data.length);
-    channel.receive(data);
+    gate.feed(data);
   });
   ws.on('error', (err) => channel.transportClosed(err));
   ws.on('close', () => {
