@@ -59,7 +59,7 @@ export class UsageError extends Error {}
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 /** Adds the connection flags to a command; `-h` becomes the host (help stays on --help). */
-export function addConnectionOptions(cmd: Command, { withUrlArgument = false } = {}): Command {
+export function addConnectionOptions(cmd: Command, { withUrlArgument = false, benchMode = false } = {}): Command {
   cmd.helpOption('--help', 'display help for command');
   cmd
     .option('-h, --host <host>', 'broker host (default: localhost)')
@@ -67,14 +67,14 @@ export function addConnectionOptions(cmd: Command, { withUrlArgument = false } =
   if (!withUrlArgument) cmd.option('-L, --url <url>', 'broker URL: mqtt://, mqtts://, ws://, wss:// (user:password@ allowed)');
   cmd
     .option('-V, --protocol-version <version>', 'MQTT version: 3.1, 3.1.1, 5 (also mqttv31, mqttv311, mqttv5)', '5')
-    .option('-i, --id <clientId>', 'Client ID (default: petrel_ + random hex; "" lets the server assign one)')
-    .option('-I, --id-prefix <prefix>', 'Client ID prefix, followed by random hex')
+    .option('-i, --id <clientId>', benchMode ? 'Client ID prefix (IDs are prefix_index)' : 'Client ID (default: petrel_ + random hex; "" lets the server assign one)')
+    .option(benchMode ? '--id-prefix <prefix>' : '-I, --id-prefix <prefix>', 'Client ID prefix, followed by random hex')
     .option('-u, --username <username>', 'user name')
     .option('-P, --password <password>', 'password')
     .option('-k, --keepalive <seconds>', 'keep alive in seconds', '60')
     .option('--clean [bool]', 'clean session / clean start (--clean=false to keep the session)', (v) => !/^(false|0|no)$/i.test(v))
     .option('--no-clean', 'keep the session (same as --clean=false)')
-    .option('-c, --disable-clean-session', 'keep the session (mosquitto spelling of --no-clean)')
+    .option(benchMode ? '--disable-clean-session' : '-c, --disable-clean-session', 'keep the session (mosquitto spelling of --no-clean)')
     .option('-x, --session-expiry <seconds>', 'session expiry interval (MQTT 5)')
     .option('--connect-timeout <seconds>', 'seconds to wait for CONNACK', '30')
     .option('--cafile <file>', 'CA certificate(s) to trust (PEM); implies TLS')

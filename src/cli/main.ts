@@ -4,6 +4,7 @@ import { registerBrokerCommand } from './broker.js';
 import { registerPubCommand } from './pub.js';
 import { registerSubCommand } from './sub.js';
 import { registerConnCommand } from './conn.js';
+import { registerBenchCommand } from './bench.js';
 import { EXIT } from './common-client.js';
 
 export async function main(argv: string[]): Promise<void> {
@@ -17,5 +18,6 @@ export async function main(argv: string[]): Promise<void> {
   registerPubCommand(program);
   registerSubCommand(program);
   registerConnCommand(program);
+  registerBenchCommand(program);
   await program.parseAsync(argv, { from: 'user' });
 }
