@@ -1,15 +1,18 @@
 // `petrel broker`: starts the broker from defaults, a config file and flags (flags win).
-import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { createBroker } from '../broker/broker.js';
-import { ConfigError, loadConfigFile, validateConfig, type FileConfig } from '../config/config.js';
+import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
 
 interface BrokerFlags {
   port?: string;
   host?: string;
   config?: string;
   logLevel?: string;
+  passwordFile?: string;
+  aclFile?: string;
+  anonymous?: boolean;
+  printConfig?: string | boolean;
 }
 
 function makeLogger(level: string): Logger {
@@ -23,16 +26,31 @@ function makeLogger(level: string): Logger {
 export function registerBrokerCommand(program: Command): void {
   program
     .command('broker')
-    .description('start the MQTT broker (TCP 0.0.0.0:1883 by default)')
-    .option('-p, --port <port>', 'TCP port to listen on')
-    .option('-H, --host <host>', 'address to listen on')
+    .description('start the MQTT broker (TCP 0.0.0.0:1883 and WebSocket 0.0.0.0:8083/mqtt by default)')
+    .option('-p, --port <port>', 'one TCP listener on this port (instead of the default listeners)')
+    .option('-H, --host <host>', 'address of that TCP listener')
     .option('-c, --config <file>', 'config file (JSON or YAML); default ./petrel.config.json|yaml when present')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
-    .addHelpText('after', '\nExamples:\n  petrel broker\n  petrel broker --port 1884 --log-level debug\n  petrel broker -c petrel.config.yaml\n')
+    .option('--password-file <file>', 'password file made with `petrel passwd`')
+    .option('--acl-file <file>', 'ACL rule file (see docs/configuration.md)')
+    .option('--no-anonymous', 'refuse clients without a username')
+    .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
+    .addHelpText(
+      'after',
+      '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
+        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change).\n' +
+        '\nExamples:\n  petrel broker\n  petrel broker --port 1884 --log-level debug\n  petrel broker -c petrel.config.yaml --print-config\n',
+    )
     .action(async (flags: BrokerFlags) => {
       let config: FileConfig;
       try {
         config = loadConfig(flags);
+        if (flags.printConfig !== undefined) {
+          const format = flags.printConfig === true ? 'yaml' : flags.printConfig;
+          if (format !== 'yaml' && format !== 'json') throw new ConfigError('--print-config: format must be yaml or json');
+          process.stdout.write(formatConfig(config, format));
+          return;
+        }
       } catch (err) {
         if (err instanceof ConfigError) {
           console.error(`petrel: config: ${err.message}`);
@@ -42,34 +60,36 @@ export function registerBrokerCommand(program: Command): void {
       }
       const { logLevel, ...options } = config;
       const logger = makeLogger(logLevel ?? 'info');
-      const broker = createBroker({ ...options, logger });
+      let broker;
       try {
+        broker = createBroker({ ...options, logger });
         await broker.listen();
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
-        console.error(`petrel: cannot listen: ${e.code === 'EADDRINUSE' ? `address in use (${e.message.replace(/^.*EADDRINUSE:? ?/, '')}); is another broker running? use --port` : e.message}`);
+        console.error(`petrel: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${e.message.replace(/^.*EADDRINUSE:? ?/, '')}); is another broker running? use --port` : e.message}`);
         process.exit(1);
       }
+      const running = broker;
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down');
-        broker.close().then(() => process.exit(0));
+        running.close().then(() => process.exit(0));
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGHUP', () => {
+        logger.info('SIGHUP: reloading password file, ACL and certificates');
+        running.reload();
+      });
     });
 }
 
 function loadConfig(flags: BrokerFlags): FileConfig {
-  let file = flags.config;
-  if (!file) file = ['petrel.config.json', 'petrel.config.yaml', 'petrel.config.yml'].find((f) => existsSync(f));
-  const fromFile = file ? loadConfigFile(file) : {};
   const overrides: Record<string, unknown> = {};
   if (flags.port !== undefined) overrides.port = Number(flags.port);
   if (flags.host !== undefined) overrides.host = flags.host;
   if (flags.logLevel !== undefined) overrides.logLevel = flags.logLevel;
-  const merged = validateConfig({ ...fromFile, ...overrides });
-  if ((flags.port !== undefined || flags.host !== undefined) && merged.listeners) {
-    throw new ConfigError('--port/--host cannot be combined with a config file that has "listeners"');
-  }
-  return merged;
+  if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
+  if (flags.aclFile !== undefined) overrides.acl = { file: flags.aclFile };
+  if (flags.anonymous === false) overrides.allowAnonymous = false;
+  return resolveConfig({ file: flags.config, flags: overrides });
 }

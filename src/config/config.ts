@@ -1,9 +1,14 @@
 // Broker configuration files (JSON or YAML): parsed, checked against a schema, and turned into
 // BrokerOptions. Every mistake is one line naming the key, e.g. `config: maxQos: must be 0, 1 or 2`.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { BrokerOptions } from '../broker/broker.js';
+import { stringify as toYaml } from 'yaml';
+import { DEFAULT_LISTENERS, type BrokerOptions } from '../broker/broker.js';
+import { DEFAULT_LIMITS } from '../broker/options.js';
+import { DEFAULT_PORTS, DEFAULT_WS_PATH } from '../transport/listeners.js';
+import { compileRule, type AclRule } from '../auth/acl.js';
+import { checkAddressEntry } from '../auth/address.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -40,6 +45,13 @@ function object(shape: Record<string, Check>): Check {
   };
 }
 
+function record(item: Check): Check {
+  return (v, path) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, item(x, `${path}.${k}`)]));
+  };
+}
+
 const array =
   (item: Check): Check =>
   (v, path) =>
@@ -47,8 +59,86 @@ const array =
 
 const U32 = 0xffffffff;
 const port = integer(0, 65535);
+const positive = integer(1, U32);
+const stringList = array(string);
+const stringOrList: Check = (v, path) => (Array.isArray(v) ? stringList(v, path) : string(v, path));
 
-const listener = object({ type: oneOf('tcp'), host: string, port, name: string });
+/** Keys every listener type accepts. */
+const COMMON_LISTENER = {
+  type: oneOf('tcp', 'tls', 'ws', 'wss'),
+  host: string,
+  port,
+  name: string,
+  allowAnonymous: boolean,
+  maxConnections: positive,
+  maxConnectionRate: positive,
+  maxPublishRate: positive,
+  publishBurst: positive,
+  maxBytesRate: positive,
+};
+const wsPath: Check = (v, path) => (typeof v === 'string' && v.startsWith('/') ? v : fail(path, 'must be a URL path starting with "/"'));
+const certificateFiles = { cert: string, key: string, passphrase: string };
+const TLS_KEYS = {
+  ...certificateFiles,
+  ca: stringOrList,
+  minVersion: oneOf('TLSv1.2', 'TLSv1.3'),
+  ciphers: string,
+  ciphersuites: string,
+  sni: record(object(certificateFiles)),
+  requestCert: boolean,
+  peerCertAsUsername: oneOf('cn', 'san'),
+  peerCertAsClientId: oneOf('cn', 'san'),
+};
+const LISTENER_SHAPES: Record<string, Check> = {
+  tcp: object({ ...COMMON_LISTENER, proxyProtocol: boolean }),
+  tls: object({ ...COMMON_LISTENER, ...TLS_KEYS }),
+  ws: object({ ...COMMON_LISTENER, path: wsPath }),
+  wss: object({ ...COMMON_LISTENER, ...TLS_KEYS, path: wsPath }),
+};
+
+const listener: Check = (v, path) => {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
+  const type = (v as { type?: unknown }).type ?? 'tcp';
+  const shape = LISTENER_SHAPES[String(type)];
+  if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss"');
+  const out = shape({ ...v, type }, path) as Record<string, unknown>;
+  if (type === 'tls' || type === 'wss') {
+    for (const key of ['cert', 'key']) if (out[key] === undefined) fail(`${path}.${key}`, `required for a ${type} listener (PEM file)`);
+    if ((out.peerCertAsUsername || out.peerCertAsClientId || out.requestCert) && !out.ca) fail(`${path}.ca`, 'required for mutual TLS (the CA that signs client certificates)');
+    if ((out.peerCertAsUsername || out.peerCertAsClientId) && out.requestCert !== true) fail(`${path}.requestCert`, 'must be true to use the client certificate as identity');
+  }
+  return out;
+};
+
+const cidr: Check = (v, path) => {
+  const s = string(v, path) as string;
+  try {
+    checkAddressEntry(s);
+  } catch (err) {
+    fail(path, (err as Error).message);
+  }
+  return s;
+};
+
+const aclRule: Check = (v, path) => {
+  const rule = object({
+    permission: oneOf('allow', 'deny'),
+    action: oneOf('publish', 'subscribe', 'all'),
+    username: string,
+    clientId: string,
+    certCN: string,
+    address: (x, p) => (Array.isArray(x) ? array(cidr)(x, p) : cidr(x, p)),
+    topic: string,
+    topics: stringList,
+  })(v, path) as Record<string, unknown>;
+  for (const key of ['permission', 'action']) if (rule[key] === undefined) fail(`${path}.${key}`, 'required');
+  try {
+    compileRule(rule as unknown as AclRule, path);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  return rule;
+};
 
 /** The schema of a config file: the keys of BrokerOptions that make sense in a file. */
 export const CONFIG_SCHEMA: Record<string, Check> = {
@@ -73,6 +163,23 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   retainAvailable: boolean,
   allowAnonymous: boolean,
   hookTimeout: integer(1, 600_000),
+  responseInformation: (v, path) => (typeof v === 'string' ? v : fail(path, 'must be a string')),
+  serverReference: (v, path) => (typeof v === 'string' ? v : fail(path, 'must be a string')),
+  serverMoved: boolean,
+  wildcardSubscriptionAvailable: boolean,
+  subscriptionIdentifiersAvailable: boolean,
+  sharedSubscriptionAvailable: boolean,
+  sharedSubscriptionStrategy: oneOf('round-robin', 'random', 'sticky'),
+  validatePayloadFormat: boolean,
+  // security
+  passwordFile: string,
+  acl: object({ file: string, default: oneOf('allow', 'deny'), rules: array(aclRule), disconnectOnDenied: boolean }),
+  bans: object({ clientIds: stringList, usernames: stringList, addresses: array(cidr) }),
+  watchFiles: boolean,
+  // per-client limits (listeners may override)
+  maxPublishRate: positive,
+  publishBurst: positive,
+  maxBytesRate: positive,
 };
 
 export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe'> & {
@@ -99,4 +206,107 @@ export function loadConfigFile(file: string): FileConfig {
     throw new ConfigError(`${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message.split('\n')[0]}`);
   }
   return validateConfig(raw);
+}
+
+/** Config files looked for in the working directory when none is given. */
+export const DEFAULT_CONFIG_FILES = ['petrel.config.json', 'petrel.config.yaml', 'petrel.config.yml'];
+
+/**
+ * Overrides from environment variables: PETREL_<KEY> for a top-level key (PETREL_MAX_QOS=1,
+ * PETREL_PASSWORD_FILE=/etc/petrel/passwd), PETREL_<KEY>__<SUBKEY> inside a section
+ * (PETREL_ACL__DEFAULT=deny); values are parsed as JSON when they are JSON (numbers, booleans,
+ * lists: PETREL_LISTENERS='[{"type":"tcp","port":1883}]'), else taken as strings.
+ * Variables that name no key are an error naming the variable.
+ */
+export function envOverrides(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const keyFor = (part: string, keys: string[]) => keys.find((k) => k.toLowerCase() === part.replace(/_/g, '').toLowerCase());
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('PETREL_') || raw === undefined) continue;
+    const parts = name.slice(7).split('__');
+    const top = keyFor(parts[0]!, Object.keys(CONFIG_SCHEMA));
+    if (!top) throw new ConfigError(`${name}: no config key ${JSON.stringify(parts[0])} (see docs/configuration.md)`);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // a plain string
+    }
+    if (parts.length === 1) {
+      out[top] = value;
+    } else {
+      const section = (out[top] ??= {}) as Record<string, unknown>;
+      section[parts.slice(1).map((p) => p.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())).join('.')] = value;
+    }
+  }
+  // Check each variable on its own so that the error names it.
+  for (const [key, value] of Object.entries(out)) {
+    const varName = `PETREL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+    try {
+      CONFIG_SCHEMA[key]!(value, key);
+    } catch (err) {
+      throw new ConfigError(`${varName}: ${(err as Error).message}`);
+    }
+  }
+  return out;
+}
+
+export interface ConfigSources {
+  /** Config file; default: the first of DEFAULT_CONFIG_FILES that exists. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values from command-line flags (win over everything). */
+  flags?: Record<string, unknown>;
+}
+
+/** file < PETREL_* environment < flags, validated. */
+export function resolveConfig(sources: ConfigSources = {}): FileConfig {
+  const file = sources.file ?? DEFAULT_CONFIG_FILES.find((f) => existsSync(f));
+  const fromFile = file ? loadConfigFile(file) : {};
+  const fromEnv = envOverrides(sources.env ?? process.env);
+  const flags = Object.fromEntries(Object.entries(sources.flags ?? {}).filter(([, v]) => v !== undefined));
+  const merged = validateConfig(mergeSections(mergeSections(fromFile as Record<string, unknown>, fromEnv), flags));
+  if ((flags.port !== undefined || flags.host !== undefined) && merged.listeners) {
+    throw new ConfigError('--port/--host cannot be combined with "listeners" (set the port in the listener instead)');
+  }
+  return merged;
+}
+
+/** The configuration in force: defaults filled in, listeners spelled out, secrets hidden. */
+export function effectiveConfig(config: FileConfig): Record<string, unknown> {
+  const { host, port, listeners, ...rest } = config;
+  const list =
+    listeners ?? (port !== undefined || host !== undefined ? [{ type: 'tcp' as const, host: host ?? '0.0.0.0', port: port ?? 1883 }] : DEFAULT_LISTENERS);
+  const { connackUserProperties: _ignored, ...limits } = DEFAULT_LIMITS;
+  return {
+    logLevel: 'info',
+    ...limits,
+    ...rest,
+    listeners: list.map((l) => {
+      const out: Record<string, unknown> = { type: l.type ?? 'tcp', host: '0.0.0.0', port: DEFAULT_PORTS[l.type ?? 'tcp'], ...l };
+      if (l.type === 'ws' || l.type === 'wss') out.path ??= DEFAULT_WS_PATH;
+      if ('passphrase' in out) out.passphrase = '(hidden)';
+      if (out.sni) {
+        out.sni = Object.fromEntries(
+          Object.entries(out.sni as Record<string, Record<string, unknown>>).map(([k, v]) => [k, v.passphrase ? { ...v, passphrase: '(hidden)' } : v]),
+        );
+      }
+      return out;
+    }),
+  };
+}
+
+/** --print-config output. */
+export function formatConfig(config: FileConfig, format: 'yaml' | 'json' = 'yaml'): string {
+  const effective = effectiveConfig(config);
+  return format === 'json' ? JSON.stringify(effective, null, 2) + '\n' : toYaml(effective);
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Top-level keys replaced, sections (acl, bans) merged key by key. */
+function mergeSections(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? { ...out[k], ...v } : v;
+  return out;
 }
