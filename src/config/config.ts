@@ -282,9 +282,9 @@ export function effectiveConfig(config: FileConfig): Record<string, unknown> {
     logLevel: 'info',
     ...limits,
     ...rest,
-    listeners: list.map((l) => {
-      const out: Record<string, unknown> = { type: l.type ?? 'tcp', host: '0.0.0.0', port: DEFAULT_PORTS[l.type ?? 'tcp'], ...l };
-      if (l.type === 'ws' || l.type === 'wss') out.path ??= DEFAULT_WS_PATH;
+    listeners: list.map(({ type = 'tcp', ...l }) => {
+      const out: Record<string, unknown> = { type, host: '0.0.0.0', port: DEFAULT_PORTS[type], ...l };
+      if (type === 'ws' || type === 'wss') out.path ??= DEFAULT_WS_PATH;
       if ('passphrase' in out) out.passphrase = '(hidden)';
       if (out.sni) {
         out.sni = Object.fromEntries(
