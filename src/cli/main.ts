@@ -1,6 +1,7 @@
 // `petrel` command line: one subcommand per file.
 import { Command, CommanderError } from 'commander';
 import { registerBrokerCommand } from './broker.js';
+import { registerPasswdCommand } from './passwd.js';
 import { registerPubCommand } from './pub.js';
 import { registerSubCommand } from './sub.js';
 import { registerConnCommand } from './conn.js';
@@ -15,6 +16,7 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(err.exitCode === 0 ? 0 : EXIT.USAGE);
   });
   registerBrokerCommand(program);
+  registerPasswdCommand(program);
   registerPubCommand(program);
   registerSubCommand(program);
   registerConnCommand(program);
