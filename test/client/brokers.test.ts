@@ -98,6 +98,29 @@ for (const broker of brokers) {
     assert.equal(m.payload.toString(), 'sent while offline');
   });
 
+  test(`${broker.name}: empty Client ID: the server assigns one (5.0) / accepts it with clean session (3.1.1); will properties`, async (t) => {
+    const why = broker.available();
+    if (why) return t.skip(why);
+    const b = await broker.start();
+    t.after(() => b.stop());
+    const v5 = await open(t, b.url, { clientId: '' });
+    assert.notEqual(v5.clientId, '');
+    assert.equal(v5.connack?.properties.assignedClientIdentifier, v5.clientId);
+    const v311 = await open(t, b.url, { clientId: '', protocolVersion: '3.1.1' });
+    assert.equal(v311.connected, true);
+    const watcher = await open(t, b.url);
+    await watcher.subscribe('willprops/#', { qos: 1 });
+    const it = watcher.messages();
+    const dying = await open(t, b.url, {
+      will: { topic: 'willprops/x', payload: 'bye', qos: 1, properties: { contentType: 'text/plain', userProperties: [['why', 'test']] } },
+    });
+    dying.destroy();
+    const will = (await it.next()).value as Message;
+    assert.equal(will.payload.toString(), 'bye');
+    assert.equal(will.properties?.contentType, 'text/plain');
+    assert.deepEqual(will.properties?.userProperties, [['why', 'test']]);
+  });
+
   test(`${broker.name}: the will is published on destroy() but not on end()`, async (t) => {
     const why = broker.available();
     if (why) return t.skip(why);
@@ -186,9 +209,16 @@ test('mosquitto TLS: unknown CA, trusted CA, hostname mismatch, --insecure', asy
   if (!hasMosquitto) return t.skip('mosquitto not installed');
   if (!hasOpenssl) return t.skip('openssl not installed');
   const c = certificates();
-  const m = await startMosquitto({ tls: { cafile: c.caCert, certfile: c.serverCert, keyfile: c.serverKey } });
+  const m = await startMosquitto({ tls: { cafile: c.caCert, certfile: c.serverCert, keyfile: c.serverKey }, wss: true });
   t.after(() => m.stop());
   const url = `mqtts://127.0.0.1:${m.tlsPort}`;
+  // secure WebSocket with the same certificates
+  const wss = await open(t, `wss://localhost:${m.wssPort}/mqtt`, { tls: { ca: readFileSync(c.caCert) } });
+  await wss.subscribe('wss/x', { qos: 1 });
+  const wssIt = wss.messages();
+  await wss.publish('wss/x', 'over wss', { qos: 1 });
+  assert.equal(((await wssIt.next()).value as Message).payload.toString(), 'over wss');
+  await assert.rejects(connect(`wss://localhost:${m.wssPort}/mqtt`, { reconnect: false }), /certificate signed by an unknown CA/);
   await assert.rejects(connect(url, { tls: { ca: readFileSync(c.otherCaCert) } }), (e: MqttClientError) => {
     assert.match(e.message, /^TLS: certificate signed by an unknown CA \(/);
     assert.match(e.hint ?? '', /pass --cafile/);

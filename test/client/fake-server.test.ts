@@ -328,3 +328,26 @@ test('unreachable port: ECONNREFUSED in words', async () => {
     return true;
   });
 });
+
+test('topic aliases from the server (5.0) are resolved when the client allows them', async (t) => {
+  const server = await withServer(t);
+  const { client, conn, connect: c } = await connected(t, server, { properties: { topicAliasMaximum: 5 } });
+  assert.equal(c.properties?.topicAliasMaximum, 5);
+  const got: string[] = [];
+  client.on('message', (m) => got.push(`${m.topic}=${m.payload.toString()}`));
+  conn.send({ type: 3, topic: 'alias/long/topic', payload: Buffer.from('1'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } });
+  conn.send({ type: 3, topic: '', payload: Buffer.from('2'), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } });
+  await eventually(() => got.length === 2);
+  assert.deepEqual(got, ['alias/long/topic=1', 'alias/long/topic=2']);
+  const closed = new Promise<MqttClientError>((r) => client.once('offline', r));
+  conn.send({ type: 3, topic: '', payload: Buffer.from('3'), qos: 0, retain: false, dup: false, properties: { topicAlias: 4 } });
+  assert.match((await closed).message, /unknown Topic Alias 4/);
+});
+
+test('DNS failure is explained', async () => {
+  await assert.rejects(connect('mqtt://no-such-host.invalid', { connectTimeout: 5000 }), (e: MqttClientError) => {
+    assert.ok(e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN', e.code);
+    assert.match(e.message, /DNS lookup .*"no-such-host\.invalid"/);
+    return true;
+  });
+});

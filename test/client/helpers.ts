@@ -71,6 +71,8 @@ export interface MosquittoOptions {
   websockets?: boolean;
   /** TLS listener with these files. */
   tls?: { cafile: string; certfile: string; keyfile: string; requireCertificate?: boolean };
+  /** Also a secure WebSocket listener with the `tls` files. */
+  wss?: boolean;
   /** Reuse this port for the plain listener (restarts). */
   port?: number;
 }
@@ -79,6 +81,7 @@ export interface RunningMosquitto {
   port: number;
   wsPort?: number;
   tlsPort?: number;
+  wssPort?: number;
   dir: string;
   stop(): Promise<void>;
   output(): string;
@@ -90,6 +93,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
   const lines = [`per_listener_settings false`, `listener ${port} 127.0.0.1`];
   let wsPort: number | undefined;
   let tlsPort: number | undefined;
+  let wssPort: number | undefined;
   if (options.websockets) {
     wsPort = await freePort();
     lines.push(`listener ${wsPort} 127.0.0.1`, 'protocol websockets');
@@ -98,6 +102,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
     tlsPort = await freePort();
     lines.push(`listener ${tlsPort} 127.0.0.1`, `cafile ${options.tls.cafile}`, `certfile ${options.tls.certfile}`, `keyfile ${options.tls.keyfile}`);
     if (options.tls.requireCertificate) lines.push('require_certificate true');
+    if (options.wss) {
+      wssPort = await freePort();
+      lines.push(`listener ${wssPort} 127.0.0.1`, 'protocol websockets', `cafile ${options.tls.cafile}`, `certfile ${options.tls.certfile}`, `keyfile ${options.tls.keyfile}`);
+    }
   }
   if (options.users) {
     const pw = join(dir, 'passwd');
@@ -125,6 +133,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
     ]);
     if (wsPort) await waitForPort(wsPort);
     if (tlsPort) await waitForPort(tlsPort);
+    if (wssPort) await waitForPort(wssPort);
   } catch (err) {
     child.kill('SIGKILL');
     throw err;
@@ -133,6 +142,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Ru
     port,
     ...(wsPort ? { wsPort } : {}),
     ...(tlsPort ? { tlsPort } : {}),
+    ...(wssPort ? { wssPort } : {}),
     dir,
     output: () => out,
     async stop() {
