@@ -25,8 +25,10 @@ export interface Harness {
   connected(fields?: Partial<ConnectPacket>): Promise<RawClient>;
   /** A raw connection subscribed to `filters` (SUBACK received). */
   subscriber(filters: string | string[], qos?: 0 | 1 | 2, fields?: Partial<ConnectPacket>): Promise<RawClient>;
-  /** An MQTT.js client (reconnect off). */
+  /** An MQTT.js client (reconnect off), connected. */
   mqtt(options?: IClientOptions): Promise<MqttClient>;
+  /** An MQTT.js client (reconnect off), connecting: attach handlers before CONNACK arrives. */
+  mqttConnecting(options?: IClientOptions): MqttClient;
 }
 
 export async function setup(t: TestContext, options: BrokerOptions = {}): Promise<Harness> {
@@ -72,6 +74,11 @@ export async function setup(t: TestContext, options: BrokerOptions = {}): Promis
     },
     async mqtt(opts = {}) {
       const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 2000, ...opts });
+      mqtts.push(c);
+      return c;
+    },
+    mqttConnecting(opts = {}) {
+      const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 2000, ...opts });
       mqtts.push(c);
       return c;
     },
