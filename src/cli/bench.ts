@@ -339,6 +339,8 @@ export async function runBench(options: BenchOptions): Promise<BenchSummary> {
         conn.closed = true;
         if (!stopping) disconnected++;
       }
+      // every client tried and none left: nothing more will happen
+      if (connected + failed >= options.clients && conns.every((c) => c.closed)) stop();
     });
     s.resume();
   };

@@ -516,6 +516,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.state = 'waiting';
     this.emit('offline', err);
     this.emitError(err);
+    if (this.closed || (this.state as string) === 'closing') return;
     const serverSaysStop = err.code === 'SERVER_DISCONNECT' && (err.reasonCode === 0x8e || err.reasonCode === 0x8a || err.reasonCode === 0x9c || err.reasonCode === 0x9d);
     if (this.options.reconnect === false || serverSaysStop) {
       this.finalize(err);
@@ -525,7 +526,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   }
 
   private scheduleReconnect(): void {
-    if (this.options.reconnect === false) return;
+    // an 'offline' / 'error' listener may have closed the client meanwhile
+    if (this.options.reconnect === false || this.state === 'closing' || this.state === 'closed') return;
     const delay = backoffDelay(this.reconnectAttempt, this.options.reconnect);
     const attempt = ++this.reconnectAttempt;
     this.state = 'waiting';

@@ -351,3 +351,17 @@ test('DNS failure is explained', async () => {
     return true;
   });
 });
+
+test('end() from an offline listener stops reconnecting', async (t) => {
+  const server = await withServer(t);
+  const { client, conn } = await connected(t, server, { reconnect: { initialDelay: 5, jitter: 0 } });
+  let reconnects = 0;
+  client.on('reconnect', () => reconnects++);
+  client.once('offline', () => void client.end());
+  conn.destroy();
+  await new Promise((r) => client.once('close', r));
+  await delay(40);
+  assert.equal(reconnects, 0);
+  assert.equal(server.connections.length, 1);
+  assert.equal(client.closed, true);
+});
