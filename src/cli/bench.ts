@@ -581,7 +581,7 @@ function latencyLine(l: LatencySummary): string {
 
 export function formatSummary(s: BenchSummary): string {
   const lines = [
-    `bench ${s.mode}: ${s.url}, MQTT ${s.protocolVersion}, ${s.clients.target} clients${s.mode === 'conn' ? '' : `, QoS ${s.qos}, ${s.payloadSize} B payload`}, ${s.durationSeconds.toFixed(1)} s`,
+    `bench ${s.mode}: ${s.url}, MQTT ${s.protocolVersion}, ${s.clients.target} clients${s.mode === 'conn' ? '' : `, QoS ${s.qos}`}${s.mode === 'pub' ? `, ${s.payloadSize} B payload` : ''}, ${s.durationSeconds.toFixed(1)} s`,
     `  connected      ${s.clients.connected}/${s.clients.target}${s.clients.failed ? `, ${s.clients.failed} failed` : ''}${s.clients.disconnected ? `, ${s.clients.disconnected} dropped` : ''}`,
     `  connect time   ${latencyLine(s.connectLatency)}`,
   ];
