@@ -148,6 +148,16 @@ describe('bad input after CONNECT', () => {
   });
 });
 
+describe('limits on PUBLISH', () => {
+  it('a PUBLISH above maxQos (5.0: 0x9B) or retained with retainAvailable false (5.0: 0x9A) closes the connection', async (t) => {
+    const w = await world(t, { maxQos: 1, retainAvailable: false });
+    for (const v of [4, 5] as const) {
+      await expectKilled(w, v, publishBytes({ topic: 'a', qos: 2, v5: v === 5 }), 0x9b, 'QoS 2 above maxQos 1');
+      await expectKilled(w, v, publishBytes({ topic: 'a', flags: 0x01, v5: v === 5 }), 0x9a, 'retain not available');
+    }
+  });
+});
+
 describe('garbage', () => {
   /** Small deterministic PRNG (mulberry32) so a failure can be replayed. */
   function prng(seed: number): () => number {

@@ -192,4 +192,31 @@ describe('Client ID takeover', () => {
     assert.equal(got.payload.toString(), 'one');
     assert.deepEqual(await quietPublishes(winner, 100), []);
   });
+
+  it('50 clients fighting over one Client ID with an async authenticate hook of random latency: one winner, consistent state', async (t) => {
+    const h = await setup(t, { authenticate: () => new Promise<boolean>((r) => setTimeout(() => r(true), Math.random() * 30)) });
+    const clients: RawClient[] = await Promise.all(Array.from({ length: 50 }, () => h.open(5)));
+    const bytes = Buffer.concat([
+      encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 5, clean: false, keepAlive: 0, clientId: 'slow-fight', properties: { sessionExpiryInterval: 60 } }, 5),
+      encodePacket({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'sf/#', qos: 1 }] }, 5),
+    ]);
+    for (const c of clients) c.sendBytes(bytes);
+    await eventually(() => h.events.clientConnected.length === 50 && clients.filter((c) => !c.closed).length === 1, 5000, '49 closed');
+    await delay(50);
+    const open = clients.filter((c) => !c.closed);
+    assert.equal(open.length, 1);
+    assert.equal(h.broker.core.connected.size, 1);
+    assert.equal(h.broker.core.sessions.size, 1);
+    assert.equal(h.broker.core.router.size, 1);
+    assert.equal(h.broker.core.connected.get('slow-fight')!.state, 'connected');
+    // Every loser was told why (5.0: DISCONNECT 0x8E).
+    for (const c of clients) {
+      if (c === open[0]) continue;
+      const d = c.packets.find((p): p is DisconnectPacket => p.type === 14);
+      assert.equal(d?.reasonCode, 0x8e);
+    }
+    h.broker.publish('sf/x', 'one', { qos: 1 });
+    await open[0]!.next(3);
+    assert.deepEqual(await quietPublishes(open[0]!, 50), []);
+  });
 });

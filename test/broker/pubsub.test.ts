@@ -278,4 +278,16 @@ describe('publish / subscribe', () => {
     }
     assert.ok(maxSeen <= 5);
   });
+
+  it('5.0 PUBACK / PUBREC say 0x10 (No matching subscribers) when nobody subscribed, 0x00 otherwise', async (t) => {
+    const h = await setup(t);
+    const pub = await h.connected({ protocolVersion: 5 });
+    pub.send({ type: 3, topic: 'nobody', payload: Buffer.from('x'), qos: 1, packetId: 1, retain: false, dup: false });
+    assert.equal(((await pub.next(4)) as { reasonCode?: number }).reasonCode, 0x10);
+    pub.send({ type: 3, topic: 'nobody', payload: Buffer.from('x'), qos: 2, packetId: 2, retain: false, dup: false });
+    assert.equal(((await pub.next(5)) as { reasonCode?: number }).reasonCode, 0x10);
+    await h.subscriber('nobody');
+    pub.send({ type: 3, topic: 'nobody', payload: Buffer.from('x'), qos: 1, packetId: 3, retain: false, dup: false });
+    assert.equal(((await pub.next(4)) as { reasonCode?: number }).reasonCode ?? 0, 0);
+  });
 });

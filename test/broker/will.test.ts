@@ -126,4 +126,19 @@ describe('will messages', () => {
     assert.deepEqual(got.map((p) => p.topic).sort(), ['will/allowed', 'will/allowed-async']);
     assert.deepEqual(await quietPublishes(watcher, 100), []);
   });
+
+  it('[MQTT-3.1.3-9] 5.0 takeover with a Will Delay: resuming the session (Clean Start 0) cancels the will; Clean Start 1 ends the session and publishes it', async (t) => {
+    const h = await setup(t);
+    const watcher = await h.subscriber('will/#');
+    const delayed = (topic: string): WillMessage => ({ ...will(topic), properties: { willDelayInterval: 30 } });
+    const props = { sessionExpiryInterval: 60 };
+    await h.connected({ clientId: 'wd', protocolVersion: 5, properties: props, will: delayed('will/resumed') });
+    const { connack } = await h.connect({ clientId: 'wd', protocolVersion: 5, clean: false, properties: props });
+    assert.equal(connack.sessionPresent, true);
+    assert.deepEqual(await quietPublishes(watcher, 100), [], 'resumed within the delay: no will');
+    await h.connected({ clientId: 'wd2', protocolVersion: 5, properties: props, will: delayed('will/ended') });
+    await h.connected({ clientId: 'wd2', protocolVersion: 5, clean: true, properties: props });
+    const [p] = await publishes(watcher, 1);
+    assert.equal(p!.topic, 'will/ended', 'the session ended, so the will went out at once');
+  });
 });
