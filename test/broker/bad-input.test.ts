@@ -216,7 +216,7 @@ describe('garbage', () => {
       await w.check();
       stalls.push(Date.now() - start);
     }
-    assert.ok(Math.max(...stalls) < 500, `round trips while flooded: ${stalls.join(',')} ms`);
+    assert.ok(Math.max(...stalls) < 1000, `round trips while flooded: ${stalls.join(',')} ms`);
     // Garbage without a complete CONNECT is closed by the broker itself (malformed or connect timeout).
     await eventually(() => sockets.filter((_, j) => j % 4 === 0).every((s) => s.closed), 2000, 'noise sockets closed');
     for (const s of sockets) s.destroy();

@@ -233,4 +233,24 @@ describe('offline queue', () => {
     await client.sync();
     assert.equal(h.broker.core.sessions.get('inf')?.inflight.size, 0);
   });
+
+  it('[MQTT-4.3.3-9] an incoming QoS 2 PUBLISH resent after a reconnect (PUBREC sent, PUBREL not yet) is not delivered twice', async (t) => {
+    const h = await setup(t);
+    const sub = await h.subscriber('in2/#', 2);
+    const p = { type: 3 as const, topic: 'in2/x', payload: Buffer.from('once'), qos: 2 as const, packetId: 42, retain: false, dup: false };
+    const a = await h.connected({ clientId: 'in2', clean: false });
+    a.send(p);
+    await a.next(5);
+    a.destroy();
+    await eventually(() => !h.broker.core.connected.has('in2'));
+    const { client: b, connack } = await h.connect({ clientId: 'in2', clean: false });
+    assert.equal(connack.sessionPresent, true);
+    b.send({ ...p, dup: true });
+    assert.equal(((await b.next(5)) as { packetId: number }).packetId, 42);
+    b.send({ type: 6, packetId: 42 });
+    await b.next(7);
+    await sub.sync();
+    assert.deepEqual(payloads(await publishes(sub, 1)), ['once']);
+    assert.deepEqual(await quietPublishes(sub, 50), []);
+  });
 });
