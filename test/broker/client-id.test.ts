@@ -105,6 +105,17 @@ describe('Client ID takeover', () => {
     assert.equal(disc?.[1].willPublished, true);
   });
 
+  it('a CONNECT that is refused (authentication) does not take over: the connected client stays', async (t) => {
+    const h = await setup(t, { authenticate: (r) => r.password?.toString() === 'right' });
+    const old = await h.connected({ clientId: 'owned', username: 'u', password: Buffer.from('right'), clean: false });
+    const { client, connack } = await h.connect({ clientId: 'owned', username: 'u', password: Buffer.from('wrong') });
+    assert.equal(connack.reasonCode, 0x04);
+    await client.waitClosed();
+    await old.sync();
+    assert.equal(old.closed, false);
+    assert.equal(h.broker.core.connected.size, 1);
+  });
+
   it('5.0: the old connection gets DISCONNECT 0x8E (Session Taken Over)', async (t) => {
     const h = await setup(t);
     const old = await h.connected({ clientId: 'dup5', protocolVersion: 5 });
