@@ -71,8 +71,6 @@ interface PendingConnect {
   serverKeepAlive: number | undefined;
 }
 
-/** Encodings shared by all subscribers of one message: index = (v5 ? 6 : 0) + qos * 2 + retain. */
-const encodingCache = new WeakMap<Message, (Buffer | undefined)[]>();
 
 export class Channel {
   state: State = 'connecting';
@@ -858,16 +856,17 @@ export class Channel {
       // The alias is known to the client only once the PUBLISH that set it is really sent.
       if (newAlias !== undefined && encoded.length <= this.clientMaxPacketSize) this.outAliases!.set(message.topic, newAlias);
     } else {
-      let cache = encodingCache.get(message);
-      if (!cache) encodingCache.set(message, (cache = []));
+      // One encoding per (version, QoS, retain) for the whole fan-out of the message being published;
+      // messages sent later (queued, retained) are encoded afresh, so no encoding outlives its fan-out.
+      const cache = this.core.fanOutMessage === message ? this.core.fanOutEncodings : undefined;
       const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
-      let shared = cache[slot];
+      let shared = cache?.[slot];
       if (!shared) {
         shared = encodePublish(
           { type: 3, topic: message.topic, payload: message.payload, qos, retain, dup: false, packetId: qos ? 1 : undefined, properties: v5 ? message.properties : undefined },
           v5 ? 5 : 4,
         );
-        cache[slot] = shared;
+        if (cache) cache[slot] = shared;
       }
       encoded = packetId !== undefined ? withPacketId(shared, packetId, dup) : shared;
     }

@@ -60,6 +60,9 @@ export class BrokerCore {
   private readonly idPrefix = `petrel-${randomBytes(4).toString('hex')}-`;
   private idCounter = 0;
   private plainCredentialsWarned = false;
+  /** The message being fanned out by publish(), and its encodings by (version, QoS, retain) slot (see Channel.writePublish). */
+  fanOutMessage: Message | undefined;
+  readonly fanOutEncodings: (Buffer | undefined)[] = new Array(12).fill(undefined);
   /** Messages dropped for a subscriber (queue full, too large for it, expired), for metrics. */
   droppedMessages = 0;
   closing = false;
@@ -221,6 +224,8 @@ export class BrokerCore {
     if (message.qos > 0 || message.retain) message = detach(message);
     if (message.retain && this.limits.retainAvailable) this.retained.set(message);
     const { entries, groups } = this.router.match(message.topic);
+    this.fanOutMessage = message;
+    this.fanOutEncodings.fill(undefined);
     let count = 0;
     if (entries.length === 1) {
       const e = entries[0]!;
@@ -234,6 +239,8 @@ export class BrokerCore {
     for (const group of groups) {
       if (this.deliverShared(group.key, group.members, message)) count++;
     }
+    this.fanOutMessage = undefined;
+    this.fanOutEncodings.fill(undefined);
     this.events.published?.(message, publisher);
     return count;
   }
