@@ -34,6 +34,8 @@ export interface ChannelOutput {
   /** Stop/restart reading while the channel waits on an async hook (keeps memory bounded). */
   pauseInput?(): void;
   resumeInput?(): void;
+  /** Bytes written but not yet taken by the network (a slow reader makes this grow). */
+  bufferedBytes?(): number;
 }
 
 export interface TransportInfo {
@@ -96,6 +98,8 @@ export class Channel {
   private authMethod: string | undefined;
   private exchange: AuthExchange | undefined;
   private pendingConnect: PendingConnect | undefined;
+  /** When the output buffer went over the high-water mark (slow consumer), while it stays there. */
+  private stalledSince: number | undefined;
   /** Packets that arrived while an async hook was pending, in order. */
   private backlog: Packet[] = [];
   private backlogHead = 0;
@@ -136,10 +140,39 @@ export class Channel {
   tick(now: number): void {
     if (this.state === 'connecting') {
       if (now - this.openedAt >= this.core.limits.connectTimeout) this.close({ reason: 'no CONNECT within the connect timeout', will: false });
-    } else if (this.state === 'connected' && this.keepAliveMs > 0) {
+    } else if (this.state === 'connected') {
       // [MQTT-3.1.2-24] nothing received for 1.5 x Keep Alive: close.
-      if (now - this.lastReceived > this.keepAliveMs * 1.5) this.serverDisconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+      if (this.keepAliveMs > 0 && now - this.lastReceived > this.keepAliveMs * 1.5) {
+        this.serverDisconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
+        return;
+      }
+      this.checkSlowConsumer(now);
     }
+  }
+
+  /** True while the client reads slower than we write: its output buffer is over the high-water mark. */
+  private outputFull(): boolean {
+    const buffered = this.output.bufferedBytes?.();
+    return buffered !== undefined && buffered > this.core.limits.maxOutputBuffer;
+  }
+
+  /** A client whose output stays over the high-water mark past slowConsumerTimeout is disconnected. */
+  private checkSlowConsumer(now: number): void {
+    if (!this.outputFull()) {
+      this.stalledSince = undefined;
+      this.drainQueue();
+      return;
+    }
+    this.stalledSince ??= now;
+    const timeout = this.core.limits.slowConsumerTimeout;
+    if (timeout > 0 && now - this.stalledSince >= timeout) {
+      this.serverDisconnect(ReasonCode.QuotaExceeded, `slow consumer: output buffer over ${this.core.limits.maxOutputBuffer} bytes for ${timeout} ms`);
+    }
+  }
+
+  /** The transport took the buffered bytes: move waiting messages out of the session queue. */
+  outputDrained(): void {
+    if (this.state === 'connected') this.drainQueue();
   }
 
   private readonly onPacket = (packet: Packet): void => {
@@ -786,11 +819,14 @@ export class Channel {
     if (this.state !== 'connected' || !session) return;
     if (message.expiresAt !== undefined && message.expiresAt <= this.core.clock.now()) return;
     const ids = subscriptionIds === undefined ? undefined : Array.isArray(subscriptionIds) ? subscriptionIds : [subscriptionIds];
+    const full = this.outputFull();
     if (qos === 0) {
-      this.writePublish(message, 0, retain, ids, undefined, false);
+      // A slow reader loses QoS 0 messages rather than growing the broker's memory.
+      if (full) this.core.droppedMessages++;
+      else this.writePublish(message, 0, retain, ids, undefined, false);
       return;
     }
-    if (session.queue.length > 0 || session.inflight.size >= this.sendWindow) {
+    if (full || session.queue.length > 0 || session.inflight.size >= this.sendWindow) {
       const before = session.dropped;
       session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now(), shareKey }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
       this.core.droppedMessages += session.dropped - before;
@@ -820,7 +856,7 @@ export class Channel {
     if (queue.length === 0) return;
     const now = this.core.clock.now();
     let taken = 0;
-    while (taken < queue.length && session.inflight.size < this.sendWindow) {
+    while (taken < queue.length && session.inflight.size < this.sendWindow && !this.outputFull()) {
       const item = queue[taken++]!;
       if (this.core.isExpired(item.message, item.queuedAt, now)) continue;
       if (item.qos === 0) this.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);

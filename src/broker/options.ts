@@ -56,6 +56,13 @@ export interface BrokerLimits {
   validatePayloadFormat: boolean;
   /** User Properties added to every 5.0 CONNACK. */
   connackUserProperties: UserProperty[];
+  /**
+   * Output high-water mark per connection (bytes not yet taken by the network). Above it, QoS 0
+   * messages to that client are dropped (and counted) and QoS 1/2 wait in its session queue.
+   */
+  maxOutputBuffer: number;
+  /** A client whose output stays above maxOutputBuffer this long (ms) is disconnected; 0 = never. */
+  slowConsumerTimeout: number;
 }
 
 export const DEFAULT_LIMITS: BrokerLimits = {
@@ -85,4 +92,6 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   sharedSubscriptionStrategy: 'round-robin',
   validatePayloadFormat: true,
   connackUserProperties: [],
+  maxOutputBuffer: 1024 * 1024,
+  slowConsumerTimeout: 60_000,
 };
