@@ -152,7 +152,7 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
       break;
     }
     case 'tls': {
-      const tlsServer = createTlsServer(contexts!.serverOptions(), (socket) => {
+      const tlsServer = createTlsServer({ ...contexts!.serverOptions(), handshakeTimeout: core.limits.connectTimeout }, (socket) => {
         if (!checkClient(socket)) return;
         attachSocket(core, socket, tlsInfo(socket), { maxBytesRate: limits.maxBytesRate });
       });
@@ -165,7 +165,7 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
     case 'ws':
     case 'wss': {
       const o = options as WsListenerOptions | WssListenerOptions;
-      const http: HttpServer = type === 'wss' ? createHttpsServer(contexts!.serverOptions()) : createHttpServer();
+      const http: HttpServer = type === 'wss' ? createHttpsServer({ ...contexts!.serverOptions(), handshakeTimeout: core.limits.connectTimeout }) : createHttpServer();
       const endpoint = webSocketEndpoint(core, {
         path: o.path ?? DEFAULT_WS_PATH,
         maxPayload: core.limits.maxPacketSize,
