@@ -81,6 +81,27 @@ describe('TCP listener with proxyProtocol', () => {
     );
   });
 
+  it('ACL address rules see the address from the header', async () => {
+    const acks = await new Promise<Buffer>((resolve, reject) => {
+      const s = netConnect(broker.address().port, '127.0.0.1', () => {
+        s.write(Buffer.from('PROXY TCP4 203.0.113.7 10.0.0.1 51000 1883\r\n'));
+        s.write(encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 5, clean: true, keepAlive: 0, clientId: 'acl-proxy' }, 5));
+        s.write(encodePacket({ type: 3, topic: 'x', payload: Buffer.from('p'), qos: 1, packetId: 9, retain: false, dup: false }, 5));
+      });
+      let got = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        got = Buffer.concat([got, d]);
+        const puback = got.indexOf(0x40);
+        if (puback >= 0 && got.length >= puback + 5) {
+          s.destroy();
+          resolve(got.subarray(puback));
+        }
+      });
+      s.once('error', reject);
+    });
+    assert.equal(acks[4], 0x87, 'PUBACK 0x87: denied by the rule for 203.0.113.0/24');
+  });
+
   it('closes a connection without a header, and logs it', async () => {
     const closed = await new Promise<boolean>((resolve) => {
       const s = netConnect(broker.address().port, '127.0.0.1', () => s.write(connectPacket('no-header')));
