@@ -92,7 +92,8 @@ export interface Flushable {
 const pendingFlush = new Set<Flushable>();
 let flushScheduled = false;
 
-function flushAll(): void {
+/** Writes everything batched so far. Adapters call it right after handing an input chunk to the channel. */
+export function flushAll(): void {
   flushScheduled = false;
   for (const output of pendingFlush) output.flush();
   pendingFlush.clear();

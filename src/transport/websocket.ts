@@ -6,7 +6,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type { Channel, ChannelOutput, TransportInfo } from '../broker/channel.js';
 import type { BrokerCore } from '../broker/core.js';
 import { formatAddress } from '../auth/address.js';
-import { cancelFlush, InputGate, scheduleFlush } from './input-gate.js';
+import { cancelFlush, flushAll, InputGate, scheduleFlush } from './input-gate.js';
 import type { TransportInit } from './stream.js';
 
 /** Subprotocols accepted, in order of preference ("mqttv3.1" is what 3.1 clients offer). */
@@ -36,7 +36,17 @@ class WebSocketOutput implements ChannelOutput {
     const data = n === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
-    this.ws.send(data, { binary: true });
+    this.ws.send(data, { binary: true }, this.onSent);
+  }
+
+  /** ws has no 'drain' event: a send callback tells when the bytes left, so queued messages can move. */
+  private readonly onSent = (): void => {
+    if (!this.closing && this.channel && this.ws.bufferedAmount === 0) this.channel.outputDrained();
+  };
+  channel: Channel | undefined;
+
+  bufferedBytes(): number {
+    return this.pendingBytes + this.ws.bufferedAmount;
   }
 
   close(): void {
@@ -67,7 +77,9 @@ export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: Transport
     (chunk) => channel.receive(chunk),
     maxBytesRate,
   );
-  const channel = core.openChannel(new WebSocketOutput(ws, core, gate), info);
+  const output = new WebSocketOutput(ws, core, gate);
+  const channel = core.openChannel(output, info);
+  output.channel = channel;
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     if (!isBinary) {
       // [MQTT-6.0.0-1] MQTT control packets travel in binary frames only.
@@ -76,6 +88,7 @@ export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: Transport
       return;
     }
     gate.feed(data);
+    flushAll();
   });
   ws.on('error', (err) => channel.transportClosed(err));
   ws.on('close', () => {
