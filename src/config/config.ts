@@ -171,6 +171,8 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   sharedSubscriptionAvailable: boolean,
   sharedSubscriptionStrategy: oneOf('round-robin', 'random', 'sticky'),
   validatePayloadFormat: boolean,
+  maxOutputBuffer: integer(1024, 2 ** 31),
+  slowConsumerTimeout: integer(0, U32),
   // security
   passwordFile: string,
   acl: object({ file: string, default: oneOf('allow', 'deny'), rules: array(aclRule), disconnectOnDenied: boolean }),
