@@ -114,7 +114,9 @@ export class Security {
       return 0x8a;
     }
     const passwords = this.passwords;
-    if (passwords && req.username !== undefined && !req.usernameFromCertificate && (passwords.has(req.username) || !this.user.authenticate)) {
+    // A certificate or an enhanced authentication exchange already proved who the client is.
+    const proven = req.usernameFromCertificate || req.authenticationMethod !== undefined;
+    if (passwords && req.username !== undefined && !proven && (passwords.has(req.username) || !this.user.authenticate)) {
       const username = req.username;
       return passwords.verify(username, req.password).then((ok) => {
         if (!ok) this.env.logger.info({ clientId: req.clientId, username, address: req.remoteAddress }, 'bad username or password');

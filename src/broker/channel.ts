@@ -369,16 +369,26 @@ export class Channel {
       this.authStep(props?.authenticationData);
       return;
     }
-    const authenticate = this.core.hooks.authenticate;
+    this.authenticate(pending, p.password);
+  }
+
+  /**
+   * The `authenticate` hook decides on every connection (bans and limits live there too); after an
+   * enhanced authentication exchange it is told the method instead of given a password.
+   */
+  private authenticate(pending: PendingConnect, password: Buffer | undefined, authProperties?: Properties): void {
+    const hook = this.core.hooks.authenticate;
+    const t = this.transport;
     let verdict: MaybePromise<boolean | number> = true;
-    if (authenticate) {
+    if (hook) {
       try {
-        verdict = authenticate({
-          ...this.info,
-          password: p.password,
+        verdict = hook({
+          ...this.info!,
+          password,
           secure: t.secure,
           certificate: t.certificate,
           usernameFromCertificate: t.identityUsername !== undefined,
+          authenticationMethod: authProperties?.authenticationMethod,
         });
       } catch (err) {
         verdict = Promise.reject(err);
@@ -387,11 +397,11 @@ export class Channel {
     this.after(
       verdict,
       (ok) => {
-        if (ok === true) this.accept(pending);
+        if (ok === true) this.accept(pending, authProperties);
         else this.refuse(ok === false ? ReasonCode.BadUserNameOrPassword : ok, 'refused by authentication');
       },
       (err) => {
-        this.core.events.warning?.('authenticate hook failed', { clientId, error: String(err) });
+        this.core.events.warning?.('authenticate hook failed', { clientId: pending.clientId, error: String(err) });
         this.refuse(ReasonCode.UnspecifiedError, 'authentication failed with an error');
       },
     );
@@ -433,7 +443,7 @@ export class Channel {
       const pending = this.pendingConnect!;
       this.pendingConnect = undefined;
       if (r.username !== undefined) this.info!.username = r.username;
-      this.accept(pending, properties);
+      this.authenticate(pending, undefined, properties);
     } else {
       // Re-authentication succeeded [MQTT-4.12.1-?]: AUTH 0x00.
       this.send({ type: 15, reasonCode: 0, properties });
@@ -745,6 +755,10 @@ export class Channel {
     };
     if (!authorize) {
       apply([]);
+      return;
+    }
+    if (!verdicts.some(isPromise)) {
+      apply(verdicts as (boolean | number)[]);
       return;
     }
     this.after(Promise.all(verdicts.map((v) => Promise.resolve(v))), apply, () => apply(accepted.map(() => ReasonCode.UnspecifiedError)));

@@ -33,6 +33,11 @@ export interface AuthenticateRequest extends ClientInfo {
   certificate?: CertificateIdentity;
   /** True when `username` was taken from the client certificate (the certificate is the credential). */
   usernameFromCertificate?: boolean;
+  /**
+   * Set when the client authenticated with a 5.0 enhanced authentication method (e.g. SCRAM-SHA-256):
+   * the hook is called after the exchange succeeded, with the user name it established and no password.
+   */
+  authenticationMethod?: string;
 }
 
 /** true: accepted; false: bad user name or password; a number: that 5.0 reason code (e.g. 0x87, 0x8A). */
