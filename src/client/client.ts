@@ -182,6 +182,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private readonly incomingQos2 = new Set<number>();
   private readonly subscriptions = new Map<string, { subscription: Subscription; properties?: Properties }>();
   private readonly iterators = new Set<MessageQueue>();
+  /** Messages that arrived while no messages() iterator existed (bounded). */
+  private unclaimed: Message[] = [];
   private pingWaiters: { sentAt: number; deferred: Deferred<number> }[] = [];
   private drainWaiters: (() => void)[] = [];
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -771,6 +773,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       };
       if (packet.properties) message.properties = packet.properties;
       this.emit('message', message);
+      if (this.iterators.size === 0) {
+        // Nobody iterates yet (e.g. a message right after SUBACK, before the for-await starts): keep
+        // the latest few for the first messages() call instead of losing them.
+        this.unclaimed.push(message);
+        if (this.unclaimed.length > UNCLAIMED_LIMIT) this.unclaimed.shift();
+      }
       for (const it of this.iterators) it.offer(message);
     };
     if (packet.qos === 0) deliver();
@@ -945,11 +953,14 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   /**
    * Received messages as an async iterable, optionally only those matching `filter`. The
-   * iteration ends when the client closes. Messages arriving before iteration starts are
-   * buffered from the moment messages() is called.
+   * iteration ends when the client closes. Messages that arrived while no iterator existed
+   * (the latest 1000) go to the first messages() call; after that, each iterator gets what arrives
+   * from the moment it was created.
    */
   messages(filter?: string): AsyncIterableIterator<Message> {
     const queue = new MessageQueue(filter, () => this.iterators.delete(queue));
+    for (const m of this.unclaimed) queue.offer(m);
+    this.unclaimed = [];
     if (this.state === 'closed') queue.finish();
     else this.iterators.add(queue);
     return queue;
@@ -1031,6 +1042,9 @@ function toClientError(err: unknown, address: BrokerAddress, phase?: 'handshake'
   if (err instanceof MqttProtocolError) return new MqttClientError('PROTOCOL_ERROR', `protocol error: ${err.message}`, { reasonCode: err.reasonCode, cause: err });
   return explainNetworkError(err, { host: address.host, port: address.port, tls: isSecure(address.scheme), webSocket: isWebSocket(address.scheme), ...(phase ? { phase } : {}) });
 }
+
+/** Messages kept for the first messages() call while nobody iterates. */
+const UNCLAIMED_LIMIT = 1000;
 
 /** Buffered async iterator of messages for one messages() call. */
 class MessageQueue implements AsyncIterableIterator<Message> {
