@@ -302,7 +302,8 @@ const USAGE = `usage: npm run bench -- [options]
 
   --scenarios a,b     scenarios to run (default: all): ${Object.keys(SCENARIOS).join(', ')}
   --brokers a,b       brokers to compare (default: petrel,mosquitto,aedes; a missing one is skipped)
-  --duration s        seconds of publishing per pub/sub scenario, and of holding in idle (default 4, min 2)
+  --duration s        seconds of publishing per pub/sub scenario (default 4, min 2; rates are measured
+                      from 1 s in to the end)
   --json [file]       write the results as JSON to file (without file: JSON on stdout, table on stderr)
   --help
 
