@@ -4,57 +4,35 @@
 // which halves latency with many connections); writes from timers go out once per loop turn.
 import type { Socket } from 'node:net';
 import type { BrokerCore } from '../broker/core.js';
-import type { Channel, ChannelOutput, TransportInfo } from '../broker/channel.js';
+import type { Channel, TransportInfo } from '../broker/channel.js';
 import { formatAddress } from '../auth/address.js';
-import { cancelFlush, flushAll, InputGate, scheduleFlush } from './input-gate.js';
+import { BatchedOutput } from './batched-output.js';
+import { flushAll, InputGate } from './input-gate.js';
 
-class SocketOutput implements ChannelOutput {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private closing = false;
-
+class SocketOutput extends BatchedOutput {
   constructor(
     private readonly socket: Socket,
-    readonly gate: InputGate,
-  ) {}
-
-  write(data: Buffer): void {
-    if (this.closing || this.socket.destroyed) return;
-    this.pending.push(data);
-    this.pendingBytes += data.length;
-    if (this.pending.length === 1) scheduleFlush(this);
+    gate: InputGate,
+  ) {
+    super(gate);
   }
 
-  flush(): void {
-    const n = this.pending.length;
-    if (n === 0 || this.socket.destroyed) return;
-    const data = n === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
+  protected writable(): boolean {
+    return !this.socket.destroyed;
+  }
+
+  protected transmit(data: Buffer): void {
     this.socket.write(data);
   }
 
-  close(): void {
-    if (this.closing) return;
-    this.flush();
-    this.closing = true;
-    cancelFlush(this);
-    this.gate.close();
+  protected transportBuffered(): number {
+    return this.socket.writableLength;
+  }
+
+  protected closeTransport(): void {
     // end() sends what is buffered, then FIN; destroy once flushed so the socket never lingers.
     this.socket.end(() => this.socket.destroy());
     setTimeout(() => this.socket.destroy(), 2000).unref();
-  }
-
-  bufferedBytes(): number {
-    return this.pendingBytes + this.socket.writableLength;
-  }
-
-  pauseInput(): void {
-    this.gate.hookPause();
-  }
-
-  resumeInput(): void {
-    if (!this.closing) this.gate.hookResume();
   }
 }
 

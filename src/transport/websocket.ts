@@ -3,39 +3,32 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Channel, ChannelOutput, TransportInfo } from '../broker/channel.js';
+import type { Channel, TransportInfo } from '../broker/channel.js';
 import type { BrokerCore } from '../broker/core.js';
 import { formatAddress } from '../auth/address.js';
-import { cancelFlush, flushAll, InputGate, scheduleFlush } from './input-gate.js';
+import { BatchedOutput } from './batched-output.js';
+import { flushAll, InputGate } from './input-gate.js';
 import type { TransportInit } from './stream.js';
 
 /** Subprotocols accepted, in order of preference ("mqttv3.1" is what 3.1 clients offer). */
 export const MQTT_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'];
 
-class WebSocketOutput implements ChannelOutput {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private closing = false;
+class WebSocketOutput extends BatchedOutput {
+  channel: Channel | undefined;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly core: BrokerCore,
-    readonly gate: InputGate,
-  ) {}
-
-  write(data: Buffer): void {
-    if (this.closing || this.ws.readyState !== WebSocket.OPEN) return;
-    this.pending.push(data);
-    this.pendingBytes += data.length;
-    if (this.pending.length === 1) scheduleFlush(this);
+    gate: InputGate,
+  ) {
+    super(gate);
   }
 
-  flush(): void {
-    const n = this.pending.length;
-    if (n === 0 || this.ws.readyState !== WebSocket.OPEN) return;
-    const data = n === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
+  protected writable(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
+  }
+
+  protected transmit(data: Buffer): void {
     this.ws.send(data, { binary: true }, this.onSent);
   }
 
@@ -43,29 +36,15 @@ class WebSocketOutput implements ChannelOutput {
   private readonly onSent = (): void => {
     if (!this.closing && this.channel && this.ws.bufferedAmount === 0) this.channel.outputDrained();
   };
-  channel: Channel | undefined;
 
-  bufferedBytes(): number {
-    return this.pendingBytes + this.ws.bufferedAmount;
+  protected transportBuffered(): number {
+    return this.ws.bufferedAmount;
   }
 
-  close(): void {
-    if (this.closing) return;
-    this.flush();
-    this.closing = true;
-    cancelFlush(this);
-    this.gate.close();
+  protected closeTransport(): void {
     // 1001 "going away" when the server shuts down, else 1000; the close handshake gets 2 s.
     if (this.ws.readyState === WebSocket.OPEN) this.ws.close(this.core.closing ? 1001 : 1000);
     setTimeout(() => this.ws.terminate(), 2000).unref();
-  }
-
-  pauseInput(): void {
-    this.gate.hookPause();
-  }
-
-  resumeInput(): void {
-    if (!this.closing) this.gate.hookResume();
   }
 }
 
