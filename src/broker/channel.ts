@@ -101,7 +101,7 @@ export class Channel {
   /** When the output buffer went over the high-water mark (slow consumer), while it stays there. */
   private stalledSince: number | undefined;
   /** Packets that arrived while an async hook was pending, in order. */
-  private backlog: Packet[] = [];
+  private backlog: Packet[] | undefined;
   private backlogHead = 0;
   private waiting = false;
 
@@ -177,7 +177,7 @@ export class Channel {
 
   private readonly onPacket = (packet: Packet): void => {
     if (this.state === 'closed') return;
-    if (this.waiting) this.backlog.push(packet);
+    if (this.waiting) (this.backlog ??= []).push(packet);
     else this.dispatch(packet);
   };
 
@@ -283,11 +283,13 @@ export class Channel {
   }
 
   private drainBacklog(): void {
-    while (!this.waiting && this.state !== 'closed' && this.backlogHead < this.backlog.length) {
-      this.dispatch(this.backlog[this.backlogHead++]!);
+    const backlog = this.backlog;
+    if (!backlog) return;
+    while (!this.waiting && this.state !== 'closed' && this.backlogHead < backlog.length) {
+      this.dispatch(backlog[this.backlogHead++]!);
     }
-    if (this.backlogHead >= this.backlog.length) {
-      this.backlog = [];
+    if (this.backlogHead >= backlog.length) {
+      this.backlog = undefined;
       this.backlogHead = 0;
     }
   }
@@ -521,9 +523,11 @@ export class Channel {
     this.core.events.clientConnected?.(this.info!, { sessionPresent: present, clean: p.clean, keepAlive });
 
     // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL on resume, in order.
-    for (const m of session.inflight.values()) {
-      if (m.state === 'pubrel') this.send({ type: 6, packetId: m.packetId });
-      else this.writePublish(m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true);
+    if (session.inflightCount > 0) {
+      for (const m of session.inflight.values()) {
+        if (m.state === 'pubrel') this.send({ type: 6, packetId: m.packetId });
+        else this.writePublish(m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true);
+      }
     }
     this.drainQueue();
   }

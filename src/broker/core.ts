@@ -161,10 +161,10 @@ export class BrokerCore {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.expiring.delete(session);
     this.redistributeShared(session);
-    for (const entry of session.subscriptions.values()) {
-      this.router.remove(session.clientId, entry.filter, entry.shareGroup);
+    if (session.subscriptionCount > 0) {
+      for (const entry of session.subscriptions.values()) this.router.remove(session.clientId, entry.filter, entry.shareGroup);
+      session.subscriptions.clear();
     }
-    session.subscriptions.clear();
     const will = this.pendingWills.get(session.clientId);
     if (will) {
       this.pendingWills.delete(session.clientId);
@@ -304,6 +304,7 @@ export class BrokerCore {
    * another member, so none is stuck with a client that is gone.
    */
   private redistributeShared(session: Session): void {
+    if (session.inflightCount === 0 && session.queue.length === 0) return;
     const moved: { key: string; message: Message }[] = [];
     for (const [id, m] of session.inflight) {
       if (m.shareKey !== undefined && m.state === 'publish') {

