@@ -73,7 +73,6 @@ interface PendingConnect {
   serverKeepAlive: number | undefined;
 }
 
-
 export class Channel {
   state: State = 'connecting';
   version: ProtocolVersion = 4;
@@ -138,8 +137,11 @@ export class Channel {
 
   /** Timers: connect timeout, keep alive. */
   tick(now: number): void {
-    if (this.state === 'connecting') {
-      if (now - this.openedAt >= this.core.limits.connectTimeout) this.close({ reason: 'no CONNECT within the connect timeout', will: false });
+    if (this.state === 'connecting' || this.state === 'authenticating') {
+      // The whole handshake (CONNECT, and any enhanced authentication exchange) must end within connectTimeout.
+      if (now - this.openedAt >= this.core.limits.connectTimeout) {
+        this.close({ reason: this.state === 'connecting' ? 'no CONNECT within the connect timeout' : 'authentication not finished within the connect timeout', will: false });
+      }
     } else if (this.state === 'connected') {
       // [MQTT-3.1.2-24] nothing received for 1.5 x Keep Alive: close.
       if (this.keepAliveMs > 0 && now - this.lastReceived > this.keepAliveMs * 1.5) {

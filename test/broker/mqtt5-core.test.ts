@@ -59,6 +59,17 @@ describe('MQTT 5.0 enhanced authentication (SCRAM-SHA-256)', () => {
     assert.equal(connack(c).reasonCode, 0x86);
   });
 
+  it('a client that starts SCRAM and never answers the challenge is closed after connectTimeout', () => {
+    const f = new FakeCore({ authMethods: [scramSha256((u) => users.get(u))], limits: { connectTimeout: 5000 } });
+    const c = f.connect({ clientId: 'slow', protocolVersion: 5, properties: { authenticationMethod: 'SCRAM-SHA-256', authenticationData: new ScramClient('alice', 'x').first() } });
+    assert.equal((c.take(15)[0] as AuthPacket).reasonCode, 0x18);
+    f.advance(4900);
+    assert.equal(c.closed, false);
+    f.advance(200);
+    assert.equal(c.closed, true);
+    assert.equal(f.core.connected.size, 0);
+  });
+
   it('an unknown authentication method gets CONNACK 0x8C', () => {
     const f = core();
     const c = f.connect({ protocolVersion: 5, properties: { authenticationMethod: 'KERBEROS' } });
