@@ -228,6 +228,33 @@ describe('MQTT 5.0 messages', () => {
     assert.equal(f.core.droppedMessages, 1);
   });
 
+  it('[MQTT-3.2.2-19] a DISCONNECT too large for the client\'s Maximum Packet Size goes without its Reason String', () => {
+    const f = new FakeCore();
+    const c = f.connect({ clientId: 'tiny', protocolVersion: 5, properties: { maximumPacketSize: 16 } });
+    assert.equal((c.take(2)[0] as ConnackPacket).reasonCode, 0);
+    c.send({ type: 1, protocolName: 'MQTT', protocolVersion: 5, clean: true, keepAlive: 0, clientId: 'tiny' });
+    const d = c.take(14)[0] as DisconnectPacket;
+    assert.equal(d.reasonCode, 0x82);
+    assert.equal(d.properties?.reasonString, undefined, 'the Reason String was left out to fit 16 bytes');
+    const roomy = f.connect({ clientId: 'roomy', protocolVersion: 5 });
+    roomy.take(2);
+    roomy.send({ type: 1, protocolName: 'MQTT', protocolVersion: 5, clean: true, keepAlive: 0, clientId: 'roomy' });
+    assert.match((roomy.take(14)[0] as DisconnectPacket).properties?.reasonString ?? '', /second CONNECT/);
+  });
+
+  it('a retained message expires too: after its Message Expiry Interval a new subscriber does not get it', () => {
+    const f = new FakeCore();
+    const p = f.connect({ clientId: 'p', protocolVersion: 5 });
+    p.send(pub('r/short', 'soon gone', { retain: true, properties: { messageExpiryInterval: 5 } }));
+    p.send(pub('r/long', 'stays', { retain: true, properties: { messageExpiryInterval: 500 } }));
+    f.advance(6_000);
+    const s = f.connect({ clientId: 's', protocolVersion: 5 });
+    subscribe(s, 'r/#', { qos: 0 });
+    const got = s.take(3) as PublishPacket[];
+    assert.deepEqual(got.map((m) => m.payload.toString()), ['stays']);
+    assert.ok(got[0]!.properties!.messageExpiryInterval! <= 494, 'forwarded with the time remaining');
+  });
+
   it('properties pass through unchanged and in order; v5-only properties are dropped toward 3.1.1', () => {
     const f = new FakeCore();
     const v5 = f.connect({ clientId: 'v5', protocolVersion: 5 });
