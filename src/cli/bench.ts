@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { MqttClientError, TimeoutError, connackError, explainNetworkError, formatDuration } from '../client/errors.js';
 import type { ResolvedOptions } from '../client/options.js';
 import { protocolVersionName, resolveOptions } from '../client/options.js';
-import { openTransport } from '../client/transport.js';
+import { openTransport, writeBatched } from '../client/transport.js';
 import { formatBrokerUrl, isSecure } from '../client/url.js';
 import { PacketDecoder, encodePacket, encodePublish, publishPacketIdOffset } from '../protocol/index.js';
 import type { ConnackPacket, ConnectPacket, Packet, ProtocolVersion, PublishPacket, QoS } from '../protocol/index.js';
@@ -153,7 +153,7 @@ class BenchConnection {
   publishStart = 0;
   receiveMaximum = 65535;
   closed = false;
-  private corked = false;
+  corked = false;
   template: Buffer | undefined;
   payloadOffset = -1;
   idOffset = -1;
@@ -173,15 +173,7 @@ class BenchConnection {
   write(buf: Buffer): boolean {
     if (this.closed) return false;
     this.lastWrite = performance.now();
-    if (!this.corked) {
-      this.corked = true;
-      this.stream.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.stream.uncork();
-      });
-    }
-    return this.stream.write(buf);
+    return writeBatched(this, buf);
   }
 }
 

@@ -47,7 +47,7 @@ import type { ClientOptions, ResolvedOptions } from './options.js';
 import { resolveOptions, toBuffer } from './options.js';
 import { KeepAlive, PacketIdAllocator, backoffDelay } from './session-state.js';
 import type { OpenedTransport } from './transport.js';
-import { openTransport } from './transport.js';
+import { openTransport, writeBatched } from './transport.js';
 import type { BrokerAddress } from './url.js';
 import { hostPort, isSecure, isWebSocket } from './url.js';
 
@@ -587,15 +587,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private send(conn: Connection, packet: Packet, encoded?: Buffer): void {
     if (conn.lost) return;
     const buf = encoded ?? encodePacket(packet, this.protocolVersion);
-    if (!conn.corked) {
-      conn.corked = true;
-      conn.stream.cork();
-      process.nextTick(() => {
-        conn.corked = false;
-        conn.stream.uncork();
-      });
-    }
-    conn.stream.write(buf);
+    writeBatched(conn, buf);
     conn.keepAlive?.sent(Date.now());
     if (this.listenerCount('packetsend') > 0) this.emit('packetsend', packet);
   }

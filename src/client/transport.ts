@@ -133,3 +133,22 @@ function openWebSocket(address: BrokerAddress, options: TransportOptions): Promi
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/** A stream whose writes of one tick go out together: corked on the first write, uncorked on the next tick. */
+export interface CorkableOutput {
+  stream: Duplex;
+  corked: boolean;
+}
+
+/** Writes `buf` to `out.stream`, batching every write of the current tick into one system call. */
+export function writeBatched(out: CorkableOutput, buf: Buffer): boolean {
+  if (!out.corked) {
+    out.corked = true;
+    out.stream.cork();
+    process.nextTick(() => {
+      out.corked = false;
+      out.stream.uncork();
+    });
+  }
+  return out.stream.write(buf);
+}
