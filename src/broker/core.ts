@@ -120,17 +120,16 @@ export class BrokerCore {
    */
   attach(channel: Channel, clientId: string, clean: boolean, expiryInterval: number): { session: Session; present: boolean } {
     const previous = this.connected.get(clientId);
+    // The connection taken over schedules its will (delayed, if it has a Will Delay).
     if (previous && previous !== channel) previous.takeOver();
-    const pending = this.pendingWills.get(clientId);
     let session = this.sessions.get(clientId);
     if (session && clean) {
+      // Clean Start ends the old session: endSession publishes a delayed will now.
       this.endSession(session);
       session = undefined;
     }
-    if (pending && this.pendingWills.get(clientId) === pending) {
-      // [MQTT-3.1.3-9] a new connection to the session before the Will Delay passed cancels the will.
-      this.pendingWills.delete(clientId);
-    }
+    // [MQTT-3.1.3-9] a new connection to the session before the Will Delay passed cancels the will.
+    this.pendingWills.delete(clientId);
     const present = session !== undefined;
     if (!session) {
       session = new Session(clientId, expiryInterval);

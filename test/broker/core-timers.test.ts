@@ -103,6 +103,19 @@ describe('core timers (fake clock)', () => {
     assert.equal(watcher.take(3).length, 0, 'the reconnect cancelled the will');
   });
 
+  it('[MQTT-3.1.3-9] a takeover that resumes the session (Clean Start 0) within the Will Delay cancels the old connection\'s will', () => {
+    const f = new FakeCore();
+    const watcher = f.connect({ clientId: 'w', protocolVersion: 5 });
+    watcher.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 0 }] });
+    const will = { topic: 'will/t', payload: Buffer.from('x'), qos: 0 as const, retain: false, properties: { willDelayInterval: 30 } };
+    const first = f.connect({ clientId: 't', protocolVersion: 5, will, properties: { sessionExpiryInterval: 300 } });
+    const second = f.connect({ clientId: 't', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 300 } });
+    assert.equal(first.closed, true, 'the first connection was taken over');
+    assert.equal((second.take(2)[0] as ConnackPacket).sessionPresent, true);
+    f.advance(60_000);
+    assert.equal(watcher.take(3).length, 0, 'the will was cancelled, not just delayed');
+  });
+
   it('5.0 Will Delay: published when the delay passes', () => {
     const f = new FakeCore();
     const watcher = f.connect({ clientId: 'w', protocolVersion: 5 });
