@@ -46,7 +46,6 @@ export interface BrokerEventMap {
   published: [message: Message, client: ClientInfo | undefined];
 }
 
-
 export class Broker extends EventEmitter<BrokerEventMap> {
   readonly core: BrokerCore;
   readonly logger: Logger;
