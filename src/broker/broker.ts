@@ -98,7 +98,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         this.emit('clientConnected', client, details);
       },
       clientDisconnected: (client, remoteAddress, info) => {
-        const fields = { clientId: client?.clientId, address: remoteAddress, reason: info.reason, code: info.reasonCode ? codeName(info.reasonCode) : undefined, will: info.willPublished || undefined };
+        const fields = { clientId: client?.clientId, version: client ? versionName(client.protocolVersion) : undefined, address: remoteAddress, reason: info.reason, code: info.reasonCode ? codeName(info.reasonCode) : undefined, will: info.willPublished || undefined };
         if (client) log.info(fields, 'client disconnected');
         else log.debug(fields, 'connection closed before CONNECT');
         this.emit('clientDisconnected', client, { ...info, remoteAddress });

@@ -18,7 +18,7 @@ interface BrokerFlags {
 function makeLogger(level: string): Logger {
   // Readable lines in a terminal, JSON lines when piped (for log collectors).
   if (process.stdout.isTTY) {
-    return pino({ level, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } });
+    return pino({ level, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true } } });
   }
   return pino({ level });
 }
