@@ -1,14 +1,28 @@
 // What every transport's ChannelOutput shares: writes collected and sent as one buffer per flush
-// (see flushAll), reading paused while the channel waits on a hook, and a close that flushes first.
+// (see flushAll), reading paused while the channel waits on a hook (through its InputGate), and a close
+// that flushes first.
 import type { ChannelOutput } from '../broker/channel.js';
-import { cancelFlush, type InputGate, scheduleFlush } from './input-gate.js';
+import type { Channel } from '../broker/channel.js';
+import { cancelFlush, InputGate, scheduleFlush, type GateTarget } from './input-gate.js';
 
-export abstract class BatchedOutput implements ChannelOutput {
+export abstract class BatchedOutput implements ChannelOutput, GateTarget {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   protected closing = false;
+  readonly gate: InputGate;
+  /** The channel this transport feeds (set right after the channel is opened). */
+  channel: Channel | undefined;
 
-  constructor(readonly gate: InputGate) {}
+  constructor(maxBytesRate?: number) {
+    this.gate = new InputGate(this, maxBytesRate);
+  }
+
+  abstract pauseReading(): void;
+  abstract resumeReading(): void;
+
+  deliver(chunk: Buffer): void {
+    this.channel!.receive(chunk);
+  }
 
   /** The transport can take bytes. */
   protected abstract writable(): boolean;

@@ -2,6 +2,13 @@
 // waits on an async hook, and while a client is over its bytes-per-second budget (throttling).
 import { TokenBucket } from '../auth/limits.js';
 
+/** What a gate controls: the transport's reading, and where the bytes go. */
+export interface GateTarget {
+  pauseReading(): void;
+  resumeReading(): void;
+  deliver(chunk: Buffer): void;
+}
+
 export class InputGate {
   private hookPaused = false;
   private throttled = false;
@@ -12,10 +19,9 @@ export class InputGate {
   /** Bytes read but held back because the client is over its budget. */
   private held: Buffer[] = [];
 
+  // One target object rather than three closures: a few hundred bytes less per idle connection.
   constructor(
-    private readonly pause: () => void,
-    private readonly resume: () => void,
-    private readonly deliver: (chunk: Buffer) => void,
+    private readonly target: GateTarget,
     maxBytesRate?: number,
   ) {
     if (maxBytesRate) this.bucket = new TokenBucket(maxBytesRate, maxBytesRate);
@@ -25,7 +31,7 @@ export class InputGate {
   feed(chunk: Buffer): void {
     if (this.closed) return;
     if (!this.bucket) {
-      this.deliver(chunk);
+      this.target.deliver(chunk);
       return;
     }
     this.held.push(chunk);
@@ -43,7 +49,7 @@ export class InputGate {
       budget -= n;
       if (n === chunk.length) this.held.shift();
       else this.held[0] = chunk.subarray(n);
-      this.deliver(n === chunk.length ? chunk : chunk.subarray(0, n));
+      this.target.deliver(n === chunk.length ? chunk : chunk.subarray(0, n));
     }
     if (this.closed) return;
     const throttled = this.held.length > 0;
@@ -80,8 +86,8 @@ export class InputGate {
     const want = this.hookPaused || this.throttled;
     if (want === this.paused) return;
     this.paused = want;
-    if (want) this.pause();
-    else this.resume();
+    if (want) this.target.pauseReading();
+    else this.target.resumeReading();
   }
 }
 

@@ -108,13 +108,17 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
   };
   // Sockets far beyond maxConnections are cut at once; those just above it get CONNACK 0x97.
   const hardCap = options.maxConnections !== undefined ? options.maxConnections * 2 + 16 : Infinity;
+  // One handler for every socket of this listener (`this` is the socket), not a closure per connection.
+  function untrack(this: Socket): void {
+    sockets.delete(this);
+  }
   const track = (socket: Socket): boolean => {
     if (sockets.size >= hardCap) {
       socket.destroy();
       return false;
     }
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.on('close', untrack);
     return true;
   };
   /** Mutual TLS: refuse (and log why) a client whose certificate is missing or not trusted. */

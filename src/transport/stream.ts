@@ -7,14 +7,14 @@ import type { BrokerCore } from '../broker/core.js';
 import type { Channel, TransportInfo } from '../broker/channel.js';
 import { formatAddress } from '../auth/address.js';
 import { BatchedOutput } from './batched-output.js';
-import { flushAll, InputGate } from './input-gate.js';
+import { flushAll } from './input-gate.js';
 
 class SocketOutput extends BatchedOutput {
   constructor(
-    private readonly socket: Socket,
-    gate: InputGate,
+    readonly socket: Socket,
+    maxBytesRate?: number,
   ) {
-    super(gate);
+    super(maxBytesRate);
   }
 
   protected writable(): boolean {
@@ -34,6 +34,38 @@ class SocketOutput extends BatchedOutput {
     this.socket.end(() => this.socket.destroy());
     setTimeout(() => this.socket.destroy(), 2000).unref();
   }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+}
+
+// Socket events go to shared handlers (`this` is the socket) that find the adapter through a symbol,
+// instead of four closures per connection.
+const kOutput = Symbol('petrel.output');
+type AttachedSocket = Socket & { [kOutput]: SocketOutput };
+
+function onSocketData(this: AttachedSocket, chunk: Buffer): void {
+  this[kOutput].gate.feed(chunk);
+  flushAll();
+}
+
+function onSocketDrain(this: AttachedSocket): void {
+  this[kOutput].channel!.outputDrained();
+}
+
+function onSocketError(this: AttachedSocket, err: Error): void {
+  this[kOutput].channel!.transportClosed(err);
+}
+
+function onSocketClose(this: AttachedSocket): void {
+  const output = this[kOutput];
+  output.gate.close();
+  output.channel!.transportClosed();
 }
 
 export interface AttachOptions {
@@ -53,25 +85,16 @@ export function socketAddress(socket: Socket): string {
 /** Wires `socket` to a new channel of `core`. */
 export function attachSocket(core: BrokerCore, socket: Socket, info: TransportInit, options: AttachOptions = {}): Channel {
   socket.setNoDelay(true);
-  const gate = new InputGate(
-    () => socket.pause(),
-    () => socket.resume(),
-    (chunk) => channel.receive(chunk),
-    options.maxBytesRate,
-  );
+  const output = new SocketOutput(socket, options.maxBytesRate);
   const transport: TransportInfo = { ...info, remoteAddress: info.remoteAddress ?? socketAddress(socket) };
-  const channel = core.openChannel(new SocketOutput(socket, gate), transport);
-  const onData = (chunk: Buffer) => {
-    gate.feed(chunk);
-    flushAll();
-  };
-  socket.on('data', onData);
-  socket.on('drain', () => channel.outputDrained());
-  socket.on('error', (err) => channel.transportClosed(err));
-  socket.on('close', () => {
-    gate.close();
-    channel.transportClosed();
-  });
-  if (options.head?.length) onData(options.head);
+  const channel = core.openChannel(output, transport);
+  output.channel = channel;
+  const attached = socket as AttachedSocket;
+  attached[kOutput] = output;
+  socket.on('data', onSocketData);
+  socket.on('drain', onSocketDrain);
+  socket.on('error', onSocketError);
+  socket.on('close', onSocketClose);
+  if (options.head?.length) onSocketData.call(attached, options.head);
   return channel;
 }

@@ -7,21 +7,27 @@ import type { Channel, TransportInfo } from '../broker/channel.js';
 import type { BrokerCore } from '../broker/core.js';
 import { formatAddress } from '../auth/address.js';
 import { BatchedOutput } from './batched-output.js';
-import { flushAll, InputGate } from './input-gate.js';
+import { flushAll } from './input-gate.js';
 import type { TransportInit } from './stream.js';
 
 /** Subprotocols accepted, in order of preference ("mqttv3.1" is what 3.1 clients offer). */
 export const MQTT_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'];
 
 class WebSocketOutput extends BatchedOutput {
-  channel: Channel | undefined;
-
   constructor(
     private readonly ws: WebSocket,
     private readonly core: BrokerCore,
-    gate: InputGate,
+    maxBytesRate?: number,
   ) {
-    super(gate);
+    super(maxBytesRate);
+  }
+
+  pauseReading(): void {
+    this.ws.pause();
+  }
+
+  resumeReading(): void {
+    this.ws.resume();
   }
 
   protected writable(): boolean {
@@ -50,13 +56,8 @@ class WebSocketOutput extends BatchedOutput {
 
 /** Wires an open WebSocket to a new channel of `core`. */
 export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: TransportInfo, maxBytesRate?: number): Channel {
-  const gate = new InputGate(
-    () => ws.pause(),
-    () => ws.resume(),
-    (chunk) => channel.receive(chunk),
-    maxBytesRate,
-  );
-  const output = new WebSocketOutput(ws, core, gate);
+  const output = new WebSocketOutput(ws, core, maxBytesRate);
+  const gate = output.gate;
   const channel = core.openChannel(output, info);
   output.channel = channel;
   ws.on('message', (data: Buffer, isBinary: boolean) => {
