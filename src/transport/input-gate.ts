@@ -91,25 +91,34 @@ export class InputGate {
   }
 }
 
-/** Write batching: outputs with bytes waiting are flushed once per event-loop turn. */
+/**
+ * Write batching. Outputs with bytes waiting are flushed right after each input chunk (flushAll, called
+ * by the adapters) and, for writes made outside input handling (timers, hooks), once per event-loop turn.
+ */
 export interface Flushable {
   flush(): void;
 }
 const pendingFlush = new Set<Flushable>();
-let flushScheduled = false;
+/** A setImmediate is pending; at most one at a time, however many chunks are handled meanwhile. */
+let immediatePending = false;
 
 /** Writes everything batched so far. Adapters call it right after handing an input chunk to the channel. */
 export function flushAll(): void {
-  flushScheduled = false;
+  if (pendingFlush.size === 0) return;
   for (const output of pendingFlush) output.flush();
   pendingFlush.clear();
 }
 
+function flushOnImmediate(): void {
+  immediatePending = false;
+  flushAll();
+}
+
 export function scheduleFlush(output: Flushable): void {
   pendingFlush.add(output);
-  if (!flushScheduled) {
-    flushScheduled = true;
-    setImmediate(flushAll);
+  if (!immediatePending) {
+    immediatePending = true;
+    setImmediate(flushOnImmediate);
   }
 }
 

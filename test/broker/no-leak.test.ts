@@ -1,0 +1,25 @@
+// Connections that come and go leave nothing behind in the core: no channel, session, subscription or timer.
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { eventually, startBroker } from '../helpers/broker.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+it('500 clean clients that subscribe, publish and leave (half DISCONNECT, half drop) leave the core empty', async (t) => {
+  const { broker, port } = await startBroker();
+  t.after(() => broker.close());
+  const clients: RawClient[] = [];
+  for (let i = 0; i < 500; i++) {
+    const { client } = await RawClient.connect(port, { clientId: `leak-${i}`, protocolVersion: i % 2 ? 5 : 4, keepAlive: 30 });
+    client.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: `leak/${i}/#`, qos: 1 }] });
+    client.send({ type: 3, topic: `leak/${i}/x`, payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 2 });
+    clients.push(client);
+  }
+  await Promise.all(clients.map((c) => c.next(4)));
+  assert.equal(broker.core.connected.size, 500);
+  assert.equal(broker.core.router.size, 500);
+  clients.forEach((c, i) => (i % 2 ? c.send({ type: 14 }) : c.destroy()));
+  await eventually(() => broker.core.channels.size === 0, 5000, 'every channel to close');
+  assert.equal(broker.core.connected.size, 0);
+  assert.equal(broker.core.sessions.size, 0, 'clean sessions end with their connection');
+  assert.equal(broker.core.router.size, 0, 'their subscriptions are gone');
+});
