@@ -173,6 +173,9 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   validatePayloadFormat: boolean,
   maxOutputBuffer: integer(1024, 2 ** 31),
   slowConsumerTimeout: integer(0, U32),
+  connackUserProperties: array((v, path) =>
+    Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string' ? v : fail(path, 'must be a [name, value] pair of strings'),
+  ),
   // security
   passwordFile: string,
   acl: object({ file: string, default: oneOf('allow', 'deny'), rules: array(aclRule), disconnectOnDenied: boolean }),

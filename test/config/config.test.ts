@@ -41,6 +41,9 @@ describe('config validation', () => {
       [{ acl: { rules: [{ permission: 'allow', topic: 'a' }] } }, /^acl\.rules\[0\]\.action: required/],
       [{ acl: { default: 'maybe' } }, /^acl\.default: must be one of "allow", "deny"/],
       [{ bans: { addresses: ['10.0.0.0/8', 'nope'] } }, /^bans\.addresses\[1\]: "nope" is not an IP address/],
+      [{ connackUserProperties: [['a']] }, /^connackUserProperties\[0\]: must be a \[name, value\] pair of strings$/],
+      [{ sharedSubscriptionStrategy: 'fair' }, /^sharedSubscriptionStrategy: must be one of/],
+      [{ maxOutputBuffer: 10 }, /^maxOutputBuffer: must be an integer from 1024/],
       [{ maxPublishRate: 0 }, /^maxPublishRate: must be an integer from 1/],
       [{ passwordFile: 7 }, /^passwordFile: must be a non-empty string/],
     ];
