@@ -95,28 +95,37 @@ export class Broker extends EventEmitter<BrokerEventMap> {
           { clientId: client.clientId, version: versionName(client.protocolVersion), address: client.remoteAddress, username: client.username, ...details },
           'client connected',
         );
-        this.emit('clientConnected', client, details);
+        this.notify('clientConnected', client, details);
       },
       clientDisconnected: (client, remoteAddress, info) => {
         const fields = { clientId: client?.clientId, version: client ? versionName(client.protocolVersion) : undefined, address: remoteAddress, reason: info.reason, code: info.reasonCode ? codeName(info.reasonCode) : undefined, will: info.willPublished || undefined };
         if (client) log.info(fields, 'client disconnected');
         else log.debug(fields, 'connection closed before CONNECT');
-        this.emit('clientDisconnected', client, { ...info, remoteAddress });
+        this.notify('clientDisconnected', client, { ...info, remoteAddress });
       },
       clientRefused: (remoteAddress, clientId, reasonCode, reason) => {
         log.info({ clientId, address: remoteAddress, code: reasonName(reasonCode), reason }, 'connection refused');
-        this.emit('clientRefused', { remoteAddress, clientId, reasonCode, reason });
+        this.notify('clientRefused', { remoteAddress, clientId, reasonCode, reason });
       },
       subscribed: (client, subscriptions) => {
         log.debug({ clientId: client.clientId, subscriptions }, 'subscribed');
-        this.emit('subscribed', client, subscriptions);
+        this.notify('subscribed', client, subscriptions);
       },
-      unsubscribed: (client, topicFilters) => this.emit('unsubscribed', client, topicFilters),
+      unsubscribed: (client, topicFilters) => this.notify('unsubscribed', client, topicFilters),
       published: (message, client) => {
-        if (this.listenerCount('published') > 0) this.emit('published', message, client);
+        if (this.listenerCount('published') > 0) this.notify('published', message, client);
       },
       warning: (message, context) => log.warn(context ?? {}, message),
     };
+  }
+
+  /** Emits an event; a listener that throws is logged and does not break the connection that caused the event. */
+  private notify<K extends keyof BrokerEventMap>(event: K, ...args: BrokerEventMap[K]): void {
+    try {
+      (this.emit as (event: K, ...args: BrokerEventMap[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.logger.error({ event, error: err instanceof Error ? err.message : String(err) }, 'a broker event listener threw; the broker goes on');
+    }
   }
 
   /** Opens every listener. Resolves when all are listening. */

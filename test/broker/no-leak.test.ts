@@ -23,3 +23,21 @@ it('500 clean clients that subscribe, publish and leave (half DISCONNECT, half d
   assert.equal(broker.core.sessions.size, 0, 'clean sessions end with their connection');
   assert.equal(broker.core.router.size, 0, 'their subscriptions are gone');
 });
+
+it('a broker event listener that throws is logged, and the publisher and subscriber go on', async (t) => {
+  const { broker, port } = await startBroker();
+  t.after(() => broker.close());
+  broker.on('published', () => {
+    throw new Error('listener bug');
+  });
+  const { client: sub } = await RawClient.connect(port, { clientId: 'sub' });
+  t.after(() => sub.destroy());
+  sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] });
+  await sub.next(9);
+  const { client: pub } = await RawClient.connect(port, { clientId: 'pub' });
+  t.after(() => pub.destroy());
+  pub.send({ type: 3, topic: 't', payload: Buffer.from('1'), qos: 1, retain: false, dup: false, packetId: 1 });
+  await pub.next(4);
+  await sub.next(3);
+  assert.equal(pub.closed, false, 'the publisher was not disconnected for the listener\'s error');
+});
