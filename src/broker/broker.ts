@@ -136,7 +136,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       const { address, port } = listener.address();
       this.logger.info({ listener: listener.name, host: address, port }, 'listening');
     }
-    this.ticker = setInterval(() => this.core.tick(), this.tickInterval);
+    this.ticker = setInterval(() => {
+      try {
+        this.core.tick();
+      } catch (err) {
+        // A bug in one timer rule must not take the process (and every other client) down.
+        this.logger.error({ error: err instanceof Error ? err.stack : String(err) }, 'timer sweep failed');
+      }
+    }, this.tickInterval);
     this.ticker.unref();
   }
 
