@@ -281,6 +281,11 @@ export class Channel {
         this.waiting = false;
         this.drainBacklog();
         if (this.state !== 'closed') this.output.resumeInput?.();
+      })
+      .catch((err: unknown) => {
+        // A bug while handling the answer must cost this connection only, never the process.
+        this.core.events.warning?.('internal error after a hook answered', { clientId: this.info?.clientId, error: String(err) });
+        this.serverDisconnect(ReasonCode.ImplementationSpecificError, 'internal error');
       });
   }
 
