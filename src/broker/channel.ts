@@ -851,7 +851,7 @@ export class Channel {
       else this.writePublish(message, 0, retain, ids, undefined, false);
       return;
     }
-    if (full || session.queue.length > 0 || session.inflight.size >= this.sendWindow) {
+    if (full || session.queuedCount > 0 || session.inflight.size >= this.sendWindow) {
       const before = session.dropped;
       session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now(), shareKey }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
       this.core.droppedMessages += session.dropped - before;
@@ -877,8 +877,8 @@ export class Channel {
   private drainQueue(): void {
     const session = this.session;
     if (!session || this.state !== 'connected') return;
+    if (session.queuedCount === 0) return;
     const queue = session.queue;
-    if (queue.length === 0) return;
     const now = this.core.clock.now();
     let taken = 0;
     while (taken < queue.length && session.inflight.size < this.sendWindow && !this.outputFull()) {

@@ -303,7 +303,7 @@ export class BrokerCore {
    * another member, so none is stuck with a client that is gone.
    */
   private redistributeShared(session: Session): void {
-    if (session.inflightCount === 0 && session.queue.length === 0) return;
+    if (session.inflightCount === 0 && session.queuedCount === 0) return;
     const moved: { key: string; message: Message }[] = [];
     for (const [id, m] of session.inflight) {
       if (m.shareKey !== undefined && m.state === 'publish') {

@@ -35,8 +35,7 @@ export class Session {
   private _subscriptions: Map<string, SubscriptionEntry> | undefined;
   private _inflight: Map<number, InflightMessage> | undefined;
   private _incomingQos2: Set<number> | undefined;
-  /** Messages waiting to be sent, oldest first. */
-  readonly queue: QueuedMessage[] = [];
+  private _queue: QueuedMessage[] | undefined;
   /** Messages dropped because the queue was full (counted for metrics and logs). */
   dropped = 0;
   /** Session Expiry Interval in seconds; 0xFFFFFFFF never expires. */
@@ -71,6 +70,15 @@ export class Session {
 
   get inflightCount(): number {
     return this._inflight?.size ?? 0;
+  }
+
+  /** Messages waiting to be sent, oldest first. */
+  get queue(): QueuedMessage[] {
+    return (this._queue ??= []);
+  }
+
+  get queuedCount(): number {
+    return this._queue?.length ?? 0;
   }
 
   /** A packet id not used by an in-flight message ([MQTT-2.2.1-3]); undefined when all 65535 are in use. */

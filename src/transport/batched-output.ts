@@ -6,7 +6,9 @@ import type { Channel } from '../broker/channel.js';
 import { cancelFlush, InputGate, scheduleFlush, type GateTarget } from './input-gate.js';
 
 export abstract class BatchedOutput implements ChannelOutput, GateTarget {
-  private pending: Buffer[] = [];
+  // The common case is one buffer per flush: kept alone, an array only from the second one on.
+  private first: Buffer | undefined;
+  private more: Buffer[] | undefined;
   private pendingBytes = 0;
   protected closing = false;
   readonly gate: InputGate;
@@ -35,16 +37,22 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
 
   write(data: Buffer): void {
     if (this.closing || !this.writable()) return;
-    this.pending.push(data);
     this.pendingBytes += data.length;
-    if (this.pending.length === 1) scheduleFlush(this);
+    if (this.first === undefined) {
+      this.first = data;
+      scheduleFlush(this);
+    } else if (this.more === undefined) {
+      this.more = [this.first, data];
+    } else {
+      this.more.push(data);
+    }
   }
 
   flush(): void {
-    const n = this.pending.length;
-    if (n === 0 || !this.writable()) return;
-    const data = n === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
+    const first = this.first;
+    if (first === undefined || !this.writable()) return;
+    const data = this.more === undefined ? first : Buffer.concat(this.more, this.pendingBytes);
+    this.first = this.more = undefined;
     this.pendingBytes = 0;
     this.transmit(data);
   }

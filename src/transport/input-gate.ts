@@ -9,6 +9,9 @@ export interface GateTarget {
   deliver(chunk: Buffer): void;
 }
 
+/** Shared by every gate without a byte budget (it never holds anything back): no array per connection. */
+const NOTHING_HELD: Buffer[] = [];
+
 export class InputGate {
   private hookPaused = false;
   private throttled = false;
@@ -17,14 +20,17 @@ export class InputGate {
   private timer: NodeJS.Timeout | undefined;
   private readonly bucket: TokenBucket | undefined;
   /** Bytes read but held back because the client is over its budget. */
-  private held: Buffer[] = [];
+  private held: Buffer[] = NOTHING_HELD;
 
   // One target object rather than three closures: a few hundred bytes less per idle connection.
   constructor(
     private readonly target: GateTarget,
     maxBytesRate?: number,
   ) {
-    if (maxBytesRate) this.bucket = new TokenBucket(maxBytesRate, maxBytesRate);
+    if (maxBytesRate) {
+      this.bucket = new TokenBucket(maxBytesRate, maxBytesRate);
+      this.held = [];
+    }
   }
 
   /** Bytes read from the client: passed on now, or held back (and reading paused) while over budget. */
@@ -76,7 +82,7 @@ export class InputGate {
 
   close(): void {
     this.closed = true;
-    this.held = [];
+    this.held = NOTHING_HELD;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
