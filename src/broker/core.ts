@@ -223,23 +223,26 @@ export class BrokerCore {
     if (message.qos > 0 || message.retain) message = detach(message);
     if (message.retain && this.limits.retainAvailable) this.retained.set(message);
     const { entries, groups } = this.router.match(message.topic);
-    this.fanOutMessage = message;
-    this.fanOutEncodings.fill(undefined);
+    this.fanOutMessage = message; // fanOutEncodings is all undefined here: it is cleared after each fan-out
     let count = 0;
-    if (entries.length === 1) {
-      const e = entries[0]!;
-      if (!(e.noLocal && e.clientId === message.from)) {
-        this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionId);
-        count++;
+    try {
+      if (entries.length === 1) {
+        const e = entries[0]!;
+        if (!(e.noLocal && e.clientId === message.from)) {
+          this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionId);
+          count++;
+        }
+      } else if (entries.length > 1) {
+        count += this.fanOut(entries, message);
       }
-    } else if (entries.length > 1) {
-      count += this.fanOut(entries, message);
+      for (const group of groups) {
+        if (this.deliverShared(group.key, group.members, message)) count++;
+      }
+    } finally {
+      // Even if a delivery throws, no encoding of this message may serve the next one.
+      this.fanOutMessage = undefined;
+      this.fanOutEncodings.fill(undefined);
     }
-    for (const group of groups) {
-      if (this.deliverShared(group.key, group.members, message)) count++;
-    }
-    this.fanOutMessage = undefined;
-    this.fanOutEncodings.fill(undefined);
     this.events.published?.(message, publisher);
     return count;
   }
