@@ -21,7 +21,7 @@ import type {
 } from '../protocol/packets.js';
 import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
 import type { BrokerCore } from './core.js';
-import { isPromise, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
+import { callHook, isPromise, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
 import { messageFromPublish, type Message } from './message.js';
 import type { SubscriptionEntry } from './router.js';
 import type { Session } from './session.js';
@@ -388,21 +388,18 @@ export class Channel {
   private authenticate(pending: PendingConnect, password: Buffer | undefined, authProperties?: Properties): void {
     const hook = this.core.hooks.authenticate;
     const t = this.transport;
-    let verdict: MaybePromise<boolean | number> = true;
-    if (hook) {
-      try {
-        verdict = hook({
-          ...this.info!,
-          password,
-          secure: t.secure,
-          certificate: t.certificate,
-          usernameFromCertificate: t.identityUsername !== undefined,
-          authenticationMethod: authProperties?.authenticationMethod,
-        });
-      } catch (err) {
-        verdict = Promise.reject(err);
-      }
-    }
+    const verdict: MaybePromise<boolean | number> = hook
+      ? callHook(() =>
+          hook({
+            ...this.info!,
+            password,
+            secure: t.secure,
+            certificate: t.certificate,
+            usernameFromCertificate: t.identityUsername !== undefined,
+            authenticationMethod: authProperties?.authenticationMethod,
+          }),
+        )
+      : true;
     this.after(
       verdict,
       (ok) => {
@@ -419,14 +416,9 @@ export class Channel {
   // ---- enhanced authentication (5.0, 4.12) ----
 
   private authStep(data: Buffer | undefined): void {
-    let result: MaybePromise<AuthStepResult>;
-    try {
-      result = this.exchange!.step(data);
-    } catch (err) {
-      result = Promise.reject(err);
-    }
+    const exchange = this.exchange!;
     this.after(
-      result,
+      callHook(() => exchange.step(data)),
       (r) => this.onAuthResult(r),
       (err) => {
         this.core.events.warning?.('authentication method failed', { method: this.authMethod, error: String(err) });
@@ -606,20 +598,15 @@ export class Channel {
         return;
       }
     }
-    const message = messageFromPublish(p, topic, this.info!.clientId, this.core.clock.now());
+    // lastReceived is the clock read when this chunk arrived: no second clock read per message.
+    const message = messageFromPublish(p, topic, this.info!.clientId, this.lastReceived);
     const authorize = this.core.hooks.authorizePublish;
     if (!authorize) {
       this.route(p, message);
       return;
     }
-    let verdict: MaybePromise<boolean | number>;
-    try {
-      verdict = authorize(this.info!, message);
-    } catch (err) {
-      verdict = Promise.reject(err);
-    }
     this.after(
-      verdict,
+      callHook(() => authorize(this.info!, message)),
       (ok) => {
         if (ok === true) this.route(p, message);
         else this.ackPublish(p, ok === false ? ReasonCode.NotAuthorized : ok);
@@ -731,16 +718,10 @@ export class Channel {
         noLocal: s.noLocal ?? false,
         retainAsPublished: s.retainAsPublished ?? false,
         retainHandling: s.retainHandling ?? 0,
-        subscriptionId: id,
+        subscriptionIds: id !== undefined ? [id] : undefined,
       };
       accepted.push({ entry, key: s.topicFilter, index: i, existed: false });
-      if (authorize) {
-        try {
-          verdicts.push(authorize(this.info!, { topicFilter: s.topicFilter, qos: s.qos }));
-        } catch (err) {
-          verdicts.push(Promise.reject(err));
-        }
-      }
+      if (authorize) verdicts.push(callHook(() => authorize(this.info!, { topicFilter: s.topicFilter, qos: s.qos })));
     }
     const apply = (answers: (boolean | number)[]) => {
       const session = this.session!;
@@ -783,7 +764,7 @@ export class Channel {
       // Shared subscriptions get no retained messages; Retain Handling 1 only for a new subscription, 2 never.
       if (entry.shareGroup !== undefined || entry.retainHandling === 2 || (entry.retainHandling === 1 && existed)) continue;
       for (const m of this.core.retained.match(entry.filter, now)) {
-        this.deliver(m, Math.min(m.qos, entry.qos) as QoS, true, entry.subscriptionId);
+        this.deliver(m, Math.min(m.qos, entry.qos) as QoS, true, entry.subscriptionIds);
       }
     }
   }
@@ -839,11 +820,10 @@ export class Channel {
    * Delivers a routed message to this client: QoS 0 right away, QoS 1/2 into the in-flight
    * window or, when it is full (or older messages wait), into the session queue.
    */
-  deliver(message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[], shareKey?: string): void {
+  deliver(message: Message, qos: QoS, retain: boolean, ids?: readonly number[], shareKey?: string): void {
     const session = this.session;
     if (this.state !== 'connected' || !session) return;
     if (message.expiresAt !== undefined && message.expiresAt <= this.core.clock.now()) return;
-    const ids = subscriptionIds === undefined ? undefined : Array.isArray(subscriptionIds) ? subscriptionIds : [subscriptionIds];
     const full = this.outputFull();
     if (qos === 0) {
       // A slow reader loses QoS 0 messages rather than growing the broker's memory.
@@ -864,7 +844,7 @@ export class Channel {
     return Math.min(this.clientReceiveMaximum, this.core.limits.maxInflight);
   }
 
-  private sendTracked(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, shareKey?: string): void {
+  private sendTracked(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, shareKey?: string): void {
     const session = this.session!;
     const packetId = session.allocatePacketId();
     if (packetId === undefined) return;
@@ -891,13 +871,13 @@ export class Channel {
   }
 
   /** Encodes (sharing the encoding across subscribers when nothing is per-subscriber) and writes. False when dropped. */
-  private writePublish(message: Message, qos: QoS, retain: boolean, ids: number[] | undefined, packetId: number | undefined, dup: boolean): boolean {
+  private writePublish(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, packetId: number | undefined, dup: boolean): boolean {
     const v5 = this.version === 5;
     let encoded: Buffer;
     if (v5 && (ids !== undefined || message.expiresAt !== undefined || this.clientTopicAliasMaximum > 0)) {
       // Something in this PUBLISH is for this subscriber alone: encode it for them.
       const properties: Properties = { ...message.properties };
-      if (ids) properties.subscriptionIdentifier = ids.length === 1 ? ids[0] : ids;
+      if (ids) properties.subscriptionIdentifier = ids.length === 1 ? ids[0] : [...ids];
       if (message.expiresAt !== undefined) {
         properties.messageExpiryInterval = Math.max(0, Math.ceil((message.expiresAt - this.core.clock.now()) / 1000));
       }

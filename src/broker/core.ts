@@ -229,7 +229,7 @@ export class BrokerCore {
       if (entries.length === 1) {
         const e = entries[0]!;
         if (!(e.noLocal && e.clientId === message.from)) {
-          this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionId);
+          this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionIds);
           count++;
         }
       } else if (entries.length > 1) {
@@ -249,24 +249,21 @@ export class BrokerCore {
 
   /** Overlapping subscriptions of one client get one copy at the highest QoS, with every subscription identifier (3.3.4). */
   private fanOut(entries: readonly SubscriptionEntry[], message: Message): number {
-    const merged = new Map<string, { qos: QoS; retain: boolean; ids: number[] | undefined }>();
+    const merged = new Map<string, { qos: QoS; retain: boolean; ids: readonly number[] | undefined }>();
     for (const e of entries) {
       if (e.noLocal && e.clientId === message.from) continue;
       const qos = Math.min(message.qos, e.qos) as QoS;
       const retain = e.retainAsPublished && message.retain;
       const m = merged.get(e.clientId);
       if (!m) {
-        merged.set(e.clientId, { qos, retain, ids: e.subscriptionId !== undefined ? [e.subscriptionId] : undefined });
+        merged.set(e.clientId, { qos, retain, ids: e.subscriptionIds });
       } else {
         if (qos > m.qos) m.qos = qos;
         m.retain ||= retain;
-        if (e.subscriptionId !== undefined) (m.ids ??= []).push(e.subscriptionId);
+        if (e.subscriptionIds) m.ids = m.ids ? [...m.ids, ...e.subscriptionIds] : e.subscriptionIds;
       }
     }
-    for (const [clientId, m] of merged) {
-      const ids = m.ids;
-      this.deliver(clientId, message, m.qos, m.retain, ids && ids.length === 1 ? ids[0] : ids);
-    }
+    for (const [clientId, m] of merged) this.deliver(clientId, message, m.qos, m.retain, m.ids);
     return merged.size;
   }
 
@@ -274,7 +271,7 @@ export class BrokerCore {
   private deliverShared(key: string, members: readonly SubscriptionEntry[], message: Message, exclude?: string): boolean {
     const chosen = this.pickMember(key, members, exclude);
     if (!chosen) return false;
-    this.deliver(chosen.clientId, message, Math.min(message.qos, chosen.qos) as QoS, false, chosen.subscriptionId, key);
+    this.deliver(chosen.clientId, message, Math.min(message.qos, chosen.qos) as QoS, false, chosen.subscriptionIds, key);
     return true;
   }
 
@@ -332,15 +329,14 @@ export class BrokerCore {
   }
 
   /** Sends to the client's live connection, or queues for its offline persistent session. */
-  deliver(clientId: string, message: Message, qos: QoS, retain: boolean, subscriptionIds?: number | number[], shareKey?: string): void {
+  deliver(clientId: string, message: Message, qos: QoS, retain: boolean, ids?: readonly number[], shareKey?: string): void {
     const channel = this.connected.get(clientId);
     if (channel) {
-      channel.deliver(message, qos, retain, subscriptionIds, shareKey);
+      channel.deliver(message, qos, retain, ids, shareKey);
       return;
     }
     const session = this.sessions.get(clientId);
     if (!session || (qos === 0 && !this.limits.queueQos0)) return;
-    const ids = subscriptionIds === undefined ? undefined : Array.isArray(subscriptionIds) ? subscriptionIds : [subscriptionIds];
     const before = session.dropped;
     session.enqueue(
       { message, qos, retain, subscriptionIds: ids, queuedAt: this.clock.now(), shareKey },

@@ -77,6 +77,15 @@ export interface BrokerEvents {
   warning?(message: string, context?: Record<string, unknown>): void;
 }
 
+/** Calls a hook; a synchronous throw becomes a rejected promise, so every failure takes the same path. */
+export function callHook<T>(hook: () => MaybePromise<T>): MaybePromise<T> {
+  try {
+    return hook();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | undefined)?.then === 'function';
 }

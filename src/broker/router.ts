@@ -12,7 +12,8 @@ export interface SubscriptionEntry {
   noLocal: boolean;
   retainAsPublished: boolean;
   retainHandling: 0 | 1 | 2;
-  subscriptionId?: number;
+  /** The 5.0 Subscription Identifier as a one-element list (shared, never changed), so delivery needs no conversion. */
+  subscriptionIds?: readonly number[];
 }
 
 interface TrieNode {

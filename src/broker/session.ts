@@ -12,7 +12,7 @@ export interface InflightMessage {
   /** 'publish': waiting for PUBACK / PUBREC. 'pubrel': PUBREC came, PUBREL sent, waiting for PUBCOMP. */
   state: 'publish' | 'pubrel';
   /** Subscription identifiers and retain flag chosen for this subscriber. */
-  subscriptionIds?: number[];
+  subscriptionIds?: readonly number[];
   retain: boolean;
   /** Shared subscription (group/filter) it came through, so it can go to another member if this one leaves. */
   shareKey?: string;
@@ -23,7 +23,7 @@ export interface QueuedMessage {
   message: Message;
   qos: QoS;
   retain: boolean;
-  subscriptionIds?: number[];
+  subscriptionIds?: readonly number[];
   /** When it was queued, for offlineMessageExpiry. */
   queuedAt: number;
   shareKey?: string;
