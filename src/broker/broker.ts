@@ -10,7 +10,7 @@ import type { ClientRateLimits } from '../auth/limits.js';
 import { startListener, type ListenerOptions, type RunningListener } from '../transport/listeners.js';
 import { BrokerCore, type Clock } from './core.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './hooks.js';
-import type { Message } from './message.js';
+import { createMessage, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import type { AuthMethod } from './enhanced-auth.js';
 
@@ -163,14 +163,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Publishes a message from the application (no client). */
   publish(topic: string, payload: Buffer | string, options: { qos?: QoS; retain?: boolean; properties?: Properties } = {}): void {
     if (!isValidTopicName(topic)) throw new Error(`invalid topic name ${JSON.stringify(topic)}`);
-    const message: Message = {
-      topic,
-      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
-      qos: options.qos ?? 0,
-      retain: options.retain ?? false,
-      properties: options.properties,
-    };
-    this.core.publish(message);
+    const fields = { topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: options.qos ?? 0, retain: options.retain ?? false, properties: options.properties };
+    this.core.publish(createMessage(fields, undefined, this.core.clock.now()));
   }
 
   /** Stops listening, disconnects every client (5.0: DISCONNECT 0x8B) and stops the timers. */

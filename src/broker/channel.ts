@@ -22,7 +22,7 @@ import type {
 import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
 import type { BrokerCore } from './core.js';
 import { callHook, isPromise, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
-import { messageFromPublish, type Message } from './message.js';
+import { createMessage, type Message } from './message.js';
 import type { SubscriptionEntry } from './router.js';
 import type { Session } from './session.js';
 
@@ -599,7 +599,7 @@ export class Channel {
       }
     }
     // lastReceived is the clock read when this chunk arrived: no second clock read per message.
-    const message = messageFromPublish(p, topic, this.info!.clientId, this.lastReceived);
+    const message = createMessage({ topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: p.properties }, this.info!.clientId, this.lastReceived);
     const authorize = this.core.hooks.authorizePublish;
     if (!authorize) {
       this.route(p, message);

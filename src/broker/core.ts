@@ -6,7 +6,7 @@ import type { WillMessage } from '../protocol/packets.js';
 import { Channel, type ChannelOutput, type TransportInfo } from './channel.js';
 import type { AuthMethod } from './enhanced-auth.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
-import { detach, forwardedProperties, type Message } from './message.js';
+import { createMessage, detach, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import { RetainedStore } from './retained.js';
 import { TopicRouter, type SubscriptionEntry } from './router.js';
@@ -177,16 +177,7 @@ export class BrokerCore {
   scheduleWill(will: WillMessage, client: ClientInfo, session: Session | undefined): void {
     const delay = will.properties?.willDelayInterval ?? 0;
     const now = this.clock.now();
-    const message: Message = {
-      topic: will.topic,
-      payload: will.payload,
-      qos: will.qos,
-      retain: will.retain,
-      properties: forwardedProperties(will.properties),
-      expiresAt:
-        will.properties?.messageExpiryInterval !== undefined ? now + will.properties.messageExpiryInterval * 1000 : undefined,
-      from: client.clientId,
-    };
+    const message = createMessage(will, client.clientId, now);
     const sessionLives = session !== undefined && this.sessions.get(session.clientId) === session;
     if (delay > 0 && sessionLives) {
       // Published when the delay passes or the session ends, whichever is first (3.1.3.2.2).

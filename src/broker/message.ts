@@ -1,6 +1,6 @@
 // The broker's own view of an application message, independent of the packet it came in.
 import type { QoS } from '../protocol/constants.js';
-import type { Properties, PublishPacket } from '../protocol/packets.js';
+import type { Properties } from '../protocol/packets.js';
 
 export interface Message {
   topic: string;
@@ -37,16 +37,22 @@ export function forwardedProperties(props: Properties | undefined): Properties |
   return out;
 }
 
-/** Builds a message from a PUBLISH, copying the payload out of the receive buffer when it will be kept. */
-export function messageFromPublish(packet: PublishPacket, topic: string, from: string | undefined, now: number): Message {
-  const props = packet.properties;
-  const expiry = props?.messageExpiryInterval;
+/**
+ * Builds a message from what a PUBLISH, a will or the embedding API gives: only the properties that travel
+ * are kept, and a Message Expiry Interval becomes an absolute `expiresAt` on the broker's clock.
+ */
+export function createMessage(
+  fields: { topic: string; payload: Buffer; qos: QoS; retain: boolean; properties?: Properties },
+  from: string | undefined,
+  now: number,
+): Message {
+  const expiry = fields.properties?.messageExpiryInterval;
   return {
-    topic,
-    payload: packet.payload,
-    qos: packet.qos,
-    retain: packet.retain,
-    properties: forwardedProperties(props),
+    topic: fields.topic,
+    payload: fields.payload,
+    qos: fields.qos,
+    retain: fields.retain,
+    properties: forwardedProperties(fields.properties),
     expiresAt: expiry !== undefined ? now + expiry * 1000 : undefined,
     from,
   };

@@ -1,0 +1,78 @@
+// The embedding API and what an operator sees: events, log lines, broker.publish.
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { pino, type Logger } from 'pino';
+import { createBroker } from '../../src/broker/broker.js';
+import { FakeClock } from '../helpers/fake-core.js';
+import { eventually, startBroker } from '../helpers/broker.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+/** A pino logger whose JSON lines land in `lines`. */
+function capture(): { logger: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
+}
+
+describe('embedding and operations', () => {
+  it('one log line per connect and per disconnect, with Client ID, version, address and the reason; no password', async (t) => {
+    const { logger, lines } = capture();
+    const { broker, port } = await startBroker({ logger });
+    t.after(() => broker.close());
+    const { client } = await RawClient.connect(port, { clientId: 'logged', protocolVersion: 5, keepAlive: 1, username: 'u', password: Buffer.from('hunter2') });
+    await eventually(() => lines.some((l) => l.msg === 'client connected'), 1000, 'the connect line');
+    client.destroy();
+    await eventually(() => lines.some((l) => l.msg === 'client disconnected'), 1000, 'the disconnect line');
+    const connected = lines.filter((l) => l.msg === 'client connected');
+    const disconnected = lines.filter((l) => l.msg === 'client disconnected');
+    assert.equal(connected.length, 1);
+    assert.equal(disconnected.length, 1);
+    assert.equal(connected[0]!.clientId, 'logged');
+    assert.equal(connected[0]!.version, '5.0');
+    assert.match(String(connected[0]!.address), /^127\.0\.0\.1:\d+$/);
+    assert.equal(disconnected[0]!.clientId, 'logged');
+    assert.equal(disconnected[0]!.version, '5.0');
+    assert.match(String(disconnected[0]!.reason), /connection lost/);
+    assert.ok(!JSON.stringify(lines).includes('hunter2'), 'the password never reaches the log');
+  });
+
+  it('events: clientConnected, subscribed, published, unsubscribed, clientDisconnected (with its reason)', async (t) => {
+    const { broker, port } = await startBroker();
+    t.after(() => broker.close());
+    const seen: string[] = [];
+    broker.on('clientConnected', (c) => seen.push(`connected ${c.clientId}`));
+    broker.on('subscribed', (c, subs) => seen.push(`subscribed ${c.clientId} ${subs.map((s) => `${s.topicFilter}@${s.qos}`).join(',')}`));
+    broker.on('published', (m, c) => seen.push(`published ${c?.clientId} ${m.topic}`));
+    broker.on('unsubscribed', (c, filters) => seen.push(`unsubscribed ${c.clientId} ${filters.join(',')}`));
+    broker.on('clientDisconnected', (c, info) => seen.push(`disconnected ${c?.clientId} ${info.reason}`));
+    const { client } = await RawClient.connect(port, { clientId: 'ev' });
+    client.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'e/#', qos: 1 }] });
+    await client.next(9);
+    client.send({ type: 3, topic: 'e/1', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 2 });
+    await client.next(4);
+    client.send({ type: 10, packetId: 3, topicFilters: ['e/#'] });
+    await client.next(11);
+    client.send({ type: 14 });
+    await eventually(() => seen.length === 5, 1000, 'five events');
+    assert.deepEqual(seen, ['connected ev', 'subscribed ev e/#@1', 'published ev e/1', 'unsubscribed ev e/#', 'disconnected ev client disconnected']);
+  });
+
+  it('broker.publish: the Message Expiry Interval becomes an expiry, and the topic is validated', () => {
+    const clock = new FakeClock();
+    const broker = createBroker({ clock, port: 0 });
+    broker.publish('status/x', 'up', { retain: true, properties: { messageExpiryInterval: 10, contentType: 'text/plain' } });
+    const kept = broker.core.retained.get('status/x')!;
+    assert.equal(kept.expiresAt, clock.time + 10_000);
+    assert.equal(kept.properties?.contentType, 'text/plain');
+    assert.equal(kept.properties?.messageExpiryInterval, undefined, 'kept as expiresAt, not as a stale interval');
+    clock.time += 11_000;
+    assert.deepEqual(broker.core.retained.match('status/#', clock.now()), []);
+    assert.throws(() => broker.publish('a/+', 'x'), /invalid topic name/);
+  });
+});
