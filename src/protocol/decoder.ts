@@ -64,10 +64,6 @@ function protocolError(message: string): MqttProtocolError {
   return new MqttProtocolError(0x82, `${PACKET_NAMES[T]} ${message}`, { packetType: T });
 }
 
-function need(n: number, what: string): void {
-  if (P + n > E) throw malformed(`${what} runs past the end of the packet`);
-}
-
 function readByte(what: string): number {
   if (P >= E) throw malformed(`${what} runs past the end of the packet`);
   return B[P++]!;
@@ -243,7 +239,6 @@ export class PacketDecoder {
   maxPacketSize: number;
   readonly role: 'server' | 'client';
   private readonly receives: number;
-  /** Fixed header bytes of a packet whose header straddles chunks. */
   /** Bytes of a fixed header split across chunks; allocated on first need (a Buffer per idle connection costs ~200 B). */
   private header: Buffer | undefined = undefined;
   private headerLength = 0;
@@ -304,13 +299,14 @@ export class PacketDecoder {
       const header = this.header!;
       for (;;) {
         if (pos >= len) return;
-        const b = chunk[pos++]!;
-        header[this.headerLength++] = b;
-        if ((b & 0x80) === 0) break;
         if (this.headerLength === 5) {
+          // Type byte and four length bytes, the last still saying "more follows".
           T = header[0]! >> 4;
           throw malformed('remaining length is longer than 4 bytes');
         }
+        const b = chunk[pos++]!;
+        header[this.headerLength++] = b;
+        if ((b & 0x80) === 0) break;
       }
       const first = header[0]!;
       const headerLength = this.headerLength;
@@ -344,15 +340,16 @@ export class PacketDecoder {
       if (b & 0x80) {
         let mul = 128;
         for (;;) {
+          // Checked before the end of the chunk, so a fifth length byte is refused however the bytes are split.
+          if (headerLength === 5) {
+            T = first >> 4;
+            throw malformed('remaining length is longer than 4 bytes');
+          }
           if (pos + headerLength >= len) {
             // Header straddles the chunk: keep its bytes.
             chunk.copy((this.header ??= Buffer.alloc(5)), 0, pos, len);
             this.headerLength = len - pos;
             return;
-          }
-          if (headerLength === 5) {
-            T = first >> 4;
-            throw malformed('remaining length is longer than 4 bytes');
           }
           b = chunk[pos + headerLength]!;
           headerLength++;

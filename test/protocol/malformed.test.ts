@@ -43,6 +43,21 @@ describe('fixed header', () => {
     assert.throws(() => {
       for (const byte of hex('30 ff ff ff ff 01')) d.feed(Buffer.from([byte]), () => {});
     }, (e: unknown) => e instanceof MqttProtocolError && e.reasonCode === 0x81);
+    // And at every split of the stream in two (a chunk ending right after the fourth length byte once slipped through).
+    const bytes = hex('30 83 80 80 80 00 00 01 61');
+    for (let cut = 1; cut < bytes.length; cut++) {
+      const split = new PacketDecoder(v4);
+      const got: unknown[] = [];
+      assert.throws(
+        () => {
+          split.feed(bytes.subarray(0, cut), (p) => got.push(p));
+          split.feed(bytes.subarray(cut), (p) => got.push(p));
+        },
+        (e: unknown) => e instanceof MqttProtocolError && e.reasonCode === 0x81,
+        `split at ${cut}`,
+      );
+      assert.deepEqual(got, [], `split at ${cut}: nothing decoded`);
+    }
   });
   it('[MQTT-1.5.5-1] non-minimal remaining length is malformed', () => void expectDecodeError(hex('c0 80 00'), v4, 0x81));
 });
