@@ -87,7 +87,12 @@ export class Acl {
       if (!rule.publish || !appliesTo(rule, client)) continue;
       for (const p of rule.patterns) {
         const pattern = p.placeholders ? substitute(p.levels, client) : p.levels;
-        if (pattern && covers(pattern, levels)) return rule.allow;
+        // A deny rule whose %u / %c cannot be filled in fails closed: it denies.
+        if (!pattern) {
+          if (!rule.allow) return false;
+          continue;
+        }
+        if (covers(pattern, levels)) return rule.allow;
       }
     }
     return this.defaultAllow;
@@ -108,7 +113,10 @@ export class Acl {
       if (!rule.subscribe || !appliesTo(rule, client)) continue;
       for (const p of rule.patterns) {
         const pattern = p.placeholders ? substitute(p.levels, client) : p.levels;
-        if (!pattern) continue;
+        if (!pattern) {
+          if (!rule.allow) return false;
+          continue;
+        }
         if (rule.allow ? covers(pattern, levels) : intersects(pattern, levels)) return rule.allow;
       }
     }
@@ -124,7 +132,7 @@ function appliesTo(rule: CompiledRule, client: Client): boolean {
   return true;
 }
 
-/** Pattern levels with %u / %c replaced; undefined (rule skipped) when a value is missing or would act as a wildcard. */
+/** Pattern levels with %u / %c replaced; undefined when a value is missing or would act as a wildcard (an allow rule is then skipped, a deny rule denies). */
 function substitute(levels: string[], client: Client): string[] | undefined {
   const out: string[] = [];
   for (const level of levels) {

@@ -443,7 +443,8 @@ export class Channel {
     if (this.state === 'authenticating') {
       const pending = this.pendingConnect!;
       this.pendingConnect = undefined;
-      if (r.username !== undefined) this.info!.username = r.username;
+      // The identity is what the exchange proved; a user name merely claimed in CONNECT does not count.
+      this.info!.username = r.username;
       this.authenticate(pending, undefined, properties);
     } else {
       // Re-authentication succeeded [MQTT-4.12.1-?]: AUTH 0x00.

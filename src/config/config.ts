@@ -291,9 +291,18 @@ export function effectiveConfig(config: FileConfig): Record<string, unknown> {
       const out: Record<string, unknown> = { type, host: '0.0.0.0', port: DEFAULT_PORTS[type], ...l };
       if (type === 'ws' || type === 'wss') out.path ??= DEFAULT_WS_PATH;
       if ('passphrase' in out) out.passphrase = '(hidden)';
+      // A key given inline as PEM text is a secret: print-config shows that there is one, not what it is.
+      if (typeof out.key === 'string' && out.key.includes('-----BEGIN')) out.key = '(inline PEM, hidden)';
       if (out.sni) {
         out.sni = Object.fromEntries(
-          Object.entries(out.sni as Record<string, Record<string, unknown>>).map(([k, v]) => [k, v.passphrase ? { ...v, passphrase: '(hidden)' } : v]),
+          Object.entries(out.sni as Record<string, Record<string, unknown>>).map(([k, v]) => [
+            k,
+            {
+              ...v,
+              ...(v.passphrase ? { passphrase: '(hidden)' } : {}),
+              ...(typeof v.key === 'string' && v.key.includes('-----BEGIN') ? { key: '(inline PEM, hidden)' } : {}),
+            },
+          ]),
         );
       }
       return out;

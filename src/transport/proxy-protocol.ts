@@ -1,5 +1,6 @@
 // PROXY protocol v1 (text) and v2 (binary) as sent by HAProxy, AWS NLB, nginx stream and others
 // in front of a TCP listener: the header carries the real client address.
+import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { formatAddress } from '../auth/address.js';
 
@@ -46,6 +47,8 @@ function parseV1(line: string, rest: Buffer): ProxyHeader {
   const parts = line.split(' ');
   if (parts[1] === 'UNKNOWN') return { rest };
   if ((parts[1] !== 'TCP4' && parts[1] !== 'TCP6') || parts.length !== 6) throw new ProxyProtocolError(`bad PROXY v1 header ${JSON.stringify(line)}`);
+  // The address becomes the client's identity for ACL address rules and bans: it must really be one.
+  if (isIP(parts[2]!) !== (parts[1] === 'TCP4' ? 4 : 6)) throw new ProxyProtocolError(`bad source address in PROXY v1 header ${JSON.stringify(line)}`);
   const port = Number(parts[4]);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ProxyProtocolError('bad source port in PROXY v1 header');
   return { remoteAddress: formatAddress(parts[2]!, port), rest };
