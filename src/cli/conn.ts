@@ -33,6 +33,18 @@ Steps: DNS, TCP, TLS (protocol, cipher, server certificate chain and validity), 
 CONNECT, CONNACK (reason, session present, every MQTT 5 property the server returned), PINGREQ
 round trip. Exit codes: 0 ok, 1 a step failed, 2 bad arguments, 3 connection refused by the broker.`;
 
+/** A step that does not finish within `ms` fails with ETIMEDOUT (a peer that accepts TCP and then says nothing). */
+function withinTimeout<T>(step: Promise<T>, ms: number, abandon: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      abandon();
+      reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+    }, ms);
+  });
+  return Promise.race([step, timeout]).finally(() => clearTimeout(timer));
+}
+
 export function registerConnCommand(program: Command): void {
   const cmd = program.command('conn').description('diagnose a connection to a broker, step by step').argument('[url]', 'broker URL (mqtt://, mqtts://, ws://, wss://) or host[:port]');
   addConnectionOptions(cmd, { withUrlArgument: true });
@@ -112,21 +124,15 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
   {
     const t = performance.now();
     try {
-      socket = await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect({ host: ip, port: address.port });
-        const timer = setTimeout(() => {
-          s.destroy();
-          reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
-        }, options.connectTimeout);
-        s.once('connect', () => {
-          clearTimeout(timer);
-          resolve(s);
-        });
-        s.once('error', (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-      });
+      const s = net.connect({ host: ip, port: address.port });
+      socket = await withinTimeout(
+        new Promise<net.Socket>((resolve, reject) => {
+          s.once('connect', () => resolve(s));
+          s.once('error', reject);
+        }),
+        options.connectTimeout,
+        () => s.destroy(),
+      );
     } catch (err) {
       throw new StepFailure('TCP', err);
     }
@@ -141,12 +147,16 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
     const wanted = tlsConnectOptions(address.host, options.tls);
     let tlsSocket: tls.TLSSocket;
     try {
-      tlsSocket = await new Promise<tls.TLSSocket>((resolve, reject) => {
-        // verify by hand below, so the certificate can be shown even when it fails verification
-        const s = tls.connect({ ...wanted, socket, rejectUnauthorized: false });
-        s.once('secureConnect', () => resolve(s));
-        s.once('error', reject);
-      });
+      // verify by hand below, so the certificate can be shown even when it fails verification
+      const s = tls.connect({ ...wanted, socket, rejectUnauthorized: false });
+      tlsSocket = await withinTimeout(
+        new Promise<tls.TLSSocket>((resolve, reject) => {
+          s.once('secureConnect', () => resolve(s));
+          s.once('error', reject);
+        }),
+        options.connectTimeout,
+        () => s.destroy(),
+      );
     } catch (err) {
       throw new StepFailure('TLS', err);
     }
@@ -175,7 +185,7 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
     const t = performance.now();
     const base = stream;
     try {
-      stream = await new Promise<Duplex>((resolve, reject) => {
+      stream = await withinTimeout(new Promise<Duplex>((resolve, reject) => {
         const ws = new WebSocket(formatBrokerUrl(address), ['mqtt'], {
           headers: options.wsHeaders,
           perMessageDeflate: false,
@@ -189,7 +199,7 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
           if (e.code === undefined && /Unexpected server response/.test(e.message)) e.code = 'ERR_WS_UNEXPECTED_RESPONSE';
           reject(e);
         });
-      });
+      }), options.connectTimeout, () => base.destroy());
     } catch (err) {
       base.destroy();
       throw new StepFailure('WebSocket', err);

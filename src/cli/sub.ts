@@ -154,7 +154,9 @@ async function subscribe(flags: SubFlags): Promise<number> {
     for await (const m of messages) {
       if (flags.retained === false && m.retain) continue;
       const out = formatMessage(m, format, Boolean(flags.verbose));
-      if (!process.stdout.write(out) || (eol && !process.stdout.write(eol))) {
+      // Write the line and its end before waiting: skipping the newline under backpressure ran lines together.
+      const flushed = process.stdout.write(out);
+      if (!(eol ? process.stdout.write(eol) && flushed : flushed)) {
         await new Promise((r) => process.stdout.once('drain', r));
       }
       seen++;

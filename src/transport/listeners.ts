@@ -6,7 +6,6 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
-import type { TransportInfo } from '../broker/channel.js';
 import { publishLimiter, type ClientRateLimits } from '../auth/limits.js';
 import type { Security } from '../auth/security.js';
 import { readProxyHeader } from './proxy-protocol.js';
@@ -181,7 +180,7 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
       });
       http.on('connection', (raw: Socket) => track(raw));
       http.on('upgrade', endpoint.upgrade);
-      http.on('request', (req, res) => {
+      http.on('request', (_req, res) => {
         res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket', Connection: 'close' });
         res.end(`MQTT over WebSocket: connect a WebSocket client (subprotocol "mqtt") to ${o.path ?? DEFAULT_WS_PATH}\n`);
       });

@@ -176,6 +176,25 @@ test('petrel conn: every step on success, and the failing step pinpointed', asyn
   assert.match(down.stderr, /TCP failed/);
 });
 
+test('petrel conn: a peer that accepts TCP and never answers the TLS or WebSocket handshake fails that step within --connect-timeout', async (t) => {
+  const { createServer } = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  const silent = createServer((s) => sockets.add(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as { port: number }).port;
+  for (const [url, step] of [[`mqtts://127.0.0.1:${port}`, 'TLS'], [`ws://127.0.0.1:${port}/mqtt`, 'WebSocket']] as const) {
+    const started = Date.now();
+    const r = await run(['conn', url, '--connect-timeout', '1']);
+    assert.equal(r.code, 1, url);
+    assert.match(r.stdout, new RegExp(`^\\[FAIL\\] ${step}\\b`, 'm'), url);
+    assert.ok(Date.now() - started < 10_000, `${url} gave up in time`);
+  }
+});
+
 test('petrel conn: v5 CONNACK limits and refusals are shown', async (t) => {
   const port = await petrelBroker(t, { receiveMaximum: 7, maxQos: 1, authenticate: (r) => r.username !== 'mallory' });
   const r = await run(['conn', `mqtt://127.0.0.1:${port}`, '-i', '']);
