@@ -765,9 +765,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       };
       if (packet.properties) message.properties = packet.properties;
       this.emit('message', message);
-      if (this.iterators.size === 0) {
-        // Nobody iterates yet (e.g. a message right after SUBACK, before the for-await starts): keep
-        // the latest few for the first messages() call instead of losing them.
+      if (this.iterators.size === 0 && this.listenerCount('message') === 0) {
+        // Nobody consumes yet (e.g. a message right after SUBACK, before the for-await starts): keep
+        // the latest few for the first messages() call instead of losing them. An application that
+        // listens to 'message' instead gets them there, and nothing is kept.
         this.unclaimed.push(message);
         if (this.unclaimed.length > UNCLAIMED_LIMIT) this.unclaimed.shift();
       }
@@ -945,8 +946,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   /**
    * Received messages as an async iterable, optionally only those matching `filter`. The
-   * iteration ends when the client closes. Messages that arrived while no iterator existed
-   * (the latest 1000) go to the first messages() call; after that, each iterator gets what arrives
+   * iteration ends when the client closes. Messages that arrived while nobody consumed them (no
+   * iterator, no 'message' listener; the latest 1000) go to the first messages() call; after that, each iterator gets what arrives
    * from the moment it was created.
    */
   messages(filter?: string): AsyncIterableIterator<Message> {

@@ -1,6 +1,6 @@
 // Client errors: every failure carries a stable `code` and a message that says, in words, what
 // went wrong and (in `hint`) what to do about it.
-import { connackReturnCodeName, reasonName } from '../protocol/index.js';
+import { connackReturnCodeName, reasonName, v3ConnackToV5 } from '../protocol/index.js';
 import type { ProtocolVersion } from '../protocol/index.js';
 import { hostPort } from './url.js';
 
@@ -193,12 +193,10 @@ const CONNACK_HINTS: Record<number, string> = {
   0x9f: 'connecting too often: slow down',
 };
 
-const CONNACK_V3_TO_V5 = [0x00, 0x84, 0x85, 0x88, 0x86, 0x87];
-
 /** The message for a refused CONNACK: "connection refused by the server: 0x86 Bad User Name or Password". */
 export function connackError(reasonCode: number, version: ProtocolVersion, reasonString?: string): ConnackError {
   const name = version === 5 ? reasonName(reasonCode) : connackReturnCodeName(reasonCode);
-  const v5 = version === 5 ? reasonCode : (CONNACK_V3_TO_V5[reasonCode] ?? 0x80);
+  const v5 = version === 5 ? reasonCode : v3ConnackToV5(reasonCode);
   const detail = reasonString ? `: ${reasonString}` : '';
   return new ConnackError('CONNACK_REFUSED', `connection refused by the server: ${name}${detail}`, {
     reasonCode,
@@ -209,7 +207,7 @@ export function connackError(reasonCode: number, version: ProtocolVersion, reaso
 
 /** True when retrying the same CONNECT cannot succeed (bad credentials, banned, unsupported version, ...). */
 export function isPermanentConnackFailure(reasonCode: number, version: ProtocolVersion): boolean {
-  const v5 = version === 5 ? reasonCode : (CONNACK_V3_TO_V5[reasonCode] ?? 0x80);
+  const v5 = version === 5 ? reasonCode : v3ConnackToV5(reasonCode);
   return [0x81, 0x82, 0x84, 0x85, 0x86, 0x87, 0x8a, 0x8c, 0x9c, 0x9d].includes(v5);
 }
 

@@ -167,5 +167,10 @@ export function v5ConnackToV3(reason: number): number {
   }
 }
 
+/** The 5.0 reason code that means what a 3.1.x CONNACK return code (1-5) means. */
+export function v3ConnackToV5(code: number): number {
+  return [0x00, 0x84, 0x85, 0x88, 0x86, 0x87][code] ?? 0x80;
+}
+
 /** Largest value a Variable Byte Integer can hold (4 bytes). */
 export const MAX_VARIABLE_BYTE_INTEGER = 268_435_455;

@@ -6,7 +6,7 @@
 // (the fixed header itself, at most 5 bytes, goes into a small buffer owned by the decoder).
 // The maximum packet size is enforced from the fixed header, before any body byte is buffered.
 import { isUtf8 } from 'node:buffer';
-import type { ProtocolVersion, QoS } from './constants.js';
+import { v3ConnackToV5, type ProtocolVersion, type QoS } from './constants.js';
 import { MqttProtocolError } from './errors.js';
 import type {
   ConnackPacket,
@@ -578,6 +578,11 @@ function decodeConnack(v5: boolean): ConnackPacket {
   const ackFlags = readByte('acknowledge flags');
   if (ackFlags & 0xfe) throw malformed('reserved acknowledge flags are set [MQTT-3.2.2-1]');
   const code = readByte(v5 ? 'reason code' : 'return code');
+  if (v5 && E - P === 0 && code >= 1 && code <= 5) {
+    // A 3.1.x-only server refusing a 5.0 CONNECT answers in its own format (no properties): report
+    // what it means (e.g. 1 → 0x84 Unsupported Protocol Version) instead of a protocol error.
+    return { type: 2, sessionPresent: false, reasonCode: v3ConnackToV5(code), properties: {} };
+  }
   if (!v5) {
     if (code > 5) throw malformed(`return code ${code} is reserved`);
     expectEnd();

@@ -453,7 +453,7 @@ export function encodePublish(packet: PublishPacket, version: ProtocolVersion): 
     off += 2;
   }
   if (version === 5) off = writeProperties(buf, off, packet.properties, propsSize);
-  if (payload.length !== 0) payload.copy(buf, off);
+  if (payload.length !== 0) buf.set(payload, off); // works for any Uint8Array payload, not just Buffer
   return buf;
 }
 

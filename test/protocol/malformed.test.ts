@@ -62,6 +62,17 @@ describe('fixed header', () => {
   it('[MQTT-1.5.5-1] non-minimal remaining length is malformed', () => void expectDecodeError(hex('c0 80 00'), v4, 0x81));
 });
 
+describe('CONNACK of a 3.1.x server to a 5.0 client', () => {
+  it('a 3.1.1-format refusal (return code 1-5, no properties) reads as its 5.0 reason code, not a protocol error', () => {
+    const got: unknown[] = [];
+    new PacketDecoder({ protocolVersion: 5, role: 'client' }).feed(hex('20 02 00 01'), (p) => got.push(p));
+    assert.deepEqual(got, [{ type: 2, sessionPresent: false, reasonCode: 0x84, properties: {} }]);
+    const bad: unknown[] = [];
+    new PacketDecoder({ protocolVersion: 5, role: 'client' }).feed(hex('20 02 00 04'), (p) => bad.push(p));
+    assert.equal((bad[0] as { reasonCode: number }).reasonCode, 0x86);
+  });
+});
+
 describe('roles', () => {
   it('a server never receives CONNACK, SUBACK, UNSUBACK, PINGRESP', () => {
     expectDecodeError(hex('20 02 00 00'), v4, 0x82, /CONNACK/);

@@ -157,3 +157,12 @@ describe('encoder', () => {
     assert.equal((decodeOne(encodePacket(c, 5)) as { protocolVersion: number }).protocolVersion, 5);
   });
 });
+
+describe('encodePublish payload types', () => {
+  it('a plain Uint8Array payload (not a Buffer) encodes the same bytes', () => {
+    const bytes = new Uint8Array([1, 2, 3, 250]);
+    const fromU8 = encodePublish({ type: 3, topic: 't', payload: bytes as Buffer, qos: 0, retain: false, dup: false }, 4);
+    const fromBuffer = encodePublish({ type: 3, topic: 't', payload: Buffer.from(bytes), qos: 0, retain: false, dup: false }, 4);
+    assert.deepEqual([...fromU8], [...fromBuffer]);
+  });
+});
