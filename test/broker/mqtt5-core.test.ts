@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ScramClient, scramCredentials, scramSha256, type ScramCredentials } from '../../src/auth/scram.js';
 import type { AuthPacket, ConnackPacket, DisconnectPacket, PubAckLikePacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
+import { encodePacket } from '../../src/protocol/encoder.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';
 
 const pub = (topic: string, payload: string, extra: Partial<PublishPacket> = {}): PublishPacket => ({
@@ -166,7 +167,9 @@ describe('MQTT 5.0 messages', () => {
     const p = f.connect({ clientId: 'p', protocolVersion: 5 });
     p.send(pub('t', '1'));
     p.send(pub('t', '2'));
-    assert.ok((sub.take(3) as PublishPacket[]).every((g) => g.topic === 't' && g.properties?.topicAlias === undefined));
+    const got = sub.take(3) as PublishPacket[];
+    assert.equal(got.length, 2);
+    assert.ok(got.every((g) => g.topic === 't' && g.properties?.topicAlias === undefined));
   });
 
   it('Payload Format Indicator 1 with a non-UTF-8 payload: PUBACK 0x99 (QoS 1), DISCONNECT 0x99 (QoS 0)', () => {
@@ -176,6 +179,24 @@ describe('MQTT 5.0 messages', () => {
     assert.equal((p.take(4)[0] as PubAckLikePacket).reasonCode, 0x99);
     p.send({ ...pub('t', ''), payload: Buffer.from([0xc3]), properties: { payloadFormatIndicator: 1 } });
     assert.equal((p.take(14)[0] as DisconnectPacket).reasonCode, 0x99);
+  });
+
+  it('(3.4.2.1) acknowledgements with reason 0 and no properties go in the short form on the wire', () => {
+    const f = new FakeCore();
+    const s = f.connect({ clientId: 's', protocolVersion: 5 });
+    subscribe(s, 'short', { qos: 2 });
+    const wire: Buffer[] = [];
+    const channel = f.core.openChannel({ write: (b) => wire.push(Buffer.from(b)), close() {} }, { remoteAddress: 'x', listener: 'l', secure: false });
+    channel.receive(encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 5, clean: true, keepAlive: 0, clientId: 'raw' }, 5));
+    wire.length = 0;
+    channel.receive(encodePacket({ type: 3, topic: 'short', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 0x1234 }, 5));
+    channel.receive(encodePacket({ type: 3, topic: 'short', payload: Buffer.from('y'), qos: 2, retain: false, dup: false, packetId: 0x0102 }, 5));
+    channel.receive(encodePacket({ type: 6, packetId: 0x0102 }, 5));
+    assert.deepEqual(wire.map((b) => [...b]), [
+      [0x40, 0x02, 0x12, 0x34], // PUBACK
+      [0x50, 0x02, 0x01, 0x02], // PUBREC
+      [0x70, 0x02, 0x01, 0x02], // PUBCOMP
+    ]);
   });
 
   it('PUBACK 0x10 when nobody is subscribed; 0x00 (short form) when somebody is', () => {
@@ -199,6 +220,7 @@ describe('MQTT 5.0 messages', () => {
     for (let round = 0; round < 10 && seen.length < 10; round++) {
       const batch = s.take(3) as PublishPacket[];
       assert.ok(batch.length <= 3, `never more than 3 in flight (got ${batch.length})`);
+      if (round === 0) assert.equal(batch.length, 3, 'the window is used in full');
       for (const m of batch) {
         seen.push(m.payload.toString());
         s.send({ type: 4, packetId: m.packetId! });
@@ -212,6 +234,7 @@ describe('MQTT 5.0 messages', () => {
     const p = f.connect({ clientId: 'p', protocolVersion: 5 });
     for (let i = 1; i <= 3; i++) p.send(pub('t', 'x', { qos: 2, packetId: i }));
     assert.equal((p.take(14)[0] as DisconnectPacket).reasonCode, 0x93);
+    assert.equal(p.closed, true);
   });
 
   it('[MQTT-3.1.2-25] a message larger than the subscriber\'s Maximum Packet Size is dropped for it and counted', () => {

@@ -243,6 +243,18 @@ describe('publish / subscribe', () => {
     assert.deepEqual(got, Array.from({ length: 1000 }, (_, i) => String(i)));
   });
 
+  it('maxInflight 5: exactly 5 unacknowledged QoS 1 messages are out at once; each PUBACK lets exactly one more go', async (t) => {
+    const h = await setup(t, { maxInflight: 5 });
+    const sub = await h.subscriber('cap/#', 1);
+    const pub = await h.connected();
+    for (let i = 0; i < 8; i++) pub.send({ type: 3, topic: 'cap/x', payload: Buffer.from(String(i)), qos: 1, packetId: i + 1, retain: false, dup: false });
+    const first = (await sub.collect(150, 3)) as PublishPacket[];
+    assert.deepEqual(first.map((p) => p.payload.toString()), ['0', '1', '2', '3', '4']);
+    sub.send({ type: 4, packetId: first[0]!.packetId! });
+    const next = (await sub.collect(150, 3)) as PublishPacket[];
+    assert.deepEqual(next.map((p) => p.payload.toString()), ['5']);
+  });
+
   it('order is kept through a full in-flight window (maxInflight 5): QoS 0, 1 and 2 each in order', async (t) => {
     const h = await setup(t, { maxInflight: 5 });
     const sub = await h.subscriber('win/#', 2);

@@ -217,6 +217,7 @@ describe('offline queue', () => {
     assert.equal(connack.sessionPresent, true);
     await client.sync();
     assert.deepEqual(client.packets.map((p) => p.type), [3, 3, 6, 3, 13].slice(0, client.packets.length), 'order: PUBLISH, PUBLISH, PUBREL, queued PUBLISH');
+    assert.deepEqual(client.packets.map((p) => p.type), [3, 3, 6, 3], 'all four arrived before the PINGRESP, in that order');
     const again = await publishes(client, 3);
     assert.deepEqual(payloads(again), ['q1-unacked', 'q2-unacked', 'queued']);
     assert.deepEqual(again.map((p) => p.dup), [true, true, false]);
