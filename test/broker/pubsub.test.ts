@@ -124,6 +124,7 @@ describe('publish / subscribe', () => {
       const ack = (await c.next(11)) as UnsubackPacket;
       assert.equal(ack.packetId, 3);
       if (protocolVersion === 5) assert.deepEqual(ack.reasonCodes, [0x00, 0x11]);
+      else assert.equal(ack.reasonCodes, undefined, '3.1.1 UNSUBACK carries no reason codes');
       h.broker.publish('u/a', 'gone', { qos: 1 });
       h.broker.publish('u/b', 'kept', { qos: 1 });
       assert.deepEqual(payloads(await drain(c)), ['kept']);

@@ -60,6 +60,16 @@ describe('TCP and WebSocket listeners', () => {
     const c = await connect(`ws://127.0.0.1:${broker.address(2).port}/custom`);
     await end(c);
     await assert.rejects(connect(`ws://127.0.0.1:${broker.address(2).port}/mqtt`));
+    const status = await new Promise<number | undefined>((resolve) => {
+      const w = new WebSocket(`ws://127.0.0.1:${broker.address(2).port}/mqtt`, 'mqtt');
+      w.on('unexpected-response', (_req, res) => {
+        resolve(res.statusCode);
+        res.destroy();
+      });
+      w.on('open', () => resolve(101));
+      w.on('error', () => {});
+    });
+    assert.equal(status, 404, 'another path is answered 404');
   });
 
   /** A raw WebSocket: frames in, decoded packets out. */
@@ -86,6 +96,18 @@ describe('TCP and WebSocket listeners', () => {
 
   const connectBytes = (clientId: string) =>
     encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 0, clientId }, 4);
+
+  it('a 3.1 client offering only mqttv3.1 gets that subprotocol and is served', async () => {
+    const { sock, waitFor } = await rawWs(['mqttv3.1']);
+    try {
+      assert.equal(sock.protocol, 'mqttv3.1');
+      sock.send(encodePacket({ type: 1, protocolName: 'MQIsdp', protocolVersion: 3, clean: true, keepAlive: 0, clientId: 'v31raw' }, 3), { binary: true });
+      const connack = (await waitFor(2)) as { reasonCode: number };
+      assert.equal(connack.reasonCode, 0);
+    } finally {
+      sock.close();
+    }
+  });
 
   it('answers the mqtt subprotocol and reassembles packets split across frames', async () => {
     const { sock, waitFor } = await rawWs(['mqtt']);
