@@ -27,9 +27,9 @@ const brokers: { name: string; available: () => string | undefined; start: () =>
     name: 'petrel',
     available: () => undefined,
     async start() {
-      const b = createBroker({ port: 0, host: '127.0.0.1' });
+      const b = createBroker({ listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }, { type: 'ws', host: '127.0.0.1', port: 0 }] });
       await b.listen();
-      return { url: `mqtt://127.0.0.1:${b.address().port}`, stop: () => b.close() };
+      return { url: `mqtt://127.0.0.1:${b.address(0).port}`, wsUrl: `ws://127.0.0.1:${b.address(1).port}/mqtt`, stop: () => b.close() };
     },
   },
 ];
@@ -255,4 +255,33 @@ test('mosquitto TLS: client certificate required', async (t) => {
   });
   const ok = await open(t, url, { tls: { ca: readFileSync(c.caCert), cert: readFileSync(c.clientCert), key: readFileSync(c.clientKey) } });
   assert.equal(ok.connected, true);
+});
+
+test('petrel TLS and WSS: the client verifies the broker, presents a certificate, and explains an unknown CA', async (t) => {
+  if (!hasOpenssl) return t.skip('openssl not installed');
+  const c = certificates();
+  const b = createBroker({
+    listeners: [
+      { type: 'tls', host: '127.0.0.1', port: 0, cert: c.serverCert, key: c.serverKey, ca: c.caCert, requestCert: true, peerCertAsUsername: 'cn' },
+      { type: 'wss', host: '127.0.0.1', port: 0, cert: c.serverCert, key: c.serverKey },
+    ],
+  });
+  await b.listen();
+  t.after(() => b.close());
+  const usernames: (string | undefined)[] = [];
+  b.on('clientConnected', (info) => usernames.push(info.username));
+  const tlsUrl = `mqtts://localhost:${b.address(0).port}`;
+  const mutual = await open(t, tlsUrl, { tls: { ca: readFileSync(c.caCert), cert: readFileSync(c.clientCert), key: readFileSync(c.clientKey) } });
+  assert.equal(mutual.tlsSocket?.authorized, true);
+  await mutual.subscribe('tls/x', { qos: 1 });
+  const it = mutual.messages();
+  await mutual.publish('tls/x', 'over mqtts', { qos: 1 });
+  assert.equal(((await it.next()).value as Message).payload.toString(), 'over mqtts');
+  assert.ok(usernames[0], 'the certificate CN became the user name');
+  const wss = await open(t, `wss://localhost:${b.address(1).port}/mqtt`, { tls: { ca: readFileSync(c.caCert) } });
+  await wss.subscribe('wss/x', { qos: 1 });
+  const wssIt = wss.messages();
+  await wss.publish('wss/x', 'over wss', { qos: 1 });
+  assert.equal(((await wssIt.next()).value as Message).payload.toString(), 'over wss');
+  await assert.rejects(connect(`wss://localhost:${b.address(1).port}/mqtt`, { reconnect: false, tls: { ca: readFileSync(c.otherCaCert) } }), /certificate signed by an unknown CA/);
 });
