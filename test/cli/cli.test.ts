@@ -236,3 +236,28 @@ test('--help: -h is the host, examples are shown', async () => {
     assert.match(r.stdout, /Examples:\n {2}petrel /);
   }
 });
+
+test('will flags, -k, --session-expiry and --clean=false reach the broker; the will fires when the CLI dies', async (t) => {
+  const connects: { clientId: string; keepAlive: number; clean: boolean }[] = [];
+  const b = createBroker({ port: 0, host: '127.0.0.1' });
+  await b.listen();
+  t.after(() => b.close());
+  b.on('clientConnected', (c, d) => connects.push({ clientId: c.clientId, keepAlive: d.keepAlive, clean: d.clean }));
+  const port = String(b.address().port);
+  const watcher = start(['sub', '-h', '127.0.0.1', '-p', port, '-t', 'wills/#', '-v', '-C', '1', '-d']);
+  await watcher.waitStderr('<- SUBACK');
+  const dying = start([
+    'sub', '-h', '127.0.0.1', '-p', port, '-t', 'x', '-i', 'dying', '-k', '17', '--clean=false', '--session-expiry', '300',
+    '--will-topic', 'wills/dying', '--will-message', 'gone', '--will-qos', '1', '--will-retain', '-d',
+  ]);
+  await dying.waitStderr('<- SUBACK');
+  const session = b.core.sessions.get('dying');
+  assert.ok(session, 'the session exists');
+  assert.equal(session.expiryInterval, 300);
+  assert.deepEqual(connects.find((c) => c.clientId === 'dying'), { clientId: 'dying', keepAlive: 17, clean: false });
+  dying.kill('SIGKILL'); // no DISCONNECT: the will goes out
+  const w = await watcher.done;
+  assert.equal(w.code, 0, w.stderr);
+  assert.equal(w.stdout.trim(), 'wills/dying gone');
+  assert.equal(b.core.retained.get('wills/dying')?.payload.toString(), 'gone', '--will-retain made it retained');
+});
