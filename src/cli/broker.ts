@@ -72,7 +72,15 @@ export function registerBrokerCommand(program: Command): void {
       const running = broker;
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down');
-        running.close().then(() => process.exit(0));
+        // A close that hangs or fails must not keep the process alive: exit regardless after 5 s.
+        setTimeout(() => process.exit(1), 5000).unref();
+        running.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ error: String(err) }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));

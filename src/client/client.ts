@@ -745,6 +745,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     let topic = packet.topic;
     const alias = packet.properties?.topicAlias;
     if (alias !== undefined) {
+      // 3.3.2.3.4: an alias of 0 or above the Topic Alias Maximum we announced is a protocol error.
+      const maximum = this.options.properties?.topicAliasMaximum ?? 0;
+      if (alias === 0 || alias > maximum) {
+        this.protocolViolation(conn, `Topic Alias ${alias} outside 1..${maximum}`);
+        return;
+      }
       if (topic !== '') this.topicAliasesIn.set(alias, topic);
       else {
         const known = this.topicAliasesIn.get(alias);
@@ -924,6 +930,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   unsubscribe(filters: string | string[], properties?: Properties): Promise<UnsubscribeResult[]> {
     const list = Array.isArray(filters) ? filters : [filters];
     if (list.length === 0) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', 'unsubscribe needs at least one topic filter'));
+    const bad = list.find((f) => !isValidTopicFilter(f));
+    if (bad !== undefined) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid topic filter "${bad}"`));
     return new Promise<UnsubscribeResult[]>((resolve, reject) => {
       this.enqueue({
         kind: 'unsubscribe',

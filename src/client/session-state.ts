@@ -19,21 +19,8 @@ export class PacketIdAllocator {
     }
   }
 
-  /** Marks an id as used (e.g. restored state). */
-  reserve(id: number): void {
-    this.used.add(id);
-  }
-
   release(id: number): void {
     this.used.delete(id);
-  }
-
-  isUsed(id: number): boolean {
-    return this.used.has(id);
-  }
-
-  get inUse(): number {
-    return this.used.size;
   }
 
   clear(): void {
@@ -68,10 +55,6 @@ export class KeepAlive {
   /** PINGRESP received (any packet from the server also proves it is alive, but only PINGRESP answers the ping). */
   pingResponse(): void {
     this.pingSentAt = undefined;
-  }
-
-  get awaitingResponse(): boolean {
-    return this.pingSentAt !== undefined;
   }
 
   /**

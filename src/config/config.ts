@@ -187,7 +187,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   maxBytesRate: positive,
 };
 
-export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe'> & {
+export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authMethods' | 'tickInterval'> & {
   logLevel?: string;
 };
 

@@ -344,6 +344,16 @@ test('topic aliases from the server (5.0) are resolved when the client allows th
   assert.match((await closed).message, /unknown Topic Alias 4/);
 });
 
+test('a Topic Alias above the Topic Alias Maximum the client announced (or 0) is a protocol error', async (t) => {
+  for (const alias of [6, 0]) {
+    const server = await withServer(t);
+    const { client, conn } = await connected(t, server, { properties: { topicAliasMaximum: 5 } });
+    const closed = new Promise<MqttClientError>((r) => client.once('offline', r));
+    conn.send({ type: 3, topic: 'a/b', payload: Buffer.from('x'), qos: 0, retain: false, dup: false, properties: { topicAlias: alias } });
+    assert.match((await closed).message, new RegExp(`Topic Alias ${alias} outside 1\\.\\.5`));
+  }
+});
+
 test('DNS failure is explained', async () => {
   await assert.rejects(connect('mqtt://no-such-host.invalid', { connectTimeout: 5000 }), (e: MqttClientError) => {
     assert.ok(e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN', e.code);
