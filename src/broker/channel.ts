@@ -21,7 +21,7 @@ import type {
 } from '../protocol/packets.js';
 import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
 import type { BrokerCore } from './core.js';
-import { callHook, isPromise, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
+import { callHook, isPromise, type AuthenticateRequest, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
 import { createMessage, type Message } from './message.js';
 import type { SubscriptionEntry } from './router.js';
 import type { Session } from './session.js';
@@ -51,6 +51,21 @@ export interface TransportInfo {
   allowAnonymous?: boolean;
   /** Called for each PUBLISH received: 0 to accept, or a reason code (e.g. 0x96) to disconnect the client with. */
   publishLimit?(now: number, bytes: number): number;
+}
+
+/** A TransportInfo with every field present, in one order: all channels share one hidden class (a spread
+ * of optional fields gave each connection its own, ~250 B). */
+export function transportInfo(init: Omit<TransportInfo, 'remoteAddress'>, remoteAddress: string): TransportInfo {
+  return {
+    remoteAddress,
+    listener: init.listener,
+    secure: init.secure,
+    certificate: init.certificate,
+    identityUsername: init.identityUsername,
+    identityClientId: init.identityClientId,
+    allowAnonymous: init.allowAnonymous,
+    publishLimit: init.publishLimit,
+  };
 }
 
 type State = 'connecting' | 'authenticating' | 'connected' | 'closed';
@@ -124,7 +139,7 @@ export class Channel {
     if (this.state === 'closed') return;
     this.lastReceived = this.core.clock.now();
     try {
-      this.decoder.feed(chunk, this.onPacket);
+      this.decoder.feed(chunk, this.onPacket, this);
     } catch (err) {
       this.onDecodeError(err);
     }
@@ -177,11 +192,12 @@ export class Channel {
     if (this.state === 'connected') this.drainQueue();
   }
 
-  private readonly onPacket = (packet: Packet): void => {
+  /** Called by the decoder with the channel as `this` (a method, not a closure per connection). */
+  private onPacket(packet: Packet): void {
     if (this.state === 'closed') return;
     if (this.waiting) (this.backlog ??= []).push(packet);
     else this.dispatch(packet);
-  };
+  }
 
   private onDecodeError(err: unknown): void {
     if (this.state === 'closed') return;
@@ -342,14 +358,15 @@ export class Channel {
         return;
       }
     }
+    // One shape for every client (certificateCN always present, maybe undefined).
     this.info = {
       clientId,
       username: t.identityUsername ?? p.username,
       protocolVersion: this.version,
       remoteAddress: t.remoteAddress,
       listener: t.listener,
+      certificateCN: t.certificate?.cn,
     };
-    if (t.certificate?.cn !== undefined) this.info.certificateCN = t.certificate.cn;
     if (p.password !== undefined && !t.secure) this.core.warnPlainCredentials(t);
     // With enhanced authentication the user name travels inside the exchange, not in CONNECT.
     if (methodName === undefined && !(t.allowAnonymous ?? limits.allowAnonymous) && this.info.username === undefined) {
@@ -388,18 +405,22 @@ export class Channel {
   private authenticate(pending: PendingConnect, password: Buffer | undefined, authProperties?: Properties): void {
     const hook = this.core.hooks.authenticate;
     const t = this.transport;
-    const verdict: MaybePromise<boolean | number> = hook
-      ? callHook(() =>
-          hook({
-            ...this.info!,
-            password,
-            secure: t.secure,
-            certificate: t.certificate,
-            usernameFromCertificate: t.identityUsername !== undefined,
-            authenticationMethod: authProperties?.authenticationMethod,
-          }),
-        )
-      : true;
+    const info = this.info!;
+    // Every field written out, in one order: a spread of `info` plus extra fields costs ~3 µs per CONNECT.
+    const request: AuthenticateRequest = {
+      clientId: info.clientId,
+      username: info.username,
+      protocolVersion: info.protocolVersion,
+      remoteAddress: info.remoteAddress,
+      listener: info.listener,
+      certificateCN: info.certificateCN,
+      password,
+      secure: t.secure,
+      certificate: t.certificate,
+      usernameFromCertificate: t.identityUsername !== undefined,
+      authenticationMethod: authProperties?.authenticationMethod,
+    };
+    const verdict: MaybePromise<boolean | number> = hook ? callHook(() => hook(request)) : true;
     this.after(
       verdict,
       (ok) => {

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { createBroker } from '../broker/broker.js';
 import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
+import { applyMemoryProfile } from '../runtime/memory-profile.js';
 
 interface BrokerFlags {
   port?: string;
@@ -58,7 +59,8 @@ export function registerBrokerCommand(program: Command): void {
         }
         throw err;
       }
-      const { logLevel, ...options } = config;
+      const { logLevel, memoryProfile, ...options } = config;
+      applyMemoryProfile(memoryProfile ?? 'compact');
       const logger = makeLogger(logLevel ?? 'info');
       let broker;
       try {

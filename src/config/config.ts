@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS } from '../broker/options.js';
 import { DEFAULT_PORTS, DEFAULT_WS_PATH } from '../transport/listeners.js';
 import { compileRule, type AclRule } from '../auth/acl.js';
 import { checkAddressEntry } from '../auth/address.js';
+import type { MemoryProfile } from '../runtime/memory-profile.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -146,6 +147,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   port,
   listeners: array(listener),
   logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+  memoryProfile: oneOf('compact', 'throughput'),
   connectTimeout: integer(1, U32),
   maxPacketSize: integer(16, 268_435_460),
   maxClientIdLength: integer(23, 65535),
@@ -189,6 +191,8 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
 
 export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authMethods' | 'tickInterval'> & {
   logLevel?: string;
+  /** V8 heap settings of the broker process (see src/runtime/memory-profile.ts). */
+  memoryProfile?: MemoryProfile;
 };
 
 /** Validates a parsed config object; throws ConfigError naming the first bad key. */
@@ -285,6 +289,7 @@ export function effectiveConfig(config: FileConfig): Record<string, unknown> {
   const { connackUserProperties: _ignored, ...limits } = DEFAULT_LIMITS;
   return {
     logLevel: 'info',
+    memoryProfile: 'compact',
     ...limits,
     ...rest,
     listeners: list.map(({ type = 'tcp', ...l }) => {

@@ -11,12 +11,26 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
   private more: Buffer[] | undefined;
   private pendingBytes = 0;
   protected closing = false;
-  readonly gate: InputGate;
+  private inputClosed = false;
+  /** Reading control, made on first need (a byte budget, or a hook the channel waits on): ~90 B less per idle connection. */
+  private gate: InputGate | undefined;
   /** The channel this transport feeds (set right after the channel is opened). */
   channel: Channel | undefined;
 
   constructor(maxBytesRate?: number) {
-    this.gate = new InputGate(this, maxBytesRate);
+    if (maxBytesRate) this.gate = new InputGate(this, maxBytesRate);
+  }
+
+  /** Bytes read from the transport. */
+  feed(chunk: Buffer): void {
+    if (this.gate !== undefined) this.gate.feed(chunk);
+    else if (!this.inputClosed) this.deliver(chunk);
+  }
+
+  /** The transport will read no more: whatever the gate holds back is dropped. */
+  endInput(): void {
+    this.inputClosed = true;
+    this.gate?.close();
   }
 
   abstract pauseReading(): void;
@@ -62,7 +76,7 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
     this.flush();
     this.closing = true;
     cancelFlush(this);
-    this.gate.close();
+    this.endInput();
     this.closeTransport();
   }
 
@@ -71,10 +85,10 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
   }
 
   pauseInput(): void {
-    this.gate.hookPause();
+    (this.gate ??= new InputGate(this)).hookPause();
   }
 
   resumeInput(): void {
-    if (!this.closing) this.gate.hookResume();
+    if (!this.closing) this.gate?.hookResume();
   }
 }

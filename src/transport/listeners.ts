@@ -111,13 +111,14 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
   function untrack(this: Socket): void {
     sockets.delete(this);
   }
-  const track = (socket: Socket): boolean => {
+  /** Counts the socket as open; `untrackOnClose` false when attachSocket (given `tracker: sockets`) does it. */
+  const track = (socket: Socket, untrackOnClose = true): boolean => {
     if (sockets.size >= hardCap) {
       socket.destroy();
       return false;
     }
     sockets.add(socket);
-    socket.on('close', untrack);
+    if (untrackOnClose) socket.on('close', untrack);
     return true;
   };
   /** Mutual TLS: refuse (and log why) a client whose certificate is missing or not trusted. */
@@ -137,9 +138,9 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
     case 'tcp': {
       const proxy = (options as TcpListenerOptions).proxyProtocol === true;
       server = createServer((socket) => {
-        if (!track(socket)) return;
+        if (!track(socket, proxy)) return;
         if (!proxy) {
-          attachSocket(core, socket, baseInfo(), { maxBytesRate: limits.maxBytesRate });
+          attachSocket(core, socket, baseInfo(), { maxBytesRate: limits.maxBytesRate, tracker: sockets });
           return;
         }
         socket.on('error', () => {});

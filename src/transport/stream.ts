@@ -4,7 +4,7 @@
 // which halves latency with many connections); writes from timers go out once per loop turn.
 import type { Socket } from 'node:net';
 import type { BrokerCore } from '../broker/core.js';
-import type { Channel, TransportInfo } from '../broker/channel.js';
+import { transportInfo, type Channel, type TransportInfo } from '../broker/channel.js';
 import { formatAddress } from '../auth/address.js';
 import { BatchedOutput } from './batched-output.js';
 import { flushAll } from './input-gate.js';
@@ -12,7 +12,9 @@ import { flushAll } from './input-gate.js';
 class SocketOutput extends BatchedOutput {
   constructor(
     readonly socket: Socket,
-    maxBytesRate?: number,
+    maxBytesRate: number | undefined,
+    /** The listener's set of open sockets, left on close (one 'close' listener instead of two). */
+    readonly tracker: Set<Socket> | undefined,
   ) {
     super(maxBytesRate);
   }
@@ -50,7 +52,7 @@ const kOutput = Symbol('petrel.output');
 type AttachedSocket = Socket & { [kOutput]: SocketOutput };
 
 function onSocketData(this: AttachedSocket, chunk: Buffer): void {
-  this[kOutput].gate.feed(chunk);
+  this[kOutput].feed(chunk);
   flushAll();
 }
 
@@ -64,7 +66,8 @@ function onSocketError(this: AttachedSocket, err: Error): void {
 
 function onSocketClose(this: AttachedSocket): void {
   const output = this[kOutput];
-  output.gate.close();
+  output.tracker?.delete(this);
+  output.endInput();
   output.channel!.transportClosed();
 }
 
@@ -73,6 +76,8 @@ export interface AttachOptions {
   head?: Buffer;
   /** Bytes per second read from this client; above it reading pauses (throttling). */
   maxBytesRate?: number;
+  /** A set the socket is removed from when it closes (the listener's open sockets). */
+  tracker?: Set<Socket>;
 }
 
 export type TransportInit = Omit<TransportInfo, 'remoteAddress'> & { remoteAddress?: string };
@@ -85,9 +90,8 @@ export function socketAddress(socket: Socket): string {
 /** Wires `socket` to a new channel of `core`. */
 export function attachSocket(core: BrokerCore, socket: Socket, info: TransportInit, options: AttachOptions = {}): Channel {
   socket.setNoDelay(true);
-  const output = new SocketOutput(socket, options.maxBytesRate);
-  const transport: TransportInfo = { ...info, remoteAddress: info.remoteAddress ?? socketAddress(socket) };
-  const channel = core.openChannel(output, transport);
+  const output = new SocketOutput(socket, options.maxBytesRate, options.tracker);
+  const channel = core.openChannel(output, transportInfo(info, info.remoteAddress ?? socketAddress(socket)));
   output.channel = channel;
   const attached = socket as AttachedSocket;
   attached[kOutput] = output;

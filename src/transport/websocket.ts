@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Channel, TransportInfo } from '../broker/channel.js';
+import { transportInfo, type Channel, type TransportInfo } from '../broker/channel.js';
 import type { BrokerCore } from '../broker/core.js';
 import { formatAddress } from '../auth/address.js';
 import { BatchedOutput } from './batched-output.js';
@@ -57,7 +57,6 @@ class WebSocketOutput extends BatchedOutput {
 /** Wires an open WebSocket to a new channel of `core`. */
 export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: TransportInfo, maxBytesRate?: number): Channel {
   const output = new WebSocketOutput(ws, core, maxBytesRate);
-  const gate = output.gate;
   const channel = core.openChannel(output, info);
   output.channel = channel;
   ws.on('message', (data: Buffer, isBinary: boolean) => {
@@ -67,12 +66,12 @@ export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: Transport
       channel.transportClosed(new Error('text frame received'));
       return;
     }
-    gate.feed(data);
+    output.feed(data);
     flushAll();
   });
   ws.on('error', (err) => channel.transportClosed(err));
   ws.on('close', () => {
-    gate.close();
+    output.endInput();
     channel.transportClosed();
   });
   return channel;
@@ -115,10 +114,7 @@ export function webSocketEndpoint(core: BrokerCore, options: WebSocketEndpointOp
       }
       wss.handleUpgrade(req, socket, head, (ws) => {
         const init = options.info(req);
-        const transport: TransportInfo = {
-          ...init,
-          remoteAddress: init.remoteAddress ?? formatAddress(req.socket.remoteAddress ?? '?', req.socket.remotePort ?? '?'),
-        };
+        const transport = transportInfo(init, init.remoteAddress ?? formatAddress(req.socket.remoteAddress ?? '?', req.socket.remotePort ?? '?'));
         attachWebSocket(core, ws, transport, options.maxBytesRate);
       });
     },

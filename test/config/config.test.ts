@@ -29,6 +29,7 @@ describe('config validation', () => {
     const cases: [unknown, RegExp][] = [
       [{ maxQoS: 1 }, /^maxQoS: unknown key/],
       [{ maxQos: 3 }, /^maxQos: must be one of 0, 1, 2$/],
+      [{ memoryProfile: 'small' }, /^memoryProfile: must be one of "compact", "throughput"$/],
       [{ listeners: [{ type: 'tcp', port: 'x' }] }, /^listeners\[0\]\.port: must be an integer/],
       [{ listeners: [{ type: 'udp' }] }, /^listeners\[0\]\.type: must be one of/],
       [{ listeners: [{ type: 'tcp', path: '/mqtt' }] }, /^listeners\[0\]\.path: unknown key/],
@@ -102,6 +103,7 @@ describe('environment and flags', () => {
     assert.equal(printed.maxQos, 1);
     assert.equal(printed.maxInflight, 7);
     assert.equal(printed.connectTimeout, 10000, 'defaults are filled in');
+    assert.equal(printed.memoryProfile, 'compact');
     assert.deepEqual(printed.listeners, [{ type: 'ws', host: '0.0.0.0', port: 9001, path: '/mqtt' }]);
     const dflt = spawnSync(process.execPath, [cli, 'broker', '--print-config', 'json'], { encoding: 'utf8', cwd: dir });
     assert.deepEqual(
@@ -150,7 +152,7 @@ describe('a broker from a config file', () => {
           `  - { type: wss, host: 127.0.0.1, port: 0, cert: ${certs.paths.serverCert}, key: ${certs.paths.serverKey} }`,
         ].join('\n'),
       );
-      const { logLevel: _l, ...options } = resolveConfig({ file, env: {} });
+      const { logLevel: _l, memoryProfile: _m, ...options } = resolveConfig({ file, env: {} });
       const broker = createBroker({ ...options, tickInterval: 50 });
       await broker.listen();
       try {

@@ -32,6 +32,19 @@ describe('streaming decoder', () => {
     assert.equal(d.bufferedBytes, 0);
   });
 
+  it('calls a method with the object given as this (no closure per connection)', () => {
+    const sink = {
+      out: [] as Packet[],
+      take(this: { out: Packet[] }, p: Packet) {
+        this.out.push(p);
+      },
+    };
+    const d = new PacketDecoder({ protocolVersion: 4 });
+    d.feed(stream.subarray(0, 100), sink.take, sink);
+    d.feed(stream.subarray(100), sink.take, sink);
+    assert.deepStrictEqual(sink.out, packets);
+  });
+
   it('decodes many packets in one chunk', () => {
     const many = Array.from({ length: 500 }, (_, i) => publish(i, i % 50));
     const d = new PacketDecoder({ protocolVersion: 4 });
