@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
 import { createBroker } from '../broker/broker.js';
 import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
-import { applyMemoryProfile } from '../runtime/memory-profile.js';
+import { tuneV8 } from '../runtime/v8-tuning.js';
 
 interface BrokerFlags {
   port?: string;
@@ -60,7 +60,7 @@ export function registerBrokerCommand(program: Command): void {
         throw err;
       }
       const { logLevel, memoryProfile, ...options } = config;
-      applyMemoryProfile(memoryProfile ?? 'compact');
+      tuneV8(memoryProfile ?? 'compact');
       const logger = makeLogger(logLevel ?? 'info');
       let broker;
       try {

@@ -9,7 +9,7 @@ import { DEFAULT_LIMITS } from '../broker/options.js';
 import { DEFAULT_PORTS, DEFAULT_WS_PATH } from '../transport/listeners.js';
 import { compileRule, type AclRule } from '../auth/acl.js';
 import { checkAddressEntry } from '../auth/address.js';
-import type { MemoryProfile } from '../runtime/memory-profile.js';
+import type { MemoryProfile } from '../runtime/v8-tuning.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -191,7 +191,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
 
 export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authMethods' | 'tickInterval'> & {
   logLevel?: string;
-  /** V8 heap settings of the broker process (see src/runtime/memory-profile.ts). */
+  /** V8 heap settings of the broker process (see src/runtime/v8-tuning.ts). */
   memoryProfile?: MemoryProfile;
 };
 
