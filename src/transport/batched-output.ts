@@ -5,6 +5,9 @@ import type { ChannelOutput } from '../broker/channel.js';
 import type { Channel } from '../broker/channel.js';
 import { cancelFlush, InputGate, scheduleFlush, type GateTarget } from './input-gate.js';
 
+/** Bytes batched for one output that are written at once rather than at the end of the event-loop turn. */
+const FLUSH_AT_BYTES = 64 * 1024;
+
 export abstract class BatchedOutput implements ChannelOutput, GateTarget {
   // The common case is one buffer per flush: kept alone, an array only from the second one on.
   private first: Buffer | undefined;
@@ -60,6 +63,9 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
     } else {
       this.more.push(data);
     }
+    // Big enough to be worth a write of its own: memory per turn stays bounded, and the transport's own
+    // buffer (what bufferedBytes() and the slow-consumer rules look at) sees the backlog as it builds.
+    if (this.pendingBytes >= FLUSH_AT_BYTES) this.flush();
   }
 
   flush(): void {

@@ -1,13 +1,11 @@
-// Adapter between a byte stream (TCP or TLS socket) and a broker channel. Writes are batched:
-// every packet produced while handling one input chunk goes out in a single write per socket,
-// right after that chunk (writing early lets peers work while the broker reads the next socket,
-// which halves latency with many connections); writes from timers go out once per loop turn.
+// Adapter between a byte stream (TCP or TLS socket) and a broker channel. Writes are batched: every
+// packet produced for a socket during one event-loop turn goes out in one write, after all the input of
+// that turn was handled (see input-gate.ts: scheduleFlush).
 import type { Socket } from 'node:net';
 import type { BrokerCore } from '../broker/core.js';
 import { transportInfo, type Channel, type TransportInfo } from '../broker/channel.js';
 import { formatAddress } from '../auth/address.js';
 import { BatchedOutput } from './batched-output.js';
-import { flushAll } from './input-gate.js';
 
 class SocketOutput extends BatchedOutput {
   constructor(
@@ -53,7 +51,6 @@ type AttachedSocket = Socket & { [kOutput]: SocketOutput };
 
 function onSocketData(this: AttachedSocket, chunk: Buffer): void {
   this[kOutput].feed(chunk);
-  flushAll();
 }
 
 function onSocketDrain(this: AttachedSocket): void {

@@ -7,7 +7,6 @@ import { transportInfo, type Channel, type TransportInfo } from '../broker/chann
 import type { BrokerCore } from '../broker/core.js';
 import { formatAddress } from '../auth/address.js';
 import { BatchedOutput } from './batched-output.js';
-import { flushAll } from './input-gate.js';
 import type { TransportInit } from './stream.js';
 
 /** Subprotocols accepted, in order of preference ("mqttv3.1" is what 3.1 clients offer). */
@@ -67,7 +66,6 @@ export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: Transport
       return;
     }
     output.feed(data);
-    flushAll();
   });
   ws.on('error', (err) => channel.transportClosed(err));
   ws.on('close', () => {
