@@ -19,22 +19,17 @@ export interface Message {
 }
 
 /** Properties that travel with a message from publisher to subscriber (3.3.2.3). */
-const FORWARDED: readonly (keyof Properties)[] = [
-  'payloadFormatIndicator',
-  'contentType',
-  'responseTopic',
-  'correlationData',
-  'userProperties',
-];
+const FORWARDED = new Set<string>(['payloadFormatIndicator', 'contentType', 'responseTopic', 'correlationData', 'userProperties']);
 
 export function forwardedProperties(props: Properties | undefined): Properties | undefined {
   if (!props) return undefined;
-  let out: Properties | undefined;
-  for (const key of FORWARDED) {
-    const value = props[key];
-    if (value !== undefined) (out ??= {} as Record<string, unknown>)[key] = value;
+  let out: Record<string, unknown> | undefined;
+  // Over the keys present (usually none): cheaper than probing the five forwarded ones on every PUBLISH.
+  for (const key in props) {
+    const value = props[key as keyof Properties];
+    if (value !== undefined && FORWARDED.has(key)) (out ??= {})[key] = value;
   }
-  return out;
+  return out as Properties | undefined;
 }
 
 /**
