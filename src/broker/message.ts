@@ -55,5 +55,14 @@ export function createMessage(
 
 /** A message that may outlive the current receive buffer (retained, queued) must own its payload. */
 export function detach(message: Message): Message {
-  return { ...message, payload: Buffer.from(message.payload) };
+  // Written out rather than spread: same shape as createMessage's, and no spread on the per-message path.
+  return {
+    topic: message.topic,
+    payload: Buffer.from(message.payload),
+    qos: message.qos,
+    retain: message.retain,
+    properties: message.properties,
+    expiresAt: message.expiresAt,
+    from: message.from,
+  };
 }

@@ -1,9 +1,9 @@
 // What every transport's ChannelOutput shares: writes collected and sent as one buffer per flush
-// (see flushAll), reading paused while the channel waits on a hook (through its InputGate), and a close
+// (see scheduleFlush), reading paused while the channel waits on a hook (through its InputGate), and a close
 // that flushes first.
 import type { ChannelOutput } from '../broker/channel.js';
 import type { Channel } from '../broker/channel.js';
-import { cancelFlush, InputGate, scheduleFlush, type GateTarget } from './input-gate.js';
+import { InputGate, scheduleFlush, type GateTarget } from './input-gate.js';
 
 /** Bytes batched for one output that are written at once rather than at the end of the event-loop turn. */
 const FLUSH_AT_BYTES = 64 * 1024;
@@ -81,7 +81,6 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
     if (this.closing) return;
     this.flush();
     this.closing = true;
-    cancelFlush(this);
     this.endInput();
     this.closeTransport();
   }

@@ -107,30 +107,27 @@ export class InputGate {
 export interface Flushable {
   flush(): void;
 }
-const pendingFlush = new Set<Flushable>();
+/**
+ * Outputs with bytes waiting, in the order they got them. An array reused turn after turn rather than a Set:
+ * Set.clear() allocates a new table each turn, and a table that survives two scavenges (it lives as long as
+ * the turn) is promoted, old-generation garbage that costs major GCs. An output may appear twice (after an
+ * early flush); flushing it again is a no-op.
+ */
+const pendingFlush: Flushable[] = [];
 /** A setImmediate is pending; at most one at a time, however many chunks are handled meanwhile. */
 let immediatePending = false;
 
-/** Writes everything batched so far. */
-function flushAll(): void {
-  if (pendingFlush.size === 0) return;
-  for (const output of pendingFlush) output.flush();
-  pendingFlush.clear();
-}
-
 function flushOnImmediate(): void {
   immediatePending = false;
-  flushAll();
+  // Index loop: an output written to while flushing (an error closing a channel) is flushed in this pass.
+  for (let i = 0; i < pendingFlush.length; i++) pendingFlush[i]!.flush();
+  pendingFlush.length = 0;
 }
 
 export function scheduleFlush(output: Flushable): void {
-  pendingFlush.add(output);
+  pendingFlush.push(output);
   if (!immediatePending) {
     immediatePending = true;
     setImmediate(flushOnImmediate);
   }
-}
-
-export function cancelFlush(output: Flushable): void {
-  pendingFlush.delete(output);
 }
