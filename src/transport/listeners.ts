@@ -2,12 +2,13 @@
 // into channels, with its own admission limits and per-client rate limits.
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, isIP, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
 import { publishLimiter, type ClientRateLimits } from '../auth/limits.js';
 import type { Security } from '../auth/security.js';
+import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } from './direct-tcp.js';
 import { readProxyHeader } from './proxy-protocol.js';
 import { attachSocket, socketAddress, type TransportInit } from './stream.js';
 import { certificateIdentity, identityFields, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
@@ -39,6 +40,12 @@ export interface TcpListenerOptions extends CommonListenerOptions {
   type: 'tcp';
   /** Expect a PROXY protocol v1/v2 header on every connection (behind a load balancer). */
   proxyProtocol?: boolean;
+  /**
+   * Drive libuv's TCP handles directly instead of net.Socket (default true; about twice the connection rate
+   * and a third of the memory per connection). Falls back to node:net where Node.js lacks the bindings,
+   * with proxyProtocol, and when host is a name rather than an IP address.
+   */
+  directSockets?: boolean;
 }
 export interface TlsListenerOptions extends CommonListenerOptions, TlsListenerSettings {
   type: 'tls';
@@ -66,6 +73,8 @@ export interface ListenerContext {
 export interface RunningListener {
   readonly name: string;
   readonly type: ListenerType;
+  /** What carries the connections: libuv handles driven directly, or node:net sockets (tls, ws, fallbacks). */
+  readonly sockets: 'direct' | 'net';
   address(): AddressInfo;
   /** Open connections. */
   connections(): number;
@@ -78,7 +87,8 @@ export interface RunningListener {
 export async function startListener(core: BrokerCore, options: ListenerOptions, context: ListenerContext = {}): Promise<RunningListener> {
   const logger = context.logger ?? pino({ level: 'silent' });
   const type: ListenerType = options.type ?? 'tcp';
-  const sockets = new Set<Socket>();
+  /** Open connections: net sockets, or DirectTcpOutputs. */
+  const sockets = new Set<{ destroy(): void }>();
   let name = options.name ?? '';
   const limits: ClientRateLimits = {
     maxPublishRate: options.maxPublishRate ?? context.rateLimits?.maxPublishRate,
@@ -132,6 +142,23 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
   const logTlsError = (err: Error & { code?: string }, socket: TLSSocket) => {
     logger.warn({ listener: name, address: socket.remoteAddress ? socketAddress(socket) : undefined, error: err.code ?? err.message }, 'TLS handshake failed');
   };
+
+  const host = options.host ?? '0.0.0.0';
+  const port = options.port ?? DEFAULT_PORTS[type];
+  const tcpOptions = options as TcpListenerOptions;
+  if (type === 'tcp' && !tcpOptions.proxyProtocol && tcpOptions.directSockets !== false && isIP(host) !== 0 && directTcp()) {
+    const onHandle = (handle: TcpHandle | undefined, status: number): void => {
+      if (status !== 0 || !handle) {
+        logger.error({ listener: name, error: uvError(status, 'accept').message }, 'listener error');
+      } else if (sockets.size >= hardCap) {
+        handle.close();
+      } else {
+        attachDirect(core, handle, baseInfo(), limits.maxBytesRate, sockets);
+      }
+    };
+    const direct = new DirectTcpServer(host, port, isIP(host) === 6, LISTEN_BACKLOG, onHandle);
+    return running('direct', () => direct.address(), (done) => direct.close(done));
+  }
 
   let server: Server;
   switch (type) {
@@ -205,7 +232,7 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
       server.once('error', reject);
       // A deep accept queue: bursts of thousands of connections must not overflow Node's default 511
       // (the kernel caps it at net.core.somaxconn).
-      server.listen({ port: options.port ?? DEFAULT_PORTS[type], host: options.host ?? '0.0.0.0', backlog: LISTEN_BACKLOG }, () => {
+      server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });
@@ -215,27 +242,32 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
     throw err;
   }
   server.on('error', (err) => logger.error({ listener: name, error: err.message }, 'listener error'));
-  const address = () => server.address() as AddressInfo;
-  name ||= `${type}:${address().port}`;
-  context.security?.addListener(name, {
-    connections: () => sockets.size,
-    maxConnections: options.maxConnections,
-    maxConnectionRate: options.maxConnectionRate,
-  });
-  return {
-    name,
-    type,
-    address,
-    connections: () => sockets.size,
-    reload: () => {
-      contexts?.reload();
-    },
-    close: async () => {
-      contexts?.close();
-      context.security?.removeListener(name);
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const socket of sockets) socket.destroy();
-      await closed;
-    },
-  };
+  return running('net', () => server.address() as AddressInfo, (done) => server.close(() => done()));
+
+  /** The listener as the broker sees it, over either server (net or direct). */
+  function running(layer: 'direct' | 'net', address: () => AddressInfo, closeServer: (done: () => void) => void): RunningListener {
+    name ||= `${type}:${address().port}`;
+    context.security?.addListener(name, {
+      connections: () => sockets.size,
+      maxConnections: options.maxConnections,
+      maxConnectionRate: options.maxConnectionRate,
+    });
+    return {
+      name,
+      type,
+      sockets: layer,
+      address,
+      connections: () => sockets.size,
+      reload: () => {
+        contexts?.reload();
+      },
+      close: async () => {
+        contexts?.close();
+        context.security?.removeListener(name);
+        const closed = new Promise<void>((resolve) => closeServer(resolve));
+        for (const socket of sockets) socket.destroy();
+        await closed;
+      },
+    };
+  }
 }

@@ -12,7 +12,7 @@ class SocketOutput extends BatchedOutput {
     readonly socket: Socket,
     maxBytesRate: number | undefined,
     /** The listener's set of open sockets, left on close (one 'close' listener instead of two). */
-    readonly tracker: Set<Socket> | undefined,
+    readonly tracker: Set<{ destroy(): void }> | undefined,
   ) {
     super(maxBytesRate);
   }
@@ -74,7 +74,7 @@ export interface AttachOptions {
   /** Bytes per second read from this client; above it reading pauses (throttling). */
   maxBytesRate?: number;
   /** A set the socket is removed from when it closes (the listener's open sockets). */
-  tracker?: Set<Socket>;
+  tracker?: Set<{ destroy(): void }>;
 }
 
 export type TransportInit = Omit<TransportInfo, 'remoteAddress'> & { remoteAddress?: string };
