@@ -33,6 +33,8 @@ describe('config validation', () => {
       [{ listeners: [{ type: 'tcp', port: 'x' }] }, /^listeners\[0\]\.port: must be an integer/],
       [{ listeners: [{ type: 'udp' }] }, /^listeners\[0\]\.type: must be one of/],
       [{ listeners: [{ type: 'tcp', path: '/mqtt' }] }, /^listeners\[0\]\.path: unknown key/],
+      [{ listeners: [{ type: 'ws', directSockets: false }] }, /^listeners\[0\]\.directSockets: unknown key/],
+      [{ listeners: [{ type: 'tcp', directSockets: 'no' }] }, /^listeners\[0\]\.directSockets: must be/],
       [{ listeners: [{}, { type: 'tls', cert: 'c.pem' }] }, /^listeners\[1\]\.key: required for a tls listener/],
       [{ listeners: [{ type: 'wss', cert: 'c', key: 'k', peerCertAsUsername: 'cn', ca: 'ca' }] }, /^listeners\[0\]\.requestCert: must be true/],
       [{ listeners: [{ type: 'tls', cert: 'c', key: 'k', requestCert: true }] }, /^listeners\[0\]\.ca: required for mutual TLS/],
@@ -59,6 +61,7 @@ describe('config validation', () => {
     const c = validateConfig({
       listeners: [
         { type: 'tcp', port: 1883, proxyProtocol: true, maxConnections: 1000 },
+        { type: 'tcp', port: 1884, directSockets: false },
         { type: 'tls', port: 8883, cert: 'a.pem', key: 'k.pem', ca: ['ca.pem'], requestCert: true, peerCertAsUsername: 'cn', sni: { 'x.example': { cert: 'x.pem', key: 'xk.pem' } } },
         { type: 'ws', port: 8083, path: '/mqtt' },
         { type: 'wss', port: 8084, cert: 'a.pem', key: 'k.pem', passphrase: 'pp' },
@@ -66,7 +69,7 @@ describe('config validation', () => {
       acl: { default: 'deny', rules: [{ permission: 'allow', action: 'all', topic: 'users/%u/#' }], file: 'acl.txt' },
       bans: { clientIds: ['x'], addresses: ['::1', '10.0.0.0/8'] },
     });
-    assert.equal(c.listeners?.length, 4);
+    assert.equal(c.listeners?.length, 5);
     const printed = formatConfig(c);
     assert.ok(!printed.includes('pp'), 'passphrases are hidden');
     assert.match(printed, /passphrase: \(hidden\)/);
