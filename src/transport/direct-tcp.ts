@@ -218,10 +218,14 @@ export class DirectTcpOutput extends BatchedOutput {
     req.handle = this.handle;
     const err = this.handle.writeBuffer(req, data);
     if (err !== 0) {
+      req.handle = null;
       this.fail(err, 'write');
       return;
     }
-    if (b.state[b.kLastWriteWasAsync] === 0) return;
+    if (b.state[b.kLastWriteWasAsync] === 0) {
+      req.handle = null; // the shared request must not keep a closed connection alive
+      return;
+    }
     spareWrite = undefined;
     req.oncomplete = onWriteDone;
     req.buffer = data;
