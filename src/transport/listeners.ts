@@ -41,8 +41,8 @@ export interface TcpListenerOptions extends CommonListenerOptions {
   /** Expect a PROXY protocol v1/v2 header on every connection (behind a load balancer). */
   proxyProtocol?: boolean;
   /**
-   * Drive libuv's TCP handles directly instead of net.Socket (default true; about twice the connection rate
-   * and a third of the memory per connection). Falls back to node:net where Node.js lacks the bindings,
+   * Drive libuv's TCP handles directly instead of net.Socket (default true; 1.5-2x the connection rate
+   * and about half the memory per connection). Falls back to node:net where Node.js lacks the bindings,
    * with proxyProtocol, and when host is a name rather than an IP address.
    */
   directSockets?: boolean;
