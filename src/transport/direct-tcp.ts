@@ -172,10 +172,6 @@ function onHandleRead(this: TcpHandle, buffer: ArrayBuffer | undefined): void {
   else if (n < 0) output.readEnded(n);
 }
 
-function onHandleClosed(this: DirectTcpOutput): void {
-  this.closedNow();
-}
-
 /** ChannelOutput over a raw TCP handle; also what the listener counts and destroys. */
 export class DirectTcpOutput extends BatchedOutput {
   /** Bytes handed to libuv that the kernel has not taken yet (asynchronous writes still pending). */
@@ -290,7 +286,7 @@ export class DirectTcpOutput extends BatchedOutput {
     if (this.handleClosed) return;
     this.handleClosed = true;
     this.endInput();
-    this.handle.close(onHandleClosed.bind(this));
+    this.handle.close(() => this.closedNow());
   }
 
   closedNow(): void {

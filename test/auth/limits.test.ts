@@ -96,25 +96,27 @@ describe('limits and bans', () => {
     }
   });
 
-  it('maxBytesRate throttles reading from a client (no disconnect)', async () => {
-    const { broker } = await startLogged({ listeners: [tcp({ maxBytesRate: 4000 })] });
-    try {
-      const port = broker.address().port;
-      const sub = await connect(`mqtt://127.0.0.1:${port}`);
-      await subscribe(sub, 'bulk');
-      let received = 0;
-      sub.on('message', () => received++);
-      const pub = await connect(`mqtt://127.0.0.1:${port}`);
-      for (let i = 0; i < 20; i++) pub.publish('bulk', Buffer.alloc(1000)); // 20 kB at 4 kB/s
-      await new Promise((r) => setTimeout(r, 300));
-      // One second of burst (4 kB) plus 0.3 s at 4 kB/s, with slack for the first read.
-      assert.ok(received >= 3 && received <= 9, `received ${received}`);
-      assert.equal(pub.connected, true);
-      await end(sub, pub);
-    } finally {
-      await broker.close();
-    }
-  });
+  for (const directSockets of [true, false]) {
+    it(`maxBytesRate throttles reading from a client (no disconnect), ${directSockets ? 'direct handles' : 'node:net'}`, async () => {
+      const { broker } = await startLogged({ listeners: [tcp({ maxBytesRate: 4000, directSockets })] });
+      try {
+        const port = broker.address().port;
+        const sub = await connect(`mqtt://127.0.0.1:${port}`);
+        await subscribe(sub, 'bulk');
+        let received = 0;
+        sub.on('message', () => received++);
+        const pub = await connect(`mqtt://127.0.0.1:${port}`);
+        for (let i = 0; i < 20; i++) pub.publish('bulk', Buffer.alloc(1000)); // 20 kB at 4 kB/s
+        await new Promise((r) => setTimeout(r, 300));
+        // One second of burst (4 kB) plus 0.3 s at 4 kB/s, with slack for the first read.
+        assert.ok(received >= 3 && received <= 9, `received ${received}`);
+        assert.equal(pub.connected, true);
+        await end(sub, pub);
+      } finally {
+        await broker.close();
+      }
+    });
+  }
 
   it('maxInflight bounds unacknowledged QoS 1 messages sent to a client', async () => {
     const { broker } = await startLogged({ listeners: [tcp()], maxInflight: 2 });

@@ -8,66 +8,71 @@ import { RawClient } from '../helpers/raw-client.js';
 const bufferedOf = (channel: Channel | undefined) =>
   (channel as unknown as { output: { bufferedBytes(): number } } | undefined)?.output.bufferedBytes() ?? 0;
 
-describe('slow consumers', () => {
-  it('a stalled QoS 0 subscriber loses messages (counted), others get all of them, its buffer stays bounded, and it is cut after slowConsumerTimeout', async (t) => {
-    const maxOutputBuffer = 64 * 1024;
-    const { broker, port } = await startBroker({ maxOutputBuffer, slowConsumerTimeout: 1500 });
-    t.after(() => broker.close());
-    const stalled = (await RawClient.connect(port, { clientId: 'stalled' })).client;
-    const healthy = (await RawClient.connect(port, { clientId: 'healthy' })).client;
-    t.after(() => {
-      stalled.destroy();
-      healthy.destroy();
-    });
-    for (const c of [stalled, healthy]) {
-      c.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'flood', qos: 0 }] });
-      await c.next(9);
-    }
-    stalled.socket.pause(); // stops reading: the kernel buffers fill, then the broker's
-    let received = 0;
-    healthy.socket.on('data', () => {
-      received = healthy.packets.length;
-    });
-    const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
-    t.after(() => publisher.destroy());
-    const payload = Buffer.alloc(1024, 0x61);
-    const total = 20_000;
-    let maxBuffered = 0;
-    for (let i = 0; i < total; i++) {
-      publisher.send({ type: 3, topic: 'flood', payload, qos: 0, retain: false, dup: false });
-      if (i % 500 === 499) {
-        await new Promise((r) => setImmediate(r));
-        maxBuffered = Math.max(maxBuffered, bufferedOf(broker.core.connected.get('stalled')));
+// Both TCP socket layers (libuv handles, and node:net as TLS and the fallbacks use it): each reports its own
+// backlog through bufferedBytes().
+for (const directSockets of [true, false]) {
+  const listeners = [{ type: 'tcp' as const, host: '127.0.0.1', port: 0, directSockets }];
+  describe(`slow consumers (${directSockets ? 'direct handles' : 'node:net'})`, () => {
+    it('a stalled QoS 0 subscriber loses messages (counted), others get all of them, its buffer stays bounded, and it is cut after slowConsumerTimeout', async (t) => {
+      const maxOutputBuffer = 64 * 1024;
+      const { broker, port } = await startBroker({ listeners, maxOutputBuffer, slowConsumerTimeout: 1500 });
+      t.after(() => broker.close());
+      const stalled = (await RawClient.connect(port, { clientId: 'stalled' })).client;
+      const healthy = (await RawClient.connect(port, { clientId: 'healthy' })).client;
+      t.after(() => {
+        stalled.destroy();
+        healthy.destroy();
+      });
+      for (const c of [stalled, healthy]) {
+        c.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'flood', qos: 0 }] });
+        await c.next(9);
       }
-    }
-    await eventually(() => healthy.packets.length >= total, 10_000, `healthy subscriber to get ${total} (has ${received})`);
-    assert.equal(healthy.packets.length, total, 'the healthy subscriber got every message');
-    assert.ok(broker.core.droppedMessages > 0, 'messages to the stalled subscriber were dropped and counted');
-    // One chunk of writes may go over the mark before it is noticed.
-    assert.ok(maxBuffered <= maxOutputBuffer + 256 * 1024, `stalled output stayed bounded (max ${maxBuffered} B)`);
-    await eventually(() => !broker.core.connected.has('stalled'), 5000, 'the stalled client to be disconnected');
-  });
+      stalled.socket.pause(); // stops reading: the kernel buffers fill, then the broker's
+      let received = 0;
+      healthy.socket.on('data', () => {
+        received = healthy.packets.length;
+      });
+      const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
+      t.after(() => publisher.destroy());
+      const payload = Buffer.alloc(1024, 0x61);
+      const total = 20_000;
+      let maxBuffered = 0;
+      for (let i = 0; i < total; i++) {
+        publisher.send({ type: 3, topic: 'flood', payload, qos: 0, retain: false, dup: false });
+        if (i % 500 === 499) {
+          await new Promise((r) => setImmediate(r));
+          maxBuffered = Math.max(maxBuffered, bufferedOf(broker.core.connected.get('stalled')));
+        }
+      }
+      await eventually(() => healthy.packets.length >= total, 10_000, `healthy subscriber to get ${total} (has ${received})`);
+      assert.equal(healthy.packets.length, total, 'the healthy subscriber got every message');
+      assert.ok(broker.core.droppedMessages > 0, 'messages to the stalled subscriber were dropped and counted');
+      // One chunk of writes may go over the mark before it is noticed.
+      assert.ok(maxBuffered <= maxOutputBuffer + 256 * 1024, `stalled output stayed bounded (max ${maxBuffered} B)`);
+      await eventually(() => !broker.core.connected.has('stalled'), 5000, 'the stalled client to be disconnected');
+    });
 
-  it('QoS 1 to a stalled subscriber waits in its session queue, bounded by maxQueuedMessages', async (t) => {
-    const { broker, port } = await startBroker({ maxOutputBuffer: 16 * 1024, maxQueuedMessages: 100, slowConsumerTimeout: 0 });
-    t.after(() => broker.close());
-    const stalled = (await RawClient.connect(port, { clientId: 'stalled', clean: false })).client;
-    t.after(() => stalled.destroy());
-    stalled.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'q1', qos: 1 }] });
-    await stalled.next(9);
-    stalled.socket.pause();
-    const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
-    t.after(() => publisher.destroy());
-    const payload = Buffer.alloc(2048, 0x62);
-    for (let i = 0; i < 5000; i++) {
-      publisher.send({ type: 3, topic: 'q1', payload, qos: 1, retain: false, dup: false, packetId: (i % 65535) + 1 });
-      if (i % 200 === 199) await new Promise((r) => setImmediate(r));
-    }
-    await publisher.sync();
-    const session = broker.core.sessions.get('stalled')!;
-    await eventually(() => session.queue.length === 100, 5000, 'the queue to fill up to its bound');
-    assert.ok(session.queue.length <= 100);
-    assert.ok(session.dropped > 0, 'the overflow was counted');
-    assert.ok(broker.core.connected.has('stalled'), 'slowConsumerTimeout 0 never disconnects');
+    it('QoS 1 to a stalled subscriber waits in its session queue, bounded by maxQueuedMessages', async (t) => {
+      const { broker, port } = await startBroker({ listeners, maxOutputBuffer: 16 * 1024, maxQueuedMessages: 100, slowConsumerTimeout: 0 });
+      t.after(() => broker.close());
+      const stalled = (await RawClient.connect(port, { clientId: 'stalled', clean: false })).client;
+      t.after(() => stalled.destroy());
+      stalled.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'q1', qos: 1 }] });
+      await stalled.next(9);
+      stalled.socket.pause();
+      const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
+      t.after(() => publisher.destroy());
+      const payload = Buffer.alloc(2048, 0x62);
+      for (let i = 0; i < 5000; i++) {
+        publisher.send({ type: 3, topic: 'q1', payload, qos: 1, retain: false, dup: false, packetId: (i % 65535) + 1 });
+        if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+      }
+      await publisher.sync();
+      const session = broker.core.sessions.get('stalled')!;
+      await eventually(() => session.queue.length === 100, 5000, 'the queue to fill up to its bound');
+      assert.ok(session.queue.length <= 100);
+      assert.ok(session.dropped > 0, 'the overflow was counted');
+      assert.ok(broker.core.connected.has('stalled'), 'slowConsumerTimeout 0 never disconnects');
+    });
   });
-});
+}
