@@ -27,6 +27,20 @@ describe('buffered log destination', () => {
     assert.equal(writes[1]!.length, 64 * 1024);
   });
 
+  it('keeps multi-byte lines whole across the 64 KiB boundary, and writes a line longer than 64 KiB on its own', () => {
+    const writes: Buffer[] = [];
+    const d = new BufferedLogDestination(9, { intervalMs: 0, writeSync: (_fd, data) => (writes.push(Buffer.from(data)), data.length) });
+    const line = `${'é'.repeat(700)}\n`; // 1401 bytes, 701 UTF-16 units
+    for (let i = 0; i < 100; i++) d.write(line);
+    const big = `${'z'.repeat(100 * 1024)}\n`;
+    d.write(big);
+    d.write('after\n');
+    d.flush();
+    assert.ok(writes.every((w) => w.length <= 64 * 1024 || w.length === big.length), 'no write over 64 KiB but the long line');
+    assert.equal(Buffer.concat(writes).toString(), line.repeat(100) + big + 'after\n');
+    assert.ok(writes.slice(0, -2).every((w) => w.toString().endsWith('\n')), 'each write ends at a line end');
+  });
+
   it('keeps what a full pipe did not take (EAGAIN, partial writes) and writes it first next time', () => {
     const out: string[] = [];
     const script: ('eagain' | number | 'all')[] = ['eagain', 3, 'eagain', 'all'];
