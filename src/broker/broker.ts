@@ -13,6 +13,7 @@ import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './ho
 import { createMessage, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import type { AuthMethod } from './enhanced-auth.js';
+import { LogThrottle } from './log-throttle.js';
 
 export type { ListenerOptions };
 
@@ -35,6 +36,11 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
   authMethods?: AuthMethod[];
   /** How often the timers run (ms). */
   tickInterval?: number;
+  /**
+   * "client connected" and "client disconnected" lines written per second, each (default 100). Beyond it they
+   * are counted, and one line per second gives the count. 0 writes every line.
+   */
+  connectionLogRate?: number;
 }
 
 export interface BrokerEventMap {
@@ -56,10 +62,16 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Password file, ACL, ban list and listener admission, composed with the hooks given. */
   readonly security: Security;
   private readonly rateLimits: ClientRateLimits;
+  private readonly connectionLogRate: number;
+  private readonly connectedLines: LogThrottle;
+  private readonly disconnectedLines: LogThrottle;
 
   constructor(options: BrokerOptions = {}) {
     super();
     this.logger = options.logger ?? pino({ level: 'silent' });
+    this.connectionLogRate = options.connectionLogRate ?? 100;
+    this.connectedLines = new LogThrottle(this.connectionLogRate);
+    this.disconnectedLines = new LogThrottle(this.connectionLogRate);
     this.tickInterval = options.tickInterval ?? 250;
     this.listenerOptions =
       options.listeners ??
@@ -92,7 +104,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     return {
       clientConnected: (client, details) => {
         // Log fields are built only when the line is written: at 10k+ connections/s the garbage counts.
-        if (log.isLevelEnabled('info')) {
+        if (log.isLevelEnabled('info') && this.connectedLines.admit(this.core.clock.now(), this.skippedConnected)) {
           log.info(
             { clientId: client.clientId, version: versionName(client.protocolVersion), address: client.remoteAddress, username: client.username, ...details },
             'client connected',
@@ -101,7 +113,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         if (this.listenerCount('clientConnected') > 0) this.notify('clientConnected', client, details);
       },
       clientDisconnected: (client, remoteAddress, info) => {
-        if (log.isLevelEnabled(client ? 'info' : 'debug')) {
+        if (log.isLevelEnabled(client ? 'info' : 'debug') && (!client || this.disconnectedLines.admit(this.core.clock.now(), this.skippedDisconnected))) {
           const fields = { clientId: client?.clientId, version: client ? versionName(client.protocolVersion) : undefined, address: remoteAddress, reason: info.reason, code: info.reasonCode ? codeName(info.reasonCode) : undefined, will: info.willPublished || undefined };
           if (client) log.info(fields, 'client disconnected');
           else log.debug(fields, 'connection closed before CONNECT');
@@ -124,6 +136,13 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     };
   }
 
+  private readonly skippedConnected = (skipped: number): void => this.skippedLines('client connected', skipped);
+  private readonly skippedDisconnected = (skipped: number): void => this.skippedLines('client disconnected', skipped);
+
+  private skippedLines(line: string, skipped: number): void {
+    this.logger.info({ skipped, connectionLogRate: this.connectionLogRate }, `${skipped} "${line}" lines over connectionLogRate (${this.connectionLogRate}/s) not written`);
+  }
+
   /** Emits an event; a listener that throws is logged and does not break the connection that caused the event. */
   private notify<K extends keyof BrokerEventMap>(event: K, ...args: BrokerEventMap[K]): void {
     try {
@@ -144,6 +163,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.ticker = setInterval(() => {
       try {
         this.core.tick();
+        const now = this.core.clock.now();
+        this.connectedLines.tick(now, this.skippedConnected);
+        this.disconnectedLines.tick(now, this.skippedDisconnected);
       } catch (err) {
         // A bug in one timer rule must not take the process (and every other client) down.
         this.logger.error({ error: err instanceof Error ? err.stack : String(err) }, 'timer sweep failed');

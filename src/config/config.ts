@@ -148,6 +148,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   listeners: array(listener),
   logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   memoryProfile: oneOf('compact', 'throughput'),
+  connectionLogRate: integer(0, 1_000_000),
   connectTimeout: integer(1, U32),
   maxPacketSize: integer(16, 268_435_460),
   maxClientIdLength: integer(23, 65535),
@@ -290,6 +291,7 @@ export function effectiveConfig(config: FileConfig): Record<string, unknown> {
   return {
     logLevel: 'info',
     memoryProfile: 'compact',
+    connectionLogRate: 100,
     ...limits,
     ...rest,
     listeners: list.map(({ type = 'tcp', ...l }) => {

@@ -42,6 +42,42 @@ describe('embedding and operations', () => {
     assert.ok(!JSON.stringify(lines).includes('hunter2'), 'the password never reaches the log');
   });
 
+  it('connectionLogRate: per second, the first N connect and disconnect lines are written and the rest counted in one line', async (t) => {
+    const { logger, lines } = capture();
+    const clock = new FakeClock();
+    const { broker, port } = await startBroker({ logger, clock, connectionLogRate: 2 });
+    t.after(() => broker.close());
+    const clients = [];
+    for (let i = 0; i < 5; i++) clients.push((await RawClient.connect(port, { clientId: `storm-${i}` })).client);
+    await eventually(() => broker.core.connected.size === 5, 1000, 'five clients connected');
+    const connected = () => lines.filter((l) => l.msg === 'client connected');
+    assert.deepEqual(connected().map((l) => l.clientId), ['storm-0', 'storm-1']);
+    assert.ok(!lines.some((l) => l.skipped !== undefined), 'no count before the second is over');
+    clock.time += 1000;
+    await eventually(() => lines.some((l) => l.skipped !== undefined), 1000, 'the count from the timer');
+    const summary = lines.find((l) => l.skipped !== undefined)!;
+    assert.equal(summary.skipped, 3);
+    assert.equal(summary.connectionLogRate, 2);
+    assert.equal(summary.msg, '3 "client connected" lines over connectionLogRate (2/s) not written');
+    for (const c of clients) c.destroy();
+    await eventually(() => broker.core.connected.size === 0, 1000, 'all gone');
+    await eventually(() => lines.filter((l) => l.msg === 'client disconnected').length === 2, 1000, 'two disconnect lines');
+    clock.time += 1000;
+    await eventually(() => lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('3 "client disconnected"')), 1000, 'the disconnect count');
+    await RawClient.connect(port, { clientId: 'next-second' }).then((r) => t.after(() => r.client.destroy()));
+    await eventually(() => connected().length === 3, 1000, 'a line again in the next second');
+    assert.equal(connected()[2]!.clientId, 'next-second');
+  });
+
+  it('connectionLogRate 0 writes a line for every connection', async (t) => {
+    const { logger, lines } = capture();
+    const { broker, port } = await startBroker({ logger, clock: new FakeClock(), connectionLogRate: 0 });
+    t.after(() => broker.close());
+    for (let i = 0; i < 150; i++) (await RawClient.connect(port, { clientId: `all-${i}` })).client.destroy();
+    await eventually(() => lines.filter((l) => l.msg === 'client connected').length === 150, 2000, '150 connect lines');
+    assert.ok(!lines.some((l) => l.skipped !== undefined));
+  });
+
   it('events: clientConnected, subscribed, published, unsubscribed, clientDisconnected (with its reason)', async (t) => {
     const { broker, port } = await startBroker();
     t.after(() => broker.close());

@@ -30,6 +30,7 @@ describe('config validation', () => {
       [{ maxQoS: 1 }, /^maxQoS: unknown key/],
       [{ maxQos: 3 }, /^maxQos: must be one of 0, 1, 2$/],
       [{ memoryProfile: 'small' }, /^memoryProfile: must be one of "compact", "throughput"$/],
+      [{ connectionLogRate: -1 }, /^connectionLogRate: must be an integer/],
       [{ listeners: [{ type: 'tcp', port: 'x' }] }, /^listeners\[0\]\.port: must be an integer/],
       [{ listeners: [{ type: 'udp' }] }, /^listeners\[0\]\.type: must be one of/],
       [{ listeners: [{ type: 'tcp', path: '/mqtt' }] }, /^listeners\[0\]\.path: unknown key/],
@@ -107,6 +108,7 @@ describe('environment and flags', () => {
     assert.equal(printed.maxInflight, 7);
     assert.equal(printed.connectTimeout, 10000, 'defaults are filled in');
     assert.equal(printed.memoryProfile, 'compact');
+    assert.equal(printed.connectionLogRate, 100);
     assert.deepEqual(printed.listeners, [{ type: 'ws', host: '0.0.0.0', port: 9001, path: '/mqtt' }]);
     const dflt = spawnSync(process.execPath, [cli, 'broker', '--print-config', 'json'], { encoding: 'utf8', cwd: dir });
     assert.deepEqual(
