@@ -671,7 +671,7 @@ export class Channel {
     if (p.type === 5) {
       if (m.qos !== 2) return;
       if ((p.reasonCode ?? 0) >= 0x80) {
-        session.inflight.delete(p.packetId);
+        session.releaseInflight(p.packetId);
         this.drainQueue();
         return;
       }
@@ -681,7 +681,7 @@ export class Channel {
     }
     // PUBACK ends a QoS 1 flow, PUBCOMP a QoS 2 flow.
     if ((p.type === 4 && m.qos === 1) || (p.type === 7 && m.qos === 2)) {
-      session.inflight.delete(p.packetId);
+      session.releaseInflight(p.packetId);
       this.drainQueue();
     }
   }
@@ -853,7 +853,7 @@ export class Channel {
       else this.writePublish(message, 0, retain, ids, undefined, false);
       return;
     }
-    if (full || session.queuedCount > 0 || session.inflight.size >= this.sendWindow) {
+    if (full || session.queuedCount > 0 || session.inflightCount >= this.sendWindow) {
       const before = session.dropped;
       session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now(), shareKey }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
       this.core.droppedMessages += session.dropped - before;
@@ -883,7 +883,7 @@ export class Channel {
     const queue = session.queue;
     const now = this.core.clock.now();
     let taken = 0;
-    while (taken < queue.length && session.inflight.size < this.sendWindow && !this.outputFull()) {
+    while (taken < queue.length && session.inflightCount < this.sendWindow && !this.outputFull()) {
       const item = queue[taken++]!;
       if (this.core.isExpired(item.message, item.queuedAt, now)) continue;
       if (item.qos === 0) this.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);

@@ -59,6 +59,20 @@ export class Session {
     return (this._inflight ??= new Map());
   }
 
+  /**
+   * Ends the flow of an outgoing message. A window that empties is dropped, not kept: with one message in
+   * flight at a time a Map that only grows and shrinks rehashes into a new table every few messages, and V8
+   * links each old table to its successor, so one table that reached the old generation can keep every later
+   * one (and the messages in them) alive until a major GC. fanin-q1-10k runs that promoted ~0.8 MB per
+   * scavenge (2 ms pauses) had per-message objects as their sampled survivors.
+   */
+  releaseInflight(packetId: number): void {
+    const inflight = this._inflight;
+    if (inflight === undefined) return;
+    inflight.delete(packetId);
+    if (inflight.size === 0) this._inflight = undefined;
+  }
+
   /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released (no PUBREL yet). */
   get incomingQos2(): Set<number> {
     return (this._incomingQos2 ??= new Set());
@@ -83,9 +97,10 @@ export class Session {
 
   /** A packet id not used by an in-flight message ([MQTT-2.2.1-3]); undefined when all 65535 are in use. */
   allocatePacketId(): number | undefined {
-    if (this.inflight.size >= 65535) return undefined;
+    const inflight = this._inflight;
+    if (inflight !== undefined && inflight.size >= 65535) return undefined;
     let id = this.nextPacketId;
-    while (this.inflight.has(id)) id = id === 65535 ? 1 : id + 1;
+    if (inflight !== undefined) while (inflight.has(id)) id = id === 65535 ? 1 : id + 1;
     this.nextPacketId = id === 65535 ? 1 : id + 1;
     return id;
   }
