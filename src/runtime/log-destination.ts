@@ -1,7 +1,8 @@
 // Where `petrel broker` sends its JSON log lines when stdout is not a terminal: encoded straight into one
 // 64 KiB buffer and written when it is full, every 200 ms, and on exit. At 10k+ connections/s a "client
 // connected" line per connection is part of the connect path: pino's own asynchronous destination
-// (sonic-boom) costs ~1.9 µs per line here, this one ~0.1 µs (measured in a loop of 200k lines to /dev/null).
+// (sonic-boom) costs ~1.9 µs per line here, this one 0.07 µs (0.16 µs when it appended to a string; a loop of
+// 400k lines of 200 bytes to /dev/null).
 import { writeSync as fsWriteSync } from 'node:fs';
 
 /** Bytes of log lines collected before a write. */
