@@ -70,8 +70,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     super();
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.connectionLogRate = options.connectionLogRate ?? 100;
-    this.connectedLines = new LogThrottle(this.connectionLogRate);
-    this.disconnectedLines = new LogThrottle(this.connectionLogRate);
+    this.connectedLines = new LogThrottle(this.connectionLogRate, (skipped) => this.skippedLines('client connected', skipped));
+    this.disconnectedLines = new LogThrottle(this.connectionLogRate, (skipped) => this.skippedLines('client disconnected', skipped));
     this.tickInterval = options.tickInterval ?? 250;
     this.listenerOptions =
       options.listeners ??
@@ -104,7 +104,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     return {
       clientConnected: (client, details) => {
         // Log fields are built only when the line is written: at 10k+ connections/s the garbage counts.
-        if (log.isLevelEnabled('info') && this.connectedLines.admit(this.core.clock.now(), this.skippedConnected)) {
+        if (log.isLevelEnabled('info') && this.connectedLines.admit(this.core.clock.now())) {
           log.info(
             { clientId: client.clientId, version: versionName(client.protocolVersion), address: client.remoteAddress, username: client.username, ...details },
             'client connected',
@@ -113,7 +113,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         if (this.listenerCount('clientConnected') > 0) this.notify('clientConnected', client, details);
       },
       clientDisconnected: (client, remoteAddress, info) => {
-        if (log.isLevelEnabled(client ? 'info' : 'debug') && (!client || this.disconnectedLines.admit(this.core.clock.now(), this.skippedDisconnected))) {
+        if (log.isLevelEnabled(client ? 'info' : 'debug') && (!client || this.disconnectedLines.admit(this.core.clock.now()))) {
           const fields = { clientId: client?.clientId, version: client ? versionName(client.protocolVersion) : undefined, address: remoteAddress, reason: info.reason, code: info.reasonCode ? codeName(info.reasonCode) : undefined, will: info.willPublished || undefined };
           if (client) log.info(fields, 'client disconnected');
           else log.debug(fields, 'connection closed before CONNECT');
@@ -135,9 +135,6 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       warning: (message, context) => log.warn(context ?? {}, message),
     };
   }
-
-  private readonly skippedConnected = (skipped: number): void => this.skippedLines('client connected', skipped);
-  private readonly skippedDisconnected = (skipped: number): void => this.skippedLines('client disconnected', skipped);
 
   private skippedLines(line: string, skipped: number): void {
     this.logger.info({ skipped, connectionLogRate: this.connectionLogRate }, `${skipped} "${line}" lines over connectionLogRate (${this.connectionLogRate}/s) not written`);
@@ -164,8 +161,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       try {
         this.core.tick();
         const now = this.core.clock.now();
-        this.connectedLines.tick(now, this.skippedConnected);
-        this.disconnectedLines.tick(now, this.skippedDisconnected);
+        this.connectedLines.tick(now);
+        this.disconnectedLines.tick(now);
       } catch (err) {
         // A bug in one timer rule must not take the process (and every other client) down.
         this.logger.error({ error: err instanceof Error ? err.stack : String(err) }, 'timer sweep failed');

@@ -663,7 +663,7 @@ export class Channel {
 
   private onPublishAck(p: PubAckLikePacket): void {
     const session = this.session!;
-    const m = session.inflight.get(p.packetId);
+    const m = session.inflightMessage(p.packetId);
     if (!m) {
       if (p.type === 5 && this.version === 5) this.send({ type: 6, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
       return;

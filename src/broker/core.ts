@@ -299,7 +299,7 @@ export class BrokerCore {
     for (const [id, m] of session.inflight) {
       if (m.shareKey !== undefined && m.state === 'publish') {
         moved.push({ key: m.shareKey, message: m.message });
-        session.inflight.delete(id);
+        session.releaseInflight(id);
       }
     }
     for (let i = session.queue.length - 1; i >= 0; i--) {

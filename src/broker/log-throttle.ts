@@ -8,17 +8,20 @@ export class LogThrottle {
   private written = 0;
   private skipped = 0;
 
-  /** `perSecond`: lines written per one-second window; 0 writes every line. */
-  constructor(private readonly perSecond: number) {}
-
   /**
-   * Whether a line due at `now` (ms) may be written. A window that has ended is closed first: `onSkipped` gets
-   * how many lines it left out (only when there were some), so the summary comes before the next line.
+   * `perSecond`: lines written per one-second window; 0 writes every line. `onSkipped` gets how many lines a
+   * window left out, when it closes (only when there were some).
    */
-  admit(now: number, onSkipped: (count: number) => void): boolean {
+  constructor(
+    private readonly perSecond: number,
+    private readonly onSkipped: (count: number) => void,
+  ) {}
+
+  /** Whether a line due at `now` (ms) may be written. A window that has ended is closed first, so its count comes before the next line. */
+  admit(now: number): boolean {
     if (this.perSecond <= 0) return true;
     if (now - this.windowStart >= 1000) {
-      this.roll(onSkipped);
+      this.roll();
       this.windowStart = now;
     }
     if (this.written < this.perSecond) {
@@ -30,14 +33,14 @@ export class LogThrottle {
   }
 
   /** From the broker's timer: closes a window that has ended, so a storm's summary does not wait for the next line. */
-  tick(now: number, onSkipped: (count: number) => void): void {
-    if (now - this.windowStart >= 1000) this.roll(onSkipped);
+  tick(now: number): void {
+    if (now - this.windowStart >= 1000) this.roll();
   }
 
-  private roll(onSkipped: (count: number) => void): void {
+  private roll(): void {
     const skipped = this.skipped;
     this.written = 0;
     this.skipped = 0;
-    if (skipped > 0) onSkipped(skipped);
+    if (skipped > 0) this.onSkipped(skipped);
   }
 }

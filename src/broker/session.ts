@@ -59,6 +59,11 @@ export class Session {
     return (this._inflight ??= new Map());
   }
 
+  /** The in-flight message with this packet id (without making a window when there is none). */
+  inflightMessage(packetId: number): InflightMessage | undefined {
+    return this._inflight?.get(packetId);
+  }
+
   /**
    * Ends the flow of an outgoing message. A window that empties is dropped, not kept: with one message in
    * flight at a time a Map that only grows and shrinks rehashes into a new table every few messages, and V8
