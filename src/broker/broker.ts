@@ -155,7 +155,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       const listener = await startListener(this.core, options, { logger: this.logger, security: this.security, rateLimits: this.rateLimits });
       this.running.push(listener);
       const { address, port } = listener.address();
-      this.logger.info({ listener: listener.name, host: address, port, sockets: listener.sockets }, 'listening');
+      this.logger.info({ listener: listener.name, host: address, port, sockets: listener.sockets, acceptHandles: listener.acceptHandles }, 'listening');
     }
     this.ticker = setInterval(() => {
       try {

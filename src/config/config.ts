@@ -91,7 +91,7 @@ const TLS_KEYS = {
   peerCertAsClientId: oneOf('cn', 'san'),
 };
 const LISTENER_SHAPES: Record<string, Check> = {
-  tcp: object({ ...COMMON_LISTENER, proxyProtocol: boolean, directSockets: boolean }),
+  tcp: object({ ...COMMON_LISTENER, proxyProtocol: boolean, directSockets: boolean, acceptHandles: integer(1, 64) }),
   tls: object({ ...COMMON_LISTENER, ...TLS_KEYS }),
   ws: object({ ...COMMON_LISTENER, path: wsPath }),
   wss: object({ ...COMMON_LISTENER, ...TLS_KEYS, path: wsPath }),

@@ -13,6 +13,7 @@ import { formatAddress } from '../auth/address.js';
 import type { BrokerCore } from '../broker/core.js';
 import { transportInfo, type Channel } from '../broker/channel.js';
 import { BatchedOutput } from './batched-output.js';
+import { copyHandle } from './listen-copies.js';
 import type { TransportInit } from './stream.js';
 
 /** libuv's end-of-stream code (UV_EOF), the same on every platform. */
@@ -110,14 +111,16 @@ export function uvError(code: number, syscall: string, detail?: string): Error &
 }
 
 /**
- * A listening TCP handle. Each accepted connection is passed to `onConnection` as a raw handle; wrap it
- * with DirectTcpOutput.
+ * A listening TCP handle, and any extra handles on the same socket (addAcceptHandles). Each accepted
+ * connection is passed to `onConnection` as a raw handle; wrap it with DirectTcpOutput.
  */
 export class DirectTcpServer {
   private readonly handle: TcpHandle;
+  private readonly copies: TcpHandle[] = [];
+  private closed = false;
 
   /** Binds and listens; throws an Error with `code` (EADDRINUSE, EACCES, ...) like net.Server would emit. */
-  constructor(host: string, port: number, ipv6: boolean, backlog: number, onConnection: (handle: TcpHandle | undefined, err: number) => void) {
+  constructor(host: string, port: number, ipv6: boolean, private readonly backlog: number, private readonly onConnection: (handle: TcpHandle | undefined, err: number) => void) {
     const b = directTcp()!;
     this.handle = new b.TCP(b.serverType);
     const where = `${ipv6 ? `[${host}]` : host}:${port}`;
@@ -132,6 +135,22 @@ export class DirectTcpServer {
     }
   }
 
+  /**
+   * Adds up to `count` handles on the listening socket: libuv accepts one connection per handle per
+   * event-loop turn (see listen-copies.ts). Returns how many were added (0 where copies cannot be made).
+   */
+  async addAcceptHandles(count: number): Promise<number> {
+    for (const copy of await copyHandle(this.handle, count)) {
+      if (this.closed || copy.listen(this.backlog) !== 0) {
+        copy.close();
+        continue;
+      }
+      copy.onconnection = this.handle.onconnection;
+      this.copies.push(copy);
+    }
+    return this.copies.length;
+  }
+
   address(): AddressInfo {
     const out: Partial<AddressInfo> = {};
     this.handle.getsockname(out);
@@ -139,7 +158,13 @@ export class DirectTcpServer {
   }
 
   close(callback: () => void): void {
-    this.handle.close(callback);
+    this.closed = true;
+    let open = this.copies.length + 1;
+    const closed = (): void => {
+      if (--open === 0) callback();
+    };
+    for (const copy of this.copies.splice(0)) copy.close(closed);
+    this.handle.close(closed);
   }
 }
 

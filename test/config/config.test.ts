@@ -36,6 +36,8 @@ describe('config validation', () => {
       [{ listeners: [{ type: 'tcp', path: '/mqtt' }] }, /^listeners\[0\]\.path: unknown key/],
       [{ listeners: [{ type: 'ws', directSockets: false }] }, /^listeners\[0\]\.directSockets: unknown key/],
       [{ listeners: [{ type: 'tcp', directSockets: 'no' }] }, /^listeners\[0\]\.directSockets: must be/],
+      [{ listeners: [{ type: 'tcp', acceptHandles: 0 }] }, /^listeners\[0\]\.acceptHandles: must be an integer from 1 to 64/],
+      [{ listeners: [{ type: 'ws', acceptHandles: 8 }] }, /^listeners\[0\]\.acceptHandles: unknown key/],
       [{ listeners: [{}, { type: 'tls', cert: 'c.pem' }] }, /^listeners\[1\]\.key: required for a tls listener/],
       [{ listeners: [{ type: 'wss', cert: 'c', key: 'k', peerCertAsUsername: 'cn', ca: 'ca' }] }, /^listeners\[0\]\.requestCert: must be true/],
       [{ listeners: [{ type: 'tls', cert: 'c', key: 'k', requestCert: true }] }, /^listeners\[0\]\.ca: required for mutual TLS/],
