@@ -2,10 +2,13 @@
 // (`directSockets: false`, PROXY protocol, a host name). Every rule that depends on the socket layer is
 // checked on both: delivery, backpressure, graceful and abrupt closes, admission, listener errors.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Broker } from '../../src/broker/broker.js';
 import { createBroker } from '../../src/broker/broker.js';
+import type { PublishPacket } from '../../src/protocol/packets.js';
+import { encodePacket } from '../../src/protocol/encoder.js';
 import { directTcp } from '../../src/transport/direct-tcp.js';
 import { eventually } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -102,6 +105,36 @@ for (const directSockets of [true, false]) {
         assert.deepEqual(got, Array(16).fill(256 * 1024));
       } finally {
         await end(sub, pub);
+      }
+    });
+
+    it('QoS 0 from several publishers, held back by maxBytesRate, reaches the subscriber byte for byte (reads are copied out of the shared read buffer)', async () => {
+      // The direct layer reads every connection into one buffer. A byte budget (maxBytesRate) holds reads
+      // back and hands them on later, after other connections' reads: a read not copied out at once would
+      // have been overwritten by then. (A broker of its own: this suite's allows 4 connections.)
+      const own = await startLogged({ listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0, directSockets, maxBytesRate: 500 }] });
+      const ownPort = own.broker.address().port;
+      const { client: sub } = await RawClient.connect(ownPort, { clientId: 'mix-sub' });
+      const pubs = await Promise.all([0, 1, 2, 3, 4].map((i) => RawClient.connect(ownPort, { clientId: `mix-${i}` })));
+      try {
+        sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'mix/+', qos: 0 }] });
+        await sub.next(9);
+        const perPublisher = 20;
+        const sent = new Map<string, string[]>();
+        for (const [i, { client }] of pubs.entries()) {
+          const payloads = Array.from({ length: perPublisher }, (_, k) => `${i}:${k}:${randomBytes(8).toString('hex')}`);
+          sent.set(`mix/${i}`, payloads);
+          // One write per publisher: its packets arrive as one read, next to the other publishers'.
+          client.sendBytes(Buffer.concat(payloads.map((payload) => encodePacket({ type: 3, topic: `mix/${i}`, payload: Buffer.from(payload), qos: 0, retain: false, dup: false }, 4))));
+        }
+        await eventually(() => sub.packets.filter((p) => p.type === 3).length === pubs.length * perPublisher, 5000, 'every QoS 0 message');
+        const received = new Map<string, string[]>();
+        for (const p of sub.packets as PublishPacket[]) received.set(p.topic, [...(received.get(p.topic) ?? []), p.payload.toString()]);
+        assert.deepEqual(received, sent);
+      } finally {
+        sub.destroy();
+        for (const { client } of pubs) client.destroy();
+        await own.broker.close();
       }
     });
 
