@@ -94,7 +94,7 @@ interface Loopback {
 const GIVE_UP_MS = 2000;
 
 let loopback: Promise<Loopback | undefined> | undefined;
-/** The accepted side of the pair: kept referenced so that it is never collected and closed. */
+/** The pair's accepted side and the IPC handle on its descriptor: kept referenced, never closed. */
 const keep: Handle[] = [];
 
 function openLoopback(): Promise<Loopback | undefined> {
