@@ -2,7 +2,7 @@
 // socket made through a Unix socket to this same process. They must accept like the original, all close
 // with the listener, and their absence (a worker thread, acceptHandles: 1) must change nothing for clients.
 import assert from 'node:assert/strict';
-import { connect as netConnect } from 'node:net';
+import { createServer, connect as netConnect } from 'node:net';
 import { describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { directTcp } from '../../src/transport/direct-tcp.js';
@@ -51,6 +51,36 @@ describe('accepting handles on a direct TCP listener', () => {
     }
     // A copy left open would keep the socket listening: the kernel would still complete the handshake.
     assert.equal(await probe(port), 'ECONNREFUSED');
+  });
+
+  it('an IPv6 listener (::1) gets its 8 handles too, and clients connect over IPv6', async (t) => {
+    const available = await new Promise<boolean>((resolve) => {
+      const probeServer = createServer().listen(0, '::1', () => probeServer.close(() => resolve(true)));
+      probeServer.on('error', () => resolve(false));
+    });
+    if (!available) {
+      t.skip('no IPv6 loopback (::1) on this machine');
+      return;
+    }
+    const b = await startLogged({ listeners: [{ type: 'tcp', host: '::1', port: 0 }] });
+    try {
+      const [line] = b.logged('listening');
+      assert.deepEqual([line!.sockets, line!.acceptHandles, line!.host], ['direct', 8, '::1']);
+      const port = b.broker.address(0).port;
+      const socket = netConnect({ host: '::1', port });
+      const connack = await new Promise<Buffer>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.once('data', resolve);
+        // CONNECT, MQTT 3.1.1, clean session, keep alive 0, client id "v6"
+        socket.write(Buffer.from([0x10, 14, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 2, 0, 0, 0, 2, 0x76, 0x36]));
+      });
+      socket.destroy();
+      assert.deepEqual([...connack], [0x20, 2, 0, 0]);
+      const connected = b.logged('client connected').find((l) => l.clientId === 'v6');
+      assert.match(String(connected?.address), /^\[::1\]:\d+$/);
+    } finally {
+      await b.broker.close();
+    }
   });
 
   it('a copy accepts on the original socket after the original handle is closed', async () => {
