@@ -120,7 +120,7 @@ export class DirectTcpServer {
   private closed = false;
 
   /** Binds and listens; throws an Error with `code` (EADDRINUSE, EACCES, ...) like net.Server would emit. */
-  constructor(host: string, port: number, ipv6: boolean, private readonly backlog: number, private readonly onConnection: (handle: TcpHandle | undefined, err: number) => void) {
+  constructor(host: string, port: number, ipv6: boolean, private readonly backlog: number, onConnection: (handle: TcpHandle | undefined, err: number) => void) {
     const b = directTcp()!;
     this.handle = new b.TCP(b.serverType);
     const where = `${ipv6 ? `[${host}]` : host}:${port}`;
