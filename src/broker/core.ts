@@ -214,7 +214,10 @@ export class BrokerCore {
     if (message.qos > 0 || message.retain) message = detach(message);
     if (message.retain && this.limits.retainAvailable) this.retained.set(message);
     const { entries, groups } = this.router.match(message.topic);
-    this.fanOutMessage = message; // fanOutEncodings is all undefined here: it is cleared after each fan-out
+    // A publish inside another one's fan-out (a will, when a subscriber's failed write closes it) must not
+    // use that fan-out's encodings; otherwise they are all undefined here, cleared after each fan-out.
+    if (this.fanOutMessage !== undefined) this.fanOutEncodings.fill(undefined);
+    this.fanOutMessage = message;
     let count = 0;
     try {
       if (entries.length === 1) {
