@@ -3,7 +3,7 @@
 // the core for everything shared (sessions, routing, retained messages).
 import { ReasonCode, v5ConnackToV3, type ProtocolVersion, type QoS } from '../protocol/constants.js';
 import { PacketDecoder } from '../protocol/decoder.js';
-import { encodePacket, encodePublish, withPacketId } from '../protocol/encoder.js';
+import { encodeAck, encodePacket, encodePublish, withPacketId } from '../protocol/encoder.js';
 import { MqttProtocolError } from '../protocol/errors.js';
 import { isUtf8 } from 'node:buffer';
 import type { AuthExchange, AuthStepResult } from './enhanced-auth.js';
@@ -546,7 +546,7 @@ export class Channel {
     // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL on resume, in order.
     if (session.inflightCount > 0) {
       for (const m of session.inflight.values()) {
-        if (m.state === 'pubrel') this.send({ type: 6, packetId: m.packetId });
+        if (m.state === 'pubrel') this.sendAck(6, m.packetId);
         else this.writePublish(m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true);
       }
     }
@@ -612,7 +612,7 @@ export class Channel {
     if (p.qos === 2) {
       if (session.incomingQos2.has(p.packetId!)) {
         // [MQTT-4.3.3-9] a resent QoS 2 PUBLISH is acknowledged again but not delivered twice.
-        this.send({ type: 5, packetId: p.packetId! });
+        this.sendAck(5, p.packetId!);
         return;
       }
       if (session.incomingQos2.size >= limits.receiveMaximum) {
@@ -620,8 +620,9 @@ export class Channel {
         return;
       }
     }
-    // lastReceived is the clock read when this chunk arrived: no second clock read per message.
-    const message = createMessage({ topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: p.properties }, this.info!.clientId, this.lastReceived);
+    // lastReceived is the clock read when this chunk arrived: no second clock read per message. A message
+    // that may outlive this input chunk (QoS 1/2, retained) gets its own payload now, so publish() need not copy it.
+    const message = createMessage({ topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: p.properties }, this.info!.clientId, this.lastReceived, p.qos > 0 || p.retain);
     const authorize = this.core.hooks.authorizePublish;
     if (!authorize) {
       this.route(p, message);
@@ -638,7 +639,8 @@ export class Channel {
   }
 
   private route(p: PublishPacket, message: Message): void {
-    const delivered = this.core.publish(message, this.info);
+    // The payload was copied when the message was made, if it had to be.
+    const delivered = this.core.publish(message, this.info, true);
     this.ackPublish(p, delivered === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);
   }
 
@@ -647,16 +649,16 @@ export class Channel {
     if (p.qos === 0) return;
     const code = this.version === 5 ? reasonCode : undefined;
     if (p.qos === 1) {
-      this.send({ type: 4, packetId: p.packetId!, reasonCode: code });
+      this.sendAck(4, p.packetId!, code);
     } else {
       if (reasonCode < 0x80) this.session!.incomingQos2.add(p.packetId!);
-      this.send({ type: 5, packetId: p.packetId!, reasonCode: code });
+      this.sendAck(5, p.packetId!, code);
     }
   }
 
   private onPubrel(p: PubAckLikePacket): void {
     const known = this.session!.incomingQos2.delete(p.packetId);
-    this.send({ type: 7, packetId: p.packetId, reasonCode: known || this.version !== 5 ? undefined : ReasonCode.PacketIdentifierNotFound });
+    this.sendAck(7, p.packetId, known || this.version !== 5 ? undefined : ReasonCode.PacketIdentifierNotFound);
   }
 
   // ---- acknowledgements of what we sent ----
@@ -665,7 +667,7 @@ export class Channel {
     const session = this.session!;
     const m = session.inflightMessage(p.packetId);
     if (!m) {
-      if (p.type === 5 && this.version === 5) this.send({ type: 6, packetId: p.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
+      if (p.type === 5 && this.version === 5) this.sendAck(6, p.packetId, ReasonCode.PacketIdentifierNotFound);
       return;
     }
     if (p.type === 5) {
@@ -676,7 +678,7 @@ export class Channel {
         return;
       }
       m.state = 'pubrel';
-      this.send({ type: 6, packetId: p.packetId });
+      this.sendAck(6, p.packetId);
       return;
     }
     // PUBACK ends a QoS 1 flow, PUBCOMP a QoS 2 flow.
@@ -838,6 +840,13 @@ export class Channel {
     this.output.write(encoded);
   }
 
+  /** PUBACK, PUBREC, PUBREL or PUBCOMP without properties: sent for every QoS 1/2 message, so no packet object. */
+  private sendAck(type: 4 | 5 | 6 | 7, packetId: number, reasonCode?: number): void {
+    const encoded = encodeAck(type, packetId, reasonCode, this.version);
+    // [MQTT-3.1.2-25] even a 4-byte packet must fit the client's Maximum Packet Size.
+    if (encoded.length <= this.clientMaxPacketSize) this.output.write(encoded);
+  }
+
   /**
    * Delivers a routed message to this client: QoS 0 right away, QoS 1/2 into the in-flight
    * window or, when it is full (or older messages wait), into the session queue.
@@ -922,16 +931,19 @@ export class Channel {
       // One encoding per (version, QoS, retain) for the whole fan-out of the message being published;
       // messages sent later (queued, retained) are encoded afresh, so no encoding outlives its fan-out.
       const cache = this.core.fanOutMessage === message ? this.core.fanOutEncodings : undefined;
-      const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
-      let shared = cache?.[slot];
-      if (!shared) {
-        shared = encodePublish(
-          { type: 3, topic: message.topic, payload: message.payload, qos, retain, dup: false, packetId: qos ? 1 : undefined, properties: v5 ? message.properties : undefined },
-          v5 ? 5 : 4,
-        );
-        if (cache) cache[slot] = shared;
+      const properties = v5 ? message.properties : undefined;
+      if (cache === undefined) {
+        // One recipient (the fan-out sets no cache for a single subscriber): encoded with its own packet id.
+        encoded = encodePublish({ type: 3, topic: message.topic, payload: message.payload, qos, retain, dup, packetId, properties }, v5 ? 5 : 4);
+      } else {
+        const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
+        let shared = cache[slot];
+        if (!shared) {
+          shared = encodePublish({ type: 3, topic: message.topic, payload: message.payload, qos, retain, dup: false, packetId: qos ? 1 : undefined, properties }, v5 ? 5 : 4);
+          cache[slot] = shared;
+        }
+        encoded = packetId !== undefined ? withPacketId(shared, packetId, dup) : shared;
       }
-      encoded = packetId !== undefined ? withPacketId(shared, packetId, dup) : shared;
     }
     if (encoded.length > this.clientMaxPacketSize) {
       // [MQTT-3.1.2-25] never send a packet larger than the client's Maximum Packet Size: drop it for this client.

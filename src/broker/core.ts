@@ -208,16 +208,19 @@ export class BrokerCore {
 
   /**
    * Routes an application message to every matching subscription, stores it when retained.
-   * Returns the number of subscriptions it was delivered or queued to.
+   * Returns the number of subscriptions it was delivered or queued to. `payloadOwned`: the caller made the
+   * message with its own payload (createMessage's copyPayload), so it is not copied again.
    */
-  publish(message: Message, publisher?: ClientInfo): number {
-    if (message.qos > 0 || message.retain) message = detach(message);
+  publish(message: Message, publisher?: ClientInfo, payloadOwned = false): number {
+    if (!payloadOwned && (message.qos > 0 || message.retain)) message = detach(message);
     if (message.retain && this.limits.retainAvailable) this.retained.set(message);
     const { entries, groups } = this.router.match(message.topic);
     // A publish inside another one's fan-out (a will, when a subscriber's failed write closes it) must not
-    // use that fan-out's encodings; otherwise they are all undefined here, cleared after each fan-out.
-    if (this.fanOutMessage !== undefined) this.fanOutEncodings.fill(undefined);
-    this.fanOutMessage = message;
+    // use that fan-out's encodings.
+    if (this.fanOutMessage !== undefined) this.endFanOut();
+    // Encodings are shared only when there may be more than one recipient; a single subscriber's PUBLISH
+    // is encoded with its packet id at once instead of encoded and then copied for the id.
+    if (entries.length + groups.length > 1) this.fanOutMessage = message;
     let count = 0;
     try {
       if (entries.length === 1) {
@@ -234,11 +237,15 @@ export class BrokerCore {
       }
     } finally {
       // Even if a delivery throws, no encoding of this message may serve the next one.
-      this.fanOutMessage = undefined;
-      this.fanOutEncodings.fill(undefined);
+      if (this.fanOutMessage !== undefined) this.endFanOut();
     }
     this.events.published?.(message, publisher);
     return count;
+  }
+
+  private endFanOut(): void {
+    this.fanOutMessage = undefined;
+    this.fanOutEncodings.fill(undefined);
   }
 
   /** Overlapping subscriptions of one client get one copy at the highest QoS, with every subscription identifier (3.3.4). */

@@ -35,16 +35,18 @@ export function forwardedProperties(props: Properties | undefined): Properties |
 /**
  * Builds a message from what a PUBLISH, a will or the embedding API gives: only the properties that travel
  * are kept, and a Message Expiry Interval becomes an absolute `expiresAt` on the broker's clock.
+ * `copyPayload` gives the message its own copy of the payload (see `detach`) without a second Message.
  */
 export function createMessage(
   fields: { topic: string; payload: Buffer; qos: QoS; retain: boolean; properties?: Properties },
   from: string | undefined,
   now: number,
+  copyPayload = false,
 ): Message {
   const expiry = fields.properties?.messageExpiryInterval;
   return {
     topic: fields.topic,
-    payload: fields.payload,
+    payload: copyPayload ? Buffer.from(fields.payload) : fields.payload,
     qos: fields.qos,
     retain: fields.retain,
     properties: forwardedProperties(fields.properties),

@@ -43,6 +43,14 @@ function allocOut(size: number): Buffer {
   return buf;
 }
 
+/** A two-byte packet (PINGREQ, PINGRESP, a bare DISCONNECT). */
+function twoBytes(first: number, second: number): Buffer {
+  const buf = allocOut(2);
+  buf[0] = first;
+  buf[1] = second;
+  return buf;
+}
+
 function fail(type: number, message: string, code = 0x82): MqttProtocolError {
   return new MqttProtocolError(code, `cannot encode ${PACKET_NAMES[type]}: ${message}`, { packetType: type });
 }
@@ -227,20 +235,25 @@ export function encodePacket(packet: Packet, version: ProtocolVersion): Buffer {
     case 11:
       return encodeUnsuback(packet, version);
     case 12:
-      return Buffer.from([0xc0, 0]);
+      return twoBytes(0xc0, 0);
     case 13:
-      return Buffer.from([0xd0, 0]);
+      return twoBytes(0xd0, 0);
     case 14:
     case 15: {
       const type = packet.type;
       if (version !== 5) {
         if (type === 15) throw fail(15, 'AUTH exists only in MQTT 5.0');
-        return Buffer.from([0xe0, 0]);
+        return twoBytes(0xe0, 0);
       }
       const reasonCode = checkInt(type, packet.reasonCode ?? 0, 255, 'reasonCode');
       const propsSize = propertiesSize(type, packet.properties, type);
       if (propsSize === 0) {
-        return reasonCode === 0 ? Buffer.from([type << 4, 0]) : Buffer.from([type << 4, 1, reasonCode]);
+        if (reasonCode === 0) return twoBytes(type << 4, 0);
+        const buf = allocOut(3);
+        buf[0] = type << 4;
+        buf[1] = 1;
+        buf[2] = reasonCode;
+        return buf;
       }
       const { buf, off } = allocPacket(type, type << 4, 1 + varintSize(propsSize) + propsSize);
       buf[off] = reasonCode;
@@ -303,7 +316,12 @@ function encodeConnack(packet: ConnackPacket, version: ProtocolVersion): Buffer 
   if (version !== 5) {
     // A 5.0 reason code toward a 3.1.x client becomes the closest 3.1.x return code.
     if (code > 5) code = v5ConnackToV3(code);
-    return Buffer.from([0x20, 2, flags, code]);
+    const buf = allocOut(4);
+    buf[0] = 0x20;
+    buf[1] = 2;
+    buf[2] = flags;
+    buf[3] = code;
+    return buf;
   }
   const propsSize = propertiesSize(2, packet.properties, 2);
   let { buf, off } = allocPacket(2, 0x20, 2 + varintSize(propsSize) + propsSize);
@@ -313,18 +331,32 @@ function encodeConnack(packet: ConnackPacket, version: ProtocolVersion): Buffer 
   return buf;
 }
 
+/**
+ * PUBACK, PUBREC, PUBREL or PUBCOMP without properties, from its fields: the broker acknowledges every
+ * QoS 1/2 message, and this path makes no packet object and no array for it.
+ */
+export function encodeAck(type: 4 | 5 | 6 | 7, packetId: number, reasonCode: number | undefined, version: ProtocolVersion): Buffer {
+  const first = type === 6 ? 0x62 : type << 4;
+  const id = checkPacketId(type, packetId);
+  const code = version === 5 ? checkInt(type, reasonCode ?? 0, 255, 'reasonCode') : 0;
+  // [MQTT-3.4.2-1] 5.0 may leave out a Success reason code when there are no properties.
+  const buf = allocOut(code === 0 ? 4 : 5);
+  buf[0] = first;
+  buf[1] = code === 0 ? 2 : 3;
+  buf[2] = id >> 8;
+  buf[3] = id & 0xff;
+  if (code !== 0) buf[4] = code;
+  return buf;
+}
+
 function encodePubAckLike(packet: PubAckLikePacket, version: ProtocolVersion): Buffer {
   const type = packet.type;
+  if (version !== 5 || packet.properties === undefined) return encodeAck(type, packet.packetId, packet.reasonCode, version);
   const first = type === 6 ? 0x62 : type << 4;
   const id = checkPacketId(type, packet.packetId);
-  if (version !== 5) return Buffer.from([first, 2, id >> 8, id & 0xff]);
   const reasonCode = checkInt(type, packet.reasonCode ?? 0, 255, 'reasonCode');
   const propsSize = propertiesSize(type, packet.properties, type);
-  if (propsSize === 0) {
-    return reasonCode === 0
-      ? Buffer.from([first, 2, id >> 8, id & 0xff])
-      : Buffer.from([first, 3, id >> 8, id & 0xff, reasonCode]);
-  }
+  if (propsSize === 0) return encodeAck(type, id, reasonCode, version);
   let { buf, off } = allocPacket(type, first, 3 + varintSize(propsSize) + propsSize);
   off = writeU16(buf, off, id);
   buf[off++] = reasonCode;
