@@ -545,7 +545,7 @@ export class Channel {
 
     // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL on resume, in order.
     if (session.inflightCount > 0) {
-      for (const m of session.inflight.values()) {
+      for (const m of session.inflightInOrder()) {
         if (m.state === 'pubrel') this.sendAck(6, m.packetId);
         else this.writePublish(m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true);
       }
@@ -880,7 +880,7 @@ export class Channel {
     const packetId = session.allocatePacketId();
     if (packetId === undefined) return;
     if (this.writePublish(message, qos, retain, ids, packetId, false)) {
-      session.inflight.set(packetId, { packetId, message, qos, state: 'publish', retain, subscriptionIds: ids, shareKey });
+      session.addInflight(packetId, message, qos, retain, ids, shareKey);
     }
   }
 

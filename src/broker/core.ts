@@ -306,13 +306,10 @@ export class BrokerCore {
   private redistributeShared(session: Session): void {
     if (session.inflightCount === 0 && session.queuedCount === 0) return;
     const moved: { key: string; message: Message }[] = [];
-    // Only an existing window is walked: reading `inflight` would make an empty one and leave it with the session.
-    if (session.inflightCount > 0) {
-      for (const [id, m] of session.inflight) {
-        if (m.shareKey !== undefined && m.state === 'publish') {
-          moved.push({ key: m.shareKey, message: m.message });
-          session.releaseInflight(id);
-        }
+    for (const m of session.inflightInOrder()) {
+      if (m.shareKey !== undefined && m.state === 'publish') {
+        moved.push({ key: m.shareKey, message: m.message });
+        session.releaseInflight(m.packetId);
       }
     }
     for (let i = session.queue.length - 1; i >= 0; i--) {

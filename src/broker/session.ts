@@ -15,8 +15,13 @@ export interface InflightMessage {
   subscriptionIds?: readonly number[];
   retain: boolean;
   /** Shared subscription (group/filter) it came through, so it can go to another member if this one leaves. */
-  shareKey?: string;
+  shareKey: string | undefined;
+  /** Send order within the session: a resumed session resends in this order ([MQTT-4.4.0-1]). */
+  readonly order: number;
 }
+
+/** Slots of a new in-flight window (a power of two: a packet id's slot is `id & (length - 1)`). */
+const FIRST_WINDOW_SLOTS = 8;
 
 /** A message waiting to be sent to this session (client offline, or its in-flight window full). */
 export interface QueuedMessage {
@@ -33,7 +38,17 @@ export class Session {
   readonly clientId: string;
   // The collections are created on first use: an idle connection's session then costs ~150 B instead of ~700 B.
   private _subscriptions: Map<string, SubscriptionEntry> | undefined;
-  private _inflight: Map<number, InflightMessage> | undefined;
+  /**
+   * Outgoing QoS 1/2 in flight, in slots indexed by packet id (`id & (length - 1)`). Not a Map: with one or
+   * two messages in flight at a time (the common case) a Map made and dropped per message, or kept and
+   * rehashed every few messages, allocates per message, and V8 links a rehashed Map's old table to its
+   * successor, so one promoted table keeps every later one alive until a major GC. Packet ids are chosen
+   * here (allocatePacketId) so that each in-flight message has a slot of its own.
+   */
+  private slots: (InflightMessage | undefined)[] | undefined;
+  private _inflightCount = 0;
+  /** Messages put in flight so far: the next one's `order`. */
+  private sent = 0;
   private _incomingQos2: Set<number> | undefined;
   private _queue: QueuedMessage[] | undefined;
   /** Messages dropped because the queue was full (counted for metrics and logs). */
@@ -54,28 +69,65 @@ export class Session {
     return (this._subscriptions ??= new Map());
   }
 
-  /** Outgoing QoS 1/2 in flight, by packet id, in send order. */
-  get inflight(): Map<number, InflightMessage> {
-    return (this._inflight ??= new Map());
-  }
-
-  /** The in-flight message with this packet id (without making a window when there is none). */
-  inflightMessage(packetId: number): InflightMessage | undefined {
-    return this._inflight?.get(packetId);
-  }
-
   /**
-   * Ends the flow of an outgoing message. A window that empties is dropped, not kept: with one message in
-   * flight at a time a Map that only grows and shrinks rehashes into a new table every few messages, and V8
-   * links each old table to its successor, so one table that reached the old generation can keep every later
-   * one (and the messages in them) alive until a major GC. fanin-q1-10k runs that promoted ~0.8 MB per
-   * scavenge (2 ms pauses) had per-message objects as their sampled survivors.
+   * A packet id not used by an in-flight message ([MQTT-2.2.1-3]) whose slot is free; undefined when all
+   * 65535 are in use. The next one after the last given, so ids go on in sequence while acknowledgements
+   * come in order.
    */
+  allocatePacketId(): number | undefined {
+    if (this._inflightCount >= 65535) return undefined;
+    let slots = this.slots;
+    if (slots === undefined) slots = this.slots = new Array<InflightMessage | undefined>(FIRST_WINDOW_SLOTS).fill(undefined);
+    else if (this._inflightCount * 2 >= slots.length && slots.length < 65536) slots = this.grow(slots);
+    const mask = slots.length - 1;
+    let id = this.nextPacketId;
+    // A slot is taken only by an in-flight message, so a free slot's id is not in use; at most half the
+    // slots are taken (below 65536 slots), so this ends within a few steps when acknowledgements come in order.
+    while (slots[id & mask] !== undefined) id = id === 65535 ? 1 : id + 1;
+    this.nextPacketId = id === 65535 ? 1 : id + 1;
+    return id;
+  }
+
+  /** Twice the slots: two ids in different slots before are in different slots after. */
+  private grow(slots: (InflightMessage | undefined)[]): (InflightMessage | undefined)[] {
+    const bigger = new Array<InflightMessage | undefined>(slots.length * 2).fill(undefined);
+    const mask = bigger.length - 1;
+    for (const m of slots) if (m !== undefined) bigger[m.packetId & mask] = m;
+    return (this.slots = bigger);
+  }
+
+  /** Puts a message in flight under a packet id from allocatePacketId. */
+  addInflight(packetId: number, message: Message, qos: QoS, retain: boolean, subscriptionIds: readonly number[] | undefined, shareKey: string | undefined): void {
+    const slots = this.slots!;
+    slots[packetId & (slots.length - 1)] = { packetId, message, qos, state: 'publish', subscriptionIds, retain, shareKey, order: this.sent++ };
+    this._inflightCount++;
+  }
+
+  /** The in-flight message with this packet id. */
+  inflightMessage(packetId: number): InflightMessage | undefined {
+    const slots = this.slots;
+    if (slots === undefined) return undefined;
+    const m = slots[packetId & (slots.length - 1)];
+    return m !== undefined && m.packetId === packetId ? m : undefined;
+  }
+
+  /** Ends the flow of an outgoing message. A window that empties keeps its slots if there are few of them. */
   releaseInflight(packetId: number): void {
-    const inflight = this._inflight;
-    if (inflight === undefined) return;
-    inflight.delete(packetId);
-    if (inflight.size === 0) this._inflight = undefined;
+    const slots = this.slots;
+    if (slots === undefined) return;
+    const i = packetId & (slots.length - 1);
+    const m = slots[i];
+    if (m === undefined || m.packetId !== packetId) return;
+    slots[i] = undefined;
+    if (--this._inflightCount === 0 && slots.length > FIRST_WINDOW_SLOTS) this.slots = undefined;
+  }
+
+  /** The in-flight messages in the order they were sent (a copy: the caller may release them while walking it). */
+  inflightInOrder(): InflightMessage[] {
+    if (this._inflightCount === 0) return [];
+    const out: InflightMessage[] = [];
+    for (const m of this.slots!) if (m !== undefined) out.push(m);
+    return out.sort((a, b) => a.order - b.order);
   }
 
   /** Incoming QoS 2 packet ids received (PUBREC sent) and not yet released (no PUBREL yet). */
@@ -88,7 +140,7 @@ export class Session {
   }
 
   get inflightCount(): number {
-    return this._inflight?.size ?? 0;
+    return this._inflightCount;
   }
 
   /** Messages waiting to be sent, oldest first. */
@@ -98,16 +150,6 @@ export class Session {
 
   get queuedCount(): number {
     return this._queue?.length ?? 0;
-  }
-
-  /** A packet id not used by an in-flight message ([MQTT-2.2.1-3]); undefined when all 65535 are in use. */
-  allocatePacketId(): number | undefined {
-    const inflight = this._inflight;
-    if (inflight !== undefined && inflight.size >= 65535) return undefined;
-    let id = this.nextPacketId;
-    if (inflight !== undefined) while (inflight.has(id)) id = id === 65535 ? 1 : id + 1;
-    this.nextPacketId = id === 65535 ? 1 : id + 1;
-    return id;
   }
 
   /**

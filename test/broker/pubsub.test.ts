@@ -157,7 +157,7 @@ describe('publish / subscribe', () => {
     subs[2]!.send({ type: 7, packetId: q2.packetId! });
     subs[2]!.send({ type: 4, packetId: got[2]![1]!.packetId! });
     await subs[2]!.sync();
-    assert.equal(h.broker.core.sessions.get(h.events.clientConnected[2]![0].clientId)?.inflight.size, 0);
+    assert.equal(h.broker.core.sessions.get(h.events.clientConnected[2]![0].clientId)?.inflightCount, 0);
   });
 
   it('[MQTT-4.3.3-9] QoS 2 exactly once: a PUBLISH resent with DUP before PUBREL is acknowledged but delivered once', async (t) => {

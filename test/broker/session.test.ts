@@ -232,7 +232,7 @@ describe('offline queue', () => {
     client.send({ type: 7, packetId: rel2.packetId });
     client.send({ type: 4, packetId: again[2]!.packetId! });
     await client.sync();
-    assert.equal(h.broker.core.sessions.get('inf')?.inflight.size, 0);
+    assert.equal(h.broker.core.sessions.get('inf')?.inflightCount, 0);
   });
 
   it('[MQTT-4.3.3-9] an incoming QoS 2 PUBLISH resent after a reconnect (PUBREC sent, PUBREL not yet) is not delivered twice', async (t) => {
