@@ -46,6 +46,8 @@ const SERVER_RECEIVES =
 const CLIENT_RECEIVES =
   (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 9) | (1 << 11) | (1 << 13) | (1 << 14) | (1 << 15);
 
+/** Longest topic name remembered for the next PUBLISH (longer ones are decoded every time). */
+const MEMO_TOPIC_BYTES = 128;
 const utf8Slice = (Buffer.prototype as unknown as { utf8Slice(start: number, end: number): string }).utf8Slice;
 
 // ---------------------------------------------------------------------------------------------
@@ -247,6 +249,13 @@ export class PacketDecoder {
   private bodyFilled = 0;
   private bodyFirstByte = 0;
   private failure: unknown = undefined;
+  /**
+   * The last PUBLISH topic name, and its bytes: most clients publish to the same topic again and again, and
+   * the same bytes give back the same string, already validated, and already hashed by the Maps it was
+   * looked up in. Made on the first PUBLISH: nothing for a connection that only subscribes.
+   */
+  private lastTopic = '';
+  private lastTopicBytes: Buffer | undefined = undefined;
 
   constructor(options: DecoderOptions = {}) {
     this.protocolVersion = options.protocolVersion;
@@ -476,6 +485,32 @@ export class PacketDecoder {
     }
   }
 
+  /** The topic name in buf[start, end): the last one's string when the bytes are the same, else decoded and checked. */
+  private topicName(buf: Buffer, start: number, end: number): string {
+    const length = end - start;
+    if (length === 0) return '';
+    const known = this.lastTopicBytes;
+    if (known !== undefined && known.length === length) {
+      let i = 0;
+      while (i < length && buf[start + i] === known[i]) i++;
+      if (i === length) return this.lastTopic;
+    }
+    const topic = utf8Slice.call(buf, start, end);
+    B = buf;
+    checkUtf8(topic, start, end, 'topic name');
+    if (topic.includes('+') || topic.includes('#')) {
+      throw new MqttProtocolError(0x90, 'PUBLISH topic name contains a wildcard [MQTT-3.3.2-2]', { packetType: 3 });
+    }
+    if (length <= MEMO_TOPIC_BYTES) {
+      // A topic of the same length reuses the copy (topic families like sensor/001 ... sensor/999).
+      const bytes = known !== undefined && known.length === length ? known : Buffer.allocUnsafeSlow(length);
+      buf.copy(bytes, 0, start, end);
+      this.lastTopicBytes = bytes;
+      this.lastTopic = topic;
+    }
+    return topic;
+  }
+
   private decodePublish(first: number, buf: Buffer, start: number, end: number): PublishPacket {
     T = 3;
     if (start + 2 > end) {
@@ -485,12 +520,8 @@ export class PacketDecoder {
     if (topicEnd > end) {
       throw new MqttProtocolError(0x81, 'PUBLISH topic name runs past the end of the packet', { packetType: 3 });
     }
-    const topic = topicEnd === start + 2 ? '' : utf8Slice.call(buf, start + 2, topicEnd);
-    B = buf;
-    checkUtf8(topic, start + 2, topicEnd, 'topic name');
-    if (topic.includes('+') || topic.includes('#')) {
-      throw new MqttProtocolError(0x90, 'PUBLISH topic name contains a wildcard [MQTT-3.3.2-2]', { packetType: 3 });
-    }
+    const topic = this.topicName(buf, start + 2, topicEnd);
+    B = buf; // the properties below are read through B
     const qos = ((first >> 1) & 3) as QoS;
     let pos = topicEnd;
     let packetId = 0;
