@@ -23,7 +23,7 @@ import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.j
 import type { BrokerCore } from './core.js';
 import { callHook, isPromise, type AuthenticateRequest, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
 import { createMessage, type Message } from './message.js';
-import type { SubscriptionEntry } from './router.js';
+import { newRouteMemo, type RouteMemo, type SubscriptionEntry } from './router.js';
 import type { Session } from './session.js';
 
 /** What a transport gives the channel to act on. */
@@ -108,6 +108,8 @@ export class Channel {
   private clientTopicAliasMaximum = 0;
   /** Aliases assigned toward the client: topic → alias. */
   private outAliases: Map<string, number> | undefined;
+  /** This client's last published topic and its subscribers (made on its first PUBLISH). */
+  private routeMemo: RouteMemo | undefined;
   /** Enhanced authentication: the method chosen in CONNECT and the exchange in progress. */
   private authMethod: string | undefined;
   private exchange: AuthExchange | undefined;
@@ -640,7 +642,7 @@ export class Channel {
 
   private route(p: PublishPacket, message: Message): void {
     // The payload was copied when the message was made, if it had to be.
-    const delivered = this.core.publish(message, this.info, true);
+    const delivered = this.core.publish(message, this.info, true, (this.routeMemo ??= newRouteMemo()));
     this.ackPublish(p, delivered === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success);
   }
 

@@ -9,7 +9,7 @@ import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
 import { createMessage, detach, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import { RetainedStore } from './retained.js';
-import { TopicRouter, type SubscriptionEntry } from './router.js';
+import { TopicRouter, type RouteMemo, type SubscriptionEntry } from './router.js';
 import { Session } from './session.js';
 
 export interface Clock {
@@ -209,12 +209,13 @@ export class BrokerCore {
   /**
    * Routes an application message to every matching subscription, stores it when retained.
    * Returns the number of subscriptions it was delivered or queued to. `payloadOwned`: the caller made the
-   * message with its own payload (createMessage's copyPayload), so it is not copied again.
+   * message with its own payload (createMessage's copyPayload), so it is not copied again. `memo`: the
+   * publisher's last route (TopicRouter.matchRemembered).
    */
-  publish(message: Message, publisher?: ClientInfo, payloadOwned = false): number {
+  publish(message: Message, publisher?: ClientInfo, payloadOwned = false, memo?: RouteMemo): number {
     if (!payloadOwned && (message.qos > 0 || message.retain)) message = detach(message);
     if (message.retain && this.limits.retainAvailable) this.retained.set(message);
-    const { entries, groups } = this.router.match(message.topic);
+    const { entries, groups } = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
     // A publish inside another one's fan-out (a will, when a subscriber's failed write closes it) must not
     // use that fan-out's encodings.
     if (this.fanOutMessage !== undefined) this.endFanOut();

@@ -34,12 +34,23 @@ export interface MatchResult {
 }
 
 const EMPTY: MatchResult = { entries: [], groups: [] };
+
+/** One publisher's last topic and its match: see TopicRouter.matchRemembered. */
+export interface RouteMemo {
+  topic: string;
+  version: number;
+  result: MatchResult;
+}
+
+export const newRouteMemo = (): RouteMemo => ({ topic: '', version: -1, result: EMPTY });
 const CACHE_LIMIT = 10_000;
 
 export class TopicRouter {
   private readonly root = newNode();
   private readonly cache = new Map<string, MatchResult>();
   private count = 0;
+  /** Changes with every subscription added or removed: a match remembered under another version is stale. */
+  private version = 0;
 
   /** Number of subscriptions (ordinary and shared) held. */
   get size(): number {
@@ -70,6 +81,7 @@ export class TopicRouter {
     map.set(entry.clientId, entry);
     if (!existed) this.count++;
     this.cache.clear();
+    this.version++;
     return existed;
   }
 
@@ -95,6 +107,7 @@ export class TopicRouter {
     if (!removed) return false;
     this.count--;
     this.cache.clear();
+    this.version++;
     // Prune empty nodes bottom-up so the trie does not grow with churn.
     for (let i = levels.length; i > 0; i--) {
       const n = path[i]!;
@@ -125,6 +138,19 @@ export class TopicRouter {
     this.walk(this.root, levels, 0, result, topic.charCodeAt(0) === 0x24 /* $ */);
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
     this.cache.set(topic, result);
+    return result;
+  }
+
+  /**
+   * match(), remembered per publisher: a client that publishes to its last topic again (the same string,
+   * see the decoder's topic memo) skips the lookup by topic name, as long as no subscription changed.
+   */
+  matchRemembered(topic: string, memo: RouteMemo): MatchResult {
+    if (memo.topic === topic && memo.version === this.version) return memo.result;
+    const result = this.match(topic);
+    memo.topic = topic;
+    memo.version = this.version;
+    memo.result = result;
     return result;
   }
 

@@ -84,3 +84,34 @@ describe('fan-out encoding', () => {
     assert.deepEqual(normal.take(4).map((p) => (p as PubAckLikePacket).packetId), [9]);
   });
 });
+
+describe('route remembered per publisher', () => {
+  it('a subscription made or removed between two PUBLISHes to the same topic is seen by the second', () => {
+    const f = new FakeCore();
+    const pub = f.connect({ clientId: 'pub' });
+    const early = f.connect({ clientId: 'early' });
+    early.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'room/+', qos: 0 }] });
+    pub.send(publish('room/1', 'one'));
+    const late = f.connect({ clientId: 'late' });
+    late.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'room/1', qos: 0 }] });
+    pub.send(publish('room/1', 'two'));
+    early.send({ type: 10, packetId: 2, topicFilters: ['room/+'] });
+    pub.send(publish('room/1', 'three'));
+    const payloads = (c: typeof pub) => (c.take(3) as PublishPacket[]).map((p) => p.payload.toString());
+    assert.deepEqual(payloads(early), ['one', 'two']);
+    assert.deepEqual(payloads(late), ['two', 'three']);
+  });
+
+  it('two publishers alternating between topics each reach the right subscribers', () => {
+    const f = new FakeCore();
+    const subs = ['a', 'b'].map((t) => {
+      const s = f.connect({ clientId: `sub-${t}` });
+      s.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: t, qos: 0 }] });
+      return s;
+    });
+    const pubs = [f.connect({ clientId: 'p1' }), f.connect({ clientId: 'p2' })];
+    for (let i = 0; i < 6; i++) pubs[i % 2]!.send(publish(i % 3 === 0 ? 'a' : 'b', String(i)));
+    assert.deepEqual((subs[0]!.take(3) as PublishPacket[]).map((p) => p.payload.toString()), ['0', '3']);
+    assert.deepEqual((subs[1]!.take(3) as PublishPacket[]).map((p) => p.payload.toString()), ['1', '2', '4', '5']);
+  });
+});
