@@ -196,6 +196,13 @@ type OwnedHandle = TcpHandle & { [kOutput]: DirectTcpOutput };
  * latency the next messages wait out. A copy of a small read comes from Node's Buffer pool instead.
  */
 const readBuffer = Buffer.allocUnsafeSlow(64 * 1024);
+/**
+ * Views of the first n bytes of readBuffer, made once per size up to SMALL_READ: copying a small read
+ * from one of them is a plain TypedArray set(), where Buffer#copy makes a new view (and reads its
+ * ArrayBuffer) on every call. Most reads are one or a few small packets.
+ */
+const SMALL_READ = 512;
+const readViews: (Buffer | undefined)[] = new Array<Buffer | undefined>(SMALL_READ + 1).fill(undefined);
 
 /** Shared read callback (`this` is the handle): no closure per connection. */
 function onHandleRead(this: TcpHandle): void {
@@ -203,7 +210,8 @@ function onHandleRead(this: TcpHandle): void {
   const output = (this as OwnedHandle)[kOutput];
   if (n > 0) {
     const chunk = Buffer.allocUnsafe(n);
-    readBuffer.copy(chunk, 0, 0, n);
+    if (n <= SMALL_READ) chunk.set((readViews[n] ??= readBuffer.subarray(0, n)));
+    else readBuffer.copy(chunk, 0, 0, n);
     output.feed(chunk);
   } else if (n < 0) {
     output.readEnded(n);
