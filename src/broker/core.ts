@@ -215,7 +215,7 @@ export class BrokerCore {
   publish(message: Message, publisher?: ClientInfo, payloadOwned = false, memo?: RouteMemo): number {
     if (!payloadOwned && (message.qos > 0 || message.retain)) message = detach(message);
     if (message.retain && this.limits.retainAvailable) this.retained.set(message);
-    const { entries, groups } = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
+    const { entries, groups, overlapping } = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
     // A publish inside another one's fan-out (a will, when a subscriber's failed write closes it) must not
     // use that fan-out's encodings.
     if (this.fanOutMessage !== undefined) this.endFanOut();
@@ -231,7 +231,7 @@ export class BrokerCore {
           count++;
         }
       } else if (entries.length > 1) {
-        count += this.fanOut(entries, message);
+        count += overlapping ? this.fanOutMerged(entries, message) : this.fanOut(entries, message);
       }
       for (const group of groups) {
         if (this.deliverShared(group.key, group.members, message)) count++;
@@ -249,8 +249,19 @@ export class BrokerCore {
     this.fanOutEncodings.fill(undefined);
   }
 
-  /** Overlapping subscriptions of one client get one copy at the highest QoS, with every subscription identifier (3.3.4). */
+  /** Every entry is another client: one delivery each, in the router's order. */
   private fanOut(entries: readonly SubscriptionEntry[], message: Message): number {
+    let count = 0;
+    for (const e of entries) {
+      if (e.noLocal && e.clientId === message.from) continue;
+      this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionIds);
+      count++;
+    }
+    return count;
+  }
+
+  /** Overlapping subscriptions of one client get one copy at the highest QoS, with every subscription identifier (3.3.4). */
+  private fanOutMerged(entries: readonly SubscriptionEntry[], message: Message): number {
     const merged = new Map<string, { qos: QoS; retain: boolean; ids: readonly number[] | undefined }>();
     for (const e of entries) {
       if (e.noLocal && e.clientId === message.from) continue;

@@ -31,9 +31,11 @@ export interface MatchResult {
   entries: SubscriptionEntry[];
   /** Every shared group that matches, as its member list (the caller picks one member). */
   groups: { key: string; members: SubscriptionEntry[] }[];
+  /** Some client appears in `entries` more than once (overlapping filters): its deliveries must be merged. */
+  overlapping: boolean;
 }
 
-const EMPTY: MatchResult = { entries: [], groups: [] };
+const EMPTY: MatchResult = { entries: [], groups: [], overlapping: false };
 
 /** One publisher's last topic and its match: see TopicRouter.matchRemembered. */
 export interface RouteMemo {
@@ -132,10 +134,12 @@ export class TopicRouter {
     const cached = this.cache.get(topic);
     if (cached) return cached;
     if (this.count === 0) return EMPTY;
-    const result: MatchResult = { entries: [], groups: [] };
+    const result: MatchResult = { entries: [], groups: [], overlapping: false };
     const levels = topic.split('/');
     // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'.
     this.walk(this.root, levels, 0, result, topic.charCodeAt(0) === 0x24 /* $ */);
+    // Worked out once per cached topic, so a fan-out to distinct clients needs no merging per message.
+    if (result.entries.length > 1) result.overlapping = new Set(result.entries.map((e) => e.clientId)).size < result.entries.length;
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
     this.cache.set(topic, result);
     return result;

@@ -115,3 +115,26 @@ describe('route remembered per publisher', () => {
     assert.deepEqual((subs[1]!.take(3) as PublishPacket[]).map((p) => p.payload.toString()), ['1', '2', '4', '5']);
   });
 });
+
+describe('fan-out to distinct and to overlapping subscriptions', () => {
+  it('[MQTT-3.3.5-1] a client with overlapping filters gets one copy at the highest QoS, others theirs, before and after it drops one filter', () => {
+    const f = new FakeCore();
+    const both = f.connect({ clientId: 'both' });
+    both.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'a/+', qos: 0 }, { topicFilter: 'a/#', qos: 1 }] });
+    const other = f.connect({ clientId: 'other' });
+    other.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'a/b', qos: 0 }] });
+    const third = f.connect({ clientId: 'third' });
+    third.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: '#', qos: 1 }] });
+    const pub = f.connect({ clientId: 'pub' });
+    pub.send(publish('a/b', 'x', 1, 1));
+    const got = (c: typeof pub) => (c.take(3) as PublishPacket[]).map((p) => `${p.payload.toString()}@${p.qos}`);
+    assert.deepEqual(got(both), ['x@1']);
+    assert.deepEqual(got(other), ['x@0']);
+    assert.deepEqual(got(third), ['x@1']);
+    both.send({ type: 10, packetId: 2, topicFilters: ['a/#'] });
+    pub.send(publish('a/b', 'y', 1, 2));
+    assert.deepEqual(got(both), ['y@0']);
+    assert.deepEqual(got(other), ['y@0']);
+    assert.deepEqual(got(third), ['y@1']);
+  });
+});
