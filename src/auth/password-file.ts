@@ -1,5 +1,6 @@
 // The password file: one "username:hash" line per user, hashes are salted scrypt (node:crypto),
 // never plain text. Written by `petrel passwd`, read (and re-read on change) by the broker.
+import { Buffer } from 'node:buffer';
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 

@@ -1,6 +1,7 @@
 // SCRAM-SHA-256 (RFC 5802, RFC 7677) as an MQTT 5.0 enhanced authentication method:
 // CONNECT carries client-first, AUTH 0x18 server-first / client-final, CONNACK server-final.
 // The broker stores only salted keys (StoredKey, ServerKey), never the password.
+import { Buffer } from 'node:buffer';
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AuthExchange, AuthMethod, AuthStepResult } from '../broker/enhanced-auth.js';
 import type { MaybePromise } from '../broker/hooks.js';

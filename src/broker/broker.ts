@@ -1,4 +1,5 @@
 // The embeddable broker: the sans-I/O core plus listeners, a timer and a logger.
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';

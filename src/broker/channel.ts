@@ -5,7 +5,7 @@ import { ReasonCode, v5ConnackToV3, type ProtocolVersion, type QoS } from '../pr
 import { PacketDecoder } from '../protocol/decoder.js';
 import { encodeAck, encodePacket, encodePublish, withPacketId } from '../protocol/encoder.js';
 import { MqttProtocolError } from '../protocol/errors.js';
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import type { AuthExchange, AuthStepResult } from './enhanced-auth.js';
 import type {
   AuthPacket,

@@ -1,4 +1,5 @@
 // The broker's own view of an application message, independent of the packet it came in.
+import { Buffer } from 'node:buffer';
 import type { QoS } from '../protocol/constants.js';
 import type { Properties } from '../protocol/packets.js';
 

@@ -4,6 +4,7 @@
 // one Buffer of template copies with the send timestamp (float64, ms since the epoch, in the
 // first 8 payload bytes) and packet id patched in, written with one write(). Receivers read the
 // timestamp back for end-to-end latency. Acknowledgements are 4-byte constants.
+import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Command } from 'commander';

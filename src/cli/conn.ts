@@ -1,5 +1,6 @@
 // `petrel conn URL`: connection diagnosis, one step at a time: DNS, TCP, TLS, WebSocket,
 // CONNECT / CONNACK, PINGREQ round trip. A failure names the step and suggests a fix.
+import { Buffer } from 'node:buffer';
 import dns from 'node:dns/promises';
 import net from 'node:net';
 import tls from 'node:tls';

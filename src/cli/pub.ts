@@ -1,4 +1,5 @@
 // `petrel pub`: publish one message (or each line of stdin), like mosquitto_pub.
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';

@@ -1,5 +1,5 @@
 // `petrel sub`: subscribe and print messages, like mosquitto_sub.
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import type { Command } from 'commander';
 import { MqttClient } from '../client/client.js';
 import type { Message } from '../client/client.js';

@@ -4,6 +4,7 @@
 // Maximum); `inflight` holds sent requests waiting for their acknowledgement, by packet id.
 // After a lost connection SUBSCRIBE / UNSUBSCRIBE go back to the queue, PUBLISH and PUBREL
 // stay in flight and are sent again (PUBLISH with DUP) on reconnect.
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';

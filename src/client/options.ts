@@ -1,4 +1,5 @@
 // Client options and their defaults.
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS } from '../protocol/index.js';

@@ -5,7 +5,7 @@
 // into one buffer allocated with the exact remaining length once its fixed header is known
 // (the fixed header itself, at most 5 bytes, goes into a small buffer owned by the decoder).
 // The maximum packet size is enforced from the fixed header, before any body byte is buffered.
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import { v3ConnackToV5, type ProtocolVersion, type QoS } from './constants.js';
 import { MqttProtocolError } from './errors.js';
 import type {

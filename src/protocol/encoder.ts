@@ -3,6 +3,7 @@
 // Every packet is sized first and then written into one Buffer allocated with the exact size
 // (no concatenation of pieces). Strings are written with Buffer#write after measuring them
 // with Buffer.byteLength.
+import { Buffer } from 'node:buffer';
 import { MAX_VARIABLE_BYTE_INTEGER, type ProtocolVersion, v5ConnackToV3 } from './constants.js';
 import { MqttProtocolError } from './errors.js';
 import type {

@@ -1,4 +1,5 @@
 // Topic names and topic filters: validation (spec 4.7) and matching.
+import { Buffer } from 'node:buffer';
 import { MqttProtocolError } from './errors.js';
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

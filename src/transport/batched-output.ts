@@ -1,6 +1,7 @@
 // What every transport's ChannelOutput shares: writes collected and sent as one buffer per flush
 // (see scheduleFlush), reading paused while the channel waits on a hook (through its InputGate), and a close
 // that flushes first.
+import { Buffer } from 'node:buffer';
 import type { ChannelOutput } from '../broker/channel.js';
 import type { Channel } from '../broker/channel.js';
 import { InputGate, scheduleFlush, type GateTarget } from './input-gate.js';

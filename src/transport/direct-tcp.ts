@@ -7,6 +7,7 @@
 // The handles come from Node's internal bindings (process.binding('tcp_wrap' / 'stream_wrap'), deprecated
 // but kept for compatibility). directTcp() checks their shape once; where they are missing or different,
 // the listener falls back to node:net, and `directSockets: false` chooses node:net outright.
+import { Buffer } from 'node:buffer';
 import { getSystemErrorMap } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { formatAddress } from '../auth/address.js';

@@ -1,5 +1,6 @@
 // PROXY protocol v1 (text) and v2 (binary) as sent by HAProxy, AWS NLB, nginx stream and others
 // in front of a TCP listener: the header carries the real client address.
+import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { formatAddress } from '../auth/address.js';

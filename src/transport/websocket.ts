@@ -1,5 +1,6 @@
 // MQTT over WebSocket (ws library): binary frames carry the MQTT byte stream, so packets may be
 // split across frames or share one. Writes are batched into one frame per event-loop turn.
+import { Buffer } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
