@@ -9,7 +9,7 @@ import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
 import { createMessage, detach, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import { RetainedStore } from './retained.js';
-import { TopicRouter, type RouteMemo, type SubscriptionEntry } from './router.js';
+import { TopicRouter, type MatchResult, type RouteMemo, type SubscriptionEntry } from './router.js';
 import { Session } from './session.js';
 
 export interface Clock {
@@ -48,6 +48,8 @@ export class BrokerCore {
   readonly sessions = new Map<string, Session>();
   /** The connected channel of each Client ID. */
   readonly connected = new Map<string, Channel>();
+  /** Changes whenever a client connects or disconnects: connections remembered under another value are stale. */
+  private connectedVersion = 0;
   /** Every open channel, including those still waiting for CONNECT. */
   readonly channels = new Set<Channel>();
   private readonly pendingWills = new Map<string, PendingWill>();
@@ -139,12 +141,16 @@ export class BrokerCore {
     session.expiresAt = undefined;
     this.expiring.delete(session);
     this.connected.set(clientId, channel);
+    this.connectedVersion++;
     return { session, present };
   }
 
   /** The connection of `session` ended: keep the session for its expiry interval or end it now. */
   detach(channel: Channel, session: Session): void {
-    if (this.connected.get(session.clientId) === channel) this.connected.delete(session.clientId);
+    if (this.connected.get(session.clientId) === channel) {
+      this.connected.delete(session.clientId);
+      this.connectedVersion++;
+    }
     if (this.sessions.get(session.clientId) !== session) return; // already replaced
     this.redistributeShared(session);
     if (session.expiryInterval === 0) {
@@ -215,7 +221,8 @@ export class BrokerCore {
   publish(message: Message, publisher?: ClientInfo, payloadOwned = false, memo?: RouteMemo): number {
     if (!payloadOwned && (message.qos > 0 || message.retain)) message = detach(message);
     if (message.retain && this.limits.retainAvailable) this.retained.set(message);
-    const { entries, groups, overlapping } = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
+    const match = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
+    const { entries, groups } = match;
     // A publish inside another one's fan-out (a will, when a subscriber's failed write closes it) must not
     // use that fan-out's encodings.
     if (this.fanOutMessage !== undefined) this.endFanOut();
@@ -224,14 +231,10 @@ export class BrokerCore {
     if (entries.length + groups.length > 1) this.fanOutMessage = message;
     let count = 0;
     try {
-      if (entries.length === 1) {
-        const e = entries[0]!;
-        if (!(e.noLocal && e.clientId === message.from)) {
-          this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionIds);
-          count++;
-        }
-      } else if (entries.length > 1) {
-        count += overlapping ? this.fanOutMerged(entries, message) : this.fanOut(entries, message);
+      if (match.overlapping) {
+        count += this.fanOutMerged(entries, message);
+      } else if (entries.length > 0) {
+        count += this.fanOut(entries, this.recipientsOf(match), message);
       }
       for (const group of groups) {
         if (this.deliverShared(group.key, group.members, message)) count++;
@@ -249,12 +252,32 @@ export class BrokerCore {
     this.fanOutEncodings.fill(undefined);
   }
 
+  /**
+   * The live connection of each entry's client, kept with the match until a client connects or disconnects:
+   * a message then needs no lookup by Client ID per subscriber.
+   */
+  private recipientsOf(match: MatchResult): (Channel | undefined)[] {
+    let recipients = match.recipients as (Channel | undefined)[] | undefined;
+    if (recipients === undefined || match.recipientsVersion !== this.connectedVersion) {
+      const entries = match.entries;
+      recipients = match.recipients = new Array<Channel | undefined>(entries.length);
+      for (let i = 0; i < entries.length; i++) recipients[i] = this.connected.get(entries[i]!.clientId);
+      match.recipientsVersion = this.connectedVersion;
+    }
+    return recipients;
+  }
+
   /** Every entry is another client: one delivery each, in the router's order. */
-  private fanOut(entries: readonly SubscriptionEntry[], message: Message): number {
+  private fanOut(entries: readonly SubscriptionEntry[], recipients: readonly (Channel | undefined)[], message: Message): number {
     let count = 0;
-    for (const e of entries) {
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
       if (e.noLocal && e.clientId === message.from) continue;
-      this.deliver(e.clientId, message, Math.min(message.qos, e.qos) as QoS, e.retainAsPublished && message.retain, e.subscriptionIds);
+      const qos = Math.min(message.qos, e.qos) as QoS;
+      const retain = e.retainAsPublished && message.retain;
+      const channel = recipients[i];
+      if (channel !== undefined) channel.deliver(message, qos, retain, e.subscriptionIds);
+      else this.deliver(e.clientId, message, qos, retain, e.subscriptionIds);
       count++;
     }
     return count;

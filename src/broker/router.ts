@@ -33,9 +33,15 @@ export interface MatchResult {
   groups: { key: string; members: SubscriptionEntry[] }[];
   /** Some client appears in `entries` more than once (overlapping filters): its deliveries must be merged. */
   overlapping: boolean;
+  /**
+   * Kept here for the broker: each entry's live connection (undefined when offline), valid while
+   * `recipientsVersion` is the broker's count of connection changes (BrokerCore.recipientsOf).
+   */
+  recipients: unknown[] | undefined;
+  recipientsVersion: number;
 }
 
-const EMPTY: MatchResult = { entries: [], groups: [], overlapping: false };
+const EMPTY: MatchResult = { entries: [], groups: [], overlapping: false, recipients: undefined, recipientsVersion: -1 };
 
 /** One publisher's last topic and its match: see TopicRouter.matchRemembered. */
 export interface RouteMemo {
@@ -134,7 +140,7 @@ export class TopicRouter {
     const cached = this.cache.get(topic);
     if (cached) return cached;
     if (this.count === 0) return EMPTY;
-    const result: MatchResult = { entries: [], groups: [], overlapping: false };
+    const result: MatchResult = { entries: [], groups: [], overlapping: false, recipients: undefined, recipientsVersion: -1 };
     const levels = topic.split('/');
     // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'.
     this.walk(this.root, levels, 0, result, topic.charCodeAt(0) === 0x24 /* $ */);

@@ -138,3 +138,30 @@ describe('fan-out to distinct and to overlapping subscriptions', () => {
     assert.deepEqual(got(third), ['y@1']);
   });
 });
+
+describe('connections remembered with a route', () => {
+  it('a subscriber that goes offline, comes back, or is taken over between PUBLISHes to one topic gets each message on the right side', () => {
+    const f = new FakeCore();
+    const other = f.connect({ clientId: 'other' });
+    other.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] });
+    let sub = f.connect({ clientId: 'sub', clean: false });
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] });
+    const pub = f.connect({ clientId: 'pub' });
+    const payloads = (c: typeof pub) => (c.take(3) as PublishPacket[]).map((p) => p.payload.toString());
+    pub.send(publish('t', 'm1', 1, 1));
+    assert.deepEqual(payloads(sub), ['m1']);
+    sub.send({ type: 4, packetId: 1 });
+    sub.drop(); // offline: m2 waits in its session
+    pub.send(publish('t', 'm2', 1, 2));
+    sub = f.connect({ clientId: 'sub', clean: false });
+    assert.deepEqual(payloads(sub), ['m2'], 'queued while offline, sent on resume [MQTT-3.1.2-5]');
+    pub.send(publish('t', 'm3', 1, 3));
+    assert.deepEqual(payloads(sub), ['m3'], 'the new connection gets it live');
+    const takeover = f.connect({ clientId: 'sub', clean: false });
+    assert.ok(sub.closed, 'the old connection was taken over [MQTT-3.1.4-3]');
+    takeover.take(3); // m3 again (unacknowledged), DUP
+    pub.send(publish('t', 'm4', 1, 4));
+    assert.deepEqual(payloads(takeover), ['m4']);
+    assert.deepEqual(payloads(other), ['m1', 'm2', 'm3', 'm4']);
+  });
+});
