@@ -52,6 +52,41 @@ for (const directSockets of [true, false]) {
       await eventually(() => !broker.core.connected.has('stalled'), 5000, 'the stalled client to be disconnected');
     });
 
+    it('a QoS 1 subscriber that stalls and then reads again gets every message, in order, once its backlog drains', async (t) => {
+      // The kernel takes a few MB before the broker's writes to the stalled socket wait; past 1 MB of those
+      // the broker queues. On reading again, the waiting writes finish and the queue drains after them.
+      const { broker, port } = await startBroker({ listeners, maxOutputBuffer: 1024 * 1024, maxQueuedMessages: 10_000, slowConsumerTimeout: 0 });
+      t.after(() => broker.close());
+      const sub = (await RawClient.connect(port, { clientId: 'resumer' })).client;
+      t.after(() => sub.destroy());
+      sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'r', qos: 1 }] });
+      await sub.next(9);
+      sub.socket.pause();
+      const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
+      t.after(() => publisher.destroy());
+      const total = 3000;
+      const payload = Buffer.alloc(8192, 0x63);
+      for (let i = 0; i < total; i++) {
+        payload.writeUInt32BE(i, 0);
+        publisher.send({ type: 3, topic: 'r', payload: Buffer.from(payload), qos: 1, retain: false, dup: false, packetId: (i % 65535) + 1 });
+        if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+      }
+      await publisher.sync();
+      // The broker's writes to the stalled socket went asynchronous: its backlog is over the mark.
+      assert.ok(bufferedOf(broker.core.connected.get('resumer')) > 0, 'writes are waiting on the socket');
+      assert.ok(broker.core.sessions.get('resumer')!.queuedCount > 0, 'and messages in the session queue');
+      sub.socket.resume();
+      const seen: number[] = [];
+      while (seen.length < total) {
+        const p = (await sub.next(3, 10_000)) as { packetId: number; payload: Buffer };
+        seen.push(p.payload.readUInt32BE(0));
+        sub.send({ type: 4, packetId: p.packetId });
+      }
+      assert.deepEqual(seen, Array.from({ length: total }, (_, i) => i), 'all of them, in order');
+      assert.equal(broker.core.sessions.get('resumer')!.dropped, 0);
+      await eventually(() => bufferedOf(broker.core.connected.get('resumer')) === 0, 5000, 'the backlog to drain');
+    });
+
     it('QoS 1 to a stalled subscriber waits in its session queue, bounded by maxQueuedMessages', async (t) => {
       const { broker, port } = await startBroker({ listeners, maxOutputBuffer: 16 * 1024, maxQueuedMessages: 100, slowConsumerTimeout: 0 });
       t.after(() => broker.close());
