@@ -35,7 +35,9 @@ export interface MatchResult {
   overlapping: boolean;
   /**
    * Kept here for the broker: each entry's live connection (undefined when offline), valid while
-   * `recipientsVersion` is the broker's count of connection changes (BrokerCore.recipientsOf).
+   * `recipientsVersion` is the broker's count of connection changes (BrokerCore.recipientsOf). A stale
+   * list keeps a closed connection's objects alive until the next message to the topic: at most one per
+   * subscription, never more over time.
    */
   recipients: unknown[] | undefined;
   recipientsVersion: number;
