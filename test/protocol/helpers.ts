@@ -71,3 +71,16 @@ export function str(s: string | Buffer): string {
   const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
   return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]).toString('hex');
 }
+
+/** Splits `buf` at the given cut points (taken modulo its length). */
+export function split(buf: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => (buf.length === 0 ? 0 : c % (buf.length + 1))))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let prev = 0;
+  for (const p of points) {
+    out.push(buf.subarray(prev, p));
+    prev = p;
+  }
+  out.push(buf.subarray(prev));
+  return out;
+}

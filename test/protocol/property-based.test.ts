@@ -10,6 +10,7 @@ import { MqttProtocolError } from '../../src/protocol/errors.js';
 import type { Packet, Properties, Subscription, WillMessage } from '../../src/protocol/packets.js';
 import { PROPERTY_DEFINITIONS, type PropertyPlace } from '../../src/protocol/properties.js';
 import { ALLOWED_REASON_CODES } from '../../src/protocol/codec-util.js';
+import { split } from './helpers.js';
 
 type Role = 'server' | 'client';
 interface Sample {
@@ -253,19 +254,6 @@ function decodeChunks(chunks: Buffer[], options: DecoderOptions): Packet[] {
   const out: Packet[] = [];
   for (const c of chunks) d.feed(c, (p) => out.push(p));
   assert.equal(d.bufferedBytes, 0);
-  return out;
-}
-
-/** Splits `buf` at the given cut points (taken modulo its length). */
-function split(buf: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => (buf.length === 0 ? 0 : c % (buf.length + 1))))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    out.push(buf.subarray(prev, p));
-    prev = p;
-  }
-  out.push(buf.subarray(prev));
   return out;
 }
 
