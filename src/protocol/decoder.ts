@@ -252,10 +252,12 @@ export class PacketDecoder {
   /**
    * The last PUBLISH topic name, and its bytes: most clients publish to the same topic again and again, and
    * the same bytes give back the same string, already validated, and already hashed by the Maps it was
-   * looked up in. Made on the first PUBLISH: nothing for a connection that only subscribes.
+   * looked up in. The bytes go in one buffer of MEMO_TOPIC_BYTES, made on the first PUBLISH (nothing for a
+   * connection that only subscribes), so a client alternating between topics allocates nothing per message.
    */
   private lastTopic = '';
   private lastTopicBytes: Buffer | undefined = undefined;
+  private lastTopicLength = -1;
 
   constructor(options: DecoderOptions = {}) {
     this.protocolVersion = options.protocolVersion;
@@ -489,8 +491,8 @@ export class PacketDecoder {
   private topicName(buf: Buffer, start: number, end: number): string {
     const length = end - start;
     if (length === 0) return '';
-    const known = this.lastTopicBytes;
-    if (known !== undefined && known.length === length) {
+    if (length === this.lastTopicLength) {
+      const known = this.lastTopicBytes!;
       let i = 0;
       while (i < length && buf[start + i] === known[i]) i++;
       if (i === length) return this.lastTopic;
@@ -502,10 +504,10 @@ export class PacketDecoder {
       throw new MqttProtocolError(0x90, 'PUBLISH topic name contains a wildcard [MQTT-3.3.2-2]', { packetType: 3 });
     }
     if (length <= MEMO_TOPIC_BYTES) {
-      // A topic of the same length reuses the copy (topic families like sensor/001 ... sensor/999).
-      const bytes = known !== undefined && known.length === length ? known : Buffer.allocUnsafeSlow(length);
-      buf.copy(bytes, 0, start, end);
-      this.lastTopicBytes = bytes;
+      // A byte loop: Buffer#copy makes a view per call, which costs more than copying a short topic.
+      const bytes = (this.lastTopicBytes ??= Buffer.allocUnsafeSlow(MEMO_TOPIC_BYTES));
+      for (let i = 0; i < length; i++) bytes[i] = buf[start + i]!;
+      this.lastTopicLength = length;
       this.lastTopic = topic;
     }
     return topic;
