@@ -938,12 +938,10 @@ export class Channel {
         // One recipient (the fan-out sets no cache for a single subscriber): encoded with its own packet id.
         encoded = encodePublish({ type: 3, topic: message.topic, payload: message.payload, qos, retain, dup, packetId, properties }, v5 ? 5 : 4);
       } else {
-        const slot = (v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0);
-        let shared = cache[slot];
-        if (!shared) {
-          shared = encodePublish({ type: 3, topic: message.topic, payload: message.payload, qos, retain, dup: false, packetId: qos ? 1 : undefined, properties }, v5 ? 5 : 4);
-          cache[slot] = shared;
-        }
+        const shared = (cache[(v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0)] ??= encodePublish(
+          { type: 3, topic: message.topic, payload: message.payload, qos, retain, dup: false, packetId: qos ? 1 : undefined, properties },
+          v5 ? 5 : 4,
+        ));
         encoded = packetId !== undefined ? withPacketId(shared, packetId, dup) : shared;
       }
     }

@@ -44,14 +44,6 @@ function allocOut(size: number): Buffer {
   return buf;
 }
 
-/** A two-byte packet (PINGREQ, PINGRESP, a bare DISCONNECT). */
-function twoBytes(first: number, second: number): Buffer {
-  const buf = allocOut(2);
-  buf[0] = first;
-  buf[1] = second;
-  return buf;
-}
-
 function fail(type: number, message: string, code = 0x82): MqttProtocolError {
   return new MqttProtocolError(code, `cannot encode ${PACKET_NAMES[type]}: ${message}`, { packetType: type });
 }
@@ -236,24 +228,22 @@ export function encodePacket(packet: Packet, version: ProtocolVersion): Buffer {
     case 11:
       return encodeUnsuback(packet, version);
     case 12:
-      return twoBytes(0xc0, 0);
+      return allocPacket(12, 0xc0, 0).buf;
     case 13:
-      return twoBytes(0xd0, 0);
+      return allocPacket(13, 0xd0, 0).buf;
     case 14:
     case 15: {
       const type = packet.type;
       if (version !== 5) {
         if (type === 15) throw fail(15, 'AUTH exists only in MQTT 5.0');
-        return twoBytes(0xe0, 0);
+        return allocPacket(14, 0xe0, 0).buf;
       }
       const reasonCode = checkInt(type, packet.reasonCode ?? 0, 255, 'reasonCode');
       const propsSize = propertiesSize(type, packet.properties, type);
       if (propsSize === 0) {
-        if (reasonCode === 0) return twoBytes(type << 4, 0);
-        const buf = allocOut(3);
-        buf[0] = type << 4;
-        buf[1] = 1;
-        buf[2] = reasonCode;
+        if (reasonCode === 0) return allocPacket(type, type << 4, 0).buf;
+        const { buf, off } = allocPacket(type, type << 4, 1);
+        buf[off] = reasonCode;
         return buf;
       }
       const { buf, off } = allocPacket(type, type << 4, 1 + varintSize(propsSize) + propsSize);
@@ -317,11 +307,9 @@ function encodeConnack(packet: ConnackPacket, version: ProtocolVersion): Buffer 
   if (version !== 5) {
     // A 5.0 reason code toward a 3.1.x client becomes the closest 3.1.x return code.
     if (code > 5) code = v5ConnackToV3(code);
-    const buf = allocOut(4);
-    buf[0] = 0x20;
-    buf[1] = 2;
-    buf[2] = flags;
-    buf[3] = code;
+    const { buf, off } = allocPacket(2, 0x20, 2);
+    buf[off] = flags;
+    buf[off + 1] = code;
     return buf;
   }
   const propsSize = propertiesSize(2, packet.properties, 2);
@@ -424,7 +412,11 @@ function encodeUnsubscribe(packet: UnsubscribePacket, version: ProtocolVersion):
 
 function encodeUnsuback(packet: UnsubackPacket, version: ProtocolVersion): Buffer {
   const id = checkPacketId(11, packet.packetId);
-  if (version !== 5) return Buffer.from([0xb0, 2, id >> 8, id & 0xff]);
+  if (version !== 5) {
+    const { buf, off } = allocPacket(11, 0xb0, 2);
+    writeU16(buf, off, id);
+    return buf;
+  }
   const codes = packet.reasonCodes;
   if (codes === undefined || codes.length === 0) throw fail(11, 'MQTT 5.0 needs one reason code per topic filter');
   const propsSize = propertiesSize(11, packet.properties, 11);

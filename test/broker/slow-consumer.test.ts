@@ -1,12 +1,33 @@
 // Slow consumers: one subscriber that stops reading must not slow the others nor grow the broker's memory.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import type { Channel } from '../../src/broker/channel.js';
 import { eventually, startBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 const bufferedOf = (channel: Channel | undefined) =>
   (channel as unknown as { output: { bufferedBytes(): number } } | undefined)?.output.bufferedBytes() ?? 0;
+
+/** A client subscribed to `topic` at QoS 1 that has stopped reading (its socket is paused). */
+async function stalledQos1Subscriber(t: TestContext, port: number, clientId: string, topic: string, clean = true): Promise<RawClient> {
+  const client = (await RawClient.connect(port, { clientId, clean })).client;
+  t.after(() => client.destroy());
+  client.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: topic, qos: 1 }] });
+  await client.next(9);
+  client.socket.pause();
+  return client;
+}
+
+/** `count` QoS 1 PUBLISHes to `topic` from a new client, yielding every 200; resolves once the broker has routed them all. */
+async function publishQos1(t: TestContext, port: number, topic: string, count: number, payloadOf: (i: number) => Buffer): Promise<void> {
+  const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
+  t.after(() => publisher.destroy());
+  for (let i = 0; i < count; i++) {
+    publisher.send({ type: 3, topic, payload: payloadOf(i), qos: 1, retain: false, dup: false, packetId: (i % 65535) + 1 });
+    if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+  }
+  await publisher.sync();
+}
 
 // Both TCP socket layers (libuv handles, and node:net as TLS and the fallbacks use it): each reports its own
 // backlog through bufferedBytes().
@@ -57,21 +78,13 @@ for (const directSockets of [true, false]) {
       // the broker queues. On reading again, the waiting writes finish and the queue drains after them.
       const { broker, port } = await startBroker({ listeners, maxOutputBuffer: 1024 * 1024, maxQueuedMessages: 10_000, slowConsumerTimeout: 0 });
       t.after(() => broker.close());
-      const sub = (await RawClient.connect(port, { clientId: 'resumer' })).client;
-      t.after(() => sub.destroy());
-      sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'r', qos: 1 }] });
-      await sub.next(9);
-      sub.socket.pause();
-      const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
-      t.after(() => publisher.destroy());
+      const sub = await stalledQos1Subscriber(t, port, 'resumer', 'r');
       const total = 3000;
-      const payload = Buffer.alloc(8192, 0x63);
-      for (let i = 0; i < total; i++) {
+      await publishQos1(t, port, 'r', total, (i) => {
+        const payload = Buffer.alloc(8192, 0x63);
         payload.writeUInt32BE(i, 0);
-        publisher.send({ type: 3, topic: 'r', payload: Buffer.from(payload), qos: 1, retain: false, dup: false, packetId: (i % 65535) + 1 });
-        if (i % 200 === 199) await new Promise((r) => setImmediate(r));
-      }
-      await publisher.sync();
+        return payload;
+      });
       // The broker's writes to the stalled socket went asynchronous: its backlog is over the mark.
       assert.ok(bufferedOf(broker.core.connected.get('resumer')) > 0, 'writes are waiting on the socket');
       assert.ok(broker.core.sessions.get('resumer')!.queuedCount > 0, 'and messages in the session queue');
@@ -90,19 +103,9 @@ for (const directSockets of [true, false]) {
     it('QoS 1 to a stalled subscriber waits in its session queue, bounded by maxQueuedMessages', async (t) => {
       const { broker, port } = await startBroker({ listeners, maxOutputBuffer: 16 * 1024, maxQueuedMessages: 100, slowConsumerTimeout: 0 });
       t.after(() => broker.close());
-      const stalled = (await RawClient.connect(port, { clientId: 'stalled', clean: false })).client;
-      t.after(() => stalled.destroy());
-      stalled.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'q1', qos: 1 }] });
-      await stalled.next(9);
-      stalled.socket.pause();
-      const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
-      t.after(() => publisher.destroy());
+      await stalledQos1Subscriber(t, port, 'stalled', 'q1', false);
       const payload = Buffer.alloc(2048, 0x62);
-      for (let i = 0; i < 5000; i++) {
-        publisher.send({ type: 3, topic: 'q1', payload, qos: 1, retain: false, dup: false, packetId: (i % 65535) + 1 });
-        if (i % 200 === 199) await new Promise((r) => setImmediate(r));
-      }
-      await publisher.sync(); // the broker has routed all 5000
+      await publishQos1(t, port, 'q1', 5000, () => payload); // resolves once the broker has routed all 5000
       const session = broker.core.sessions.get('stalled')!;
       // Each message is in flight (written to a socket the client does not read), queued, or dropped and
       // counted. The queue is not necessarily full now: when the socket's buffer drains into the kernel's,
