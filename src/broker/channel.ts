@@ -25,6 +25,7 @@ import { callHook, isPromise, type AuthenticateRequest, type CertificateIdentity
 import { createMessage, type Message } from './message.js';
 import { newRouteMemo, type RouteMemo, type SubscriptionEntry } from './router.js';
 import type { Session } from './session.js';
+import { NOT_DUE } from './timer-wheel.js';
 
 /** What a transport gives the channel to act on. */
 export interface ChannelOutput {
@@ -116,6 +117,8 @@ export class Channel {
   private pendingConnect: PendingConnect | undefined;
   /** When the output buffer went over the high-water mark (slow consumer), while it stays there. */
   private stalledSince: number | undefined;
+  /** The core's timer slot for this channel's connect timeout or keep alive (TimerWheel). */
+  dueSlot = NOT_DUE;
   /** Packets that arrived while an async hook was pending, in order. */
   private backlog: Packet[] | undefined;
   private backlogHead = 0;
@@ -152,21 +155,38 @@ export class Channel {
     this.close({ reason: error ? `connection lost: ${error.message}` : 'connection lost', will: true });
   }
 
-  /** Timers: connect timeout, keep alive. */
+  /**
+   * Timers, when the core's timer wheel says one may be due: connect timeout, keep alive. Each run files
+   * the next deadline (wakeAt), so a packet received needs no timer reset: its time is read here.
+   */
   tick(now: number): void {
     if (this.state === 'connecting' || this.state === 'authenticating') {
       // The whole handshake (CONNECT, and any enhanced authentication exchange) must end within connectTimeout.
-      if (now - this.openedAt >= this.core.limits.connectTimeout) {
-        this.close({ reason: this.state === 'connecting' ? 'no CONNECT within the connect timeout' : 'authentication not finished within the connect timeout', will: false });
-      }
-    } else if (this.state === 'connected') {
+      const deadline = this.openedAt + this.core.limits.connectTimeout;
+      if (now < deadline) this.core.wakeAt(this, deadline);
+      else this.close({ reason: this.state === 'connecting' ? 'no CONNECT within the connect timeout' : 'authentication not finished within the connect timeout', will: false });
+    } else if (this.state === 'connected' && this.keepAliveMs > 0) {
       // [MQTT-3.1.2-24] nothing received for 1.5 x Keep Alive: close.
-      if (this.keepAliveMs > 0 && now - this.lastReceived > this.keepAliveMs * 1.5) {
-        this.serverDisconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
-        return;
-      }
-      this.checkSlowConsumer(now);
+      const deadline = this.lastReceived + this.keepAliveMs * 1.5;
+      if (now <= deadline) this.core.wakeAt(this, deadline + 1);
+      else this.serverDisconnect(ReasonCode.KeepAliveTimeout, 'keep alive timeout');
     }
+  }
+
+  /** At every core tick while watched (see watchOutput): false once nothing needs watching. */
+  tickWatched(now: number): boolean {
+    if (this.state !== 'connected') return false;
+    this.checkSlowConsumer(now);
+    return this.state === 'connected' && (this.stalledSince !== undefined || this.session!.queuedCount > 0);
+  }
+
+  /**
+   * The output or the session queue holds a backlog: the core looks at this channel at every tick until it
+   * is gone (slow-consumer timeout, queued messages moved out when the output drains). Called by the
+   * channel itself and by transports whose writes went asynchronous.
+   */
+  watchOutput(): void {
+    if (this.state === 'connected') this.core.watch(this);
   }
 
   /** True while the client reads slower than we write: its output buffer is over the high-water mark. */
@@ -521,6 +541,7 @@ export class Channel {
     this.keepAliveMs = keepAlive * 1000;
     this.will = p.will;
     this.lastReceived = this.core.clock.now();
+    this.tick(this.lastReceived); // files the keep-alive deadline in place of the connect timeout
 
     let properties: Properties | undefined;
     if (this.version === 5) {
@@ -860,14 +881,19 @@ export class Channel {
     const full = this.outputFull();
     if (qos === 0) {
       // A slow reader loses QoS 0 messages rather than growing the broker's memory.
-      if (full) this.core.droppedMessages++;
-      else this.writePublish(message, 0, retain, ids, undefined, false);
+      if (full) {
+        this.core.droppedMessages++;
+        this.watchOutput();
+      } else {
+        this.writePublish(message, 0, retain, ids, undefined, false);
+      }
       return;
     }
     if (full || session.queuedCount > 0 || session.inflightCount >= this.sendWindow) {
       const before = session.dropped;
       session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now(), shareKey }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
       this.core.droppedMessages += session.dropped - before;
+      this.watchOutput();
       return;
     }
     this.sendTracked(message, qos, retain, ids, shareKey);
@@ -901,6 +927,7 @@ export class Channel {
       else this.sendTracked(item.message, item.qos, item.retain, item.subscriptionIds, item.shareKey);
     }
     queue.splice(0, taken);
+    if (queue.length > 0) this.watchOutput();
   }
 
   /** Encodes (sharing the encoding across subscribers when nothing is per-subscriber) and writes. False when dropped. */

@@ -11,6 +11,7 @@ import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import { RetainedStore } from './retained.js';
 import { TopicRouter, type MatchResult, type RouteMemo, type SubscriptionEntry } from './router.js';
 import { Session } from './session.js';
+import { TimerWheel } from './timer-wheel.js';
 
 export interface Clock {
   now(): number;
@@ -32,6 +33,9 @@ interface PendingWill {
   client: ClientInfo;
   publishAt: number;
 }
+
+/** Width of a timer slot: connect timeouts, keep alives and session expiries are seen at most this much late. */
+const TIMER_SLOT_MS = 100;
 
 /** A never-expiring session (Session Expiry Interval 0xFFFFFFFF). */
 export const NEVER_EXPIRES = 0xffffffff;
@@ -55,6 +59,15 @@ export class BrokerCore {
   private readonly pendingWills = new Map<string, PendingWill>();
   /** Offline sessions that will expire (those with a finite expiry). */
   private readonly expiring = new Set<Session>();
+  /**
+   * Deadlines: each channel's connect timeout or keep alive, each offline session's expiry. A tick looks at
+   * those due, not at every connection: 19.5k idle connections cost 28 ms of CPU a second when each tick
+   * checked them all.
+   */
+  private readonly channelTimers: TimerWheel<Channel>;
+  private readonly sessionTimers: TimerWheel<Session>;
+  /** Channels that need a look at every tick: output over the high-water mark, or messages queued. */
+  private readonly watched = new Set<Channel>();
   /** Next member index per shared subscription group (round robin). */
   private readonly shareCursor = new Map<string, number>();
   /** Member last chosen per shared group (sticky strategy). */
@@ -75,28 +88,46 @@ export class BrokerCore {
     this.events = options.events ?? {};
     this.clock = options.clock ?? systemClock;
     this.authMethods = new Map((options.authMethods ?? []).map((m) => [m.name, m]));
+    this.channelTimers = new TimerWheel(TIMER_SLOT_MS, this.clock.now());
+    this.sessionTimers = new TimerWheel(TIMER_SLOT_MS, this.clock.now());
   }
 
   /** A new connection from a transport. The channel reports back through `output`. */
   openChannel(output: ChannelOutput, transport: TransportInfo): Channel {
     const channel = new Channel(this, output, transport);
     this.channels.add(channel);
+    channel.tick(channel.openedAt); // files its connect timeout
     return channel;
   }
 
-  /** Runs the timers: connect timeout, keep alive, will delay, session expiry. Call it often (the adapter does, every ~250 ms). */
+  /** Runs the timers: connect timeout, keep alive, slow consumers, will delay, session expiry. Call it often (the adapter does, every ~250 ms). */
   tick(): void {
     const now = this.clock.now();
-    for (const channel of this.channels) channel.tick(now);
+    for (const channel of this.watched) {
+      if (!channel.tickWatched(now)) this.watched.delete(channel);
+    }
+    this.channelTimers.expire(now, (channel) => channel.tick(now));
     for (const [clientId, will] of this.pendingWills) {
       if (will.publishAt <= now) {
         this.pendingWills.delete(clientId);
         this.publishWill(will.message, will.client);
       }
     }
-    for (const session of this.expiring) {
-      if (session.expiresAt !== undefined && session.expiresAt <= now) this.endSession(session);
-    }
+    this.sessionTimers.expire(now, (session) => {
+      if (session.expiresAt === undefined || !this.expiring.has(session)) return; // resumed or ended meanwhile
+      if (session.expiresAt <= now) this.endSession(session);
+      else this.sessionTimers.schedule(session, session.expiresAt);
+    });
+  }
+
+  /** `channel` wants its tick() at `at` (the timer is filed again by the channel each time it runs). */
+  wakeAt(channel: Channel, at: number): void {
+    this.channelTimers.schedule(channel, at);
+  }
+
+  /** `channel` wants tickWatched() at every tick until it returns false. */
+  watch(channel: Channel): void {
+    this.watched.add(channel);
   }
 
   /** A unique Client ID for a client that sent an empty one. */
@@ -158,6 +189,7 @@ export class BrokerCore {
     } else if (session.expiryInterval !== NEVER_EXPIRES) {
       session.expiresAt = this.clock.now() + session.expiryInterval * 1000;
       this.expiring.add(session);
+      this.sessionTimers.schedule(session, session.expiresAt);
     }
   }
 
@@ -397,5 +429,7 @@ export class BrokerCore {
 
   removeChannel(channel: Channel): void {
     this.channels.delete(channel);
+    this.watched.delete(channel);
+    this.channelTimers.cancel(channel);
   }
 }

@@ -3,6 +3,7 @@
 import type { QoS } from '../protocol/constants.js';
 import type { Message } from './message.js';
 import type { SubscriptionEntry } from './router.js';
+import { NOT_DUE } from './timer-wheel.js';
 
 /** An outgoing QoS 1/2 message the client has not finished acknowledging. */
 export interface InflightMessage {
@@ -57,6 +58,8 @@ export class Session {
   expiryInterval: number;
   /** When the session ends if nobody resumes it (ms, broker clock); undefined while connected. */
   expiresAt: number | undefined;
+  /** The core's timer slot for expiresAt (TimerWheel). */
+  dueSlot = NOT_DUE;
   private nextPacketId = 1;
 
   constructor(clientId: string, expiryInterval: number) {

@@ -76,6 +76,8 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
     this.first = this.more = undefined;
     this.pendingBytes = 0;
     this.transmit(data);
+    // The network did not take it all: the channel watches its backlog (slow-consumer rules) until it drains.
+    if (this.transportBuffered() > 0) this.channel?.watchOutput();
   }
 
   close(): void {

@@ -2,7 +2,10 @@
 // will delay, message expiry. No sleeping: the clock is advanced by hand.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ConnackPacket, DisconnectPacket, PublishPacket } from '../../src/protocol/packets.js';
+import { Channel } from '../../src/broker/channel.js';
+import { PacketDecoder } from '../../src/protocol/decoder.js';
+import { encodePacket } from '../../src/protocol/encoder.js';
+import type { ConnackPacket, DisconnectPacket, Packet, PublishPacket } from '../../src/protocol/packets.js';
 import { FakeCore } from '../helpers/fake-core.js';
 
 describe('core timers (fake clock)', () => {
@@ -169,5 +172,83 @@ describe('core timers (fake clock)', () => {
     f.advance(20_000);
     const back = f.connect({ clientId: 'sub', clean: false });
     assert.deepEqual((back.take(3) as PublishPacket[]).map((p) => p.payload.toString()), ['new']);
+  });
+  it('[MQTT-3.1.2-24] each client is cut 1.5 x its own Keep Alive after its own last packet, however the deadlines interleave', () => {
+    const f = new FakeCore();
+    const start = f.clock.time;
+    // Keep Alive k s; the client's last PINGREQ at `last` ms: it must be closed in (last + 1500 k, last + 1500 k + 200].
+    const plan = [
+      { keepAlive: 1, last: 0 },
+      { keepAlive: 2, last: 2_900 },
+      { keepAlive: 3, last: 1_000 },
+      { keepAlive: 4, last: 5_000 },
+      { keepAlive: 10, last: 7_300 },
+      { keepAlive: 10, last: 0 },
+    ].map((p, i) => ({ ...p, c: f.connect({ clientId: `k${i}`, keepAlive: p.keepAlive }), closedAt: -1 }));
+    for (let t = 0; t <= 30_000; t += 100) {
+      f.clock.time = start + t;
+      for (const p of plan) {
+        // Before its last packet, a client pings often enough (every 0.5 x Keep Alive).
+        if (!p.c.closed && t <= p.last && (t === p.last || t % (p.keepAlive * 500) === 0)) p.c.send({ type: 12 });
+      }
+      f.core.tick();
+      for (const p of plan) if (p.c.closed && p.closedAt < 0) p.closedAt = t;
+    }
+    for (const [i, p] of plan.entries()) {
+      const deadline = p.last + p.keepAlive * 1500;
+      assert.ok(p.closedAt > deadline && p.closedAt <= deadline + 200, `k${i} (Keep Alive ${p.keepAlive} s, last packet at ${p.last} ms) closed at ${p.closedAt} ms`);
+    }
+  });
+
+  it('a tick looks only at connections with a deadline due, not at every idle one', () => {
+    const f = new FakeCore({ limits: { connectTimeout: 10_000 } });
+    const clients = Array.from({ length: 1000 }, (_, i) => f.connect({ clientId: `idle${i}`, keepAlive: 60 }));
+    const tick = Channel.prototype.tick;
+    let looks = 0;
+    Channel.prototype.tick = function (this: Channel, now: number) {
+      looks++;
+      tick.call(this, now);
+    };
+    try {
+      f.advance(80_000, 250);
+      assert.equal(looks, 0, 'no connection looked at before its keep-alive deadline (90 s)');
+      f.advance(20_000, 250);
+      assert.equal(looks, 1000, 'each looked at once, when its deadline came');
+      assert.ok(clients.every((c) => c.closed));
+    } finally {
+      Channel.prototype.tick = tick;
+    }
+  });
+
+  it('a subscriber whose output stays over maxOutputBuffer is cut after slowConsumerTimeout, though nothing more is sent to it', () => {
+    const f = new FakeCore({ limits: { maxOutputBuffer: 1000, slowConsumerTimeout: 5_000 } });
+    let buffered = 0;
+    let closed = false;
+    const received: Packet[] = [];
+    const decoder = new PacketDecoder({ protocolVersion: 4, role: 'client' });
+    const channel = f.core.openChannel(
+      {
+        write: (data) => {
+          buffered += data.length; // a client that reads nothing
+          decoder.feed(data, (p) => received.push(p));
+        },
+        close: () => {
+          closed = true;
+        },
+        bufferedBytes: () => buffered,
+      },
+      { remoteAddress: '127.0.0.1:1', listener: 'memory', secure: false },
+    );
+    channel.receive(encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 0, clientId: 'slow' }, 4));
+    channel.receive(encodePacket({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'big', qos: 0 }] }, 4));
+    const pub = f.connect({ clientId: 'pub' });
+    pub.send({ type: 3, topic: 'big', payload: Buffer.alloc(2000), qos: 0, retain: false, dup: false }); // over the mark
+    pub.send({ type: 3, topic: 'big', payload: Buffer.alloc(10), qos: 0, retain: false, dup: false }); // dropped
+    assert.equal(received.filter((p) => p.type === 3).length, 1);
+    assert.equal(f.core.droppedMessages, 1);
+    f.advance(4_900);
+    assert.equal(closed, false, 'still open before slowConsumerTimeout');
+    f.advance(300);
+    assert.equal(closed, true, 'cut once its output stayed over the mark for slowConsumerTimeout');
   });
 });

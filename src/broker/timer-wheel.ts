@@ -1,0 +1,76 @@
+// Deadlines of many connections and sessions without a timer each and without a sweep over all of them.
+// Each item is filed under the time slot of its deadline; a tick looks only at the slots that have passed.
+// An item whose deadline moves is filed again and its older entry is skipped (lazy deletion), so moving
+// or cancelling costs no search. A keep-alive deadline moves with every packet the client sends, but the
+// item is filed again only when its old slot comes up: an idle client costs one look per keep-alive period.
+
+/** Something with a deadline: the wheel keeps the slot it is filed under (NOT_DUE when none). */
+export interface Timed {
+  dueSlot: number;
+}
+
+export const NOT_DUE = -1;
+
+export class TimerWheel<T extends Timed> {
+  private readonly slots = new Map<number, T[]>();
+  /** The last slot expire() has handed out. */
+  private last: number;
+
+  constructor(
+    /** Width of a slot: a deadline is seen at most this much late (plus the caller's tick interval). */
+    private readonly slotMs: number,
+    now: number,
+  ) {
+    this.last = Math.floor(now / slotMs);
+  }
+
+  /** Files `item` to be handed out by the first expire() at or after `at` (and after any expire() running now). */
+  schedule(item: T, at: number): void {
+    const slot = Math.max(Math.ceil(at / this.slotMs), this.last + 1);
+    if (item.dueSlot === slot) return;
+    item.dueSlot = slot;
+    const list = this.slots.get(slot);
+    if (list === undefined) this.slots.set(slot, [item]);
+    else list.push(item);
+  }
+
+  cancel(item: T): void {
+    item.dueSlot = NOT_DUE;
+  }
+
+  /** Hands every item whose slot has passed to `fn`, earliest slot first. `fn` may schedule items again. */
+  expire(now: number, fn: (item: T) => void): void {
+    const current = Math.floor(now / this.slotMs);
+    const from = this.last + 1;
+    if (current < from) return;
+    // Set first: whatever fn schedules goes into a later slot, never one being handed out.
+    this.last = current;
+    if (current - from < this.slots.size) {
+      for (let slot = from; slot <= current; slot++) this.run(slot, fn);
+    } else {
+      // The clock jumped further than there are filed slots: visit those rather than every slot between.
+      const passed: number[] = [];
+      for (const slot of this.slots.keys()) if (slot <= current) passed.push(slot);
+      passed.sort((a, b) => a - b);
+      for (const slot of passed) this.run(slot, fn);
+    }
+  }
+
+  /** Filed entries, current or stale (for tests and metrics). */
+  get size(): number {
+    let n = 0;
+    for (const list of this.slots.values()) n += list.length;
+    return n;
+  }
+
+  private run(slot: number, fn: (item: T) => void): void {
+    const list = this.slots.get(slot);
+    if (list === undefined) return;
+    this.slots.delete(slot);
+    for (const item of list) {
+      if (item.dueSlot !== slot) continue; // filed again since, or cancelled
+      item.dueSlot = NOT_DUE;
+      fn(item);
+    }
+  }
+}
