@@ -1,44 +1,175 @@
-// Retained messages: the last retained message per topic, found by topic filter.
-import { topicMatches } from '../protocol/topic.js';
+// Retained messages: the last retained message per topic, found by topic filter. Kept in a tree of topic
+// levels, so a wildcard subscription visits only the branches its filter can match: with 100k retained
+// messages, scanning them all cost 1-5 ms per wildcard SUBSCRIBE (however few matched), and the event loop
+// waits that long.
 import type { Message } from './message.js';
 
+interface RetainedNode {
+  message: Message | undefined;
+  /**
+   * The next levels. Most levels have one (`device/17/temp`): it is kept in `onlyName`/`only`, and a Map
+   * (~170 B) is made from the second on. 100k retained topics of five levels take 406 B of heap each this
+   * way, 558 B with a Map per level, 255 B in a flat Map of topics (which a wildcard had to scan whole).
+   */
+  onlyName: string | undefined;
+  only: RetainedNode | undefined;
+  children: Map<string, RetainedNode> | undefined;
+}
+
+const newNode = (): RetainedNode => ({ message: undefined, onlyName: undefined, only: undefined, children: undefined });
+const DOLLAR = 0x24;
+
+function childOf(node: RetainedNode, name: string): RetainedNode | undefined {
+  if (node.children !== undefined) return node.children.get(name);
+  return node.onlyName === name ? node.only : undefined;
+}
+
+function addChild(node: RetainedNode, name: string): RetainedNode {
+  const child = newNode();
+  if (node.children !== undefined) {
+    node.children.set(name, child);
+  } else if (node.only === undefined) {
+    node.onlyName = name;
+    node.only = child;
+  } else {
+    node.children = new Map([[node.onlyName!, node.only]]);
+    node.children.set(name, child);
+    node.onlyName = node.only = undefined;
+  }
+  return child;
+}
+
+function removeChild(node: RetainedNode, name: string): void {
+  if (node.children === undefined) {
+    node.onlyName = node.only = undefined;
+    return;
+  }
+  node.children.delete(name);
+  if (node.children.size === 1) {
+    const [[onlyName, only]] = node.children;
+    node.onlyName = onlyName;
+    node.only = only;
+    node.children = undefined;
+  }
+}
+
+const hasChildren = (node: RetainedNode): boolean => node.only !== undefined || node.children !== undefined;
+
+/** Calls `fn` with each child of `node` in the order they were added (skipping top-level '$' names when `skipDollar`). */
+function eachChild(node: RetainedNode, skipDollar: boolean, fn: (child: RetainedNode) => void): void {
+  if (node.children !== undefined) {
+    for (const [name, child] of node.children) if (!(skipDollar && name.charCodeAt(0) === DOLLAR)) fn(child);
+  } else if (node.only !== undefined && !(skipDollar && node.onlyName!.charCodeAt(0) === DOLLAR)) {
+    fn(node.only);
+  }
+}
+
 export class RetainedStore {
-  private readonly byTopic = new Map<string, Message>();
+  private readonly root = newNode();
+  private count = 0;
 
   get size(): number {
-    return this.byTopic.size;
+    return this.count;
   }
 
   /** Stores `message` (which must own its payload), or deletes the topic's message when the payload is empty. */
   set(message: Message): void {
-    if (message.payload.length === 0) this.byTopic.delete(message.topic);
-    else this.byTopic.set(message.topic, message);
+    if (message.payload.length === 0) {
+      this.delete(message.topic);
+      return;
+    }
+    let node = this.root;
+    for (const level of message.topic.split('/')) node = childOf(node, level) ?? addChild(node, level);
+    if (node.message === undefined) this.count++;
+    node.message = message;
   }
 
   get(topic: string): Message | undefined {
-    return this.byTopic.get(topic);
+    let node: RetainedNode | undefined = this.root;
+    for (const level of topic.split('/')) {
+      node = childOf(node, level);
+      if (node === undefined) return undefined;
+    }
+    return node.message;
   }
 
   /** Retained messages matching `filter`, dropping the expired ones as it goes. */
   match(filter: string, now: number): Message[] {
     const out: Message[] = [];
-    const wildcard = filter.includes('+') || filter.includes('#');
-    if (!wildcard) {
-      const m = this.byTopic.get(filter);
-      if (m && !this.expire(m, now)) out.push(m);
-      return out;
+    if (this.count === 0) return out;
+    const levels = filter.split('/');
+    // Level by level (a queue, no recursion: a topic may have tens of thousands of levels), so a parent's
+    // message comes before its children's and siblings come in the order they were first retained.
+    const nodes: RetainedNode[] = [this.root];
+    const depths: number[] = [0];
+    for (let head = 0; head < nodes.length; head++) {
+      const node = nodes[head]!;
+      const depth = depths[head]!;
+      if (depth === levels.length) {
+        if (node.message !== undefined) out.push(node.message);
+        continue;
+      }
+      const level = levels[depth]!;
+      if (level === '#') {
+        // 'a/#' matches 'a' too [MQTT-4.7.1-2]; a filter starting with a wildcard matches no '$' topic [MQTT-4.7.2-1].
+        if (node.message !== undefined) out.push(node.message);
+        collectBelow(node, out, depth === 0);
+        continue;
+      }
+      if (level === '+') {
+        eachChild(node, depth === 0, (child) => {
+          nodes.push(child);
+          depths.push(depth + 1);
+        });
+      } else {
+        const child = childOf(node, level);
+        if (child !== undefined) {
+          nodes.push(child);
+          depths.push(depth + 1);
+        }
+      }
     }
-    for (const m of this.byTopic.values()) {
-      if (topicMatches(filter, m.topic) && !this.expire(m, now)) out.push(m);
+    // Expired messages found on the way are removed after the walk (removing prunes the tree).
+    let kept = 0;
+    for (const m of out) {
+      if (m.expiresAt !== undefined && m.expiresAt <= now) this.delete(m.topic);
+      else out[kept++] = m;
     }
+    out.length = kept;
     return out;
   }
 
-  private expire(m: Message, now: number): boolean {
-    if (m.expiresAt !== undefined && m.expiresAt <= now) {
-      this.byTopic.delete(m.topic);
-      return true;
+  private delete(topic: string): void {
+    const levels = topic.split('/');
+    const path: RetainedNode[] = [this.root];
+    for (const level of levels) {
+      const child = childOf(path[path.length - 1]!, level);
+      if (child === undefined) return;
+      path.push(child);
     }
-    return false;
+    const node = path[path.length - 1]!;
+    if (node.message === undefined) return;
+    node.message = undefined;
+    this.count--;
+    // Levels left with no message and nothing below them go, so topics that come and go do not pile up.
+    for (let i = levels.length; i > 0; i--) {
+      const n = path[i]!;
+      if (n.message !== undefined || hasChildren(n)) break;
+      removeChild(path[i - 1]!, levels[i - 1]!);
+    }
+  }
+}
+
+/** Every message below `node` (not its own), skipping top-level '$' topics when `skipDollar`. */
+function collectBelow(node: RetainedNode, out: Message[], skipDollar: boolean): void {
+  const queue: RetainedNode[] = [];
+  const push = (child: RetainedNode): void => {
+    queue.push(child);
+  };
+  eachChild(node, skipDollar, push);
+  for (let head = 0; head < queue.length; head++) {
+    const n = queue[head]!;
+    if (n.message !== undefined) out.push(n.message);
+    eachChild(n, false, push);
   }
 }
