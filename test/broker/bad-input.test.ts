@@ -158,6 +158,27 @@ describe('limits on PUBLISH', () => {
   });
 });
 
+describe('deep topics', () => {
+  it('a topic and filters of 20,000 levels route and retain like any other, and nobody is disconnected', async (t) => {
+    const w = await world(t);
+    const deep = Array(20_000).fill('a').join('/'); // 40 KB, below maxPacketSize
+    const byPlus = await w.h.subscriber(Array(20_000).fill('+').join('/'));
+    const byHash = await w.h.subscriber(`${Array(19_999).fill('a').join('/')}/#`);
+    const pub = await w.h.connected({ clientId: 'deep-pub' });
+    pub.send({ type: 3, topic: deep, payload: Buffer.from('deep'), qos: 1, packetId: 1, retain: true, dup: false });
+    await pub.next(4);
+    for (const sub of [byPlus, byHash]) {
+      const [p] = await publishes(sub, 1);
+      assert.equal(p!.payload.toString(), 'deep');
+    }
+    const late = await w.h.subscriber('#');
+    const [retained] = await publishes(late, 1);
+    assert.deepEqual([retained!.topic.length, retained!.retain], [deep.length, true], 'the retained message is found under #');
+    assert.equal(pub.closed, false, 'the publisher is still connected');
+    await w.check();
+  });
+});
+
 describe('garbage', () => {
   /** Small deterministic PRNG (mulberry32) so a failure can be replayed. */
   function prng(seed: number): () => number {

@@ -1,0 +1,69 @@
+// The subscription trie against topicMatches over every subscription, for ordinary topics and for topics
+// deeper than the recursive walk follows (they are matched with a stack of their own).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { TopicRouter, type SubscriptionEntry } from '../../src/broker/router.js';
+import { topicMatches } from '../../src/protocol/topic.js';
+
+const entry = (clientId: string, filter: string): SubscriptionEntry => ({
+  clientId,
+  filter,
+  qos: 0,
+  noLocal: false,
+  retainAsPublished: false,
+  retainHandling: 0,
+});
+
+const level = fc.constantFrom('a', 'b', '', '$s');
+const tail = fc.array(level, { minLength: 1, maxLength: 4 });
+const filterTail = fc
+  .array(fc.constantFrom('a', 'b', '', '$s', '+', '#'), { minLength: 1, maxLength: 4 })
+  .filter((l) => !l.slice(0, -1).includes('#'));
+
+/** `prefix` levels (the first one `first`, then 'x') before the tail: 0, or more than the recursive walk takes. */
+function check(prefixLevels: number, first = 'x'): void {
+  const prefix = prefixLevels === 0 ? [] : [first, ...Array<string>(prefixLevels - 1).fill('x')];
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), filterTail, fc.boolean()), { minLength: 1, maxLength: 12 }),
+      fc.array(tail, { minLength: 1, maxLength: 8 }),
+      (subs, topics) => {
+        const router = new TopicRouter();
+        const all: SubscriptionEntry[] = [];
+        for (const [client, f, underPrefix] of subs) {
+          // Some filters start at the top ('#', '+/...'), some below the deep prefix.
+          const e = entry(`c${client}`, [...(underPrefix ? prefix : []), ...f].join('/'));
+          router.add(e);
+          const i = all.findIndex((x) => x.clientId === e.clientId && x.filter === e.filter);
+          if (i >= 0) all[i] = e;
+          else all.push(e);
+        }
+        for (const t of topics) {
+          const topic = [...prefix, ...t].join('/');
+          if (topic === '') continue; // not a topic name
+          const got = router.match(topic).entries.map((e) => `${e.clientId} ${e.filter}`);
+          const want = all.filter((e) => topicMatches(e.filter, topic)).map((e) => `${e.clientId} ${e.filter}`);
+          assert.deepEqual([...got].sort(), want.sort(), `topic of ${prefixLevels} + ${t.length} levels`);
+          assert.equal(new Set(got).size, got.length, 'each subscription once');
+        }
+      },
+    ),
+    { numRuns: prefixLevels === 0 ? 1000 : 150 },
+  );
+}
+
+describe('topic router', () => {
+  it('matches what topicMatches says, over random subscriptions and topics', () => check(0));
+  it('matches the same for topics of more than 1000 levels (no recursion there)', () => check(1500));
+  it("[MQTT-4.7.2-1] topics of more than 1000 levels starting with '$': no filter starting with a wildcard matches", () => check(1500, '$s'));
+  it('matches a topic of 60,000 levels against filters as deep', () => {
+    const router = new TopicRouter();
+    const topic = Array(60_000).fill('a').join('/');
+    router.add(entry('plus', Array(60_000).fill('+').join('/')));
+    router.add(entry('hash', `${Array(59_999).fill('a').join('/')}/#`));
+    router.add(entry('all', '#'));
+    router.add(entry('shorter', Array(59_999).fill('+').join('/')));
+    assert.deepEqual(router.match(topic).entries.map((e) => e.clientId).sort(), ['all', 'hash', 'plus']);
+  });
+});
