@@ -919,14 +919,12 @@ export class Channel {
     if (session.queuedCount === 0) return;
     const queue = session.queue;
     const now = this.core.clock.now();
-    let taken = 0;
-    while (taken < queue.length && session.inflightCount < this.sendWindow && !this.outputFull()) {
-      const item = queue[taken++]!;
+    while (queue.length > 0 && session.inflightCount < this.sendWindow && !this.outputFull() && this.state === 'connected') {
+      const item = queue.shift()!;
       if (this.core.isExpired(item.message, item.queuedAt, now)) continue;
       if (item.qos === 0) this.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);
       else this.sendTracked(item.message, item.qos, item.retain, item.subscriptionIds, item.shareKey);
     }
-    queue.splice(0, taken);
     if (queue.length > 0) this.watchOutput();
   }
 

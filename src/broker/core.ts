@@ -379,12 +379,8 @@ export class BrokerCore {
         session.releaseInflight(m.packetId);
       }
     }
-    for (let i = session.queue.length - 1; i >= 0; i--) {
-      const q = session.queue[i]!;
-      if (q.shareKey !== undefined) {
-        moved.push({ key: q.shareKey, message: q.message });
-        session.queue.splice(i, 1);
-      }
+    if (session.queuedCount > 0) {
+      for (const q of session.queue.removeWhere((item) => item.shareKey !== undefined)) moved.push({ key: q.shareKey!, message: q.message });
     }
     for (const { key, message } of moved) {
       const slash = key.indexOf('/');

@@ -1,6 +1,7 @@
 // Session state (MQTT 4.1): what outlives a connection when the session is persistent.
 // Plain data plus the bookkeeping rules; the channel drives it.
 import type { QoS } from '../protocol/constants.js';
+import { Deque } from './deque.js';
 import type { Message } from './message.js';
 import type { SubscriptionEntry } from './router.js';
 import { NOT_DUE } from './timer-wheel.js';
@@ -51,7 +52,7 @@ export class Session {
   /** Messages put in flight so far: the next one's `order`. */
   private sent = 0;
   private _incomingQos2: Set<number> | undefined;
-  private _queue: QueuedMessage[] | undefined;
+  private _queue: Deque<QueuedMessage> | undefined;
   /** Messages dropped because the queue was full (counted for metrics and logs). */
   dropped = 0;
   /** Session Expiry Interval in seconds; 0xFFFFFFFF never expires. */
@@ -147,8 +148,8 @@ export class Session {
   }
 
   /** Messages waiting to be sent, oldest first. */
-  get queue(): QueuedMessage[] {
-    return (this._queue ??= []);
+  get queue(): Deque<QueuedMessage> {
+    return (this._queue ??= new Deque());
   }
 
   get queuedCount(): number {
