@@ -540,8 +540,11 @@ export class PacketDecoder {
     if (this.protocolVersion === 5) {
       P = pos;
       E = end;
-      const properties = readProperties(3, this.role === 'server');
-      if (topic.length === 0 && properties.topicAlias === undefined) {
+      // Most PUBLISHes carry no properties: no object for them (undefined means none, as in 3.1.1).
+      let properties: Properties | undefined;
+      if (P < E && buf[P] === 0) P++;
+      else properties = readProperties(3, this.role === 'server');
+      if (topic.length === 0 && properties?.topicAlias === undefined) {
         throw new MqttProtocolError(0x82, 'PUBLISH topic name is empty and there is no topic alias', { packetType: 3 });
       }
       const payload = buf.subarray(P, end);

@@ -207,8 +207,13 @@ function normalize(p: Packet, v: ProtocolVersion): Packet {
         out.dup = false;
         delete out.packetId;
       }
-      if (v5) out.properties = normProps(p.properties);
-      else delete out.properties;
+      // A 5.0 PUBLISH without properties decodes with `properties: undefined` (no object per message).
+      if (v5) {
+        const props = normProps(p.properties);
+        out.properties = Object.keys(props).length > 0 ? props : undefined;
+      } else {
+        delete out.properties;
+      }
       return out;
     }
     case 4:
