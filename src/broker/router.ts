@@ -44,9 +44,11 @@ export interface MatchResult {
    */
   recipients: unknown[] | undefined;
   recipientsVersion: number;
+  /** A subscription to exactly this topic changed since: whoever kept this result must match again. */
+  stale: boolean;
 }
 
-const EMPTY: MatchResult = { entries: [], groups: [], overlapping: false, recipients: undefined, recipientsVersion: -1 };
+const EMPTY: MatchResult = { entries: [], groups: [], overlapping: false, recipients: undefined, recipientsVersion: -1, stale: false };
 
 /** One publisher's last topic and its match: see TopicRouter.matchRemembered. */
 export interface RouteMemo {
@@ -62,7 +64,11 @@ export class TopicRouter {
   private readonly root = newNode();
   private readonly cache = new Map<string, MatchResult>();
   private count = 0;
-  /** Changes with every subscription added or removed: a match remembered under another version is stale. */
+  /**
+   * Changes when a subscription with a wildcard is added or removed (any topic's match may change), when the
+   * cache is emptied, and with the first subscription: a match remembered under another version is stale.
+   * A change to an exact filter marks only that topic's cached match stale.
+   */
   private version = 0;
 
   /** Number of subscriptions (ordinary and shared) held. */
@@ -92,9 +98,9 @@ export class TopicRouter {
     }
     const existed = map.has(entry.clientId);
     map.set(entry.clientId, entry);
-    if (!existed) this.count++;
-    this.cache.clear();
-    this.version++;
+    // Matches made while there was no subscription at all (EMPTY) are in no cache: they go by the version.
+    if (!existed && this.count++ === 0) this.version++;
+    this.invalidate(entry.filter);
     return existed;
   }
 
@@ -119,8 +125,7 @@ export class TopicRouter {
     }
     if (!removed) return false;
     this.count--;
-    this.cache.clear();
-    this.version++;
+    this.invalidate(filter);
     // Prune empty nodes bottom-up so the trie does not grow with churn.
     for (let i = levels.length; i > 0; i--) {
       const n = path[i]!;
@@ -140,12 +145,31 @@ export class TopicRouter {
     return [...(node.groups.get(group)?.values() ?? [])];
   }
 
+  /**
+   * A subscription to `filter` was added, replaced or removed. An exact filter matches one topic name, the
+   * same string: only that topic's cached match changes, so a client subscribing to its own topic does not
+   * empty the cache every publisher relies on (one such SUBSCRIBE per 1000 messages made 1000 pairs cost
+   * ~1070 instead of ~330 ns per message in the core). A wildcard may match any cached topic.
+   */
+  private invalidate(filter: string): void {
+    if (filter.includes('+') || filter.includes('#')) {
+      this.cache.clear();
+      this.version++;
+      return;
+    }
+    const cached = this.cache.get(filter);
+    if (cached !== undefined) {
+      cached.stale = true;
+      this.cache.delete(filter);
+    }
+  }
+
   /** All subscriptions matching topic name `topic`. The result is shared: do not mutate it. */
   match(topic: string): MatchResult {
     const cached = this.cache.get(topic);
     if (cached) return cached;
     if (this.count === 0) return EMPTY;
-    const result: MatchResult = { entries: [], groups: [], overlapping: false, recipients: undefined, recipientsVersion: -1 };
+    const result: MatchResult = { entries: [], groups: [], overlapping: false, recipients: undefined, recipientsVersion: -1, stale: false };
     const levels = topic.split('/');
     // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'.
     const dollar = topic.charCodeAt(0) === 0x24; /* $ */
@@ -153,7 +177,11 @@ export class TopicRouter {
     else this.walkDeep(levels, result, dollar);
     // Worked out once per cached topic, so a fan-out to distinct clients needs no merging per message.
     if (result.entries.length > 1) result.overlapping = new Set(result.entries.map((e) => e.clientId)).size < result.entries.length;
-    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    if (this.cache.size >= CACHE_LIMIT) {
+      // Matches remembered outside the cache (RouteMemo) can no longer be marked stale: retire them all.
+      this.cache.clear();
+      this.version++;
+    }
     this.cache.set(topic, result);
     return result;
   }
@@ -163,7 +191,7 @@ export class TopicRouter {
    * see the decoder's topic memo) skips the lookup by topic name, as long as no subscription changed.
    */
   matchRemembered(topic: string, memo: RouteMemo): MatchResult {
-    if (memo.topic === topic && memo.version === this.version) return memo.result;
+    if (memo.topic === topic && memo.version === this.version && !memo.result.stale) return memo.result;
     const result = this.match(topic);
     memo.topic = topic;
     memo.version = this.version;

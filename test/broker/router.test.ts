@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { TopicRouter, type SubscriptionEntry } from '../../src/broker/router.js';
+import { newRouteMemo, TopicRouter, type SubscriptionEntry } from '../../src/broker/router.js';
 import { topicMatches } from '../../src/protocol/topic.js';
 
 const entry = (clientId: string, filter: string): SubscriptionEntry => ({
@@ -57,6 +57,34 @@ describe('topic router', () => {
   it('matches what topicMatches says, over random subscriptions and topics', () => check(0));
   it('matches the same for topics of more than 1000 levels (no recursion there)', () => check(1500));
   it("[MQTT-4.7.2-1] topics of more than 1000 levels starting with '$': no filter starting with a wildcard matches", () => check(1500, '$s'));
+  it('a remembered route follows every change that concerns its topic, and only those empty the cache', () => {
+    const router = new TopicRouter();
+    const memo = newRouteMemo();
+    const ids = () => router.matchRemembered('dev/1/cmd', memo).entries.map((e) => e.clientId);
+    assert.deepEqual(ids(), [], 'no subscription at all');
+    router.add(entry('a', 'dev/1/cmd')); // the first subscription
+    assert.deepEqual(ids(), ['a']);
+    const other = router.match('dev/2/cmd');
+    router.add(entry('b', 'dev/1/cmd')); // exact, this topic
+    assert.deepEqual(ids(), ['a', 'b']);
+    router.add(entry('c', 'dev/3/cmd')); // exact, another topic
+    assert.equal(router.match('dev/2/cmd'), other, "another topic's exact filter leaves this cached match alone");
+    router.add(entry('w', 'dev/+/cmd')); // wildcard
+    assert.deepEqual(ids(), ['a', 'b', 'w']);
+    assert.notEqual(router.match('dev/2/cmd'), other, 'a wildcard empties the cache');
+    router.add({ ...entry('a', 'dev/1/cmd'), qos: 1 }); // replaced
+    assert.equal(router.matchRemembered('dev/1/cmd', memo).entries.find((e) => e.clientId === 'a')?.qos, 1);
+    router.remove('b', 'dev/1/cmd');
+    assert.deepEqual(ids(), ['a', 'w']);
+    // The cache is emptied when full: a route remembered before must not outlive it unseen.
+    for (let i = 0; i < 10_001; i++) router.match(`fill/${i}`);
+    router.remove('a', 'dev/1/cmd');
+    assert.deepEqual(ids(), ['w']);
+    router.remove('w', 'dev/+/cmd');
+    router.remove('c', 'dev/3/cmd');
+    assert.deepEqual(ids(), []);
+  });
+
   it('matches a topic of 60,000 levels against filters as deep', () => {
     const router = new TopicRouter();
     const topic = Array(60_000).fill('a').join('/');
