@@ -100,6 +100,24 @@ for (const directSockets of [true, false]) {
       await eventually(() => bufferedOf(broker.core.connected.get('resumer')) === 0, 5000, 'the backlog to drain');
     });
 
+    it('one message bigger than the socket takes leaves a stalled subscriber over the mark: it is cut after slowConsumerTimeout', async (t) => {
+      // Nothing more is routed to it after this message, so only its output's backlog can say it is stalled.
+      const size = 24 * 1024 * 1024;
+      const { broker, port } = await startBroker({ listeners, maxOutputBuffer: 1024 * 1024, slowConsumerTimeout: 300, maxPacketSize: size + 1024 });
+      t.after(() => broker.close());
+      const stalled = (await RawClient.connect(port, { clientId: 'stalled' })).client;
+      t.after(() => stalled.destroy());
+      stalled.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'big', qos: 0 }] });
+      await stalled.next(9);
+      stalled.socket.pause();
+      const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
+      t.after(() => publisher.destroy());
+      publisher.send({ type: 3, topic: 'big', payload: Buffer.alloc(size, 0x63), qos: 0, retain: false, dup: false });
+      await eventually(() => bufferedOf(broker.core.connected.get('stalled')) > 1024 * 1024, 5000, 'the message to back up in the broker');
+      await eventually(() => !broker.core.connected.has('stalled'), 5000, 'the stalled client to be disconnected');
+      assert.equal(broker.core.droppedMessages, 0, 'nothing was dropped: the one message was written');
+    });
+
     it('QoS 1 to a stalled subscriber waits in its session queue, bounded by maxQueuedMessages', async (t) => {
       const { broker, port } = await startBroker({ listeners, maxOutputBuffer: 16 * 1024, maxQueuedMessages: 100, slowConsumerTimeout: 0 });
       t.after(() => broker.close());
