@@ -24,27 +24,33 @@ function sink(): ChannelOutput & { bytes: number } {
   };
 }
 
-function connect(core: BrokerCore, clientId: string): Channel {
+function connect(core: BrokerCore, clientId: string, v: 4 | 5 = 4): Channel {
   const channel = core.openChannel(sink(), { remoteAddress: '127.0.0.1:1', listener: 'bench', secure: false });
-  channel.receive(encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 0, clientId }, 4));
+  channel.receive(encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: v, clean: true, keepAlive: 0, clientId }, v));
   return channel;
 }
 
-function subscribe(channel: Channel, topicFilter: string, qos: QoS): void {
-  channel.receive(encodePacket({ type: 8, packetId: 1, subscriptions: [{ topicFilter, qos }] }, 4));
+function subscribe(channel: Channel, topicFilter: string, qos: QoS, v: 4 | 5 = 4): void {
+  channel.receive(encodePacket({ type: 8, packetId: 1, subscriptions: [{ topicFilter, qos }] }, v));
 }
 
-const publish = (topic: string, qos: QoS): Buffer =>
-  encodePacket({ type: 3, topic, payload: Buffer.alloc(64, 0x61), qos, retain: false, dup: false, packetId: qos ? 1 : undefined }, 4);
+const publish = (topic: string, qos: QoS, v: 4 | 5 = 4, retain = false): Buffer =>
+  encodePacket({ type: 3, topic, payload: Buffer.alloc(64, 0x61), qos, retain, dup: false, packetId: qos ? 1 : undefined }, v);
 
 /** A scenario: set up once, then `step` processes `perStep` delivered messages. */
 interface Scenario {
   perStep: number;
   step(): void;
+  /** Steps per round when not MESSAGES / perStep (slow operations). */
+  steps?: number;
 }
 
-/** 1000 publisher/subscriber pairs on 1000 topics; QoS 1 subscribers acknowledge each message in order. */
-function pairs(qos: QoS): Scenario {
+/**
+ * 1000 publisher/subscriber pairs on 1000 topics; QoS 1 subscribers acknowledge each message in order.
+ * `churnEvery`: another client subscribes to and unsubscribes from a topic of its own every so many messages
+ * (devices coming and going), which must not cost the pairs their cached routes.
+ */
+function pairs(qos: QoS, churnEvery = 0): Scenario {
   const core = new BrokerCore({});
   const n = 1000;
   const pubs: Channel[] = [];
@@ -58,7 +64,13 @@ function pairs(qos: QoS): Scenario {
   const packets = pubs.map((_, i) => publish(`pairs/${i}`, qos));
   // The broker gives each subscriber packet ids 1, 2, 3, ...: the k-th round is acknowledged with id k.
   const acks = Array.from({ length: 65535 }, (_, k) => encodePacket({ type: 4, packetId: k + 1 }, 4));
+  const churn = connect(core, 'churn');
+  const churnPackets = Array.from({ length: 100 }, (_, k) => [
+    encodePacket({ type: 8, packetId: 1, subscriptions: [{ topicFilter: `devices/${k}/cmd`, qos: 1 }] }, 4),
+    encodePacket({ type: 10, packetId: 2, topicFilters: [`devices/${k}/cmd`] }, 4),
+  ]);
   let round = 0;
+  let churned = 0;
   return {
     perStep: n,
     step() {
@@ -66,7 +78,48 @@ function pairs(qos: QoS): Scenario {
       for (let i = 0; i < n; i++) {
         pubs[i]!.receive(packets[i]!);
         if (qos) subs[i]!.receive(ack);
+        if (churnEvery > 0 && i % churnEvery === 0) {
+          const [sub, unsub] = churnPackets[churned++ % 100]!;
+          churn.receive(sub!);
+          churn.receive(unsub!);
+        }
       }
+    },
+  };
+}
+
+/** 10 publishers, one subscriber of all their topics (a wildcard); each read carries 32 messages. */
+function fanin(v: 4 | 5): Scenario {
+  const core = new BrokerCore({});
+  subscribe(connect(core, 's', v), 'fanin/+', 0, v);
+  const pubs = Array.from({ length: 10 }, (_, i) => connect(core, `p${i}`, v));
+  const chunks = pubs.map((_, i) => Buffer.concat(Array.from({ length: 32 }, () => publish(`fanin/${i}`, 0, v))));
+  return {
+    perStep: 320,
+    step() {
+      for (let i = 0; i < 10; i++) pubs[i]!.receive(chunks[i]!);
+    },
+  };
+}
+
+/** A wildcard SUBSCRIBE (and UNSUBSCRIBE) matching one of 100,000 retained messages: ns per SUBSCRIBE. */
+function retainedSubscribe(): Scenario {
+  const core = new BrokerCore({});
+  const pub = connect(core, 'p');
+  for (let i = 0; i < 100_000; i++) pub.receive(publish(`site/${i % 100}/device/${i}/temp`, 0, 4, true));
+  const sub = connect(core, 's');
+  const packets = Array.from({ length: 100 }, (_, k) => [
+    encodePacket({ type: 8, packetId: 1, subscriptions: [{ topicFilter: `site/+/device/${k * 1000 + 7}/temp`, qos: 0 }] }, 4),
+    encodePacket({ type: 10, packetId: 2, topicFilters: [`site/+/device/${k * 1000 + 7}/temp`] }, 4),
+  ]);
+  let k = 0;
+  return {
+    perStep: 1,
+    steps: 2000,
+    step() {
+      const [subscribePacket, unsubscribePacket] = packets[k++ % 100]!;
+      sub.receive(subscribePacket!);
+      sub.receive(unsubscribePacket!);
     },
   };
 }
@@ -82,29 +135,30 @@ function fanout(): Scenario {
 
 /** ns per delivered message of one round of MESSAGES messages. */
 function measure(s: Scenario): number {
-  const steps = Math.ceil(MESSAGES / s.perStep);
+  const steps = s.steps ?? Math.ceil(MESSAGES / s.perStep);
   const start = process.hrtime.bigint();
   for (let i = 0; i < steps; i++) s.step();
   return Number(process.hrtime.bigint() - start) / (steps * s.perStep);
 }
 
-const scenarios: [string, Scenario][] = [
-  ['pairs-q0 (1000 pairs)', pairs(0)],
-  ['pairs-q1 (1000 pairs, PUBACK)', pairs(1)],
-  ['fanout-q0 (1 -> 100)', fanout()],
+// Each scenario is set up, measured and dropped before the next: a scenario's heap (100k retained
+// messages, thousands of connections) would otherwise slow the others' garbage collections.
+const scenarios: [string, () => Scenario][] = [
+  ['pairs-q0 (1000 pairs)', () => pairs(0)],
+  ['pairs-q1 (1000 pairs, PUBACK)', () => pairs(1)],
+  ['fanout-q0 (1 -> 100)', fanout],
+  ['fanin-q0 (10 -> 1, 32 per read)', () => fanin(4)],
+  ['fanin-q0 over MQTT 5.0', () => fanin(5)],
+  ['pairs-q0, another client (un)subscribing every 1000 messages', () => pairs(0, 1000)],
+  ['wildcard SUBSCRIBE + UNSUBSCRIBE, 100k retained, 1 match (ns per SUBSCRIBE)', retainedSubscribe],
 ];
-const results = scenarios.map(() => [] as number[]);
-for (let r = 0; r <= ROUNDS; r++) {
-  scenarios.forEach(([, s], i) => {
-    const ns = measure(s);
-    if (r > 0) results[i]!.push(ns); // round 0 warms up
-  });
-}
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`broker core, in-memory connections, median of ${ROUNDS} rounds of ${MESSAGES} messages (Node.js ${process.version})`);
-console.log('| scenario | ns per delivered message | range |');
+console.log('| scenario | ns per delivered message (or as named) | range |');
 console.log('|---|---|---|');
-scenarios.forEach(([name], i) => {
-  const xs = results[i]!;
+for (const [name, make] of scenarios) {
+  const s = make();
+  measure(s); // warms up
+  const xs = Array.from({ length: ROUNDS }, () => measure(s));
   console.log(`| ${name} | ${median(xs).toFixed(0)} | ${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)} |`);
-});
+}
