@@ -156,8 +156,9 @@ export class Channel {
   }
 
   /**
-   * Timers, when the core's timer wheel says one may be due: connect timeout, keep alive. Each run files
-   * the next deadline (wakeAt), so a packet received needs no timer reset: its time is read here.
+   * Timers, when the core's timer wheel says one may be due (it may be early: see TimerWheel): connect
+   * timeout, keep alive. Each run files the next deadline (wakeAt), so a packet received needs no timer
+   * reset: its time is read here.
    */
   tick(now: number): void {
     if (this.state === 'connecting' || this.state === 'authenticating') {
@@ -541,7 +542,7 @@ export class Channel {
     this.keepAliveMs = keepAlive * 1000;
     this.will = p.will;
     this.lastReceived = this.core.clock.now();
-    this.tick(this.lastReceived); // files the keep-alive deadline in place of the connect timeout
+    this.tick(this.lastReceived); // the keep-alive deadline (filed at the connect timeout's slot if that comes first)
 
     let properties: Properties | undefined;
     if (this.version === 5) {

@@ -31,11 +31,6 @@ export class Deque<T> {
     return item;
   }
 
-  /** The i-th item from the front (0 is the next shift()). */
-  at(i: number): T | undefined {
-    return i >= 0 && i < this.count ? this.items[(this.head + i) & (this.items.length - 1)] : undefined;
-  }
-
   /** Takes out the items `test` accepts and returns them; the rest keep their order. */
   removeWhere(test: (item: T) => boolean): T[] {
     const removed: T[] = [];

@@ -1,8 +1,10 @@
 // Deadlines of many connections and sessions without a timer each and without a sweep over all of them.
 // Each item is filed under the time slot of its deadline; a tick looks only at the slots that have passed.
-// An item whose deadline moves is filed again and its older entry is skipped (lazy deletion), so moving
-// or cancelling costs no search. A keep-alive deadline moves with every packet the client sends, but the
-// item is filed again only when its old slot comes up: an idle client costs one look per keep-alive period.
+// An item stays filed under its earliest deadline: when a deadline moves later (a keep alive, with every
+// packet the client sends; a session expiry, each time its client leaves again) nothing is filed, and the
+// owner, handed the item early, files the new deadline then. So an idle client costs one look per keep-alive
+// period, and a client that comes and goes leaves no trail of entries. A deadline moved earlier is filed
+// again and the older entry is skipped (lazy deletion), as is a cancelled one: neither costs a search.
 
 /** Something with a deadline: the wheel keeps the slot it is filed under (NOT_DUE when none). */
 export interface Timed {
@@ -24,10 +26,14 @@ export class TimerWheel<T extends Timed> {
     this.last = Math.floor(now / slotMs);
   }
 
-  /** Files `item` to be handed out by the first expire() at or after `at` (and after any expire() running now). */
+  /**
+   * Files `item` to be handed out by the first expire() at or after `at` (and after any expire() running
+   * now), unless it is filed for an earlier time already: then it is handed out then, and its owner files
+   * it again.
+   */
   schedule(item: T, at: number): void {
     const slot = Math.max(Math.ceil(at / this.slotMs), this.last + 1);
-    if (item.dueSlot === slot) return;
+    if (item.dueSlot !== NOT_DUE && item.dueSlot <= slot) return;
     item.dueSlot = slot;
     const list = this.slots.get(slot);
     if (list === undefined) this.slots.set(slot, [item]);
@@ -68,7 +74,7 @@ export class TimerWheel<T extends Timed> {
     if (list === undefined) return;
     this.slots.delete(slot);
     for (const item of list) {
-      if (item.dueSlot !== slot) continue; // filed again since, or cancelled
+      if (item.dueSlot !== slot) continue; // filed again for earlier, or cancelled
       item.dueSlot = NOT_DUE;
       fn(item);
     }

@@ -210,14 +210,35 @@ describe('core timers (fake clock)', () => {
       tick.call(this, now);
     };
     try {
-      f.advance(80_000, 250);
-      assert.equal(looks, 0, 'no connection looked at before its keep-alive deadline (90 s)');
-      f.advance(20_000, 250);
-      assert.equal(looks, 1000, 'each looked at once, when its deadline came');
+      f.advance(9_500, 250);
+      assert.equal(looks, 0, 'none looked at before its connect timeout (10 s)');
+      f.advance(1_000, 250);
+      assert.equal(looks, 1000, 'each looked at once at its connect timeout, where it files its keep-alive deadline');
+      f.advance(79_000, 250);
+      assert.equal(looks, 1000, 'none looked at again before its keep-alive deadline (90 s)');
+      f.advance(1_000, 250);
+      assert.equal(looks, 2000, 'each looked at once more, when its deadline came');
       assert.ok(clients.every((c) => c.closed));
     } finally {
       Channel.prototype.tick = tick;
     }
+  });
+
+  it('a client that comes and goes leaves no trail of timer entries (its session expiry stays filed once)', () => {
+    const f = new FakeCore({ limits: { sessionExpiry: 60 } });
+    const wheels = f.core as unknown as { channelTimers: { size: number }; sessionTimers: { size: number } };
+    for (let i = 0; i < 500; i++) {
+      f.connect({ clientId: 'flappy', clean: false, keepAlive: 60 }).drop();
+      f.advance(1_000, 1_000);
+    }
+    assert.ok(wheels.sessionTimers.size <= 2, `session expiry entries: ${wheels.sessionTimers.size}`);
+    assert.ok(wheels.channelTimers.size <= 20, `channel entries: ${wheels.channelTimers.size} (connect timeouts of the last 10 s)`);
+    const many = Array.from({ length: 1000 }, (_, i) => f.connect({ clientId: `k${i}`, keepAlive: 60 }));
+    assert.ok(wheels.channelTimers.size <= 1020, `one entry per new connection, not two: ${wheels.channelTimers.size}`);
+    f.advance(200_000, 1_000);
+    assert.ok(many.every((c) => c.closed));
+    assert.equal(f.core.sessions.has('flappy'), false, 'the session expired 60 s after its last visit');
+    assert.deepEqual([wheels.sessionTimers.size, wheels.channelTimers.size], [0, 0], 'nothing left once all is over');
   });
 
   it('a subscriber whose output stays over maxOutputBuffer is cut after slowConsumerTimeout, though nothing more is sent to it', () => {

@@ -33,9 +33,6 @@ describe('Deque', () => {
           }
           assert.equal(d.length, model.length);
           assert.deepEqual([...d], model);
-          assert.equal(d.at(0), model[0]);
-          assert.equal(d.at(model.length - 1), model[model.length - 1]);
-          assert.equal(d.at(model.length), undefined);
         }
       }),
       { numRuns: 500 },

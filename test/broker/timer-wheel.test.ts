@@ -33,17 +33,19 @@ describe('TimerWheel', () => {
     assert.equal(w.size, 0);
   });
 
-  it('an item filed again is handed out at its new time only; a cancelled one never', () => {
+  it('an item stays filed under its earliest time (filed for later, it is handed out early); a cancelled one is never handed out', () => {
     const w = new TimerWheel<Item>(100, 0);
     const [later, earlier, gone] = [item('later'), item('earlier'), item('gone')];
     w.schedule(later, 200);
-    w.schedule(later, 700);
+    w.schedule(later, 700); // the owner will be told at 200 and file 700 then
     w.schedule(earlier, 900);
     w.schedule(earlier, 400);
     w.schedule(gone, 300);
     w.cancel(gone);
-    assert.deepEqual(expire(w, 500), ['earlier']);
+    assert.deepEqual(expire(w, 250, (i) => w.schedule(i, 700)), ['later']);
+    assert.deepEqual(expire(w, 500), ['earlier'], 'filed again for earlier: handed out then, and not at 900');
     assert.deepEqual(expire(w, 1_000), ['later']);
+    assert.equal(w.size, 0);
   });
 
   it('a time already passed is handed out by the next expire(), also when filed from inside expire()', () => {
@@ -81,14 +83,18 @@ describe('TimerWheel', () => {
         const items = Array.from({ length: 8 }, (_, i) => item(`i${i}`));
         /** The model: each item's deadline, or none. */
         const deadline = new Map<Item, number>();
-        // What the wheel promises: an item is handed out by the first expire() whose slot has reached the
-        // deadline's (rounded up), and never by the expire() that was running or done when it was filed.
+        // What the wheel promises: an item is handed out by the first expire() whose slot has reached its
+        // earliest pending deadline's (rounded up), and never by the expire() that was running or done when
+        // it was filed.
         let lastExpired = Math.floor(now / slot);
         for (const o of ops) {
           if (o.kind === 'schedule') {
             const at = now + o.delay;
             w.schedule(items[o.item]!, at);
-            deadline.set(items[o.item]!, Math.max(Math.ceil(at / slot), lastExpired + 1));
+            // Filed for the earlier of its current time and the new one.
+            const wanted = Math.max(Math.ceil(at / slot), lastExpired + 1);
+            const filed = deadline.get(items[o.item]!);
+            deadline.set(items[o.item]!, filed === undefined ? wanted : Math.min(filed, wanted));
           } else if (o.kind === 'cancel') {
             w.cancel(items[o.item]!);
             deadline.delete(items[o.item]!);
