@@ -450,6 +450,23 @@ describe('shared subscriptions', () => {
     assert.deepEqual((b!.take(3) as PublishPacket[]).map((m) => m.payload.toString()), toA);
   });
 
+  it('a member that leaves with messages still queued (its Receive Maximum reached) has them sent to another member, in order', () => {
+    const f = new FakeCore();
+    const a = f.connect({ clientId: 'a', protocolVersion: 5, properties: { receiveMaximum: 1 } });
+    const b = f.connect({ clientId: 'b', protocolVersion: 5 });
+    for (const m of [a, b]) {
+      m.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: '$share/g/jobs/#', qos: 1 }] });
+      m.take(9);
+    }
+    const p = f.connect({ clientId: 'p', protocolVersion: 5 });
+    for (let i = 1; i <= 8; i++) p.send(pub('jobs/x', String(i), { qos: 1, packetId: i }));
+    // Round robin: a is given 1, 3, 5, 7 but has room for one in flight; the rest wait in its session queue.
+    assert.deepEqual((a.take(3) as PublishPacket[]).map((m) => m.payload.toString()), ['1']);
+    assert.deepEqual((b.take(3) as PublishPacket[]).map((m) => m.payload.toString()), ['2', '4', '6', '8']);
+    a.drop(); // leaves without acknowledging: in flight and queued go to b
+    assert.deepEqual((b.take(3) as PublishPacket[]).map((m) => m.payload.toString()), ['1', '3', '5', '7']);
+  });
+
   it('retained messages are not sent on a shared subscribe', () => {
     const f = new FakeCore();
     f.connect({ clientId: 'p', protocolVersion: 5 }).send(pub('jobs/r', 'kept', { retain: true }));
