@@ -2,8 +2,9 @@
 //
 // Design: packets that lie whole inside the chunk being fed are parsed in place (payloads are
 // subarray views of the chunk, zero-copy). Only a packet that straddles chunks is accumulated,
-// into one buffer allocated with the exact remaining length once its fixed header is known
-// (the fixed header itself, at most 5 bytes, goes into a small buffer owned by the decoder).
+// into one buffer of the exact remaining length once its fixed header is known (above 64 KiB the
+// buffer grows as bytes arrive, so a header cannot reserve memory its sender never sends; the
+// fixed header itself, at most 5 bytes, goes into a small buffer owned by the decoder).
 // The maximum packet size is enforced from the fixed header, before any body byte is buffered.
 import { Buffer, isUtf8 } from 'node:buffer';
 import { v3ConnackToV5, type ProtocolVersion, type QoS } from './constants.js';
@@ -45,6 +46,9 @@ const SERVER_RECEIVES =
   (1 << 1) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 12) | (1 << 14) | (1 << 15);
 const CLIENT_RECEIVES =
   (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 9) | (1 << 11) | (1 << 13) | (1 << 14) | (1 << 15);
+
+/** Largest straddling packet body buffered in one allocation of its full length. */
+const BODY_WHOLE_BYTES = 64 * 1024;
 
 /** Longest topic name remembered for the next PUBLISH (longer ones are decoded every time). */
 const MEMO_TOPIC_BYTES = 128;
@@ -244,9 +248,11 @@ export class PacketDecoder {
   /** Bytes of a fixed header split across chunks; allocated on first need (a Buffer per idle connection costs ~200 B). */
   private header: Buffer | undefined = undefined;
   private headerLength = 0;
-  /** Body of a packet that straddles chunks, allocated with its exact size. */
+  /** Body of a packet that straddles chunks: its exact size up to 64 KiB, grown as bytes arrive beyond. */
   private body: Buffer | undefined = undefined;
   private bodyFilled = 0;
+  /** Length of the straddling packet's body (its buffer may still be shorter: see startBody). */
+  private bodyLength = 0;
   private bodyFirstByte = 0;
   private failure: unknown = undefined;
   /**
@@ -294,18 +300,23 @@ export class PacketDecoder {
 
     if (this.body !== undefined) {
       // Continue a straddling body.
-      const body = this.body;
-      const missing = body.length - this.bodyFilled;
-      if (len < missing) {
-        chunk.copy(body, this.bodyFilled, 0, len);
-        this.bodyFilled += len;
-        return;
+      let body = this.body;
+      const bodyLength = this.bodyLength;
+      const missing = bodyLength - this.bodyFilled;
+      const take = len < missing ? len : missing;
+      if (this.bodyFilled + take > body.length) {
+        // A large body grows as its bytes arrive (see startBody): double it, up to the packet's length.
+        const grown = Buffer.allocUnsafe(Math.min(bodyLength, Math.max(body.length * 2, this.bodyFilled + take)));
+        body.copy(grown, 0, 0, this.bodyFilled);
+        this.body = body = grown;
       }
-      chunk.copy(body, this.bodyFilled, 0, missing);
-      pos = missing;
+      chunk.copy(body, this.bodyFilled, 0, take);
+      this.bodyFilled += take;
+      if (take < missing) return;
+      pos = take;
       this.body = undefined;
       this.bodyFilled = 0;
-      onPacket.call(thisArg, this.decodePacket(this.bodyFirstByte, body, 0, body.length));
+      onPacket.call(thisArg, this.decodePacket(this.bodyFirstByte, body, 0, bodyLength));
     } else if (this.headerLength > 0) {
       // Continue a straddling fixed header: append remaining-length bytes until the last one.
       const header = this.header!;
@@ -383,10 +394,14 @@ export class PacketDecoder {
   }
 
   private startBody(first: number, remaining: number, chunk: Buffer, from: number): void {
-    const body = Buffer.allocUnsafe(remaining);
+    // A body up to BODY_WHOLE_BYTES gets its exact buffer at once; a larger one starts at twice what has
+    // arrived and grows, so a header announcing 256 MB reserves nothing its sender has not sent.
+    const have = chunk.length - from;
+    const body = Buffer.allocUnsafe(remaining <= BODY_WHOLE_BYTES ? remaining : Math.min(remaining, Math.max(BODY_WHOLE_BYTES, have * 2)));
     chunk.copy(body, 0, from, chunk.length);
     this.body = body;
-    this.bodyFilled = chunk.length - from;
+    this.bodyLength = remaining;
+    this.bodyFilled = have;
     this.bodyFirstByte = first;
   }
 
@@ -408,7 +423,8 @@ export class PacketDecoder {
       if (qos === 0 && (flags & 8) !== 0) throw malformed('has DUP set with QoS 0 [MQTT-3.3.1-2]');
     } else {
       const expected = type === 6 || type === 8 || type === 10 ? 2 : 0;
-      if (flags !== expected) {
+      // MQTT 3.1 sets DUP on a resent PUBREL, SUBSCRIBE or UNSUBSCRIBE (3.1 section 2.1); 3.1.1 forbids it.
+      if (flags !== expected && !(expected === 2 && flags === 0x0a && this.protocolVersion === 3)) {
         throw malformed(`fixed header flags must be 0b${expected.toString(2).padStart(4, '0')} [MQTT-2.2.2-2]`);
       }
     }

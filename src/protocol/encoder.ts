@@ -303,7 +303,8 @@ function encodeConnect(packet: ConnectPacket, version: ProtocolVersion): Buffer 
 
 function encodeConnack(packet: ConnackPacket, version: ProtocolVersion): Buffer {
   let code = checkInt(2, packet.reasonCode, 255, 'reasonCode');
-  const flags = packet.sessionPresent ? 1 : 0;
+  // MQTT 3.1 has no Session Present flag: the byte is reserved there (3.1.1 added the flag, [MQTT-3.2.2-1]).
+  const flags = packet.sessionPresent && version !== 3 ? 1 : 0;
   if (version !== 5) {
     // A 5.0 reason code toward a 3.1.x client becomes the closest 3.1.x return code.
     if (code > 5) code = v5ConnackToV3(code);

@@ -104,7 +104,8 @@ function packetArb(v: ProtocolVersion): fc.Arbitrary<Sample> {
     });
   const connack = fc
     .record({
-      sessionPresent: fc.boolean(),
+      // 3.1 has no Session Present flag (the byte is reserved).
+      sessionPresent: v === 3 ? fc.constant(false) : fc.boolean(),
       reasonCode: v5 ? fc.constantFrom(...codes(2)) : fc.integer({ min: 0, max: 5 }),
       properties: props(2),
     })

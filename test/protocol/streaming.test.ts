@@ -102,6 +102,24 @@ describe('streaming decoder', () => {
     );
   });
 
+  it('a body larger than 64 KiB is buffered as it arrives: same packets in any chunking, no reservation from the header', () => {
+    const big = [publish(1, 1_000_000), publish(2, 65_536), publish(3, 200_000)];
+    const bytes = Buffer.concat(big.map((p) => encodePacket(p, 4)));
+    for (const step of [1000, 4096, 65_536, 100_000, 333_333]) {
+      const d = new PacketDecoder({ protocolVersion: 4 });
+      const out: Packet[] = [];
+      for (let i = 0; i < bytes.length; i += step) d.feed(bytes.subarray(i, i + step), (p) => out.push(p));
+      assert.deepStrictEqual(out, big, `chunks of ${step}`);
+    }
+    // 20 decoders each told that a 200 MB PUBLISH follows, with 10 bytes of it sent: no 200 MB buffers.
+    const before = process.memoryUsage().arrayBuffers;
+    const header = Buffer.from([0x30, 0x80, 0x80, 0x80, 0x64, 0, 1, 0x74, 1, 2, 3, 4, 5, 6, 7]);
+    const decoders = Array.from({ length: 20 }, () => new PacketDecoder({ protocolVersion: 4 }));
+    for (const d of decoders) d.feed(header, () => assert.fail('no packet yet'));
+    assert.ok(process.memoryUsage().arrayBuffers - before < 10 * 1024 * 1024, 'buffers grow with the bytes received');
+    assert.equal(decoders[0]!.bufferedBytes, header.length - 5);
+  });
+
   it('payloads of packets inside one chunk are views of the chunk (zero-copy)', () => {
     const bytes = encodePacket(publish(1, 10), 4);
     const p = decodeOne(bytes, { protocolVersion: 4 }) as PublishPacket;

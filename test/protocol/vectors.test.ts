@@ -104,6 +104,14 @@ const vectors: Vector[] = [
     packet: { type: 2, sessionPresent: true, reasonCode: 0 },
   },
   {
+    name: '3.1 CONNACK has no Session Present flag: the byte is reserved (the flag came with 3.1.1)',
+    version: 3,
+    role: 'client',
+    bytes: '20 02 00 00',
+    packet: { type: 2, sessionPresent: true, reasonCode: 0 },
+    encodeOnly: true,
+  },
+  {
     name: '3.1 CONNACK not authorized',
     version: 3,
     role: 'client',
