@@ -24,7 +24,7 @@ import type { BrokerCore } from './core.js';
 import { callHook, isPromise, type AuthenticateRequest, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
 import { createMessage, type Message } from './message.js';
 import { newRouteMemo, type RouteMemo, type SubscriptionEntry } from './router.js';
-import type { Session } from './session.js';
+import type { InflightMessage, Session } from './session.js';
 import { NOT_DUE } from './timer-wheel.js';
 
 /** What a transport gives the channel to act on. */
@@ -121,8 +121,16 @@ export class Channel {
   dueSlot = NOT_DUE;
   /** Packets that arrived while an async hook was pending, in order. */
   private backlog: Packet[] | undefined;
+  /**
+   * In-flight messages of a resumed session not resent yet: the new connection's Receive Maximum is smaller
+   * than what was in flight ([MQTT-4.9.0-2]), so the rest follow as acknowledgements free the window.
+   */
+  private heldResends: { order: InflightMessage[]; next: number; ids: Set<number> } | undefined;
   private backlogHead = 0;
   private waiting = false;
+  /** QoS 1/2 PUBLISHes in the backlog, and whether the hook being waited on is for one: unacknowledged, they count against our Receive Maximum. */
+  private heldPublishes = 0;
+  private publishHookPending = false;
 
   constructor(
     private readonly core: BrokerCore,
@@ -218,8 +226,20 @@ export class Channel {
   /** Called by the decoder with the channel as `this` (a method, not a closure per connection). */
   private onPacket(packet: Packet): void {
     if (this.state === 'closed') return;
-    if (this.waiting) (this.backlog ??= []).push(packet);
-    else this.dispatch(packet);
+    if (!this.waiting) {
+      this.dispatch(packet);
+      return;
+    }
+    if (packet.type === 3 && packet.qos !== 0) {
+      // 3.3.4: more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum (only possible while a hook keeps
+      // us from answering them) is 0x93.
+      const unacknowledged = ++this.heldPublishes + (this.publishHookPending ? 1 : 0) + (this.session?.incomingQos2.size ?? 0);
+      if (unacknowledged > this.core.limits.receiveMaximum) {
+        this.serverDisconnect(ReasonCode.ReceiveMaximumExceeded, `more than ${this.core.limits.receiveMaximum} QoS 1/2 PUBLISHes unacknowledged`);
+        return;
+      }
+    }
+    (this.backlog ??= []).push(packet);
   }
 
   private onDecodeError(err: unknown): void {
@@ -332,7 +352,9 @@ export class Channel {
     const backlog = this.backlog;
     if (!backlog) return;
     while (!this.waiting && this.state !== 'closed' && this.backlogHead < backlog.length) {
-      this.dispatch(backlog[this.backlogHead++]!);
+      const packet = backlog[this.backlogHead++]!;
+      if (packet.type === 3 && packet.qos !== 0) this.heldPublishes--;
+      this.dispatch(packet);
     }
     if (this.backlogHead >= backlog.length) {
       this.backlog = undefined;
@@ -368,6 +390,31 @@ export class Channel {
       }
     } else if (Buffer.byteLength(clientId) > limits.maxClientIdLength) {
       this.refuse(ReasonCode.ClientIdentifierNotValid, `Client ID longer than ${limits.maxClientIdLength} bytes`);
+      return;
+    } else if (this.version === 3 && clientId.length > 23 && [...clientId].length > 23 && t.identityClientId === undefined) {
+      // MQTT 3.1 (CONNECT, Client Identifier): 1 to 23 characters, else return code 2.
+      this.refuse(ReasonCode.ClientIdentifierNotValid, 'MQTT 3.1 Client ID longer than 23 characters');
+      return;
+    }
+    const will = p.will;
+    if (will !== undefined && will.qos > limits.maxQos) {
+      // [MQTT-3.2.2-12] a will this server could not publish at its QoS refuses the connection.
+      this.refuse(ReasonCode.QoSNotSupported, `Will QoS ${will.qos} is above the maximum QoS ${limits.maxQos}`);
+      return;
+    }
+    if (will !== undefined && will.retain && !limits.retainAvailable) {
+      // [MQTT-3.2.2-13] nor can a retained will be kept where retained messages are off.
+      this.refuse(ReasonCode.RetainNotSupported, 'retained will, but retained messages are not supported');
+      return;
+    }
+    if (will?.properties?.payloadFormatIndicator === 1 && limits.validatePayloadFormat && !isUtf8(will.payload)) {
+      // 3.1.3.2.3: a will that says UTF-8 and is not (as a PUBLISH would be refused, see onPublish).
+      this.refuse(ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8 although its Payload Format Indicator says so');
+      return;
+    }
+    if (this.version === 5 && methodName === undefined && props?.authenticationData !== undefined) {
+      // 3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error.
+      this.refuse(ReasonCode.ProtocolError, 'Authentication Data without an Authentication Method');
       return;
     }
     let keepAlive = p.keepAlive;
@@ -567,14 +614,34 @@ export class Channel {
     this.send({ type: 2, sessionPresent: present, reasonCode: 0, properties });
     this.core.events.clientConnected?.(this.info!, { sessionPresent: present, clean: p.clean, keepAlive });
 
-    // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL on resume, in order.
+    // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (with DUP) and PUBREL on resume, in order, but no more at
+    // once than the client's Receive Maximum allows ([MQTT-4.9.0-2]).
     if (session.inflightCount > 0) {
-      for (const m of session.inflightInOrder()) {
-        if (m.state === 'pubrel') this.sendAck(6, m.packetId);
-        else this.writePublish(m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true);
-      }
+      const order = session.inflightInOrder();
+      const window = this.sendWindow;
+      for (let i = 0; i < order.length && i < window; i++) this.resend(order[i]!);
+      if (order.length > window) this.heldResends = { order, next: window, ids: new Set(order.slice(window).map((m) => m.packetId)) };
     }
     this.drainQueue();
+  }
+
+  private resend(m: InflightMessage): void {
+    if (m.state === 'pubrel') this.sendAck(6, m.packetId);
+    else this.writePublish(m.message, m.qos, m.retain, m.subscriptionIds, m.packetId, true);
+  }
+
+  /** Resends held-back in-flight messages while the window has room. False while some are still held. */
+  private resendHeld(session: Session): boolean {
+    const held = this.heldResends!;
+    while (held.next < held.order.length && session.inflightCount - held.ids.size < this.sendWindow && !this.outputFull()) {
+      const m = held.order[held.next++]!;
+      // Acknowledged meanwhile (the client had it from the last connection): nothing to resend.
+      if (!held.ids.delete(m.packetId)) continue;
+      this.resend(m);
+    }
+    if (held.ids.size > 0) return false;
+    this.heldResends = undefined;
+    return true;
   }
 
   /** CONNACK with an error, then close (no will: the connection was never accepted). */
@@ -652,13 +719,18 @@ export class Channel {
       this.route(p, message);
       return;
     }
+    this.publishHookPending = p.qos !== 0;
     this.after(
       callHook(() => authorize(this.info!, message)),
       (ok) => {
+        this.publishHookPending = false;
         if (ok === true) this.route(p, message);
         else this.ackPublish(p, ok === false ? ReasonCode.NotAuthorized : ok);
       },
-      () => this.ackPublish(p, ReasonCode.UnspecifiedError),
+      () => {
+        this.publishHookPending = false;
+        this.ackPublish(p, ReasonCode.UnspecifiedError);
+      },
     );
   }
 
@@ -689,6 +761,8 @@ export class Channel {
 
   private onPublishAck(p: PubAckLikePacket): void {
     const session = this.session!;
+    // An acknowledgement for a message held back on resume: the client had it already, nothing to resend.
+    if (this.heldResends !== undefined) this.heldResends.ids.delete(p.packetId);
     const m = session.inflightMessage(p.packetId);
     if (!m) {
       if (p.type === 5 && this.version === 5) this.sendAck(6, p.packetId, ReasonCode.PacketIdentifierNotFound);
@@ -745,17 +819,16 @@ export class Channel {
         codes[i] = failCode(ReasonCode.TopicFilterInvalid);
         continue;
       }
-      const limits = this.core.limits;
-      if (shareGroup !== undefined && !limits.sharedSubscriptionAvailable) {
-        codes[i] = failCode(ReasonCode.SharedSubscriptionsNotSupported);
-        continue;
-      }
-      if (!limits.wildcardSubscriptionAvailable && (filter.includes('+') || filter.includes('#'))) {
-        codes[i] = failCode(ReasonCode.WildcardSubscriptionsNotSupported);
-        continue;
-      }
-      if (id !== undefined && !limits.subscriptionIdentifiersAvailable) {
-        codes[i] = failCode(ReasonCode.SubscriptionIdentifiersNotSupported);
+      // A 5.0 client was told in CONNACK which features are off: using one is a Protocol Error that ends the
+      // connection with the feature's code (3.2.2.3.11-13, [MQTT-4.13.1-1]). 3.1.x clients were told
+      // nothing, so they get a failure return code for that filter.
+      const unavailable = this.unavailableFeature(shareGroup !== undefined, filter, id !== undefined);
+      if (unavailable !== undefined) {
+        if (this.version === 5) {
+          this.serverDisconnect(unavailable, `SUBSCRIBE uses a feature this server does not offer (${filter})`);
+          return;
+        }
+        codes[i] = 0x80;
         continue;
       }
       const entry: SubscriptionEntry = {
@@ -815,6 +888,15 @@ export class Channel {
         this.deliver(m, Math.min(m.qos, entry.qos) as QoS, true, entry.subscriptionIds);
       }
     }
+  }
+
+  /** The reason code of a feature this subscription needs that the server has turned off, if any. */
+  private unavailableFeature(shared: boolean, filter: string, withId: boolean): number | undefined {
+    const limits = this.core.limits;
+    if (shared && !limits.sharedSubscriptionAvailable) return ReasonCode.SharedSubscriptionsNotSupported;
+    if (!limits.wildcardSubscriptionAvailable && (filter.includes('+') || filter.includes('#'))) return ReasonCode.WildcardSubscriptionsNotSupported;
+    if (withId && !limits.subscriptionIdentifiersAvailable) return ReasonCode.SubscriptionIdentifiersNotSupported;
+    return undefined;
   }
 
   private onUnsubscribe(p: UnsubscribePacket): void {
@@ -917,6 +999,10 @@ export class Channel {
   private drainQueue(): void {
     const session = this.session;
     if (!session || this.state !== 'connected') return;
+    if (this.heldResends !== undefined && !this.resendHeld(session)) {
+      this.watchOutput();
+      return;
+    }
     if (session.queuedCount === 0) return;
     const queue = session.queue;
     const now = this.core.clock.now();

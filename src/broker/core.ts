@@ -29,7 +29,8 @@ export interface CoreOptions {
 
 /** A will waiting for its Will Delay Interval (5.0) to pass. */
 interface PendingWill {
-  message: Message;
+  /** The will as the CONNECT gave it: its message is made when it is published (its expiry starts then). */
+  will: WillMessage;
   client: ClientInfo;
   publishAt: number;
 }
@@ -110,7 +111,7 @@ export class BrokerCore {
     for (const [clientId, will] of this.pendingWills) {
       if (will.publishAt <= now) {
         this.pendingWills.delete(clientId);
-        this.publishWill(will.message, will.client);
+        this.publishWill(will.will, will.client);
       }
     }
     this.sessionTimers.expire(now, (session) => {
@@ -205,7 +206,7 @@ export class BrokerCore {
     const will = this.pendingWills.get(session.clientId);
     if (will) {
       this.pendingWills.delete(session.clientId);
-      this.publishWill(will.message, will.client);
+      this.publishWill(will.will, will.client);
     }
   }
 
@@ -214,18 +215,18 @@ export class BrokerCore {
   /** Handles the will of a connection that ended without a normal DISCONNECT. */
   scheduleWill(will: WillMessage, client: ClientInfo, session: Session | undefined): void {
     const delay = will.properties?.willDelayInterval ?? 0;
-    const now = this.clock.now();
-    const message = createMessage(will, client.clientId, now);
     const sessionLives = session !== undefined && this.sessions.get(session.clientId) === session;
     if (delay > 0 && sessionLives) {
       // Published when the delay passes or the session ends, whichever is first (3.1.3.2.2).
-      this.pendingWills.set(client.clientId, { message, client, publishAt: now + delay * 1000 });
+      this.pendingWills.set(client.clientId, { will, client, publishAt: this.clock.now() + delay * 1000 });
     } else {
-      this.publishWill(message, client);
+      this.publishWill(will, client);
     }
   }
 
-  private publishWill(message: Message, client: ClientInfo): void {
+  /** Publishes a will now: its Message Expiry Interval is its lifetime from this moment (3.1.3.2.4). */
+  private publishWill(will: WillMessage, client: ClientInfo): void {
+    const message = createMessage(will, client.clientId, this.clock.now());
     const authorize = this.hooks.authorizePublish;
     if (!authorize) {
       this.publish(message, client);
@@ -339,7 +340,8 @@ export class BrokerCore {
   private deliverShared(key: string, members: readonly SubscriptionEntry[], message: Message, exclude?: string): boolean {
     const chosen = this.pickMember(key, members, exclude);
     if (!chosen) return false;
-    this.deliver(chosen.clientId, message, Math.min(message.qos, chosen.qos) as QoS, false, chosen.subscriptionIds, key);
+    // Retain As Published holds for shared subscriptions too (3.8.3.1 makes no exception).
+    this.deliver(chosen.clientId, message, Math.min(message.qos, chosen.qos) as QoS, chosen.retainAsPublished && message.retain, chosen.subscriptionIds, key);
     return true;
   }
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ScramClient, scramCredentials, scramSha256, type ScramCredentials } from '../../src/auth/scram.js';
-import type { AuthPacket, ConnackPacket, DisconnectPacket, PubAckLikePacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
+import type { AuthPacket, ConnackPacket, DisconnectPacket, Packet, Properties, PubAckLikePacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';
 
@@ -312,6 +312,38 @@ describe('MQTT 5.0 messages', () => {
   });
 });
 
+describe('MQTT 5.0 Receive Maximum on resume', () => {
+  it('[MQTT-4.9.0-2] [MQTT-4.4.0-1] in-flight messages are resent within the new Receive Maximum, in order; one the client acknowledges meanwhile is not resent; new ones wait behind', () => {
+    const f = new FakeCore();
+    let s = f.connect({ clientId: 's', protocolVersion: 5, properties: { sessionExpiryInterval: 60, receiveMaximum: 10 } });
+    subscribe(s, 't');
+    const p = f.connect({ clientId: 'p', protocolVersion: 5 });
+    for (let i = 1; i <= 5; i++) p.send(pub('t', String(i), { qos: 1, packetId: i }));
+    const before = s.take(3) as PublishPacket[];
+    assert.equal(before.length, 5);
+    s.drop();
+    s = f.connect({ clientId: 's', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 60, receiveMaximum: 2 } });
+    assert.equal(connack(s).sessionPresent, true);
+    const text = (ps: Packet[]) => (ps as PublishPacket[]).map((m) => `${m.payload}${m.dup ? '*' : ''}`);
+    assert.deepEqual(text(s.take(3)), ['1*', '2*'], 'two resent (DUP), three held back');
+    // The client had '4' already and acknowledges it now: it is not resent later.
+    s.send({ type: 4, packetId: before[3]!.packetId! });
+    p.send(pub('t', '6', { qos: 1, packetId: 6 }));
+    assert.deepEqual(s.take(3), [], 'the window is still full');
+    s.send({ type: 4, packetId: before[0]!.packetId! });
+    assert.deepEqual(text(s.take(3)), ['3*']);
+    s.send({ type: 4, packetId: before[1]!.packetId! });
+    assert.deepEqual(text(s.take(3)), ['5*'], "'4' was acknowledged: skipped");
+    s.send({ type: 4, packetId: before[2]!.packetId! });
+    const six = s.take(3) as PublishPacket[];
+    assert.deepEqual(text(six), ['6'], 'the new message once the held ones are out');
+    s.send({ type: 4, packetId: before[4]!.packetId! });
+    s.send({ type: 4, packetId: six[0]!.packetId! });
+    assert.deepEqual(s.take(3), []);
+    assert.equal(s.closed, false);
+  });
+});
+
 describe('MQTT 5.0 subscriptions', () => {
   it('No Local: a client does not get its own messages back', () => {
     const f = new FakeCore();
@@ -365,13 +397,28 @@ describe('MQTT 5.0 subscriptions', () => {
     assert.equal(b!.properties?.subscriptionIdentifier, undefined);
   });
 
-  it('feature flags off: SUBACK 0x9E (shared), 0xA2 (wildcard), 0xA1 (subscription identifier)', () => {
-    const f = new FakeCore({ limits: { sharedSubscriptionAvailable: false, wildcardSubscriptionAvailable: false, subscriptionIdentifiersAvailable: false } });
-    const c = f.connect({ clientId: 'c', protocolVersion: 5 });
-    assert.deepEqual(subscribe(c, '$share/g/t').reasonCodes, [0x9e]);
-    assert.deepEqual(subscribe(c, 'a/+').reasonCodes, [0xa2]);
-    assert.deepEqual(subscribe(c, 'plain', {}, { subscriptionIdentifier: 3 }).reasonCodes, [0xa1]);
-    assert.deepEqual(subscribe(c, 'plain').reasonCodes, [1]);
+  it('[MQTT-4.13.1-1] feature flags off: a 5.0 SUBSCRIBE using one is DISCONNECT 0x9E (shared), 0xA2 (wildcard), 0xA1 (subscription identifier); 3.1.1 gets 0x80', () => {
+    const limits = { sharedSubscriptionAvailable: false, wildcardSubscriptionAvailable: false, subscriptionIdentifiersAvailable: false };
+    const cases: [string, Properties | undefined, number][] = [
+      ['$share/g/t', undefined, 0x9e],
+      ['a/+', undefined, 0xa2],
+      ['plain', { subscriptionIdentifier: 3 }, 0xa1],
+    ];
+    for (const [filter, properties, code] of cases) {
+      const f = new FakeCore({ limits });
+      const c = f.connect({ clientId: 'c', protocolVersion: 5 });
+      assert.deepEqual(subscribe(c, 'plain').reasonCodes, [1]);
+      c.send({ type: 8, packetId: 2, subscriptions: [{ topicFilter: filter, qos: 1 }], properties });
+      assert.equal(c.take(9).length, 0, filter);
+      assert.equal((c.take(14)[0] as DisconnectPacket).reasonCode, code, filter);
+      assert.equal(c.closed, true, filter);
+    }
+    const f = new FakeCore({ limits });
+    const old = f.connect({ clientId: 'o', protocolVersion: 4 });
+    assert.deepEqual(subscribe(old, '$share/g/t').reasonCodes, [0x80]);
+    assert.deepEqual(subscribe(old, 'a/+').reasonCodes, [0x80]);
+    assert.deepEqual(subscribe(old, 'plain').reasonCodes, [1]);
+    assert.equal(old.closed, false);
   });
 
   it('malformed share names and invalid filters get SUBACK 0x8F', () => {
