@@ -9,6 +9,7 @@ import { isValidTopicName } from '../protocol/topic.js';
 import { Security, type SecurityOptions } from '../auth/security.js';
 import type { ClientRateLimits } from '../auth/limits.js';
 import { startListener, type ListenerOptions, type RunningListener } from '../transport/listeners.js';
+import { PemFileError } from '../transport/tls.js';
 import { BrokerCore, type Clock } from './core.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './hooks.js';
 import { createMessage, type Message } from './message.js';
@@ -152,8 +153,15 @@ export class Broker extends EventEmitter<BrokerEventMap> {
 
   /** Opens every listener. Resolves when all are listening. */
   async listen(): Promise<void> {
-    for (const options of this.listenerOptions) {
-      const listener = await startListener(this.core, options, { logger: this.logger, security: this.security, rateLimits: this.rateLimits });
+    for (const [index, options] of this.listenerOptions.entries()) {
+      let listener: RunningListener;
+      try {
+        listener = await startListener(this.core, options, { logger: this.logger, security: this.security, rateLimits: this.rateLimits });
+      } catch (err) {
+        // A certificate file that cannot be read is named by its place in the configuration.
+        if (err instanceof PemFileError) throw new Error(`listeners[${index}].${err.message}`, { cause: err });
+        throw err;
+      }
       this.running.push(listener);
       const { address, port } = listener.address();
       this.logger.info({ listener: listener.name, host: address, port, sockets: listener.sockets, acceptHandles: listener.acceptHandles }, 'listening');

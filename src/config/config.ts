@@ -37,7 +37,8 @@ function object(shape: Record<string, Check>): Check {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(v)) {
-      const check = shape[key];
+      // Own keys only: "__proto__" or "constructor" must not find Object.prototype's members.
+      const check = Object.hasOwn(shape, key) ? shape[key] : undefined;
       const where = path ? `${path}.${key}` : key;
       if (!check) return fail(where, `unknown key (known: ${Object.keys(shape).join(', ')})`);
       out[key] = check(value, where);
@@ -100,7 +101,7 @@ const LISTENER_SHAPES: Record<string, Check> = {
 const listener: Check = (v, path) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
   const type = (v as { type?: unknown }).type ?? 'tcp';
-  const shape = LISTENER_SHAPES[String(type)];
+  const shape = Object.hasOwn(LISTENER_SHAPES, String(type)) ? LISTENER_SHAPES[String(type)] : undefined;
   if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss"');
   const out = shape({ ...v, type }, path) as Record<string, unknown>;
   if (type === 'tls' || type === 'wss') {
@@ -198,6 +199,9 @@ export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate'
 
 /** Validates a parsed config object; throws ConfigError naming the first bad key. */
 export function validateConfig(raw: unknown): FileConfig {
+  if (raw !== undefined && raw !== null && (typeof raw !== 'object' || Array.isArray(raw))) {
+    throw new ConfigError(`the config must be a mapping of settings (an object), not ${Array.isArray(raw) ? 'a list' : typeof raw}`);
+  }
   return object(CONFIG_SCHEMA)(raw ?? {}, '') as FileConfig;
 }
 

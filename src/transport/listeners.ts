@@ -1,8 +1,10 @@
 // Listeners: one per configured endpoint (tcp, tls, ws, wss), each turning accepted connections
 // into channels, with its own admission limits and per-client rate limits.
+import type { Buffer } from 'node:buffer';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer, isIP, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
@@ -153,6 +155,8 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
   };
   const logTlsError = (err: Error & { code?: string }, socket: TLSSocket) => {
     logger.warn({ listener: name, address: socket.remoteAddress ? socketAddress(socket) : undefined, error: err.code ?? err.message }, 'TLS handshake failed');
+    // Node.js reports a handshake timeout here but leaves the connection open: close it.
+    socket.destroy();
   };
 
   const host = options.host ?? '0.0.0.0';
@@ -219,8 +223,22 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
         maxBytesRate: limits.maxBytesRate,
         info: (req: IncomingMessage) => (type === 'wss' ? tlsInfo(req.socket as TLSSocket) : baseInfo()),
       });
-      http.on('connection', (raw: Socket) => track(raw));
-      http.on('upgrade', endpoint.upgrade);
+      // Until its WebSocket upgrade, a connection has connectTimeout, as on TCP: a client that sends nothing or
+      // half an HTTP request is cut then, not after Node.js's own HTTP timeouts (a minute and more).
+      const beforeUpgrade = new WeakMap<Duplex, NodeJS.Timeout>();
+      const armConnectTimeout = (socket: Socket) => {
+        const timer = setTimeout(() => socket.destroy(), core.limits.connectTimeout);
+        beforeUpgrade.set(socket, timer);
+        socket.once('close', () => clearTimeout(timer));
+      };
+      http.on('connection', (raw: Socket) => {
+        track(raw);
+        if (type === 'ws') armConnectTimeout(raw);
+      });
+      http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        clearTimeout(beforeUpgrade.get(socket));
+        endpoint.upgrade(req, socket, head);
+      });
       http.on('request', (_req, res) => {
         res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket', Connection: 'close' });
         res.end(`MQTT over WebSocket: connect a WebSocket client (subprotocol "mqtt") to ${o.path ?? DEFAULT_WS_PATH}\n`);
@@ -228,7 +246,8 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
       if (type === 'wss') {
         const https = http as unknown as import('node:tls').Server;
         https.on('secureConnection', (socket: TLSSocket) => {
-          checkClient(socket);
+          // The handshake had its own timeout; the HTTP request that follows gets connectTimeout too.
+          if (checkClient(socket)) armConnectTimeout(socket);
         });
         https.on('tlsClientError', logTlsError);
         contexts!.watch((c) => https.setSecureContext(c));

@@ -37,17 +37,32 @@ export interface TlsListenerSettings extends CertificateFiles {
   peerCertAsClientId?: 'cn' | 'san';
 }
 
-function readPem(source: PemSource): string {
+/** A certificate or key file that cannot be read, named by its listener setting (`cert`, `key`, `ca`, `sni.<name>.cert`). */
+export class PemFileError extends Error {
+  constructor(
+    readonly setting: string,
+    readonly file: string,
+    code: string,
+  ) {
+    super(`${setting}: cannot read ${file} (${code})`);
+  }
+}
+
+function readPem(source: PemSource, setting: string): string {
   if (source.trimStart().startsWith('-----BEGIN')) return source;
-  return readFileSync(source, 'utf8');
+  try {
+    return readFileSync(source, 'utf8');
+  } catch (err) {
+    throw new PemFileError(setting, source, (err as NodeJS.ErrnoException).code ?? String(err));
+  }
 }
 
 const isPath = (s: PemSource | undefined): s is string => typeof s === 'string' && !s.trimStart().startsWith('-----BEGIN');
 
-function contextOptions(s: TlsListenerSettings | CertificateFiles): SecureContextOptions {
-  const o: SecureContextOptions = { cert: readPem(s.cert), key: readPem(s.key), passphrase: s.passphrase };
+function contextOptions(s: TlsListenerSettings | CertificateFiles, prefix = ''): SecureContextOptions {
+  const o: SecureContextOptions = { cert: readPem(s.cert, `${prefix}cert`), key: readPem(s.key, `${prefix}key`), passphrase: s.passphrase };
   const t = s as TlsListenerSettings;
-  if (t.ca !== undefined) o.ca = (Array.isArray(t.ca) ? t.ca : [t.ca]).map(readPem);
+  if (t.ca !== undefined) o.ca = Array.isArray(t.ca) ? t.ca.map((c, i) => readPem(c, `ca[${i}]`)) : [readPem(t.ca, 'ca')];
   if (t.ciphers !== undefined) o.ciphers = t.ciphers;
   if (t.ciphersuites !== undefined) (o as SecureContextOptions & { ciphersuites?: string }).ciphersuites = t.ciphersuites;
   o.minVersion = t.minVersion ?? 'TLSv1.2';
@@ -91,7 +106,7 @@ export class TlsContexts {
     createSecureContext(main); // validates
     const sni = new Map<string, SecureContext>();
     for (const [servername, files] of Object.entries(this.settings.sni ?? {})) {
-      sni.set(servername.toLowerCase(), createSecureContext({ ...main, ...contextOptions({ ...this.settings, ...files }) }));
+      sni.set(servername.toLowerCase(), createSecureContext({ ...main, ...contextOptions({ ...this.settings, ...files }, `sni.${servername}.`) }));
     }
     return { main, sni };
   }
