@@ -16,6 +16,7 @@ import { createMessage, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import type { AuthMethod } from './enhanced-auth.js';
 import { LogThrottle } from './log-throttle.js';
+import { checkLimits, ConfigError, LIMIT_CHECKS } from '../config/checks.js';
 
 export type { ListenerOptions };
 
@@ -60,6 +61,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private readonly listenerOptions: ListenerOptions[];
   private readonly running: RunningListener[] = [];
   private ticker: NodeJS.Timeout | undefined;
+  private listenCalled = false;
   private readonly tickInterval: number;
   /** Password file, ACL, ban list and listener admission, composed with the hooks given. */
   readonly security: Security;
@@ -70,6 +72,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
 
   constructor(options: BrokerOptions = {}) {
     super();
+    checkOptions(options);
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.connectionLogRate = options.connectionLogRate ?? 100;
     this.connectedLines = new LogThrottle(this.connectionLogRate, (skipped) => this.skippedLines('client connected', skipped));
@@ -153,6 +156,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
 
   /** Opens every listener. Resolves when all are listening. */
   async listen(): Promise<void> {
+    if (this.listenCalled) throw new Error('the broker is already listening (listen() was called before)');
+    this.listenCalled = true;
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
       try {
@@ -210,6 +215,40 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     await new Promise((r) => setImmediate(r));
     await Promise.all(this.running.splice(0).map((l) => l.close()));
     this.logger.info('broker closed');
+  }
+}
+
+/** Every option besides the limits (the type makes sure none is missing): a misspelled key is refused, not ignored. */
+const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, true> = {
+  host: true,
+  port: true,
+  listeners: true,
+  logger: true,
+  clock: true,
+  authMethods: true,
+  tickInterval: true,
+  connectionLogRate: true,
+  authenticate: true,
+  authorizePublish: true,
+  authorizeSubscribe: true,
+  passwordFile: true,
+  acl: true,
+  bans: true,
+  watchFiles: true,
+  maxPublishRate: true,
+  publishBurst: true,
+  maxBytesRate: true,
+};
+
+/** createBroker() checks its limits as the config file does: one line naming the option. */
+function checkOptions(options: BrokerOptions): void {
+  for (const key of Object.keys(options)) {
+    if (!Object.hasOwn(LIMIT_CHECKS, key) && !Object.hasOwn(OTHER_OPTIONS, key)) throw new ConfigError(`createBroker: ${key}: unknown option`);
+  }
+  try {
+    checkLimits(options);
+  } catch (err) {
+    throw new ConfigError(`createBroker: ${(err as Error).message}`);
   }
 }
 

@@ -495,13 +495,26 @@ export class Channel {
       verdict,
       (ok) => {
         if (ok === true) this.accept(pending, authProperties);
-        else this.refuse(ok === false ? ReasonCode.BadUserNameOrPassword : ok, 'refused by authentication');
+        else this.refuse(ok === false ? ReasonCode.BadUserNameOrPassword : this.refusal('authenticate', ok), 'refused by authentication');
       },
       (err) => {
         this.core.events.warning?.('authenticate hook failed', { clientId: pending.clientId, error: String(err) });
         this.refuse(ReasonCode.UnspecifiedError, 'authentication failed with an error');
       },
     );
+  }
+
+  /**
+   * The reason code for a hook's answer other than true: false is Not authorized, a number ≥ 0x80 is itself.
+   * Anything else (0, undefined from a hook that forgot to return, ...) refuses too, with a warning: a
+   * mistake in a hook must fail closed, never grant.
+   */
+  private refusal(hook: string, answer: unknown): number {
+    if (typeof answer === 'number' && answer >= 0x80 && answer <= 0xff) return answer;
+    if (answer !== false) {
+      this.core.events.warning?.(`${hook} hook answered ${String(answer)}, which is neither true, false nor a reason code from 0x80; refused`, { clientId: this.info?.clientId });
+    }
+    return ReasonCode.NotAuthorized;
   }
 
   // ---- enhanced authentication (5.0, 4.12) ----
@@ -725,7 +738,7 @@ export class Channel {
       (ok) => {
         this.publishHookPending = false;
         if (ok === true) this.route(p, message);
-        else this.ackPublish(p, ok === false ? ReasonCode.NotAuthorized : ok);
+        else this.ackPublish(p, this.refusal('authorizePublish', ok));
       },
       () => {
         this.publishHookPending = false;
@@ -844,37 +857,42 @@ export class Channel {
       accepted.push({ entry, key: s.topicFilter, index: i, existed: false });
       if (authorize) verdicts.push(callHook(() => authorize(this.info!, { topicFilter: s.topicFilter, qos: s.qos })));
     }
-    const apply = (answers: (boolean | number)[]) => {
+    // answers: the hook's, one per accepted filter; undefined when there is no hook (all granted).
+    const apply = (answers: unknown[] | undefined) => {
       const session = this.session!;
-      const granted: { entry: SubscriptionEntry; existed: boolean }[] = [];
+      const granted: { entry: SubscriptionEntry; key: string; existed: boolean }[] = [];
       accepted.forEach((a, k) => {
-        const answer = answers[k] ?? true;
-        if (answer === false || (typeof answer === 'number' && answer >= 0x80)) {
-          codes[a.index] = failCode(answer === false ? ReasonCode.NotAuthorized : answer);
+        const answer = answers === undefined ? true : answers[k];
+        const grantedQos = answer === true ? a.entry.qos : typeof answer === 'number' && answer >= 0 && answer <= 2 ? answer : undefined;
+        if (grantedQos === undefined) {
+          codes[a.index] = failCode(this.refusal('authorizeSubscribe', answer));
           return;
         }
-        if (typeof answer === 'number') a.entry.qos = Math.min(a.entry.qos, answer) as QoS;
+        a.entry.qos = Math.min(a.entry.qos, grantedQos) as QoS;
         // [MQTT-3.8.4-3] a subscription to the same filter replaces the old one.
         const existed = this.core.router.add(a.entry);
         session.subscriptions.set(a.key, a.entry);
         codes[a.index] = a.entry.qos;
-        granted.push({ entry: a.entry, existed });
+        granted.push({ entry: a.entry, key: a.key, existed });
       });
       this.send({ type: 9, packetId: p.packetId, reasonCodes: codes });
       if (granted.length) {
-        this.core.events.subscribed?.(this.info!, granted.map((g) => ({ topicFilter: g.entry.filter, qos: g.entry.qos })));
+        // Filters as the client wrote them ($share/<group>/... included), as authorizeSubscribe saw them.
+        this.core.events.subscribed?.(this.info!, granted.map((g) => ({ topicFilter: g.key, qos: g.entry.qos })));
       }
       this.sendRetained(granted);
     };
     if (!authorize) {
-      apply([]);
+      apply(undefined);
       return;
     }
     if (!verdicts.some(isPromise)) {
-      apply(verdicts as (boolean | number)[]);
+      apply(verdicts);
       return;
     }
-    this.after(Promise.all(verdicts.map((v) => Promise.resolve(v))), apply, () => apply(accepted.map(() => ReasonCode.UnspecifiedError)));
+    // A hook that fails for one filter fails that filter only.
+    const settled = verdicts.map((v) => Promise.resolve(v).catch(() => ReasonCode.UnspecifiedError));
+    this.after(Promise.all(settled), apply, () => apply(accepted.map(() => ReasonCode.UnspecifiedError)));
   }
 
   /** Retained messages for new subscriptions, after the SUBACK ([MQTT-3.3.1-9]: with RETAIN set). */
@@ -901,15 +919,18 @@ export class Channel {
 
   private onUnsubscribe(p: UnsubscribePacket): void {
     const session = this.session!;
+    const removed: string[] = [];
     const codes = p.topicFilters.map((key) => {
       const entry = session.subscriptions.get(key);
       if (!entry) return ReasonCode.NoSubscriptionExisted;
       session.subscriptions.delete(key);
       this.core.router.remove(entry.clientId, entry.filter, entry.shareGroup);
+      removed.push(key);
       return ReasonCode.Success;
     });
     this.send({ type: 11, packetId: p.packetId, reasonCodes: this.version === 5 ? codes : undefined });
-    this.core.events.unsubscribed?.(this.info!, p.topicFilters);
+    // Only the subscriptions that existed (the others were answered 0x11).
+    if (removed.length > 0) this.core.events.unsubscribed?.(this.info!, removed);
   }
 
   // ---- DISCONNECT ----
@@ -960,7 +981,7 @@ export class Channel {
   deliver(message: Message, qos: QoS, retain: boolean, ids?: readonly number[], shareKey?: string): void {
     const session = this.session;
     if (this.state !== 'connected' || !session) return;
-    if (message.expiresAt !== undefined && message.expiresAt <= this.core.clock.now()) return;
+    if (message.expiresAt !== undefined && message.expiresAt < this.core.clock.now()) return;
     const full = this.outputFull();
     if (qos === 0) {
       // A slow reader loses QoS 0 messages rather than growing the broker's memory.
@@ -974,7 +995,8 @@ export class Channel {
     }
     if (full || session.queuedCount > 0 || session.inflightCount >= this.sendWindow) {
       const before = session.dropped;
-      session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.core.clock.now(), shareKey }, this.core.limits.maxQueuedMessages, this.core.limits.queueOverflow);
+      const now = this.core.clock.now();
+      session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: now, shareKey }, this.core.limits, now);
       this.core.droppedMessages += session.dropped - before;
       this.watchOutput();
       return;

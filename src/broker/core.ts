@@ -6,7 +6,7 @@ import type { WillMessage } from '../protocol/packets.js';
 import { Channel, type ChannelOutput, type TransportInfo } from './channel.js';
 import type { AuthMethod } from './enhanced-auth.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
-import { createMessage, detach, type Message } from './message.js';
+import { createMessage, detach, messageExpired, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import { RetainedStore } from './retained.js';
 import { TopicRouter, type MatchResult, type RouteMemo, type SubscriptionEntry } from './router.js';
@@ -374,24 +374,29 @@ export class BrokerCore {
    */
   private redistributeShared(session: Session): void {
     if (session.inflightCount === 0 && session.queuedCount === 0) return;
+    // A message moves only where another member can take it; with none, it stays in this session as it
+    // was (same packet id, QoS and Subscription Identifiers) and is resent when the member comes back.
+    const others = new Map<string, readonly SubscriptionEntry[] | undefined>();
+    const otherMembers = (key: string) => {
+      if (!others.has(key)) {
+        const slash = key.indexOf('/');
+        const members = this.router.groupMembers(key.slice(0, slash), key.slice(slash + 1));
+        others.set(key, members.some((m) => m.clientId !== session.clientId) ? members : undefined);
+      }
+      return others.get(key);
+    };
     const moved: { key: string; message: Message }[] = [];
     for (const m of session.inflightInOrder()) {
-      if (m.shareKey !== undefined && m.state === 'publish') {
+      if (m.shareKey !== undefined && m.state === 'publish' && otherMembers(m.shareKey) !== undefined) {
         moved.push({ key: m.shareKey, message: m.message });
         session.releaseInflight(m.packetId);
       }
     }
     if (session.queuedCount > 0) {
-      for (const q of session.queue.removeWhere((item) => item.shareKey !== undefined)) moved.push({ key: q.shareKey!, message: q.message });
+      const leaving = session.queue.removeWhere((item) => item.shareKey !== undefined && otherMembers(item.shareKey) !== undefined);
+      for (const q of leaving) moved.push({ key: q.shareKey!, message: q.message });
     }
-    for (const { key, message } of moved) {
-      const slash = key.indexOf('/');
-      const members = this.router.groupMembers(key.slice(0, slash), key.slice(slash + 1));
-      if (!this.deliverShared(key, members, message, session.clientId)) {
-        // No other member: it stays with this session after all.
-        session.queue.push({ message, qos: message.qos, retain: false, queuedAt: this.clock.now(), shareKey: key });
-      }
-    }
+    for (const { key, message } of moved) this.deliverShared(key, otherMembers(key)!, message, session.clientId);
   }
 
   /** Sends to the client's live connection, or queues for its offline persistent session. */
@@ -404,25 +409,26 @@ export class BrokerCore {
     const session = this.sessions.get(clientId);
     if (!session || (qos === 0 && !this.limits.queueQos0)) return;
     const before = session.dropped;
-    session.enqueue(
-      { message, qos, retain, subscriptionIds: ids, queuedAt: this.clock.now(), shareKey },
-      this.limits.maxQueuedMessages,
-      this.limits.queueOverflow,
-    );
+    const now = this.clock.now();
+    session.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: now, shareKey }, this.limits, now);
     this.droppedMessages += session.dropped - before;
   }
 
   /** Whether a queued message is past its expiry (5.0 Message Expiry or offlineMessageExpiry). */
   isExpired(message: Message, queuedAt: number | undefined, now: number): boolean {
-    if (message.expiresAt !== undefined && message.expiresAt <= now) return true;
-    const limit = this.limits.offlineMessageExpiry;
-    return limit > 0 && queuedAt !== undefined && queuedAt + limit * 1000 <= now;
+    return messageExpired(message, queuedAt, now, this.limits.offlineMessageExpiry * 1000);
   }
 
   /** Server shutdown: every connection gets DISCONNECT 0x8B (5.0) and is closed. */
   shutdown(): void {
     this.closing = true;
     for (const channel of [...this.channels]) channel.serverDisconnect(0x8b, 'server shutting down');
+    // Wills still waiting out their Will Delay go now, as Mosquitto's do at shutdown: the sessions they wait
+    // on end with the broker.
+    for (const [clientId, will] of this.pendingWills) {
+      this.pendingWills.delete(clientId);
+      this.publishWill(will.will, will.client);
+    }
   }
 
   removeChannel(channel: Channel): void {

@@ -56,6 +56,16 @@ export function createMessage(
   };
 }
 
+/**
+ * Whether a message waiting for a subscriber is past its lifetime: its Message Expiry Interval has passed
+ * (strictly: an interval of 0 still reaches the subscribers it is routed to at once, as in Mosquitto), or
+ * it has waited `offlineLimitMs` (offlineMessageExpiry; 0 = no limit) since `queuedAt`.
+ */
+export function messageExpired(message: Message, queuedAt: number | undefined, now: number, offlineLimitMs: number): boolean {
+  if (message.expiresAt !== undefined && message.expiresAt < now) return true;
+  return offlineLimitMs > 0 && queuedAt !== undefined && queuedAt + offlineLimitMs <= now;
+}
+
 /** A message that may outlive the current receive buffer (retained, queued) must own its payload. */
 export function detach(message: Message): Message {
   // Written out rather than spread: same shape as createMessage's, and no spread on the per-message path.

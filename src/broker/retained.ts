@@ -132,7 +132,7 @@ export class RetainedStore {
     // Expired messages found on the way are removed after the walk (removing prunes the tree).
     let kept = 0;
     for (const m of out) {
-      if (m.expiresAt !== undefined && m.expiresAt <= now) this.delete(m.topic);
+      if (m.expiresAt !== undefined && m.expiresAt < now) this.delete(m.topic);
       else out[kept++] = m;
     }
     out.length = kept;

@@ -2,7 +2,8 @@
 // Plain data plus the bookkeeping rules; the channel drives it.
 import type { QoS } from '../protocol/constants.js';
 import { Deque } from './deque.js';
-import type { Message } from './message.js';
+import { messageExpired, type Message } from './message.js';
+import type { BrokerLimits } from './options.js';
 import type { SubscriptionEntry } from './router.js';
 import { NOT_DUE } from './timer-wheel.js';
 
@@ -26,6 +27,9 @@ export interface InflightMessage {
 const FIRST_WINDOW_SLOTS = 8;
 
 /** A message waiting to be sent to this session (client offline, or its in-flight window full). */
+/** The limits a session queue follows. */
+export type QueueLimits = Pick<BrokerLimits, 'maxQueuedMessages' | 'queueOverflow' | 'offlineMessageExpiry'>;
+
 export interface QueuedMessage {
   message: Message;
   qos: QoS;
@@ -55,6 +59,8 @@ export class Session {
   private _queue: Deque<QueuedMessage> | undefined;
   /** Messages dropped because the queue was full (counted for metrics and logs). */
   dropped = 0;
+  /** Earliest Message Expiry among queued messages since the queue was last scanned (maybe already gone). */
+  private queueExpiresFirst: number | undefined = undefined;
   /** Session Expiry Interval in seconds; 0xFFFFFFFF never expires. */
   expiryInterval: number;
   /** When the session ends if nobody resumes it (ms, broker clock); undefined while connected. */
@@ -160,17 +166,40 @@ export class Session {
    * Queues a message; applies the bound. Returns false when the message itself was dropped
    * (queue full with drop-newest).
    */
-  enqueue(item: QueuedMessage, limit: number, overflow: 'drop-oldest' | 'drop-newest'): boolean {
+  enqueue(item: QueuedMessage, limits: QueueLimits, now: number): boolean {
+    const limit = limits.maxQueuedMessages;
     if (limit <= 0) {
       this.dropped++;
       return false;
     }
+    // [MQTT-3.3.2-5] expired messages are deleted: they give their places up before a live one is dropped.
+    if (this.queue.length >= limit) this.dropExpired(now, limits.offlineMessageExpiry * 1000);
     if (this.queue.length >= limit) {
       this.dropped++;
-      if (overflow === 'drop-newest') return false;
+      if (limits.queueOverflow === 'drop-newest') return false;
       this.queue.shift();
     }
     this.queue.push(item);
+    const expiresAt = item.message.expiresAt;
+    if (expiresAt !== undefined && (this.queueExpiresFirst === undefined || expiresAt < this.queueExpiresFirst)) this.queueExpiresFirst = expiresAt;
     return true;
+  }
+
+  /**
+   * Deletes the queued messages past their lifetime. Scans the queue only when one may be: the earliest
+   * Message Expiry seen since the last scan has passed, or the oldest message is past offlineMessageExpiry.
+   */
+  private dropExpired(now: number, offlineLimitMs: number): void {
+    const oldest = this.queue.peek();
+    const offlineDue = offlineLimitMs > 0 && oldest !== undefined && oldest.queuedAt + offlineLimitMs <= now;
+    if (!offlineDue && !(this.queueExpiresFirst !== undefined && this.queueExpiresFirst < now)) return;
+    let first = Infinity;
+    this.queue.removeWhere((q) => {
+      if (messageExpired(q.message, q.queuedAt, now, offlineLimitMs)) return true;
+      const e = q.message.expiresAt;
+      if (e !== undefined && e < first) first = e;
+      return false;
+    });
+    this.queueExpiresFirst = first === Infinity ? undefined : first;
   }
 }

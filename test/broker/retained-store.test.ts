@@ -115,7 +115,7 @@ describe('retained store', () => {
             else model.set(o.topic, m);
           } else {
             now += o.advance;
-            for (const [t, m] of model) if (m.expiresAt !== undefined && m.expiresAt <= now && topicMatches(o.filter, t)) model.delete(t);
+            for (const [t, m] of model) if (m.expiresAt !== undefined && m.expiresAt < now && topicMatches(o.filter, t)) model.delete(t);
             const want = [...model.values()].filter((m) => topicMatches(o.filter, m.topic));
             assert.deepEqual(topicsOf(s.match(o.filter, now)), topicsOf(want), `match ${JSON.stringify(o.filter)}`);
             assert.equal(s.size, model.size);

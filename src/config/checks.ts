@@ -1,0 +1,94 @@
+// Checks shared by the config file and createBroker(): each names the key it refuses, in one line
+// (`receiveMaximum: must be an integer from 1 to 65535`).
+import type { BrokerLimits } from '../broker/options.js';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export type Check = (value: unknown, path: string) => unknown;
+
+export const fail = (path: string, what: string): never => {
+  throw new ConfigError(`${path}: ${what}`);
+};
+
+export const integer =
+  (min: number, max: number): Check =>
+  (v, path) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : fail(path, `must be an integer from ${min} to ${max}`);
+export const boolean: Check = (v, path) => (typeof v === 'boolean' ? v : fail(path, 'must be true or false'));
+export const string: Check = (v, path) => (typeof v === 'string' && v !== '' ? v : fail(path, 'must be a non-empty string'));
+export const oneOf =
+  (...values: unknown[]): Check =>
+  (v, path) =>
+    values.includes(v) ? v : fail(path, `must be one of ${values.map((x) => JSON.stringify(x)).join(', ')}`);
+
+export function object(shape: Record<string, Check>): Check {
+  return (v, path) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(v)) {
+      // Own keys only: "__proto__" or "constructor" must not find Object.prototype's members.
+      const check = Object.hasOwn(shape, key) ? shape[key] : undefined;
+      const where = path ? `${path}.${key}` : key;
+      if (!check) return fail(where, `unknown key (known: ${Object.keys(shape).join(', ')})`);
+      out[key] = check(value, where);
+    }
+    return out;
+  };
+}
+
+export function record(item: Check): Check {
+  return (v, path) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, item(x, `${path}.${k}`)]));
+  };
+}
+
+export const array =
+  (item: Check): Check =>
+  (v, path) =>
+    Array.isArray(v) ? v.map((x, i) => item(x, `${path}[${i}]`)) : fail(path, 'must be a list');
+
+export const U32 = 0xffffffff;
+
+/** Every broker limit (BrokerLimits) with its check: the config file's keys and createBroker()'s. */
+export const LIMIT_CHECKS: Record<keyof BrokerLimits, Check> = {
+  connectTimeout: integer(1, U32),
+  maxPacketSize: integer(16, 268_435_460),
+  maxClientIdLength: integer(23, 65535),
+  maxKeepAlive: integer(1, 65535),
+  sessionExpiry: integer(0, U32),
+  maxSessionExpiry: integer(0, U32),
+  maxQueuedMessages: integer(0, 10_000_000),
+  queueOverflow: oneOf('drop-oldest', 'drop-newest'),
+  queueQos0: boolean,
+  offlineMessageExpiry: integer(0, U32),
+  maxQos: oneOf(0, 1, 2),
+  receiveMaximum: integer(1, 65535),
+  maxInflight: integer(1, 65535),
+  topicAliasMaximum: integer(0, 65535),
+  retainAvailable: boolean,
+  allowAnonymous: boolean,
+  hookTimeout: integer(1, 600_000),
+  responseInformation: (v, path) => (typeof v === 'string' ? v : fail(path, 'must be a string')),
+  serverReference: (v, path) => (typeof v === 'string' ? v : fail(path, 'must be a string')),
+  serverMoved: boolean,
+  wildcardSubscriptionAvailable: boolean,
+  subscriptionIdentifiersAvailable: boolean,
+  sharedSubscriptionAvailable: boolean,
+  sharedSubscriptionStrategy: oneOf('round-robin', 'random', 'sticky'),
+  validatePayloadFormat: boolean,
+  maxOutputBuffer: integer(1024, 2 ** 31),
+  slowConsumerTimeout: integer(0, U32),
+  connackUserProperties: array((v, path) =>
+    Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string' ? v : fail(path, 'must be a [name, value] pair of strings'),
+  ),
+};
+
+/** Throws ConfigError naming the first limit in `options` that is out of range (undefined ones are defaults). */
+export function checkLimits(options: Partial<Record<keyof BrokerLimits, unknown>>): void {
+  for (const key of Object.keys(LIMIT_CHECKS) as (keyof BrokerLimits)[]) {
+    if (options[key] !== undefined) LIMIT_CHECKS[key](options[key], key);
+  }
+}
