@@ -211,9 +211,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.ticker = undefined;
     this.security.close();
     this.core.shutdown();
-    // Give the DISCONNECTs a moment to flush, then cut whatever is left.
-    await new Promise((r) => setImmediate(r));
-    await Promise.all(this.running.splice(0).map((l) => l.close()));
+    // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the 2 s the
+    // transports allow a graceful close, then cut whatever is left.
+    await Promise.all(this.running.splice(0).map((l) => l.close(CLOSE_GRACE_MS)));
     this.logger.info('broker closed');
   }
 }
@@ -251,6 +251,9 @@ function checkOptions(options: BrokerOptions): void {
     throw new ConfigError(`createBroker: ${(err as Error).message}`);
   }
 }
+
+/** How long close() waits for connections to finish their output (the transports' own graceful-close limit). */
+const CLOSE_GRACE_MS = 2000;
 
 export function createBroker(options: BrokerOptions = {}): Broker {
   return new Broker(options);

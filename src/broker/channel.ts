@@ -48,6 +48,11 @@ export interface TransportInfo {
   /** Identity from the client certificate that replaces the CONNECT username / Client ID. */
   identityUsername?: string;
   identityClientId?: string;
+  /**
+   * Set when the listener takes the username or Client ID from the certificate and this one lacks that field:
+   * the CONNECT is refused (the words say why) rather than trusted with its own username / Client ID.
+   */
+  identityMissing?: string;
   /** Per-listener override of limits.allowAnonymous. */
   allowAnonymous?: boolean;
   /** Called for each PUBLISH received: 0 to accept, or a reason code (e.g. 0x96) to disconnect the client with. */
@@ -64,6 +69,7 @@ export function transportInfo(init: Omit<TransportInfo, 'remoteAddress'>, remote
     certificate: init.certificate,
     identityUsername: init.identityUsername,
     identityClientId: init.identityClientId,
+    identityMissing: init.identityMissing,
     allowAnonymous: init.allowAnonymous,
     publishLimit: init.publishLimit,
   };
@@ -377,6 +383,11 @@ export class Channel {
     }
     const methodName = this.version === 5 ? props?.authenticationMethod : undefined;
     const t = this.transport;
+    if (t.identityMissing !== undefined) {
+      // As Mosquitto's use_identity_as_username: a certificate without the identity is bad credentials.
+      this.refuse(ReasonCode.BadUserNameOrPassword, t.identityMissing);
+      return;
+    }
     let clientId = t.identityClientId ?? p.clientId;
     let assigned = false;
     if (clientId === '') {

@@ -94,8 +94,11 @@ export interface RunningListener {
   connections(): number;
   /** Re-reads TLS certificates (tls, wss). */
   reload(): void;
-  /** Stops accepting and destroys every connection it accepted. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, waits up to `graceMs` for its connections to close by themselves (those the broker is
+   * ending after their queued output), then destroys what is left.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 export async function startListener(core: BrokerCore, options: ListenerOptions, context: ListenerContext = {}): Promise<RunningListener> {
@@ -219,7 +222,9 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
       const http: HttpServer = type === 'wss' ? createHttpsServer({ ...contexts!.serverOptions(), handshakeTimeout: core.limits.connectTimeout }) : createHttpServer();
       const endpoint = webSocketEndpoint(core, {
         path: o.path ?? DEFAULT_WS_PATH,
-        maxPayload: core.limits.maxPacketSize,
+        // A frame may carry several packets [MQTT-6.0.0-2]: the decoder limits each packet to maxPacketSize
+        // (0x95); a frame may exceed it by a bounded 1 MiB, so memory per frame stays bounded too.
+        maxPayload: Math.min(core.limits.maxPacketSize + 1024 * 1024, 2 ** 31 - 1),
         maxBytesRate: limits.maxBytesRate,
         info: (req: IncomingMessage) => (type === 'wss' ? tlsInfo(req.socket as TLSSocket) : baseInfo()),
       });
@@ -294,10 +299,12 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
       reload: () => {
         contexts?.reload();
       },
-      close: async () => {
+      close: async (graceMs = 0) => {
         contexts?.close();
         context.security?.removeListener(name);
         const closed = new Promise<void>((resolve) => closeServer(resolve));
+        const deadline = Date.now() + graceMs;
+        while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
         for (const socket of sockets) socket.destroy();
         await closed;
       },

@@ -97,5 +97,8 @@ export function attachSocket(core: BrokerCore, socket: Socket, info: TransportIn
   socket.on('error', onSocketError);
   socket.on('close', onSocketClose);
   if (options.head?.length) onSocketData.call(attached, options.head);
+  // A socket handed over paused (readProxyHeader leaves it so) reads on: a 'data' listener does not
+  // restart a stream that was paused on purpose.
+  if (socket.isPaused()) socket.resume();
   return channel;
 }

@@ -1,7 +1,7 @@
 // TLS for the tls and wss listeners: secure contexts from PEM files (reloaded when they change,
 // live connections untouched), SNI, mutual TLS with a certificate-derived identity.
 import { readFileSync } from 'node:fs';
-import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket, type TlsOptions as NodeTlsOptions } from 'node:tls';
+import { createSecureContext, DEFAULT_CIPHERS, type SecureContext, type SecureContextOptions, type TLSSocket, type TlsOptions as NodeTlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertificateIdentity } from '../broker/hooks.js';
 import { watchFiles, type FileWatcher } from '../auth/watch.js';
@@ -64,7 +64,13 @@ function contextOptions(s: TlsListenerSettings | CertificateFiles, prefix = ''):
   const t = s as TlsListenerSettings;
   if (t.ca !== undefined) o.ca = Array.isArray(t.ca) ? t.ca.map((c, i) => readPem(c, `ca[${i}]`)) : [readPem(t.ca, 'ca')];
   if (t.ciphers !== undefined) o.ciphers = t.ciphers;
-  if (t.ciphersuites !== undefined) (o as SecureContextOptions & { ciphersuites?: string }).ciphersuites = t.ciphersuites;
+  if (t.ciphersuites !== undefined) {
+    // Node.js takes TLS 1.3 suites in `ciphers` (names starting TLS_); it has no `ciphersuites` option. Keep
+    // the TLS 1.2 part of the list (the default, or `ciphers`) and put the configured 1.3 suites in place
+    // of the default ones.
+    const tls12 = (t.ciphers ?? DEFAULT_CIPHERS).split(':').filter((c) => !c.startsWith('TLS_'));
+    o.ciphers = [...t.ciphersuites.split(':'), ...tls12].join(':');
+  }
   o.minVersion = t.minVersion ?? 'TLSv1.2';
   o.maxVersion = 'TLSv1.3';
   return o;
@@ -165,13 +171,19 @@ export function verifyClient(socket: TLSSocket, settings: TlsListenerSettings): 
 }
 
 /** The username / Client ID the certificate provides, per the listener settings. */
-export function identityFields(identity: CertificateIdentity | undefined, settings: TlsListenerSettings): { identityUsername?: string; identityClientId?: string } {
+export function identityFields(
+  identity: CertificateIdentity | undefined,
+  settings: TlsListenerSettings,
+): { identityUsername?: string; identityClientId?: string; identityMissing?: string } {
   if (!identity) return {};
   const pick = (what: 'cn' | 'san' | undefined) => (what === 'cn' ? identity.cn : what === 'san' ? identity.san[0] : undefined) || undefined;
-  const out: { identityUsername?: string; identityClientId?: string } = {};
+  const out: { identityUsername?: string; identityClientId?: string; identityMissing?: string } = {};
   const u = pick(settings.peerCertAsUsername);
   const c = pick(settings.peerCertAsClientId);
   if (u !== undefined) out.identityUsername = u;
   if (c !== undefined) out.identityClientId = c;
+  // A certificate without the configured field must not let the CONNECT's own username / Client ID through.
+  if (settings.peerCertAsUsername !== undefined && u === undefined) out.identityMissing = `client certificate has no ${settings.peerCertAsUsername.toUpperCase()} to use as username`;
+  else if (settings.peerCertAsClientId !== undefined && c === undefined) out.identityMissing = `client certificate has no ${settings.peerCertAsClientId.toUpperCase()} to use as Client ID`;
   return out;
 }

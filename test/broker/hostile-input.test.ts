@@ -444,14 +444,14 @@ describe('WebSocket', () => {
     await w.check('after fragmented frames');
   });
 
-  it('a fragmented message larger than maxPacketSize (small fragments) is closed with 1009 and the will is published', async (t) => {
+  it('a fragmented message more than 1 MiB above maxPacketSize (small fragments) is closed with 1009 and the will is published', async (t) => {
     const h = await setup(t, wsListeners({ maxPacketSize: 4096 }));
     const w = await witnesses(h);
     const watcher = await h.subscriber('wsw/#', 0, { clientId: 'wsw-watch' });
     const c = await rawWs(h.broker.address(1).port, 'mqtt');
     c.sock.send(enc({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 0, clientId: 'ws-big', will: { topic: 'wsw/big', payload: Buffer.from('gone'), qos: 0, retain: false } }));
     await c.next(2);
-    for (let i = 0; i < 10 && c.closeCode === undefined; i++) c.sock.send(Buffer.alloc(1000, 0x31), { binary: true, fin: false });
+    for (let i = 0; i < 20 && c.closeCode === undefined; i++) c.sock.send(Buffer.alloc(64 * 1024, 0x31), { binary: true, fin: false });
     assert.equal(await c.closedWithin(2000), 1009);
     assert.equal(((await watcher.next(3)) as PublishPacket).payload.toString(), 'gone');
     await w.check('after oversize fragmented message');

@@ -5,7 +5,7 @@ import { WebSocket } from 'ws';
 import type { Broker } from '../../src/broker/broker.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import { PacketDecoder } from '../../src/protocol/decoder.js';
-import type { Packet } from '../../src/protocol/packets.js';
+import type { DisconnectPacket, Packet } from '../../src/protocol/packets.js';
 import { hasCommand } from '../helpers/certs.js';
 import { collect, connect, end, nextMessage, startLogged, subscribe } from './helpers.js';
 
@@ -73,10 +73,10 @@ describe('TCP and WebSocket listeners', () => {
   });
 
   /** A raw WebSocket: frames in, decoded packets out. */
-  async function rawWs(protocols: string | string[] = 'mqtt', path = '/mqtt') {
+  async function rawWs(protocols: string | string[] = 'mqtt', path = '/mqtt', protocolVersion: 4 | 5 = 4) {
     const sock = new WebSocket(`ws://127.0.0.1:${ws}${path}`, protocols);
     const packets: Packet[] = [];
-    const decoder = new PacketDecoder({ protocolVersion: 4, role: 'client' });
+    const decoder = new PacketDecoder({ protocolVersion, role: 'client' });
     sock.on('message', (data: Buffer) => decoder.feed(data, (p) => packets.push(p)));
     await new Promise<void>((resolve, reject) => {
       sock.once('open', () => resolve());
@@ -149,15 +149,26 @@ describe('TCP and WebSocket listeners', () => {
     sock.close();
   });
 
-  it('closes on a text frame (1003) and on a frame above maxPacketSize (1009)', async () => {
+  it('closes on a text frame (1003) and on a frame more than 1 MiB above maxPacketSize (1009)', async () => {
     const a = await rawWs();
     const closedA = new Promise<number>((resolve) => a.sock.once('close', resolve));
     a.sock.send('text');
     assert.equal(await closedA, 1003);
     const b = await rawWs();
     const closedB = new Promise<number>((resolve) => b.sock.once('close', resolve));
-    b.sock.send(Buffer.alloc(5000), { binary: true });
+    b.sock.send(Buffer.alloc(4096 + 1024 * 1024 + 1), { binary: true });
     assert.equal(await closedB, 1009);
+  });
+
+  it('a packet above maxPacketSize inside a frame below the frame limit is DISCONNECT 0x95 (5.0)', async () => {
+    const { sock, waitFor, packets } = await rawWs('mqtt', '/mqtt', 5);
+    sock.send(encodePacket({ type: 1, protocolName: 'MQTT', protocolVersion: 5, clean: true, keepAlive: 0, clientId: 'big5' }, 5));
+    await waitFor(2);
+    const closed = new Promise<number>((resolve) => sock.once('close', resolve));
+    sock.send(encodePacket({ type: 3, topic: 'big', payload: Buffer.alloc(5000), qos: 0, retain: false, dup: false }, 5));
+    await closed;
+    const disconnect = packets.find((p) => p.type === 14) as DisconnectPacket | undefined;
+    assert.equal(disconnect?.reasonCode, 0x95);
   });
 
   it('sends a normal close (1000) after a DISCONNECT', async () => {
