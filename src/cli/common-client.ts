@@ -1,14 +1,17 @@
 // Options shared by `petrel pub`, `sub`, `conn` and `bench`: connection, TLS, will, session;
 // flags follow mosquitto_pub/sub (and MQTTX) so muscle memory works.
+import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import type { ClientOptions } from '../client/options.js';
-import { parseProtocolVersion } from '../client/options.js';
+import { parseProtocolVersion, protocolVersionName } from '../client/options.js';
+import { MAX_TIMER_MS } from '../client/session-state.js';
 import { ConnackError, MqttClientError, ReasonCodeError } from '../client/errors.js';
-import type { Properties, QoS, UserProperty } from '../protocol/index.js';
+import { isValidTopicName } from '../protocol/index.js';
+import type { Properties, ProtocolVersion, QoS, UserProperty } from '../protocol/index.js';
 import type { BrokerScheme } from '../client/url.js';
-import { parseBrokerUrl } from '../client/url.js';
+import { formatBrokerUrl, isSecure, parseBrokerUrl } from '../client/url.js';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -64,7 +67,10 @@ export function addConnectionOptions(cmd: Command, { withUrlArgument = false, be
   cmd
     .option('-h, --host <host>', 'broker host (default: localhost)')
     .option('-p, --port <port>', 'broker port (default: 1883, 8883 with TLS, 8083 / 8084 for ws / wss)');
-  if (!withUrlArgument) cmd.option('-L, --url <url>', 'broker URL: mqtt://, mqtts://, ws://, wss:// (user:password@ allowed)');
+  cmd.option(
+    '-L, --url <url>',
+    `broker URL: mqtt://, mqtts://, ws://, wss:// (user:password@ allowed)${withUrlArgument ? '; same as the URL argument' : ''}`,
+  );
   cmd
     .option('-V, --protocol-version <version>', 'MQTT version: 3.1, 3.1.1, 5 (also mqttv31, mqttv311, mqttv5)', '5')
     .option('-i, --id <clientId>', benchMode ? 'Client ID prefix (IDs are prefix_index)' : 'Client ID (default: petrel_ + random hex; "" lets the server assign one)')
@@ -76,7 +82,7 @@ export function addConnectionOptions(cmd: Command, { withUrlArgument = false, be
     .option('--no-clean', 'keep the session (same as --clean=false)')
     .option(benchMode ? '--disable-clean-session' : '-c, --disable-clean-session', 'keep the session (mosquitto spelling of --no-clean)')
     .option('-x, --session-expiry <seconds>', 'session expiry interval (MQTT 5)')
-    .option('--connect-timeout <seconds>', 'seconds to wait for CONNACK', '30')
+    .option('--connect-timeout <seconds>', 'seconds to wait for CONNACK (more than 0, at most 2147483)', '30')
     .option('--cafile <file>', 'CA certificate(s) to trust (PEM); implies TLS')
     .option('--cert <file>', 'client certificate (PEM); implies TLS')
     .option('--key <file>', 'client private key (PEM)')
@@ -93,17 +99,65 @@ export function addConnectionOptions(cmd: Command, { withUrlArgument = false, be
   return cmd;
 }
 
-export function parseQos(value: string | undefined, what = 'QoS'): QoS {
-  const n = Number(value ?? 0);
-  if (n !== 0 && n !== 1 && n !== 2) throw new UsageError(`${what} must be 0, 1 or 2 (got "${value}")`);
+export function parseQos(value: string | undefined, what = 'QoS', flag = '-q'): QoS {
+  const text = (value ?? '0').trim();
+  if (!/^[012]$/.test(text)) throw new UsageError(`${what} must be 0, 1 or 2 (got "${value}" for ${flag})`);
+  return Number(text) as QoS;
+}
+
+/** The largest whole number of seconds a Node.js timer takes (2^31 - 1 ms, about 24.8 days); setTimeout fires at once above it. */
+export const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+
+/**
+ * A whole decimal number from `min` to `max`: no sign, hex, exponent, fraction or empty string.
+ * `what` names the flag in the message ("keep alive (-k)").
+ */
+export function parseIntegerFlag(value: string, what: string, min: number, max: number): number {
+  const text = value.trim();
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) throw new UsageError(`${what} must be a whole number from ${min} to ${max} (got "${value}")`);
+  return n;
+}
+
+/** A decimal number of seconds (fractions allowed) from `min` to `max`; `minExclusive` refuses `min` itself. */
+export function parseSecondsFlag(value: string, what: string, { min = 0, max = MAX_TIMER_SECONDS, minExclusive = false } = {}): number {
+  const text = value.trim();
+  const n = /^(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : NaN;
+  const low = minExclusive ? n > min : n >= min;
+  if (!(low && n <= max)) {
+    const range = minExclusive ? `more than ${min} and at most ${max}` : `from ${min} to ${max}`;
+    throw new UsageError(`${what} must be a number of seconds ${range} (got "${value}")`);
+  }
   return n;
 }
 
 export function parseNonNegativeInt(value: string | undefined, what: string): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${what} must be a non-negative integer (got "${value}")`);
-  return n;
+  const text = value.trim();
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new UsageError(`${what} must be a non-negative whole number (got "${value}")`);
+  return Number(text);
+}
+
+/** Refuses flags that exist only in MQTT 5 when an older version was asked for (-V 3.1 / 3.1.1). */
+export function requireV5(version: ProtocolVersion, used: (string | false | undefined)[]): void {
+  if (version === 5) return;
+  const flag = used.find((f): f is string => typeof f === 'string');
+  if (flag !== undefined) throw new UsageError(`${flag} exists only in MQTT 5, not with -V ${protocolVersionName(version)}: drop it or use -V 5`);
+}
+
+/** A UTF-8 string field of CONNECT / PUBLISH holds at most 65535 bytes. */
+export function checkStringLength(value: string | undefined, what: string): void {
+  if (value !== undefined && Buffer.byteLength(value, 'utf8') > 65535) {
+    throw new UsageError(`${what} is ${Buffer.byteLength(value, 'utf8')} bytes long; MQTT allows at most 65535`);
+  }
+}
+
+/** A valid PUBLISH topic name: non-empty, no + or #, at most 65535 bytes, no U+0000. */
+export function checkTopicName(topic: string, what: string, flag: string): void {
+  if (!isValidTopicName(topic)) {
+    const shown = topic.length > 80 ? `${topic.slice(0, 80)}...` : topic;
+    throw new UsageError(`invalid ${what} "${shown}" (${flag}): a topic name is non-empty, has no + or # wildcards, no U+0000 and at most 65535 bytes`);
+  }
 }
 
 export function parseUserProperties(values: string[] | undefined): UserProperty[] | undefined {
@@ -127,25 +181,53 @@ function readPem(file: string, what: string): Buffer {
   }
 }
 
+/** The TLS flags given, by name (they all need an mqtts:// or wss:// connection). */
+function tlsFlagsGiven(flags: ConnectionFlags): string[] {
+  const given: [unknown, string][] = [
+    [flags.tls, '--tls'],
+    [flags.cafile, '--cafile'],
+    [flags.cert, '--cert'],
+    [flags.key, '--key'],
+    [flags.keyPassphrase, '--key-passphrase'],
+    [flags.insecure, '--insecure'],
+    [flags.servername, '--servername'],
+  ];
+  return given.filter(([v]) => v !== undefined && v !== false).map(([, name]) => name);
+}
+
 /** Turns the flags into client options. `url` is a positional URL (petrel conn URL). */
-export function clientOptionsFromFlags(flags: ConnectionFlags, url?: string): ClientOptions {
+export function clientOptionsFromFlags(flags: ConnectionFlags, url?: string): ClientOptions & { protocolVersion: ProtocolVersion } {
   const o: ClientOptions = {};
+  let version: ProtocolVersion;
   try {
-    o.protocolVersion = parseProtocolVersion(flags.protocolVersion ?? '5');
+    version = parseProtocolVersion(flags.protocolVersion ?? '5');
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const wantsTls = Boolean(flags.cafile || flags.cert || flags.tls || flags.insecure);
+  o.protocolVersion = version;
+  const tlsFlags = tlsFlagsGiven(flags);
+  const wantsTls = tlsFlags.length > 0;
   const theUrl = url ?? flags.url;
+  let urlUsername: string | undefined;
   if (theUrl !== undefined) {
-    let text = theUrl;
-    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = `${wantsTls ? 'mqtts' : 'mqtt'}://${text}`;
+    let text = theUrl.trim();
+    const explicitScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text);
+    if (!explicitScheme) text = `${wantsTls ? 'mqtts' : 'mqtt'}://${text}`;
+    let address;
     try {
-      parseBrokerUrl(text);
+      address = parseBrokerUrl(text);
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
+    // mqtt:// / ws:// with TLS flags: refuse rather than connect in clear text and ignore them
+    if (wantsTls && !isSecure(address.scheme)) {
+      const secure = address.scheme === 'ws' ? 'wss' : 'mqtts';
+      throw new UsageError(
+        `${tlsFlags.join(' / ')} asks for TLS, but ${formatBrokerUrl(address)} is not a TLS connection: use ${secure}:// (and the broker's TLS port) or drop ${tlsFlags.join(' / ')}`,
+      );
+    }
     o.url = text;
+    urlUsername = address.username;
     if (flags.host !== undefined) o.host = flags.host;
   } else {
     const scheme: BrokerScheme = wantsTls ? 'mqtts' : 'mqtt';
@@ -153,28 +235,40 @@ export function clientOptionsFromFlags(flags: ConnectionFlags, url?: string): Cl
     o.host = flags.host ?? 'localhost';
   }
   if (flags.port !== undefined) {
-    const port = Number(flags.port);
-    if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new UsageError(`invalid port "${flags.port}"`);
+    const text = flags.port.trim();
+    const port = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(port >= 1 && port <= 65535)) throw new UsageError(`invalid port "${flags.port}" (-p): use a whole number from 1 to 65535`);
     o.port = port;
   }
-  if (flags.id !== undefined) o.clientId = flags.id;
-  else if (flags.idPrefix !== undefined) o.clientId = `${flags.idPrefix}${Math.random().toString(16).slice(2, 10)}`;
+  if (flags.id !== undefined) {
+    checkStringLength(flags.id, 'the Client ID (-i)');
+    o.clientId = flags.id;
+  } else if (flags.idPrefix !== undefined) {
+    checkStringLength(`${flags.idPrefix}01234567`, 'the Client ID prefix (-I) plus 8 hex digits');
+    o.clientId = `${flags.idPrefix}${Math.random().toString(16).slice(2, 10).padEnd(8, '0')}`;
+  }
+  checkStringLength(flags.username, 'the user name (-u)');
+  checkStringLength(flags.password, 'the password (-P)');
   if (flags.username !== undefined) o.username = flags.username;
   if (flags.password !== undefined) o.password = flags.password;
-  o.keepAlive = parseNonNegativeInt(flags.keepalive, 'keep alive (-k)') ?? 60;
-  if (o.keepAlive > 65535) throw new UsageError('keep alive (-k) must be at most 65535 seconds');
+  if (flags.password !== undefined && flags.username === undefined && urlUsername === undefined && version !== 5) {
+    throw new UsageError(`a password (-P) needs a user name (-u) with -V ${protocolVersionName(version)} (MQTT 5 allows a password alone)`);
+  }
+  o.keepAlive = parseIntegerFlag(flags.keepalive ?? '60', 'keep alive (-k)', 0, 65535);
   o.clean = flags.disableCleanSession ? false : (flags.clean ?? true);
-  const expiry = parseNonNegativeInt(flags.sessionExpiry, 'session expiry (-x)');
-  if (expiry !== undefined) o.sessionExpiry = expiry;
-  const timeout = Number(flags.connectTimeout ?? 30);
-  if (!(timeout > 0)) throw new UsageError(`invalid --connect-timeout "${flags.connectTimeout}"`);
-  o.connectTimeout = Math.round(timeout * 1000);
-  if (wantsTls || flags.key || flags.servername) {
+  if (flags.sessionExpiry !== undefined) {
+    requireV5(version, ['--session-expiry (-x)']);
+    o.sessionExpiry = parseIntegerFlag(flags.sessionExpiry, 'session expiry (-x)', 0, 0xffffffff);
+  }
+  const timeout = parseSecondsFlag(flags.connectTimeout ?? '30', '--connect-timeout', { min: 0, minExclusive: true });
+  o.connectTimeout = Math.max(1, Math.round(timeout * 1000));
+  if (wantsTls) {
     o.tls = {};
     if (flags.cafile) o.tls.ca = readPem(flags.cafile, 'CA');
     if (flags.cert) o.tls.cert = readPem(flags.cert, 'certificate');
     if (flags.key) o.tls.key = readPem(flags.key, 'key');
     if (flags.cert && !flags.key) throw new UsageError('--cert needs --key');
+    if (flags.key && !flags.cert) throw new UsageError('--key needs --cert');
     if (flags.keyPassphrase) o.tls.passphrase = flags.keyPassphrase;
     if (flags.insecure) o.tls.rejectUnauthorized = false;
     if (flags.servername) o.tls.servername = flags.servername;
@@ -189,9 +283,16 @@ export function clientOptionsFromFlags(flags: ConnectionFlags, url?: string): Cl
   }
   if (flags.willMessage !== undefined && flags.willTopic === undefined) throw new UsageError('--will-message needs --will-topic');
   if (flags.willTopic !== undefined) {
-    o.will = { topic: flags.willTopic, payload: flags.willMessage ?? '', qos: parseQos(flags.willQos, 'will QoS'), retain: Boolean(flags.willRetain) };
+    checkTopicName(flags.willTopic, 'will topic', '--will-topic');
+    checkStringLength(flags.willMessage, 'the will message (--will-message)');
+    o.will = {
+      topic: flags.willTopic,
+      payload: flags.willMessage ?? '',
+      qos: parseQos(flags.willQos, 'will QoS', '--will-qos'),
+      retain: Boolean(flags.willRetain),
+    };
   }
-  return o;
+  return { ...o, protocolVersion: version };
 }
 
 /** Exit code for an error. */
@@ -200,6 +301,8 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof ConnackError) return EXIT.REFUSED;
   if (err instanceof ReasonCodeError) return EXIT.REJECTED;
   if (err instanceof TypeError) return EXIT.USAGE;
+  // a topic, option or packet the client refused before sending it: the command line asked for it
+  if (err instanceof MqttClientError && err.code === 'INVALID_ARGUMENT') return EXIT.USAGE;
   return EXIT.FAILED;
 }
 

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { Command } from 'commander';
 import { WebSocket, createWebSocketStream } from 'ws';
 import { MqttClient } from '../client/client.js';
-import { MqttClientError, explainNetworkError } from '../client/errors.js';
+import { MqttClientError, TimeoutError, explainNetworkError, formatDuration } from '../client/errors.js';
 import type { ClientOptions, ResolvedOptions } from '../client/options.js';
 import { protocolVersionName, resolveOptions } from '../client/options.js';
 import { tlsConnectOptions } from '../client/transport.js';
@@ -17,7 +17,7 @@ import { formatBrokerUrl, hostPort, isSecure, isWebSocket } from '../client/url.
 import { connackReturnCodeName, reasonName } from '../protocol/index.js';
 import type { Properties } from '../protocol/index.js';
 import type { ConnectionFlags } from './common-client.js';
-import { EXIT, UsageError, addConnectionOptions, clientOptionsFromFlags, exitCodeFor, printError, runAction } from './common-client.js';
+import { EXIT, UsageError, addConnectionOptions, clientOptionsFromFlags, exitCodeFor, parseIntegerFlag, printError, runAction } from './common-client.js';
 
 interface ConnFlags extends ConnectionFlags {
   pings: string;
@@ -29,18 +29,27 @@ Examples:
   petrel conn mqtts://broker.example:8883 --cafile ca.pem
   petrel conn wss://broker.example/mqtt -u alice -P secret -V 3.1.1
   petrel conn localhost:1884 --insecure --tls
+  petrel conn -h broker.local -p 1884           # or --url mqtt://broker.local:1884
 
 Steps: DNS, TCP, TLS (protocol, cipher, server certificate chain and validity), WebSocket upgrade,
 CONNECT, CONNACK (reason, session present, every MQTT 5 property the server returned), PINGREQ
 round trip. Exit codes: 0 ok, 1 a step failed, 2 bad arguments, 3 connection refused by the broker.`;
 
-/** A step that does not finish within `ms` fails with ETIMEDOUT (a peer that accepts TCP and then says nothing). */
-function withinTimeout<T>(step: Promise<T>, ms: number, abandon: () => void): Promise<T> {
+/**
+ * A step that does not finish within `ms` fails: with ETIMEDOUT for TCP (explained as a network
+ * problem), with a TimeoutError saying which handshake stalled for `stalled` (a peer that accepts TCP
+ * and then says nothing).
+ */
+function withinTimeout<T>(step: Promise<T>, ms: number, abandon: () => void, stalled?: { message: string; hint: string }): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       abandon();
-      reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
+      reject(
+        stalled
+          ? new TimeoutError('CONNECT_TIMEOUT', `timed out after ${formatDuration(ms)} ${stalled.message}`, { hint: stalled.hint })
+          : Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }),
+      );
     }, ms);
   });
   return Promise.race([step, timeout]).finally(() => clearTimeout(timer));
@@ -70,8 +79,8 @@ class StepFailure extends Error {
 }
 
 async function diagnose(url: string | undefined, flags: ConnFlags): Promise<number> {
-  const pings = Number(flags.pings);
-  if (!Number.isInteger(pings) || pings < 0) throw new UsageError(`--pings must be a non-negative integer`);
+  const pings = parseIntegerFlag(flags.pings, '--pings', 0, 1000);
+  if (url !== undefined && flags.url !== undefined) throw new UsageError('give the broker URL once: as the argument or with -L/--url, not both');
   let options: ResolvedOptions;
   let clientOptions: ClientOptions;
   try {
@@ -92,7 +101,13 @@ async function diagnose(url: string | undefined, flags: ConnFlags): Promise<numb
     const e =
       err.error instanceof MqttClientError
         ? err.error
-        : explainNetworkError(err.error, { host: address.host, port: address.port, tls: isSecure(address.scheme), phase: 'handshake' });
+        : explainNetworkError(err.error, {
+            host: address.host,
+            port: address.port,
+            tls: isSecure(address.scheme) && err.step !== 'WebSocket', // a WebSocket failure comes after TLS succeeded
+            webSocket: err.step === 'WebSocket',
+            phase: 'handshake',
+          });
     out(`[FAIL] ${err.step.padEnd(STEP_WIDTH)} ${e.message}`);
     if (e.hint) info(`hint: ${e.hint}`);
     printError('conn', `${err.step} failed: ${e.message}`);
@@ -157,6 +172,10 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
         }),
         options.connectTimeout,
         () => s.destroy(),
+        {
+          message: `in the TLS handshake with ${where}`,
+          hint: 'the server accepted TCP but did not complete the TLS handshake: is this a TLS port? for a plain port use mqtt:// (or ws://)',
+        },
       );
     } catch (err) {
       throw new StepFailure('TLS', err);
@@ -200,7 +219,10 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
           if (e.code === undefined && /Unexpected server response/.test(e.message)) e.code = 'ERR_WS_UNEXPECTED_RESPONSE';
           reject(e);
         });
-      }), options.connectTimeout, () => base.destroy());
+      }), options.connectTimeout, () => base.destroy(), {
+        message: `waiting for the WebSocket upgrade from ${where}`,
+        hint: `the server accepted the connection but did not answer the upgrade to ${address.path}: is this a WebSocket port (and path)?`,
+      });
     } catch (err) {
       base.destroy();
       throw new StepFailure('WebSocket', err);

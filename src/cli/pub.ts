@@ -12,10 +12,14 @@ import {
   addConnectionOptions,
   clientOptionsFromFlags,
   compactProperties,
+  checkStringLength,
+  checkTopicName,
   debugPackets,
-  parseNonNegativeInt,
+  parseIntegerFlag,
   parseQos,
+  parseSecondsFlag,
   parseUserProperties,
+  requireV5,
   runAction,
   userPropertyOption,
 } from './common-client.js';
@@ -82,18 +86,31 @@ async function runPub(flags: PubFlags): Promise<void> {
 
 async function publish(flags: PubFlags): Promise<number> {
   if (!flags.topic) throw new UsageError('a topic is needed: -t <topic>');
+  checkTopicName(flags.topic, 'topic name', '-t');
   const sources = [flags.message !== undefined, flags.file !== undefined, flags.stdinFile, flags.stdinLine, flags.nullMessage].filter(Boolean).length;
   if (sources === 0) throw new UsageError('a message is needed: -m <message>, -f <file>, -s (stdin), -l (stdin lines) or -n (empty)');
   if (sources > 1) throw new UsageError('use only one of -m, -f, -s, -l, -n');
+  // every flag is checked before anything is read or a connection opened
+  const connection = clientOptionsFromFlags(flags);
+  requireV5(connection.protocolVersion, [
+    flags.userProperty !== undefined && '--user-property (-D)',
+    flags.contentType !== undefined && '--content-type',
+    flags.responseTopic !== undefined && '--response-topic (-e)',
+    flags.correlationData !== undefined && '--correlation-data',
+    flags.messageExpiry !== undefined && '--message-expiry',
+  ]);
   const qos = parseQos(flags.qos);
-  const repeat = parseNonNegativeInt(flags.repeat, '--repeat') ?? 1;
-  const repeatDelay = Number(flags.repeatDelay ?? 0) * 1000;
+  const repeat = parseIntegerFlag(flags.repeat ?? '1', '--repeat', 0, Number.MAX_SAFE_INTEGER);
+  const repeatDelay = parseSecondsFlag(flags.repeatDelay ?? '0', '--repeat-delay') * 1000;
+  if (flags.responseTopic !== undefined) checkTopicName(flags.responseTopic, 'response topic', '-e');
+  checkStringLength(flags.contentType, 'the content type (--content-type)');
+  checkStringLength(flags.correlationData, 'the correlation data (--correlation-data)');
   const options: PublishOptions = { qos, retain: Boolean(flags.retain) };
   const properties = compactProperties({
     contentType: flags.contentType,
     responseTopic: flags.responseTopic,
     correlationData: flags.correlationData === undefined ? undefined : Buffer.from(flags.correlationData),
-    messageExpiryInterval: parseNonNegativeInt(flags.messageExpiry, '--message-expiry'),
+    messageExpiryInterval: flags.messageExpiry === undefined ? undefined : parseIntegerFlag(flags.messageExpiry, '--message-expiry', 0, 0xffffffff),
     userProperties: parseUserProperties(flags.userProperty),
   });
   if (properties) options.properties = properties;
@@ -109,7 +126,7 @@ async function publish(flags: PubFlags): Promise<number> {
     }
   } else if (flags.stdinFile) payload = await readAll(process.stdin);
 
-  const client = new MqttClient({ ...clientOptionsFromFlags(flags), reconnect: false });
+  const client = new MqttClient({ ...connection, reconnect: false });
   if (flags.debug) debugPackets(client);
   await client.connect();
   try {

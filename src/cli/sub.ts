@@ -5,6 +5,7 @@ import { MqttClient } from '../client/client.js';
 import type { Message } from '../client/client.js';
 import type { MqttClientError } from '../client/errors.js';
 import { formatDuration } from '../client/errors.js';
+import { isValidTopicFilter } from '../protocol/index.js';
 import type { Properties } from '../protocol/index.js';
 import type { ConnectionFlags } from './common-client.js';
 import {
@@ -14,10 +15,13 @@ import {
   clientOptionsFromFlags,
   compactProperties,
   debugPackets,
-  parseNonNegativeInt,
+  exitCodeFor,
+  parseIntegerFlag,
   parseQos,
+  parseSecondsFlag,
   parseUserProperties,
   printError,
+  requireV5,
   runAction,
   userPropertyOption,
 } from './common-client.js';
@@ -99,25 +103,40 @@ function jsonProperties(p: Properties): Record<string, unknown> {
 async function subscribe(flags: SubFlags): Promise<number> {
   const filters = flags.topic ?? [];
   if (filters.length === 0) throw new UsageError('a topic filter is needed: -t <filter>');
+  for (const f of filters) {
+    if (!isValidTopicFilter(f)) {
+      throw new UsageError(`invalid topic filter "${f}" (-t): # only as the last level, + alone in its level, non-empty, at most 65535 bytes`);
+    }
+  }
+  // every flag is checked before a connection is opened
+  const connection = clientOptionsFromFlags(flags);
+  requireV5(connection.protocolVersion, [
+    flags.userProperty !== undefined && '--user-property (-D)',
+    flags.local === false && '--no-local',
+    flags.retainAsPublished === true && '--retain-as-published',
+    flags.retainHandling !== undefined && '--retain-handling',
+  ]);
   const qos = parseQos(flags.qos);
   const format = flags.format;
   if (format !== 'text' && format !== 'json') throw new UsageError(`--format must be text or json (got "${format}")`);
-  const count = parseNonNegativeInt(flags.count, '--count (-C)');
-  const timeoutS = flags.timeout === undefined ? undefined : Number(flags.timeout);
-  if (timeoutS !== undefined && !(timeoutS > 0)) throw new UsageError(`invalid -W "${flags.timeout}"`);
+  const count = flags.count === undefined ? undefined : parseIntegerFlag(flags.count, '--count (-C)', 1, Number.MAX_SAFE_INTEGER);
+  const timeoutS = flags.timeout === undefined ? undefined : parseSecondsFlag(flags.timeout, '-W', { min: 0, minExclusive: true });
   let retainHandling: 0 | 1 | 2 | undefined;
   if (flags.retainHandling !== undefined) {
+    if (!/^[012]$/.test(flags.retainHandling.trim())) throw new UsageError(`--retain-handling must be 0, 1 or 2 (got "${flags.retainHandling}")`);
     retainHandling = Number(flags.retainHandling) as 0 | 1 | 2;
-    if (![0, 1, 2].includes(retainHandling)) throw new UsageError('--retain-handling must be 0, 1 or 2');
   }
   const properties = compactProperties({ userProperties: parseUserProperties(flags.userProperty) });
   const reconnect = flags.reconnect !== false;
-  const client = new MqttClient({ ...clientOptionsFromFlags(flags), reconnect: reconnect ? { initialDelay: 1000, maxDelay: 30_000 } : false });
+  const client = new MqttClient({ ...connection, reconnect: reconnect ? { initialDelay: 1000, maxDelay: 30_000 } : false });
   if (flags.debug) debugPackets(client);
   const messages = client.messages();
   await client.connect();
+  // without reconnect the loss is also why sub ends: say it once, here
+  let reportedLoss: MqttClientError | undefined;
   client.on('offline', (err: MqttClientError) => {
-    process.stderr.write(`petrel sub: connection lost: ${err.message}${reconnect ? '; reconnecting' : ''}\n`);
+    reportedLoss = err;
+    process.stderr.write(`petrel sub: connection lost: ${reconnect ? `${err.message}; reconnecting` : err.describe()}\n`);
   });
   let attempting = false;
   client.on('reconnect', () => (attempting = true));
@@ -167,8 +186,8 @@ async function subscribe(flags: SubFlags): Promise<number> {
     }
     // the loop ends when the client closes: after end(), or for good after a failure
     if (client.error) {
-      printError('sub', client.error);
-      exitCode = client.error.code === 'CONNACK_REFUSED' ? EXIT.REFUSED : EXIT.FAILED;
+      if (client.error !== reportedLoss) printError('sub', client.error);
+      exitCode = exitCodeFor(client.error);
     }
     await client.end();
     return exitCode;

@@ -12,6 +12,7 @@ import type tls from 'node:tls';
 import {
   MqttProtocolError,
   PacketDecoder,
+  PacketType,
   encodePacket,
   isValidTopicFilter,
   isValidTopicName,
@@ -46,8 +47,8 @@ import {
 } from './errors.js';
 import type { ClientOptions, ResolvedOptions } from './options.js';
 import { resolveOptions, toBuffer } from './options.js';
-import { KeepAlive, PacketIdAllocator, backoffDelay } from './session-state.js';
-import type { OpenedTransport } from './transport.js';
+import { KeepAlive, PacketIdAllocator, backoffDelay, timerDelay } from './session-state.js';
+import type { OpenedTransport, TransportStage } from './transport.js';
 import { openTransport, writeBatched } from './transport.js';
 import type { BrokerAddress } from './url.js';
 import { hostPort, isSecure, isWebSocket } from './url.js';
@@ -248,10 +249,19 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   private attempt(): Promise<ConnackInfo> {
     const { address, connectTimeout } = this.options;
+    // a CONNECT that cannot be encoded fails now, before a socket is opened
+    let connectPacket: ConnectPacket;
+    let connectBytes: Buffer;
+    try {
+      connectPacket = this.connectPacket();
+      connectBytes = this.encodeConnect(connectPacket);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
     const abort = new AbortController();
     this.attemptAbort = abort;
     return new Promise<ConnackInfo>((resolve, reject) => {
-      let phase: 'transport' | 'connack' = 'transport';
+      let phase: TransportStage | 'connack' = 'tcp';
       let settled = false;
       let conn: Connection | undefined;
       const fail = (err: MqttClientError) => {
@@ -267,22 +277,18 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         reject(err);
       };
       abort.signal.addEventListener('abort', () => fail(new ClientClosedError('CLIENT_CLOSED', 'the client was closed while connecting')), { once: true });
-      const timer = setTimeout(() => {
-        const d = formatDuration(connectTimeout);
-        const err =
-          phase === 'connack'
-            ? new TimeoutError('CONNECT_TIMEOUT', `timed out waiting for CONNACK after ${d}`, {
-                hint: 'the server accepted the connection but did not answer CONNECT: is this an MQTT port? does it speak this protocol version?',
-              })
-            : new TimeoutError('CONNECT_TIMEOUT', `timed out after ${d} opening the connection to ${hostPort(address.host, address.port)}`, {
-                hint: 'a firewall may drop the packets; check the host and port',
-              });
-        fail(err);
-      }, connectTimeout);
+      const timer = setTimeout(() => fail(connectTimeoutError(phase, connectTimeout, address)), timerDelay(connectTimeout));
 
       const open: Promise<OpenedTransport> = this.options.createStream
         ? this.options.createStream(address).then((s) => ('stream' in s && !('write' in s) ? s : { stream: s as Duplex }))
-        : openTransport(address, { tls: this.options.tls, wsHeaders: this.options.wsHeaders, signal: abort.signal });
+        : openTransport(address, {
+            tls: this.options.tls,
+            wsHeaders: this.options.wsHeaders,
+            signal: abort.signal,
+            onStage: (stage) => {
+              if (phase !== 'connack') phase = stage;
+            },
+          });
       open.then(
         (opened) => {
           if (settled || this.state === 'closing' || this.state === 'closed') {
@@ -290,28 +296,48 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
             if (!settled) fail(new ClientClosedError('CLIENT_CLOSED', 'the client was closed while connecting'));
             return;
           }
-          phase = 'connack';
-          conn = this.setupConnection(opened);
-          conn.onLost = (err) => fail(err);
-          conn.onConnack = (packet) => {
-            if (settled) return;
-            if (packet.reasonCode !== 0) {
-              fail(connackError(packet.reasonCode, this.protocolVersion, packet.properties?.reasonString));
-              return;
-            }
-            settled = true;
-            clearTimeout(timer);
-            this.attemptAbort = undefined;
-            const c = conn!;
-            c.onLost = undefined;
-            c.onConnack = undefined;
-            resolve(this.onConnected(c, packet));
-          };
-          this.send(conn, this.connectPacket());
+          try {
+            phase = 'connack';
+            conn = this.setupConnection(opened);
+            conn.onLost = (err) => fail(err);
+            conn.onConnack = (packet) => {
+              if (settled) return;
+              if (packet.reasonCode !== 0) {
+                fail(connackError(packet.reasonCode, this.protocolVersion, packet.properties?.reasonString));
+                return;
+              }
+              settled = true;
+              clearTimeout(timer);
+              this.attemptAbort = undefined;
+              const c = conn!;
+              c.onLost = undefined;
+              c.onConnack = undefined;
+              resolve(this.onConnected(c, packet));
+            };
+            this.send(conn, connectPacket, connectBytes);
+          } catch (err) {
+            fail(toClientError(err, address));
+          }
         },
         (err) => fail(toClientError(err, address, 'handshake')),
       );
     });
+  }
+
+  /** Encodes CONNECT, or throws INVALID_ARGUMENT saying which option cannot go on the wire. */
+  private encodeConnect(packet: ConnectPacket): Buffer {
+    const expiry = this.options.sessionExpiry;
+    if (expiry !== undefined && !(Number.isInteger(expiry) && expiry >= 0 && expiry <= 0xffffffff)) {
+      throw new MqttClientError('INVALID_ARGUMENT', `sessionExpiry must be a whole number of seconds from 0 to 4294967295 (got ${String(expiry)})`);
+    }
+    if (packet.will && !isValidTopicName(packet.will.topic)) {
+      throw new MqttClientError('INVALID_ARGUMENT', `invalid will topic "${packet.will.topic}": it must be non-empty and contain no + or #`);
+    }
+    try {
+      return encodePacket(packet, this.protocolVersion);
+    } catch (err) {
+      throw new MqttClientError('INVALID_ARGUMENT', encodeFailure('CONNECT', err), { cause: err });
+    }
   }
 
   private connectPacket(): ConnectPacket {
@@ -354,12 +380,19 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.conn = conn;
     const stream = opened.stream;
     const onPacket = (packet: Packet) => this.handlePacket(conn, packet);
+    let firstBytes: Buffer | undefined;
     stream.on('data', (chunk: Buffer) => {
       if (conn.lost) return;
+      if (!conn.connected && firstBytes === undefined) firstBytes = Buffer.from(chunk.subarray(0, 64));
       try {
         decoder.feed(chunk, onPacket);
       } catch (err) {
         if (err instanceof MqttProtocolError) {
+          if (!conn.connected) {
+            // not MQTT at all (an HTTP server, a TLS port, ...): say what was expected and what came
+            this.connectionLost(conn, notConnackError(firstBytes ?? chunk, err, this.options.address));
+            return;
+          }
           if (this.protocolVersion === 5 && !conn.lost) this.send(conn, { type: 14, reasonCode: err.reasonCode });
           this.connectionLost(conn, new MqttClientError('PROTOCOL_ERROR', `protocol error from the server: ${err.message}`, { reasonCode: err.reasonCode, cause: err }));
         } else {
@@ -451,7 +484,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private scheduleKeepAlive(conn: Connection, at: number): void {
     clearTimeout(conn.keepAliveTimer);
     if (!Number.isFinite(at)) return;
-    conn.keepAliveTimer = setTimeout(() => this.checkKeepAlive(conn), Math.max(0, at - Date.now()));
+    conn.keepAliveTimer = setTimeout(() => this.checkKeepAlive(conn), timerDelay(at - Date.now()));
     conn.keepAliveTimer.unref?.();
   }
 
@@ -543,13 +576,15 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         const error = toClientError(e, this.options.address);
         if (this.state === 'closing' || this.state === 'closed') return;
         this.emitError(error);
-        if (error instanceof MqttClientError && error.code === 'CONNACK_REFUSED' && isPermanentConnackFailure(error.reasonCode ?? 0x80, this.protocolVersion)) {
+        const permanent =
+          error.code === 'INVALID_ARGUMENT' || (error.code === 'CONNACK_REFUSED' && isPermanentConnackFailure(error.reasonCode ?? 0x80, this.protocolVersion));
+        if (permanent) {
           this.finalize(error);
           return;
         }
         this.scheduleReconnect();
       });
-    }, delay);
+    }, timerDelay(delay));
   }
 
   private emitError(err: MqttClientError): void {
@@ -640,7 +675,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     try {
       buf = encodePacket(packet, this.protocolVersion);
     } catch (err) {
-      return new MqttClientError('INVALID_ARGUMENT', `cannot encode PUBLISH: ${(err as Error).message}`, { cause: err });
+      return new MqttClientError('INVALID_ARGUMENT', encodeFailure('PUBLISH', err), { cause: err });
     }
     if (buf.length > this.maximumPacketSize) {
       return ackError(`publish to "${packet.topic}"`, 0x95, `the packet has ${buf.length} bytes, the server accepts at most ${this.maximumPacketSize}`);
@@ -697,6 +732,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private handlePacket(conn: Connection, packet: Packet): void {
     if (conn.lost) return;
     if (this.listenerCount('packetreceive') > 0) this.emit('packetreceive', packet);
+    if (!conn.connected && packet.type !== 2) {
+      // [MQTT-3.2.0-1] the first packet from the server is CONNACK (AUTH would be 5.0 enhanced authentication, which this client does not start)
+      const what = packet.type === 15 ? 'AUTH (enhanced authentication, which this client did not ask for)' : packetName(packet.type);
+      this.protocolViolation(conn, `the server did not answer CONNECT with CONNACK: it sent ${what} first`);
+      return;
+    }
     switch (packet.type) {
       case 2:
         if (conn.onConnack) conn.onConnack(packet as ConnackPacket);
@@ -738,8 +779,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   }
 
   private protocolViolation(conn: Connection, what: string): void {
-    if (this.protocolVersion === 5) this.send(conn, { type: 14, reasonCode: 0x82 });
-    this.connectionLost(conn, new MqttClientError('PROTOCOL_ERROR', `protocol error: the server sent ${what}`, { reasonCode: 0x82 }));
+    // DISCONNECT only on an accepted connection; before CONNACK the client just closes
+    if (this.protocolVersion === 5 && conn.connected) this.send(conn, { type: 14, reasonCode: 0x82 });
+    const message = what.startsWith('the server ') ? `protocol error: ${what}` : `protocol error: the server sent ${what}`;
+    this.connectionLost(conn, new MqttClientError('PROTOCOL_ERROR', message, { reasonCode: 0x82 }));
   }
 
   private receivePublish(conn: Connection, packet: PublishPacket): void {
@@ -945,6 +988,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   /** Sends PINGREQ and resolves with the round-trip time in ms. */
   ping(): Promise<number> {
+    if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new ClientClosedError('CLIENT_CLOSED', 'the client is closed'));
     const conn = this.conn;
     if (!conn || !conn.connected || conn.lost) return Promise.reject(new ClientClosedError('OFFLINE', 'not connected'));
     return new Promise<number>((resolve, reject) => {
@@ -982,7 +1026,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     const timeout = options.timeout ?? 5000;
     if (this.state === 'connected' && (this.inflight.size > 0 || this.outQueue.length > 0)) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timeout);
+        const timer = setTimeout(resolve, timerDelay(timeout));
         this.drainWaiters.push(() => {
           clearTimeout(timer);
           resolve();
@@ -1003,7 +1047,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       this.send(conn, packet);
       clearTimeout(conn.keepAliveTimer);
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(timeout, 1000));
+        const timer = setTimeout(resolve, timerDelay(Math.min(timeout, 1000)));
         conn.stream.once('close', () => {
           clearTimeout(timer);
           resolve();
@@ -1043,6 +1087,69 @@ function toClientError(err: unknown, address: BrokerAddress, phase?: 'handshake'
   if (err instanceof MqttClientError) return err;
   if (err instanceof MqttProtocolError) return new MqttClientError('PROTOCOL_ERROR', `protocol error: ${err.message}`, { reasonCode: err.reasonCode, cause: err });
   return explainNetworkError(err, { host: address.host, port: address.port, tls: isSecure(address.scheme), webSocket: isWebSocket(address.scheme), ...(phase ? { phase } : {}) });
+}
+
+/** PUBLISH, SUBACK, ... by packet type. */
+function packetName(type: number): string {
+  return Object.entries(PacketType).find(([, code]) => code === type)?.[0] ?? `a packet of type ${type}`;
+}
+
+/** "cannot encode CONNECT: ..." once, whether or not the codec's message already says so. */
+function encodeFailure(what: string, err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.startsWith('cannot encode') ? message : `cannot encode ${what}: ${message}`;
+}
+
+/** The error for a connection attempt that did not finish in time, saying which step stalled. */
+function connectTimeoutError(phase: TransportStage | 'connack', ms: number, address: BrokerAddress): TimeoutError {
+  const d = formatDuration(ms);
+  const where = hostPort(address.host, address.port);
+  switch (phase) {
+    case 'connack':
+      return new TimeoutError('CONNECT_TIMEOUT', `timed out waiting for CONNACK after ${d}`, {
+        hint: 'the server accepted the connection but did not answer CONNECT: is this an MQTT port? does it speak this protocol version?',
+      });
+    case 'tls':
+      return new TimeoutError('CONNECT_TIMEOUT', `timed out after ${d} in the TLS handshake with ${where}`, {
+        hint: 'the server accepted TCP but did not complete the TLS handshake: is this a TLS port? for a plain port use mqtt:// (or ws://)',
+      });
+    case 'websocket':
+      return new TimeoutError('CONNECT_TIMEOUT', `timed out after ${d} waiting for the WebSocket upgrade from ${where}`, {
+        hint: `the server accepted the connection but did not answer the upgrade to ${address.path}: is this a WebSocket port (and path)?`,
+      });
+    default:
+      return new TimeoutError('CONNECT_TIMEOUT', `timed out after ${d} opening the TCP connection to ${where}`, {
+        hint: 'a firewall may drop the packets; check the host and port',
+      });
+  }
+}
+
+/** The error for bytes before CONNACK that are not MQTT: what was expected, what came, and a likely cause. */
+function notConnackError(bytes: Buffer, cause: MqttProtocolError, address: BrokerAddress): MqttClientError {
+  const text = bytes.toString('latin1');
+  const printable = /^[\x20-\x7e\r\n\t]{4,}/.exec(text)?.[0];
+  let what: string;
+  let hint: string;
+  if (/^HTTP\/\d/.test(text)) {
+    what = `it answered in HTTP ("${text.split(/\r?\n/)[0]!.trim()}")`;
+    hint = isWebSocket(address.scheme)
+      ? 'this port speaks HTTP: check the WebSocket path (usually /mqtt)'
+      : `this port speaks HTTP, not MQTT: check the port, or use ws://${hostPort(address.host, address.port)}/mqtt if it serves MQTT over WebSocket`;
+  } else if (bytes[0] === 0x15 || bytes[0] === 0x16) {
+    what = 'it answered with TLS';
+    hint = 'this looks like a TLS port: use mqtts:// (or wss://)';
+  } else if (printable !== undefined) {
+    what = `it sent text ("${printable.split(/\r?\n/)[0]!.trim().slice(0, 60)}")`;
+    hint = 'this port does not speak MQTT: check the host and port';
+  } else {
+    what = `the bytes it sent are not MQTT (${cause.message})`;
+    hint = 'is this an MQTT port? does it speak this protocol version?';
+  }
+  return new MqttClientError('PROTOCOL_ERROR', `protocol error: the server did not answer CONNECT with CONNACK: ${what}`, {
+    hint,
+    reasonCode: cause.reasonCode,
+    cause,
+  });
 }
 
 /** Messages kept for the first messages() call while nobody iterates. */

@@ -117,6 +117,19 @@ export function explainNetworkError(err: unknown, target: Target): MqttClientErr
   const raw = e?.message ?? String(err);
   const mk = (step: ConnectionError['step'], message: string, hint?: string) =>
     new ConnectionError(code, step, `${message} (${code})`, { hint, cause: err });
+  if (target.webSocket && target.phase === 'handshake') {
+    const notWebSocket = 'is this a WebSocket listener? check the port and the path (usually /mqtt); for a plain MQTT port use mqtt:// (mqtts:// with TLS)';
+    // with wss:// a reset before "socket hang up" is the TLS handshake failing: explained below
+    const upgradeStage = !target.tls || raw === 'socket hang up';
+    if ((code === 'ECONNRESET' || code === 'EPIPE') && upgradeStage) {
+      return mk('websocket', `WebSocket upgrade to ${where} failed: the server closed the connection without an HTTP answer`, notWebSocket);
+    }
+    if (code.startsWith('HPE_')) return mk('websocket', `WebSocket upgrade to ${where} failed: the server's answer is not HTTP`, notWebSocket);
+    if (code === 'ERR_WS_SUBPROTOCOL') {
+      return mk('websocket', `WebSocket upgrade to ${where} failed: ${raw}`, 'the server did not accept the "mqtt" subprotocol: is this an MQTT WebSocket endpoint?');
+    }
+    if (code === 'ECONNECTION' && !/certificate/i.test(raw)) return mk('websocket', `WebSocket upgrade to ${where} failed: ${raw}`, notWebSocket);
+  }
   switch (code) {
     case 'ECONNREFUSED':
       return mk('tcp', `connection refused: nothing listens on ${where}`, 'is the broker running? check the host and port (-h / -p / --url)');

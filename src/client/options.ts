@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Properties, ProtocolVersion, QoS } from '../protocol/index.js';
 import type { BackoffOptions } from './session-state.js';
+import { MAX_TIMER_MS } from './session-state.js';
 import type { OpenedTransport, TlsOptions } from './transport.js';
 import type { BrokerAddress, BrokerScheme } from './url.js';
 import { DEFAULT_PORTS, parseBrokerUrl } from './url.js';
@@ -43,7 +44,7 @@ export interface ClientOptions {
   pingInterval?: number;
   /** How long to wait for PINGRESP before the connection is dead, ms. Default: min(keep alive, 30 s). */
   pingTimeout?: number;
-  /** Time allowed from opening the socket to CONNACK, ms. Default 30000. */
+  /** Time allowed from opening the socket to CONNACK, ms. Default 30000; at most 2^31 - 1 (about 24.8 days, longer values are capped). */
   connectTimeout?: number;
   will?: WillOptions;
   /** CONNECT properties (5.0): receiveMaximum, maximumPacketSize, topicAliasMaximum, userProperties, ... */
@@ -151,7 +152,9 @@ export function resolveOptions(urlOrOptions: string | ClientOptions | undefined,
   if (!Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65535) throw new TypeError('keepAlive must be an integer 0..65535 (seconds)');
   const username = o.username ?? address.username;
   const passwordValue = o.password ?? address.password;
-  const connectTimeout = o.connectTimeout ?? 30_000;
+  // setTimeout fires at once above 2^31 - 1 ms: a longer timeout (or Infinity) waits that long instead
+  const connectTimeout = Math.min(o.connectTimeout ?? 30_000, MAX_TIMER_MS);
+  if (!(connectTimeout > 0)) throw new TypeError(`connectTimeout must be a positive number of milliseconds (got ${String(o.connectTimeout)})`);
   const pingInterval = o.pingInterval ?? keepAlive * 1000;
   const pingTimeout = o.pingTimeout ?? Math.min(Math.max(pingInterval, 1), 30_000);
   const resolved: ResolvedOptions = {

@@ -99,3 +99,12 @@ export function backoffDelay(attempt: number, options: BackoffOptions = {}, rand
   const base = Math.min(max, initial * Math.pow(multiplier, Math.min(attempt, 64)));
   return Math.round(base * (1 - jitter * random));
 }
+
+/** Largest delay a Node.js timer takes: 2^31 - 1 ms (about 24.8 days). Above it setTimeout fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A delay for setTimeout: negative and NaN become 0, longer than MAX_TIMER_MS is capped (no TimeoutOverflowWarning). */
+export function timerDelay(ms: number): number {
+  if (!(ms > 0)) return 0;
+  return Math.min(ms, MAX_TIMER_MS);
+}

@@ -27,7 +27,12 @@ export interface TransportOptions {
   wsHeaders?: Record<string, string>;
   /** Aborts a connection attempt in progress (the socket is destroyed). */
   signal?: AbortSignal;
+  /** Called as the opening moves on: TCP is connected and the TLS handshake starts ('tls'), the WebSocket upgrade request is on its way ('websocket'). */
+  onStage?: (stage: TransportStage) => void;
 }
+
+/** Where opening a transport is: connecting TCP, in the TLS handshake, waiting for the WebSocket upgrade. */
+export type TransportStage = 'tcp' | 'tls' | 'websocket';
 
 /** A connected stream plus what is known about it. */
 export interface OpenedTransport {
@@ -66,7 +71,10 @@ export function openTransport(address: BrokerAddress, options: TransportOptions 
       ? tls.connect({ host: address.host, port: address.port, ...tlsConnectOptions(address.host, options.tls) })
       : net.connect({ host: address.host, port: address.port });
     const readyEvent = secure ? 'secureConnect' : 'connect';
+    const onTcp = () => options.onStage?.('tls');
+    if (secure) socket.once('connect', onTcp);
     const cleanup = () => {
+      socket.off('connect', onTcp);
       socket.off(readyEvent, onReady);
       socket.off('error', onError);
       signal?.removeEventListener('abort', onAbort);
@@ -97,6 +105,19 @@ function openWebSocket(address: BrokerAddress, options: TransportOptions): Promi
       headers: options.wsHeaders,
       perMessageDeflate: false,
       ...(secure ? tlsConnectOptions(address.host, options.tls) : {}),
+      // follow the request's socket to tell a stalled TLS handshake from an unanswered upgrade
+      finishRequest: (request) => {
+        if (options.onStage) {
+          request.once('socket', (socket: net.Socket) => {
+            const upgrading = () => options.onStage?.('websocket');
+            if (secure) {
+              socket.once('connect', () => options.onStage?.('tls'));
+              socket.once('secureConnect', upgrading);
+            } else socket.once('connect', upgrading);
+          });
+        }
+        request.end();
+      },
     };
     let tlsSocket: tls.TLSSocket | undefined;
     const ws = new WebSocket(formatBrokerUrl(address), ['mqtt'], wsOptions);

@@ -1,61 +1,13 @@
 // The built CLI (bin/petrel.js) as a child process: pub → sub round trips, exit codes, conn output.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createBroker } from '../../src/index.js';
+import { run, start } from './cli-process.js';
 import { freePort, hasMosquitto, hasOpenssl, makeCertificates, startMosquitto, tempDir } from '../client/helpers.js';
 
-const BIN = fileURLToPath(new URL('../../../bin/petrel.js', import.meta.url));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Running {
-  done: Promise<Run>;
-  /** Resolves once stderr contains `text`. */
-  waitStderr(text: string, timeoutMs?: number): Promise<void>;
-  kill(signal?: NodeJS.Signals): void;
-}
-
-function start(args: string[], input?: string | Buffer): Running {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const listeners: (() => void)[] = [];
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => {
-    stderr += d;
-    for (const l of listeners) l();
-  });
-  if (input !== undefined) child.stdin.end(input);
-  else child.stdin.end();
-  const done = new Promise<Run>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  void done.then(() => clearTimeout(timer));
-  return {
-    done,
-    kill: (signal = 'SIGTERM') => child.kill(signal),
-    waitStderr(text, timeoutMs = 5000) {
-      return new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (stderr.includes(text)) resolve();
-        };
-        listeners.push(check);
-        check();
-        setTimeout(() => reject(new Error(`no "${text}" on stderr within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs).unref();
-        void done.then(() => setTimeout(() => reject(new Error(`exited without "${text}" on stderr: ${stderr}`)), 10));
-      });
-    },
-  };
-}
-
-const run = (args: string[], input?: string | Buffer) => start(args, input).done;
 
 type Ctx = { after: (fn: () => unknown) => void; skip: (msg?: string) => void };
 

@@ -375,3 +375,24 @@ test('end() from an offline listener stops reconnecting', async (t) => {
   assert.equal(server.connections.length, 1);
   assert.equal(client.closed, true);
 });
+
+test('any packet but CONNACK first is a protocol error [MQTT-3.2.0-1]; the client only closes (no DISCONNECT)', async (t) => {
+  const server = await withServer(t);
+  for (const [i, [packet, name]] of ([
+    [{ type: 13 }, 'PINGRESP'],
+    [{ type: 9, packetId: 1, reasonCodes: [0] }, 'SUBACK'],
+    [{ type: 15, reasonCode: 0x18 }, 'AUTH \\(enhanced authentication'],
+  ] as const).entries()) {
+    const attempt = connect(server.url, { ...fast, reconnect: false });
+    const conn = await server.connection(i);
+    await conn.next(1);
+    conn.send(packet as Parameters<typeof conn.send>[0]);
+    await assert.rejects(attempt, (e: MqttClientError) => {
+      assert.equal(e.code, 'PROTOCOL_ERROR');
+      assert.match(e.message, new RegExp(`^protocol error: the server did not answer CONNECT with CONNACK: it sent ${name}`));
+      return true;
+    });
+    await conn.waitClosed();
+    assert.deepEqual(conn.packets.map((p) => p.type), [], 'nothing after CONNECT (no DISCONNECT)');
+  }
+});

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseBrokerUrl, formatBrokerUrl } from '../../src/client/url.js';
 import { parseProtocolVersion, resolveOptions, randomClientId } from '../../src/client/options.js';
-import { KeepAlive, PacketIdAllocator, backoffDelay } from '../../src/client/session-state.js';
+import { KeepAlive, MAX_TIMER_MS, PacketIdAllocator, backoffDelay, timerDelay } from '../../src/client/session-state.js';
 import { connackError, explainNetworkError, formatDuration, serverDisconnectError } from '../../src/client/errors.js';
 
 test('broker URLs: schemes, default ports and paths, credentials', () => {
@@ -111,4 +111,34 @@ test('errors are explained in words, with the code', () => {
   assert.equal(formatDuration(30_000), '30 s');
   assert.equal(formatDuration(250), '250 ms');
   assert.equal(formatDuration(1500), '1.5 s');
+});
+
+test('timers: connectTimeout and other delays never overflow setTimeout', () => {
+  assert.equal(resolveOptions('mqtt://h', { connectTimeout: 2 ** 40 }).connectTimeout, MAX_TIMER_MS);
+  assert.equal(resolveOptions('mqtt://h', { connectTimeout: Infinity }).connectTimeout, MAX_TIMER_MS);
+  assert.equal(resolveOptions('mqtt://h', { connectTimeout: 250 }).connectTimeout, 250);
+  for (const bad of [0, -1, NaN]) assert.throws(() => resolveOptions('mqtt://h', { connectTimeout: bad }), /connectTimeout must be a positive number/);
+  assert.equal(timerDelay(2 ** 33), 2 ** 31 - 1);
+  assert.equal(timerDelay(-5), 0);
+  assert.equal(timerDelay(NaN), 0);
+  assert.equal(timerDelay(1500), 1500);
+});
+
+test('WebSocket handshake failures are explained as WebSocket problems, not TLS ones', () => {
+  const target = { host: '127.0.0.1', port: 1883, webSocket: true, phase: 'handshake' as const };
+  const hangup = explainNetworkError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }), target);
+  assert.equal(hangup.message, 'WebSocket upgrade to 127.0.0.1:1883 failed: the server closed the connection without an HTTP answer (ECONNRESET)');
+  assert.match(hangup.hint ?? '', /WebSocket listener/);
+  assert.doesNotMatch(hangup.hint ?? '', /TLS port/);
+  const notHttp = explainNetworkError(Object.assign(new Error('Parse Error: Expected HTTP/'), { code: 'HPE_INVALID_CONSTANT' }), target);
+  assert.match(notHttp.message, /WebSocket upgrade to 127\.0\.0\.1:1883 failed: the server's answer is not HTTP/);
+  // wss:// reset during the TLS handshake stays a TLS explanation
+  const tlsReset = explainNetworkError(
+    Object.assign(new Error('Client network socket disconnected before secure TLS connection was established'), { code: 'ECONNRESET' }),
+    { ...target, tls: true },
+  );
+  assert.match(tlsReset.message, /during the TLS handshake/);
+  // plain TCP keeps its TLS-port hint
+  const tcp = explainNetworkError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), { host: 'h', port: 1883 });
+  assert.match(tcp.hint ?? '', /mqtts/);
 });
