@@ -16,7 +16,7 @@ import { formatBrokerUrl, isSecure } from '../client/url.js';
 import { PacketDecoder, encodePacket, encodePublish, publishPacketIdOffset } from '../protocol/index.js';
 import type { ConnackPacket, ConnectPacket, Packet, ProtocolVersion, PublishPacket, QoS } from '../protocol/index.js';
 import type { ConnectionFlags } from './common-client.js';
-import { EXIT, UsageError, addConnectionOptions, clientOptionsFromFlags, parseNonNegativeInt, parseQos, runAction } from './common-client.js';
+import { EXIT, UsageError, addConnectionOptions, clientOptionsFromFlags, parseDecimalFlag, parseNonNegativeInt, parseQos, parseSecondsFlag, runAction } from './common-client.js';
 
 // ------------------------------------------------------------------ histogram
 
@@ -630,19 +630,15 @@ export function registerBenchCommand(program: Command): void {
 async function benchCommand(mode: BenchMode, flags: BenchFlags): Promise<number> {
   const clients = parseNonNegativeInt(flags.clients, '--clients') ?? 1;
   if (clients < 1) throw new UsageError('--clients must be at least 1');
-  const connectRate = Number(flags.connectRate);
-  if (!(connectRate > 0)) throw new UsageError('--connect-rate must be > 0');
+  const connectRate = parseDecimalFlag(flags.connectRate, '--connect-rate', 'connections per second', { minExclusive: true });
   let rate = 0;
   if (flags.rate !== undefined) {
-    rate = Number(flags.rate);
-    if (!(rate >= 0)) throw new UsageError('--rate must be >= 0');
+    rate = parseDecimalFlag(flags.rate, '--rate', 'messages per second');
   } else if (flags.intervalOfMsg !== undefined) {
-    const ms = Number(flags.intervalOfMsg);
-    if (!(ms >= 0)) throw new UsageError('-I must be >= 0');
+    const ms = parseDecimalFlag(flags.intervalOfMsg, '-I', 'milliseconds');
     rate = ms === 0 ? 0 : 1000 / ms;
   }
-  const duration = flags.duration === undefined ? undefined : Number(flags.duration);
-  if (duration !== undefined && !(duration > 0)) throw new UsageError('--duration must be > 0');
+  const duration = flags.duration === undefined ? undefined : parseSecondsFlag(flags.duration, '--duration', { minExclusive: true });
   const clientOptions = clientOptionsFromFlags(flags);
   clientOptions.clientId = flags.prefix ?? flags.id ?? `petrel_bench_${process.pid}`;
   let connection: ResolvedOptions;

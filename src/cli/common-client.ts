@@ -119,16 +119,24 @@ export function parseIntegerFlag(value: string, what: string, min: number, max: 
   return n;
 }
 
-/** A decimal number of seconds (fractions allowed) from `min` to `max`; `minExclusive` refuses `min` itself. */
-export function parseSecondsFlag(value: string, what: string, { min = 0, max = MAX_TIMER_SECONDS, minExclusive = false } = {}): number {
+/**
+ * A plain decimal number (fractions allowed; no sign, hex or exponent) from `min` to `max` (`minExclusive`
+ * refuses `min` itself); `unit` words the message ("seconds", "messages per second").
+ */
+export function parseDecimalFlag(value: string, what: string, unit: string, { min = 0, max = Number.MAX_SAFE_INTEGER, minExclusive = false } = {}): number {
   const text = value.trim();
   const n = /^(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : NaN;
   const low = minExclusive ? n > min : n >= min;
   if (!(low && n <= max)) {
     const range = minExclusive ? `more than ${min} and at most ${max}` : `from ${min} to ${max}`;
-    throw new UsageError(`${what} must be a number of seconds ${range} (got "${value}")`);
+    throw new UsageError(`${what} must be a number of ${unit} ${range} (got "${value}")`);
   }
   return n;
+}
+
+/** A decimal number of seconds (fractions allowed) from `min` to `max`; `minExclusive` refuses `min` itself. */
+export function parseSecondsFlag(value: string, what: string, { min = 0, max = MAX_TIMER_SECONDS, minExclusive = false } = {}): number {
+  return parseDecimalFlag(value, what, 'seconds', { min, max, minExclusive });
 }
 
 export function parseNonNegativeInt(value: string | undefined, what: string): number | undefined {

@@ -1,29 +1,11 @@
 // petrel bench: the histogram, a programmatic pub → sub run, and the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { LatencyHistogram, runBench, formatSummary } from '../../src/cli/bench.js';
 import { resolveOptions } from '../../src/client/options.js';
 import { createBroker } from '../../src/index.js';
 import { freePort } from '../client/helpers.js';
-
-const BIN = fileURLToPath(new URL('../../../bin/petrel.js', import.meta.url));
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+import { run } from './cli-process.js';
 
 type Ctx = { after: (fn: () => unknown) => void };
 
@@ -111,4 +93,22 @@ test('petrel bench conn / pub from the CLI: JSON summary, progress line, exit co
   assert.equal(help.code, 0);
   assert.match(help.stdout, /-c, --clients <n>/);
   assert.match(help.stdout, /Examples:/);
+});
+
+test('petrel bench: numeric flags are plain decimal numbers in range, else exit 2 with one line naming the flag', async () => {
+  for (const [flags, name] of [
+    [['--rate', 'abc'], '--rate'],
+    [['--rate', '0x10'], '--rate'],
+    [['-R', '0'], '--connect-rate'],
+    [['-R', ''], '--connect-rate'],
+    [['-I', '-5'], '-I'],
+    [['--duration', '0'], '--duration'],
+    [['--duration', '1e3'], '--duration'],
+  ] as const) {
+    const r = await run(['bench', 'pub', '-L', 'mqtt://127.0.0.1:1', '-t', 'b/%i', ...flags]);
+    assert.equal(r.code, 2, `${flags.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.ok(lines[0]!.includes(name), r.stderr);
+  }
 });
