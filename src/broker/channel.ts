@@ -22,6 +22,7 @@ import type {
 import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
 import type { BrokerCore } from './core.js';
 import { callHook, isPromise, type AuthenticateRequest, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
+import { ALLOWED_REASON_CODES } from '../protocol/codec-util.js';
 import { createMessage, type Message } from './message.js';
 import { newRouteMemo, type RouteMemo, type SubscriptionEntry } from './router.js';
 import type { InflightMessage, Session } from './session.js';
@@ -561,15 +562,21 @@ export class Channel {
       // The identity is what the exchange proved; a user name merely claimed in CONNECT does not count.
       this.info!.username = r.username;
       this.authenticate(pending, undefined, properties);
+    } else if (r.username !== undefined && r.username !== this.info!.username) {
+      // A connection belongs to the user its CONNECT proved: re-authentication may renew that proof, not
+      // swap the user (who would then bypass the authenticate hook, bans included).
+      this.authFailed(ReasonCode.NotAuthorized, 're-authentication proved another user');
     } else {
-      // Re-authentication succeeded [MQTT-4.12.1-?]: AUTH 0x00.
+      // Re-authentication succeeded (4.12.1): AUTH 0x00.
       this.send({ type: 15, reasonCode: 0, properties });
     }
   }
 
   private authFailed(reasonCode: number, reason: string): void {
     if (this.state === 'authenticating') this.refuse(reasonCode, reason);
-    else this.serverDisconnect(reasonCode, reason);
+    // A failed re-authentication ends the connection [MQTT-4.12.1-2] with a DISCONNECT code: CONNACK-only
+    // codes of the method (0x86 Bad user name or password, 0x8C Bad authentication method) become 0x87.
+    else this.serverDisconnect(ALLOWED_REASON_CODES[14]![reasonCode] ? reasonCode : ReasonCode.NotAuthorized, reason);
   }
 
   private onAuth(p: AuthPacket): void {

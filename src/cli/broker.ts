@@ -100,7 +100,13 @@ export function registerBrokerCommand(program: Command): void {
 
 function loadConfig(flags: BrokerFlags): FileConfig {
   const overrides: Record<string, unknown> = {};
-  if (flags.port !== undefined) overrides.port = Number(flags.port);
+  if (flags.port !== undefined) {
+    // A plain decimal port: "" (an unset $PORT), "0x10" or "1e3" must not quietly mean 0, 16 or 1000.
+    const text = flags.port.trim();
+    const port = /^\d+$/.test(text) ? Number(text) : NaN;
+    if (!(port <= 65535)) throw new ConfigError(`--port: must be a whole number from 0 to 65535 (got "${flags.port}")`);
+    overrides.port = port;
+  }
   if (flags.host !== undefined) overrides.host = flags.host;
   if (flags.logLevel !== undefined) overrides.logLevel = flags.logLevel;
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;

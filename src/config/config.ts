@@ -171,20 +171,21 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Record<strin
     } catch {
       // a plain string
     }
+    // Each variable is checked on its own, so that the error names the one that was set.
+    const check = (v: unknown) => {
+      try {
+        CONFIG_SCHEMA[top]!(v, top);
+      } catch (err) {
+        throw new ConfigError(`${name}: ${(err as Error).message}`);
+      }
+    };
     if (parts.length === 1) {
+      check(value);
       out[top] = value;
     } else {
-      const section = (out[top] ??= {}) as Record<string, unknown>;
-      section[parts.slice(1).map((p) => p.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())).join('.')] = value;
-    }
-  }
-  // Check each variable on its own so that the error names it.
-  for (const [key, value] of Object.entries(out)) {
-    const varName = `PETREL_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
-    try {
-      CONFIG_SCHEMA[key]!(value, key);
-    } catch (err) {
-      throw new ConfigError(`${varName}: ${(err as Error).message}`);
+      const field = parts.slice(1).map((p) => p.toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())).join('.');
+      check({ [field]: value });
+      ((out[top] ??= {}) as Record<string, unknown>)[field] = value;
     }
   }
   return out;
@@ -207,6 +208,9 @@ export function resolveConfig(sources: ConfigSources = {}): FileConfig {
   const merged = validateConfig(mergeSections(mergeSections(fromFile as Record<string, unknown>, fromEnv), flags));
   if ((flags.port !== undefined || flags.host !== undefined) && merged.listeners) {
     throw new ConfigError('--port/--host cannot be combined with "listeners" (set the port in the listener instead)');
+  }
+  if ((fromEnv.port !== undefined || fromEnv.host !== undefined) && merged.listeners) {
+    throw new ConfigError('PETREL_PORT/PETREL_HOST cannot be combined with "listeners" (set the port in the listener instead)');
   }
   return merged;
 }
