@@ -39,7 +39,10 @@ export class BanList {
     entry.usernames?.forEach((u) => this.usernames.add(u));
     if (entry.addresses?.length) {
       entry.addresses.forEach(checkAddressEntry);
-      this.addressList.push(...entry.addresses);
+      // Banning an address again changes nothing (the list is rebuilt on every change: keep it short).
+      const added = entry.addresses.filter((a) => !this.addressList.includes(a));
+      if (added.length === 0) return;
+      this.addressList.push(...added);
       this.addresses = new AddressSet(this.addressList);
     }
   }

@@ -942,7 +942,7 @@ export class Channel {
       const entry = session.subscriptions.get(key);
       if (!entry) return ReasonCode.NoSubscriptionExisted;
       session.subscriptions.delete(key);
-      this.core.router.remove(entry.clientId, entry.filter, entry.shareGroup);
+      this.core.removeSubscription(entry);
       removed.push(key);
       return ReasonCode.Success;
     });

@@ -108,6 +108,7 @@ export class BrokerCore {
       if (!channel.tickWatched(now)) this.watched.delete(channel);
     }
     this.channelTimers.expire(now, (channel) => channel.tick(now));
+    this.retained.sweep(now);
     for (const [clientId, will] of this.pendingWills) {
       if (will.publishAt <= now) {
         this.pendingWills.delete(clientId);
@@ -172,6 +173,7 @@ export class BrokerCore {
     session.expiryInterval = expiryInterval;
     session.expiresAt = undefined;
     this.expiring.delete(session);
+    this.sessionTimers.cancel(session);
     this.connected.set(clientId, channel);
     this.connectedVersion++;
     return { session, present };
@@ -198,9 +200,10 @@ export class BrokerCore {
   endSession(session: Session): void {
     if (this.sessions.get(session.clientId) === session) this.sessions.delete(session.clientId);
     this.expiring.delete(session);
+    this.sessionTimers.cancel(session);
     this.redistributeShared(session);
     if (session.subscriptionCount > 0) {
-      for (const entry of session.subscriptions.values()) this.router.remove(session.clientId, entry.filter, entry.shareGroup);
+      for (const entry of session.subscriptions.values()) this.removeSubscription(entry);
       session.subscriptions.clear();
     }
     const will = this.pendingWills.get(session.clientId);
@@ -365,6 +368,17 @@ export class BrokerCore {
     }
     // Nobody connected: an offline persistent member queues it.
     return members.find((m) => m.clientId !== exclude);
+  }
+
+  /** Takes a subscription out of the router; a shared group left without members forgets its turn state. */
+  removeSubscription(entry: SubscriptionEntry): void {
+    this.router.remove(entry.clientId, entry.filter, entry.shareGroup);
+    if (entry.shareGroup === undefined) return;
+    if (this.router.groupMembers(entry.shareGroup, entry.filter).length === 0) {
+      const key = `${entry.shareGroup}/${entry.filter}`;
+      this.shareCursor.delete(key);
+      this.stickyMember.delete(key);
+    }
   }
 
   /**

@@ -67,6 +67,12 @@ function eachChild(node: RetainedNode, skipDollar: boolean, fn: (child: Retained
 export class RetainedStore {
   private readonly root = newNode();
   private count = 0;
+  /**
+   * Retained messages with a Message Expiry, earliest first (a binary heap), so that sweep() deletes them
+   * when they expire even if no SUBSCRIBE ever matches them again. A message replaced or deleted meanwhile
+   * stays in the heap until its time (then it is skipped), or until a rebuild when they outnumber the rest.
+   */
+  private expiring: Message[] = [];
 
   get size(): number {
     return this.count;
@@ -82,6 +88,26 @@ export class RetainedStore {
     for (const level of message.topic.split('/')) node = childOf(node, level) ?? addChild(node, level);
     if (node.message === undefined) this.count++;
     node.message = message;
+    if (message.expiresAt !== undefined) {
+      if (this.expiring.length > 2 * this.count + 1024) this.rebuildExpiring();
+      heapPush(this.expiring, message);
+    }
+  }
+
+  /** Deletes the retained messages whose Message Expiry has passed (called from the core's tick). */
+  sweep(now: number): void {
+    const heap = this.expiring;
+    while (heap.length > 0 && heap[0]!.expiresAt! < now) {
+      const m = heapPop(heap);
+      if (this.get(m.topic) === m) this.delete(m.topic);
+    }
+  }
+
+  /** Keeps only the heap entries that are still the retained message of their topic. */
+  private rebuildExpiring(): void {
+    const live = this.expiring.filter((m) => this.get(m.topic) === m);
+    this.expiring = [];
+    for (const m of live) heapPush(this.expiring, m);
   }
 
   get(topic: string): Message | undefined {
@@ -172,4 +198,34 @@ function collectBelow(node: RetainedNode, out: Message[], skipDollar: boolean): 
     if (n.message !== undefined) out.push(n.message);
     eachChild(n, false, push);
   }
+}
+
+// A binary min-heap of messages by expiresAt (every message in it has one).
+function heapPush(heap: Message[], m: Message): void {
+  let i = heap.push(m) - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (heap[parent]!.expiresAt! <= m.expiresAt!) break;
+    heap[i] = heap[parent]!;
+    i = parent;
+  }
+  heap[i] = m;
+}
+
+function heapPop(heap: Message[]): Message {
+  const top = heap[0]!;
+  const last = heap.pop()!;
+  if (heap.length > 0) {
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= heap.length) break;
+      const c = l + 1 < heap.length && heap[l + 1]!.expiresAt! < heap[l]!.expiresAt! ? l + 1 : l;
+      if (heap[c]!.expiresAt! >= last.expiresAt!) break;
+      heap[i] = heap[c]!;
+      i = c;
+    }
+    heap[i] = last;
+  }
+  return top;
 }

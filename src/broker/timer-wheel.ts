@@ -3,8 +3,9 @@
 // An item stays filed under its earliest deadline: when a deadline moves later (a keep alive, with every
 // packet the client sends; a session expiry, each time its client leaves again) nothing is filed, and the
 // owner, handed the item early, files the new deadline then. So an idle client costs one look per keep-alive
-// period, and a client that comes and goes leaves no trail of entries. A deadline moved earlier is filed
-// again and the older entry is skipped (lazy deletion), as is a cancelled one: neither costs a search.
+// period, and a client that comes and goes leaves no trail of entries. A cancelled item, or one filed again
+// for an earlier time, is taken out of its old slot at once (a search of that slot only), so a closed
+// connection is not kept alive until its keep-alive deadline (up to 27 hours).
 
 /** Something with a deadline: the wheel keeps the slot it is filed under (NOT_DUE when none). */
 export interface Timed {
@@ -33,7 +34,10 @@ export class TimerWheel<T extends Timed> {
    */
   schedule(item: T, at: number): void {
     const slot = Math.max(Math.ceil(at / this.slotMs), this.last + 1);
-    if (item.dueSlot !== NOT_DUE && item.dueSlot <= slot) return;
+    if (item.dueSlot !== NOT_DUE) {
+      if (item.dueSlot <= slot) return;
+      this.unfile(item);
+    }
     item.dueSlot = slot;
     const list = this.slots.get(slot);
     if (list === undefined) this.slots.set(slot, [item]);
@@ -41,7 +45,20 @@ export class TimerWheel<T extends Timed> {
   }
 
   cancel(item: T): void {
+    if (item.dueSlot === NOT_DUE) return;
+    this.unfile(item);
     item.dueSlot = NOT_DUE;
+  }
+
+  /** Takes `item` out of the slot it is filed under (order within a slot does not matter: swap with the last). */
+  private unfile(item: T): void {
+    const list = this.slots.get(item.dueSlot);
+    if (list === undefined) return;
+    const i = list.indexOf(item);
+    if (i < 0) return;
+    const last = list.pop()!;
+    if (i < list.length) list[i] = last;
+    if (list.length === 0) this.slots.delete(item.dueSlot);
   }
 
   /** Hands every item whose slot has passed to `fn`, earliest slot first. `fn` may schedule items again. */
@@ -62,7 +79,7 @@ export class TimerWheel<T extends Timed> {
     }
   }
 
-  /** Filed entries, current or stale (for tests and metrics). */
+  /** Filed entries (for tests and metrics). */
   get size(): number {
     let n = 0;
     for (const list of this.slots.values()) n += list.length;
@@ -74,7 +91,7 @@ export class TimerWheel<T extends Timed> {
     if (list === undefined) return;
     this.slots.delete(slot);
     for (const item of list) {
-      if (item.dueSlot !== slot) continue; // filed again for earlier, or cancelled
+      if (item.dueSlot !== slot) continue; // defensive: unfile() takes such entries out
       item.dueSlot = NOT_DUE;
       fn(item);
     }

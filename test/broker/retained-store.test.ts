@@ -90,6 +90,23 @@ describe('retained store', () => {
     assert.equal(holdsLevels(s), false);
   });
 
+  it('sweep() deletes expired messages nobody subscribes to, earliest first; replaced and deleted ones are left alone', () => {
+    const store = new RetainedStore();
+    for (let i = 0; i < 1000; i++) store.set(message(`s/${i}`, 'x', 1000 + ((i * 7919) % 1000)));
+    for (let i = 0; i < 100; i++) store.set(message(`s/${i}`, 'no expiry')); // replaced: never expire now
+    for (let i = 100; i < 200; i++) store.set(message(`s/${i}`, '')); // deleted
+    store.set(message('keep', 'k'));
+    for (let now = 1000; now <= 2000; now += 50) {
+      store.sweep(now);
+      for (let i = 200; i < 1000; i++) {
+        const expiresAt = 1000 + ((i * 7919) % 1000);
+        assert.equal(store.get(`s/${i}`) !== undefined, expiresAt >= now, `s/${i} at ${now}`);
+      }
+    }
+    assert.equal(store.size, 101, 'the 100 replaced ones and "keep"');
+    assert.equal(store.get('s/5')?.payload.toString(), 'no expiry');
+  });
+
   it('random sets, deletes and expiries match a flat list filtered with topicMatches', () => {
     const level = fc.constantFrom('a', 'b', '', '$s', 'c');
     const topic = fc.array(level, { minLength: 1, maxLength: 4 }).map((l) => l.join('/'));

@@ -111,6 +111,8 @@ describe('TimerWheel', () => {
             for (const [i] of due) deadline.delete(i);
             if (current > lastExpired) lastExpired = current;
           }
+          // One entry per pending item: cancelled and re-filed items leave nothing behind.
+          assert.equal(w.size, deadline.size, 'entries filed');
         }
       }),
       { numRuns: 500 },
