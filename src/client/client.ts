@@ -2,8 +2,9 @@
 //
 // State: `outQueue` holds requests not yet sent (offline, or above the server's Receive
 // Maximum); `inflight` holds sent requests waiting for their acknowledgement, by packet id.
-// After a lost connection SUBSCRIBE / UNSUBSCRIBE go back to the queue, PUBLISH and PUBREL
-// stay in flight and are sent again (PUBLISH with DUP) on reconnect.
+// After a lost connection SUBSCRIBE / UNSUBSCRIBE go back to the queue. PUBLISH and PUBREL stay
+// in flight: when the server kept the session they are sent again (PUBLISH with DUP, as Receive
+// Maximum allows); when it did not, unfinished messages go back to the queue as new ones.
 import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
@@ -46,10 +47,10 @@ import {
   serverDisconnectError,
 } from './errors.js';
 import type { ClientOptions, ResolvedOptions } from './options.js';
-import { resolveOptions, toBuffer } from './options.js';
+import { defaultPingTimeout, resolveOptions, toBuffer } from './options.js';
 import { KeepAlive, PacketIdAllocator, backoffDelay, timerDelay } from './session-state.js';
 import type { OpenedTransport, TransportStage } from './transport.js';
-import { openTransport, writeBatched } from './transport.js';
+import { flushAndClose, openTransport, writeBatched } from './transport.js';
 import type { BrokerAddress } from './url.js';
 import { hostPort, isSecure, isWebSocket } from './url.js';
 
@@ -144,7 +145,15 @@ type OutItem =
   | { kind: 'unsubscribe'; topicFilters: string[]; properties?: Properties; deferred: Deferred<UnsubscribeResult[]> };
 
 type Inflight =
-  | { kind: 'publish'; packet: PublishPacket; stage: 'ack' | 'rec' | 'comp'; deferred: Deferred<PublishResult>; result?: PublishResult }
+  | {
+      kind: 'publish';
+      packet: PublishPacket;
+      stage: 'ack' | 'rec' | 'comp';
+      deferred: Deferred<PublishResult>;
+      result?: PublishResult;
+      /** Sent on an earlier connection of the kept session, not yet again on this one (holds no Receive Maximum slot). */
+      resend?: boolean;
+    }
   | (Extract<OutItem, { kind: 'subscribe' }> & { packetId: number })
   | (Extract<OutItem, { kind: 'unsubscribe' }> & { packetId: number });
 
@@ -180,7 +189,10 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private outQueue: OutItem[] = [];
   private offlineCount = 0;
   private readonly inflight = new Map<number, Inflight>();
+  /** QoS 1/2 publishes counted against the server's Receive Maximum on this connection. */
   private inflightPublishes = 0;
+  /** Packet ids of kept-session publishes still to be sent again, in their original order. */
+  private resendQueue: number[] = [];
   private readonly incomingQos2 = new Set<number>();
   private readonly subscriptions = new Map<string, { subscription: Subscription; properties?: Properties }>();
   private readonly iterators = new Set<MessageQueue>();
@@ -198,6 +210,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private maximumPacketSize = Infinity;
   private maximumQoS: QoS = 2;
   private retainAvailable = true;
+  private topicAliasMaximum = 0;
 
   constructor(urlOrOptions?: string | ClientOptions, options?: ClientOptions) {
     super();
@@ -304,6 +317,17 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
               if (settled) return;
               if (packet.reasonCode !== 0) {
                 fail(connackError(packet.reasonCode, this.protocolVersion, packet.properties?.reasonString));
+                return;
+              }
+              if (packet.sessionPresent && this.options.clean) {
+                // Clean Start 1 leaves no session to resume: the client must close [MQTT-3.2.2-4] (3.1.1: [MQTT-3.2.2-1])
+                if (this.protocolVersion === 5) this.send(conn!, { type: 14, reasonCode: 0x82 });
+                const flag = this.protocolVersion === 5 ? 'Clean Start' : 'Clean Session';
+                fail(
+                  new MqttClientError('PROTOCOL_ERROR', `protocol error: the server answered ${flag} 1 with Session Present 1 (a new session cannot be present)`, {
+                    reasonCode: 0x82,
+                  }),
+                );
                 return;
               }
               settled = true;
@@ -429,6 +453,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.maximumPacketSize = props.maximumPacketSize ?? Infinity;
     this.maximumQoS = (props.maximumQoS ?? 2) as QoS;
     this.retainAvailable = props.retainAvailable !== 0;
+    this.topicAliasMaximum = props.topicAliasMaximum ?? 0;
     this.topicAliasesIn.clear();
     let keepAlive = this.options.keepAlive;
     let pingInterval = this.options.pingInterval;
@@ -442,43 +467,91 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.state = 'connected';
     this.reconnectAttempt = 0;
     if (pingInterval > 0) {
-      conn.keepAlive = new KeepAlive(pingInterval, this.options.pingTimeout, Date.now());
+      // the PINGRESP timeout follows the interval in force, which a Server Keep Alive may have set
+      const pingTimeout = this.options.pingTimeout ?? defaultPingTimeout(pingInterval);
+      conn.keepAlive = new KeepAlive(pingInterval, pingTimeout, Date.now());
       this.scheduleKeepAlive(conn, Date.now() + pingInterval);
     }
-    if (!packet.sessionPresent) this.incomingQos2.clear();
-    // 1. subscribe again when the server forgot the session
-    if (!packet.sessionPresent && this.options.resubscribe && this.subscriptions.size > 0) {
-      const again: OutItem[] = [];
-      for (const { subscription, properties } of this.subscriptions.values()) {
-        again.push({
-          kind: 'subscribe',
-          subscriptions: [subscription],
-          ...(properties ? { properties } : {}),
-          internal: true,
-          deferred: {
-            resolve: noop,
-            reject: (err) => {
-              if (!(err instanceof ClientClosedError)) this.emitError(err as MqttClientError);
-            },
-          },
-        });
-      }
-      // resubscriptions go before requests queued meanwhile (which may also be subscriptions)
-      this.outQueue = again.concat(this.outQueue);
+    // In order (docs/client.md): 1. subscribe again when the server forgot the session, 2. the
+    // unfinished messages, 3. what was queued meanwhile (which may also be subscriptions).
+    let first: OutItem[] = [];
+    if (packet.sessionPresent) this.resumeFlows(conn);
+    else {
+      this.incomingQos2.clear();
+      if (this.options.resubscribe) first = this.resubscriptions();
+      first.push(...this.restartFlows());
     }
-    // 2. resend what is in flight: PUBLISH with DUP, PUBREL for QoS 2 past PUBREC
-    for (const [packetId, item] of this.inflight) {
-      if (item.kind !== 'publish') continue;
-      if (item.stage === 'comp') this.send(conn, { type: 6, packetId });
-      else {
-        item.packet.dup = true;
-        this.send(conn, item.packet);
-      }
-    }
-    // 3. what was queued
+    this.outQueue = first.concat(this.outQueue);
     this.pump();
     queueMicrotask(() => this.emit('connect', info));
     return info;
+  }
+
+  private resubscriptions(): OutItem[] {
+    const again: OutItem[] = [];
+    for (const { subscription, properties } of this.subscriptions.values()) {
+      again.push({
+        kind: 'subscribe',
+        subscriptions: [subscription],
+        ...(properties ? { properties } : {}),
+        internal: true,
+        deferred: {
+          resolve: noop,
+          reject: (err) => {
+            if (!(err instanceof ClientClosedError)) this.emitError(err as MqttClientError);
+          },
+        },
+      });
+    }
+    return again;
+  }
+
+  /**
+   * The server kept the session [MQTT-4.4.0-1]: PUBREL again for QoS 2 flows past PUBREC, and mark
+   * the other publishes to be sent again (with DUP, same ids, in order) as Receive Maximum allows.
+   */
+  private resumeFlows(conn: Connection): void {
+    // the send quota starts again with each connection (4.9)
+    this.inflightPublishes = 0;
+    this.resendQueue = [];
+    for (const [packetId, item] of this.inflight) {
+      if (item.kind !== 'publish') continue;
+      if (item.stage === 'comp') {
+        // holds its Receive Maximum slot until PUBCOMP
+        this.inflightPublishes++;
+        this.send(conn, { type: 6, packetId });
+      } else {
+        item.resend = true;
+        this.resendQueue.push(packetId);
+      }
+    }
+  }
+
+  /**
+   * The server has no session (Session Present 0): our unfinished flows mean nothing to it and
+   * must not be continued, no DUP, no PUBREL [MQTT-3.2.2-5] [MQTT-3.1.2-4] (3.1.1: [MQTT-3.1.2-6]).
+   * Unacknowledged messages are returned to be sent again as new ones, in order. A QoS 2 message
+   * past PUBREC is complete: the server stored it when it sent PUBREC, and sending it again could
+   * deliver it twice [MQTT-4.3.3-5].
+   */
+  private restartFlows(): OutItem[] {
+    const again: OutItem[] = [];
+    const completed: Extract<Inflight, { kind: 'publish' }>[] = [];
+    for (const [packetId, item] of this.inflight) {
+      if (item.kind !== 'publish') continue;
+      this.inflight.delete(packetId);
+      this.ids.release(packetId);
+      if (item.stage === 'comp') completed.push(item);
+      else {
+        const { packetId: _, ...rest } = item.packet;
+        void _;
+        again.push({ kind: 'publish', packet: { ...rest, dup: false }, deferred: item.deferred, offline: false });
+      }
+    }
+    this.inflightPublishes = 0;
+    this.resendQueue = [];
+    for (const item of completed) item.deferred.resolve(item.result ?? { reasonCode: 0 });
+    return again;
   }
 
   private scheduleKeepAlive(conn: Connection, at: number): void {
@@ -530,7 +603,9 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
 
   private teardown(conn: Connection): void {
     clearTimeout(conn.keepAliveTimer);
-    conn.stream.destroy();
+    // what was already written still goes out: a DISCONNECT with its reason code (4.13), a QoS 0
+    // PUBLISH whose promise resolved
+    flushAndClose(conn);
     if (this.conn === conn) this.conn = undefined;
   }
 
@@ -610,6 +685,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.inflight.clear();
     this.ids.clear();
     this.inflightPublishes = 0;
+    this.resendQueue = [];
     for (const w of this.pingWaiters) w.deferred.reject(reason);
     this.pingWaiters = [];
     for (const it of this.iterators) it.finish();
@@ -632,9 +708,14 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private pump(): void {
     const conn = this.conn;
     if (!conn || !conn.connected || conn.lost || this.state !== 'connected') return;
+    // publishes of the kept session first, in their original order [MQTT-4.6.0-1], within the
+    // Receive Maximum of this connection [MQTT-3.3.4-7]
+    while (this.resendQueue.length > 0 && this.inflightPublishes < this.receiveMaximum && !conn.lost) {
+      this.resendPublish(conn, this.resendQueue.shift()!);
+    }
     const keep: OutItem[] = [];
     // once a publish has to wait for Receive Maximum, later publishes wait too (message order)
-    let publishesBlocked = false;
+    let publishesBlocked = this.resendQueue.length > 0;
     for (let i = 0; i < this.outQueue.length; i++) {
       const item = this.outQueue[i]!;
       if (item.kind === 'publish' && item.offline) {
@@ -658,25 +739,42 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
         break;
       }
       if (item.kind === 'publish') this.sendPublish(conn, item, packetId);
-      else if (item.kind === 'subscribe') {
-        this.inflight.set(packetId, { ...item, packetId });
-        const packet: Packet = { type: 8, packetId, subscriptions: item.subscriptions, ...(item.properties ? { properties: item.properties } : {}) };
-        this.send(conn, packet);
-      } else {
-        this.inflight.set(packetId, { ...item, packetId });
-        this.send(conn, { type: 10, packetId, topicFilters: item.topicFilters, ...(item.properties ? { properties: item.properties } : {}) });
-      }
+      else this.sendSubscription(conn, item, packetId);
     }
     this.outQueue = keep;
+    // a request refused locally may have been the last one end() waits for
+    this.resolveDrain();
   }
 
+  /** The server limits from CONNACK a PUBLISH must respect, as an error; undefined when it may go. */
+  private publishLimitError(packet: PublishPacket): MqttClientError | undefined {
+    const what = `publish to "${packet.topic}"`;
+    // [MQTT-3.2.2-11]
+    if (packet.qos > this.maximumQoS) return ackError(what, 0x9b, `the server supports QoS up to ${this.maximumQoS}`);
+    // [MQTT-3.2.2-14]
+    if (packet.retain && !this.retainAvailable) return ackError(what, 0x9a, 'the server does not support retained messages');
+    // [MQTT-3.3.2-9]: 1..Topic Alias Maximum of the CONNACK (absent: 0, no aliases)
+    const alias = packet.properties?.topicAlias;
+    if (alias !== undefined && alias > this.topicAliasMaximum) {
+      const allowed = this.topicAliasMaximum === 0 ? 'the server accepts no Topic Alias' : `the server accepts Topic Aliases 1 to ${this.topicAliasMaximum}`;
+      return ackError(what, 0x94, `Topic Alias ${alias}: ${allowed}`);
+    }
+    return undefined;
+  }
+
+  /** Encodes a PUBLISH for this connection, or the error saying why the connection must not carry it. */
   private encodeChecked(packet: PublishPacket): Buffer | MqttClientError {
+    // checked when sent, not only in publish(): a message queued before CONNACK or while offline
+    // (or resent on a new connection) meets this connection's limits
+    const refused = this.publishLimitError(packet);
+    if (refused) return refused;
     let buf: Buffer;
     try {
       buf = encodePacket(packet, this.protocolVersion);
     } catch (err) {
       return new MqttClientError('INVALID_ARGUMENT', encodeFailure('PUBLISH', err), { cause: err });
     }
+    // [MQTT-3.2.2-15]
     if (buf.length > this.maximumPacketSize) {
       return ackError(`publish to "${packet.topic}"`, 0x95, `the packet has ${buf.length} bytes, the server accepts at most ${this.maximumPacketSize}`);
     }
@@ -704,6 +802,50 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.inflight.set(packetId, { kind: 'publish', packet: item.packet, stage: 'ack', deferred: item.deferred });
     this.inflightPublishes++;
     this.send(conn, item.packet, buf);
+  }
+
+  /** Sends a publish of the kept session again (DUP, same id), checked against this connection's limits. */
+  private resendPublish(conn: Connection, packetId: number): void {
+    const item = this.inflight.get(packetId);
+    // acknowledged meanwhile, or the id was reused since
+    if (!item || item.kind !== 'publish' || !item.resend) return;
+    item.resend = false;
+    item.packet.dup = true;
+    const buf = this.encodeChecked(item.packet);
+    if (buf instanceof Error) {
+      this.inflight.delete(packetId);
+      this.ids.release(packetId);
+      item.deferred.reject(buf);
+      return;
+    }
+    this.inflightPublishes++;
+    this.send(conn, item.packet, buf);
+  }
+
+  /** SUBSCRIBE / UNSUBSCRIBE, refused locally when the server would not accept its size [MQTT-3.2.2-15]. */
+  private sendSubscription(conn: Connection, item: Exclude<OutItem, { kind: 'publish' }>, packetId: number): void {
+    const packet: Packet =
+      item.kind === 'subscribe'
+        ? { type: 8, packetId, subscriptions: item.subscriptions, ...(item.properties ? { properties: item.properties } : {}) }
+        : { type: 10, packetId, topicFilters: item.topicFilters, ...(item.properties ? { properties: item.properties } : {}) };
+    const refuse = (err: MqttClientError) => {
+      this.ids.release(packetId);
+      item.deferred.reject(err);
+    };
+    let buf: Buffer;
+    try {
+      buf = encodePacket(packet, this.protocolVersion);
+    } catch (err) {
+      refuse(new MqttClientError('INVALID_ARGUMENT', encodeFailure(packetName(packet.type), err), { cause: err }));
+      return;
+    }
+    if (buf.length > this.maximumPacketSize) {
+      const what = item.kind === 'subscribe' ? `subscribe to "${item.subscriptions[0]!.topicFilter}"` : `unsubscribe from "${item.topicFilters[0]!}"`;
+      refuse(ackError(what, 0x95, `the packet has ${buf.length} bytes, the server accepts at most ${this.maximumPacketSize}`));
+      return;
+    }
+    this.inflight.set(packetId, { ...item, packetId });
+    this.send(conn, packet, buf);
   }
 
   private enqueue(item: OutItem): void {
@@ -778,21 +920,22 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     }
   }
 
-  private protocolViolation(conn: Connection, what: string): void {
+  /** Closes the connection for the server's error, `reasonCode` in the DISCONNECT (0x82 Protocol Error unless a more precise one applies). */
+  private protocolViolation(conn: Connection, what: string, reasonCode = 0x82): void {
     // DISCONNECT only on an accepted connection; before CONNACK the client just closes
-    if (this.protocolVersion === 5 && conn.connected) this.send(conn, { type: 14, reasonCode: 0x82 });
+    if (this.protocolVersion === 5 && conn.connected) this.send(conn, { type: 14, reasonCode });
     const message = what.startsWith('the server ') ? `protocol error: ${what}` : `protocol error: the server sent ${what}`;
-    this.connectionLost(conn, new MqttClientError('PROTOCOL_ERROR', message, { reasonCode: 0x82 }));
+    this.connectionLost(conn, new MqttClientError('PROTOCOL_ERROR', message, { reasonCode }));
   }
 
   private receivePublish(conn: Connection, packet: PublishPacket): void {
     let topic = packet.topic;
     const alias = packet.properties?.topicAlias;
     if (alias !== undefined) {
-      // 3.3.2.3.4: an alias of 0 or above the Topic Alias Maximum we announced is a protocol error.
+      // 3.3.2.3.4: an alias of 0 or above the Topic Alias Maximum we announced is 0x94 Topic Alias invalid
       const maximum = this.options.properties?.topicAliasMaximum ?? 0;
       if (alias === 0 || alias > maximum) {
-        this.protocolViolation(conn, `Topic Alias ${alias} outside 1..${maximum}`);
+        this.protocolViolation(conn, `Topic Alias ${alias} outside 1..${maximum}`, 0x94);
         return;
       }
       if (topic !== '') this.topicAliasesIn.set(alias, topic);
@@ -845,6 +988,11 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       // PUBREC for an unknown id still gets its PUBREL
       if (packet.type === 5) this.send(conn, { type: 6, packetId: packet.packetId, ...(this.protocolVersion === 5 ? { reasonCode: 0x92 } : {}) });
       return;
+    }
+    if (item.resend) {
+      // acknowledged before we sent it again (the server had it from the last connection): it is on this connection's quota now
+      item.resend = false;
+      this.inflightPublishes++;
     }
     const result: PublishResult = { reasonCode: code };
     if (packet.properties?.reasonString) result.reasonString = packet.properties.reasonString;
@@ -934,14 +1082,23 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     if (!isValidTopicName(topic)) {
       return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid topic name "${topic}": it must be non-empty and contain no + or #`));
     }
-    if (this.connack && qos > this.maximumQoS) {
-      return Promise.reject(ackError(`publish to "${topic}"`, 0x9b, `the server supports QoS up to ${this.maximumQoS}`));
+    const properties = this.protocolVersion === 5 ? options.properties : undefined;
+    if (properties?.subscriptionIdentifier !== undefined) {
+      // [MQTT-3.3.4-6]: the server adds it to the messages it delivers; a client's PUBLISH must not carry it
+      return Promise.reject(
+        new MqttClientError('INVALID_ARGUMENT', 'a published message cannot carry a subscriptionIdentifier: only the server sets it, on the messages it delivers'),
+      );
     }
-    if (this.connack && options.retain && !this.retainAvailable) {
-      return Promise.reject(ackError(`publish to "${topic}"`, 0x9a, 'the server does not support retained messages'));
+    const alias = properties?.topicAlias;
+    if (alias !== undefined && !(Number.isInteger(alias) && alias >= 1 && alias <= 65535)) {
+      // [MQTT-3.3.2-8]
+      return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid topicAlias ${String(alias)}: a Topic Alias is 1 to 65535`));
     }
     const packet: PublishPacket = { type: 3, topic, payload: toBuffer(payload), qos, retain: options.retain ?? false, dup: false };
-    if (options.properties && this.protocolVersion === 5) packet.properties = options.properties;
+    if (properties) packet.properties = properties;
+    // the limits of the last CONNACK now; a queued message is checked again when it is sent
+    const refused = this.connack ? this.publishLimitError(packet) : undefined;
+    if (refused) return Promise.reject(refused);
     return new Promise<PublishResult>((resolve, reject) => {
       this.enqueue({ kind: 'publish', packet, deferred: { resolve, reject }, offline: false });
     });
@@ -1015,9 +1172,24 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   /**
    * Graceful close: waits (up to `timeout` ms, default 5000) for acknowledgements of what is in
    * flight, sends DISCONNECT and closes the socket. The server discards the will message.
-   * 5.0: `reasonCode` 0x04 asks the server to publish the will anyway; `sessionExpiry` updates it.
+   * 5.0: `reasonCode` 0x04 asks the server to publish the will anyway; `sessionExpiry` updates the
+   * Session Expiry Interval, and rejects (INVALID_ARGUMENT, still connected) when non-zero after a
+   * CONNECT without one.
    */
   async end(options: { timeout?: number; reasonCode?: number; sessionExpiry?: number } = {}): Promise<void> {
+    const expiry = this.protocolVersion === 5 ? options.sessionExpiry : undefined;
+    if (expiry !== undefined) {
+      if (!(Number.isInteger(expiry) && expiry >= 0 && expiry <= 0xffffffff)) {
+        throw new MqttClientError('INVALID_ARGUMENT', `sessionExpiry must be a whole number of seconds from 0 to 4294967295 (got ${String(expiry)})`);
+      }
+      // [MQTT-3.14.2-2]: a session that ends with the connection (Session Expiry 0 in CONNECT) cannot be kept by DISCONNECT
+      if (expiry !== 0 && !this.options.sessionExpiry) {
+        throw new MqttClientError(
+          'INVALID_ARGUMENT',
+          `end({ sessionExpiry: ${expiry} }) needs a Session Expiry in CONNECT: the client connected without one, and DISCONNECT cannot set it then; connect with the sessionExpiry option`,
+        );
+      }
+    }
     if (this.state === 'closed') return;
     if (this.state === 'closing') {
       await new Promise<void>((r) => this.once('close', () => r()));
@@ -1042,7 +1214,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       const packet: DisconnectPacket = { type: 14 };
       if (this.protocolVersion === 5) {
         if (options.reasonCode !== undefined) packet.reasonCode = options.reasonCode;
-        if (options.sessionExpiry !== undefined) packet.properties = { sessionExpiryInterval: options.sessionExpiry };
+        if (expiry !== undefined) packet.properties = { sessionExpiryInterval: expiry };
       }
       this.send(conn, packet);
       clearTimeout(conn.keepAliveTimer);
@@ -1058,7 +1230,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.finalize(undefined);
   }
 
-  /** Drops the connection without DISCONNECT (the server publishes the will) and closes the client. */
+  /** Closes the connection without DISCONNECT (the server publishes the will) and the client; bytes already written still go out. */
   destroy(error?: MqttClientError): void {
     this.finalize(error);
   }

@@ -42,7 +42,7 @@ export interface ClientOptions {
   keepAlive?: number;
   /** Send PINGREQ after this many ms without sending anything. Default: the keep alive. */
   pingInterval?: number;
-  /** How long to wait for PINGRESP before the connection is dead, ms. Default: min(keep alive, 30 s). */
+  /** How long to wait for PINGRESP before the connection is dead, ms. Default: min(ping interval in force, 30 s). */
   pingTimeout?: number;
   /** Time allowed from opening the socket to CONNACK, ms. Default 30000; at most 2^31 - 1 (about 24.8 days, longer values are capped). */
   connectTimeout?: number;
@@ -74,7 +74,8 @@ export interface ResolvedOptions {
   sessionExpiry?: number;
   keepAlive: number;
   pingInterval: number;
-  pingTimeout: number;
+  /** As given; absent means defaultPingTimeout() of the ping interval in force once CONNACK set it. */
+  pingTimeout?: number;
   connectTimeout: number;
   will?: WillOptions;
   properties?: Properties;
@@ -124,6 +125,14 @@ function toBuffer(value: string | Buffer | Uint8Array | undefined): Buffer {
 
 export { toBuffer };
 
+/**
+ * PINGRESP timeout when none was given: the ping interval in force (a 5.0 Server Keep Alive may set
+ * it when keepAlive is 0), at most 30 s. Computed per connection, never from a keep alive of 0.
+ */
+export function defaultPingTimeout(pingInterval: number): number {
+  return Math.min(pingInterval, 30_000);
+}
+
 /** Applies defaults and checks combinations; throws TypeError with a readable message. */
 export function resolveOptions(urlOrOptions: string | ClientOptions | undefined, more: ClientOptions = {}): ResolvedOptions {
   const o: ClientOptions = typeof urlOrOptions === 'string' ? { ...more, url: urlOrOptions } : { ...(urlOrOptions ?? {}), ...more };
@@ -156,7 +165,6 @@ export function resolveOptions(urlOrOptions: string | ClientOptions | undefined,
   const connectTimeout = Math.min(o.connectTimeout ?? 30_000, MAX_TIMER_MS);
   if (!(connectTimeout > 0)) throw new TypeError(`connectTimeout must be a positive number of milliseconds (got ${String(o.connectTimeout)})`);
   const pingInterval = o.pingInterval ?? keepAlive * 1000;
-  const pingTimeout = o.pingTimeout ?? Math.min(Math.max(pingInterval, 1), 30_000);
   const resolved: ResolvedOptions = {
     address,
     protocolVersion,
@@ -164,7 +172,6 @@ export function resolveOptions(urlOrOptions: string | ClientOptions | undefined,
     clean,
     keepAlive,
     pingInterval,
-    pingTimeout,
     connectTimeout,
     reconnect: o.reconnect === false ? false : o.reconnect === true || o.reconnect === undefined ? {} : o.reconnect,
     queueWhileOffline: o.queueWhileOffline ?? true,
@@ -173,6 +180,7 @@ export function resolveOptions(urlOrOptions: string | ClientOptions | undefined,
   };
   if (username !== undefined) resolved.username = username;
   if (passwordValue !== undefined) resolved.password = toBuffer(passwordValue);
+  if (o.pingTimeout !== undefined) resolved.pingTimeout = o.pingTimeout;
   if (o.sessionExpiry !== undefined) resolved.sessionExpiry = o.sessionExpiry;
   if (o.will !== undefined) resolved.will = o.will;
   if (o.properties !== undefined) resolved.properties = o.properties;

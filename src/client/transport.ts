@@ -173,3 +173,30 @@ export function writeBatched(out: CorkableOutput, buf: Buffer): boolean {
   }
   return out.stream.write(buf);
 }
+
+/**
+ * Closes `out.stream` without losing what was written to it: writeBatched keeps the stream corked
+ * until the next tick, and destroy() would discard those bytes (a DISCONNECT with its reason code,
+ * section 4.13; a QoS 0 PUBLISH whose promise already resolved). Uncorks, ends, and destroys once
+ * the output is flushed, or after `graceMs` when the peer does not take it.
+ */
+export function flushAndClose(out: CorkableOutput, graceMs = 1000): void {
+  const stream = out.stream;
+  if (stream.destroyed) return;
+  if (out.corked) {
+    out.corked = false;
+    stream.uncork(); // the pending nextTick uncork then finds nothing to do
+  }
+  if (stream.writableEnded) {
+    // already ending (end() waited for it): do not wait again
+    stream.destroy();
+    return;
+  }
+  const timer = setTimeout(() => stream.destroy(), graceMs);
+  timer.unref?.();
+  stream.once('finish', () => {
+    clearTimeout(timer);
+    stream.destroy();
+  });
+  stream.end();
+}

@@ -142,7 +142,7 @@ test('QoS 2 receive is exactly once: a duplicate PUBLISH before PUBREL is not de
 
 test('resubscribes after reconnect when the session is gone, not when it is present', async (t) => {
   const server = await withServer(t);
-  const { client, conn } = await connected(t, server);
+  const { client, conn } = await connected(t, server, { clean: false, sessionExpiry: 60 });
   const sub = client.subscribe(['a/+', 'b/#'], { qos: 1 });
   const s1 = (await conn.next(8)) as SubscribePacket;
   conn.send({ type: 9, packetId: s1.packetId, reasonCodes: [1, 0] });
