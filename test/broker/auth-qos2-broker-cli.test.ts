@@ -14,6 +14,7 @@ import { encodePacket } from '../../src/protocol/encoder.js';
 import { packet, publishes, quietPublishes, setup } from '../helpers/harness.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { BIN } from '../cli/cli-process.js';
+import { pub } from '../helpers/packets.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // 1. Enhanced authentication
@@ -214,7 +215,6 @@ describe('enhanced authentication (4.12, 3.15)', () => {
 // 2. QoS 2 on 5.0
 // ---------------------------------------------------------------------------------------------------------
 
-const pub = (topic: string, payload: string, extra: Partial<PublishPacket> = {}): PublishPacket => ({ type: 3, topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false, ...extra });
 
 describe('QoS 2 on MQTT 5.0', () => {
   it('[MQTT-4.3.3] PUBREC ≥ 0x80 from a subscriber ends the flow: no PUBREL, the window slot is free, nothing resent on resume', () => {

@@ -6,18 +6,10 @@ import type { ConnackPacket, DisconnectPacket, Packet, PubAckLikePacket, Publish
 import { delay, packet, publishes, quietPublishes, setup, str, varint } from '../helpers/harness.js';
 import type { RawClient } from '../helpers/raw-client.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
+import { pub } from '../helpers/packets.js';
 
 const encodeV5 = (p: Packet) => encodePacket(p, 5);
 
-const pub = (topic: string, payload: string, extra: Partial<PublishPacket> = {}): PublishPacket => ({
-  type: 3,
-  topic,
-  payload: Buffer.from(payload),
-  qos: 0,
-  retain: false,
-  dup: false,
-  ...extra,
-});
 
 async function subscribe(c: RawClient, packetId: number, topicFilter: string, opts: Record<string, unknown> = {}, properties?: Record<string, unknown>): Promise<SubackPacket> {
   c.send({ type: 8, packetId, subscriptions: [{ topicFilter, qos: 1, ...opts }], properties } as Packet);

@@ -5,16 +5,8 @@ import { ScramClient, scramCredentials, scramSha256, type ScramCredentials } fro
 import type { AuthPacket, ConnackPacket, DisconnectPacket, Packet, Properties, PubAckLikePacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';
+import { pub } from '../helpers/packets.js';
 
-const pub = (topic: string, payload: string, extra: Partial<PublishPacket> = {}): PublishPacket => ({
-  type: 3,
-  topic,
-  payload: Buffer.from(payload),
-  qos: 0,
-  retain: false,
-  dup: false,
-  ...extra,
-});
 
 function subscribe(c: MemoryConnection, topicFilter: string, opts: Record<string, unknown> = {}, properties?: Record<string, unknown>): SubackPacket {
   c.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter, qos: 1, ...opts }], properties });
