@@ -792,15 +792,18 @@ export class Channel {
 
   private onPublishAck(p: PubAckLikePacket): void {
     const session = this.session!;
-    // An acknowledgement for a message held back on resume: the client had it already, nothing to resend.
-    if (this.heldResends !== undefined) this.heldResends.ids.delete(p.packetId);
     const m = session.inflightMessage(p.packetId);
     if (!m) {
       if (p.type === 5 && this.version === 5) this.sendAck(6, p.packetId, ReasonCode.PacketIdentifierNotFound);
       return;
     }
+    // What this acknowledgement may move: PUBACK ends a QoS 1 flow, PUBREC answers a QoS 2 PUBLISH, PUBCOMP
+    // ends a QoS 2 flow once PUBREL was sent. Anything else is ignored (a PUBCOMP before PUBREC would lose the
+    // message; Mosquitto ignores it too).
+    if (p.type === 4 ? m.qos !== 1 : m.qos !== 2 || (p.type === 7 && m.state !== 'pubrel')) return;
+    // A message held back on resume that the client acknowledges now had reached it already: not resent.
+    if (this.heldResends !== undefined) this.heldResends.ids.delete(p.packetId);
     if (p.type === 5) {
-      if (m.qos !== 2) return;
       if ((p.reasonCode ?? 0) >= 0x80) {
         session.releaseInflight(p.packetId);
         this.drainQueue();
@@ -810,11 +813,8 @@ export class Channel {
       this.sendAck(6, p.packetId);
       return;
     }
-    // PUBACK ends a QoS 1 flow, PUBCOMP a QoS 2 flow.
-    if ((p.type === 4 && m.qos === 1) || (p.type === 7 && m.qos === 2)) {
-      session.releaseInflight(p.packetId);
-      this.drainQueue();
-    }
+    session.releaseInflight(p.packetId);
+    this.drainQueue();
   }
 
   // ---- SUBSCRIBE / UNSUBSCRIBE ----

@@ -336,6 +336,33 @@ describe('MQTT 5.0 Receive Maximum on resume', () => {
   });
 });
 
+describe('QoS 2 acknowledgements out of order', () => {
+  it('[MQTT-4.3.3] a PUBCOMP before PUBREC is ignored: the message stays in flight and is resent on resume', () => {
+    for (const protocolVersion of [4, 5] as const) {
+      const f = new FakeCore();
+      const props = protocolVersion === 5 ? { sessionExpiryInterval: 60 } : undefined;
+      let s = f.connect({ clientId: 's', protocolVersion, clean: protocolVersion === 4 ? false : true, properties: props });
+      s.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 2 }] });
+      s.take(9);
+      const p = f.connect({ clientId: 'p', protocolVersion: 5 });
+      p.send(pub('t', 'two', { qos: 2, packetId: 1 }));
+      const [m] = s.take(3) as PublishPacket[];
+      s.send({ type: 7, packetId: m!.packetId! });
+      s.drop();
+      s = f.connect({ clientId: 's', protocolVersion, clean: false, properties: props });
+      const again = s.take(3) as PublishPacket[];
+      assert.deepEqual(again.map((x) => [x.payload.toString(), x.dup, x.packetId]), [['two', true, m!.packetId]], `v${protocolVersion}`);
+      // The flow then completes normally.
+      s.send({ type: 5, packetId: m!.packetId! });
+      assert.equal(s.take(6).length, 1, 'PUBREL');
+      s.send({ type: 7, packetId: m!.packetId! });
+      s.drop();
+      s = f.connect({ clientId: 's', protocolVersion, clean: false, properties: props });
+      assert.deepEqual([...s.take(3), ...s.take(6)], [], 'nothing left in flight');
+    }
+  });
+});
+
 describe('MQTT 5.0 subscriptions', () => {
   it('No Local: a client does not get its own messages back', () => {
     const f = new FakeCore();
