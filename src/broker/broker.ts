@@ -3,7 +3,7 @@ import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { reasonName, type QoS } from '../protocol/constants.js';
+import { ReasonCode, reasonName, type QoS } from '../protocol/constants.js';
 import type { Properties } from '../protocol/packets.js';
 import { isValidTopicName } from '../protocol/topic.js';
 import { Security, type SecurityOptions } from '../auth/security.js';
@@ -196,6 +196,17 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   reload(): void {
     this.security.reload();
     for (const l of this.running) l.reload();
+  }
+
+  /**
+   * Disconnects the live connection of `clientId` (5.0: DISCONNECT with `reasonCode`, 0x98 Administrative
+   * action by default); its will is published, its session kept as its expiry says. False when not connected.
+   */
+  disconnect(clientId: string, reasonCode: number = ReasonCode.AdministrativeAction, reason = 'disconnected by the server'): boolean {
+    const channel = this.core.connected.get(clientId);
+    if (!channel) return false;
+    channel.serverDisconnect(reasonCode, reason);
+    return true;
   }
 
   /** Publishes a message from the application (no client). */

@@ -7,6 +7,7 @@ import { createBroker } from '../../src/broker/broker.js';
 import { FakeClock } from '../helpers/fake-core.js';
 import { eventually, startBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
+import type { DisconnectPacket, PublishPacket } from '../../src/protocol/packets.js';
 
 /** A pino logger whose JSON lines land in `lines`. */
 function capture(): { logger: Logger; lines: Record<string, unknown>[] } {
@@ -97,6 +98,25 @@ describe('embedding and operations', () => {
     client.send({ type: 14 });
     await eventually(() => seen.length === 5, 1000, 'five events');
     assert.deepEqual(seen, ['connected ev', 'subscribed ev e/#@1', 'published ev e/1', 'unsubscribed ev e/#', 'disconnected ev client disconnected']);
+  });
+
+  it('broker.disconnect: a 5.0 client gets DISCONNECT 0x98 (or the code given), a 3.1.1 client is closed, its will is published', async (t) => {
+    const { broker, port } = await startBroker();
+    t.after(() => broker.close());
+    const { client: watcher } = await RawClient.connect(port, { clientId: 'watcher' });
+    watcher.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'gone/#', qos: 0 }] });
+    await watcher.next(9);
+    const will = (id: string) => ({ topic: `gone/${id}`, payload: Buffer.from(id), qos: 0 as const, retain: false });
+    const { client: five } = await RawClient.connect(port, { clientId: 'five', protocolVersion: 5, will: will('five') });
+    const { client: four } = await RawClient.connect(port, { clientId: 'four', will: will('four') });
+    assert.equal(broker.disconnect('five'), true);
+    assert.equal(((await five.next(14)) as DisconnectPacket).reasonCode, 0x98);
+    await five.waitClosed();
+    assert.equal(broker.disconnect('four', 0x87, 'not wanted'), true);
+    await four.waitClosed();
+    const wills = [await watcher.next(3), await watcher.next(3)].map((p) => (p as PublishPacket).payload.toString()).sort();
+    assert.deepEqual(wills, ['five', 'four']);
+    assert.equal(broker.disconnect('five'), false, 'no longer connected');
   });
 
   it('broker.publish: the Message Expiry Interval becomes an expiry, and the topic is validated', () => {
