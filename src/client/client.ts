@@ -153,6 +153,8 @@ type Inflight =
       result?: PublishResult;
       /** Sent on an earlier connection of the kept session, not yet again on this one (holds no Receive Maximum slot). */
       resend?: boolean;
+      /** Order in which its PUBREC came: PUBRELs are resent in that order [MQTT-4.6.0-3]. */
+      pubrecOrder?: number;
     }
   | (Extract<OutItem, { kind: 'subscribe' }> & { packetId: number })
   | (Extract<OutItem, { kind: 'unsubscribe' }> & { packetId: number });
@@ -193,6 +195,8 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private inflightPublishes = 0;
   /** Packet ids of kept-session publishes still to be sent again, in their original order. */
   private resendQueue: number[] = [];
+  /** PUBRECs received so far: each QoS 2 message past PUBREC keeps its place in that order. */
+  private pubrecs = 0;
   private readonly incomingQos2 = new Set<number>();
   private readonly subscriptions = new Map<string, { subscription: Subscription; properties?: Properties }>();
   private readonly iterators = new Set<MessageQueue>();
@@ -514,17 +518,21 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     // the send quota starts again with each connection (4.9)
     this.inflightPublishes = 0;
     this.resendQueue = [];
+    const pubrels: [packetId: number, order: number][] = [];
     for (const [packetId, item] of this.inflight) {
       if (item.kind !== 'publish') continue;
       if (item.stage === 'comp') {
         // holds its Receive Maximum slot until PUBCOMP
         this.inflightPublishes++;
-        this.send(conn, { type: 6, packetId });
+        pubrels.push([packetId, item.pubrecOrder ?? 0]);
       } else {
         item.resend = true;
         this.resendQueue.push(packetId);
       }
     }
+    // PUBRELs in the order their PUBRECs came [MQTT-4.6.0-3], which may differ from the order sent
+    pubrels.sort((a, b) => a[1] - b[1]);
+    for (const [packetId] of pubrels) this.send(conn, { type: 6, packetId });
   }
 
   /**
@@ -1011,6 +1019,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       }
       item.stage = 'comp';
       item.result = result;
+      item.pubrecOrder = this.pubrecs++;
       this.send(conn, { type: 6, packetId: packet.packetId });
       return;
     }

@@ -138,6 +138,28 @@ test('session present: resent PUBLISHes keep their ids, in the original order, D
   await Promise.all([...pubs, queued]);
 });
 
+test('session present: PUBRELs are resent in the order their PUBRECs came, not the order the PUBLISHes were sent [MQTT-4.6.0-3]', async (t) => {
+  const server = await withServer(t);
+  const { client, conn } = await connected(t, server, { clean: false, sessionExpiry: 60, protocolVersion: '3.1.1' });
+  const pubs = ['x', 'y', 'z'].map((n) => client.publish(`r/${n}`, n, { qos: 2 }));
+  const sent: PublishPacket[] = [];
+  for (let i = 0; i < 3; i++) sent.push((await conn.next(3)) as PublishPacket);
+  for (const i of [2, 0, 1]) {
+    conn.send({ type: 5, packetId: sent[i]!.packetId! });
+    await conn.next(6);
+  }
+  const offline = new Promise((r) => client.once('offline', r));
+  conn.destroy();
+  await offline;
+  const conn2 = await server.connection(1);
+  await conn2.accept({ sessionPresent: true });
+  const pubrels: number[] = [];
+  for (let i = 0; i < 3; i++) pubrels.push(((await conn2.next(6)) as PubAckLikePacket).packetId);
+  assert.deepEqual(pubrels, [2, 0, 1].map((i) => sent[i]!.packetId));
+  for (const id of pubrels) conn2.send({ type: 7, packetId: id });
+  await Promise.all(pubs);
+});
+
 test('inbound QoS 2 across a reconnect with the session kept: a DUP resend before PUBREL is acknowledged, not delivered again [MQTT-4.3.3]', async (t) => {
   const server = await withServer(t);
   const { client, conn } = await connected(t, server, { clean: false, sessionExpiry: 60 });
