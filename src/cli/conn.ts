@@ -88,7 +88,7 @@ async function diagnose(url: string | undefined, flags: ConnFlags): Promise<numb
     options = resolveOptions(clientOptions);
     clientOptions.clientId = options.clientId;
   } catch (err) {
-    if (err instanceof TypeError) throw new UsageError(err.message);
+    if (err instanceof TypeError || (err instanceof MqttClientError && err.code === 'INVALID_ARGUMENT')) throw new UsageError(err.message);
     throw err;
   }
   const { address } = options;

@@ -1339,7 +1339,8 @@ const UNCLAIMED_LIMIT = 1000;
 /** Buffered async iterator of messages for one messages() call. */
 class MessageQueue implements AsyncIterableIterator<Message> {
   private readonly buffer: Message[] = [];
-  private waiting: ((r: IteratorResult<Message>) => void) | undefined;
+  /** next() calls waiting for a message, answered in the order they were made (the async iterator contract). */
+  private readonly waiting: ((r: IteratorResult<Message>) => void)[] = [];
   private done = false;
 
   constructor(
@@ -1350,20 +1351,14 @@ class MessageQueue implements AsyncIterableIterator<Message> {
   offer(message: Message): void {
     if (this.done) return;
     if (this.filter !== undefined && !topicMatches(this.filter, message.topic)) return;
-    if (this.waiting) {
-      const w = this.waiting;
-      this.waiting = undefined;
-      w({ value: message, done: false });
-    } else this.buffer.push(message);
+    const w = this.waiting.shift();
+    if (w) w({ value: message, done: false });
+    else this.buffer.push(message);
   }
 
   finish(): void {
     this.done = true;
-    if (this.waiting) {
-      const w = this.waiting;
-      this.waiting = undefined;
-      w({ value: undefined, done: true });
-    }
+    for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
   }
 
   next(): Promise<IteratorResult<Message>> {
@@ -1371,7 +1366,7 @@ class MessageQueue implements AsyncIterableIterator<Message> {
     if (m) return Promise.resolve({ value: m, done: false });
     if (this.done) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => {
-      this.waiting = resolve;
+      this.waiting.push(resolve);
     });
   }
 

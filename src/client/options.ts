@@ -8,6 +8,7 @@ import { MAX_TIMER_MS } from './session-state.js';
 import type { OpenedTransport, TlsOptions } from './transport.js';
 import type { BrokerAddress, BrokerScheme } from './url.js';
 import { DEFAULT_PORTS, parseBrokerUrl } from './url.js';
+import { MqttClientError } from './errors.js';
 
 export type ProtocolVersionInput = ProtocolVersion | '3.1' | '3.1.1' | '5' | '5.0' | (string & {}) | (number & {});
 
@@ -88,7 +89,7 @@ export interface ResolvedOptions {
   createStream?: ClientOptions['createStream'];
 }
 
-/** "3.1" / "mqttv311" / 5 / "5.0" → 3 | 4 | 5. Throws TypeError for anything else. */
+/** "3.1" / "mqttv311" / 5 / "5.0" → 3 | 4 | 5. Throws INVALID_ARGUMENT for anything else. */
 export function parseProtocolVersion(input: ProtocolVersionInput): ProtocolVersion {
   const text = String(input).trim().toLowerCase().replace(/^mqtt\s*v?|^v/, '');
   switch (text) {
@@ -105,7 +106,7 @@ export function parseProtocolVersion(input: ProtocolVersionInput): ProtocolVersi
     case '50':
       return 5;
   }
-  throw new TypeError(`unknown MQTT protocol version "${input}": use 3.1, 3.1.1 or 5`);
+  throw invalidOption(`unknown MQTT protocol version "${input}": use 3.1, 3.1.1 or 5`);
 }
 
 /** Human name of a protocol level: 3 → "3.1", 4 → "3.1.1", 5 → "5.0". */
@@ -133,12 +134,28 @@ export function defaultPingTimeout(pingInterval: number): number {
   return Math.min(pingInterval, 30_000);
 }
 
-/** Applies defaults and checks combinations; throws TypeError with a readable message. */
+/** A bad option: an MqttClientError INVALID_ARGUMENT whose message names it, like every client failure. */
+function invalidOption(message: string): MqttClientError {
+  return new MqttClientError('INVALID_ARGUMENT', message);
+}
+
+/** A number option that must be finite and at least `min` (when given). */
+function checkNumber(value: number | undefined, name: string, min: number, what: string): void {
+  if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value >= min)) {
+    throw invalidOption(`${name} must be ${what} (got ${String(value)})`);
+  }
+}
+
+/** Applies defaults and checks every option; throws INVALID_ARGUMENT with a message naming the option. */
 export function resolveOptions(urlOrOptions: string | ClientOptions | undefined, more: ClientOptions = {}): ResolvedOptions {
   const o: ClientOptions = typeof urlOrOptions === 'string' ? { ...more, url: urlOrOptions } : { ...(urlOrOptions ?? {}), ...more };
   let address: BrokerAddress;
   if (o.url !== undefined) {
-    address = parseBrokerUrl(o.url);
+    try {
+      address = parseBrokerUrl(o.url);
+    } catch (err) {
+      throw invalidOption((err as Error).message);
+    }
     if (o.host !== undefined) address.host = o.host;
     if (o.port !== undefined) address.port = o.port;
   } else {
@@ -153,17 +170,29 @@ export function resolveOptions(urlOrOptions: string | ClientOptions | undefined,
   const protocolVersion = parseProtocolVersion(o.protocolVersion ?? 5);
   const clean = o.clean ?? true;
   const clientId = o.clientId ?? randomClientId();
-  if (clientId === '' && protocolVersion === 3) throw new TypeError('MQTT 3.1 needs a Client ID: an empty one is allowed from 3.1.1 on');
+  if (clientId === '' && protocolVersion === 3) throw invalidOption('MQTT 3.1 needs a Client ID: an empty one is allowed from 3.1.1 on');
   if (clientId === '' && protocolVersion === 4 && !clean) {
-    throw new TypeError('an empty Client ID needs a clean session in MQTT 3.1.1');
+    throw invalidOption('an empty Client ID needs a clean session in MQTT 3.1.1');
   }
   const keepAlive = o.keepAlive ?? 60;
-  if (!Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65535) throw new TypeError('keepAlive must be an integer 0..65535 (seconds)');
+  if (!Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > 65535) throw invalidOption('keepAlive must be an integer 0..65535 (seconds)');
   const username = o.username ?? address.username;
   const passwordValue = o.password ?? address.password;
   // setTimeout fires at once above 2^31 - 1 ms: a longer timeout (or Infinity) waits that long instead
   const connectTimeout = Math.min(o.connectTimeout ?? 30_000, MAX_TIMER_MS);
-  if (!(connectTimeout > 0)) throw new TypeError(`connectTimeout must be a positive number of milliseconds (got ${String(o.connectTimeout)})`);
+  if (!(connectTimeout > 0)) throw invalidOption(`connectTimeout must be a positive number of milliseconds (got ${String(o.connectTimeout)})`);
+  checkNumber(o.pingInterval, 'pingInterval', 0, 'a number of milliseconds, 0 or more');
+  checkNumber(o.pingTimeout, 'pingTimeout', 1, 'a positive number of milliseconds');
+  if (o.offlineQueueMax !== undefined && !(Number.isInteger(o.offlineQueueMax) && o.offlineQueueMax >= 0)) {
+    throw invalidOption(`offlineQueueMax must be a whole number, 0 or more (got ${String(o.offlineQueueMax)})`);
+  }
+  if (typeof o.reconnect === 'object') {
+    const r = o.reconnect;
+    checkNumber(r.initialDelay, 'reconnect.initialDelay', 0, 'a number of milliseconds, 0 or more');
+    checkNumber(r.maxDelay, 'reconnect.maxDelay', 0, 'a number of milliseconds, 0 or more');
+    checkNumber(r.multiplier, 'reconnect.multiplier', 1, 'a number, 1 or more');
+    if (r.jitter !== undefined && !(typeof r.jitter === 'number' && r.jitter >= 0 && r.jitter <= 1)) throw invalidOption(`reconnect.jitter must be from 0 to 1 (got ${String(r.jitter)})`);
+  }
   const pingInterval = o.pingInterval ?? keepAlive * 1000;
   const resolved: ResolvedOptions = {
     address,
