@@ -8,6 +8,7 @@ import type { Properties } from '../protocol/packets.js';
 import { isValidTopicName } from '../protocol/topic.js';
 import { Security, type SecurityOptions } from '../auth/security.js';
 import type { ClientRateLimits } from '../auth/limits.js';
+import { GRACEFUL_CLOSE_MS } from '../transport/batched-output.js';
 import { startListener, type ListenerOptions, type RunningListener } from '../transport/listeners.js';
 import { PemFileError } from '../transport/tls.js';
 import { BrokerCore, type Clock } from './core.js';
@@ -222,9 +223,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.ticker = undefined;
     this.security.close();
     this.core.shutdown();
-    // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the 2 s the
+    // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the time the
     // transports allow a graceful close, then cut whatever is left.
-    await Promise.all(this.running.splice(0).map((l) => l.close(CLOSE_GRACE_MS)));
+    await Promise.all(this.running.splice(0).map((l) => l.close(GRACEFUL_CLOSE_MS)));
     this.logger.info('broker closed');
   }
 }
@@ -262,9 +263,6 @@ function checkOptions(options: BrokerOptions): void {
     throw new ConfigError(`createBroker: ${(err as Error).message}`);
   }
 }
-
-/** How long close() waits for connections to finish their output (the transports' own graceful-close limit). */
-const CLOSE_GRACE_MS = 2000;
 
 export function createBroker(options: BrokerOptions = {}): Broker {
   return new Broker(options);

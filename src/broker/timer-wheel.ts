@@ -91,7 +91,9 @@ export class TimerWheel<T extends Timed> {
     if (list === undefined) return;
     this.slots.delete(slot);
     for (const item of list) {
-      if (item.dueSlot !== slot) continue; // defensive: unfile() takes such entries out
+      // Cancelled or filed again by an earlier item's fn: this list is already out of the map, so unfile()
+      // could not take the entry out of it.
+      if (item.dueSlot !== slot) continue;
       item.dueSlot = NOT_DUE;
       fn(item);
     }

@@ -9,6 +9,9 @@ import { InputGate, scheduleFlush, type GateTarget } from './input-gate.js';
 /** Bytes batched for one output that are written at once rather than at the end of the event-loop turn. */
 const FLUSH_AT_BYTES = 64 * 1024;
 
+/** How long a graceful close may take (output flushed, FIN or close handshake) before the connection is cut. */
+export const GRACEFUL_CLOSE_MS = 2000;
+
 export abstract class BatchedOutput implements ChannelOutput, GateTarget {
   // The common case is one buffer per flush: kept alone, an array only from the second one on.
   private first: Buffer | undefined;

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { formatAddress } from '../auth/address.js';
 import type { BrokerCore } from '../broker/core.js';
 import { transportInfo, type Channel } from '../broker/channel.js';
-import { BatchedOutput } from './batched-output.js';
+import { BatchedOutput, GRACEFUL_CLOSE_MS } from './batched-output.js';
 import { copyHandle } from './listen-copies.js';
 import type { TransportInit } from './stream.js';
 
@@ -299,7 +299,7 @@ export class DirectTcpOutput extends BatchedOutput {
     const err = this.handle.shutdown(req);
     // 1: done synchronously; an error (ENOTCONN after a reset): nothing left to send.
     if (err !== 0) this.destroy();
-    else setTimeout(() => this.destroy(), 2000).unref();
+    else setTimeout(() => this.destroy(), GRACEFUL_CLOSE_MS).unref();
   }
 
   pauseReading(): void {

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import type { BrokerCore } from '../broker/core.js';
 import { transportInfo, type Channel, type TransportInfo } from '../broker/channel.js';
 import { formatAddress } from '../auth/address.js';
-import { BatchedOutput } from './batched-output.js';
+import { BatchedOutput, GRACEFUL_CLOSE_MS } from './batched-output.js';
 
 class SocketOutput extends BatchedOutput {
   constructor(
@@ -32,7 +32,7 @@ class SocketOutput extends BatchedOutput {
   protected closeTransport(): void {
     // end() sends what is buffered, then FIN; destroy once flushed so the socket never lingers.
     this.socket.end(() => this.socket.destroy());
-    setTimeout(() => this.socket.destroy(), 2000).unref();
+    setTimeout(() => this.socket.destroy(), GRACEFUL_CLOSE_MS).unref();
   }
 
   pauseReading(): void {

@@ -7,7 +7,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { transportInfo, type Channel, type TransportInfo } from '../broker/channel.js';
 import type { BrokerCore } from '../broker/core.js';
 import { formatAddress } from '../auth/address.js';
-import { BatchedOutput } from './batched-output.js';
+import { BatchedOutput, GRACEFUL_CLOSE_MS } from './batched-output.js';
 import type { TransportInit } from './stream.js';
 
 /** Subprotocols accepted, in order of preference ("mqttv3.1" is what 3.1 clients offer). */
@@ -48,9 +48,9 @@ class WebSocketOutput extends BatchedOutput {
   }
 
   protected closeTransport(): void {
-    // 1001 "going away" when the server shuts down, else 1000; the close handshake gets 2 s.
+    // 1001 "going away" when the server shuts down, else 1000; the close handshake gets GRACEFUL_CLOSE_MS.
     if (this.ws.readyState === WebSocket.OPEN) this.ws.close(this.core.closing ? 1001 : 1000);
-    setTimeout(() => this.ws.terminate(), 2000).unref();
+    setTimeout(() => this.ws.terminate(), GRACEFUL_CLOSE_MS).unref();
   }
 }
 
