@@ -59,6 +59,17 @@ describe('TimerWheel', () => {
     assert.deepEqual(expire(w, 10_200), ['a']);
   });
 
+  it('an item cancelled by the callback of another item of the same slot is not handed out', () => {
+    const w = new TimerWheel<Item>(100, 0);
+    const a = item('a');
+    const b = item('b');
+    w.schedule(a, 150);
+    w.schedule(b, 150);
+    // Whichever comes first cancels the other (a channel closing another, say): one is handed out, not both.
+    assert.equal(expire(w, 200, (i) => w.cancel(i === a ? b : a)).length, 1);
+    assert.equal(w.size, 0);
+  });
+
   it('a clock jump far beyond the filed slots hands out everything due, in order', () => {
     const w = new TimerWheel<Item>(100, 0);
     const names = ['d', 'b', 'a', 'c'];
