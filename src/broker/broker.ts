@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { ReasonCode, reasonName, type QoS } from '../protocol/constants.js';
 import type { Properties } from '../protocol/packets.js';
-import { isValidTopicName } from '../protocol/topic.js';
+import { hasMoreLevels, isValidTopicName } from '../protocol/topic.js';
 import { Security, type SecurityOptions } from '../auth/security.js';
 import type { ClientRateLimits } from '../auth/limits.js';
 import { GRACEFUL_CLOSE_MS } from '../transport/batched-output.js';
@@ -213,6 +213,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Publishes a message from the application (no client). */
   publish(topic: string, payload: Buffer | string, options: { qos?: QoS; retain?: boolean; properties?: Properties } = {}): void {
     if (!isValidTopicName(topic)) throw new Error(`invalid topic name ${JSON.stringify(topic)}`);
+    const maxLevels = this.core.limits.maxTopicLevels;
+    if (hasMoreLevels(topic, maxLevels)) throw new Error(`topic has more than maxTopicLevels (${maxLevels}) levels`);
     const fields = { topic, payload: typeof payload === 'string' ? Buffer.from(payload) : payload, qos: options.qos ?? 0, retain: options.retain ?? false, properties: options.properties };
     this.core.publish(createMessage(fields, undefined, this.core.clock.now()));
   }

@@ -19,7 +19,7 @@ import type {
   UnsubscribePacket,
   WillMessage,
 } from '../protocol/packets.js';
-import { isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
+import { hasMoreLevels, isValidTopicFilter, parseSharedSubscription } from '../protocol/topic.js';
 import type { BrokerCore } from './core.js';
 import { callHook, isPromise, type AuthenticateRequest, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
 import { ALLOWED_REASON_CODES } from '../protocol/codec-util.js';
@@ -419,6 +419,10 @@ export class Channel {
       this.refuse(ReasonCode.RetainNotSupported, 'retained will, but retained messages are not supported');
       return;
     }
+    if (will !== undefined && hasMoreLevels(will.topic, limits.maxTopicLevels)) {
+      this.refuse(ReasonCode.TopicNameInvalid, `will topic has more than maxTopicLevels (${limits.maxTopicLevels}) levels`);
+      return;
+    }
     if (will?.properties?.payloadFormatIndicator === 1 && limits.validatePayloadFormat && !isUtf8(will.payload)) {
       // 3.1.3.2.3: a will that says UTF-8 and is not (as a PUBLISH would be refused, see onPublish).
       this.refuse(ReasonCode.PayloadFormatInvalid, 'will payload is not UTF-8 although its Payload Format Indicator says so');
@@ -724,6 +728,14 @@ export class Channel {
         aliases.set(alias, topic);
       }
     }
+    if (hasMoreLevels(topic, limits.maxTopicLevels)) {
+      // 5.0 QoS 1/2 can be told in the acknowledgement; QoS 0 and 3.1.x (no negative PUBACK) are cut off, as
+      // Mosquitto cuts off a topic beyond its hierarchy limit, so no publisher believes such a message went out.
+      const reason = `topic has more than maxTopicLevels (${limits.maxTopicLevels}) levels`;
+      if (p.qos === 0 || this.version !== 5) this.serverDisconnect(ReasonCode.TopicNameInvalid, reason);
+      else this.ackPublish(p, ReasonCode.TopicNameInvalid);
+      return;
+    }
     if (p.properties?.payloadFormatIndicator === 1 && limits.validatePayloadFormat && !isUtf8(p.payload)) {
       // The publisher said UTF-8 and it is not: refuse it (QoS 0 has no acknowledgement to carry the code).
       if (p.qos === 0) this.serverDisconnect(ReasonCode.PayloadFormatInvalid, 'payload is not UTF-8 although Payload Format Indicator says so');
@@ -846,7 +858,7 @@ export class Channel {
         codes[i] = failCode(ReasonCode.TopicFilterInvalid);
         continue;
       }
-      if (!isValidTopicFilter(filter)) {
+      if (!isValidTopicFilter(filter) || hasMoreLevels(filter, this.core.limits.maxTopicLevels)) {
         codes[i] = failCode(ReasonCode.TopicFilterInvalid);
         continue;
       }
@@ -878,12 +890,18 @@ export class Channel {
     // answers: the hook's, one per accepted filter; undefined when there is no hook (all granted).
     const apply = (answers: unknown[] | undefined) => {
       const session = this.session!;
+      const maxSubscriptions = this.core.limits.maxSubscriptionsPerClient;
       const granted: { entry: SubscriptionEntry; key: string; existed: boolean }[] = [];
       accepted.forEach((a, k) => {
         const answer = answers === undefined ? true : answers[k];
         const grantedQos = answer === true ? a.entry.qos : typeof answer === 'number' && answer >= 0 && answer <= 2 ? answer : undefined;
         if (grantedQos === undefined) {
           codes[a.index] = failCode(this.refusal('authorizeSubscribe', answer));
+          return;
+        }
+        if (maxSubscriptions > 0 && session.subscriptions.size >= maxSubscriptions && !session.subscriptions.has(a.key)) {
+          // A new filter beyond the quota; replacing one the client holds is always allowed.
+          codes[a.index] = failCode(ReasonCode.QuotaExceeded);
           return;
         }
         a.entry.qos = Math.min(a.entry.qos, grantedQos) as QoS;

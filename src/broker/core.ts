@@ -81,6 +81,9 @@ export class BrokerCore {
   readonly fanOutEncodings: (Buffer | undefined)[] = new Array(12).fill(undefined);
   /** Messages dropped for a subscriber (queue full, too large for it, expired), for metrics. */
   droppedMessages = 0;
+  /** Retained messages on new topics not kept because maxRetainedMessages topics had one. */
+  retainedRefused = 0;
+  private retainedFull = false;
   closing = false;
 
   constructor(options: CoreOptions = {}) {
@@ -256,7 +259,7 @@ export class BrokerCore {
    */
   publish(message: Message, publisher?: ClientInfo, payloadOwned = false, memo?: RouteMemo): number {
     if (!payloadOwned && (message.qos > 0 || message.retain)) message = detach(message);
-    if (message.retain && this.limits.retainAvailable) this.retained.set(message);
+    if (message.retain && this.limits.retainAvailable) this.retain(message);
     const match = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
     const { entries, groups } = match;
     // A publish inside another one's fan-out (a will, when a subscriber's failed write closes it) must not
@@ -281,6 +284,20 @@ export class BrokerCore {
     }
     this.events.published?.(message, publisher);
     return count;
+  }
+
+  /** Keeps a retained message, within maxRetainedMessages (the message is delivered either way). */
+  private retain(message: Message): void {
+    const limit = this.limits.maxRetainedMessages;
+    if (this.retained.set(message, limit)) {
+      if (this.retainedFull && this.retained.size < limit) this.retainedFull = false;
+      return;
+    }
+    this.retainedRefused++;
+    if (this.retainedFull) return;
+    // Once each time the store fills up, not once per message.
+    this.retainedFull = true;
+    this.events.warning?.('retained store full: retained messages on new topics are delivered but not kept', { maxRetainedMessages: limit, topic: message.topic });
   }
 
   private endFanOut(): void {

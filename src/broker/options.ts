@@ -33,6 +33,20 @@ export interface BrokerLimits {
   receiveMaximum: number;
   /** Unacknowledged QoS 1/2 messages sent to a client at once (also bounded by its Receive Maximum). */
   maxInflight: number;
+  /**
+   * Most levels in a topic name or filter (`a/b/c` has 3). Every level of a subscription is held by the
+   * router, so a client could otherwise make the broker hold tens of thousands per filter. A deeper filter
+   * gets SUBACK 0x8F, a deeper PUBLISH PUBACK/PUBREC 0x90 (5.0 QoS 0 and 3.1.x: the connection is closed),
+   * a deeper will CONNACK 0x90. EMQX allows 128, Mosquitto 200.
+   */
+  maxTopicLevels: number;
+  /** Subscriptions one client (session) may hold; the next new filter gets SUBACK 0x97 Quota exceeded (3.1.x 0x80). 0 = no limit. */
+  maxSubscriptionsPerClient: number;
+  /**
+   * Topics with a retained message; beyond it a retained message on a new topic is delivered but not kept
+   * (replacing or clearing an existing one always works). 0 = no limit.
+   */
+  maxRetainedMessages: number;
   /** Topic aliases a 5.0 client may use toward the broker. */
   topicAliasMaximum: number;
   /** Retained messages supported. */
@@ -79,6 +93,9 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   maxQos: 2,
   receiveMaximum: 65535,
   maxInflight: 65535,
+  maxTopicLevels: 128,
+  maxSubscriptionsPerClient: 0,
+  maxRetainedMessages: 0,
   topicAliasMaximum: 65535,
   retainAvailable: true,
   allowAnonymous: true,

@@ -2,67 +2,16 @@
 // levels, so a wildcard subscription visits only the branches its filter can match: with 100k retained
 // messages, scanning them all cost 1-5 ms per wildcard SUBSCRIBE (however few matched), and the event loop
 // waits that long.
+import { addChild, childOf, eachChild, hasChildren, removeChild, type LevelBranch } from './level-tree.js';
 import type { Message } from './message.js';
 
-interface RetainedNode {
+interface RetainedNode extends LevelBranch<RetainedNode> {
   message: Message | undefined;
-  /**
-   * The next levels. Most levels have one (`device/17/temp`): it is kept in `onlyName`/`only`, and a Map
-   * (~170 B) is made from the second on. 100k retained topics of five levels take 406 B of heap each this
-   * way, 558 B with a Map per level, 255 B in a flat Map of topics (which a wildcard had to scan whole).
-   */
-  onlyName: string | undefined;
-  only: RetainedNode | undefined;
-  children: Map<string, RetainedNode> | undefined;
 }
 
+// 100k retained topics of five levels take 406 B of heap each with the single-child form (level-tree.ts),
+// 558 B with a Map per level, 255 B in a flat Map of topics (which a wildcard had to scan whole).
 const newNode = (): RetainedNode => ({ message: undefined, onlyName: undefined, only: undefined, children: undefined });
-const DOLLAR = 0x24;
-
-function childOf(node: RetainedNode, name: string): RetainedNode | undefined {
-  if (node.children !== undefined) return node.children.get(name);
-  return node.onlyName === name ? node.only : undefined;
-}
-
-function addChild(node: RetainedNode, name: string): RetainedNode {
-  const child = newNode();
-  if (node.children !== undefined) {
-    node.children.set(name, child);
-  } else if (node.only === undefined) {
-    node.onlyName = name;
-    node.only = child;
-  } else {
-    node.children = new Map([[node.onlyName!, node.only]]);
-    node.children.set(name, child);
-    node.onlyName = node.only = undefined;
-  }
-  return child;
-}
-
-function removeChild(node: RetainedNode, name: string): void {
-  if (node.children === undefined) {
-    node.onlyName = node.only = undefined;
-    return;
-  }
-  node.children.delete(name);
-  if (node.children.size === 1) {
-    const [[onlyName, only]] = node.children;
-    node.onlyName = onlyName;
-    node.only = only;
-    node.children = undefined;
-  }
-}
-
-const hasChildren = (node: RetainedNode): boolean => node.only !== undefined || node.children !== undefined;
-
-/** Calls `fn` with each child of `node` in the order they were added (skipping top-level '$' names when `skipDollar`). */
-function eachChild(node: RetainedNode, skipDollar: boolean, fn: (child: RetainedNode) => void): void {
-  if (node.children !== undefined) {
-    for (const [name, child] of node.children) if (!(skipDollar && name.charCodeAt(0) === DOLLAR)) fn(child);
-  } else if (node.only !== undefined && !(skipDollar && node.onlyName!.charCodeAt(0) === DOLLAR)) {
-    fn(node.only);
-  }
-}
 
 export class RetainedStore {
   private readonly root = newNode();
@@ -78,20 +27,25 @@ export class RetainedStore {
     return this.count;
   }
 
-  /** Stores `message` (which must own its payload), or deletes the topic's message when the payload is empty. */
-  set(message: Message): void {
+  /**
+   * Stores `message` (which must own its payload), or deletes the topic's message when the payload is empty.
+   * False when the topic has no message yet and `limit` (0: none) topics already have one: nothing is stored.
+   */
+  set(message: Message, limit = 0): boolean {
     if (message.payload.length === 0) {
       this.delete(message.topic);
-      return;
+      return true;
     }
+    if (limit > 0 && this.count >= limit && this.get(message.topic) === undefined) return false;
     let node = this.root;
-    for (const level of message.topic.split('/')) node = childOf(node, level) ?? addChild(node, level);
+    for (const level of message.topic.split('/')) node = childOf(node, level) ?? addChild(node, level, newNode());
     if (node.message === undefined) this.count++;
     node.message = message;
     if (message.expiresAt !== undefined) {
       if (this.expiring.length > 2 * this.count + 1024) this.rebuildExpiring();
       heapPush(this.expiring, message);
     }
+    return true;
   }
 
   /** Deletes the retained messages whose Message Expiry has passed (called from the core's tick). */

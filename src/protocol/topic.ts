@@ -34,6 +34,16 @@ export function isValidTopicFilter(filter: string): boolean {
   return true;
 }
 
+/** True when `topic` (a name or a filter) has more than `max` levels. Short topics cost one comparison: n levels take at least n - 1 characters. */
+export function hasMoreLevels(topic: string, max: number): boolean {
+  if (topic.length < max) return false;
+  let separators = 0;
+  for (let i = 0; i < topic.length; i++) {
+    if (topic.charCodeAt(i) === 0x2f /* / */ && ++separators >= max) return true;
+  }
+  return false;
+}
+
 /** True when topic name `topic` matches `filter`; a filter starting with a wildcard does not match '$' topics [MQTT-4.7.2-1]. */
 export function topicMatches(filter: string, topic: string): boolean {
   const fl = filter.length;

@@ -28,17 +28,16 @@ interface CoreInternals {
   shareCursor: Map<string, number>;
   stickyMember: Map<string, string>;
 }
-interface TrieNode {
-  children: Map<string, TrieNode>;
+/** A level of the router's or the retained store's tree (src/broker/level-tree.ts). */
+interface LevelNode {
+  only: LevelNode | undefined;
+  children: Map<string, LevelNode> | undefined;
 }
 interface RouterInternals {
-  root: TrieNode;
+  root: LevelNode;
   cache: Map<string, unknown>;
 }
-interface RetainedNode {
-  only: RetainedNode | undefined;
-  children: Map<string, RetainedNode> | undefined;
-}
+const childCount = (n: LevelNode) => n.children?.size ?? (n.only ? 1 : 0);
 
 const inner = (core: BrokerCore) => core as unknown as CoreInternals;
 
@@ -46,15 +45,15 @@ const inner = (core: BrokerCore) => core as unknown as CoreInternals;
 function sizes(core: BrokerCore) {
   const c = inner(core);
   const r = core.router as unknown as RouterInternals;
-  const retainedRoot = (core.retained as unknown as { root: RetainedNode }).root;
+  const retainedRoot = (core.retained as unknown as { root: LevelNode }).root;
   return {
     channels: core.channels.size,
     connected: core.connected.size,
     sessions: core.sessions.size,
     subscriptions: core.router.size,
-    trieTopLevels: r.root.children.size,
+    trieTopLevels: childCount(r.root),
     retained: core.retained.size,
-    retainedTopLevels: retainedRoot.children?.size ?? (retainedRoot.only ? 1 : 0),
+    retainedTopLevels: childCount(retainedRoot),
     pendingWills: c.pendingWills.size,
     expiring: c.expiring.size,
     watched: c.watched.size,
