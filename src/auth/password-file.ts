@@ -91,10 +91,19 @@ export class PasswordFile {
     }
   }
 
-  /** Re-reads the file; throws (and keeps the previous users) when it is unreadable or malformed. */
-  reload(): number {
+  /**
+   * Re-reads the file; throws (and keeps the previous users) when it is unreadable or malformed. Returns the
+   * users whose entry was removed or changed: whoever logged in with the old one has no valid password now.
+   */
+  reload(): { users: number; changed: string[] } {
+    const before = this.users;
     this.users = this.read();
-    return this.users.size;
+    const changed: string[] = [];
+    for (const [name, old] of before) {
+      const now = this.users.get(name);
+      if (!now || now.N !== old.N || now.r !== old.r || now.p !== old.p || !now.salt.equals(old.salt) || !now.hash.equals(old.hash)) changed.push(name);
+    }
+    return { users: this.users.size, changed };
   }
 
   get size(): number {

@@ -31,10 +31,20 @@ export interface ListenerAdmission {
   maxConnectionRate?: number;
 }
 
+/** What a reload changed, for the broker to apply to the clients already connected and subscribed. */
+export interface SecurityChanges {
+  /** Users whose password file entry was removed or changed. */
+  users: string[];
+  /** The ACL now says `canSubscribe`; undefined when it was not reloaded. */
+  acl: Acl | undefined;
+}
+
 export interface SecurityEnv {
   logger: Logger;
   /** Disconnects the live connection of `client` (if it is still that connection). */
   disconnect(client: ClientInfo, reasonCode: number, reason: string): void;
+  /** Called after a reload that read new content (not after one that kept the previous). */
+  reloaded?(changes: SecurityChanges): void;
 }
 
 export class Security {
@@ -75,10 +85,12 @@ export class Security {
   /** Re-reads the password file and the ACL file; a broken file is logged and the previous content kept. */
   reload(): void {
     const log = this.env.logger;
+    const changes: SecurityChanges = { users: [], acl: undefined };
     if (this.passwords) {
       try {
-        const users = this.passwords.reload();
-        log.info({ file: this.passwords.path, users }, 'password file reloaded');
+        const { users, changed } = this.passwords.reload();
+        changes.users = changed;
+        log.info({ file: this.passwords.path, users, changed: changed.length }, 'password file reloaded');
       } catch (err) {
         log.error({ error: (err as Error).message }, 'password file not reloaded; keeping the previous users');
       }
@@ -86,11 +98,13 @@ export class Security {
     if (this.acl && this.options.acl?.file) {
       try {
         const rules = this.acl.reload();
+        changes.acl = this.acl;
         log.info({ file: this.options.acl.file, rules }, 'ACL reloaded');
       } catch (err) {
         log.error({ error: (err as Error).message }, 'ACL not reloaded; keeping the previous rules');
       }
     }
+    if (changes.users.length > 0 || changes.acl !== undefined) this.env.reloaded?.(changes);
   }
 
   close(): void {

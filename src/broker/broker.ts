@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import { ReasonCode, reasonName, type QoS } from '../protocol/constants.js';
 import type { Properties } from '../protocol/packets.js';
 import { hasMoreLevels, isValidTopicName } from '../protocol/topic.js';
-import { Security, type SecurityOptions } from '../auth/security.js';
+import { Security, type SecurityChanges, type SecurityOptions } from '../auth/security.js';
 import type { ClientRateLimits } from '../auth/limits.js';
 import { GRACEFUL_CLOSE_MS } from '../transport/batched-output.js';
 import { startListener, type ListenerOptions, type RunningListener } from '../transport/listeners.js';
@@ -95,13 +95,43 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     };
     this.security = new Security(options, hooks, {
       logger: this.logger,
-      disconnect: (client, code, reason) => {
-        const channel = this.core.connected.get(client.clientId);
-        if (channel && channel.info === client) channel.serverDisconnect(code, reason);
-      },
+      disconnect: (client, code, reason) => this.disconnectClient(client, code, reason),
+      reloaded: (changes) => this.applySecurityChanges(changes, options.acl?.disconnectOnDenied ?? false),
     });
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
     this.core = new BrokerCore({ limits, hooks: this.security.hooks, events: this.coreEvents(), clock: options.clock, authMethods: options.authMethods });
+  }
+
+  /**
+   * A reload takes effect for clients already connected and subscribed, as in Mosquitto: a client whose
+   * password file entry was removed or changed is disconnected (5.0: DISCONNECT 0x87), and subscriptions the
+   * new ACL does not grant are removed from every session (`unsubscribed` is emitted for them).
+   */
+  private applySecurityChanges(changes: SecurityChanges, disconnectOnDenied: boolean): void {
+    const acl = changes.acl;
+    if (acl !== undefined) {
+      for (const { session, filters } of this.core.revokeSubscriptions((client, filter) => acl.canSubscribe(client, filter))) {
+        const client = session.client!;
+        this.logger.info({ clientId: client.clientId, username: client.username, filters }, 'subscriptions revoked: the reloaded ACL does not allow them');
+        this.core.events.unsubscribed?.(client, filters);
+        if (disconnectOnDenied) this.disconnectClient(client, ReasonCode.NotAuthorized, 'subscription revoked by the ACL');
+      }
+    }
+    if (changes.users.length > 0) {
+      const changed = new Set(changes.users);
+      for (const channel of [...this.core.connected.values()]) {
+        const username = channel.info?.username;
+        if (username === undefined || !changed.has(username) || channel.identityProven) continue;
+        this.logger.info({ clientId: channel.info!.clientId, username }, 'client disconnected: its password file entry was removed or changed');
+        channel.serverDisconnect(ReasonCode.NotAuthorized, 'password file entry removed or changed');
+      }
+    }
+  }
+
+  /** Disconnects the live connection of `client`, if it is still that connection. */
+  private disconnectClient(client: ClientInfo, reasonCode: number, reason: string): void {
+    const channel = this.core.connected.get(client.clientId);
+    if (channel && channel.info === client) channel.serverDisconnect(reasonCode, reason);
   }
 
   /** Core events → log lines and EventEmitter events. */

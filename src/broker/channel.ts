@@ -121,6 +121,11 @@ export class Channel {
   /** Enhanced authentication: the method chosen in CONNECT and the exchange in progress. */
   private authMethod: string | undefined;
   private exchange: AuthExchange | undefined;
+
+  /** Who the client is was proven by its certificate or an enhanced authentication exchange, not a password. */
+  get identityProven(): boolean {
+    return this.transport.identityUsername !== undefined || this.authMethod !== undefined;
+  }
   private pendingConnect: PendingConnect | undefined;
   /** When the output buffer went over the high-water mark (slow consumer), while it stays there. */
   private stalledSince: number | undefined;

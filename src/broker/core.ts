@@ -173,6 +173,7 @@ export class BrokerCore {
       session = new Session(clientId, expiryInterval);
       this.sessions.set(clientId, session);
     }
+    session.client = channel.info;
     session.expiryInterval = expiryInterval;
     session.expiresAt = undefined;
     this.expiring.delete(session);
@@ -385,6 +386,27 @@ export class BrokerCore {
     }
     // Nobody connected: an offline persistent member queues it.
     return members.find((m) => m.clientId !== exclude);
+  }
+
+  /**
+   * After the ACL changed: the subscriptions `allowed` no longer grants are removed from every session,
+   * connected or not (the client is not told: MQTT has no UNSUBSCRIBE from the server). Returns them by session.
+   */
+  revokeSubscriptions(allowed: (client: ClientInfo, filter: string) => boolean): { session: Session; filters: string[] }[] {
+    const revoked: { session: Session; filters: string[] }[] = [];
+    for (const session of this.sessions.values()) {
+      const client = session.client;
+      if (client === undefined || session.subscriptionCount === 0) continue;
+      const filters: string[] = [];
+      for (const [key, entry] of session.subscriptions) {
+        if (allowed(client, key)) continue;
+        session.subscriptions.delete(key);
+        this.removeSubscription(entry);
+        filters.push(key);
+      }
+      if (filters.length > 0) revoked.push({ session, filters });
+    }
+    return revoked;
   }
 
   /** Takes a subscription out of the router; a shared group left without members forgets its turn state. */

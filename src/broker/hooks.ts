@@ -71,6 +71,7 @@ export interface BrokerEvents {
   /** A connection refused at CONNECT (CONNACK with an error code). */
   clientRefused?(remoteAddress: string, clientId: string | undefined, reasonCode: number, reason: string): void;
   subscribed?(client: ClientInfo, subscriptions: { topicFilter: string; qos: number }[]): void;
+  /** An UNSUBSCRIBE, or subscriptions a reloaded ACL no longer grants (the client may be offline then). */
   unsubscribed?(client: ClientInfo, topicFilters: string[]): void;
   published?(message: Message, client: ClientInfo | undefined): void;
   /** Something an operator should know once (e.g. credentials over plain text). */

@@ -4,6 +4,7 @@ import type { QoS } from '../protocol/constants.js';
 import { Deque } from './deque.js';
 import { messageExpired, type Message } from './message.js';
 import type { BrokerLimits } from './options.js';
+import type { ClientInfo } from './hooks.js';
 import type { SubscriptionEntry } from './router.js';
 import { NOT_DUE } from './timer-wheel.js';
 
@@ -65,6 +66,8 @@ export class Session {
   expiryInterval: number;
   /** When the session ends if nobody resumes it (ms, broker clock); undefined while connected. */
   expiresAt: number | undefined;
+  /** Who last connected with this session (kept while it is offline, so a reloaded ACL can be applied to it). */
+  client: ClientInfo | undefined = undefined;
   /** The core's timer slot for expiresAt (TimerWheel). */
   dueSlot = NOT_DUE;
   private nextPacketId = 1;
