@@ -99,7 +99,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       reloaded: (changes) => this.applySecurityChanges(changes, options.acl?.disconnectOnDenied ?? false),
     });
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
-    this.core = new BrokerCore({ limits, hooks: this.security.hooks, events: this.coreEvents(), clock: options.clock, authMethods: options.authMethods });
+    this.core = new BrokerCore({
+      limits,
+      hooks: this.security.hooks,
+      events: this.coreEvents(),
+      clock: options.clock,
+      authMethods: options.authMethods,
+      sys: { heapUsed: () => process.memoryUsage().heapUsed },
+    });
   }
 
   /**

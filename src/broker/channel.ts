@@ -23,6 +23,7 @@ import { hasMoreLevels, isValidTopicFilter, parseSharedSubscription } from '../p
 import type { BrokerCore } from './core.js';
 import { callHook, isPromise, type AuthenticateRequest, type CertificateIdentity, type ClientInfo, type DisconnectInfo, type MaybePromise } from './hooks.js';
 import { ALLOWED_REASON_CODES } from '../protocol/codec-util.js';
+import { isSysTopic } from './sys-topics.js';
 import { createMessage, type Message } from './message.js';
 import { newRouteMemo, type RouteMemo, type SubscriptionEntry } from './router.js';
 import type { InflightMessage, Session } from './session.js';
@@ -163,6 +164,7 @@ export class Channel {
   receive(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastReceived = this.core.clock.now();
+    this.core.stats.bytesReceived += chunk.length;
     try {
       this.decoder.feed(chunk, this.onPacket, this);
     } catch (err) {
@@ -238,6 +240,7 @@ export class Channel {
   /** Called by the decoder with the channel as `this` (a method, not a closure per connection). */
   private onPacket(packet: Packet): void {
     if (this.state === 'closed') return;
+    this.core.stats.packetsReceived++;
     if (!this.waiting) {
       this.dispatch(packet);
       return;
@@ -701,6 +704,7 @@ export class Channel {
 
   private onPublish(p: PublishPacket): void {
     const limits = this.core.limits;
+    this.core.stats.publishReceived++;
     const limited = this.transport.publishLimit?.(this.core.clock.now(), p.payload.length) ?? 0;
     if (limited !== 0) {
       this.serverDisconnect(limited, 'publish rate limit exceeded');
@@ -732,6 +736,11 @@ export class Channel {
       } else {
         aliases.set(alias, topic);
       }
+    }
+    if (this.core.sysTopics !== undefined && isSysTopic(topic)) {
+      // $SYS/ is the broker's own tree (sys-topics.ts): refused as an ACL denial is, so nobody fakes its figures.
+      this.ackPublish(p, ReasonCode.NotAuthorized);
+      return;
     }
     if (hasMoreLevels(topic, limits.maxTopicLevels)) {
       // 5.0 QoS 1/2 can be told in the acknowledgement; QoS 0 and 3.1.x (no negative PUBACK) are cut off, as
@@ -1005,6 +1014,13 @@ export class Channel {
       encoded = encodePacket({ ...packet, properties: rest } as Packet, this.version);
       if (encoded.length > this.clientMaxPacketSize) return;
     }
+    this.written(encoded);
+  }
+
+  private written(encoded: Buffer): void {
+    const stats = this.core.stats;
+    stats.packetsSent++;
+    stats.bytesSent += encoded.length;
     this.output.write(encoded);
   }
 
@@ -1012,7 +1028,7 @@ export class Channel {
   private sendAck(type: 4 | 5 | 6 | 7, packetId: number, reasonCode?: number): void {
     const encoded = encodeAck(type, packetId, reasonCode, this.version);
     // [MQTT-3.1.2-25] even a 4-byte packet must fit the client's Maximum Packet Size.
-    if (encoded.length <= this.clientMaxPacketSize) this.output.write(encoded);
+    if (encoded.length <= this.clientMaxPacketSize) this.written(encoded);
   }
 
   /**
@@ -1125,7 +1141,8 @@ export class Channel {
       this.core.droppedMessages++;
       return false;
     }
-    this.output.write(encoded);
+    this.core.stats.publishSent++;
+    this.written(encoded);
     return true;
   }
 

@@ -11,6 +11,8 @@ import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import { RetainedStore } from './retained.js';
 import { TopicRouter, type MatchResult, type RouteMemo, type SubscriptionEntry } from './router.js';
 import { Session } from './session.js';
+import { newStats, SysTopics, type SysTopicsOptions } from './sys-topics.js';
+import { PETREL_VERSION } from '../version.js';
 import { TimerWheel } from './timer-wheel.js';
 
 export interface Clock {
@@ -25,6 +27,8 @@ export interface CoreOptions {
   hooks?: BrokerHooks;
   events?: BrokerEvents;
   clock?: Clock;
+  /** What the $SYS topics say about the process (version, heap); see sys-topics.ts. */
+  sys?: Partial<SysTopicsOptions>;
 }
 
 /** A will waiting for its Will Delay Interval (5.0) to pass. */
@@ -81,6 +85,10 @@ export class BrokerCore {
   readonly fanOutEncodings: (Buffer | undefined)[] = new Array(12).fill(undefined);
   /** Messages dropped for a subscriber (queue full, too large for it, expired), for metrics. */
   droppedMessages = 0;
+  /** Bytes, packets and sessions counted for $SYS (sys-topics.ts) and embedders. */
+  readonly stats = newStats();
+  /** Publishes the $SYS topics; undefined when sysInterval is 0. */
+  readonly sysTopics: SysTopics | undefined;
   /** Retained messages on new topics not kept because maxRetainedMessages topics had one. */
   retainedRefused = 0;
   private retainedFull = false;
@@ -94,6 +102,9 @@ export class BrokerCore {
     this.authMethods = new Map((options.authMethods ?? []).map((m) => [m.name, m]));
     this.channelTimers = new TimerWheel(TIMER_SLOT_MS, this.clock.now());
     this.sessionTimers = new TimerWheel(TIMER_SLOT_MS, this.clock.now());
+    if (this.limits.sysInterval > 0) {
+      this.sysTopics = new SysTopics(this, this.limits.sysInterval * 1000, { version: `petrel version ${PETREL_VERSION}`, ...options.sys });
+    }
   }
 
   /** A new connection from a transport. The channel reports back through `output`. */
@@ -112,6 +123,7 @@ export class BrokerCore {
     }
     this.channelTimers.expire(now, (channel) => channel.tick(now));
     this.retained.sweep(now);
+    if (this.sysTopics !== undefined && now >= this.sysTopics.due) this.sysTopics.publish(now);
     for (const [clientId, will] of this.pendingWills) {
       if (will.publishAt <= now) {
         this.pendingWills.delete(clientId);
@@ -120,7 +132,10 @@ export class BrokerCore {
     }
     this.sessionTimers.expire(now, (session) => {
       if (session.expiresAt === undefined || !this.expiring.has(session)) return; // resumed or ended meanwhile
-      if (session.expiresAt <= now) this.endSession(session);
+      if (session.expiresAt <= now) {
+        this.stats.sessionsExpired++;
+        this.endSession(session);
+      }
       else this.sessionTimers.schedule(session, session.expiresAt);
     });
   }

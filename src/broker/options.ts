@@ -47,6 +47,11 @@ export interface BrokerLimits {
    * (replacing or clearing an existing one always works). 0 = no limit.
    */
   maxRetainedMessages: number;
+  /**
+   * Seconds between publications of the $SYS topics (the broker's counters, under Mosquitto's names); 0 = none.
+   * While they are on, a client's PUBLISH to `$SYS/...` is refused (5.0: 0x87).
+   */
+  sysInterval: number;
   /** Topic aliases a 5.0 client may use toward the broker. */
   topicAliasMaximum: number;
   /** Retained messages supported. */
@@ -96,6 +101,7 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   maxTopicLevels: 128,
   maxSubscriptionsPerClient: 0,
   maxRetainedMessages: 0,
+  sysInterval: 10,
   topicAliasMaximum: 65535,
   retainAvailable: true,
   allowAnonymous: true,

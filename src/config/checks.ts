@@ -70,6 +70,7 @@ export const LIMIT_CHECKS: Record<keyof BrokerLimits, Check> = {
   maxTopicLevels: integer(1, 32768),
   maxSubscriptionsPerClient: integer(0, U32),
   maxRetainedMessages: integer(0, U32),
+  sysInterval: integer(0, 86400),
   topicAliasMaximum: integer(0, 65535),
   retainAvailable: boolean,
   allowAnonymous: boolean,

@@ -2,7 +2,8 @@
 import { createBroker, type Broker, type BrokerOptions } from '../../src/broker/broker.js';
 
 export async function startBroker(options: BrokerOptions = {}): Promise<{ broker: Broker; port: number; url: string }> {
-  const broker = createBroker({ host: '127.0.0.1', port: 0, tickInterval: 50, ...options });
+  // No $SYS topics unless a test asks: they would add retained messages to every count.
+  const broker = createBroker({ host: '127.0.0.1', port: 0, tickInterval: 50, sysInterval: 0, ...options });
   await broker.listen();
   const port = broker.address().port;
   return { broker, port, url: `mqtt://127.0.0.1:${port}` };

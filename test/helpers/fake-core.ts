@@ -57,7 +57,8 @@ export class FakeCore {
   readonly core: BrokerCore;
 
   constructor(options: Omit<CoreOptions, 'clock'> = {}) {
-    this.core = new BrokerCore({ ...options, clock: this.clock });
+    // No $SYS topics unless a test asks: they would add retained messages to every count.
+    this.core = new BrokerCore({ ...options, limits: { sysInterval: 0, ...options.limits }, clock: this.clock });
   }
 
   /** Advances the clock by `ms` in steps of `step`, running the timers at each step (as the adapter's interval does). */

@@ -14,7 +14,7 @@ export interface LoggedBroker {
 export async function startLogged(options: BrokerOptions): Promise<LoggedBroker> {
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
-  const broker = createBroker({ tickInterval: 50, logger, ...options });
+  const broker = createBroker({ tickInterval: 50, logger, sysInterval: 0, ...options });
   await broker.listen();
   return { broker, logs, logged: (text) => logs.filter((l) => String(l.msg).includes(text)) };
 }
