@@ -1,7 +1,9 @@
 // The password file: one "username:hash" line per user, hashes are salted scrypt (node:crypto),
-// never plain text. Written by `petrel passwd`, read (and re-read on change) by the broker.
+// never plain text. Written by `petrel passwd`, read (and re-read on change) by the broker. Files made by
+// `mosquitto_passwd` are read too ($7$ PBKDF2-SHA512 of Mosquitto 2, $6$ SHA-512 of Mosquitto 1.x), so a
+// Mosquitto installation moves over with its users.
 import { Buffer } from 'node:buffer';
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, pbkdf2, randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 /** scrypt cost parameters of new hashes (N = 2^14: ~50 ms and 16 MiB per check, as OWASP suggests). */
@@ -9,13 +11,17 @@ export const SCRYPT_PARAMS = { N: 16384, r: 8, p: 1 } as const;
 const KEY_LENGTH = 32;
 const SALT_LENGTH = 16;
 
-interface ParsedHash {
-  N: number;
-  r: number;
-  p: number;
-  salt: Buffer;
-  hash: Buffer;
-}
+type ParsedHash = (
+  | { kind: 'scrypt'; N: number; r: number; p: number }
+  /** mosquitto_passwd 2.x: "$7$<iterations>$<salt>$<hash>", PBKDF2-HMAC-SHA512. */
+  | { kind: 'pbkdf2-sha512'; iterations: number }
+  /** mosquitto_passwd 1.x: "$6$<salt>$<hash>", one SHA-512 of password and salt: weak, accepted to migrate. */
+  | { kind: 'sha512' }
+) & { salt: Buffer; hash: Buffer; /** As written in the file (a reload compares it). */ text: string };
+
+const B64 = '([A-Za-z0-9+/]+=*)';
+const MOSQUITTO_PBKDF2 = new RegExp(`^\\$7\\$(\\d+)\\$${B64}\\$${B64}$`);
+const MOSQUITTO_SHA512 = new RegExp(`^\\$6\\$${B64}\\$${B64}$`);
 
 function scryptAsync(password: Buffer | string, salt: Buffer, length: number, options: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => scrypt(password, salt, length, options, (err, key) => (err ? reject(err) : resolve(key))));
@@ -31,21 +37,45 @@ export async function hashPassword(password: string | Buffer): Promise<string> {
   return `$scrypt$N=${N},r=${r},p=${p}$${salt.toString('base64')}$${hash.toString('base64')}`;
 }
 
-/** Parses a stored hash; throws a one-line error when it is not one of ours. */
+/** Parses a stored hash; throws a one-line error when it is not one of ours or Mosquitto's. */
 export function parseHash(text: string): ParsedHash {
+  const mosquitto = parseMosquittoHash(text);
+  if (mosquitto) return mosquitto;
   const m = /^\$scrypt\$N=(\d+),r=(\d+),p=(\d+)\$([A-Za-z0-9+/]+=*)\$([A-Za-z0-9+/]+=*)$/.exec(text);
-  if (!m) throw new Error('not a $scrypt$ hash (plain-text passwords are not accepted; use petrel passwd)');
+  if (!m) throw new Error('not a $scrypt$ hash, nor a mosquitto_passwd $7$ or $6$ one (plain-text passwords are not accepted; use petrel passwd)');
   const [N, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
   if (N < 2 || (N & (N - 1)) !== 0 || N > 2 ** 20 || r < 1 || r > 32 || p < 1 || p > 16) throw new Error('scrypt parameters out of range');
   const hash = Buffer.from(m[5]!, 'base64');
   if (hash.length < 16) throw new Error('hash too short');
-  return { N, r, p, salt: Buffer.from(m[4]!, 'base64'), hash };
+  return { kind: 'scrypt', N, r, p, salt: Buffer.from(m[4]!, 'base64'), hash, text };
 }
+
+function parseMosquittoHash(text: string): ParsedHash | undefined {
+  const pbkdf2Match = MOSQUITTO_PBKDF2.exec(text);
+  const sha512Match = pbkdf2Match ? undefined : MOSQUITTO_SHA512.exec(text);
+  if (!pbkdf2Match && !sha512Match) return undefined;
+  const iterations = pbkdf2Match ? Number(pbkdf2Match[1]) : 1;
+  // Bounded so that one CONNECT cannot cost seconds of CPU (mosquitto_passwd uses 101 by default).
+  if (iterations < 1 || iterations > 1_000_000) throw new Error('PBKDF2 iterations out of range (1 to 1000000)');
+  const [salt, hash] = (pbkdf2Match ? [pbkdf2Match[2]!, pbkdf2Match[3]!] : [sha512Match![1]!, sha512Match![2]!]).map((b) => Buffer.from(b, 'base64')) as [Buffer, Buffer];
+  if (hash.length !== 64) throw new Error('a mosquitto_passwd hash must be 64 bytes of SHA-512');
+  return pbkdf2Match ? { kind: 'pbkdf2-sha512', iterations, salt, hash, text } : { kind: 'sha512', salt, hash, text };
+}
+
+/** Users whose hash is the weak single SHA-512 of Mosquitto 1.x (worth hashing again with petrel passwd). */
+export const isWeakHash = (h: ParsedHash): boolean => h.kind === 'sha512';
 
 /** Checks `password` against a stored hash (constant-time comparison). */
 export async function verifyPassword(password: Buffer | string, stored: string | ParsedHash): Promise<boolean> {
   const h = typeof stored === 'string' ? parseHash(stored) : stored;
-  const key = await scryptAsync(password, h.salt, h.hash.length, scryptOptions(h));
+  let key: Buffer;
+  if (h.kind === 'scrypt') {
+    key = await scryptAsync(password, h.salt, h.hash.length, scryptOptions(h));
+  } else if (h.kind === 'pbkdf2-sha512') {
+    key = await new Promise<Buffer>((resolve, reject) => pbkdf2(password, h.salt, h.iterations, 64, 'sha512', (err, k) => (err ? reject(err) : resolve(k))));
+  } else {
+    key = createHash('sha512').update(password).update(h.salt).digest();
+  }
   return timingSafeEqual(key, h.hash);
 }
 
@@ -67,7 +97,7 @@ export function parsePasswordFile(text: string): Map<string, ParsedHash> {
 }
 
 /** A hash no password matches, checked for unknown users so that they take as long as known ones. */
-const DUMMY: ParsedHash = { ...SCRYPT_PARAMS, salt: Buffer.alloc(SALT_LENGTH, 1), hash: Buffer.alloc(KEY_LENGTH, 0) };
+const DUMMY: ParsedHash = { kind: 'scrypt', ...SCRYPT_PARAMS, salt: Buffer.alloc(SALT_LENGTH, 1), hash: Buffer.alloc(KEY_LENGTH, 0), text: '' };
 
 /** A password file loaded in memory; `reload()` re-reads it (keeping the old users if the new file is broken). */
 export class PasswordFile {
@@ -101,13 +131,18 @@ export class PasswordFile {
     const changed: string[] = [];
     for (const [name, old] of before) {
       const now = this.users.get(name);
-      if (!now || now.N !== old.N || now.r !== old.r || now.p !== old.p || !now.salt.equals(old.salt) || !now.hash.equals(old.hash)) changed.push(name);
+      if (now?.text !== old.text) changed.push(name);
     }
     return { users: this.users.size, changed };
   }
 
   get size(): number {
     return this.users.size;
+  }
+
+  /** Users whose hash is Mosquitto 1.x's single SHA-512 (fast to guess: worth `petrel passwd` again). */
+  weakUsers(): string[] {
+    return [...this.users].filter(([, h]) => isWeakHash(h)).map(([name]) => name);
   }
 
   has(username: string): boolean {

@@ -61,6 +61,7 @@ export class Security {
     private readonly env: SecurityEnv,
   ) {
     this.passwords = options.passwordFile ? new PasswordFile(options.passwordFile) : undefined;
+    this.warnWeakHashes();
     this.acl = options.acl && (options.acl.rules?.length || options.acl.file || options.acl.default === 'deny') ? new Acl(options.acl) : undefined;
     this.bans = new BanList(options.bans);
     this.hooks = {
@@ -91,6 +92,7 @@ export class Security {
         const { users, changed } = this.passwords.reload();
         changes.users = changed;
         log.info({ file: this.passwords.path, users, changed: changed.length }, 'password file reloaded');
+        this.warnWeakHashes();
       } catch (err) {
         log.error({ error: (err as Error).message }, 'password file not reloaded; keeping the previous users');
       }
@@ -105,6 +107,15 @@ export class Security {
       }
     }
     if (changes.users.length > 0 || changes.acl !== undefined) this.env.reloaded?.(changes);
+  }
+
+  private warnWeakHashes(): void {
+    const weak = this.passwords?.weakUsers() ?? [];
+    if (weak.length === 0) return;
+    this.env.logger.warn(
+      { file: this.passwords!.path, users: weak },
+      'password file has Mosquitto 1.x $6$ hashes (one SHA-512, fast to guess): set those passwords again with petrel passwd',
+    );
   }
 
   close(): void {

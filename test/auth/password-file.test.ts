@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,5 +95,60 @@ describe('broker with a password file', () => {
     while (Date.now() < deadline && (code = await attempt('bob', 'builder', 5)) !== 0) await new Promise((r) => setTimeout(r, 20));
     assert.equal(code, 0);
     assert.ok(b.logged('password file reloaded').length >= 1);
+  });
+});
+
+describe('password files made by mosquitto_passwd', () => {
+  // Made by Debian's mosquitto_passwd 2.0.11, password "secret": the default ($7$, PBKDF2-SHA512, 101
+  // iterations), -H sha512 ($6$, Mosquitto 1.x) and -H sha512-pbkdf2 -I 1000.
+  const MOSQUITTO_FILE = [
+    'alice:$7$101$Huw8FYW+VaUPVR4x$OvR/UNjjJQ8hw9WmtFLE3wSGyfUz41XWMORJQCJeuExn97tzxmrmx1AjkiThDGFhGoktydITe/ftgVelK8NF4Q==',
+    'bob:$6$2T4PRel6bh/KQGsI$7uhEgpgRAMzUT8JqdosCETJ0ua/h0Laoo1N8WlujfLG72wfLM1hKQVsA6qF5TaWiGNNWXRPbLsE6340cauWdIQ==',
+    'carol:$7$1000$3wayLGfz+6/njrYs$pOqPbOGXQ/nanZmzyp6OPyqzDPSf8dAnbYLY46cDBo39xQVhtUFOtwSfZcKj1IuStdJtUt00wzPsC/DG1S+KIQ==',
+  ].join('\n');
+
+  it('$7$ (PBKDF2-SHA512) and $6$ (SHA-512) hashes verify; a wrong password does not', async () => {
+    const file = join(dir, 'mosquitto.passwd');
+    writeFileSync(file, `${MOSQUITTO_FILE}\n`);
+    const pf = new PasswordFile(file);
+    for (const user of ['alice', 'bob', 'carol']) {
+      assert.equal(await pf.verify(user, Buffer.from('secret')), true, user);
+      assert.equal(await pf.verify(user, Buffer.from('Secret')), false, user);
+    }
+    assert.deepEqual(pf.weakUsers(), ['bob']);
+  });
+
+  it('malformed Mosquitto hashes are refused with the line and the reason', () => {
+    assert.throws(() => parseHash('$7$0$Huw8FYW+VaUPVR4x$OvR/UNjj'), /iterations out of range/);
+    assert.throws(() => parseHash('$7$101$Huw8FYW+VaUPVR4x$OvR/UNjj'), /64 bytes of SHA-512/);
+    assert.throws(() => parseHash('$6$2T4PRel6bh/KQGsI$'), /not a \$scrypt\$ hash, nor a mosquitto_passwd/);
+    const file = join(dir, 'bad-mosquitto.passwd');
+    writeFileSync(file, `${MOSQUITTO_FILE}\nmallory:$7$5000000$Huw8FYW+VaUPVR4x$${'A'.repeat(86)}==\n`);
+    assert.throws(() => new PasswordFile(file), /line 4 \(user "mallory"\): PBKDF2 iterations out of range/);
+  });
+
+  it('a broker reads a file just made by mosquitto_passwd, and warns (once, without passwords) about $6$ hashes', { skip: spawnSync('mosquitto_passwd', ['-h']).error ? 'mosquitto_passwd (mosquitto) not installed' : false }, async () => {
+    const file = join(dir, 'fresh-mosquitto.passwd');
+    writeFileSync(file, '');
+    spawnSync('mosquitto_passwd', ['-b', file, 'dora', 'pw-of-dora']);
+    spawnSync('mosquitto_passwd', ['-H', 'sha512', '-b', file, 'eve', 'pw-of-eve']);
+    const logged = await startLogged({ listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }], passwordFile: file, allowAnonymous: false });
+    try {
+      const port = logged.broker.address().port;
+      const code = async (username: string, password: string) => {
+        const { client, connack } = await RawClient.connect(port, { protocolVersion: 5, clientId: username, username, password: Buffer.from(password) });
+        client.destroy();
+        return connack.reasonCode;
+      };
+      assert.equal(await code('dora', 'pw-of-dora'), 0);
+      assert.equal(await code('eve', 'pw-of-eve'), 0);
+      assert.equal(await code('dora', 'pw-of-eve'), 0x86);
+      const warnings = logged.logged('Mosquitto 1.x $6$ hashes');
+      assert.equal(warnings.length, 1);
+      assert.deepEqual(warnings[0]!.users, ['eve']);
+      assert.ok(!JSON.stringify(logged.logs).includes('pw-of-dora') && !JSON.stringify(logged.logs).includes('pw-of-eve'));
+    } finally {
+      await logged.broker.close();
+    }
   });
 });
