@@ -17,6 +17,7 @@ import { createMessage, type Message } from './message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import type { AuthMethod } from './enhanced-auth.js';
 import { LogThrottle } from './log-throttle.js';
+import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS } from '../config/checks.js';
 
 export type { ListenerOptions };
@@ -196,6 +197,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   async listen(): Promise<void> {
     if (this.listenCalled) throw new Error('the broker is already listening (listen() was called before)');
     this.listenCalled = true;
+    this.logger.info({ version: PETREL_VERSION, node: process.version }, 'petrel broker starting');
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
       try {

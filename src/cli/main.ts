@@ -7,9 +7,11 @@ import { registerSubCommand } from './sub.js';
 import { registerConnCommand } from './conn.js';
 import { registerBenchCommand } from './bench.js';
 import { EXIT } from './common-client.js';
+import { PETREL_VERSION } from '../version.js';
 
 export async function main(argv: string[]): Promise<void> {
-  const program = new Command('petrel').description('Petrel: an MQTT 3.1 / 3.1.1 / 5.0 broker and client toolkit');
+  // --version only: -V is the subcommands' protocol version flag, as in mosquitto_pub.
+  const program = new Command('petrel').description('Petrel: an MQTT 3.1 / 3.1.1 / 5.0 broker and client toolkit').version(PETREL_VERSION, '--version', 'print the version');
   // usage errors exit with 2 (help and version with 0); set before the subcommands so they inherit it
   program.exitOverride((err: CommanderError) => {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') process.exit(0);

@@ -1,7 +1,7 @@
 // The built CLI (bin/petrel.js) as a child process: pub → sub round trips, exit codes, conn output.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBroker } from '../../src/index.js';
 import { run, start } from './cli-process.js';
@@ -212,4 +212,11 @@ test('will flags, -k, --session-expiry and --clean=false reach the broker; the w
   assert.equal(w.code, 0, w.stderr);
   assert.equal(w.stdout.trim(), 'wills/dying gone');
   assert.equal(b.core.retained.get('wills/dying')?.payload.toString(), 'gone', '--will-retain made it retained');
+});
+
+test('petrel --version prints the package version and exits 0', async () => {
+  const { version } = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const r = await run(['--version']);
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout.trim(), version);
 });
