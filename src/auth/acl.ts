@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { ClientInfo } from '../broker/hooks.js';
 import { AddressSet, checkAddressEntry, ipOf } from './address.js';
+import { isMosquittoAcl, parseMosquittoAcl, type MosquittoAclRule } from './mosquitto-acl.js';
 
 export type AclPermission = 'allow' | 'deny';
 export type AclAction = 'publish' | 'subscribe' | 'all';
@@ -40,6 +41,8 @@ interface CompiledRule {
   clientId?: string;
   certCN?: string;
   addresses?: AddressSet;
+  /** Only clients without a user name (Mosquitto's lines before its first `user` line). */
+  anonymous: boolean;
   /** Topic patterns split into levels; `placeholders` when a level has %u or %c. */
   patterns: { levels: string[]; placeholders: boolean }[];
   source: string;
@@ -53,9 +56,11 @@ export class Acl {
   readonly defaultAllow: boolean;
 
   constructor(readonly options: AclOptions) {
-    this.defaultAllow = (options.default ?? 'allow') === 'allow';
     this.inline = (options.rules ?? []).map((r, i) => compileRule(r, `rules[${i}]`));
-    this.rules = [...this.inline, ...this.readFile()];
+    const text = this.readText();
+    // A Mosquitto acl_file denies what it does not grant, as in Mosquitto, unless `default` says otherwise.
+    this.defaultAllow = (options.default ?? (text !== undefined && isMosquittoAcl(text) ? 'deny' : 'allow')) === 'allow';
+    this.rules = [...this.inline, ...this.parse(text)];
   }
 
   get size(): number {
@@ -64,20 +69,22 @@ export class Acl {
 
   /** Re-reads the rule file; throws (keeping the current rules) when it is unreadable or malformed. */
   reload(): number {
-    this.rules = [...this.inline, ...this.readFile()];
+    this.rules = [...this.inline, ...this.parse(this.readText())];
     return this.rules.length;
   }
 
-  private readFile(): CompiledRule[] {
+  private readText(): string | undefined {
     const file = this.options.file;
-    if (!file) return [];
-    let text: string;
+    if (!file) return undefined;
     try {
-      text = readFileSync(file, 'utf8');
+      return readFileSync(file, 'utf8');
     } catch (err) {
       throw new Error(`cannot read ACL file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
     }
-    return parseAclFile(text, file);
+  }
+
+  private parse(text: string | undefined): CompiledRule[] {
+    return text === undefined ? [] : parseAclFile(text, this.options.file);
   }
 
   /** May `client` publish to `topic`? */
@@ -126,6 +133,7 @@ export class Acl {
 
 function appliesTo(rule: CompiledRule, client: Client): boolean {
   if (rule.username !== undefined && rule.username !== client.username) return false;
+  if (rule.anonymous && client.username !== undefined) return false;
   if (rule.clientId !== undefined && rule.clientId !== client.clientId) return false;
   if (rule.certCN !== undefined && rule.certCN !== client.certificateCN) return false;
   if (rule.addresses && !rule.addresses.has(ipOf(client.remoteAddress))) return false;
@@ -221,6 +229,7 @@ export function compileRule(rule: AclRule, where: string): CompiledRule {
     clientId: rule.clientId,
     certCN: rule.certCN,
     addresses,
+    anonymous: false,
     patterns,
     source: where,
   };
@@ -240,6 +249,15 @@ function validPattern(t: string): boolean {
  * `cn:NAME`, `ip:ADDRESS[/BITS]`. Example: `allow publish user:alice sensors/%u/#`.
  */
 export function parseAclFile(text: string, name = 'ACL file'): CompiledRule[] {
+  if (isMosquittoAcl(text)) {
+    let rules: MosquittoAclRule[];
+    try {
+      rules = parseMosquittoAcl(text);
+    } catch (err) {
+      throw new Error(`${name}: ${(err as Error).message}`);
+    }
+    return rules.map(({ rule, anonymous, line }) => ({ ...compileRule(rule, `${name}: line ${line}`), anonymous }));
+  }
   const rules: CompiledRule[] = [];
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
