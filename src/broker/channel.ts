@@ -122,11 +122,6 @@ export class Channel {
   /** Enhanced authentication: the method chosen in CONNECT and the exchange in progress. */
   private authMethod: string | undefined;
   private exchange: AuthExchange | undefined;
-
-  /** Who the client is was proven by its certificate or an enhanced authentication exchange, not a password. */
-  get identityProven(): boolean {
-    return this.transport.identityUsername !== undefined || this.authMethod !== undefined;
-  }
   private pendingConnect: PendingConnect | undefined;
   /** When the output buffer went over the high-water mark (slow consumer), while it stays there. */
   private stalledSince: number | undefined;
@@ -152,6 +147,11 @@ export class Channel {
   ) {
     this.openedAt = this.lastReceived = core.clock.now();
     this.decoder = new PacketDecoder({ maxPacketSize: core.limits.maxPacketSize });
+  }
+
+  /** Who the client is was proven by its certificate or an enhanced authentication exchange, not a password. */
+  get identityProven(): boolean {
+    return this.transport.identityUsername !== undefined || this.authMethod !== undefined;
   }
 
   get clientId(): string | undefined {
@@ -1014,10 +1014,11 @@ export class Channel {
       encoded = encodePacket({ ...packet, properties: rest } as Packet, this.version);
       if (encoded.length > this.clientMaxPacketSize) return;
     }
-    this.written(encoded);
+    this.write(encoded);
   }
 
-  private written(encoded: Buffer): void {
+  /** Writes one encoded packet (counted for the $SYS topics). */
+  private write(encoded: Buffer): void {
     const stats = this.core.stats;
     stats.packetsSent++;
     stats.bytesSent += encoded.length;
@@ -1028,7 +1029,7 @@ export class Channel {
   private sendAck(type: 4 | 5 | 6 | 7, packetId: number, reasonCode?: number): void {
     const encoded = encodeAck(type, packetId, reasonCode, this.version);
     // [MQTT-3.1.2-25] even a 4-byte packet must fit the client's Maximum Packet Size.
-    if (encoded.length <= this.clientMaxPacketSize) this.written(encoded);
+    if (encoded.length <= this.clientMaxPacketSize) this.write(encoded);
   }
 
   /**
@@ -1142,7 +1143,7 @@ export class Channel {
       return false;
     }
     this.core.stats.publishSent++;
-    this.written(encoded);
+    this.write(encoded);
     return true;
   }
 
