@@ -6,6 +6,7 @@ import { registerPubCommand } from './pub.js';
 import { registerSubCommand } from './sub.js';
 import { registerConnCommand } from './conn.js';
 import { registerBenchCommand } from './bench.js';
+import { registerConvertConfigCommand } from './convert-config.js';
 import { EXIT } from './common-client.js';
 import { PETREL_VERSION } from '../version.js';
 
@@ -23,5 +24,6 @@ export async function main(argv: string[]): Promise<void> {
   registerSubCommand(program);
   registerConnCommand(program);
   registerBenchCommand(program);
+  registerConvertConfigCommand(program);
   await program.parseAsync(argv, { from: 'user' });
 }

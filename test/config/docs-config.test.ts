@@ -16,6 +16,7 @@ import { Acl, parseAclFile } from '../../src/auth/acl.js';
 const DOCS = {
   'docs/configuration.md': fileURLToPath(new URL('../../../docs/configuration.md', import.meta.url)),
   'README.md': fileURLToPath(new URL('../../../README.md', import.meta.url)),
+  'docs/migrating-from-mosquitto.md': fileURLToPath(new URL('../../../docs/migrating-from-mosquitto.md', import.meta.url)),
 };
 
 interface Block {
@@ -129,4 +130,25 @@ test('docs config examples: the ACL file example parses as an ACL file', async (
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('docs config examples: the Mosquitto ACL file example parses and means what the page says', () => {
+  const blocks = all.filter((b) => b.doc === 'docs/configuration.md' && b.text.startsWith('topic read $SYS/#'));
+  assert.equal(blocks.length, 1, 'found the Mosquitto acl_file example');
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-docs-acl-'));
+  try {
+    const file = join(dir, 'acl');
+    writeFileSync(file, blocks[0]!.text);
+    const acl = new Acl({ file });
+    const who = (username: string | undefined, clientId = 'c1') => ({ clientId, username, remoteAddress: '192.0.2.1', certificateCN: undefined });
+    assert.equal(acl.canSubscribe(who(undefined), '$SYS/#'), true);
+    assert.equal(acl.canSubscribe(who('alice'), '$SYS/#'), false);
+    assert.equal(acl.canPublish(who('alice'), 'alice/notes'), true);
+    assert.equal(acl.canPublish(who('alice'), 'alice/secret/x'), false);
+    assert.equal(acl.canSubscribe(who('alice'), 'alice/+'), false, 'the page says alice/+ is refused');
+    assert.equal(acl.canPublish(who('bob', 'dev-1'), 'devices/dev-1/telemetry'), true);
+    assert.equal(acl.canPublish(who('bob', 'dev-1'), 'elsewhere'), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

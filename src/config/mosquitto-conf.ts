@@ -1,0 +1,268 @@
+// A Mosquitto 2.x configuration (mosquitto.conf(5)) turned into a Petrel config: listeners, security
+// files (Petrel reads mosquitto_passwd files and Mosquitto ACL files as they are) and the limits both
+// brokers share. What has no Petrel equivalent is reported line by line, never dropped silently.
+import type { FileConfig } from './config.js';
+
+export interface Conversion {
+  config: FileConfig;
+  /** "line 12: persistence: ..." for every option not carried over, or carried over with a difference. */
+  notes: string[];
+}
+
+type Listener = NonNullable<FileConfig['listeners']>[number] & Record<string, unknown>;
+
+/** Options that only configure something Petrel does differently or not at all, and why. */
+const NOT_CARRIED: Record<string, string> = {
+  persistence: 'Petrel keeps sessions and retained messages in memory (no durable storage yet)',
+  persistence_location: 'no durable storage yet',
+  persistence_file: 'no durable storage yet',
+  autosave_interval: 'no durable storage yet',
+  autosave_on_changes: 'no durable storage yet',
+  log_dest: 'Petrel logs JSON lines (pino) to stdout',
+  log_type: 'use logLevel',
+  log_timestamp: 'every log line has a time',
+  log_timestamp_format: 'every log line has a time (ms since the epoch)',
+  connection_messages: 'connection lines are kept to connectionLogRate per second',
+  pid_file: 'run Petrel under a service manager',
+  user: 'run Petrel as the user it should be',
+  include_dir: 'convert each included file and merge them by hand',
+  set_tcp_nodelay: 'Petrel always sets TCP_NODELAY',
+  upgrade_outgoing_qos: 'not offered (the spec gives the lower QoS)',
+  message_size_limit: 'use maxPacketSize (whole packets, not payloads)',
+  max_inflight_bytes: 'Petrel bounds in-flight messages by count (maxInflight)',
+  max_queued_bytes: 'Petrel bounds queues by count (maxQueuedMessages)',
+  allow_zero_length_clientid: 'Petrel assigns an ID to an empty one, as the spec asks',
+  auto_id_prefix: 'assigned IDs start with "petrel-"',
+  check_retain_source: 'not offered',
+  clientid_prefixes: 'use an ACL or the authenticate hook',
+  mount_point: 'not offered',
+  http_dir: 'Petrel serves no files over HTTP',
+  websockets_log_level: 'not needed',
+  websockets_headers_size: 'not needed',
+  socket_domain: 'give the listener an IPv4 or IPv6 address',
+  bind_interface: 'give the listener an address',
+  capath: 'list the CA files in ca',
+  crlfile: 'certificate revocation lists are not offered',
+  dhparamfile: 'Node.js chooses ECDHE groups',
+  psk_hint: 'TLS-PSK is not offered',
+  psk_file: 'TLS-PSK is not offered',
+  use_subject_as_username: 'use use_identity_as_username (peerCertAsUsername: cn)',
+  use_username_as_clientid: 'use peerCertAsClientId with certificates, or the authenticate hook',
+  plugin: 'Petrel has hooks instead of plugins (createBroker({ authenticate, authorizePublish, ... }))',
+  auth_plugin: 'Petrel has hooks instead of plugins',
+  plugin_opt: 'Petrel has hooks instead of plugins',
+  auth_opt: 'Petrel has hooks instead of plugins',
+  memory_limit: 'not offered; bound what clients may hold (maxQueuedMessages, maxRetainedMessages, ...)',
+  retry_interval: 'resends happen on reconnect, as MQTT 3.1.1 and 5.0 ask',
+  per_listener_settings: 'Petrel has one password file and one ACL for every listener',
+  allow_duplicate_messages: 'Petrel sends one copy per client for overlapping subscriptions',
+};
+
+/** Values of NOT_CARRIED options that ask for what Petrel does anyway: nothing to report. */
+const SAME_AS_PETREL: Record<string, string> = {
+  persistence: 'false',
+  per_listener_settings: 'false',
+  upgrade_outgoing_qos: 'false',
+  set_tcp_nodelay: 'true',
+  check_retain_source: 'false',
+  connection_messages: 'true',
+  allow_zero_length_clientid: 'true',
+  log_timestamp: 'true',
+  allow_duplicate_messages: 'false',
+};
+
+/** Mosquitto options that start a bridge, and those that only configure one. */
+const BRIDGE_OPTIONS = /^(connection|address|addresses|topic|bridge_\w+|cleansession|local_\w+|remote_\w+|notifications\w*|keepalive_interval|idle_timeout|restart_timeout|round_robin|start_type|threshold|try_private|notification_topic|backoff_\w+)$/;
+
+/** "1h", "2d", "3600" → seconds (Mosquitto's persistent_client_expiration units: h d w m y). */
+function durationSeconds(text: string): number | undefined {
+  const m = /^(\d+)([hdwmy]?)$/.exec(text);
+  if (!m) return undefined;
+  const unit = { '': 1, h: 3600, d: 86_400, w: 604_800, m: 2_592_000, y: 31_536_000 }[m[2]!]!;
+  return Number(m[1]) * unit;
+}
+
+const bool = (v: string): boolean | undefined => (v === 'true' ? true : v === 'false' ? false : undefined);
+const int = (v: string): number | undefined => (/^-?\d+$/.test(v) ? Number(v) : undefined);
+
+export function convertMosquittoConf(text: string): Conversion {
+  const config: FileConfig & Record<string, unknown> = {};
+  const notes: string[] = [];
+  const listeners: Listener[] = [];
+  // Listener options before the first `listener` line belong to the default listener (`port`, or 1883).
+  const defaultListener: Listener = { type: 'tcp' };
+  let current: Listener | undefined;
+  let defaultPort: number | undefined;
+  let inBridge = false;
+  let anonymousSet = false;
+
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const at = `line ${i + 1}`;
+    const space = line.search(/\s/);
+    const key = space < 0 ? line : line.slice(0, space);
+    const value = space < 0 ? '' : line.slice(space + 1).trim();
+    const note = (why: string) => notes.push(`${at}: ${key}: ${why}`);
+    const bad = () => note(`cannot read ${JSON.stringify(value)}; skipped`);
+
+    if (key === 'listener') {
+      inBridge = false;
+      const [portText, host] = value.split(/\s+/);
+      const port = int(portText ?? '');
+      if (port === undefined) return bad();
+      current = { type: 'tcp', port };
+      if (host) current.host = host;
+      listeners.push(current);
+      return;
+    }
+    if (key === 'connection') {
+      inBridge = true;
+      return note(`bridge ${JSON.stringify(value)} skipped: Petrel has no bridges yet`);
+    }
+    if (inBridge && BRIDGE_OPTIONS.test(key)) return; // reported once, at its `connection` line
+    const target: Listener = current ?? defaultListener;
+    switch (key) {
+      case 'port': {
+        const port = int(value);
+        if (port === undefined) return bad();
+        defaultPort = port;
+        return;
+      }
+      case 'bind_address':
+        target.host = value;
+        return;
+      case 'protocol':
+        if (value === 'websockets') target.type = target.type === 'tls' ? 'wss' : 'ws';
+        else if (value !== 'mqtt') bad();
+        return;
+      case 'certfile':
+      case 'keyfile':
+      case 'cafile': {
+        target[{ certfile: 'cert', keyfile: 'key', cafile: 'ca' }[key]] = value;
+        if (key === 'certfile') target.type = target.type === 'ws' ? 'wss' : target.type === 'tcp' ? 'tls' : target.type;
+        return;
+      }
+      case 'require_certificate':
+        if (bool(value) === undefined) return bad();
+        target.requestCert = bool(value);
+        return;
+      case 'use_identity_as_username':
+        if (bool(value) === undefined) return bad();
+        if (bool(value)) target.peerCertAsUsername = 'cn';
+        return;
+      case 'tls_version':
+        if (value === 'tlsv1.3') target.minVersion = 'TLSv1.3';
+        else if (value === 'tlsv1.2') target.minVersion = 'TLSv1.2';
+        else note(`${value} is below what Petrel offers (TLS 1.2 and 1.3); skipped`);
+        return;
+      case 'ciphers':
+        target.ciphers = value;
+        return;
+      case 'ciphers_tls1.3':
+        target.ciphersuites = value;
+        return;
+      case 'max_connections': {
+        const n = int(value);
+        if (n === undefined) return bad();
+        if (n >= 0) target.maxConnections = n; // -1: no limit
+        return;
+      }
+      case 'allow_anonymous': {
+        const b = bool(value);
+        if (b === undefined) return bad();
+        config.allowAnonymous = b;
+        anonymousSet = true;
+        return;
+      }
+      case 'password_file':
+        config.passwordFile = value;
+        return;
+      case 'acl_file':
+        config.acl = { ...config.acl, file: value };
+        return;
+      case 'max_queued_messages': {
+        const n = int(value);
+        if (n === undefined) return bad();
+        // Mosquitto's 0 means no limit.
+        config.maxQueuedMessages = n <= 0 ? 10_000_000 : Math.min(n, 10_000_000);
+        return;
+      }
+      case 'queue_qos0_messages':
+        if (bool(value) === undefined) return bad();
+        config.queueQos0 = bool(value);
+        return;
+      case 'max_inflight_messages': {
+        const n = int(value);
+        if (n === undefined) return bad();
+        config.maxInflight = n <= 0 ? 65535 : Math.min(n, 65535);
+        return;
+      }
+      case 'max_keepalive': {
+        const n = int(value);
+        if (n === undefined || n < 0) return bad();
+        config.maxKeepAlive = n === 0 ? 65535 : Math.min(n, 65535);
+        return;
+      }
+      case 'max_packet_size': {
+        const n = int(value);
+        if (n === undefined) return bad();
+        if (n > 0) config.maxPacketSize = Math.max(n, 16);
+        return;
+      }
+      case 'persistent_client_expiration': {
+        const s = durationSeconds(value);
+        if (s === undefined) return bad();
+        config.sessionExpiry = s;
+        return;
+      }
+      case 'retain_available':
+        if (bool(value) === undefined) return bad();
+        config.retainAvailable = bool(value);
+        return;
+      case 'max_qos': {
+        const n = int(value);
+        if (n !== 0 && n !== 1 && n !== 2) return bad();
+        config.maxQos = n;
+        return;
+      }
+      case 'sys_interval': {
+        const n = int(value);
+        if (n === undefined || n < 0) return bad();
+        config.sysInterval = Math.min(n, 86_400);
+        return;
+      }
+      case 'max_topic_alias': {
+        const n = int(value);
+        if (n === undefined || n < 0) return bad();
+        config.topicAliasMaximum = Math.min(n, 65535);
+        return;
+      }
+      default:
+        if (Object.hasOwn(NOT_CARRIED, key)) {
+          if (Object.hasOwn(SAME_AS_PETREL, key) && SAME_AS_PETREL[key] === value) return;
+          return note(`not carried over: ${NOT_CARRIED[key]!}`);
+        }
+        return note('not recognised; skipped');
+    }
+  });
+
+  if (defaultPort !== undefined) {
+    listeners.unshift({ ...defaultListener, port: defaultPort });
+  } else if (listeners.length === 0) {
+    // Without any listener or port, Mosquitto 2 accepts local connections only.
+    listeners.push({ ...defaultListener, port: 1883, host: defaultListener.host ?? '127.0.0.1' });
+    notes.push('no listener in the file: Mosquitto 2 then listens on localhost:1883 only, and so does this config');
+  }
+  for (const l of listeners) {
+    if ((l.type === 'ws' || l.type === 'wss') && l.path === undefined) {
+      l.path = '/mqtt';
+      notes.push(`listener ${l.port}: Mosquitto answers WebSocket on any path, Petrel on one: /mqtt (set "path" to change it)`);
+    }
+    if (l.peerCertAsUsername && !l.requestCert) l.requestCert = true;
+  }
+  // Mosquitto 2 refuses anonymous clients unless allow_anonymous says otherwise.
+  if (!anonymousSet) config.allowAnonymous = false;
+  config.listeners = listeners;
+  return { config, notes };
+}
