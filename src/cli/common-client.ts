@@ -1,6 +1,7 @@
 // Options shared by `petrel pub`, `sub`, `conn` and `bench`: connection, TLS, will, session;
 // flags follow mosquitto_pub/sub (and MQTTX) so muscle memory works.
 import { Buffer } from 'node:buffer';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Option } from 'commander';
@@ -189,6 +190,49 @@ function readPem(file: string, what: string): Buffer {
   }
 }
 
+/**
+ * The TLS files are checked here, so that a file that is not PEM, a wrong passphrase or a key of another
+ * certificate is a bad argument naming its flag, not an OpenSSL error at connect time (Node.js even
+ * ignores a --cafile without a certificate in it).
+ */
+function checkTlsFiles(flags: ConnectionFlags, pem: { ca?: Buffer; cert?: Buffer; key?: Buffer }): void {
+  if (pem.ca) {
+    const blocks = pem.ca.toString('latin1').match(/-----BEGIN (TRUSTED |X509 )?CERTIFICATE-----[^-]+-----END (TRUSTED |X509 )?CERTIFICATE-----/g) ?? [];
+    if (blocks.length === 0) throw new UsageError(`--cafile "${flags.cafile}" holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+    for (const b of blocks) {
+      try {
+        new X509Certificate(b);
+      } catch (err) {
+        throw new UsageError(`--cafile "${flags.cafile}" holds a certificate that cannot be read: ${(err as Error).message}`);
+      }
+    }
+  }
+  let cert: X509Certificate | undefined;
+  if (pem.cert) {
+    try {
+      cert = new X509Certificate(pem.cert);
+    } catch {
+      throw new UsageError(`--cert "${flags.cert}" is not a PEM certificate ("-----BEGIN CERTIFICATE-----")`);
+    }
+  }
+  let key: KeyObject | undefined;
+  if (pem.key) {
+    try {
+      key = createPrivateKey({ key: pem.key, ...(flags.keyPassphrase ? { passphrase: flags.keyPassphrase } : {}) });
+    } catch {
+      if (/ENCRYPTED/.test(pem.key.toString('latin1'))) {
+        throw new UsageError(
+          flags.keyPassphrase
+            ? `--key-passphrase does not decrypt --key "${flags.key}": wrong passphrase`
+            : `--key "${flags.key}" is encrypted: pass its passphrase with --key-passphrase`,
+        );
+      }
+      throw new UsageError(`--key "${flags.key}" is not a PEM private key ("-----BEGIN PRIVATE KEY-----")`);
+    }
+  }
+  if (cert && key && !cert.checkPrivateKey(key)) throw new UsageError(`--cert "${flags.cert}" and --key "${flags.key}" do not match: the key is not the certificate's`);
+}
+
 /** The TLS flags given, by name (they all need an mqtts:// or wss:// connection). */
 function tlsFlagsGiven(flags: ConnectionFlags): string[] {
   const given: [unknown, string][] = [
@@ -277,6 +321,7 @@ export function clientOptionsFromFlags(flags: ConnectionFlags, url?: string): Cl
     if (flags.key) o.tls.key = readPem(flags.key, 'key');
     if (flags.cert && !flags.key) throw new UsageError('--cert needs --key');
     if (flags.key && !flags.cert) throw new UsageError('--key needs --cert');
+    checkTlsFiles(flags, o.tls as { ca?: Buffer; cert?: Buffer; key?: Buffer });
     if (flags.keyPassphrase) o.tls.passphrase = flags.keyPassphrase;
     if (flags.insecure) o.tls.rejectUnauthorized = false;
     if (flags.servername) o.tls.servername = flags.servername;

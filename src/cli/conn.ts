@@ -9,10 +9,10 @@ import type { Duplex } from 'node:stream';
 import type { Command } from 'commander';
 import { WebSocket, createWebSocketStream } from 'ws';
 import { MqttClient } from '../client/client.js';
-import { MqttClientError, TimeoutError, explainNetworkError, formatDuration } from '../client/errors.js';
+import { ConnectionError, MqttClientError, TimeoutError, explainNetworkError, formatDuration } from '../client/errors.js';
 import type { ClientOptions, ResolvedOptions } from '../client/options.js';
 import { protocolVersionName, resolveOptions } from '../client/options.js';
-import { tlsConnectOptions } from '../client/transport.js';
+import { tagWebSocketError, tlsConnectOptions } from '../client/transport.js';
 import { formatBrokerUrl, hostPort, isSecure, isWebSocket } from '../client/url.js';
 import { connackReturnCodeName, reasonName } from '../protocol/index.js';
 import type { Properties } from '../protocol/index.js';
@@ -186,11 +186,14 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
     if (!tlsSocket.authorized) {
       const code = String(tlsSocket.authorizationError ?? 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
       let reason = '';
+      const details: { host?: string; cert?: tls.PeerCertificate } = {};
       if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
         const servername = wanted.servername ?? address.host;
-        reason = tls.checkServerIdentity(servername, tlsSocket.getPeerCertificate())?.message ?? '';
+        details.host = servername;
+        details.cert = tlsSocket.getPeerCertificate();
+        reason = tls.checkServerIdentity(servername, details.cert)?.message ?? '';
       }
-      const error = explainNetworkError(Object.assign(new Error(reason || code), { code, reason }), { host: address.host, port: address.port, tls: true });
+      const error = explainNetworkError(Object.assign(new Error(reason || code), { code, reason, ...details }), { host: address.host, port: address.port, tls: true });
       if (wanted.rejectUnauthorized !== false) {
         tlsSocket.destroy();
         throw new StepFailure('TLS', error);
@@ -215,10 +218,7 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
           ok('WebSocket', `upgraded at ${address.path}, subprotocol "${ws.protocol}" (${ms(t)})`);
           resolve(createWebSocketStream(ws));
         });
-        ws.once('error', (e: NodeJS.ErrnoException) => {
-          if (e.code === undefined && /Unexpected server response/.test(e.message)) e.code = 'ERR_WS_UNEXPECTED_RESPONSE';
-          reject(e);
-        });
+        ws.once('error', (e: NodeJS.ErrnoException) => reject(tagWebSocketError(e)));
       }), options.connectTimeout, () => base.destroy(), {
         message: `waiting for the WebSocket upgrade from ${where}`,
         hint: `the server accepted the connection but did not answer the upgrade to ${address.path}: is this a WebSocket port (and path)?`,
@@ -245,7 +245,8 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
     ok('CONNECT', `sending: ${parts.join(', ')}`);
     connack = await client.connect();
   } catch (err) {
-    throw new StepFailure('CONNACK', err);
+    // a TLS 1.3 server checks the client certificate after its handshake: its alert comes while we wait for CONNACK
+    throw new StepFailure(err instanceof ConnectionError && err.step === 'tls' ? 'TLS' : 'CONNACK', err);
   }
   const v5 = options.protocolVersion === 5;
   ok('CONNACK', `${v5 ? reasonName(connack.reasonCode) : connackReturnCodeName(connack.reasonCode)} in ${ms(t)}, session present: ${connack.sessionPresent ? 'yes' : 'no'}`);
@@ -256,7 +257,8 @@ async function runSteps(options: ResolvedOptions, clientOptions: ClientOptions, 
   if (pings > 0) {
     const rtts: number[] = [];
     try {
-      for (let i = 0; i < pings; i++) rtts.push(await client.ping());
+      // bounded like the other steps: a server that never answers would otherwise hold us for the whole keep alive
+      for (let i = 0; i < pings; i++) rtts.push(await client.ping({ timeout: options.connectTimeout }));
     } catch (err) {
       client.destroy();
       throw new StepFailure('PING', err);

@@ -3,8 +3,7 @@ import { Buffer, isUtf8 } from 'node:buffer';
 import type { Command } from 'commander';
 import { MqttClient } from '../client/client.js';
 import type { Message } from '../client/client.js';
-import type { MqttClientError } from '../client/errors.js';
-import { formatDuration } from '../client/errors.js';
+import { MqttClientError, formatDuration, isFinalDisconnect } from '../client/errors.js';
 import { isValidTopicFilter } from '../protocol/index.js';
 import type { Properties } from '../protocol/index.js';
 import type { ConnectionFlags } from './common-client.js';
@@ -132,11 +131,12 @@ async function subscribe(flags: SubFlags): Promise<number> {
   if (flags.debug) debugPackets(client);
   const messages = client.messages();
   await client.connect();
-  // without reconnect the loss is also why sub ends: say it once, here
+  // without reconnect (or after a DISCONNECT that ends it: Use another server, ...) the loss is also why sub ends: say it once, here
   let reportedLoss: MqttClientError | undefined;
   client.on('offline', (err: MqttClientError) => {
     reportedLoss = err;
-    process.stderr.write(`petrel sub: connection lost: ${reconnect ? `${err.message}; reconnecting` : err.describe()}\n`);
+    const retry = reconnect && !isFinalDisconnect(err);
+    process.stderr.write(`petrel sub: connection lost: ${retry ? `${err.message}; reconnecting` : err.describe()}\n`);
   });
   let attempting = false;
   client.on('reconnect', () => (attempting = true));
@@ -193,6 +193,8 @@ async function subscribe(flags: SubFlags): Promise<number> {
     return exitCode;
   } catch (err) {
     client.destroy();
+    // a SUBSCRIBE cut short by the loss already reported: not twice ("the client closed: <the same>")
+    if (reportedLoss && client.error === reportedLoss && err instanceof MqttClientError && err.cause === reportedLoss) return exitCodeFor(reportedLoss);
     throw err;
   } finally {
     clearTimeout(timer);

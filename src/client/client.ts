@@ -43,11 +43,13 @@ import {
   connackError,
   explainNetworkError,
   formatDuration,
+  isFinalDisconnect,
   isPermanentConnackFailure,
+  otherVersions,
   serverDisconnectError,
 } from './errors.js';
 import type { ClientOptions, ResolvedOptions } from './options.js';
-import { defaultPingTimeout, resolveOptions, toBuffer } from './options.js';
+import { defaultPingTimeout, protocolVersionName, resolveOptions, toBuffer } from './options.js';
 import { KeepAlive, PacketIdAllocator, backoffDelay, timerDelay } from './session-state.js';
 import type { OpenedTransport, TransportStage } from './transport.js';
 import { flushAndClose, openTransport, writeBatched } from './transport.js';
@@ -320,7 +322,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
             conn.onConnack = (packet) => {
               if (settled) return;
               if (packet.reasonCode !== 0) {
-                fail(connackError(packet.reasonCode, this.protocolVersion, packet.properties?.reasonString));
+                fail(connackError(packet.reasonCode, this.protocolVersion, packet.properties?.reasonString, packet.properties?.serverReference));
                 return;
               }
               if (packet.sessionPresent && this.options.clean) {
@@ -435,11 +437,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       if (!reason) {
         reason = conn.connected
           ? new DisconnectError('CONNECTION_CLOSED', `connection to ${where} closed by the server`)
-          : new DisconnectError('CONNECTION_CLOSED', `connection to ${where} closed by the server before CONNACK`, {
-              hint: isSecure(this.options.address.scheme)
-                ? 'the server may not support this protocol version (try -V 3.1.1), or refused the client'
-                : 'if this is a TLS port use mqtts:// (or wss://); the server may not support this protocol version (try -V 3.1.1)',
-            });
+          : new DisconnectError('CONNECTION_CLOSED', `connection to ${where} closed by the server before CONNACK`, { hint: this.closedBeforeConnackHint() });
       }
       this.connectionLost(conn, reason);
     });
@@ -448,6 +446,17 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       stream.end();
     });
     return conn;
+  }
+
+  /** What a silent close before CONNACK may mean; never suggests the protocol version in use. */
+  private closedBeforeConnackHint(): string {
+    if (!isSecure(this.options.address.scheme)) {
+      return `if this is a TLS port use mqtts:// (or wss://); the server may not support this protocol version (try ${otherVersions(this.protocolVersion)})`;
+    }
+    // over TLS the likely cause is a client certificate the server refused after the handshake (TLS 1.3 checks it then, and may send no alert)
+    return this.options.tls?.cert !== undefined
+      ? `the server may not accept the client certificate (is it signed by a CA the server trusts?), or may not support MQTT ${protocolVersionName(this.protocolVersion)}`
+      : `the server may require a client certificate (--cert / --key, the cert and key options), or may not support MQTT ${protocolVersionName(this.protocolVersion)}`;
   }
 
   private onConnected(conn: Connection, packet: ConnackPacket): ConnackInfo {
@@ -636,8 +645,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     this.emit('offline', err);
     this.emitError(err);
     if (this.closed || (this.state as string) === 'closing') return;
-    const serverSaysStop = err.code === 'SERVER_DISCONNECT' && (err.reasonCode === 0x8e || err.reasonCode === 0x8a || err.reasonCode === 0x9c || err.reasonCode === 0x9d);
-    if (this.options.reconnect === false || serverSaysStop) {
+    if (this.options.reconnect === false || isFinalDisconnect(err)) {
       this.finalize(err);
       return;
     }
@@ -882,6 +890,13 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   private handlePacket(conn: Connection, packet: Packet): void {
     if (conn.lost) return;
     if (this.listenerCount('packetreceive') > 0) this.emit('packetreceive', packet);
+    if (!conn.connected && packet.type === 14 && this.protocolVersion === 5) {
+      // a DISCONNECT instead of CONNACK breaks [MQTT-3.14.0-1] but says why: report its reason code and string
+      const d = packet as DisconnectPacket;
+      this.emit('disconnect', d);
+      this.connectionLost(conn, serverDisconnectError(d.reasonCode ?? 0, d.properties?.reasonString, d.properties?.serverReference, true));
+      return;
+    }
     if (!conn.connected && packet.type !== 2) {
       // [MQTT-3.2.0-1] the first packet from the server is CONNACK (AUTH would be 5.0 enhanced authentication, which this client does not start)
       const what = packet.type === 15 ? 'AUTH (enhanced authentication, which this client did not ask for)' : packetName(packet.type);
@@ -1152,13 +1167,37 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     });
   }
 
-  /** Sends PINGREQ and resolves with the round-trip time in ms. */
-  ping(): Promise<number> {
+  /**
+   * Sends PINGREQ and resolves with the round-trip time in ms. With `timeout` (ms) it rejects with a
+   * TimeoutError PING_TIMEOUT when no PINGRESP came by then (the connection stays open); without,
+   * it waits as long as the keep alive allows.
+   */
+  ping(options: { timeout?: number } = {}): Promise<number> {
     if (this.state === 'closed' || this.state === 'closing') return Promise.reject(new ClientClosedError('CLIENT_CLOSED', 'the client is closed'));
+    const { timeout } = options;
+    if (timeout !== undefined && !(timeout > 0)) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `ping timeout must be a positive number of milliseconds (got ${String(timeout)})`));
     const conn = this.conn;
     if (!conn || !conn.connected || conn.lost) return Promise.reject(new ClientClosedError('OFFLINE', 'not connected'));
     return new Promise<number>((resolve, reject) => {
-      this.pingWaiters.push({ sentAt: performance.now(), deferred: { resolve, reject } });
+      let timer: NodeJS.Timeout | undefined;
+      if (timeout !== undefined) {
+        // the waiter stays queued, so a late PINGRESP is not taken for the answer to a later PINGREQ
+        const error = new TimeoutError('PING_TIMEOUT', `no PINGRESP from the server within ${formatDuration(timeout)}`, {
+          hint: 'the server or the network stalled, or the server does not answer PINGREQ',
+        });
+        timer = setTimeout(() => reject(error), timerDelay(timeout));
+      }
+      const deferred: Deferred<number> = {
+        resolve: (rtt) => {
+          clearTimeout(timer);
+          resolve(rtt);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      this.pingWaiters.push({ sentAt: performance.now(), deferred });
       this.send(conn, { type: 12 });
     });
   }

@@ -9,6 +9,7 @@ export type ClientErrorCode =
   | string
   | 'CONNECT_TIMEOUT'
   | 'KEEPALIVE_TIMEOUT'
+  | 'PING_TIMEOUT'
   | 'CONNACK_REFUSED'
   | 'SERVER_DISCONNECT'
   | 'CONNECTION_CLOSED'
@@ -111,10 +112,15 @@ const UNKNOWN_CA_CODES = new Set([
  */
 export function explainNetworkError(err: unknown, target: Target): MqttClientError {
   if (err instanceof MqttClientError) return err;
-  const e = err as NodeJS.ErrnoException & { reason?: string; host?: string; hostname?: string };
-  const code = typeof e?.code === 'string' ? e.code : 'ECONNECTION';
-  const where = hostPort(target.host, target.port);
+  const e = err as NodeJS.ErrnoException & { reason?: string; host?: string; hostname?: string; cert?: { subjectaltname?: string; subject?: { CN?: string | string[] } } };
   const raw = e?.message ?? String(err);
+  // a TLS alert met while writing (the WebSocket upgrade request) comes as EPROTO with OpenSSL's text: use the code Node.js gives it when reading
+  const ssl = opensslReason(raw);
+  const code = typeof e?.code === 'string' && !(e.code === 'EPROTO' && ssl) ? e.code : ssl ? `ERR_SSL_${ssl.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}` : 'ECONNECTION';
+  const where = hostPort(target.host, target.port);
+  // the client's own certificate, key or passphrase is wrong: no connection can help, say which option
+  const local = LOCAL_TLS_ERRORS[code];
+  if (local) return new MqttClientError('INVALID_ARGUMENT', `TLS: ${local[0]} (${code})`, { hint: local[1], cause: err });
   const mk = (step: ConnectionError['step'], message: string, hint?: string) =>
     new ConnectionError(code, step, `${message} (${code})`, { hint, cause: err });
   if (target.webSocket && target.phase === 'handshake') {
@@ -122,7 +128,9 @@ export function explainNetworkError(err: unknown, target: Target): MqttClientErr
     // with wss:// a reset before "socket hang up" is the TLS handshake failing: explained below
     const upgradeStage = !target.tls || raw === 'socket hang up';
     if ((code === 'ECONNRESET' || code === 'EPIPE') && upgradeStage) {
-      return mk('websocket', `WebSocket upgrade to ${where} failed: the server closed the connection without an HTTP answer`, notWebSocket);
+      // a TLS 1.3 server refuses a client certificate just after the handshake, so the close looks the same
+      const hint = target.tls ? `${notWebSocket}; or the server refused the client certificate (or the lack of one: --cert / --key)` : notWebSocket;
+      return mk('websocket', `WebSocket upgrade to ${where} failed: the server closed the connection without an HTTP answer`, hint);
     }
     if (code.startsWith('HPE_')) return mk('websocket', `WebSocket upgrade to ${where} failed: the server's answer is not HTTP`, notWebSocket);
     if (code === 'ERR_WS_SUBPROTOCOL') {
@@ -150,12 +158,16 @@ export function explainNetworkError(err: unknown, target: Target): MqttClientErr
       return mk('tcp', `connection to ${where} reset by the server`, target.tls ? undefined : 'if this is a TLS port, use mqtts:// (or wss://)');
     case 'EPIPE':
       return mk('tcp', `connection to ${where} closed by the server while writing`);
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+    case 'ERR_TLS_CERT_ALTNAME_INVALID': {
+      // Node.js lists only the names of the kind checked: none at all for an IP address the certificate lacks
+      const cn = e.cert?.subject?.CN;
+      const names = e.cert?.subjectaltname || (cn ? `CN=${Array.isArray(cn) ? cn.join(', CN=') : cn}` : undefined);
       return mk(
         'tls',
-        `TLS: hostname mismatch: ${e.reason ?? raw}`,
+        `TLS: hostname mismatch: ${names ? `${e.host ?? target.host} is not among the certificate's names: ${names}` : (e.reason ?? raw)}`,
         'connect with the name the certificate was issued for, or pass --servername / the servername option',
       );
+    }
     case 'CERT_HAS_EXPIRED':
       return mk('tls', 'TLS: the server certificate has expired', 'renew the server certificate (or --insecure for testing only)');
     case 'CERT_NOT_YET_VALID':
@@ -176,7 +188,7 @@ export function explainNetworkError(err: unknown, target: Target): MqttClientErr
     case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
       return mk('tls', `TLS: ${where} does not speak TLS`, 'this looks like a plain port: use mqtt:// (or ws://), or the TLS port');
     case 'ERR_WS_UNEXPECTED_RESPONSE':
-      return mk('websocket', `WebSocket upgrade to ${where} failed: ${raw}`, 'check the path (usually /mqtt) and that this port serves MQTT over WebSocket');
+      return mk('websocket', `WebSocket upgrade to ${where} failed: ${raw}`, httpStatusHint(Number(/\b(\d{3})\b/.exec(raw)?.[1])));
   }
   if (UNKNOWN_CA_CODES.has(code)) {
     return mk(
@@ -186,14 +198,50 @@ export function explainNetworkError(err: unknown, target: Target): MqttClientErr
     );
   }
   if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || /certificate/i.test(raw)) {
-    return mk('tls', `TLS error: ${raw}`);
+    return mk('tls', `TLS error: ${ssl ?? raw.split('\n')[0]!}`);
   }
   if (code.startsWith('EAI_')) return mk('dns', `DNS lookup of "${target.host}" failed: ${raw}`);
   return mk('tcp', `connection to ${where} failed: ${raw}`);
 }
 
+/** OpenSSL's reason in an error message ("sslv3 alert handshake failure"), without its file and line. */
+function opensslReason(message: string): string | undefined {
+  return /SSL routines:[^:]*:([^:\n]+)/.exec(message)?.[1]?.trim();
+}
+
+/** Codes of a client certificate / key that cannot be used, with what to say and what to do. */
+const LOCAL_TLS_ERRORS: Record<string, [message: string, hint: string]> = {
+  ERR_OSSL_BAD_DECRYPT: ['the client key cannot be decrypted: wrong or missing passphrase', 'check the passphrase option (--key-passphrase)'],
+  ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED: ['the client key is encrypted and no passphrase was given', 'pass the passphrase option (--key-passphrase)'],
+  ERR_OSSL_X509_KEY_VALUES_MISMATCH: ['the client certificate and key do not match', 'pass the key of this certificate (--cert / --key)'],
+  ERR_OSSL_PEM_NO_START_LINE: ['a certificate or key option holds no PEM data', 'pass PEM text ("-----BEGIN ...") in the cert, key and ca options (--cert, --key, --cafile)'],
+};
+
+/** What to try after an HTTP status instead of the WebSocket upgrade. */
+function httpStatusHint(status: number): string {
+  if (status === 401 || status === 407) {
+    return 'the server wants HTTP authentication for the upgrade: send the credentials it expects as a header (--ws-header "Authorization: ...", the wsHeaders option)';
+  }
+  if (status === 403) return 'the server refused the upgrade: check the credentials or headers it expects (--ws-header) and the Origin it allows';
+  if (status >= 300 && status < 400) return 'the server redirects elsewhere: use the URL it points to (check ws:// against wss:// and the path)';
+  if (status >= 500) return 'the server (or a proxy in front of it) failed: try again later, or check the proxy forwards WebSocket upgrades';
+  return 'check the path (usually /mqtt) and that this port serves MQTT over WebSocket';
+}
+
+/** "-V 3.1.1 or -V 3.1": the protocol versions other than the one in use, to try. */
+export function otherVersions(version: ProtocolVersion): string {
+  const names: [ProtocolVersion, string][] = [
+    [5, '5'],
+    [4, '3.1.1'],
+    [3, '3.1'],
+  ];
+  return names
+    .filter(([v]) => v !== version)
+    .map(([, name]) => `-V ${name}`)
+    .join(' or ');
+}
+
 const CONNACK_HINTS: Record<number, string> = {
-  0x84: 'the server does not support this protocol version: try -V 3.1.1 (or 3.1)',
   0x85: 'the server rejected the Client ID: pass another one with -i',
   0x86: 'check the user name and password (-u / -P)',
   0x87: 'this user / client is not allowed to connect',
@@ -201,21 +249,32 @@ const CONNACK_HINTS: Record<number, string> = {
   0x89: 'the server is busy: try again later',
   0x8a: 'this client is banned by the server',
   0x8c: 'the server does not accept this authentication method',
-  0x9c: 'the server asks to use another server (see Server Reference)',
-  0x9d: 'the server has moved (see Server Reference)',
   0x9f: 'connecting too often: slow down',
 };
 
-/** The message for a refused CONNACK: "connection refused by the server: 0x86 Bad User Name or Password". */
-export function connackError(reasonCode: number, version: ProtocolVersion, reasonString?: string): ConnackError {
+/**
+ * The message for a refused CONNACK: "connection refused by the server: 0x86 Bad User Name or Password";
+ * `serverReference` (0x9c / 0x9d) is named in the hint.
+ */
+export function connackError(reasonCode: number, version: ProtocolVersion, reasonString?: string, serverReference?: string): ConnackError {
   const name = version === 5 ? reasonName(reasonCode) : connackReturnCodeName(reasonCode);
   const v5 = version === 5 ? reasonCode : v3ConnackToV5(reasonCode);
   const detail = reasonString ? `: ${reasonString}` : '';
+  let hint = CONNACK_HINTS[v5];
+  // never suggest the version already in use
+  if (v5 === 0x84) hint = `the server does not support this protocol version: try ${otherVersions(version)}`;
+  else if (v5 === 0x9c) hint = serverReference ? `the server asks to use another server: ${serverReference}` : 'the server asks to use another server (it named none)';
+  else if (v5 === 0x9d) hint = serverReference ? `the server has moved to ${serverReference}` : 'the server has moved (it did not say where)';
   return new ConnackError('CONNACK_REFUSED', `connection refused by the server: ${name}${detail}`, {
     reasonCode,
     reasonString,
-    hint: CONNACK_HINTS[v5],
+    hint,
   });
+}
+
+/** True for a server DISCONNECT after which reconnecting is pointless: Session taken over, Banned, Use another server, Server moved. */
+export function isFinalDisconnect(err: MqttClientError): boolean {
+  return err.code === 'SERVER_DISCONNECT' && [0x8a, 0x8e, 0x9c, 0x9d].includes(err.reasonCode ?? 0);
 }
 
 /** True when retrying the same CONNECT cannot succeed (bad credentials, banned, unsupported version, ...). */
@@ -225,8 +284,8 @@ export function isPermanentConnackFailure(reasonCode: number, version: ProtocolV
 }
 
 /** The error for a DISCONNECT the server sent. */
-export function serverDisconnectError(reasonCode: number, reasonString?: string, serverReference?: string): DisconnectError {
-  let message = `the server closed the connection: ${reasonName(reasonCode)}`;
+export function serverDisconnectError(reasonCode: number, reasonString?: string, serverReference?: string, beforeConnack = false): DisconnectError {
+  let message = `the server closed the connection${beforeConnack ? ' before CONNACK' : ''}: ${reasonName(reasonCode)}`;
   if (reasonString) message += `: ${reasonString}`;
   let hint: string | undefined;
   if (reasonCode === 0x8e) hint = 'another client connected with the same Client ID';

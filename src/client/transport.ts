@@ -54,6 +54,16 @@ export function tlsConnectOptions(host: string, options: TlsOptions = {}): tls.C
   return o;
 }
 
+/** Gives the ws library's code-less upgrade errors a code, so they can be explained: an HTTP status, a refused subprotocol. */
+export function tagWebSocketError(err: Error): Error {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === undefined) {
+    if (/^Unexpected server response/.test(e.message)) e.code = 'ERR_WS_UNEXPECTED_RESPONSE';
+    else if (/subprotocol/i.test(e.message)) e.code = 'ERR_WS_SUBPROTOCOL';
+  }
+  return err;
+}
+
 function abortError(): Error {
   const err = new Error('connection attempt aborted');
   (err as NodeJS.ErrnoException).code = 'ABORT_ERR';
@@ -140,12 +150,7 @@ function openWebSocket(address: BrokerAddress, options: TransportOptions): Promi
       cleanup();
       ws.on('error', () => {}); // a late error after terminate must not crash
       ws.terminate();
-      const e = err as NodeJS.ErrnoException;
-      if (e.code === undefined) {
-        if (/^Unexpected server response/.test(e.message)) e.code = 'ERR_WS_UNEXPECTED_RESPONSE';
-        else if (/subprotocol/i.test(e.message)) e.code = 'ERR_WS_SUBPROTOCOL';
-      }
-      reject(err);
+      reject(tagWebSocketError(err));
     };
     const onAbort = () => onError(abortError());
     ws.once('upgrade', onUpgrade);

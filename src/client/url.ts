@@ -41,6 +41,8 @@ export function isWebSocket(scheme: BrokerScheme): boolean {
  * message for an unknown scheme or a bad port.
  */
 export function parseBrokerUrl(input: string): BrokerAddress {
+  // messages quote the URL, but never its password
+  const shown = redactPassword(input);
   let text = input.trim();
   if (text === '') throw new TypeError('empty broker URL');
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) text = `mqtt://${text}`;
@@ -48,22 +50,22 @@ export function parseBrokerUrl(input: string): BrokerAddress {
   try {
     url = new URL(text);
   } catch {
-    throw new TypeError(`invalid broker URL "${input}"`);
+    throw new TypeError(`invalid broker URL "${shown}"`);
   }
   const rawScheme = url.protocol.slice(0, -1).toLowerCase();
   const scheme = SCHEME_ALIASES[rawScheme];
   if (scheme === undefined) {
-    throw new TypeError(`unsupported URL scheme "${rawScheme}://" in "${input}": use mqtt://, mqtts://, ws:// or wss://`);
+    throw new TypeError(`unsupported URL scheme "${rawScheme}://" in "${shown}": use mqtt://, mqtts://, ws:// or wss://`);
   }
   let host = url.hostname;
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  if (host === '') throw new TypeError(`no host in broker URL "${input}"`);
+  if (host === '') throw new TypeError(`no host in broker URL "${shown}"`);
   // URL drops a port equal to the scheme's web default (ws://h:80, wss://h:443): read it from the text
   const authority = text.slice(text.indexOf('//') + 2).split(/[/?#]/)[0]!;
   const hostPart = authority.slice(authority.lastIndexOf('@') + 1);
   const explicitPort = /:(\d+)$/.exec(hostPart.startsWith('[') ? hostPart.slice(hostPart.indexOf(']')) : hostPart)?.[1];
   const port = explicitPort === undefined ? DEFAULT_PORTS[scheme] : Number(explicitPort);
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError(`invalid port in broker URL "${input}"`);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new TypeError(`invalid port in broker URL "${shown}"`);
   let path = '';
   if (isWebSocket(scheme)) {
     path = url.pathname === '' || url.pathname === '/' ? '/mqtt' : url.pathname;
@@ -73,6 +75,18 @@ export function parseBrokerUrl(input: string): BrokerAddress {
   if (url.username !== '') address.username = decodeURIComponent(url.username);
   if (url.password !== '') address.password = decodeURIComponent(url.password);
   return address;
+}
+
+/** The URL text with the password of its user:password@ as ***, for messages: mqtt://alice:***@host. */
+export function redactPassword(text: string): string {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)?([^/?#]*)(.*)$/is.exec(text);
+  if (!m) return text;
+  const [, scheme = '', authority = '', rest = ''] = m;
+  // the user info ends at the authority's last @; the password starts after its first :
+  const at = authority.lastIndexOf('@');
+  const colon = authority.indexOf(':');
+  if (at < 0 || colon < 0 || colon > at) return text;
+  return `${scheme}${authority.slice(0, colon)}:***${authority.slice(at)}${rest}`;
 }
 
 /** `host:port` with IPv6 brackets, for messages. */

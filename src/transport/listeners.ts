@@ -13,7 +13,7 @@ import type { Security } from '../auth/security.js';
 import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } from './direct-tcp.js';
 import { readProxyHeader } from './proxy-protocol.js';
 import { attachSocket, socketAddress, type TransportInit } from './stream.js';
-import { certificateIdentity, identityFields, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
+import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
 import { webSocketEndpoint } from './websocket.js';
 
 /** Pending connections the kernel may queue per listener before accept(). */
@@ -157,7 +157,10 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
     return false;
   };
   const logTlsError = (err: Error & { code?: string }, socket: TLSSocket) => {
-    logger.warn({ listener: name, address: socket.remoteAddress ? socketAddress(socket) : undefined, error: err.code ?? err.message }, 'TLS handshake failed');
+    const address = socket.remoteAddress ? socketAddress(socket) : undefined;
+    const why = refusedClient(err, socket, tlsSettings!);
+    if (why) logger.warn({ listener: name, address, reason: why }, 'TLS client refused');
+    else logger.warn({ listener: name, address, error: err.code ?? err.message }, 'TLS handshake failed');
     // Node.js reports a handshake timeout here but leaves the connection open: close it.
     socket.destroy();
   };

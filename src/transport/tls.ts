@@ -94,11 +94,15 @@ export class TlsContexts {
   /** Options for tls.createServer / https.createServer. */
   serverOptions(): NodeTlsOptions {
     const base = this.build();
+    const requestCert = this.settings.requestCert ?? false;
     const options: NodeTlsOptions = {
       ...base.main,
-      requestCert: this.settings.requestCert ?? false,
-      // Verified in verifyClient() so that the reason can be logged; unverified sockets are destroyed there.
-      rejectUnauthorized: false,
+      requestCert,
+      // With a certificate required, OpenSSL refuses a client without one in the handshake, with the alert
+      // that tells the client why (certificate required / handshake failure); an untrusted one is refused by
+      // Node.js right after the handshake. Either way 'tlsClientError' follows, where refusedClient() names
+      // the reason for the log; verifyClient() stays as the check on the sockets let through.
+      rejectUnauthorized: requestCert,
     };
     if (this.settings.sni && Object.keys(this.settings.sni).length) {
       this.sniContexts = base.sni;
@@ -167,6 +171,18 @@ export function verifyClient(socket: TLSSocket, settings: TlsListenerSettings): 
   const cert = socket.getPeerCertificate();
   if (!cert || Object.keys(cert).length === 0) return 'no client certificate';
   if (!socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError)}`;
+  return undefined;
+}
+
+/**
+ * Why a mutual TLS handshake failed because of the client's certificate, for the log ("no client
+ * certificate", "client certificate not trusted: CERT_HAS_EXPIRED"); undefined for other failures.
+ */
+export function refusedClient(err: Error & { code?: string }, socket: TLSSocket, settings: TlsListenerSettings): string | undefined {
+  if (!settings.requestCert) return undefined;
+  if (err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'no client certificate';
+  // set by Node.js when it verified the certificate, just before it destroyed the socket
+  if (socket.authorizationError) return `client certificate not trusted: ${String(socket.authorizationError)}`;
   return undefined;
 }
 
