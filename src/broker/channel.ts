@@ -1084,15 +1084,14 @@ export class Channel {
       return;
     }
     if (session.queuedCount === 0) return;
-    const queue = session.queue;
     const now = this.core.clock.now();
-    while (queue.length > 0 && session.inflightCount < this.sendWindow && !this.outputFull() && this.state === 'connected') {
-      const item = queue.shift()!;
+    while (session.queuedCount > 0 && session.inflightCount < this.sendWindow && !this.outputFull() && this.state === 'connected') {
+      const item = session.takeQueued()!;
       if (this.core.isExpired(item.message, item.queuedAt, now)) continue;
       if (item.qos === 0) this.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);
       else this.sendTracked(item.message, item.qos, item.retain, item.subscriptionIds, item.shareKey);
     }
-    if (queue.length > 0) this.watchOutput();
+    if (session.queuedCount > 0) this.watchOutput();
   }
 
   /** Encodes (sharing the encoding across subscribers when nothing is per-subscriber) and writes. False when dropped. */

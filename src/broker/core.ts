@@ -461,7 +461,7 @@ export class BrokerCore {
       }
     }
     if (session.queuedCount > 0) {
-      const leaving = session.queue.removeWhere((item) => item.shareKey !== undefined && otherMembers(item.shareKey) !== undefined);
+      const leaving = session.removeQueuedWhere((item) => item.shareKey !== undefined && otherMembers(item.shareKey) !== undefined);
       for (const q of leaving) moved.push({ key: q.shareKey!, message: q.message });
     }
     for (const { key, message } of moved) this.deliverShared(key, otherMembers(key)!, message, session.clientId);

@@ -21,6 +21,11 @@ export interface BrokerLimits {
   maxSessionExpiry: number;
   /** Messages queued per offline (or flow-controlled) session. */
   maxQueuedMessages: number;
+  /**
+   * Payload bytes queued per session (as Mosquitto's max_queued_bytes); a message larger than this is never
+   * queued. 0 = no limit (maxQueuedMessages still applies).
+   */
+  maxQueuedBytes: number;
   /** Which message goes when the queue is full. */
   queueOverflow: 'drop-oldest' | 'drop-newest';
   /** Queue QoS 0 messages for offline persistent sessions. */
@@ -92,6 +97,7 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   sessionExpiry: 2 * 60 * 60,
   maxSessionExpiry: 0xffffffff,
   maxQueuedMessages: 1000,
+  maxQueuedBytes: 0,
   queueOverflow: 'drop-oldest',
   queueQos0: false,
   offlineMessageExpiry: 0,

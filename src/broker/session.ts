@@ -29,7 +29,7 @@ const FIRST_WINDOW_SLOTS = 8;
 
 /** A message waiting to be sent to this session (client offline, or its in-flight window full). */
 /** The limits a session queue follows. */
-export type QueueLimits = Pick<BrokerLimits, 'maxQueuedMessages' | 'queueOverflow' | 'offlineMessageExpiry'>;
+export type QueueLimits = Pick<BrokerLimits, 'maxQueuedMessages' | 'maxQueuedBytes' | 'queueOverflow' | 'offlineMessageExpiry'>;
 
 export interface QueuedMessage {
   message: Message;
@@ -58,6 +58,8 @@ export class Session {
   private sent = 0;
   private _incomingQos2: Set<number> | undefined;
   private _queue: Deque<QueuedMessage> | undefined;
+  /** Payload bytes of the queued messages (maxQueuedBytes). */
+  private _queuedBytes = 0;
   /** Messages dropped because the queue was full (counted for metrics and logs). */
   dropped = 0;
   /** Earliest Message Expiry among queued messages since the queue was last scanned (maybe already gone). */
@@ -156,13 +158,32 @@ export class Session {
     return this._inflightCount;
   }
 
-  /** Messages waiting to be sent, oldest first. */
-  get queue(): Deque<QueuedMessage> {
+  /** Messages waiting to be sent, oldest first (read only: takeQueued / removeQueuedWhere keep the byte count). */
+  get queue(): Readonly<Pick<Deque<QueuedMessage>, 'length' | 'peek'>> {
     return (this._queue ??= new Deque());
   }
 
   get queuedCount(): number {
     return this._queue?.length ?? 0;
+  }
+
+  get queuedBytes(): number {
+    return this._queuedBytes;
+  }
+
+  /** The oldest queued message, out of the queue. */
+  takeQueued(): QueuedMessage | undefined {
+    const item = this._queue?.shift();
+    if (item !== undefined) this._queuedBytes -= item.message.payload.length;
+    return item;
+  }
+
+  /** Takes the queued messages `leave` says so out of the queue, in order. */
+  removeQueuedWhere(leave: (item: QueuedMessage) => boolean): QueuedMessage[] {
+    if (this._queue === undefined) return [];
+    const removed = this._queue.removeWhere(leave);
+    for (const item of removed) this._queuedBytes -= item.message.payload.length;
+    return removed;
   }
 
   /**
@@ -171,21 +192,33 @@ export class Session {
    */
   enqueue(item: QueuedMessage, limits: QueueLimits, now: number): boolean {
     const limit = limits.maxQueuedMessages;
-    if (limit <= 0) {
+    const maxBytes = limits.maxQueuedBytes;
+    const size = item.message.payload.length;
+    if (limit <= 0 || (maxBytes > 0 && size > maxBytes)) {
       this.dropped++;
       return false;
     }
+    const queue = (this._queue ??= new Deque());
     // [MQTT-3.3.2-5] expired messages are deleted: they give their places up before a live one is dropped.
-    if (this.queue.length >= limit) this.dropExpired(now, limits.offlineMessageExpiry * 1000);
-    if (this.queue.length >= limit) {
+    if (this.noRoom(limit, maxBytes, size)) this.dropExpired(now, limits.offlineMessageExpiry * 1000);
+    if (this.noRoom(limit, maxBytes, size) && limits.queueOverflow === 'drop-newest') {
       this.dropped++;
-      if (limits.queueOverflow === 'drop-newest') return false;
-      this.queue.shift();
+      return false;
     }
-    this.queue.push(item);
+    while (this.noRoom(limit, maxBytes, size)) {
+      this.dropped++;
+      this.takeQueued();
+    }
+    queue.push(item);
+    this._queuedBytes += size;
     const expiresAt = item.message.expiresAt;
     if (expiresAt !== undefined && (this.queueExpiresFirst === undefined || expiresAt < this.queueExpiresFirst)) this.queueExpiresFirst = expiresAt;
     return true;
+  }
+
+  /** No room for `size` more payload bytes within the queue's count and byte limits. */
+  private noRoom(limit: number, maxBytes: number, size: number): boolean {
+    return this.queuedCount >= limit || (maxBytes > 0 && this._queuedBytes + size > maxBytes);
   }
 
   /**
@@ -197,7 +230,7 @@ export class Session {
     const offlineDue = offlineLimitMs > 0 && oldest !== undefined && oldest.queuedAt + offlineLimitMs <= now;
     if (!offlineDue && !(this.queueExpiresFirst !== undefined && this.queueExpiresFirst < now)) return;
     let first = Infinity;
-    this.queue.removeWhere((q) => {
+    this.removeQueuedWhere((q) => {
       if (messageExpired(q.message, q.queuedAt, now, offlineLimitMs)) return true;
       const e = q.message.expiresAt;
       if (e !== undefined && e < first) first = e;

@@ -61,6 +61,7 @@ export const LIMIT_CHECKS: Record<keyof BrokerLimits, Check> = {
   sessionExpiry: integer(0, U32),
   maxSessionExpiry: integer(0, U32),
   maxQueuedMessages: integer(0, 10_000_000),
+  maxQueuedBytes: integer(0, Number.MAX_SAFE_INTEGER),
   queueOverflow: oneOf('drop-oldest', 'drop-newest'),
   queueQos0: boolean,
   offlineMessageExpiry: integer(0, U32),

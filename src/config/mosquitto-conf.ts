@@ -30,7 +30,6 @@ const NOT_CARRIED: Record<string, string> = {
   upgrade_outgoing_qos: 'not offered (the spec gives the lower QoS)',
   message_size_limit: 'use maxPacketSize (whole packets, not payloads)',
   max_inflight_bytes: 'Petrel bounds in-flight messages by count (maxInflight)',
-  max_queued_bytes: 'Petrel bounds queues by count (maxQueuedMessages)',
   allow_zero_length_clientid: 'Petrel assigns an ID to an empty one, as the spec asks',
   auto_id_prefix: 'assigned IDs start with "petrel-"',
   check_retain_source: 'not offered',
@@ -186,6 +185,12 @@ export function convertMosquittoConf(text: string): Conversion {
         if (n === undefined) return bad();
         // Mosquitto's 0 means no limit.
         config.maxQueuedMessages = n <= 0 ? 10_000_000 : Math.min(n, 10_000_000);
+        return;
+      }
+      case 'max_queued_bytes': {
+        const n = int(value);
+        if (n === undefined || n < 0) return bad();
+        config.maxQueuedBytes = n;
         return;
       }
       case 'queue_qos0_messages':

@@ -164,3 +164,33 @@ describe('maxRetainedMessages (default 0: no limit)', () => {
     assert.deepEqual((later.take(3) as PublishPacket[]).map((m) => m.topic), ['r/1', 'r/3'], 'a cleared topic frees its place');
   });
 });
+
+describe('maxQueuedBytes (as Mosquitto\'s max_queued_bytes; default 0: no limit)', () => {
+  function offlineQueue(overflow: 'drop-oldest' | 'drop-newest', payloads: string[]) {
+    const f = new FakeCore({ limits: { maxQueuedBytes: 10, queueOverflow: overflow } });
+    const s = f.connect({ clientId: 's', clean: false });
+    s.take(2);
+    s.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'q', qos: 1 }] });
+    s.drop();
+    const p = f.connect({ clientId: 'p' });
+    for (const [i, payload] of payloads.entries()) p.send(pub('q', payload, { qos: 1, packetId: i + 1 }));
+    const session = f.core.sessions.get('s')!;
+    return { f, session };
+  }
+
+  it('drop-oldest: the oldest messages make room by payload bytes; a message larger than the limit is never queued', () => {
+    const { f, session } = offlineQueue('drop-oldest', ['aaaa', 'bbbb', 'cccc', 'x'.repeat(11)]);
+    assert.equal(session.queuedBytes, 8);
+    assert.equal(session.dropped, 2, 'aaaa made room for cccc; the 11-byte message was dropped');
+    const back = f.connect({ clientId: 's', clean: false });
+    assert.deepEqual(payloads(back.take(3)), ['bbbb', 'cccc']);
+    assert.equal(session.queuedBytes, 0, 'every byte counted out again');
+  });
+
+  it('drop-newest: the message that does not fit is the one dropped', () => {
+    const { f, session } = offlineQueue('drop-newest', ['aaaa', 'bbbb', 'cccc', 'dd']);
+    assert.equal(session.queuedBytes, 10);
+    const back = f.connect({ clientId: 's', clean: false });
+    assert.deepEqual(payloads(back.take(3)), ['aaaa', 'bbbb', 'dd']);
+  });
+});

@@ -87,6 +87,7 @@ describe('petrel convert-config (Mosquitto 2 configuration)', () => {
     assert.deepEqual(none.config.listeners, [{ type: 'tcp', port: 1883, host: '127.0.0.1' }]);
     assert.equal(none.config.allowAnonymous, false, 'Mosquitto 2 refuses anonymous clients unless told otherwise');
     assert.match(none.notes[0]!, /localhost:1883 only/);
+    assert.equal(convertMosquittoConf('max_queued_bytes 1048576\n').config.maxQueuedBytes, 1048576);
   });
 
   it('an unknown option or an unreadable value is named by its line; an option that asks for what Petrel does anyway is not', () => {
