@@ -32,7 +32,7 @@ const COMMON_LISTENER = {
   publishBurst: positive,
   maxBytesRate: positive,
 };
-const wsPath: Check = (v, path) => (typeof v === 'string' && v.startsWith('/') ? v : fail(path, 'must be a URL path starting with "/"'));
+const wsPath: Check = (v, path) => (typeof v === 'string' && (v.startsWith('/') || v === '*') ? v : fail(path, 'must be a URL path starting with "/", or "*" for any path'));
 const certificateFiles = { cert: string, key: string, passphrase: string };
 const TLS_KEYS = {
   ...certificateFiles,

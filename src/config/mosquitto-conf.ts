@@ -260,10 +260,8 @@ export function convertMosquittoConf(text: string): Conversion {
     notes.push('no listener in the file: Mosquitto 2 then listens on localhost:1883 only, and so does this config');
   }
   for (const l of listeners) {
-    if ((l.type === 'ws' || l.type === 'wss') && l.path === undefined) {
-      l.path = '/mqtt';
-      notes.push(`listener ${l.port}: Mosquitto answers WebSocket on any path, Petrel on one: /mqtt (set "path" to change it)`);
-    }
+    // Mosquitto answers WebSocket upgrades on any URL path: so does "*".
+    if (l.type === 'ws' || l.type === 'wss') l.path = '*';
     if (l.peerCertAsUsername && !l.requestCert) l.requestCert = true;
   }
   // Mosquitto 2 refuses anonymous clients unless allow_anonymous says otherwise.

@@ -14,7 +14,7 @@ import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } fro
 import { readProxyHeader } from './proxy-protocol.js';
 import { attachSocket, socketAddress, type TransportInit } from './stream.js';
 import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
-import { webSocketEndpoint } from './websocket.js';
+import { ANY_PATH, webSocketEndpoint } from './websocket.js';
 
 /** Pending connections the kernel may queue per listener before accept(). */
 const LISTEN_BACKLOG = 8192;
@@ -64,7 +64,7 @@ export interface TlsListenerOptions extends CommonListenerOptions, TlsListenerSe
 }
 export interface WsListenerOptions extends CommonListenerOptions {
   type: 'ws';
-  /** URL path of the MQTT endpoint (default "/mqtt"). */
+  /** URL path of the MQTT endpoint (default "/mqtt"; "*": any path, as Mosquitto). */
   path?: string;
 }
 export interface WssListenerOptions extends CommonListenerOptions, TlsListenerSettings {
@@ -249,7 +249,7 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
       });
       http.on('request', (_req, res) => {
         res.writeHead(426, { 'Content-Type': 'text/plain', Upgrade: 'websocket', Connection: 'close' });
-        res.end(`MQTT over WebSocket: connect a WebSocket client (subprotocol "mqtt") to ${o.path ?? DEFAULT_WS_PATH}\n`);
+        res.end(`MQTT over WebSocket: connect a WebSocket client (subprotocol "mqtt") ${o.path === ANY_PATH ? 'on any path' : `to ${o.path ?? DEFAULT_WS_PATH}`}\n`);
       });
       if (type === 'wss') {
         const https = http as unknown as import('node:tls').Server;

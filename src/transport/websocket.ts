@@ -76,7 +76,11 @@ export function attachWebSocket(core: BrokerCore, ws: WebSocket, info: Transport
   return channel;
 }
 
+/** A listener `path` that accepts upgrades on any URL path (Mosquitto's behaviour). */
+export const ANY_PATH = '*';
+
 export interface WebSocketEndpointOptions {
+  /** URL path of the endpoint; "*" accepts every path, as Mosquitto does. */
   path: string;
   maxPayload: number;
   /** Transport info for an upgraded request (address, listener name, certificate...). */
@@ -101,7 +105,7 @@ export function webSocketEndpoint(core: BrokerCore, options: WebSocketEndpointOp
     upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
       socket.on('error', () => {});
       const path = (req.url ?? '/').split('?')[0];
-      if (path !== options.path) {
+      if (path !== options.path && options.path !== ANY_PATH) {
         reject(socket, '404 Not Found', `no MQTT endpoint at ${path}; use ${options.path}\n`);
         return;
       }

@@ -20,6 +20,7 @@ describe('TCP and WebSocket listeners', () => {
         { type: 'tcp', host: '127.0.0.1', port: 0 },
         { type: 'ws', host: '127.0.0.1', port: 0 },
         { type: 'ws', host: '127.0.0.1', port: 0, path: '/custom' },
+        { type: 'ws', host: '127.0.0.1', port: 0, path: '*' },
       ],
     }));
     tcp = broker.address(0).port;
@@ -70,6 +71,14 @@ describe('TCP and WebSocket listeners', () => {
       w.on('error', () => {});
     });
     assert.equal(status, 404, 'another path is answered 404');
+  });
+
+  it('path "*" answers on any URL path, as Mosquitto does', async () => {
+    const port = broker.address(3).port;
+    for (const path of ['/', '/mqtt', '/ws', '/a/b?token=x']) {
+      const c = await connect(`ws://127.0.0.1:${port}${path}`, { clientId: `any-path-${path.length}` });
+      await end(c);
+    }
   });
 
   /** A raw WebSocket: frames in, decoded packets out. */
