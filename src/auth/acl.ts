@@ -43,6 +43,8 @@ interface CompiledRule {
   addresses?: AddressSet;
   /** Only clients without a user name (Mosquitto's lines before its first `user` line). */
   anonymous: boolean;
+  /** A Mosquitto `pattern` line: a client whose ID or user name has + or # gets no pattern access at all. */
+  mosquittoPattern: boolean;
   /** Topic patterns split into levels; `placeholders` when a level has %u or %c. */
   patterns: { levels: string[]; placeholders: boolean }[];
   source: string;
@@ -53,14 +55,19 @@ type Client = Pick<ClientInfo, 'clientId' | 'username' | 'remoteAddress' | 'cert
 export class Acl {
   private rules: CompiledRule[] = [];
   private readonly inline: CompiledRule[];
-  readonly defaultAllow: boolean;
+  defaultAllow = true;
 
   constructor(readonly options: AclOptions) {
     this.inline = (options.rules ?? []).map((r, i) => compileRule(r, `rules[${i}]`));
-    const text = this.readText();
-    // A Mosquitto acl_file denies what it does not grant, as in Mosquitto, unless `default` says otherwise.
-    this.defaultAllow = (options.default ?? (text !== undefined && isMosquittoAcl(text) ? 'deny' : 'allow')) === 'allow';
-    this.rules = [...this.inline, ...this.parse(text)];
+    this.load(this.readText());
+  }
+
+  private load(text: string | undefined): void {
+    const rules = [...this.inline, ...this.parse(text)];
+    // A Mosquitto acl_file denies what it does not grant, as in Mosquitto, unless `default` says otherwise;
+    // decided at every load, since a reload may change the file's format.
+    this.defaultAllow = (this.options.default ?? (text !== undefined && isMosquittoAcl(text) ? 'deny' : 'allow')) === 'allow';
+    this.rules = rules;
   }
 
   get size(): number {
@@ -69,7 +76,7 @@ export class Acl {
 
   /** Re-reads the rule file; throws (keeping the current rules) when it is unreadable or malformed. */
   reload(): number {
-    this.rules = [...this.inline, ...this.parse(this.readText())];
+    this.load(this.readText());
     return this.rules.length;
   }
 
@@ -92,6 +99,7 @@ export class Acl {
     const levels = topic.split('/');
     for (const rule of this.rules) {
       if (!rule.publish || !appliesTo(rule, client)) continue;
+      if (rule.mosquittoPattern && hasWildcardIdentity(client)) return false;
       for (const p of rule.patterns) {
         const pattern = p.placeholders ? substitute(p.levels, client) : p.levels;
         // A deny rule whose %u / %c cannot be filled in fails closed: it denies.
@@ -118,6 +126,7 @@ export class Acl {
     const levels = filter.split('/');
     for (const rule of this.rules) {
       if (!rule.subscribe || !appliesTo(rule, client)) continue;
+      if (rule.mosquittoPattern && hasWildcardIdentity(client)) return false;
       for (const p of rule.patterns) {
         const pattern = p.placeholders ? substitute(p.levels, client) : p.levels;
         if (!pattern) {
@@ -139,6 +148,9 @@ function appliesTo(rule: CompiledRule, client: Client): boolean {
   if (rule.addresses && !rule.addresses.has(ipOf(client.remoteAddress))) return false;
   return true;
 }
+
+/** A Client ID or user name with + or #: Mosquitto gives such a client no `pattern` access ("dangerous client id"). */
+const hasWildcardIdentity = (client: Client): boolean => /[+#]/.test(client.clientId) || (client.username !== undefined && /[+#]/.test(client.username));
 
 /** Pattern levels with %u / %c replaced; undefined when a value is missing or would act as a wildcard (an allow rule is then skipped, a deny rule denies). */
 function substitute(levels: string[], client: Client): string[] | undefined {
@@ -230,6 +242,7 @@ export function compileRule(rule: AclRule, where: string): CompiledRule {
     certCN: rule.certCN,
     addresses,
     anonymous: false,
+    mosquittoPattern: false,
     patterns,
     source: where,
   };
@@ -256,7 +269,12 @@ export function parseAclFile(text: string, name = 'ACL file'): CompiledRule[] {
     } catch (err) {
       throw new Error(`${name}: ${(err as Error).message}`);
     }
-    return rules.map(({ rule, anonymous, line }) => ({ ...compileRule(rule, `${name}: line ${line}`), anonymous }));
+    return rules.map(({ rule, anonymous, pattern, line }) => {
+      const compiled = { ...compileRule(rule, `${name}: line ${line}`), anonymous, mosquittoPattern: pattern };
+      // In a `topic` line %u and %c are text (Mosquitto substitutes them in `pattern` lines only).
+      if (!pattern) for (const p of compiled.patterns) p.placeholders = false;
+      return compiled;
+    });
   }
   const rules: CompiledRule[] = [];
   text.split(/\r?\n/).forEach((raw, i) => {

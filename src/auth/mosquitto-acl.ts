@@ -6,8 +6,9 @@
 //   topic readwrite alice/#      read (receive: subscribe here), write (publish), readwrite (default), deny
 //   pattern write sensors/%c/#   every client, with %u / %c
 //
-// Mosquitto lets a `deny` line override any grant, so denials come first; nothing matching is denied (as
-// with Mosquitto once an acl_file is set).
+// Checked in Mosquitto's order: the client's own lines (its `user` section, or the anonymous one), denials
+// first, then the `pattern` lines, denials first; nothing matching is denied (as with Mosquitto once an
+// acl_file is set). %u / %c are placeholders in `pattern` lines only: in a `topic` line they are text.
 import type { AclAction, AclPermission, AclRule } from './acl.js';
 
 const ACCESS: Record<string, { permission: AclPermission; action: AclAction }> = {
@@ -31,13 +32,14 @@ export interface MosquittoAclRule {
   rule: AclRule;
   /** Only for clients without a user name (a `topic` line before the first `user` line). */
   anonymous: boolean;
+  /** A `pattern` line: %u / %c are placeholders, and a client whose ID or user name has + or # gets none. */
+  pattern: boolean;
   line: number;
 }
 
-/** The rules of a Mosquitto acl_file, denials first; throws "line N: ..." on a line it cannot read. */
+/** The rules of a Mosquitto acl_file in the order Mosquitto checks them; throws "line N: ..." on a line it cannot read. */
 export function parseMosquittoAcl(text: string): MosquittoAclRule[] {
-  const denials: MosquittoAclRule[] = [];
-  const grants: MosquittoAclRule[] = [];
+  const [ownDenials, ownGrants, patternDenials, patternGrants]: MosquittoAclRule[][] = [[], [], [], []];
   let user: string | undefined;
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
@@ -60,9 +62,11 @@ export function parseMosquittoAcl(text: string): MosquittoAclRule[] {
     }
     if (rest === '') throw new Error(`${where}: "${keyword}" needs a topic`);
     const rule: AclRule = { ...access, topic: rest };
-    const anonymous = keyword === 'topic' && user === undefined;
-    if (keyword === 'topic' && user !== undefined) rule.username = user;
-    (access.permission === 'deny' ? denials : grants).push({ rule, anonymous, line: i + 1 });
+    const pattern = keyword === 'pattern';
+    const anonymous = !pattern && user === undefined;
+    if (!pattern && user !== undefined) rule.username = user;
+    const deny = access.permission === 'deny';
+    (pattern ? (deny ? patternDenials : patternGrants) : deny ? ownDenials : ownGrants).push({ rule, anonymous, pattern, line: i + 1 });
   });
-  return [...denials, ...grants];
+  return [...ownDenials!, ...ownGrants!, ...patternDenials!, ...patternGrants!];
 }

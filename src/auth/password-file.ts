@@ -86,7 +86,8 @@ export function parsePasswordFile(text: string): Map<string, ParsedHash> {
     if (line.trim() === '' || line.trimStart().startsWith('#')) return;
     const colon = line.lastIndexOf(':');
     if (colon <= 0) throw new Error(`line ${i + 1}: expected "username:hash"`);
-    const user = line.slice(0, colon);
+    // Blanks around the name are not part of it (Mosquitto trims them too).
+    const user = line.slice(0, colon).trim();
     try {
       users.set(user, parseHash(line.slice(colon + 1).trim()));
     } catch (err) {

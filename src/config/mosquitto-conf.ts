@@ -178,7 +178,8 @@ export function convertMosquittoConf(text: string): Conversion {
         config.passwordFile = value;
         return;
       case 'acl_file':
-        config.acl = { ...config.acl, file: value };
+        // Mosquitto denies what its acl_file does not grant, even when the file has no rule yet.
+        config.acl = { ...config.acl, file: value, default: 'deny' };
         return;
       case 'max_queued_messages': {
         const n = int(value);

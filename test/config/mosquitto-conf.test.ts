@@ -65,7 +65,7 @@ describe('petrel convert-config (Mosquitto 2 configuration)', () => {
     ]);
     assert.equal(config.allowAnonymous, false);
     assert.equal(config.passwordFile, '/etc/mosquitto/passwd');
-    assert.deepEqual(config.acl, { file: '/etc/mosquitto/acl' });
+    assert.deepEqual(config.acl, { file: '/etc/mosquitto/acl', default: 'deny' }, 'Mosquitto denies what its acl_file does not grant, even an empty one');
     assert.equal(config.maxQueuedMessages, 5000);
     assert.equal(config.maxInflight, 65535, "Mosquitto's 0 is no limit");
     assert.equal(config.queueQos0, true);
