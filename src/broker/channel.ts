@@ -628,6 +628,11 @@ export class Channel {
     }
     const { session, present } = this.core.attach(this, clientId, p.clean, expiry);
     this.session = session;
+    if (present && this.version !== 5 && session.subscriptionCount > 0) {
+      // A session made over 5.0, resumed over 3.1.x: that protocol has no Retain As Published, and "MUST set
+      // the RETAIN flag to 0" on messages through an established subscription [MQTT-3.3.1-9].
+      for (const entry of session.subscriptions.values()) entry.retainAsPublished = false;
+    }
     this.state = 'connected';
     this.keepAliveMs = keepAlive * 1000;
     this.will = p.will;
