@@ -64,9 +64,11 @@ export class Acl {
 
   private load(text: string | undefined): void {
     const rules = [...this.inline, ...this.parse(text)];
-    // A Mosquitto acl_file denies what it does not grant, as in Mosquitto, unless `default` says otherwise;
-    // decided at every load, since a reload may change the file's format.
-    this.defaultAllow = (this.options.default ?? (text !== undefined && isMosquittoAcl(text) ? 'deny' : 'allow')) === 'allow';
+    // A Mosquitto acl_file denies what it does not grant, as in Mosquitto, unless `default` says otherwise, and
+    // so does an ACL file with no rule yet (Mosquitto's or ours: an empty ACL must not let everyone do
+    // anything); decided at every load, since a reload may change the file.
+    const denyByDefault = text !== undefined && (isMosquittoAcl(text) || rules.length === 0);
+    this.defaultAllow = (this.options.default ?? (denyByDefault ? 'deny' : 'allow')) === 'allow';
     this.rules = rules;
   }
 

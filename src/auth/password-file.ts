@@ -201,7 +201,7 @@ export function checkUsername(username: string): void {
 function userOf(line: string): string | undefined {
   if (line.trim() === '' || line.trimStart().startsWith('#')) return undefined;
   const colon = line.lastIndexOf(':');
-  return colon > 0 ? line.slice(0, colon) : undefined;
+  return colon > 0 ? line.slice(0, colon).trim() : undefined;
 }
 
 function readLines(path: string): string[] {

@@ -306,7 +306,7 @@ export class BrokerCore {
   private retain(message: Message): void {
     const limit = this.limits.maxRetainedMessages;
     if (this.retained.set(message, limit)) {
-      if (this.retainedFull && this.retained.size < limit) this.retainedFull = false;
+      if (this.retainedFull && this.retained.limitedSize < limit) this.retainedFull = false;
       return;
     }
     this.retainedRefused++;

@@ -4,6 +4,7 @@
 // waits that long.
 import { addChild, childOf, eachChild, hasChildren, removeChild, type LevelBranch } from './level-tree.js';
 import type { Message } from './message.js';
+import { isSysTopic } from './sys-topics.js';
 
 interface RetainedNode extends LevelBranch<RetainedNode> {
   message: Message | undefined;
@@ -16,6 +17,8 @@ const newNode = (): RetainedNode => ({ message: undefined, onlyName: undefined, 
 export class RetainedStore {
   private readonly root = newNode();
   private count = 0;
+  /** Of `count`, the broker's own $SYS topics: they do not take places the limit of set() gives clients. */
+  private sysCount = 0;
   /**
    * Retained messages with a Message Expiry, earliest first (a binary heap), so that sweep() deletes them
    * when they expire even if no SUBSCRIBE ever matches them again. A message replaced or deleted meanwhile
@@ -27,6 +30,11 @@ export class RetainedStore {
     return this.count;
   }
 
+  /** Retained messages that count against set()'s limit (all but the $SYS topics). */
+  get limitedSize(): number {
+    return this.count - this.sysCount;
+  }
+
   /**
    * Stores `message` (which must own its payload), or deletes the topic's message when the payload is empty.
    * False when the topic has no message yet and `limit` (0: none) topics already have one: nothing is stored.
@@ -36,10 +44,14 @@ export class RetainedStore {
       this.delete(message.topic);
       return true;
     }
-    if (limit > 0 && this.count >= limit && this.get(message.topic) === undefined) return false;
+    const sys = isSysTopic(message.topic);
+    if (limit > 0 && !sys && this.count - this.sysCount >= limit && this.get(message.topic) === undefined) return false;
     let node = this.root;
     for (const level of message.topic.split('/')) node = childOf(node, level) ?? addChild(node, level, newNode());
-    if (node.message === undefined) this.count++;
+    if (node.message === undefined) {
+      this.count++;
+      if (sys) this.sysCount++;
+    }
     node.message = message;
     if (message.expiresAt !== undefined) {
       if (this.expiring.length > 2 * this.count + 1024) this.rebuildExpiring();
@@ -131,6 +143,7 @@ export class RetainedStore {
     if (node.message === undefined) return;
     node.message = undefined;
     this.count--;
+    if (isSysTopic(topic)) this.sysCount--;
     // Levels left with no message and nothing below them go, so topics that come and go do not pile up.
     for (let i = levels.length; i > 0; i--) {
       const n = path[i]!;

@@ -53,7 +53,6 @@ const NOT_CARRIED: Record<string, string> = {
   auth_opt: 'Petrel has hooks instead of plugins',
   memory_limit: 'not offered; bound what clients may hold (maxQueuedMessages, maxRetainedMessages, ...)',
   retry_interval: 'resends happen on reconnect, as MQTT 3.1.1 and 5.0 ask',
-  per_listener_settings: 'Petrel has one password file and one ACL for every listener',
   allow_duplicate_messages: 'Petrel sends one copy per client for overlapping subscriptions',
 };
 
@@ -81,8 +80,10 @@ function durationSeconds(text: string): number | undefined {
   return Number(m[1]) * unit;
 }
 
-const bool = (v: string): boolean | undefined => (v === 'true' ? true : v === 'false' ? false : undefined);
-const int = (v: string): number | undefined => (/^-?\d+$/.test(v) ? Number(v) : undefined);
+// Mosquitto reads the first word of a boolean or a number and ignores the rest ("true # sensors").
+const firstWord = (v: string): string => v.split(/\s/, 1)[0] ?? '';
+const bool = (v: string): boolean | undefined => (firstWord(v) === 'true' ? true : firstWord(v) === 'false' ? false : undefined);
+const int = (v: string): number | undefined => (/^-?\d+$/.test(firstWord(v)) ? Number(firstWord(v)) : undefined);
 
 export function convertMosquittoConf(text: string): Conversion {
   const config: FileConfig & Record<string, unknown> = {};
@@ -94,6 +95,11 @@ export function convertMosquittoConf(text: string): Conversion {
   let defaultPort: number | undefined;
   let inBridge = false;
   let anonymousSet = false;
+  let perListener = false;
+  // Mosquitto's defaults where Petrel's differ, written out so the converted broker behaves the same.
+  config.maxPacketSize = 268_435_455;
+  config.maxInflight = 20;
+  config.sessionExpiry = 0xffffffff;
 
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
@@ -110,6 +116,11 @@ export function convertMosquittoConf(text: string): Conversion {
       const [portText, host] = value.split(/\s+/);
       const port = int(portText ?? '');
       if (port === undefined) return bad();
+      if (port === 0 && host?.startsWith('/')) {
+        // Its options go to a listener that is not kept.
+        current = { type: 'tcp' };
+        return note(`Unix socket listener ${host} skipped: Petrel listens on TCP only`);
+      }
       current = { type: 'tcp', port };
       if (host) current.host = host;
       listeners.push(current);
@@ -167,17 +178,33 @@ export function convertMosquittoConf(text: string): Conversion {
         if (n >= 0) target.maxConnections = n; // -1: no limit
         return;
       }
+      case 'per_listener_settings': {
+        const b = bool(value);
+        if (b === undefined) return bad();
+        perListener = b;
+        return;
+      }
       case 'allow_anonymous': {
         const b = bool(value);
         if (b === undefined) return bad();
-        config.allowAnonymous = b;
-        anonymousSet = true;
+        // With per_listener_settings, each listener says it for itself (and refuses anonymous clients unless it does).
+        if (perListener && current !== undefined) target.allowAnonymous = b;
+        else {
+          config.allowAnonymous = b;
+          anonymousSet = true;
+        }
         return;
       }
       case 'password_file':
+        if (perListener && current !== undefined && config.passwordFile !== undefined && config.passwordFile !== value) {
+          return note('a second password file: Petrel has one for every listener, the first one given');
+        }
         config.passwordFile = value;
         return;
       case 'acl_file':
+        if (perListener && current !== undefined && config.acl?.file !== undefined && config.acl.file !== value) {
+          return note('a second ACL file: Petrel has one for every listener, the first one given');
+        }
         // Mosquitto denies what its acl_file does not grant, even when the file has no rule yet.
         config.acl = { ...config.acl, file: value, default: 'deny' };
         return;
