@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -27,6 +26,7 @@ import { RawClient } from '../helpers/raw-client.js';
 import { BIN, run } from '../cli/cli-process.js';
 import { startLogged } from '../transport/helpers.js';
 import { makeCerts } from '../helpers/certs.js';
+import { canConnect, freePort } from '../client/helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'petrel-mosquitto-audit-'));
 // Mosquitto started as root drops to the `mosquitto` user: it must be able to read the files here.
@@ -50,27 +50,6 @@ function findMosquitto(): string | undefined {
 const MOSQUITTO = process.env.MOSQUITTO_PATH !== undefined ? (existsSync(process.env.MOSQUITTO_PATH) ? process.env.MOSQUITTO_PATH : undefined) : findMosquitto();
 /** `skip` value of the tests that need Mosquitto as the oracle. */
 const NO_MOSQUITTO: string | false = MOSQUITTO ? false : 'SKIPPED: mosquitto is not installed (/usr/sbin/mosquitto, or MOSQUITTO_PATH): it is the oracle of this test';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ port, host: '127.0.0.1' }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 async function waitListening(port: number, exited: () => boolean, what: () => string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -16,7 +16,6 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,6 +24,7 @@ import type { QoS } from '../../src/protocol/constants.js';
 import type { ConnectPacket, Packet, Properties, PublishPacket, SubackPacket, UnsubackPacket } from '../../src/protocol/packets.js';
 import { delay, startBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { canConnect, freePort } from '../client/helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Mosquitto as a child process
@@ -34,27 +34,6 @@ function findMosquitto(): string | undefined {
   return candidates.find((p) => existsSync(p));
 }
 const MOSQUITTO = findMosquitto();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = netConnect({ port, host: '127.0.0.1' }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 interface Mosquitto {
   port: number;
