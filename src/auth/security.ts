@@ -35,7 +35,7 @@ export interface ListenerAdmission {
 export interface SecurityChanges {
   /** Users whose password file entry was removed or changed. */
   users: string[];
-  /** The ACL now says `canSubscribe`; undefined when it was not reloaded. */
+  /** The ACL as the reload left it, when its file was read anew; undefined otherwise. */
   acl: Acl | undefined;
 }
 
