@@ -72,6 +72,19 @@ const SAME_AS_PETREL: Record<string, string> = {
 /** Mosquitto options that start a bridge, and those that only configure one. */
 const BRIDGE_OPTIONS = /^(connection|address|addresses|topic|bridge_\w+|cleansession|local_\w+|remote_\w+|notifications\w*|keepalive_interval|idle_timeout|restart_timeout|round_robin|start_type|threshold|try_private|notification_topic|backoff_\w+)$/;
 
+/** Numeric options with a Petrel key: the values Mosquitto accepts (min–max) and, where they differ, Petrel's for them (undefined: keep the default). */
+const NUMBERS: Record<string, { key: string; min: number; max: number; convert?: (n: number) => number | undefined }> = {
+  // Mosquitto's 0 (or less) means no limit.
+  max_queued_messages: { key: 'maxQueuedMessages', min: -Infinity, max: Infinity, convert: (n) => (n <= 0 ? 10_000_000 : Math.min(n, 10_000_000)) },
+  max_queued_bytes: { key: 'maxQueuedBytes', min: 0, max: Number.MAX_SAFE_INTEGER },
+  max_inflight_messages: { key: 'maxInflight', min: -Infinity, max: Infinity, convert: (n) => (n <= 0 ? 65535 : Math.min(n, 65535)) },
+  max_keepalive: { key: 'maxKeepAlive', min: 0, max: Infinity, convert: (n) => (n === 0 ? 65535 : Math.min(n, 65535)) },
+  max_packet_size: { key: 'maxPacketSize', min: -Infinity, max: Infinity, convert: (n) => (n > 0 ? Math.max(n, 16) : undefined) },
+  max_qos: { key: 'maxQos', min: 0, max: 2 },
+  sys_interval: { key: 'sysInterval', min: 0, max: Infinity, convert: (n) => Math.min(n, 86_400) },
+  max_topic_alias: { key: 'topicAliasMaximum', min: 0, max: Infinity, convert: (n) => Math.min(n, 65535) },
+};
+
 /** "1h", "2d", "3600" → seconds (Mosquitto's persistent_client_expiration units: h d w m y). */
 function durationSeconds(text: string): number | undefined {
   const m = /^(\d+)([hdwmy]?)$/.exec(text);
@@ -208,41 +221,10 @@ export function convertMosquittoConf(text: string): Conversion {
         // Mosquitto denies what its acl_file does not grant, even when the file has no rule yet.
         config.acl = { ...config.acl, file: value, default: 'deny' };
         return;
-      case 'max_queued_messages': {
-        const n = int(value);
-        if (n === undefined) return bad();
-        // Mosquitto's 0 means no limit.
-        config.maxQueuedMessages = n <= 0 ? 10_000_000 : Math.min(n, 10_000_000);
-        return;
-      }
-      case 'max_queued_bytes': {
-        const n = int(value);
-        if (n === undefined || n < 0) return bad();
-        config.maxQueuedBytes = n;
-        return;
-      }
       case 'queue_qos0_messages':
         if (bool(value) === undefined) return bad();
         config.queueQos0 = bool(value);
         return;
-      case 'max_inflight_messages': {
-        const n = int(value);
-        if (n === undefined) return bad();
-        config.maxInflight = n <= 0 ? 65535 : Math.min(n, 65535);
-        return;
-      }
-      case 'max_keepalive': {
-        const n = int(value);
-        if (n === undefined || n < 0) return bad();
-        config.maxKeepAlive = n === 0 ? 65535 : Math.min(n, 65535);
-        return;
-      }
-      case 'max_packet_size': {
-        const n = int(value);
-        if (n === undefined) return bad();
-        if (n > 0) config.maxPacketSize = Math.max(n, 16);
-        return;
-      }
       case 'persistent_client_expiration': {
         const s = durationSeconds(value);
         if (s === undefined) return bad();
@@ -253,30 +235,21 @@ export function convertMosquittoConf(text: string): Conversion {
         if (bool(value) === undefined) return bad();
         config.retainAvailable = bool(value);
         return;
-      case 'max_qos': {
-        const n = int(value);
-        if (n !== 0 && n !== 1 && n !== 2) return bad();
-        config.maxQos = n;
-        return;
-      }
-      case 'sys_interval': {
-        const n = int(value);
-        if (n === undefined || n < 0) return bad();
-        config.sysInterval = Math.min(n, 86_400);
-        return;
-      }
-      case 'max_topic_alias': {
-        const n = int(value);
-        if (n === undefined || n < 0) return bad();
-        config.topicAliasMaximum = Math.min(n, 65535);
-        return;
-      }
-      default:
+      default: {
+        const numeric = Object.hasOwn(NUMBERS, key) ? NUMBERS[key]! : undefined;
+        if (numeric !== undefined) {
+          const n = int(value);
+          if (n === undefined || n < numeric.min || n > numeric.max) return bad();
+          const v = numeric.convert ? numeric.convert(n) : n;
+          if (v !== undefined) config[numeric.key] = v;
+          return;
+        }
         if (Object.hasOwn(NOT_CARRIED, key)) {
           if (Object.hasOwn(SAME_AS_PETREL, key) && SAME_AS_PETREL[key] === value) return;
           return note(`not carried over: ${NOT_CARRIED[key]!}`);
         }
         return note('not recognised; skipped');
+      }
     }
   });
 

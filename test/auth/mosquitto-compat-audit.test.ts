@@ -27,6 +27,7 @@ import { BIN, run } from '../cli/cli-process.js';
 import { startLogged } from '../transport/helpers.js';
 import { makeCerts } from '../helpers/certs.js';
 import { canConnect, freePort } from '../client/helpers.js';
+import { topicMatches } from '../../src/protocol/topic.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'petrel-mosquitto-audit-'));
 // Mosquitto started as root drops to the `mosquitto` user: it must be able to read the files here.
@@ -485,15 +486,6 @@ async function aclMatrix(port: number): Promise<MatrixResult> {
   return result;
 }
 
-const matches = (filter: string, topic: string): boolean => {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length || (f[i] !== '+' && f[i] !== t[i])) return false;
-  }
-  return f.length === t.length;
-};
 
 describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITTO }, () => {
   it('anonymous section, user sections (a name with a space), %u / %c patterns, deny over grant: the same publishes get through and granted filters deliver the same messages', async () => {
@@ -509,7 +501,7 @@ describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITT
     for (const { who, filter, petrel: expected } of SUBSCRIPTIONS) {
       const key = `${who} ${filter}`;
       assert.equal(m.suback[key], 0, `mosquitto grants every SUBSCRIBE (${key})`);
-      const allMatching = TOPICS.filter((t) => matches(filter, t)).sort();
+      const allMatching = TOPICS.filter((t) => topicMatches(filter, t)).sort();
       if (expected === 'granted') {
         assert.equal(p.suback[key], 0, `petrel grants ${key}`);
         assert.deepEqual(p.delivered[key], m.delivered[key], `delivered through ${key}`);
