@@ -455,7 +455,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     }
     // over TLS the likely cause is a client certificate the server refused after the handshake (TLS 1.3 checks it then, and may send no alert)
     return this.options.tls?.cert !== undefined
-      ? `the server may not accept the client certificate (is it signed by a CA the server trusts?), or may not support MQTT ${protocolVersionName(this.protocolVersion)}`
+      ? `the server may not accept the client certificate (signed by a CA the server trusts? expired or revoked?), or may not support MQTT ${protocolVersionName(this.protocolVersion)}`
       : `the server may require a client certificate (--cert / --key, the cert and key options), or may not support MQTT ${protocolVersionName(this.protocolVersion)}`;
   }
 

@@ -37,6 +37,7 @@ const certificateFiles = { cert: string, key: string, passphrase: string };
 const TLS_KEYS = {
   ...certificateFiles,
   ca: stringOrList,
+  crl: stringOrList,
   minVersion: oneOf('TLSv1.2', 'TLSv1.3'),
   ciphers: string,
   ciphersuites: string,
@@ -61,6 +62,7 @@ const listener: Check = (v, path) => {
   if (type === 'tls' || type === 'wss') {
     for (const key of ['cert', 'key']) if (out[key] === undefined) fail(`${path}.${key}`, `required for a ${type} listener (PEM file)`);
     if ((out.peerCertAsUsername || out.peerCertAsClientId || out.requestCert) && !out.ca) fail(`${path}.ca`, 'required for mutual TLS (the CA that signs client certificates)');
+    if (out.crl !== undefined && out.requestCert !== true) fail(`${path}.requestCert`, 'must be true for a CRL to apply (crl revokes client certificates)');
     if ((out.peerCertAsUsername || out.peerCertAsClientId) && out.requestCert !== true) fail(`${path}.requestCert`, 'must be true to use the client certificate as identity');
   }
   return out;

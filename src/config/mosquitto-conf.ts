@@ -41,7 +41,6 @@ const NOT_CARRIED: Record<string, string> = {
   socket_domain: 'give the listener an IPv4 or IPv6 address',
   bind_interface: 'give the listener an address',
   capath: 'list the CA files in ca',
-  crlfile: 'certificate revocation lists are not offered',
   dhparamfile: 'Node.js chooses ECDHE groups',
   psk_hint: 'TLS-PSK is not offered',
   psk_file: 'TLS-PSK is not offered',
@@ -161,8 +160,9 @@ export function convertMosquittoConf(text: string): Conversion {
         return;
       case 'certfile':
       case 'keyfile':
-      case 'cafile': {
-        target[{ certfile: 'cert', keyfile: 'key', cafile: 'ca' }[key]] = value;
+      case 'cafile':
+      case 'crlfile': {
+        target[{ certfile: 'cert', keyfile: 'key', cafile: 'ca', crlfile: 'crl' }[key]] = value;
         if (key === 'certfile') target.type = target.type === 'ws' ? 'wss' : target.type === 'tcp' ? 'tls' : target.type;
         return;
       }

@@ -21,6 +21,11 @@ export interface CertificateFiles {
 export interface TlsListenerSettings extends CertificateFiles {
   /** CA certificate(s) that client certificates must chain to (mutual TLS), PEM. */
   ca?: PemSource | PemSource[];
+  /**
+   * Certificate revocation list(s) of those CAs (mutual TLS), PEM: a client certificate listed is refused.
+   * OpenSSL then wants a current CRL from every CA in a client's chain (Mosquitto's `crlfile`).
+   */
+  crl?: PemSource | PemSource[];
   /** Lowest TLS version accepted (default TLSv1.2; TLS 1.0/1.1 are never offered). */
   minVersion?: 'TLSv1.2' | 'TLSv1.3';
   /** OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites: `ciphersuites`). */
@@ -37,7 +42,7 @@ export interface TlsListenerSettings extends CertificateFiles {
   peerCertAsClientId?: 'cn' | 'san';
 }
 
-/** A certificate or key file that cannot be read, named by its listener setting (`cert`, `key`, `ca`, `sni.<name>.cert`). */
+/** A certificate, key or CRL file that cannot be read, named by its listener setting (`cert`, `key`, `ca`, `crl`, `sni.<name>.cert`). */
 export class PemFileError extends Error {
   constructor(
     readonly setting: string,
@@ -58,11 +63,15 @@ function readPem(source: PemSource, setting: string): string {
 }
 
 const isPath = (s: PemSource | undefined): s is string => typeof s === 'string' && !s.trimStart().startsWith('-----BEGIN');
+const list = (s: PemSource | PemSource[] | undefined): PemSource[] => (s === undefined ? [] : Array.isArray(s) ? s : [s]);
+/** One source as `<setting>`, several as `<setting>[i]`: the name a PemFileError gives. */
+const readPems = (s: PemSource | PemSource[], setting: string): string[] => (Array.isArray(s) ? s.map((c, i) => readPem(c, `${setting}[${i}]`)) : [readPem(s, setting)]);
 
 function contextOptions(s: TlsListenerSettings | CertificateFiles, prefix = ''): SecureContextOptions {
   const o: SecureContextOptions = { cert: readPem(s.cert, `${prefix}cert`), key: readPem(s.key, `${prefix}key`), passphrase: s.passphrase };
   const t = s as TlsListenerSettings;
-  if (t.ca !== undefined) o.ca = Array.isArray(t.ca) ? t.ca.map((c, i) => readPem(c, `ca[${i}]`)) : [readPem(t.ca, 'ca')];
+  if (t.ca !== undefined) o.ca = readPems(t.ca, 'ca');
+  if (t.crl !== undefined) o.crl = readPems(t.crl, 'crl');
   if (t.ciphers !== undefined) o.ciphers = t.ciphers;
   if (t.ciphersuites !== undefined) {
     // Node.js takes TLS 1.3 suites in `ciphers` (names starting TLS_); it has no `ciphersuites` option. Keep
@@ -125,7 +134,7 @@ export class TlsContexts {
   watch(apply: (options: SecureContextOptions) => void): void {
     this.applyTo = apply;
     const s = this.settings;
-    const files = [s.cert, s.key, ...(Array.isArray(s.ca) ? s.ca : s.ca ? [s.ca] : []), ...Object.values(s.sni ?? {}).flatMap((f) => [f.cert, f.key])].filter(isPath);
+    const files = [s.cert, s.key, ...list(s.ca), ...list(s.crl), ...Object.values(s.sni ?? {}).flatMap((f) => [f.cert, f.key])].filter(isPath);
     if (files.length) this.watcher = watchFiles(files, () => this.reload());
   }
 
@@ -170,7 +179,7 @@ export function verifyClient(socket: TLSSocket, settings: TlsListenerSettings): 
   if (!settings.requestCert) return undefined;
   const cert = socket.getPeerCertificate();
   if (!cert || Object.keys(cert).length === 0) return 'no client certificate';
-  if (!socket.authorized) return `client certificate not trusted: ${String(socket.authorizationError)}`;
+  if (!socket.authorized) return untrusted(socket.authorizationError);
   return undefined;
 }
 
@@ -182,8 +191,17 @@ export function refusedClient(err: Error & { code?: string }, socket: TLSSocket,
   if (!settings.requestCert) return undefined;
   if (err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'no client certificate';
   // set by Node.js when it verified the certificate, just before it destroyed the socket
-  if (socket.authorizationError) return `client certificate not trusted: ${String(socket.authorizationError)}`;
+  if (socket.authorizationError) return untrusted(socket.authorizationError);
   return undefined;
+}
+
+/** Why OpenSSL did not accept a client certificate, in words (the CRL cases name the setting to look at). */
+function untrusted(error: Error | string): string {
+  const code = typeof error === 'string' ? error : ((error as Error & { code?: string }).code ?? '');
+  if (code === 'CERT_REVOKED') return 'client certificate revoked (listed in the listener\'s crl)';
+  if (code === 'UNABLE_TO_GET_CRL') return "client certificate not trusted: no CRL from its CA in the listener's crl (with crl set, every CA needs one)";
+  if (code === 'CRL_HAS_EXPIRED') return "client certificate not trusted: the listener's CRL from its CA has expired (its nextUpdate has passed)";
+  return `client certificate not trusted: ${String(error)}`;
 }
 
 /** The username / Client ID the certificate provides, per the listener settings. */

@@ -1,5 +1,6 @@
 // Test certificates made with openssl at test time in a temp dir: a CA, a server certificate for
-// 127.0.0.1/localhost, client certificates from the CA, one from a foreign CA and an expired one.
+// 127.0.0.1/localhost, client certificates from the CA, one from a foreign CA, an expired one, a revoked
+// one, and the CA's certificate revocation lists (one that lists it, one that lists nothing).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,8 +20,13 @@ export interface TestCerts {
   expired: { cert: string; key: string };
   /** Another server certificate (CN "Petrel Test Server 2") for reload tests */
   server2: { cert: string; key: string };
+  /** CN "lost-device", from the right CA, listed in `crl` */
+  revoked: { cert: string; key: string };
+  /** The CA's CRL listing `revoked`, and one listing nothing (PEM). */
+  crl: string;
+  emptyCrl: string;
   /** Paths of the PEM files in `dir`. */
-  paths: Record<'ca' | 'serverCert' | 'serverKey' | 'server2Cert' | 'server2Key', string>;
+  paths: Record<'ca' | 'serverCert' | 'serverKey' | 'server2Cert' | 'server2Key' | 'crl' | 'emptyCrl', string>;
   cleanup(): void;
 }
 
@@ -57,6 +63,15 @@ export function makeCerts(): TestCerts | undefined {
   issue('client2', 'device-2', 'ca', clientExt());
   issue('foreign', 'intruder', 'foreign-ca', clientExt());
   issue('expired', 'old-device', 'ca', clientExt(), '-1');
+  issue('revoked', 'lost-device', 'ca', clientExt());
+  // `openssl ca` keeps what it revoked in a database file; a CRL is made from it.
+  writeFileSync(p('ca.cnf'), '[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n');
+  writeFileSync(p('index.txt'), '');
+  writeFileSync(p('crlnumber'), '01\n');
+  const ca = ['-config', p('ca.cnf'), '-keyfile', p('ca.key'), '-cert', p('ca.crt')];
+  openssl('ca', ...ca, '-gencrl', '-out', p('empty.crl'));
+  openssl('ca', ...ca, '-revoke', p('revoked.crt'));
+  openssl('ca', ...ca, '-gencrl', '-out', p('ca.crl'));
   const read = (name: string) => readFileSync(p(name), 'utf8');
   const pair = (name: string) => ({ cert: read(`${name}.crt`), key: read(`${name}.key`) });
   return {
@@ -68,7 +83,10 @@ export function makeCerts(): TestCerts | undefined {
     client2: pair('client2'),
     foreign: pair('foreign'),
     expired: pair('expired'),
-    paths: { ca: p('ca.crt'), serverCert: p('server.crt'), serverKey: p('server.key'), server2Cert: p('server2.crt'), server2Key: p('server2.key') },
+    revoked: pair('revoked'),
+    crl: read('ca.crl'),
+    emptyCrl: read('empty.crl'),
+    paths: { ca: p('ca.crt'), serverCert: p('server.crt'), serverKey: p('server.key'), server2Cert: p('server2.crt'), server2Key: p('server2.key'), crl: p('ca.crl'), emptyCrl: p('empty.crl') },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
