@@ -1,7 +1,7 @@
 // Certificate revocation lists on mutual-TLS listeners (`crl`, Mosquitto's `crlfile`): a client certificate
 // the CA has revoked is refused at the handshake, over TLS and WSS; the CRL file is reloaded when it changes.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
@@ -114,6 +114,20 @@ describe('crl configuration', { skip }, () => {
       const refused = b.logged('TLS client refused');
       assert.equal(refused.length, 1);
       assert.match(String(refused[0]!.reason), /no CRL from its CA in the listener's crl/);
+    } finally {
+      await b.broker.close();
+    }
+  });
+
+  it('a CRL past its next update refuses every client, and the log says it has expired', async () => {
+    const old = join(certs!.dir, 'old.crl');
+    execFileSync('openssl', ['ca', '-config', 'ca.cnf', '-keyfile', 'ca.key', '-cert', 'ca.crt', '-gencrl', '-crl_lastupdate', '20260101000000Z', '-crl_nextupdate', '20260102000000Z', '-out', old], { cwd: certs!.dir, stdio: 'ignore' });
+    const b = await startLogged({ listeners: [{ type: 'tls', ...mtls({ crl: old }) }] as never });
+    try {
+      await assert.rejects(connect(`mqtts://127.0.0.1:${b.broker.address(0).port}`, { ca: certs!.ca, cert: certs!.client.cert, key: certs!.client.key }));
+      const refused = b.logged('TLS client refused');
+      assert.equal(refused.length, 1);
+      assert.match(String(refused[0]!.reason), /the listener's CRL from its CA has expired/);
     } finally {
       await b.broker.close();
     }
