@@ -92,10 +92,8 @@ function onPacket(client: Client, d: Buffer, start: number, headerLength: number
   if (type === 3) {
     const topicLength = (d[v]! << 8) | d[v + 1]!;
     const to = route(latin1(d, v + 2, v + 2 + topicLength));
-    // Batch mode keeps the bytes until the turn ends, past the next read; direct mode writes them at once
-    // (a write that goes asynchronous would see the buffer reused: counted, and none happen at one in flight).
-    const packet = d.subarray(start, start + length);
-    if (to !== undefined) send(to, batch ? Buffer.from(packet) : packet);
+    // A copy: the read buffer is reused by the next read, and a write may outlive it (batched, or asynchronous).
+    if (to !== undefined) send(to, Buffer.from(d.subarray(start, start + length)));
     if (((d[start]! >> 1) & 3) === 1) send(client, Buffer.from([0x40, 2, d[v + 2 + topicLength]!, d[v + 3 + topicLength]!]));
   } else if (type === 1) {
     send(client, CONNACK);

@@ -129,6 +129,23 @@ async function closePetrel(broker: Broker): Promise<void> {
   await broker.close();
 }
 
+/** Runs `scenario` on Mosquitto (config `lines`), then on Petrel (`options`): one broker at a time, each closed after. */
+async function onBoth<T>(lines: string[], options: BrokerOptions, scenario: (port: number) => Promise<T>): Promise<{ mosquitto: T; petrel: T }> {
+  const mosq = await startMosquitto(lines);
+  let mosquitto: T;
+  try {
+    mosquitto = await scenario(mosq.port);
+  } finally {
+    await mosq.stop();
+  }
+  const petrel = await startPetrel(options);
+  try {
+    return { mosquitto, petrel: await scenario(petrel.port) };
+  } finally {
+    await closePetrel(petrel.broker);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Clients (MQTT.js)
 
@@ -531,16 +548,9 @@ describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITT
       await Promise.all([alice.end(), admin.end()]);
       return { sub: sub < 3, adminGot, aliceGot };
     };
-    const mosq = await startMosquitto(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`]);
-    const m = await run1(mosq.port);
-    await mosq.stop();
+    const { mosquitto: m, petrel } = await onBoth(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`], { allowAnonymous: false, passwordFile: passwd, acl: { file: acl } }, run1);
     assert.deepEqual(m, { sub: true, adminGot: ['foo/alice/x'], aliceGot: ['foo/alice/x'] }, 'mosquitto: the oracle');
-    const petrel = await startPetrel({ allowAnonymous: false, passwordFile: passwd, acl: { file: acl } });
-    try {
-      assert.deepEqual(await run1(petrel.port), m);
-    } finally {
-      await closePetrel(petrel.broker);
-    }
+    assert.deepEqual(petrel, m);
   });
 
   it('%u and %c are placeholders in `pattern` lines only: in a `topic` line they are literal text', async () => {
@@ -557,16 +567,9 @@ describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITT
       await Promise.all([alice.end(), admin.end()]);
       return got;
     };
-    const mosq = await startMosquitto(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`]);
-    const m = await run1(mosq.port);
-    await mosq.stop();
+    const { mosquitto: m, petrel } = await onBoth(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`], { allowAnonymous: false, passwordFile: passwd, acl: { file: acl } }, run1);
     assert.deepEqual(m, ['stats/%u'], 'mosquitto: the oracle');
-    const petrel = await startPetrel({ allowAnonymous: false, passwordFile: passwd, acl: { file: acl } });
-    try {
-      assert.deepEqual(await run1(petrel.port), m);
-    } finally {
-      await closePetrel(petrel.broker);
-    }
+    assert.deepEqual(petrel, m);
   });
 
   it('an empty or comments-only acl_file denies everything, as in Mosquitto (a converted `acl_file` must not fail open)', async () => {
@@ -582,20 +585,12 @@ describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITT
         await a.end();
         return { subscribed: sub < 3, got };
       };
-      const mosq = await startMosquitto(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`]);
-      const m = await run1(mosq.port);
-      await mosq.stop();
-      assert.deepEqual(m, { subscribed: true, got: 0 }, 'mosquitto: granted and filtered: nothing delivered');
-      // What `petrel convert-config` makes of `acl_file PATH`:
+      // Petrel gets what `petrel convert-config` makes of `acl_file PATH`:
       const { config } = convertMosquittoConf(`acl_file ${acl}\npassword_file ${passwd}\n`);
-      const petrel = await startPetrel({ ...config, listeners: undefined, host: '127.0.0.1', port: 0 });
-      try {
-        const p = await run1(petrel.port);
-        assert.equal(p.got, 0, `nothing delivered with ${JSON.stringify(text)}`);
-        assert.equal(p.subscribed, false, 'Petrel decides at SUBSCRIBE: refused');
-      } finally {
-        await closePetrel(petrel.broker);
-      }
+      const { mosquitto: m, petrel: p } = await onBoth(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`], { ...config, listeners: undefined, host: '127.0.0.1', port: 0 }, run1);
+      assert.deepEqual(m, { subscribed: true, got: 0 }, 'mosquitto: granted and filtered: nothing delivered');
+      assert.equal(p.got, 0, `nothing delivered with ${JSON.stringify(text)}`);
+      assert.equal(p.subscribed, false, 'Petrel decides at SUBSCRIBE: refused');
     }
   });
 
@@ -610,16 +605,9 @@ describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITT
       await c.end();
       return got;
     };
-    const mosq = await startMosquitto(['allow_anonymous true', `acl_file ${acl}`]);
-    const m = await run1(mosq.port);
-    await mosq.stop();
+    const { mosquitto: m, petrel } = await onBoth(['allow_anonymous true', `acl_file ${acl}`], { allowAnonymous: true, acl: { file: acl } }, run1);
     assert.equal(m, 0, 'mosquitto: the oracle');
-    const petrel = await startPetrel({ allowAnonymous: true, acl: { file: acl } });
-    try {
-      assert.equal(await run1(petrel.port), m);
-    } finally {
-      await closePetrel(petrel.broker);
-    }
+    assert.equal(petrel, m);
   });
 
   it('a Client ID with "/" in a %c pattern: Mosquitto substitutes it, Petrel grants nothing through that line; the docs must say so', async () => {
@@ -633,15 +621,9 @@ describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITT
       await c.end();
       return got;
     };
-    const mosq = await startMosquitto(['allow_anonymous true', `acl_file ${acl}`]);
-    assert.deepEqual(await run1(mosq.port), ['devices/plant/7/x'], 'mosquitto: the oracle');
-    await mosq.stop();
-    const petrel = await startPetrel({ allowAnonymous: true, acl: { file: acl } });
-    try {
-      assert.deepEqual(await run1(petrel.port), [], "Petrel's (safer) choice");
-    } finally {
-      await closePetrel(petrel.broker);
-    }
+    const { mosquitto, petrel } = await onBoth(['allow_anonymous true', `acl_file ${acl}`], { allowAnonymous: true, acl: { file: acl } }, run1);
+    assert.deepEqual(mosquitto, ['devices/plant/7/x'], 'mosquitto: the oracle');
+    assert.deepEqual(petrel, [], "Petrel's (safer) choice");
     const docs = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
     assert.match(docs, /`%c`[^.]*(Client ID|client ID)[^.]*contains[^.]*`\/`/, 'documented for %c / Client IDs');
   });
@@ -673,16 +655,9 @@ describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITT
       await Promise.all([admin.end(), alice.end(), bob.end()]);
       return got;
     };
-    const mosq = await startMosquitto(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`]);
-    const m = await run1(mosq.port);
-    await mosq.stop();
-    const petrel = await startPetrel({ allowAnonymous: false, passwordFile: passwd, acl: { file: acl } });
-    try {
-      assert.deepEqual(await run1(petrel.port), m);
-      assert.deepEqual(m, ['read', 'a b/c', 'reports/x']);
-    } finally {
-      await closePetrel(petrel.broker);
-    }
+    const { mosquitto: m, petrel } = await onBoth(['allow_anonymous false', `password_file ${passwd}`, `acl_file ${acl}`], { allowAnonymous: false, passwordFile: passwd, acl: { file: acl } }, run1);
+    assert.deepEqual(petrel, m);
+    assert.deepEqual(m, ['read', 'a b/c', 'reports/x']);
   });
 });
 
