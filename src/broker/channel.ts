@@ -158,6 +158,16 @@ export class Channel {
     return this.info?.clientId;
   }
 
+  /** Keep alive in force, in seconds (0: none). */
+  get keepAlive(): number {
+    return this.keepAliveMs / 1000;
+  }
+
+  /** Bytes written and not yet taken by the network. */
+  get bufferedBytes(): number {
+    return this.output.bufferedBytes?.() ?? 0;
+  }
+
   // ---- input from the transport ----
 
   /** Bytes from the network. */

@@ -487,6 +487,18 @@ export class BrokerCore {
     return messageExpired(message, queuedAt, now, this.limits.offlineMessageExpiry * 1000);
   }
 
+  /**
+   * Ends a session on an operator's request: its live connection is closed (5.0: DISCONNECT 0x98, will
+   * published) and the session ends whatever its expiry. False when there is no such session or connection.
+   */
+  removeSession(clientId: string): boolean {
+    const channel = this.connected.get(clientId);
+    channel?.serverDisconnect(0x98, 'session removed by the server');
+    const session = this.sessions.get(clientId);
+    if (session !== undefined) this.endSession(session);
+    return channel !== undefined || session !== undefined;
+  }
+
   /** Server shutdown: every connection gets DISCONNECT 0x8B (5.0) and is closed. */
   shutdown(): void {
     this.closing = true;

@@ -1,7 +1,7 @@
 // `petrel broker`: starts the broker from defaults, a config file and flags (flags win).
 import type { Command } from 'commander';
 import { pino, type Logger } from 'pino';
-import { createBroker } from '../broker/broker.js';
+import { createBroker } from '../server/broker.js';
 import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
 import { BufferedLogDestination } from '../runtime/log-destination.js';
 import { tuneV8 } from '../runtime/v8-tuning.js';

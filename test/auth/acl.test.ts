@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Acl, covers, intersects, parseAclFile } from '../../src/auth/acl.js';
-import type { Broker } from '../../src/broker/broker.js';
+import type { Broker } from '../../src/server/broker.js';
 import type { PubAckLikePacket, SubackPacket } from '../../src/protocol/packets.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { collect, connect, end, nextMessage, startLogged, subscribe } from '../transport/helpers.js';

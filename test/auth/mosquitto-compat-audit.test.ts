@@ -16,7 +16,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { parse as parseYaml } from 'yaml';
 import { Acl, parseAclFile } from '../../src/auth/acl.js';
 import { parsePasswordFile } from '../../src/auth/password-file.js';
-import { createBroker, type Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { createBroker, type Broker, type BrokerOptions } from '../../src/server/broker.js';
 import { loadConfigFile, validateConfig, type FileConfig } from '../../src/config/config.js';
 import { convertMosquittoConf } from '../../src/config/mosquitto-conf.js';
 import type { ConnackPacket, ConnectPacket, PubAckLikePacket, SubackPacket } from '../../src/protocol/packets.js';

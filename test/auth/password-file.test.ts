@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deleteUser, hashPassword, parseHash, PasswordFile, setPassword, verifyPassword } from '../../src/auth/password-file.js';
-import type { Broker } from '../../src/broker/broker.js';
+import type { Broker } from '../../src/server/broker.js';
 import type { ConnackPacket } from '../../src/protocol/packets.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { startLogged, type LoggedBroker } from '../transport/helpers.js';

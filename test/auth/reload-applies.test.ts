@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { deleteUser, setPassword } from '../../src/auth/password-file.js';
-import type { BrokerOptions } from '../../src/broker/broker.js';
+import type { BrokerOptions } from '../../src/server/broker.js';
 import type { ConnectPacket, DisconnectPacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
 import { pub } from '../helpers/packets.js';
 import { RawClient } from '../helpers/raw-client.js';

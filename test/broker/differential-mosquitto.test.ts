@@ -19,7 +19,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { Broker } from '../../src/broker/broker.js';
+import type { Broker } from '../../src/server/broker.js';
 import type { QoS } from '../../src/protocol/constants.js';
 import type { ConnectPacket, Packet, Properties, PublishPacket, SubackPacket, UnsubackPacket } from '../../src/protocol/packets.js';
 import { delay, startBroker } from '../helpers/broker.js';

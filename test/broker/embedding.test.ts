@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { pino, type Logger } from 'pino';
-import { createBroker } from '../../src/broker/broker.js';
+import { createBroker } from '../../src/server/broker.js';
 import { FakeClock } from '../helpers/fake-core.js';
 import { eventually, startBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { describe, it } from 'node:test';
-import { createBroker } from '../../src/broker/broker.js';
+import { createBroker } from '../../src/server/broker.js';
 import { TopicRouter } from '../../src/broker/router.js';
 import type { ConnackPacket, DisconnectPacket, PubAckLikePacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';

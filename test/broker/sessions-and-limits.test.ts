@@ -3,7 +3,7 @@
 // over real TCP on 127.0.0.1, port 0.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createBroker } from '../../src/broker/broker.js';
+import { createBroker } from '../../src/server/broker.js';
 import type { ProtocolVersion } from '../../src/protocol/constants.js';
 import type {
   ConnackPacket,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { createBroker } from '../../src/broker/broker.js';
+import { createBroker } from '../../src/server/broker.js';
 import { ConfigError, envOverrides, formatConfig, resolveConfig, validateConfig } from '../../src/config/config.js';
 import { makeCerts } from '../helpers/certs.js';
 import { connect, end } from '../transport/helpers.js';

@@ -1,5 +1,5 @@
 // Starts a broker on 127.0.0.1 with an ephemeral port for one test.
-import { createBroker, type Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { createBroker, type Broker, type BrokerOptions } from '../../src/server/broker.js';
 
 export async function startBroker(options: BrokerOptions = {}): Promise<{ broker: Broker; port: number; url: string }> {
   // No $SYS topics unless a test asks: they would add retained messages to every count.

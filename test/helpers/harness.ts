@@ -3,7 +3,7 @@
 // broker's events and builds raw packet bytes for input no encoder will produce.
 import type { TestContext } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import type { Broker, BrokerEventMap, BrokerOptions } from '../../src/broker/broker.js';
+import type { Broker, BrokerEventMap, BrokerOptions } from '../../src/server/broker.js';
 import type { ProtocolVersion } from '../../src/protocol/constants.js';
 import type { ConnackPacket, ConnectPacket, Packet, PublishPacket } from '../../src/protocol/packets.js';
 import { delay, eventually, startBroker } from './broker.js';

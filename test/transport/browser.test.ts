@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it, type TestContext } from 'node:test';
-import { createBroker, type ListenerOptions } from '../../src/broker/broker.js';
+import { createBroker, type ListenerOptions } from '../../src/server/broker.js';
 import { hasCommand, makeCerts } from '../helpers/certs.js';
 
 const chromium = ['chromium', 'chromium-browser', 'google-chrome'].find(hasCommand);

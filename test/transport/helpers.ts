@@ -1,7 +1,7 @@
 // Shared by the transport, auth and config tests: a broker with a captured log, MQTT.js connections.
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
-import { createBroker, type Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { createBroker, type Broker, type BrokerOptions } from '../../src/server/broker.js';
 
 export interface LoggedBroker {
   broker: Broker;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { Broker } from '../../src/broker/broker.js';
+import type { Broker } from '../../src/server/broker.js';
 import type { ClientInfo } from '../../src/broker/hooks.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import { parseProxyHeader, ProxyProtocolError } from '../../src/transport/proxy-protocol.js';

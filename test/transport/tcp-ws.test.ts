@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
-import type { Broker } from '../../src/broker/broker.js';
+import type { Broker } from '../../src/server/broker.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import { PacketDecoder } from '../../src/protocol/decoder.js';
 import type { DisconnectPacket, Packet } from '../../src/protocol/packets.js';

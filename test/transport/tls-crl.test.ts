@@ -5,7 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { createBroker } from '../../src/broker/broker.js';
+import { createBroker } from '../../src/server/broker.js';
 import { validateConfig } from '../../src/config/config.js';
 import { convertMosquittoConf } from '../../src/config/mosquitto-conf.js';
 import { run } from '../cli/cli-process.js';

@@ -7,7 +7,7 @@ import { connect as netConnect, createServer as netCreateServer, type Socket } f
 import { connect as tlsConnect } from 'node:tls';
 import { after, describe, it, type TestContext } from 'node:test';
 import { WebSocket } from 'ws';
-import { createBroker, type Broker, type BrokerOptions } from '../../src/broker/broker.js';
+import { createBroker, type Broker, type BrokerOptions } from '../../src/server/broker.js';
 import type { ClientInfo } from '../../src/broker/hooks.js';
 import type { ProtocolVersion } from '../../src/protocol/constants.js';
 import { PacketDecoder } from '../../src/protocol/decoder.js';

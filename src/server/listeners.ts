@@ -10,11 +10,11 @@ import { pino, type Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
 import { publishLimiter, type ClientRateLimits } from '../auth/limits.js';
 import type { Security } from '../auth/security.js';
-import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } from './direct-tcp.js';
-import { readProxyHeader } from './proxy-protocol.js';
-import { attachSocket, socketAddress, type TransportInit } from './stream.js';
-import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
-import { ANY_PATH, webSocketEndpoint } from './websocket.js';
+import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } from '../transport/direct-tcp.js';
+import { readProxyHeader } from '../transport/proxy-protocol.js';
+import { attachSocket, socketAddress, type TransportInit } from '../transport/stream.js';
+import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from '../transport/tls.js';
+import { ANY_PATH, webSocketEndpoint } from '../transport/websocket.js';
 
 /** Pending connections the kernel may queue per listener before accept(). */
 const LISTEN_BACKLOG = 8192;

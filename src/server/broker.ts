@@ -9,14 +9,15 @@ import { hasMoreLevels, isValidTopicName } from '../protocol/topic.js';
 import { Security, type SecurityChanges, type SecurityOptions } from '../auth/security.js';
 import type { ClientRateLimits } from '../auth/limits.js';
 import { GRACEFUL_CLOSE_MS } from '../transport/batched-output.js';
-import { startListener, type ListenerOptions, type RunningListener } from '../transport/listeners.js';
+import { startListener, type ListenerOptions, type RunningListener } from './listeners.js';
 import { PemFileError } from '../transport/tls.js';
-import { BrokerCore, type Clock } from './core.js';
-import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from './hooks.js';
-import { createMessage, type Message } from './message.js';
-import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
-import type { AuthMethod } from './enhanced-auth.js';
-import { LogThrottle } from './log-throttle.js';
+import { BrokerCore, type Clock } from '../broker/core.js';
+import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from '../broker/hooks.js';
+import { createMessage, type Message } from '../broker/message.js';
+import { DEFAULT_LIMITS, type BrokerLimits } from '../broker/options.js';
+import type { AuthMethod } from '../broker/enhanced-auth.js';
+import { LogThrottle } from '../broker/log-throttle.js';
+import { BrokerInspector } from '../broker/inspect.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS } from '../config/checks.js';
 
@@ -59,6 +60,8 @@ export interface BrokerEventMap {
 
 export class Broker extends EventEmitter<BrokerEventMap> {
   readonly core: BrokerCore;
+  /** Read-only views of connections, sessions, subscriptions and retained messages (src/broker/inspect.ts). */
+  readonly inspect: BrokerInspector;
   readonly logger: Logger;
   private readonly listenerOptions: ListenerOptions[];
   private readonly running: RunningListener[] = [];
@@ -108,6 +111,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       authMethods: options.authMethods,
       sys: { heapUsed: () => process.memoryUsage().heapUsed },
     });
+    this.inspect = new BrokerInspector(this.core);
   }
 
   /**
@@ -246,6 +250,21 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     const channel = this.core.connected.get(clientId);
     if (!channel) return false;
     channel.serverDisconnect(reasonCode, reason);
+    return true;
+  }
+
+  /**
+   * Ends the session of `clientId` whatever its expiry: a live connection is closed first (5.0: DISCONNECT
+   * 0x98), its will published. False when there was neither a session nor a connection.
+   */
+  deleteSession(clientId: string): boolean {
+    return this.core.removeSession(clientId);
+  }
+
+  /** Deletes the retained message of `topic`; false when there was none. */
+  deleteRetained(topic: string): boolean {
+    if (this.core.retained.get(topic) === undefined) return false;
+    this.core.retained.set(createMessage({ topic, payload: Buffer.alloc(0), qos: 0, retain: true }, undefined, this.core.clock.now()));
     return true;
   }
 
