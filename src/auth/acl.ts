@@ -3,7 +3,7 @@
 // First matching rule wins; no match falls back to the default. Checks are synchronous.
 import { readFileSync } from 'node:fs';
 import type { ClientInfo } from '../broker/hooks.js';
-import { AddressSet, checkAddressEntry, ipOf } from './address.js';
+import { AddressSet, checkAddressEntry, ipOf } from '../util/address.js';
 import { isMosquittoAcl, parseMosquittoAcl, type MosquittoAclRule } from './mosquitto-acl.js';
 
 export type AclPermission = 'allow' | 'deny';

@@ -1,5 +1,5 @@
 // The ban list: Client IDs, usernames and addresses (IP or CIDR) refused at CONNECT with 0x8A (Banned).
-import { AddressSet, checkAddressEntry, ipOf } from './address.js';
+import { AddressSet, checkAddressEntry, ipOf } from '../util/address.js';
 
 export interface BanOptions {
   clientIds?: string[];

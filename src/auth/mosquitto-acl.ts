@@ -39,7 +39,10 @@ export interface MosquittoAclRule {
 
 /** The rules of a Mosquitto acl_file in the order Mosquitto checks them; throws "line N: ..." on a line it cannot read. */
 export function parseMosquittoAcl(text: string): MosquittoAclRule[] {
-  const [ownDenials, ownGrants, patternDenials, patternGrants]: MosquittoAclRule[][] = [[], [], [], []];
+  const ownDenials: MosquittoAclRule[] = [];
+  const ownGrants: MosquittoAclRule[] = [];
+  const patternDenials: MosquittoAclRule[] = [];
+  const patternGrants: MosquittoAclRule[] = [];
   let user: string | undefined;
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
@@ -68,5 +71,5 @@ export function parseMosquittoAcl(text: string): MosquittoAclRule[] {
     const deny = access.permission === 'deny';
     (pattern ? (deny ? patternDenials : patternGrants) : deny ? ownDenials : ownGrants).push({ rule, anonymous, pattern, line: i + 1 });
   });
-  return [...ownDenials!, ...ownGrants!, ...patternDenials!, ...patternGrants!];
+  return [...ownDenials, ...ownGrants, ...patternDenials, ...patternGrants];
 }

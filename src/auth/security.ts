@@ -6,7 +6,7 @@ import { Acl, type AclOptions } from './acl.js';
 import { BanList, type BanOptions } from './bans.js';
 import { TokenBucket } from './limits.js';
 import { PasswordFile } from './password-file.js';
-import { watchFiles, type FileWatcher } from './watch.js';
+import { watchFiles, type FileWatcher } from '../util/watch.js';
 
 export interface SecurityOptions {
   /** Password file written by `petrel passwd` (salted scrypt hashes). Re-read when it changes. */

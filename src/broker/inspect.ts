@@ -1,11 +1,11 @@
 // Read-only views of the broker's state, for operators (the HTTP API), embedders and tests: plain objects,
 // made on demand, so no caller holds the core's live structures and the internals can change under them.
 import type { QoS } from '../protocol/constants.js';
-import type { BrokerCore } from './core.js';
+import type { BrokerCore, Footprint } from './core.js';
 import type { ClientInfo } from './hooks.js';
 import type { Message } from './message.js';
 import type { SubscriptionEntry } from './router.js';
-import type { Session } from './session.js';
+import type { Session } from './session/session.js';
 
 export interface SubscriptionView {
   /** The filter as the client wrote it (`$share/group/...` included). */
@@ -71,43 +71,43 @@ export class BrokerInspector {
     const core = this.core;
     return {
       connections: core.channels.size,
-      connected: core.connected.size,
-      sessions: core.sessions.size,
+      connected: core.registry.connected.size,
+      sessions: core.registry.sessions.size,
       subscriptions: core.router.size,
       retained: core.retained.size,
-      droppedMessages: core.droppedMessages,
-      retainedRefused: core.retainedRefused,
+      droppedMessages: core.stats.droppedMessages,
+      retainedRefused: core.stats.retainedRefused,
     };
   }
 
   isConnected(clientId: string): boolean {
-    return this.core.connected.has(clientId);
+    return this.core.registry.connected.has(clientId);
   }
 
   hasSession(clientId: string): boolean {
-    return this.core.sessions.has(clientId);
+    return this.core.registry.sessions.has(clientId);
   }
 
   /** The live connection of `clientId`. */
   connection(clientId: string): ConnectionView | undefined {
-    const channel = this.core.connected.get(clientId);
+    const channel = this.core.registry.connected.get(clientId);
     return channel?.info === undefined ? undefined : connectionView(channel.info, channel);
   }
 
   /** Every connected client, in no particular order. */
   *connections(): IterableIterator<ConnectionView> {
-    for (const channel of this.core.connected.values()) {
+    for (const channel of this.core.registry.connected.values()) {
       if (channel.info !== undefined) yield connectionView(channel.info, channel);
     }
   }
 
   session(clientId: string): SessionView | undefined {
-    const session = this.core.sessions.get(clientId);
+    const session = this.core.registry.sessions.get(clientId);
     return session === undefined ? undefined : this.sessionView(session);
   }
 
   *sessions(): IterableIterator<SessionView> {
-    for (const session of this.core.sessions.values()) yield this.sessionView(session);
+    for (const session of this.core.registry.sessions.values()) yield this.sessionView(session);
   }
 
   /** Client IDs with a subscription matching `topic` (a shared group's members included), one each. */
@@ -129,6 +129,17 @@ export class BrokerInspector {
     return this.core.retained.match(filter, this.core.clock.now());
   }
 
+  /** The size of every internal structure, for leak tests (BrokerCore.footprint). */
+  footprint(): Footprint {
+    return this.core.footprint();
+  }
+
+  /** Topic aliases held on a live connection: set by the client (in) and given toward it (out). */
+  topicAliases(clientId: string): { in: number; out: number } | undefined {
+    const channel = this.core.registry.connected.get(clientId);
+    return channel === undefined ? undefined : { in: channel.topicAliases?.size ?? 0, out: channel.writer.aliasCount };
+  }
+
   /** Bytes, packets and sessions counted for $SYS and metrics. */
   stats(): Readonly<BrokerCore['stats']> {
     return { ...this.core.stats };
@@ -141,7 +152,7 @@ export class BrokerInspector {
     }
     return {
       clientId: session.clientId,
-      connected: this.core.connected.has(session.clientId),
+      connected: this.core.registry.connected.has(session.clientId),
       expiryInterval: session.expiryInterval,
       expiresAt: session.expiresAt,
       subscriptions,

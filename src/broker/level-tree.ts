@@ -38,7 +38,7 @@ export function removeChild<N extends LevelBranch<N>>(node: N, name: string): vo
   }
   node.children.delete(name);
   if (node.children.size === 1) {
-    const [[onlyName, only]] = node.children;
+    const [onlyName, only] = node.children.entries().next().value!;
     node.onlyName = onlyName;
     node.only = only;
     node.children = undefined;

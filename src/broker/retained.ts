@@ -1,10 +1,11 @@
-// Retained messages: the last retained message per topic, found by topic filter. Kept in a tree of topic
+// The in-memory retained store (store/types.ts RetainedStore): the last retained message per topic, found by topic filter. Kept in a tree of topic
 // levels, so a wildcard subscription visits only the branches its filter can match: with 100k retained
 // messages, scanning them all cost 1-5 ms per wildcard SUBSCRIBE (however few matched), and the event loop
 // waits that long.
 import { addChild, childOf, eachChild, hasChildren, removeChild, type LevelBranch } from './level-tree.js';
 import type { Message } from './message.js';
 import { isSysTopic } from './sys-topics.js';
+import type { RetainedStore } from './store/types.js';
 
 interface RetainedNode extends LevelBranch<RetainedNode> {
   message: Message | undefined;
@@ -14,7 +15,7 @@ interface RetainedNode extends LevelBranch<RetainedNode> {
 // 558 B with a Map per level, 255 B in a flat Map of topics (which a wildcard had to scan whole).
 const newNode = (): RetainedNode => ({ message: undefined, onlyName: undefined, only: undefined, children: undefined });
 
-export class RetainedStore {
+export class MemoryRetainedStore implements RetainedStore {
   private readonly root = newNode();
   private count = 0;
   /** Of `count`, the broker's own $SYS topics: they do not take places the limit of set() gives clients. */
@@ -25,6 +26,11 @@ export class RetainedStore {
    * stays in the heap until its time (then it is skipped), or until a rebuild when they outnumber the rest.
    */
   private expiring: Message[] = [];
+
+  /** Children of the root: first levels of the topics held (for leak checks). */
+  get topLevels(): number {
+    return this.root.children?.size ?? (this.root.only !== undefined ? 1 : 0);
+  }
 
   get size(): number {
     return this.count;

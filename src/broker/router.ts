@@ -1,76 +1,85 @@
-// Topic router: a trie of subscription filters, one level per node, with a cache of the
-// matches of exact topic names (most traffic repeats a small set of topics).
-import type { QoS } from '../protocol/constants.js';
+// The local subscription index: a trie of topic filters, one level per node, each subscription with its
+// subscriber (a session, for the broker), and a cache of the matches of exact topic names (most traffic
+// repeats a small set of topics). Which *nodes* want a topic is another question (store/types.ts RouteTable).
 import { addChild, childOf, hasChildren, removeChild, type LevelBranch } from './level-tree.js';
+import type { SubscriptionEntry } from './store/types.js';
 
-export interface SubscriptionEntry {
-  clientId: string;
-  /** The filter as subscribed, without a `$share/group/` prefix. */
-  filter: string;
-  /** Shared subscription group, or undefined for an ordinary subscription. */
-  shareGroup?: string;
-  qos: QoS;
-  noLocal: boolean;
-  retainAsPublished: boolean;
-  retainHandling: 0 | 1 | 2;
-  /** The 5.0 Subscription Identifier as a one-element list (shared, never changed), so delivery needs no conversion. */
-  subscriptionIds?: readonly number[];
+export type { SubscriptionEntry };
+
+/** A subscription and whoever receives through it. */
+interface Subscribed<S> {
+  entry: SubscriptionEntry;
+  subscriber: S;
 }
 
 /**
  * One level of the filters. Its collections are made when first needed: with three empty Maps per level a
  * filter cost ~600 B of heap per level, so a 64 KiB SUBSCRIBE of 32,000 levels held 19 MB.
  */
-interface TrieNode extends LevelBranch<TrieNode> {
+interface TrieNode<S> extends LevelBranch<TrieNode<S>> {
   /** Ordinary subscriptions ending at this node, by Client ID. */
-  subscribers: Map<string, SubscriptionEntry> | undefined;
+  subscribers: Map<string, Subscribed<S>> | undefined;
   /** Shared subscriptions ending at this node: group name → members by Client ID. */
-  groups: Map<string, Map<string, SubscriptionEntry>> | undefined;
+  groups: Map<string, Map<string, Subscribed<S>>> | undefined;
 }
 
 /** Topics with more levels are matched without recursion (walkDeep). */
 const MAX_RECURSIVE_LEVELS = 1000;
 
-const newNode = (): TrieNode => ({ onlyName: undefined, only: undefined, children: undefined, subscribers: undefined, groups: undefined });
-const isEmpty = (n: TrieNode): boolean => !hasChildren(n) && !n.subscribers?.size && !n.groups?.size;
+function newNode<S>(): TrieNode<S> {
+  return { onlyName: undefined, only: undefined, children: undefined, subscribers: undefined, groups: undefined };
+}
+const isEmpty = <S>(n: TrieNode<S>): boolean => !hasChildren(n) && !n.subscribers?.size && !n.groups?.size;
 
-export interface MatchResult {
+/** The members of one shared group that match, and their subscribers (same order). */
+export interface GroupMatch<S> {
+  key: string;
+  members: SubscriptionEntry[];
+  subscribers: S[];
+}
+
+export interface MatchResult<S> {
   /** Every ordinary subscription that matches (a client appears once per matching filter). */
   entries: SubscriptionEntry[];
-  /** Every shared group that matches, as its member list (the caller picks one member). */
-  groups: { key: string; members: SubscriptionEntry[] }[];
+  /** The subscriber of each entry (same index). */
+  subscribers: S[];
+  /** Every shared group that matches (the caller picks one member). */
+  groups: GroupMatch<S>[];
   /** Some client appears in `entries` more than once (overlapping filters): its deliveries must be merged. */
   overlapping: boolean;
-  /**
-   * Kept here for the broker: each entry's live connection (undefined when offline), valid while
-   * `recipientsVersion` is the broker's count of connection changes (BrokerCore.recipientsOf). A stale
-   * list keeps a closed connection's objects alive until the next message to the topic: at most one per
-   * subscription, never more over time.
-   */
-  recipients: unknown[] | undefined;
-  recipientsVersion: number;
   /** A subscription to exactly this topic changed since: whoever kept this result must match again. */
   stale: boolean;
 }
 
 /** A match with nothing in it yet; every result has this one shape. */
-const newMatchResult = (): MatchResult => ({ entries: [], groups: [], overlapping: false, recipients: undefined, recipientsVersion: -1, stale: false });
-
-const EMPTY = newMatchResult();
-
-/** One publisher's last topic and its match: see TopicRouter.matchRemembered. */
-export interface RouteMemo {
-  topic: string;
-  version: number;
-  result: MatchResult;
+function newMatchResult<S>(): MatchResult<S> {
+  return { entries: [], subscribers: [], groups: [], overlapping: false, stale: false };
 }
 
-export const newRouteMemo = (): RouteMemo => ({ topic: '', version: -1, result: EMPTY });
+const EMPTY: MatchResult<never> = newMatchResult();
+
+/** One publisher's last topic and its match: see TopicRouter.matchRemembered. */
+export interface RouteMemo<S> {
+  topic: string;
+  version: number;
+  result: MatchResult<S>;
+}
+
+export function newRouteMemo<S>(): RouteMemo<S> {
+  return { topic: '', version: -1, result: EMPTY };
+}
 const CACHE_LIMIT = 10_000;
 
-export class TopicRouter {
-  private readonly root = newNode();
-  private readonly cache = new Map<string, MatchResult>();
+/** What add() and remove() changed: whether the filter gained its first or lost its last subscription. */
+export const enum FilterChange {
+  None = 0,
+  Subscription = 1,
+  Filter = 2,
+}
+
+export class TopicRouter<S> {
+  private readonly root = newNode<S>();
+  private readonly cache = new Map<string, MatchResult<S>>();
   private count = 0;
   /**
    * Changes when a subscription with a wildcard is added or removed (any topic's match may change), when the
@@ -84,11 +93,25 @@ export class TopicRouter {
     return this.count;
   }
 
-  /** Adds or replaces the subscription of `entry.clientId` to `entry.filter` (in `entry.shareGroup`). Returns true when it existed. */
-  add(entry: SubscriptionEntry): boolean {
+  /** Children of the root: first levels of the filters held (for leak checks). */
+  get topLevels(): number {
+    return this.root.children?.size ?? (this.root.only !== undefined ? 1 : 0);
+  }
+
+  /** Cached matches of exact topic names (for memory checks). */
+  get cachedTopics(): number {
+    return this.cache.size;
+  }
+
+  /**
+   * Adds or replaces the subscription of `entry.clientId` to `entry.filter` (in `entry.shareGroup`). Returns
+   * None when it replaced one, Subscription when it is new, Filter when it is the filter's first.
+   */
+  add(entry: SubscriptionEntry, subscriber: S): FilterChange {
     let node = this.root;
-    for (const level of entry.filter.split('/')) node = childOf(node, level) ?? addChild(node, level, newNode());
-    let map: Map<string, SubscriptionEntry>;
+    for (const level of entry.filter.split('/')) node = childOf(node, level) ?? addChild(node, level, newNode<S>());
+    const firstOnFilter = !node.subscribers?.size && !node.groups?.size;
+    let map: Map<string, Subscribed<S>>;
     if (entry.shareGroup === undefined) {
       map = node.subscribers ??= new Map();
     } else {
@@ -101,21 +124,21 @@ export class TopicRouter {
       map = group;
     }
     const existed = map.has(entry.clientId);
-    map.set(entry.clientId, entry);
+    map.set(entry.clientId, { entry, subscriber });
     // Matches made while there was no subscription at all (EMPTY) are in no cache: they go by the version.
     if (!existed && this.count++ === 0) this.version++;
     this.invalidate(entry.filter);
-    return existed;
+    return existed ? FilterChange.None : firstOnFilter ? FilterChange.Filter : FilterChange.Subscription;
   }
 
-  /** Removes a subscription; returns true when it existed. */
-  remove(clientId: string, filter: string, shareGroup?: string): boolean {
-    const path: TrieNode[] = [this.root];
+  /** Removes a subscription: None when there was none, Filter when it was the filter's last. */
+  remove(clientId: string, filter: string, shareGroup?: string): FilterChange {
+    const path: TrieNode<S>[] = [this.root];
     const levels = filter.split('/');
     let node = this.root;
     for (const level of levels) {
       const child = childOf(node, level);
-      if (!child) return false;
+      if (!child) return FilterChange.None;
       node = child;
       path.push(node);
     }
@@ -129,25 +152,32 @@ export class TopicRouter {
       if (group && group.size === 0) node.groups!.delete(shareGroup);
       if (node.groups?.size === 0) node.groups = undefined;
     }
-    if (!removed) return false;
+    if (!removed) return FilterChange.None;
     this.count--;
     this.invalidate(filter);
+    const lastOnFilter = !node.subscribers?.size && !node.groups?.size;
     // Prune empty nodes bottom-up so the trie does not grow with churn.
     for (let i = levels.length; i > 0; i--) {
       if (!isEmpty(path[i]!)) break;
       removeChild(path[i - 1]!, levels[i - 1]!);
     }
-    return true;
+    return lastOnFilter ? FilterChange.Filter : FilterChange.Subscription;
   }
 
-  /** Members of shared group `group` on exactly `filter`. */
-  groupMembers(group: string, filter: string): SubscriptionEntry[] {
-    let node: TrieNode | undefined = this.root;
+  /** Members of shared group `group` on exactly `filter`, with their subscribers. */
+  groupMembers(group: string, filter: string): { members: SubscriptionEntry[]; subscribers: S[] } {
+    let node: TrieNode<S> | undefined = this.root;
     for (const level of filter.split('/')) {
       node = childOf(node, level);
-      if (!node) return [];
+      if (!node) return { members: [], subscribers: [] };
     }
-    return [...(node.groups?.get(group)?.values() ?? [])];
+    const members: SubscriptionEntry[] = [];
+    const subscribers: S[] = [];
+    for (const m of node.groups?.get(group)?.values() ?? []) {
+      members.push(m.entry);
+      subscribers.push(m.subscriber);
+    }
+    return { members, subscribers };
   }
 
   /**
@@ -171,11 +201,11 @@ export class TopicRouter {
   }
 
   /** All subscriptions matching topic name `topic`. The result is shared: do not mutate it. */
-  match(topic: string): MatchResult {
+  match(topic: string): MatchResult<S> {
     const cached = this.cache.get(topic);
     if (cached) return cached;
     if (this.count === 0) return EMPTY;
-    const result = newMatchResult();
+    const result = newMatchResult<S>();
     const levels = topic.split('/');
     // [MQTT-4.7.2-1] a filter starting with a wildcard does not match a topic starting with '$'.
     const dollar = topic.charCodeAt(0) === 0x24; /* $ */
@@ -196,7 +226,7 @@ export class TopicRouter {
    * match(), remembered per publisher: a client that publishes to its last topic again (the same string,
    * see the decoder's topic memo) skips the lookup by topic name, as long as no subscription changed.
    */
-  matchRemembered(topic: string, memo: RouteMemo): MatchResult {
+  matchRemembered(topic: string, memo: RouteMemo<S>): MatchResult<S> {
     if (memo.topic === topic && memo.version === this.version && !memo.result.stale) return memo.result;
     const result = this.match(topic);
     memo.topic = topic;
@@ -206,7 +236,7 @@ export class TopicRouter {
   }
 
   /** Depth first, the exact level before '+'. Recursive: each level of the topic is one call deep. */
-  private walk(node: TrieNode, levels: string[], depth: number, out: MatchResult, dollar: boolean): void {
+  private walk(node: TrieNode<S>, levels: string[], depth: number, out: MatchResult<S>, dollar: boolean): void {
     const wildOk = !(dollar && depth === 0);
     if (wildOk) {
       const hash = childOf(node, '#');
@@ -231,8 +261,8 @@ export class TopicRouter {
    * explicit stack for every topic cost 9-15 % more per uncached match (docs/performance.md), and
    * test/broker/router.test.ts checks both against topicMatches.
    */
-  private walkDeep(levels: string[], out: MatchResult, dollar: boolean): void {
-    const nodes: TrieNode[] = [this.root];
+  private walkDeep(levels: string[], out: MatchResult<S>, dollar: boolean): void {
+    const nodes: TrieNode<S>[] = [this.root];
     const depths: number[] = [0];
     while (nodes.length > 0) {
       const node = nodes.pop()!;
@@ -261,12 +291,22 @@ export class TopicRouter {
   }
 }
 
-function collect(node: TrieNode, out: MatchResult): void {
-  if (node.subscribers !== undefined) for (const entry of node.subscribers.values()) out.entries.push(entry);
+function collect<S>(node: TrieNode<S>, out: MatchResult<S>): void {
+  if (node.subscribers !== undefined) {
+    for (const s of node.subscribers.values()) {
+      out.entries.push(s.entry);
+      out.subscribers.push(s.subscriber);
+    }
+  }
   if (node.groups === undefined) return;
-  for (const [name, members] of node.groups) {
-    if (members.size === 0) continue;
-    const first = members.values().next().value as SubscriptionEntry;
-    out.groups.push({ key: `${name}/${first.filter}`, members: [...members.values()] });
+  for (const [name, group] of node.groups) {
+    if (group.size === 0) continue;
+    const members: SubscriptionEntry[] = [];
+    const subscribers: S[] = [];
+    for (const m of group.values()) {
+      members.push(m.entry);
+      subscribers.push(m.subscriber);
+    }
+    out.groups.push({ key: `${name}/${members[0]!.filter}`, members, subscribers });
   }
 }

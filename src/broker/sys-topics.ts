@@ -3,8 +3,7 @@
 // made for Mosquitto read Petrel too. Only values that changed are published again. Sans I/O: the core's
 // tick() drives it; process figures (heap) come in through a function.
 import { Buffer } from 'node:buffer';
-import type { BrokerCore } from './core.js';
-import { createMessage } from './message.js';
+import { createMessage, type Message } from './message.js';
 
 /** Counters the channels and the core keep (plain fields on one object: an increment on the hot path). */
 export interface BrokerStats {
@@ -17,6 +16,10 @@ export interface BrokerStats {
   publishSent: number;
   /** Sessions that ended because their expiry interval passed while offline. */
   sessionsExpired: number;
+  /** Messages dropped for a subscriber (queue full, too large for it, expired, slow reader). */
+  droppedMessages: number;
+  /** Retained messages on new topics not kept because maxRetainedMessages topics had one. */
+  retainedRefused: number;
 }
 
 export const newStats = (): BrokerStats => ({
@@ -27,6 +30,8 @@ export const newStats = (): BrokerStats => ({
   publishReceived: 0,
   publishSent: 0,
   sessionsExpired: 0,
+  droppedMessages: 0,
+  retainedRefused: 0,
 });
 
 export interface SysTopicsOptions {
@@ -34,6 +39,15 @@ export interface SysTopicsOptions {
   version: string;
   /** Bytes of JavaScript heap in use, when the process can tell. */
   heapUsed?: () => number;
+}
+
+/** What the $SYS topics read and where they publish (the core). */
+export interface SysTopicsHost {
+  readonly clock: { now(): number };
+  readonly stats: BrokerStats;
+  counts(): { connected: number; sessions: number; subscriptions: number; retained: number };
+  /** Publishes a broker-made message whose payload it owns. */
+  publishOwn(message: Message): void;
 }
 
 export class SysTopics {
@@ -45,7 +59,7 @@ export class SysTopics {
   due: number;
 
   constructor(
-    private readonly core: BrokerCore,
+    private readonly core: SysTopicsHost,
     private readonly intervalMs: number,
     private readonly options: SysTopicsOptions,
   ) {
@@ -57,23 +71,24 @@ export class SysTopics {
   values(now: number): [string, string][] {
     const core = this.core;
     const s = core.stats;
-    const connected = core.connected.size;
+    const counts = core.counts();
+    const connected = counts.connected;
     this.clientsMaximum = Math.max(this.clientsMaximum, connected);
     const values: [string, string][] = [
       ['$SYS/broker/version', this.options.version],
       ['$SYS/broker/uptime', `${Math.floor((now - this.startedAt) / 1000)} seconds`],
       ['$SYS/broker/clients/connected', String(connected)],
-      ['$SYS/broker/clients/disconnected', String(core.sessions.size - connected)],
-      ['$SYS/broker/clients/total', String(core.sessions.size)],
+      ['$SYS/broker/clients/disconnected', String(counts.sessions - connected)],
+      ['$SYS/broker/clients/total', String(counts.sessions)],
       ['$SYS/broker/clients/maximum', String(this.clientsMaximum)],
       ['$SYS/broker/clients/expired', String(s.sessionsExpired)],
-      ['$SYS/broker/subscriptions/count', String(core.router.size)],
-      ['$SYS/broker/retained messages/count', String(core.retained.size)],
+      ['$SYS/broker/subscriptions/count', String(counts.subscriptions)],
+      ['$SYS/broker/retained messages/count', String(counts.retained)],
       ['$SYS/broker/messages/received', String(s.packetsReceived)],
       ['$SYS/broker/messages/sent', String(s.packetsSent)],
       ['$SYS/broker/publish/messages/received', String(s.publishReceived)],
       ['$SYS/broker/publish/messages/sent', String(s.publishSent)],
-      ['$SYS/broker/publish/messages/dropped', String(core.droppedMessages)],
+      ['$SYS/broker/publish/messages/dropped', String(s.droppedMessages)],
       ['$SYS/broker/bytes/received', String(s.bytesReceived)],
       ['$SYS/broker/bytes/sent', String(s.bytesSent)],
     ];
@@ -91,7 +106,7 @@ export class SysTopics {
     for (const [topic, value] of this.values(now)) {
       if (this.published.get(topic) === value) continue;
       this.published.set(topic, value);
-      this.core.publish(createMessage({ topic, payload: Buffer.from(value), qos: 0, retain: true }, undefined, now), undefined, true);
+      this.core.publishOwn(createMessage({ topic, payload: Buffer.from(value), qos: 0, retain: true }, undefined, now));
     }
   }
 }

@@ -86,6 +86,11 @@ export class TimerWheel<T extends Timed> {
     return n;
   }
 
+  /** Every filed entry (for leak checks). */
+  filed(): T[] {
+    return [...this.slots.values()].flat();
+  }
+
   private run(slot: number, fn: (item: T) => void): void {
     const list = this.slots.get(slot);
     if (list === undefined) return;

@@ -8,7 +8,7 @@ import { DEFAULT_LISTENERS, type BrokerOptions } from '../server/broker.js';
 import { DEFAULT_LIMITS } from '../broker/options.js';
 import { DEFAULT_PORTS, DEFAULT_WS_PATH } from '../server/listeners.js';
 import { compileRule, type AclRule } from '../auth/acl.js';
-import { checkAddressEntry } from '../auth/address.js';
+import { checkAddressEntry } from '../util/address.js';
 import type { MemoryProfile } from '../runtime/v8-tuning.js';
 import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, object, oneOf, record, string, U32, type Check } from './checks.js';
 

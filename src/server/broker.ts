@@ -109,7 +109,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       events: this.coreEvents(),
       clock: options.clock,
       authMethods: options.authMethods,
-      sys: { heapUsed: () => process.memoryUsage().heapUsed },
+      sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed },
     });
     this.inspect = new BrokerInspector(this.core);
   }
@@ -122,7 +122,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private applySecurityChanges(changes: SecurityChanges, disconnectOnDenied: boolean): void {
     const acl = changes.acl;
     if (acl !== undefined) {
-      for (const { session, filters } of this.core.revokeSubscriptions((client, filter) => acl.canSubscribe(client, filter))) {
+      for (const { session, filters } of this.core.registry.revokeSubscriptions((client, filter) => acl.canSubscribe(client, filter))) {
         const client = session.client!;
         this.logger.info({ clientId: client.clientId, username: client.username, filters }, 'subscriptions revoked: the reloaded ACL does not allow them');
         this.core.events.unsubscribed?.(client, filters);
@@ -131,7 +131,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     }
     if (changes.users.length > 0) {
       const changed = new Set(changes.users);
-      for (const channel of [...this.core.connected.values()]) {
+      for (const channel of [...this.core.registry.connected.values()]) {
         const username = channel.info?.username;
         if (username === undefined || !changed.has(username) || channel.identityProven) continue;
         this.logger.info({ clientId: channel.info!.clientId, username }, 'client disconnected: its password file entry was removed or changed');
@@ -142,7 +142,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
 
   /** Disconnects the live connection of `client`, if it is still that connection. */
   private disconnectClient(client: ClientInfo, reasonCode: number, reason: string): void {
-    const channel = this.core.connected.get(client.clientId);
+    const channel = this.core.registry.connected.get(client.clientId);
     if (channel && channel.info === client) channel.serverDisconnect(reasonCode, reason);
   }
 
@@ -247,7 +247,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
    * action by default); its will is published, its session kept as its expiry says. False when not connected.
    */
   disconnect(clientId: string, reasonCode: number = ReasonCode.AdministrativeAction, reason = 'disconnected by the server'): boolean {
-    const channel = this.core.connected.get(clientId);
+    const channel = this.core.registry.connected.get(clientId);
     if (!channel) return false;
     channel.serverDisconnect(reasonCode, reason);
     return true;
@@ -258,7 +258,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
    * 0x98), its will published. False when there was neither a session nor a connection.
    */
   deleteSession(clientId: string): boolean {
-    return this.core.removeSession(clientId);
+    return this.core.registry.remove(clientId);
   }
 
   /** Deletes the retained message of `topic`; false when there was none. */

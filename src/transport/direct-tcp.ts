@@ -10,7 +10,7 @@
 import { Buffer } from 'node:buffer';
 import { getSystemErrorMap } from 'node:util';
 import type { AddressInfo } from 'node:net';
-import { formatAddress } from '../auth/address.js';
+import { formatAddress } from '../util/address.js';
 import type { BrokerCore } from '../broker/core.js';
 import { transportInfo, type Channel } from '../broker/channel.js';
 import { BatchedOutput, GRACEFUL_CLOSE_MS } from './batched-output.js';

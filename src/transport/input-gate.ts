@@ -1,6 +1,6 @@
 // Reading control shared by the socket and WebSocket adapters: input is paused while the channel
 // waits on an async hook, and while a client is over its bytes-per-second budget (throttling).
-import { TokenBucket } from '../auth/limits.js';
+import { TokenBucket } from '../util/token-bucket.js';
 
 /** What a gate controls: the transport's reading, and where the bytes go. */
 export interface GateTarget {

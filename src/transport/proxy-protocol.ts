@@ -3,7 +3,7 @@
 import { Buffer } from 'node:buffer';
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
-import { formatAddress } from '../auth/address.js';
+import { formatAddress } from '../util/address.js';
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const V1_MAX = 107;

@@ -4,7 +4,7 @@
 import type { Socket } from 'node:net';
 import type { BrokerCore } from '../broker/core.js';
 import { transportInfo, type Channel, type TransportInfo } from '../broker/channel.js';
-import { formatAddress } from '../auth/address.js';
+import { formatAddress } from '../util/address.js';
 import { BatchedOutput, GRACEFUL_CLOSE_MS } from './batched-output.js';
 
 class SocketOutput extends BatchedOutput {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext, DEFAULT_CIPHERS, type SecureContext, type SecureContextOptions, type TLSSocket, type TlsOptions as NodeTlsOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertificateIdentity } from '../broker/hooks.js';
-import { watchFiles, type FileWatcher } from '../auth/watch.js';
+import { watchFiles, type FileWatcher } from '../util/watch.js';
 
 /** A PEM file path, or the PEM text itself (starting with "-----BEGIN"). */
 export type PemSource = string;

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import { transportInfo, type Channel, type TransportInfo } from '../broker/channel.js';
 import type { BrokerCore } from '../broker/core.js';
-import { formatAddress } from '../auth/address.js';
+import { formatAddress } from '../util/address.js';
 import { BatchedOutput, GRACEFUL_CLOSE_MS } from './batched-output.js';
 import type { TransportInit } from './stream.js';
 

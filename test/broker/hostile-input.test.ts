@@ -769,7 +769,7 @@ describe('bad config files through the CLI', () => {
   });
 
   it('a file whose top level is not a mapping says so (not ": must be an object")', () => {
-    for (const [name, content] of [['list.json', '[1, 2]'], ['scalar.yaml', 'hello\n']]) {
+    for (const [name, content] of [['list.json', '[1, 2]'], ['scalar.yaml', 'hello\n']] as const) {
       const r = run(name, content, ['--print-config']);
       expectOneLine(r, /config: \S/, name);
       assert.doesNotMatch(r.stderr, /config: : /);

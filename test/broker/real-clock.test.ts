@@ -32,7 +32,7 @@ describe('timers on the real clock', () => {
     t.after(() => publisher.destroy());
     publisher.send({ type: 3, topic: 'inbox', payload: Buffer.from('soon stale'), qos: 1, retain: false, dup: false, packetId: 1, properties: { messageExpiryInterval: 1 } });
     await publisher.next(4);
-    assert.equal(broker.core.sessions.get('leaving')?.queue.length, 1, 'queued for the offline session');
+    assert.equal(broker.core.sessions.get('leaving')?.queuedCount, 1, 'queued for the offline session');
 
     assert.deepEqual(await watcher.collect(600, 3), [], 'no will before its delay');
     await watcher.next(3, 2000);

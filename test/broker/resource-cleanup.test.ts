@@ -5,62 +5,32 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { BanList } from '../../src/auth/bans.js';
-import type { Channel } from '../../src/broker/channel.js';
 import type { BrokerCore } from '../../src/broker/core.js';
-import type { Session } from '../../src/broker/session.js';
+import { BrokerInspector } from '../../src/broker/inspect.js';
 import type { ConnectPacket, Packet, PublishPacket, WillMessage } from '../../src/protocol/packets.js';
 import { eventually, startBroker } from '../helpers/broker.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';
 import { RawClient } from '../helpers/raw-client.js';
 
-// ---- internals, read through casts ----
-
-interface Wheel<T> {
-  size: number;
-  slots: Map<number, T[]>;
-}
-interface CoreInternals {
-  pendingWills: Map<string, unknown>;
-  expiring: Set<Session>;
-  watched: Set<Channel>;
-  channelTimers: Wheel<Channel>;
-  sessionTimers: Wheel<Session>;
-  shareCursor: Map<string, number>;
-  stickyMember: Map<string, string>;
-}
-/** A level of the router's or the retained store's tree (src/broker/level-tree.ts). */
-interface LevelNode {
-  only: LevelNode | undefined;
-  children: Map<string, LevelNode> | undefined;
-}
-interface RouterInternals {
-  root: LevelNode;
-  cache: Map<string, unknown>;
-}
-const childCount = (n: LevelNode) => n.children?.size ?? (n.only ? 1 : 0);
-
-const inner = (core: BrokerCore) => core as unknown as CoreInternals;
-
-/** Every per-client / per-topic structure of the core, by size. */
+/** Every per-client / per-topic structure of the core, by size (the inspection API's footprint). */
 function sizes(core: BrokerCore) {
-  const c = inner(core);
-  const r = core.router as unknown as RouterInternals;
-  const retainedRoot = (core.retained as unknown as { root: LevelNode }).root;
+  const f = new BrokerInspector(core).footprint();
   return {
-    channels: core.channels.size,
-    connected: core.connected.size,
-    sessions: core.sessions.size,
-    subscriptions: core.router.size,
-    trieTopLevels: childCount(r.root),
-    retained: core.retained.size,
-    retainedTopLevels: childCount(retainedRoot),
-    pendingWills: c.pendingWills.size,
-    expiring: c.expiring.size,
-    watched: c.watched.size,
-    channelTimers: c.channelTimers.size,
-    sessionTimers: c.sessionTimers.size,
+    channels: f.channels,
+    connected: f.connected,
+    sessions: f.sessions,
+    subscriptions: f.subscriptions,
+    trieTopLevels: f.trieTopLevels,
+    retained: f.retained,
+    retainedTopLevels: f.retainedTopLevels,
+    pendingWills: f.pendingWills,
+    expiring: f.expiring,
+    watched: f.watched,
+    channelTimers: f.channelTimers,
+    sessionTimers: f.sessionTimers,
   };
 }
+const footprint = (core: BrokerCore) => new BrokerInspector(core).footprint();
 
 const EMPTY_CORE = {
   channels: 0,
@@ -77,8 +47,6 @@ const EMPTY_CORE = {
   sessionTimers: 0,
 };
 
-/** What a timer wheel holds, current or stale. */
-const filed = <T>(wheel: Wheel<T>): T[] => [...wheel.slots.values()].flat();
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
 
@@ -110,8 +78,7 @@ describe('the core after churn', () => {
       assert.equal(c.closed, true);
     }
     publisher.send({ type: 14 });
-    const r = f.core.router as unknown as RouterInternals;
-    assert.equal(r.cache.size, 0, 'each exact-topic cache entry went with its subscription');
+    assert.equal(footprint(f.core).routeCache, 0, 'each exact-topic cache entry went with its subscription');
     assert.deepEqual({ ...sizes(f.core), channelTimers: 0 }, EMPTY_CORE);
     f.advance(100_000, 1_000);
     assert.deepEqual(sizes(f.core), EMPTY_CORE);
@@ -138,7 +105,7 @@ describe('the core after churn', () => {
       sub(slow, `slow/${i}`);
       pub(publisher, `slow/${i}`, 'a', { qos: 1, packetId: 1 });
       pub(publisher, `slow/${i}`, 'b', { qos: 1, packetId: 2 });
-      assert.equal(inner(f.core).watched.has(slow.channel), true, 'the backlog is watched');
+      assert.equal(footprint(f.core).watched, 1, 'the backlog is watched');
       slow.drop();
     }
     publisher.send({ type: 14 });
@@ -225,9 +192,9 @@ describe('the core after churn', () => {
     const f = new FakeCore();
     const will = (i: number): WillMessage => ({ topic: `will/${i}`, payload: Buffer.from('gone'), qos: 0, retain: false, properties: { willDelayInterval: 5 + (i % 3) * 10 } });
     for (let i = 0; i < 1_500; i++) f.connect(v5(`w${i}`, { will: will(i), properties: { sessionExpiryInterval: 10 } })).drop();
-    assert.equal(inner(f.core).pendingWills.size, 1_500);
+    assert.equal(footprint(f.core).pendingWills, 1_500);
     for (let i = 0; i < 1_500; i += 3) f.connect(v5(`w${i}`, { clean: false, properties: { sessionExpiryInterval: 0 } })).send({ type: 14 });
-    assert.equal(inner(f.core).pendingWills.size, 1_000, 'a reconnect cancels its will');
+    assert.equal(footprint(f.core).pendingWills, 1_000, 'a reconnect cancels its will');
     f.advance(30_000, 500);
     assert.deepEqual(sizes(f.core), EMPTY_CORE);
   });
@@ -259,18 +226,18 @@ describe('the core after churn', () => {
 
   it('shared groups that are gone leave no round-robin cursor (shareCursor)', () => {
     const f = abandonSharedGroups('round-robin', 1_000);
-    assert.equal(inner(f.core).shareCursor.size, 0);
+    assert.equal(footprint(f.core).sharedCursors, 0);
   });
 
   it('shared groups that are gone leave no sticky member (stickyMember)', () => {
     const f = abandonSharedGroups('sticky', 1_000);
-    assert.equal(inner(f.core).stickyMember.size, 0);
+    assert.equal(footprint(f.core).sharedSticky, 0);
   });
 
   it('the exact-topic route cache stays bounded with many distinct topics published to nobody, and is not filled while nothing is subscribed', () => {
     const f = new FakeCore();
     const publisher = f.connect(v5('publisher'));
-    const cache = (f.core.router as unknown as RouterInternals).cache;
+    const cache = { get size() { return footprint(f.core).routeCache; } };
     for (let i = 0; i < 20_000; i++) pub(publisher, `nobody/${i}`, 'x');
     assert.equal(cache.size, 0, 'with no subscription at all no match is cached');
     const watcher = f.connect(v5('watcher'));
@@ -304,18 +271,16 @@ describe('the core after churn', () => {
 
   it('closed connections leave no entry in the channel timer wheel', () => {
     const f = new FakeCore({ limits: { connectTimeout: 10_000 } });
-    const wheel = inner(f.core).channelTimers;
     const clients = Array.from({ length: 1_000 }, (_, i) => f.connect(v5(`ka${i}`, { keepAlive: 3_600 })));
     f.advance(11_000, 1_000); // past the connect timeout: each is filed again at its keep-alive deadline
     for (const c of clients) c.send({ type: 14 });
     f.advance(1_000, 1_000);
-    const closed = filed(wheel).filter((ch) => ch.state === 'closed').length;
-    assert.equal(closed, 0, `closed channels still filed: ${closed} (wheel size ${wheel.size})`);
+    const { closedChannelsFiled: closed, channelTimers } = footprint(f.core);
+    assert.equal(closed, 0, `closed channels still filed: ${closed} (wheel size ${channelTimers})`);
   });
 
   it('ended sessions leave no entry in the session timer wheel', () => {
     const f = new FakeCore();
-    const wheel = inner(f.core).sessionTimers;
     const publisher = f.connect(v5('publisher'));
     for (let i = 0; i < 1_000; i++) {
       // Clean Start with an expiry: the previous session (with the messages queued for it) ends at once.
@@ -324,9 +289,8 @@ describe('the core after churn', () => {
       c.drop();
       for (let k = 0; k < 5; k++) pub(publisher, 'device/cmd', `m${k}`, { qos: 1, packetId: 1 + k });
     }
-    const stale = filed(wheel).filter((s) => f.core.sessions.get(s.clientId) !== s);
-    const queued = stale.reduce((n, s) => n + s.queuedCount, 0);
-    assert.equal(stale.length, 0, `ended sessions still filed: ${stale.length}, holding ${queued} queued messages`);
+    const stale = footprint(f.core).endedSessionsFiled;
+    assert.equal(stale, 0, `ended sessions still filed: ${stale}`);
   });
 
   it('topic alias maps stay within the Topic Alias Maximum of each side', () => {
@@ -335,9 +299,9 @@ describe('the core after churn', () => {
     sub(receiver, 'alias/#', 0);
     const sender = f.connect(v5('sender'));
     for (let i = 0; i < 10_000; i++) pub(sender, `alias/${i}`, 'x', { properties: { topicAlias: 1 + (i % 10) } });
-    const aliasesOf = (c: MemoryConnection) => c.channel as unknown as { topicAliases?: Map<number, string>; outAliases?: Map<string, number> };
-    assert.equal(aliasesOf(sender).topicAliases?.size, 10);
-    assert.equal(aliasesOf(receiver).outAliases?.size, 5);
+    const inspect = new BrokerInspector(f.core);
+    assert.equal(inspect.topicAliases('sender')?.in, 10);
+    assert.equal(inspect.topicAliases('receiver')?.out, 5);
     assert.equal(receiver.take(3).length, 10_000);
   });
 });

@@ -93,12 +93,12 @@ describe('maxTopicLevels (default 128, as EMQX; Mosquitto allows 200)', () => {
     // Three empty Maps per level made it ~600 B (a 64 KiB SUBSCRIBE of 32,000 levels held 19 MB).
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const router = new TopicRouter();
+    const router = new TopicRouter<string>();
     const filters = Array.from({ length: 5000 }, (_, i) => `${i}/${levels(99, 'x')}`);
     gc();
     const before = process.memoryUsage().heapUsed;
     for (const filter of filters) {
-      router.add({ clientId: 'c', filter, qos: 0, noLocal: false, retainAsPublished: false, retainHandling: 0 });
+      router.add({ clientId: 'c', filter, qos: 0, noLocal: false, retainAsPublished: false, retainHandling: 0 }, 'c');
     }
     gc();
     const perLevel = (process.memoryUsage().heapUsed - before) / (5000 * 100);

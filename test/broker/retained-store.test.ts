@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { Message } from '../../src/broker/message.js';
-import { RetainedStore } from '../../src/broker/retained.js';
+import { MemoryRetainedStore as RetainedStore } from '../../src/broker/retained.js';
 import { topicMatches } from '../../src/protocol/topic.js';
 
 const message = (topic: string, payload: string, expiresAt?: number): Message => ({

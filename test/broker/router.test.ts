@@ -29,12 +29,12 @@ function check(prefixLevels: number, first = 'x'): void {
       fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), filterTail, fc.boolean()), { minLength: 1, maxLength: 12 }),
       fc.array(tail, { minLength: 1, maxLength: 8 }),
       (subs, topics) => {
-        const router = new TopicRouter();
+        const router = new TopicRouter<string>();
         const all: SubscriptionEntry[] = [];
         for (const [client, f, underPrefix] of subs) {
           // Some filters start at the top ('#', '+/...'), some below the deep prefix.
           const e = entry(`c${client}`, [...(underPrefix ? prefix : []), ...f].join('/'));
-          router.add(e);
+          router.add(e, 'subscriber');
           const i = all.findIndex((x) => x.clientId === e.clientId && x.filter === e.filter);
           if (i >= 0) all[i] = e;
           else all.push(e);
@@ -58,21 +58,21 @@ describe('topic router', () => {
   it('matches the same for topics of more than 1000 levels (no recursion there)', () => check(1500));
   it("[MQTT-4.7.2-1] topics of more than 1000 levels starting with '$': no filter starting with a wildcard matches", () => check(1500, '$s'));
   it('a remembered route follows every change that concerns its topic, and only those empty the cache', () => {
-    const router = new TopicRouter();
-    const memo = newRouteMemo();
+    const router = new TopicRouter<string>();
+    const memo = newRouteMemo<string>();
     const ids = () => router.matchRemembered('dev/1/cmd', memo).entries.map((e) => e.clientId);
     assert.deepEqual(ids(), [], 'no subscription at all');
-    router.add(entry('a', 'dev/1/cmd')); // the first subscription
+    router.add(entry('a', 'dev/1/cmd'), 'subscriber'); // the first subscription
     assert.deepEqual(ids(), ['a']);
     const other = router.match('dev/2/cmd');
-    router.add(entry('b', 'dev/1/cmd')); // exact, this topic
+    router.add(entry('b', 'dev/1/cmd'), 'subscriber'); // exact, this topic
     assert.deepEqual(ids(), ['a', 'b']);
-    router.add(entry('c', 'dev/3/cmd')); // exact, another topic
+    router.add(entry('c', 'dev/3/cmd'), 'subscriber'); // exact, another topic
     assert.equal(router.match('dev/2/cmd'), other, "another topic's exact filter leaves this cached match alone");
-    router.add(entry('w', 'dev/+/cmd')); // wildcard
+    router.add(entry('w', 'dev/+/cmd'), 'subscriber'); // wildcard
     assert.deepEqual(ids(), ['a', 'b', 'w']);
     assert.notEqual(router.match('dev/2/cmd'), other, 'a wildcard empties the cache');
-    router.add({ ...entry('a', 'dev/1/cmd'), qos: 1 }); // replaced
+    router.add({ ...entry('a', 'dev/1/cmd'), qos: 1 }, 'subscriber'); // replaced
     assert.equal(router.matchRemembered('dev/1/cmd', memo).entries.find((e) => e.clientId === 'a')?.qos, 1);
     router.remove('b', 'dev/1/cmd');
     assert.deepEqual(ids(), ['a', 'w']);
@@ -86,12 +86,12 @@ describe('topic router', () => {
   });
 
   it('matches a topic of 60,000 levels against filters as deep', () => {
-    const router = new TopicRouter();
+    const router = new TopicRouter<string>();
     const topic = Array(60_000).fill('a').join('/');
-    router.add(entry('plus', Array(60_000).fill('+').join('/')));
-    router.add(entry('hash', `${Array(59_999).fill('a').join('/')}/#`));
-    router.add(entry('all', '#'));
-    router.add(entry('shorter', Array(59_999).fill('+').join('/')));
+    router.add(entry('plus', Array(60_000).fill('+').join('/')), 'subscriber');
+    router.add(entry('hash', `${Array(59_999).fill('a').join('/')}/#`), 'subscriber');
+    router.add(entry('all', '#'), 'subscriber');
+    router.add(entry('shorter', Array(59_999).fill('+').join('/')), 'subscriber');
     assert.deepEqual(router.match(topic).entries.map((e) => e.clientId).sort(), ['all', 'hash', 'plus']);
   });
 });

@@ -190,6 +190,10 @@ describe('QoS 2 exactly once across reconnects and takeovers', () => {
       }
     };
     const reconnectSub = async () => {
+      // The PUBRECs already written must reach the broker before the drop (a destroyed socket discards what it
+      // has not sent, and the broker rightly resends a PUBLISH it never saw acknowledged): the acks skipped on
+      // purpose above are the loss under test, not the kernel's.
+      await sub.sync();
       sub.destroy();
       await eventually(() => !h.broker.core.connected.has('chaos-sub'));
       sub = (await h.connect({ clientId: 'chaos-sub', clean: false })).client;

@@ -1,5 +1,7 @@
 // The broker core on a fake clock with in-memory connections: timer rules tested without sleeping.
 import { BrokerCore, type CoreOptions } from '../../src/broker/core.js';
+import { BrokerInspector } from '../../src/broker/inspect.js';
+import { PETREL_VERSION } from '../../src/version.js';
 import type { Channel } from '../../src/broker/channel.js';
 import type { ProtocolVersion } from '../../src/protocol/constants.js';
 import { PacketDecoder } from '../../src/protocol/decoder.js';
@@ -55,10 +57,12 @@ export class MemoryConnection {
 export class FakeCore {
   readonly clock = new FakeClock();
   readonly core: BrokerCore;
+  readonly inspect: BrokerInspector;
 
   constructor(options: Omit<CoreOptions, 'clock'> = {}) {
     // No $SYS topics unless a test asks: they would add retained messages to every count.
-    this.core = new BrokerCore({ ...options, limits: { sysInterval: 0, ...options.limits }, clock: this.clock });
+    this.core = new BrokerCore({ sys: { version: `petrel version ${PETREL_VERSION}` }, ...options, limits: { sysInterval: 0, ...options.limits }, clock: this.clock });
+    this.inspect = new BrokerInspector(this.core);
   }
 
   /** Advances the clock by `ms` in steps of `step`, running the timers at each step (as the adapter's interval does). */

@@ -1,0 +1,132 @@
+// Dispatch (EMQX's emqx_broker): a published message to every matching local subscription, once per client,
+// one member per shared group; retained messages kept. The encodings of one fan-out are shared by every
+// subscriber of the same kind and handed down with the message, never kept past it.
+import type { QoS } from '../protocol/constants.js';
+import type { BrokerEvents, ClientInfo } from './hooks.js';
+import { detach, type Message } from './message.js';
+import type { BrokerLimits } from './options.js';
+import type { MatchResult, RouteMemo, TopicRouter } from './router.js';
+import type { FanOutEncodings, Session } from './session/session.js';
+import type { SharedGroups } from './shared-groups.js';
+import type { RetainedStore, SubscriptionEntry } from './store/types.js';
+import type { BrokerStats } from './sys-topics.js';
+
+/** (version 4 or 5) x QoS x retain slots. */
+const ENCODING_SLOTS = 12;
+
+export class Dispatcher {
+  /** Encodings of the message being fanned out; a fresh array per nested publish (see publish). */
+  private encodings: FanOutEncodings = new Array<Buffer | undefined>(ENCODING_SLOTS).fill(undefined);
+  private fanningOut = false;
+  private retainedFull = false;
+
+  constructor(
+    private readonly router: TopicRouter<Session>,
+    private readonly retained: RetainedStore,
+    private readonly shared: SharedGroups,
+    private readonly limits: BrokerLimits,
+    private readonly stats: BrokerStats,
+    private readonly events: BrokerEvents,
+  ) {}
+
+  /**
+   * Routes an application message to every matching subscription, stores it when retained. Returns the
+   * number of subscriptions it was delivered or queued to. `payloadOwned`: the caller made the message with
+   * its own payload (createMessage's copyPayload), so it is not copied again. `memo`: the publisher's last
+   * route (TopicRouter.matchRemembered).
+   */
+  publish(message: Message, publisher: ClientInfo | undefined, payloadOwned: boolean, memo?: RouteMemo<Session>): number {
+    if (!payloadOwned && (message.qos > 0 || message.retain)) message = detach(message);
+    if (message.retain && this.limits.retainAvailable) this.retain(message);
+    const match = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
+    const entries = match.entries;
+    const groups = match.groups;
+    // Encodings are shared only when there may be more than one recipient; a single subscriber's PUBLISH is
+    // encoded with its packet id at once instead of encoded and then copied for the id. A publish inside
+    // another one's fan-out (a will, when a subscriber's failed write closes it) gets encodings of its own.
+    let encodings: FanOutEncodings | undefined;
+    const nested = this.fanningOut;
+    if (entries.length + groups.length > 1) {
+      encodings = nested ? new Array<Buffer | undefined>(ENCODING_SLOTS).fill(undefined) : this.encodings;
+      this.fanningOut = true;
+    }
+    let count = 0;
+    try {
+      if (match.overlapping) count += this.fanOutMerged(match, message, encodings);
+      else if (entries.length > 0) count += this.fanOut(match, message, encodings);
+      for (const group of groups) {
+        if (this.shared.deliver(group.key, group.members, group.subscribers, message, undefined, encodings)) count++;
+      }
+    } finally {
+      // Even if a delivery throws, no encoding of this message may serve the next one.
+      if (encodings === this.encodings) {
+        encodings.fill(undefined);
+        this.fanningOut = nested;
+      }
+    }
+    this.events.published?.(message, publisher);
+    return count;
+  }
+
+  /** Keeps a retained message, within maxRetainedMessages (the message is delivered either way). */
+  private retain(message: Message): void {
+    const limit = this.limits.maxRetainedMessages;
+    if (this.retained.set(message, limit)) {
+      if (this.retainedFull && this.retained.limitedSize < limit) this.retainedFull = false;
+      return;
+    }
+    this.stats.retainedRefused++;
+    if (this.retainedFull) return;
+    // Once each time the store fills up, not once per message.
+    this.retainedFull = true;
+    this.events.warning?.('retained store full: retained messages on new topics are delivered but not kept', { maxRetainedMessages: limit, topic: message.topic });
+  }
+
+  /** Every entry is another client: one delivery each, in the router's order. */
+  private fanOut(match: MatchResult<Session>, message: Message, encodings: FanOutEncodings | undefined): number {
+    const entries = match.entries;
+    const subscribers = match.subscribers;
+    let count = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.noLocal && e.clientId === message.from) continue;
+      const qos = (message.qos < e.qos ? message.qos : e.qos) as QoS;
+      subscribers[i]!.deliver(message, qos, e.retainAsPublished && message.retain, e.subscriptionIds, undefined, encodings);
+      count++;
+    }
+    return count;
+  }
+
+  /**
+   * Overlapping subscriptions of one client get one copy at the highest QoS, with every subscription
+   * identifier (3.3.4), each identifier once.
+   */
+  private fanOutMerged(match: MatchResult<Session>, message: Message, encodings: FanOutEncodings | undefined): number {
+    const merged = new Map<Session, { qos: QoS; retain: boolean; ids: readonly number[] | undefined }>();
+    const { entries, subscribers } = match;
+    for (let i = 0; i < entries.length; i++) {
+      const e: SubscriptionEntry = entries[i]!;
+      if (e.noLocal && e.clientId === message.from) continue;
+      const qos = Math.min(message.qos, e.qos) as QoS;
+      const retain = e.retainAsPublished && message.retain;
+      const session = subscribers[i]!;
+      const m = merged.get(session);
+      if (!m) {
+        merged.set(session, { qos, retain, ids: e.subscriptionIds });
+      } else {
+        if (qos > m.qos) m.qos = qos;
+        m.retain ||= retain;
+        if (e.subscriptionIds) m.ids = m.ids ? union(m.ids, e.subscriptionIds) : e.subscriptionIds;
+      }
+    }
+    for (const [session, m] of merged) session.deliver(message, m.qos, m.retain, m.ids, undefined, encodings);
+    return merged.size;
+  }
+}
+
+/** `a` and the identifiers of `b` it lacks (two subscriptions may carry the same identifier). */
+function union(a: readonly number[], b: readonly number[]): readonly number[] {
+  let out: number[] | undefined;
+  for (const id of b) if (!a.includes(id)) (out ??= [...a]).push(id);
+  return out ?? a;
+}

@@ -1,0 +1,136 @@
+// PUBLISH from the client and the acknowledgements of both directions' QoS flows (MQTT 3.3-3.7, 4.3): the
+// checks a PUBLISH must pass, topic aliases, the authorizePublish hook, then routing and PUBACK / PUBREC.
+import { isUtf8 } from 'node:buffer';
+import { PacketType, ReasonCode } from '../protocol/constants.js';
+import type { PubAckLikePacket, PublishPacket } from '../protocol/packets.js';
+import { hasMoreLevels } from '../protocol/topic.js';
+import type { Channel } from './channel.js';
+import { callHook } from './hooks.js';
+import { createMessage, type Message } from './message.js';
+import { newRouteMemo } from './router.js';
+import { isSysTopic } from './sys-topics.js';
+
+export function onPublish(ch: Channel, p: PublishPacket): void {
+  const host = ch.host;
+  const limits = host.limits;
+  host.stats.publishReceived++;
+  const limited = ch.transport.publishLimit?.(host.clock.now(), p.payload.length) ?? 0;
+  if (limited !== 0) {
+    ch.serverDisconnect(limited, 'publish rate limit exceeded');
+    return;
+  }
+  if (p.qos > limits.maxQos) {
+    ch.serverDisconnect(ReasonCode.QoSNotSupported, `QoS ${p.qos} is above the maximum QoS ${limits.maxQos}`);
+    return;
+  }
+  if (p.retain && !limits.retainAvailable) {
+    ch.serverDisconnect(ReasonCode.RetainNotSupported, 'retained messages are not supported');
+    return;
+  }
+  const topic = resolveAlias(ch, p);
+  if (topic === undefined) return;
+  if (host.sysTopics !== undefined && isSysTopic(topic)) {
+    // $SYS/ is the broker's own tree (sys-topics.ts): refused as an ACL denial is, so nobody fakes its figures.
+    ackPublish(ch, p, ReasonCode.NotAuthorized);
+    return;
+  }
+  if (hasMoreLevels(topic, limits.maxTopicLevels)) {
+    // 5.0 QoS 1/2 can be told in the acknowledgement; QoS 0 and 3.1.x (no negative PUBACK) are cut off, as
+    // Mosquitto cuts off a topic beyond its hierarchy limit, so no publisher believes such a message went out.
+    const reason = `topic has more than maxTopicLevels (${limits.maxTopicLevels}) levels`;
+    if (p.qos === 0 || ch.version !== 5) ch.serverDisconnect(ReasonCode.TopicNameInvalid, reason);
+    else ackPublish(ch, p, ReasonCode.TopicNameInvalid);
+    return;
+  }
+  if (p.properties?.payloadFormatIndicator === 1 && limits.validatePayloadFormat && !isUtf8(p.payload)) {
+    // The publisher said UTF-8 and it is not: refuse it (QoS 0 has no acknowledgement to carry the code).
+    if (p.qos === 0) ch.serverDisconnect(ReasonCode.PayloadFormatInvalid, 'payload is not UTF-8 although Payload Format Indicator says so');
+    else ackPublish(ch, p, ReasonCode.PayloadFormatInvalid);
+    return;
+  }
+  const session = ch.session!;
+  if (p.qos === 2) {
+    if (session.hasIncomingQos2(p.packetId!)) {
+      // [MQTT-4.3.3-9] a resent QoS 2 PUBLISH is acknowledged again but not delivered twice.
+      ch.sendAck(PacketType.PUBREC, p.packetId!);
+      return;
+    }
+    if (session.incomingQos2Count >= limits.receiveMaximum) {
+      ch.serverDisconnect(ReasonCode.ReceiveMaximumExceeded, `more than ${limits.receiveMaximum} QoS 2 messages unacknowledged`);
+      return;
+    }
+  }
+  // lastReceived is the clock read when this chunk arrived: no second clock read per message. A message
+  // that may outlive this input chunk (QoS 1/2, retained) gets its own payload now, so publish() need not copy it.
+  const message = createMessage({ topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: p.properties }, ch.info!.clientId, ch.lastReceived, p.qos > 0 || p.retain);
+  const authorize = host.hooks.authorizePublish;
+  if (!authorize) {
+    route(ch, p, message);
+    return;
+  }
+  ch.publishHookPending = p.qos !== 0;
+  ch.after(
+    callHook(() => authorize(ch.info!, message)),
+    (ok) => {
+      ch.publishHookPending = false;
+      if (ok === true) route(ch, p, message);
+      else ackPublish(ch, p, ch.refusal('authorizePublish', ok));
+    },
+    () => {
+      ch.publishHookPending = false;
+      ackPublish(ch, p, ReasonCode.UnspecifiedError);
+    },
+  );
+}
+
+/** The topic of a PUBLISH, through its 5.0 Topic Alias; undefined when the alias is wrong (the client is cut off). */
+function resolveAlias(ch: Channel, p: PublishPacket): string | undefined {
+  const alias = p.properties?.topicAlias;
+  if (alias === undefined) return p.topic;
+  const max = ch.host.limits.topicAliasMaximum;
+  if (alias === 0 || alias > max) {
+    ch.serverDisconnect(ReasonCode.TopicAliasInvalid, `topic alias ${alias} is outside 1..${max}`);
+    return undefined;
+  }
+  const aliases = (ch.topicAliases ??= new Map());
+  if (p.topic !== '') {
+    aliases.set(alias, p.topic);
+    return p.topic;
+  }
+  const known = aliases.get(alias);
+  if (known === undefined) ch.serverDisconnect(ReasonCode.TopicAliasInvalid, `topic alias ${alias} was never set`);
+  return known;
+}
+
+function route(ch: Channel, p: PublishPacket, message: Message): void {
+  // The payload was copied when the message was made, if it had to be.
+  const delivered = ch.host.publish(message, ch.info, true, (ch.routeMemo ??= newRouteMemo()));
+  const code = delivered === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success;
+  const store = ch.host.store;
+  // A durable store: acknowledged only once what the message changed is committed.
+  if (p.qos !== 0 && store.durable) store.afterCommit(() => ackPublish(ch, p, code));
+  else ackPublish(ch, p, code);
+}
+
+/** PUBACK / PUBREC for an incoming PUBLISH; 3.1.x has no reason codes, so a refusal is acknowledged and dropped. */
+function ackPublish(ch: Channel, p: PublishPacket, reasonCode: number): void {
+  if (p.qos === 0 || ch.state === 'closed') return;
+  const code = ch.version === 5 ? reasonCode : undefined;
+  if (p.qos === 1) {
+    ch.sendAck(PacketType.PUBACK, p.packetId!, code);
+  } else {
+    if (reasonCode < 0x80) ch.session!.holdIncomingQos2(p.packetId!);
+    ch.sendAck(PacketType.PUBREC, p.packetId!, code);
+  }
+}
+
+export function onPubrel(ch: Channel, p: PubAckLikePacket): void {
+  const known = ch.session!.releaseIncomingQos2(p.packetId);
+  ch.sendAck(PacketType.PUBCOMP, p.packetId, known || ch.version !== 5 ? undefined : ReasonCode.PacketIdentifierNotFound);
+}
+
+/** PUBACK, PUBREC or PUBCOMP for a message we sent: the session moves the flow on. */
+export function onPublishAck(ch: Channel, p: PubAckLikePacket): void {
+  const known = ch.session!.acknowledge(p.type as 4 | 5 | 7, p.packetId, p.reasonCode ?? 0);
+  if (!known && p.type === PacketType.PUBREC && ch.version === 5) ch.sendAck(PacketType.PUBREL, p.packetId, ReasonCode.PacketIdentifierNotFound);
+}

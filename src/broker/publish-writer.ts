@@ -1,0 +1,67 @@
+// A connection's PUBLISH encoder: the per-client parts of an outgoing PUBLISH (5.0 topic aliases toward the
+// client, Subscription Identifiers, the remaining Message Expiry, the client's Maximum Packet Size), and the
+// encodings a fan-out shares among subscribers of the same kind.
+import type { ProtocolVersion, QoS } from '../protocol/constants.js';
+import { encodePublish, withPacketId } from '../protocol/encoder.js';
+import type { Properties } from '../protocol/packets.js';
+import type { Message } from './message.js';
+import type { FanOutEncodings } from './session/session.js';
+
+export class PublishWriter {
+  /** 5.0 Topic Alias Maximum of the client: aliases the broker may use toward it. */
+  topicAliasMaximum = 0;
+  /** The client's Maximum Packet Size (5.0). */
+  maxPacketSize = Infinity;
+  /** Aliases assigned toward the client: topic → alias. */
+  private aliases: Map<string, number> | undefined;
+
+  get aliasCount(): number {
+    return this.aliases?.size ?? 0;
+  }
+
+  constructor(public version: ProtocolVersion) {}
+
+  /**
+   * The PUBLISH for this client, or undefined when it is larger than the client's Maximum Packet Size
+   * ([MQTT-3.1.2-25]: dropped for this client). `encodings`: the fan-out's shared encodings, if any.
+   */
+  encode(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, packetId: number | undefined, dup: boolean, now: number, encodings: FanOutEncodings | undefined): Buffer | undefined {
+    const v5 = this.version === 5;
+    let encoded: Buffer;
+    if (v5 && (ids !== undefined || message.expiresAt !== undefined || this.topicAliasMaximum > 0)) {
+      // Something in this PUBLISH is for this subscriber alone: encode it for them.
+      const properties: Properties = { ...message.properties };
+      if (ids) properties.subscriptionIdentifier = ids.length === 1 ? ids[0] : [...ids];
+      if (message.expiresAt !== undefined) properties.messageExpiryInterval = Math.max(0, Math.ceil((message.expiresAt - now) / 1000));
+      let topic = message.topic;
+      let newAlias: number | undefined;
+      if (this.topicAliasMaximum > 0) {
+        const aliases = (this.aliases ??= new Map());
+        const known = aliases.get(topic);
+        if (known !== undefined) {
+          properties.topicAlias = known;
+          topic = '';
+        } else if (aliases.size < this.topicAliasMaximum) {
+          newAlias = properties.topicAlias = aliases.size + 1;
+        }
+      }
+      encoded = encodePublish({ type: 3, topic, payload: message.payload, qos, retain, dup, packetId, properties }, 5);
+      // The alias is known to the client only once the PUBLISH that set it is really sent.
+      if (newAlias !== undefined && encoded.length <= this.maxPacketSize) this.aliases!.set(message.topic, newAlias);
+    } else {
+      const properties = v5 ? message.properties : undefined;
+      if (encodings === undefined) {
+        // One recipient (no shared encodings): encoded with its own packet id at once.
+        encoded = encodePublish({ type: 3, topic: message.topic, payload: message.payload, qos, retain, dup, packetId, properties }, v5 ? 5 : 4);
+      } else {
+        // One encoding per (version, QoS, retain) for the whole fan-out; QoS 1/2 copies only patch the packet id.
+        const shared = (encodings[(v5 ? 6 : 0) + qos * 2 + (retain ? 1 : 0)] ??= encodePublish(
+          { type: 3, topic: message.topic, payload: message.payload, qos, retain, dup: false, packetId: qos ? 1 : undefined, properties },
+          v5 ? 5 : 4,
+        ));
+        encoded = packetId !== undefined ? withPacketId(shared, packetId, dup) : shared;
+      }
+    }
+    return encoded.length > this.maxPacketSize ? undefined : encoded;
+  }
+}

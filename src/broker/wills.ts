@@ -1,0 +1,95 @@
+// Will messages (MQTT 3.1.2.5, 3.1.3.2.2): published when a connection ends without a normal DISCONNECT,
+// at once or after the Will Delay Interval, unless the session is taken up again first.
+import type { WillMessage } from '../protocol/packets.js';
+import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
+import { createMessage, type Message } from './message.js';
+
+/** A will waiting for its Will Delay Interval (5.0) to pass. */
+interface PendingWill {
+  /** The will as the CONNECT gave it: its message is made when it is published (its expiry starts then). */
+  will: WillMessage;
+  client: ClientInfo;
+  publishAt: number;
+}
+
+export class Wills {
+  private readonly pending = new Map<string, PendingWill>();
+
+  constructor(
+    private readonly clock: { now(): number },
+    private readonly hooks: BrokerHooks,
+    private readonly events: BrokerEvents,
+    private readonly publish: (message: Message, client: ClientInfo) => void,
+  ) {}
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * The will of a connection that ended without a normal DISCONNECT. With a Will Delay and a session that
+   * lives on, it waits for the delay or the end of the session, whichever is first (3.1.3.2.2).
+   */
+  schedule(will: WillMessage, client: ClientInfo, sessionLives: boolean): void {
+    const delay = will.properties?.willDelayInterval ?? 0;
+    if (delay > 0 && sessionLives) this.pending.set(client.clientId, { will, client, publishAt: this.clock.now() + delay * 1000 });
+    else this.publishNow(will, client);
+  }
+
+  /**
+   * A new connection took the session up: [MQTT-3.1.3-9] a will still inside its delay is not sent. One
+   * whose delay has already run out (its tick has not come yet) is published: the client came too late.
+   */
+  resumed(clientId: string): void {
+    const will = this.pending.get(clientId);
+    if (will === undefined) return;
+    this.pending.delete(clientId);
+    if (will.publishAt <= this.clock.now()) this.publishNow(will.will, will.client);
+  }
+
+  /** The session ended: a will still waiting for its delay is published now. */
+  sessionEnded(clientId: string): void {
+    const will = this.pending.get(clientId);
+    if (will === undefined) return;
+    this.pending.delete(clientId);
+    this.publishNow(will.will, will.client);
+  }
+
+  /** Publishes the wills whose delay has passed. */
+  due(now: number): void {
+    if (this.pending.size === 0) return;
+    for (const [clientId, will] of this.pending) {
+      if (will.publishAt <= now) {
+        this.pending.delete(clientId);
+        this.publishNow(will.will, will.client);
+      }
+    }
+  }
+
+  /** Every waiting will, now (shutdown: the sessions they wait on end with the broker, as in Mosquitto). */
+  publishAll(): void {
+    for (const [clientId, will] of this.pending) {
+      this.pending.delete(clientId);
+      this.publishNow(will.will, will.client);
+    }
+  }
+
+  /** Publishes a will now: its Message Expiry Interval is its lifetime from this moment (3.1.3.2.4). */
+  private publishNow(will: WillMessage, client: ClientInfo): void {
+    const message = createMessage(will, client.clientId, this.clock.now());
+    const authorize = this.hooks.authorizePublish;
+    if (!authorize) {
+      this.publish(message, client);
+      return;
+    }
+    Promise.resolve()
+      .then(() => authorize(client, message))
+      .then(
+        (ok) => {
+          if (ok === true) this.publish(message, client);
+          else this.events.warning?.('will message not authorized; dropped', { clientId: client.clientId, topic: message.topic });
+        },
+        () => this.events.warning?.('authorizePublish hook failed for a will; dropped', { clientId: client.clientId }),
+      );
+  }
+}
