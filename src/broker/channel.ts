@@ -457,19 +457,21 @@ export class Channel implements SessionLink {
 
   // ---- output ----
 
-  send(packet: Packet): void {
+  /** Encodes and writes a packet; false when it cannot fit the client's Maximum Packet Size (not sent). */
+  send(packet: Packet): boolean {
     let encoded = encodePacket(packet, this.version);
     if (encoded.length > this.writer.maxPacketSize) {
       // [MQTT-3.1.2-25] never exceed the client's Maximum Packet Size: Reason String and User Properties go first.
       const properties = (packet as { properties?: Properties }).properties;
-      if (!properties) return;
+      if (!properties) return false;
       const { reasonString, userProperties, ...rest } = properties;
       void reasonString;
       void userProperties;
       encoded = encodePacket({ ...packet, properties: rest } as Packet, this.version);
-      if (encoded.length > this.writer.maxPacketSize) return;
+      if (encoded.length > this.writer.maxPacketSize) return false;
     }
     this.write(encoded);
+    return true;
   }
 
   /** Writes one encoded packet (counted for the $SYS topics): the one place packets leave. */

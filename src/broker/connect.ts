@@ -220,7 +220,12 @@ function accept(ch: Channel, pending: PendingConnect, authProperties?: Propertie
     if (limits.topicAliasMaximum > 0) properties.topicAliasMaximum = limits.topicAliasMaximum;
   }
   // [MQTT-3.2.2-2] session present only when a stored session was resumed (never with clean start).
-  ch.send({ type: PacketType.CONNACK, sessionPresent: present, reasonCode: 0, properties });
+  if (!ch.send({ type: PacketType.CONNACK, sessionPresent: present, reasonCode: 0, properties })) {
+    // [MQTT-3.2.0-1] nothing may come before CONNACK: a client whose Maximum Packet Size cannot take it
+    // cannot be served at all.
+    ch.close({ reason: `CONNACK larger than the client's Maximum Packet Size (${ch.writer.maxPacketSize} bytes)`, reasonCode: ReasonCode.PacketTooLarge, will: false });
+    return;
+  }
   host.events.clientConnected?.(ch.info!, { sessionPresent: present, clean: p.clean, keepAlive });
   // In-flight messages resent, the queue drained: the session delivers through this connection from now on.
   session.resume(ch);

@@ -129,8 +129,21 @@ export function onPubrel(ch: Channel, p: PubAckLikePacket): void {
   ch.sendAck(PacketType.PUBCOMP, p.packetId, known || ch.version !== 5 ? undefined : ReasonCode.PacketIdentifierNotFound);
 }
 
+const ACK_NAMES = { 4: 'PUBACK', 5: 'PUBREC', 7: 'PUBCOMP' } as const;
+
 /** PUBACK, PUBREC or PUBCOMP for a message we sent: the session moves the flow on. */
 export function onPublishAck(ch: Channel, p: PubAckLikePacket): void {
-  const known = ch.session!.acknowledge(p.type as 4 | 5 | 7, p.packetId, p.reasonCode ?? 0);
-  if (!known && p.type === PacketType.PUBREC && ch.version === 5) ch.sendAck(PacketType.PUBREL, p.packetId, ReasonCode.PacketIdentifierNotFound);
+  const type = p.type as 4 | 5 | 7;
+  const outcome = ch.session!.acknowledge(type, p.packetId, p.reasonCode ?? 0);
+  if (outcome === 'unknown') {
+    if (type === PacketType.PUBREC && ch.version === 5) ch.sendAck(PacketType.PUBREL, p.packetId, ReasonCode.PacketIdentifierNotFound);
+  } else if (outcome === 'mismatch') {
+    // 4.3.2-4.3.3: each QoS has its own sequence of acknowledgements; one of another flow (PUBCOMP for a
+    // message awaiting PUBACK or PUBREC, ...) is a protocol violation, and 3.1.1 [MQTT-4.8.0-1] closes the
+    // connection on one, as Mosquitto does (5.0: DISCONNECT 0x82). Ignoring it would leave both sides
+    // waiting on a flow that can no longer finish.
+    const m = ch.session!.inflightMessage(p.packetId)!;
+    const awaiting = m.qos === 1 ? 'PUBACK' : m.state === 'publish' ? 'PUBREC' : 'PUBCOMP';
+    ch.serverDisconnect(ReasonCode.ProtocolError, `${ACK_NAMES[type]} for packet ${p.packetId}, which awaits ${awaiting}`);
+  }
 }

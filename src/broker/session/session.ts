@@ -307,26 +307,27 @@ export class Session {
   }
 
   /**
-   * PUBACK, PUBREC or PUBCOMP from the client. Returns false when no message is in flight under the id (a
-   * 5.0 PUBREC then gets PUBREL 0x92). PUBACK ends a QoS 1 flow, PUBREC answers a QoS 2 PUBLISH (PUBREL goes
-   * out, or the flow ends when it refuses), PUBCOMP ends a QoS 2 flow once PUBREL was sent. Any other pairing
-   * is ignored (a PUBCOMP before PUBREC would lose the message; Mosquitto ignores it too).
+   * PUBACK, PUBREC or PUBCOMP from the client. PUBACK ends a QoS 1 flow, PUBREC answers a QoS 2 PUBLISH
+   * (PUBREL goes out, or the flow ends when it refuses; a repeated PUBREC gets PUBREL again), PUBCOMP ends a
+   * QoS 2 flow once PUBREL was sent. 'unknown': no message is in flight under the id (a 5.0 PUBREC then gets
+   * PUBREL 0x92). 'mismatch': an acknowledgement of the wrong kind for the flow (PUBCOMP before PUBREC, PUBACK
+   * for QoS 2, PUBREC or PUBCOMP for QoS 1): a protocol violation, the flow left as it was.
    */
-  acknowledge(type: AckType, packetId: number, reasonCode: number): boolean {
+  acknowledge(type: AckType, packetId: number, reasonCode: number): 'done' | 'unknown' | 'mismatch' {
     const m = this.window?.get(packetId);
-    if (m === undefined) return false;
-    if (type === 4 ? m.qos !== 1 : m.qos !== 2 || (type === 7 && m.state !== 'pubrel')) return true;
+    if (m === undefined) return 'unknown';
+    if (type === 4 ? m.qos !== 1 : m.qos !== 2 || (type === 7 && m.state !== 'pubrel')) return 'mismatch';
     // A message held back on resume that the client acknowledges now had reached it already: not resent.
     this.heldResends?.ids.delete(packetId);
     if (type === 5 && reasonCode < 0x80) {
       m.state = 'pubrel';
       this.journal?.inflight(m);
       this.link?.sendPubrel(packetId);
-      return true;
+      return 'done';
     }
     this.releaseInflight(packetId);
     this.drain();
-    return true;
+    return 'done';
   }
 
   // ---- restored from a store ----
