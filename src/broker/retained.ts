@@ -30,6 +30,11 @@ export class RetainedStore {
     return this.count;
   }
 
+  /** Does the topic tree hold any level? False again once every message is deleted (for tests: no level left behind). */
+  get holdsLevels(): boolean {
+    return hasChildren(this.root);
+  }
+
   /** Retained messages that count against set()'s limit (all but the $SYS topics). */
   get limitedSize(): number {
     return this.count - this.sysCount;

@@ -84,6 +84,16 @@ export class TopicRouter {
     return this.count;
   }
 
+  /** Exact-topic matches held in the cache (for tests: it must stay bounded and follow removals). */
+  get cacheSize(): number {
+    return this.cache.size;
+  }
+
+  /** Does the filter tree hold any level? False again once every filter is removed (for tests: no level left behind). */
+  get holdsLevels(): boolean {
+    return hasChildren(this.root);
+  }
+
   /** Adds or replaces the subscription of `entry.clientId` to `entry.filter` (in `entry.shareGroup`). Returns true when it existed. */
   add(entry: SubscriptionEntry): boolean {
     let node = this.root;

@@ -944,7 +944,7 @@ describe('differential: Petrel vs Mosquitto 2.0.11', { skip: MOSQUITTO ? false :
       mark: () => 0,
       async waitGone(id) {
         const deadline = Date.now() + 3000;
-        while (petrel.broker.core.connected.has(id)) {
+        while (petrel.broker.inspect.isConnected(id)) {
           if (Date.now() > deadline) throw new Error(`Petrel still has ${id} connected`);
           await delay(2);
         }

@@ -1,6 +1,7 @@
 // The broker core on a fake clock with in-memory connections: timer rules tested without sleeping.
 import { BrokerCore, type CoreOptions } from '../../src/broker/core.js';
 import type { Channel } from '../../src/broker/channel.js';
+import { BrokerInspector } from '../../src/broker/inspect.js';
 import type { ProtocolVersion } from '../../src/protocol/constants.js';
 import { PacketDecoder } from '../../src/protocol/decoder.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
@@ -55,10 +56,13 @@ export class MemoryConnection {
 export class FakeCore {
   readonly clock = new FakeClock();
   readonly core: BrokerCore;
+  /** What tests observe of the broker's state (src/broker/inspect.ts), never the core's own structures. */
+  readonly inspect: BrokerInspector;
 
   constructor(options: Omit<CoreOptions, 'clock'> = {}) {
     // No $SYS topics unless a test asks: they would add retained messages to every count.
     this.core = new BrokerCore({ ...options, limits: { sysInterval: 0, ...options.limits }, clock: this.clock });
+    this.inspect = new BrokerInspector(this.core);
   }
 
   /** Advances the clock by `ms` in steps of `step`, running the timers at each step (as the adapter's interval does). */
