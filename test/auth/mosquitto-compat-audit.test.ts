@@ -1021,7 +1021,7 @@ describe('limits: maxTopicLevels, maxSubscriptionsPerClient, maxRetainedMessages
     await p.next(4);
     p.send(pub('e/2', 'no place', { qos: 1, packetId: 2, retain: true }));
     await p.next(4);
-    assert.equal(broker.core.retained.size, 1);
+    assert.equal(broker.inspect.counts().retained, 1);
     await delay(1300);
     p.send(pub('e/3', 'kept', { qos: 1, packetId: 3, retain: true }));
     await p.next(4);
