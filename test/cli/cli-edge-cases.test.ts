@@ -196,7 +196,7 @@ test('sub survives a broker restart: says so on stderr and prints what arrives a
   await b.listen();
   t.after(() => b.close());
   const sub = start(['sub', '-h', '127.0.0.1', '-p', String(port), '-t', 'rs/#', '-v', '-C', '1', '-q', '1']);
-  await eventually(() => b.core.sessions.size > 0, 5000, 'sub connected');
+  await eventually(() => b.inspect.counts().sessions > 0, 5000, 'sub connected');
   await delay(100);
   await b.close();
   await sub.waitStderr(/connection lost: .*0x8b Server shutting down.*; reconnecting/);

@@ -203,7 +203,7 @@ test('will flags, -k, --session-expiry and --clean=false reach the broker; the w
     '--will-topic', 'wills/dying', '--will-message', 'gone', '--will-qos', '1', '--will-retain', '-d',
   ]);
   await dying.waitStderr('<- SUBACK');
-  const session = b.core.sessions.get('dying');
+  const session = b.inspect.session('dying');
   assert.ok(session, 'the session exists');
   assert.equal(session.expiryInterval, 300);
   assert.deepEqual(connects.find((c) => c.clientId === 'dying'), { clientId: 'dying', keepAlive: 17, clean: false });
@@ -211,7 +211,7 @@ test('will flags, -k, --session-expiry and --clean=false reach the broker; the w
   const w = await watcher.done;
   assert.equal(w.code, 0, w.stderr);
   assert.equal(w.stdout.trim(), 'wills/dying gone');
-  assert.equal(b.core.retained.get('wills/dying')?.payload.toString(), 'gone', '--will-retain made it retained');
+  assert.equal(b.inspect.retained('wills/dying')?.payload.toString(), 'gone', '--will-retain made it retained');
 });
 
 test('petrel --version prints the package version and exits 0', async () => {
