@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import { pino, type Logger } from 'pino';
 import { createBroker } from '../../src/server/broker.js';
 import { FakeClock } from '../helpers/fake-core.js';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 import type { DisconnectPacket, PublishPacket } from '../../src/protocol/packets.js';
 

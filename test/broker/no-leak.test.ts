@@ -1,7 +1,8 @@
 // Connections that come and go leave nothing behind in the core: no channel, session, subscription or timer.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 it('500 clean clients that subscribe, publish and leave (half DISCONNECT, half drop) leave the core empty', async (t) => {

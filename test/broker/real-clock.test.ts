@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConnackPacket, PublishPacket } from '../../src/protocol/packets.js';
-import { delay, eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { delay, eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 describe('timers on the real clock', () => {

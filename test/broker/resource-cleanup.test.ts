@@ -12,7 +12,8 @@ import type { BrokerCore } from '../../src/broker/core.js';
 import type { BrokerInspector } from '../../src/broker/inspect.js';
 import type { Session } from '../../src/broker/session.js';
 import type { ConnectPacket, Packet, PublishPacket, WillMessage } from '../../src/protocol/packets.js';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';
 import { RawClient } from '../helpers/raw-client.js';
 

@@ -14,7 +14,8 @@ import type {
   SubackPacket,
   WillMessage,
 } from '../../src/protocol/packets.js';
-import { delay, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { delay } from '../helpers/wait.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';
 import { eventually, payloads, publishes, quietPublishes, setup } from '../helpers/harness.js';
 import { RawClient } from '../helpers/raw-client.js';

@@ -1,7 +1,8 @@
 // Slow consumers: one subscriber that stops reading must not slow the others nor grow the broker's memory.
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 /** A client subscribed to `topic` at QoS 1 that has stopped reading (its socket is paused). */

@@ -14,7 +14,7 @@ import { PacketDecoder } from '../../src/protocol/decoder.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import type { ConnectPacket, Packet, PublishPacket } from '../../src/protocol/packets.js';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { delay, eventually } from '../helpers/broker.js';
+import { delay, eventually } from '../helpers/wait.js';
 import { startLogged, type LoggedBroker } from './helpers.js';
 
 const certs: TestCerts | undefined = makeCerts();
