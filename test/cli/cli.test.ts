@@ -5,18 +5,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBroker } from '../../src/index.js';
 import { run, start } from './cli-process.js';
-import { freePort, hasMosquitto, hasOpenssl, makeCertificates, startMosquitto, tempDir } from '../client/helpers.js';
+import { hasOpenssl, makeCertificates } from '../client/helpers.js';
+import { freePort, petrelPort as petrelBroker } from '../helpers/servers.js';
+import { hasMosquitto, startMosquitto, tempDir } from '../helpers/mosquitto.js';
 
 
 
 type Ctx = { after: (fn: () => unknown) => void; skip: (msg?: string) => void };
-
-async function petrelBroker(t: Ctx, options: Parameters<typeof createBroker>[0] = {}): Promise<string> {
-  const b = createBroker({ port: 0, host: '127.0.0.1', ...options });
-  await b.listen();
-  t.after(() => b.close());
-  return String(b.address().port);
-}
 
 test('pub → sub round trip: -v, -C, -l line mode, QoS 1 and 2, -V 3.1.1', async (t) => {
   const port = await petrelBroker(t);
