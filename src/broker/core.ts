@@ -50,10 +50,11 @@ export interface Footprint {
   connected: number;
   sessions: number;
   subscriptions: number;
-  trieTopLevels: number;
+  /** The subscription index still holds a level (false once every filter is gone). */
+  trieLevels: boolean;
   routeCache: number;
   retained: number;
-  retainedTopLevels: number;
+  retainedLevels: boolean;
   pendingWills: number;
   expiring: number;
   watched: number;
@@ -197,16 +198,16 @@ export class BrokerCore implements ChannelHost {
     const sessionTimers = this.registry.timerFootprint();
     const filedChannels = this.channelTimers.filed();
     const shared = this.shared.stateSize;
-    const retained = this.retained as { topLevels?: number };
+    const retained = this.retained as { holdsLevels?: boolean };
     return {
       channels: this.channels.size,
       connected: this.registry.connected.size,
       sessions: this.registry.sessions.size,
       subscriptions: this.router.size,
-      trieTopLevels: this.router.topLevels,
-      routeCache: this.router.cachedTopics,
+      trieLevels: this.router.holdsLevels,
+      routeCache: this.router.cacheSize,
       retained: this.retained.size,
-      retainedTopLevels: retained.topLevels ?? 0,
+      retainedLevels: retained.holdsLevels ?? false,
       pendingWills: this.wills.pendingCount,
       expiring: sessionTimers.expiring,
       watched: this.watched.size,

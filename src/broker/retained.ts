@@ -27,13 +27,13 @@ export class MemoryRetainedStore implements RetainedStore {
    */
   private expiring: Message[] = [];
 
-  /** Children of the root: first levels of the topics held (for leak checks). */
-  get topLevels(): number {
-    return this.root.children?.size ?? (this.root.only !== undefined ? 1 : 0);
-  }
-
   get size(): number {
     return this.count;
+  }
+
+  /** Does the topic tree hold any level? False again once every message is deleted (for tests: no level left behind). */
+  get holdsLevels(): boolean {
+    return hasChildren(this.root);
   }
 
   /** Retained messages that count against set()'s limit (all but the $SYS topics). */

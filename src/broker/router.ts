@@ -93,14 +93,14 @@ export class TopicRouter<S> {
     return this.count;
   }
 
-  /** Children of the root: first levels of the filters held (for leak checks). */
-  get topLevels(): number {
-    return this.root.children?.size ?? (this.root.only !== undefined ? 1 : 0);
+  /** Exact-topic matches held in the cache (for tests: it must stay bounded and follow removals). */
+  get cacheSize(): number {
+    return this.cache.size;
   }
 
-  /** Cached matches of exact topic names (for memory checks). */
-  get cachedTopics(): number {
-    return this.cache.size;
+  /** Does the filter tree hold any level? False again once every filter is removed (for tests: no level left behind). */
+  get holdsLevels(): boolean {
+    return hasChildren(this.root);
   }
 
   /**

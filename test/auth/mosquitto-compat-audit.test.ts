@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { parse as parseYaml } from 'yaml';
@@ -20,13 +20,15 @@ import { createBroker, type Broker, type BrokerOptions } from '../../src/server/
 import { loadConfigFile, validateConfig, type FileConfig } from '../../src/config/config.js';
 import { convertMosquittoConf } from '../../src/config/mosquitto-conf.js';
 import type { ConnackPacket, ConnectPacket, PubAckLikePacket, SubackPacket } from '../../src/protocol/packets.js';
-import { delay, eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { delay, eventually } from '../helpers/wait.js';
 import { pub } from '../helpers/packets.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { BIN, run } from '../cli/cli-process.js';
 import { startLogged } from '../transport/helpers.js';
 import { makeCerts } from '../helpers/certs.js';
-import { canConnect, freePort } from '../client/helpers.js';
+import { canConnect, freePort } from '../helpers/servers.js';
+import { MOSQUITTO, startMosquitto } from '../helpers/mosquitto.js';
 import { topicMatches } from '../../src/protocol/topic.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'petrel-mosquitto-audit-'));
@@ -43,12 +45,6 @@ function tempFile(name: string, text: string): string {
 // ---------------------------------------------------------------------------------------------------------
 // Mosquitto as a child process
 
-function findMosquitto(): string | undefined {
-  const candidates = ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto', ...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'mosquitto'))];
-  return candidates.find((p) => existsSync(p));
-}
-// MOSQUITTO_PATH=/path/to/mosquitto chooses another binary (a path that does not exist: run without the oracle).
-const MOSQUITTO = process.env.MOSQUITTO_PATH !== undefined ? (existsSync(process.env.MOSQUITTO_PATH) ? process.env.MOSQUITTO_PATH : undefined) : findMosquitto();
 /** `skip` value of the tests that need Mosquitto as the oracle. */
 const NO_MOSQUITTO: string | false = MOSQUITTO ? false : 'SKIPPED: mosquitto is not installed (/usr/sbin/mosquitto, or MOSQUITTO_PATH): it is the oracle of this test';
 
@@ -69,53 +65,6 @@ after(async () => {
   await Promise.all([...brokers].map((b) => b.close().catch(() => {})));
   rmSync(dir, { recursive: true, force: true });
 });
-
-interface Mosquitto {
-  port: number;
-  log(): string;
-  /** SIGHUP, and waits until Mosquitto has logged the reload (and a little more for it to apply). */
-  reload(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-/**
- * Starts Mosquitto on `listener PORT 127.0.0.1` (PORT free) with `lines` after it; rejects with Mosquitto's own
- * error lines when it refuses the configuration. `conf` instead of `lines`: the whole file, given the port.
- */
-async function startMosquitto(lines: string[], conf?: (port: number) => string): Promise<Mosquitto> {
-  const port = await freePort();
-  const file = tempFile('mosquitto.conf', conf ? conf(port) : [`listener ${port} 127.0.0.1`, 'persistence false', 'set_tcp_nodelay true', 'log_dest stderr', 'log_type all', ...lines, ''].join('\n'));
-  const child = spawn(MOSQUITTO!, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.add(child);
-  let log = '';
-  child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-  let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), children.delete(child), resolve())));
-  try {
-    await waitListening(port, () => exited, () => `mosquitto did not start: ${log.split('\n').filter((l) => /error/i.test(l)).join(' | ') || log}`);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  return {
-    port,
-    log: () => log,
-    async reload() {
-      const before = log.split('Reloading config').length;
-      child.kill('SIGHUP');
-      const deadline = Date.now() + 3000;
-      while (log.split('Reloading config').length === before && Date.now() < deadline) await delay(10);
-      await delay(150);
-    },
-    async stop() {
-      if (exited) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 2000);
-      await exit;
-      clearTimeout(t);
-    },
-  };
-}
 
 /** Petrel on 127.0.0.1 (port 0), closed after the file; files are re-read by reload() only. */
 async function startPetrel(options: BrokerOptions = {}): Promise<{ broker: Broker; port: number }> {
@@ -1021,7 +970,7 @@ describe('limits: maxTopicLevels, maxSubscriptionsPerClient, maxRetainedMessages
     await p.next(4);
     p.send(pub('e/2', 'no place', { qos: 1, packetId: 2, retain: true }));
     await p.next(4);
-    assert.equal(broker.core.retained.size, 1);
+    assert.equal(broker.inspect.counts().retained, 1);
     await delay(1300);
     p.send(pub('e/3', 'kept', { qos: 1, packetId: 3, retain: true }));
     await p.next(4);

@@ -82,7 +82,7 @@ describe('enhanced authentication (4.12, 3.15)', () => {
     c.send({ type: 15, reasonCode: 0x18, properties: { authenticationMethod: 'SCRAM-SHA-1', authenticationData: scram.final(challenge.properties!.authenticationData!) } });
     assert.equal(take1<ConnackPacket>(c, 2)?.reasonCode, 0x82);
     assert.equal(c.closed, true);
-    assert.equal(f.core.connected.size, 0);
+    assert.equal(f.inspect.counts().connected, 0);
   });
 
   it('[MQTT-3.1.2-30] during the exchange only AUTH (or DISCONNECT) may be sent: AUTH 0x19 or a PUBLISH before CONNACK → CONNACK 0x82', () => {
@@ -157,7 +157,7 @@ describe('enhanced authentication (4.12, 3.15)', () => {
       const { c } = scramConnect(f, 'alice', 'wonderland');
       assert.equal(take1<ConnackPacket>(c, 2)?.reasonCode, 0);
       reauth(c, 'bob', 'builder');
-      if (!c.closed) assert.equal(f.core.connected.get('sc')?.info?.username, 'bob', 'identity follows the re-authentication');
+      if (!c.closed) assert.equal(f.inspect.connection('sc')?.username, 'bob', 'identity follows the re-authentication');
       // With an authenticate hook that refuses bob at CONNECT, re-authenticating as bob must not succeed either.
       const g = scramCore({ hooks: { authenticate: (r) => r.username !== 'bob' } });
       const { c: d } = scramConnect(g, 'bob', 'builder', 'b0');

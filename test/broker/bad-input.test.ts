@@ -192,7 +192,7 @@ describe('garbage', () => {
 
   it('a flood of random and mutated packets from several sockets never crashes or stalls the broker', async (t) => {
     const w = await world(t, { connectTimeout: 300, maxPacketSize: 64 * 1024 });
-    const baseline = w.h.broker.core.channels.size;
+    const baseline = w.h.broker.inspect.counts().connections;
     const rand = prng(0xbad1);
     const int = (n: number) => Math.floor(rand() * n);
     const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
@@ -241,9 +241,9 @@ describe('garbage', () => {
     // Garbage without a complete CONNECT is closed by the broker itself (malformed or connect timeout).
     await eventually(() => sockets.filter((_, j) => j % 4 === 0).every((s) => s.closed), 2000, 'noise sockets closed');
     for (const s of sockets) s.destroy();
-    await eventually(() => w.h.broker.core.channels.size === baseline, 2000, 'channels back to the baseline');
+    await eventually(() => w.h.broker.inspect.counts().connections === baseline, 2000, 'channels back to the baseline');
     await delay(50);
     await w.check();
-    assert.equal(w.h.broker.core.connected.size, baseline);
+    assert.equal(w.h.broker.inspect.counts().connected, baseline);
   });
 });

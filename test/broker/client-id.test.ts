@@ -56,7 +56,7 @@ describe('Client Identifier', () => {
     assert.equal(b.connack.reasonCode, 0);
     const [idA, idB] = h.events.clientConnected.map(([c]) => c.clientId);
     assert.ok(idA && idB && idA !== idB, `two different assigned IDs: ${idA} ${idB}`);
-    assert.equal(h.broker.core.connected.size, 2);
+    assert.equal(h.broker.inspect.counts().connected, 2);
   });
 
   it('[MQTT-3.1.3-8] 3.1.1 empty Client ID without clean session: 0x02', async (t) => {
@@ -82,7 +82,7 @@ describe('Client Identifier', () => {
       assert.equal(connack.reasonCode, 0);
       const assigned = connack.properties?.assignedClientIdentifier;
       assert.ok(assigned, 'Assigned Client Identifier present');
-      assert.equal(h.broker.core.connected.has(assigned), true);
+      assert.equal(h.broker.inspect.isConnected(assigned), true);
       await client.sync();
     }
   });
@@ -102,7 +102,7 @@ describe('Client ID takeover', () => {
     assert.equal(will!.payload.toString(), 'old');
     await fresh.sync();
     assert.equal(fresh.closed, false);
-    assert.equal(h.broker.core.connected.size, 2); // watcher + fresh
+    assert.equal(h.broker.inspect.counts().connected, 2); // watcher + fresh
     const disc = h.events.clientDisconnected.find(([c]) => c?.clientId === 'dup');
     assert.equal(disc?.[1].willPublished, true);
   });
@@ -115,7 +115,7 @@ describe('Client ID takeover', () => {
     await client.waitClosed();
     await old.sync();
     assert.equal(old.closed, false);
-    assert.equal(h.broker.core.connected.size, 1);
+    assert.equal(h.broker.inspect.counts().connected, 1);
   });
 
   it('5.0: the old connection gets DISCONNECT 0x8E (Session Taken Over)', async (t) => {
@@ -133,7 +133,7 @@ describe('Client ID takeover', () => {
     const { client: fresh, connack } = await h.connect({ clientId: 'ho', clean: false });
     assert.equal(connack.sessionPresent, true);
     await old.waitClosed();
-    assert.equal(h.broker.core.router.size, 2);
+    assert.equal(h.broker.inspect.counts().subscriptions, 2);
     h.broker.publish('handover/b', 'to-new', { qos: 1 });
     const [p] = await publishes(fresh, 1);
     assert.equal(p!.payload.toString(), 'to-new');
@@ -142,7 +142,7 @@ describe('Client ID takeover', () => {
     const { client: third, connack: c3 } = await h.connect({ clientId: 'ho', clean: true });
     assert.equal(c3.sessionPresent, false);
     await fresh.waitClosed();
-    assert.equal(h.broker.core.router.size, 0);
+    assert.equal(h.broker.inspect.counts().subscriptions, 0);
     h.broker.publish('handover/b', 'nobody', { qos: 1 });
     assert.deepEqual(await quietPublishes(third), []);
   });
@@ -160,8 +160,8 @@ describe('Client ID takeover', () => {
     assert.equal([a, b].filter((c) => !c.closed).length, 1, 'exactly one socket open');
     const winner = a.closed ? b : a;
     const loser = a.closed ? a : b;
-    assert.equal(h.broker.core.connected.size, 1);
-    assert.equal(h.broker.core.sessions.size, 1);
+    assert.equal(h.broker.inspect.counts().connected, 1);
+    assert.equal(h.broker.inspect.counts().sessions, 1);
     // The winner was accepted; the loser was accepted first, then kicked.
     assert.equal(((winner === a ? ra : rb) as PromiseFulfilledResult<ConnackPacket>).value.reasonCode, 0);
     assert.equal(loser.closed, true);
@@ -176,7 +176,7 @@ describe('Client ID takeover', () => {
     const first = await h.subscriber(['fight/#', 'fight/x'], 1, { clientId: 'fight', clean: false });
     first.send({ type: 14 });
     await first.waitClosed();
-    assert.equal(h.broker.core.router.size, 2);
+    assert.equal(h.broker.inspect.counts().subscriptions, 2);
 
     const clients: RawClient[] = await Promise.all(Array.from({ length: 100 }, () => h.open()));
     // Each sends CONNECT and a SUBSCRIBE (to the same filter) in one write, all at once.
@@ -190,10 +190,10 @@ describe('Client ID takeover', () => {
     const open = clients.filter((c) => !c.closed);
     assert.equal(open.length, 1, 'exactly one socket still open');
     const winner = open[0]!;
-    assert.equal(h.broker.core.connected.size, 1);
-    assert.equal(h.broker.core.sessions.size, 1);
-    assert.equal(h.broker.core.channels.size, 1);
-    assert.equal(h.broker.core.router.size, 2, 'subscriptions neither lost nor duplicated');
+    assert.equal(h.broker.inspect.counts().connected, 1);
+    assert.equal(h.broker.inspect.counts().sessions, 1);
+    assert.equal(h.broker.inspect.counts().connections, 1);
+    assert.equal(h.broker.inspect.counts().subscriptions, 2, 'subscriptions neither lost nor duplicated');
     assert.equal(h.events.clientConnected.length, 101);
     assert.equal(h.events.clientDisconnected.length, 100);
     assert.ok(h.events.clientConnected.slice(1).every(([, d]) => d.sessionPresent), 'every takeover resumed the stored session');
@@ -218,10 +218,10 @@ describe('Client ID takeover', () => {
     await delay(50);
     const open = clients.filter((c) => !c.closed);
     assert.equal(open.length, 1);
-    assert.equal(h.broker.core.connected.size, 1);
-    assert.equal(h.broker.core.sessions.size, 1);
-    assert.equal(h.broker.core.router.size, 1);
-    assert.equal(h.broker.core.connected.get('slow-fight')!.state, 'connected');
+    assert.equal(h.broker.inspect.counts().connected, 1);
+    assert.equal(h.broker.inspect.counts().sessions, 1);
+    assert.equal(h.broker.inspect.counts().subscriptions, 1);
+    assert.equal(h.broker.inspect.isConnected('slow-fight'), true);
     // Every loser was told why (5.0: DISCONNECT 0x8E).
     for (const c of clients) {
       if (c === open[0]) continue;

@@ -21,7 +21,7 @@ describe('CONNECT / CONNACK', () => {
       assert.deepEqual(c.packets, [], 'nothing is sent before the connection is closed');
     }
     assert.equal(h.events.clientConnected.length, 0);
-    assert.equal(h.broker.core.channels.size, 0);
+    assert.equal(h.broker.inspect.counts().connections, 0);
   });
 
   it('[MQTT-3.1.0-2] a second CONNECT closes the connection (3.1.1: no answer)', async (t) => {
@@ -30,7 +30,7 @@ describe('CONNECT / CONNACK', () => {
     c.send({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 0, clientId: 'twice' });
     await c.waitClosed();
     assert.deepEqual(c.packets, []);
-    assert.equal(h.broker.core.connected.size, 0);
+    assert.equal(h.broker.inspect.counts().connected, 0);
   });
 
   it('[MQTT-3.1.0-2] 5.0: a second CONNECT gets DISCONNECT 0x82 (Protocol Error), then close', async (t) => {
@@ -162,7 +162,7 @@ describe('CONNECT / CONNACK', () => {
     assert.equal(connack.reasonCode, 0x04);
     assert.equal(connack.sessionPresent, false);
     await client.waitClosed();
-    assert.equal(h.broker.core.sessions.has('keep'), true, 'the stored session is untouched');
+    assert.equal(h.broker.inspect.hasSession('keep'), true, 'the stored session is untouched');
   });
 
   it('5.0 CONNACK carries the broker limits', async (t) => {

@@ -67,10 +67,10 @@ describe('core timers (fake clock)', () => {
     c.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] });
     c.drop();
     f.advance(59_000);
-    assert.ok(f.core.sessions.has('s'), 'session kept for 59 s');
+    assert.ok(f.inspect.hasSession('s'), 'session kept for 59 s');
     f.advance(2_000);
-    assert.ok(!f.core.sessions.has('s'), 'session gone after 60 s');
-    assert.equal(f.core.router.size, 0, 'its subscriptions are gone too');
+    assert.ok(!f.inspect.hasSession('s'), 'session gone after 60 s');
+    assert.equal(f.inspect.counts().subscriptions, 0, 'its subscriptions are gone too');
   });
 
   it('5.0 Session Expiry 0xFFFFFFFF never expires', () => {
@@ -78,7 +78,7 @@ describe('core timers (fake clock)', () => {
     const c = f.connect({ clientId: 'n', protocolVersion: 5, properties: { sessionExpiryInterval: 0xffffffff } });
     c.drop();
     f.advance(30 * 24 * 3600_000, 3600_000);
-    assert.ok(f.core.sessions.has('n'));
+    assert.ok(f.inspect.hasSession('n'));
   });
 
   it('3.1.1 clean session 0: the session expires after sessionExpiry (default 2 h)', () => {
@@ -86,9 +86,9 @@ describe('core timers (fake clock)', () => {
     const c = f.connect({ clientId: 'p', clean: false });
     c.drop();
     f.advance(2 * 3600_000 - 60_000, 60_000);
-    assert.ok(f.core.sessions.has('p'));
+    assert.ok(f.inspect.hasSession('p'));
     f.advance(120_000, 60_000);
-    assert.ok(!f.core.sessions.has('p'));
+    assert.ok(!f.inspect.hasSession('p'));
   });
 
   it('5.0 Will Delay: the will waits, and a reconnect within the delay cancels it [MQTT-3.1.3-9]', () => {
@@ -241,7 +241,7 @@ describe('core timers (fake clock)', () => {
     assert.ok(wheels.channelTimers.size <= 1020, `one entry per new connection, not two: ${wheels.channelTimers.size}`);
     f.advance(200_000, 1_000);
     assert.ok(many.every((c) => c.closed));
-    assert.equal(f.core.sessions.has('flappy'), false, 'the session expired 60 s after its last visit');
+    assert.equal(f.inspect.hasSession('flappy'), false, 'the session expired 60 s after its last visit');
     assert.deepEqual([wheels.sessionTimers.size, wheels.channelTimers.size], [0, 0], 'nothing left once all is over');
   });
 
@@ -270,7 +270,7 @@ describe('core timers (fake clock)', () => {
     pub.send({ type: 3, topic: 'big', payload: Buffer.alloc(2000), qos: 0, retain: false, dup: false }); // over the mark
     pub.send({ type: 3, topic: 'big', payload: Buffer.alloc(10), qos: 0, retain: false, dup: false }); // dropped
     assert.equal(received.filter((p) => p.type === 3).length, 1);
-    assert.equal(f.core.droppedMessages, 1);
+    assert.equal(f.inspect.counts().droppedMessages, 1);
     f.advance(4_900);
     assert.equal(closed, false, 'still open before slowConsumerTimeout');
     f.advance(300);

@@ -49,8 +49,8 @@ describe('Deque', () => {
       pub.send({ type: 3, topic: 'q', payload: Buffer.from(String(i)), qos: 1, retain: false, dup: false, packetId: (i % 65535) + 1 });
     }
     pub.take();
-    const session = f.core.sessions.get('sub')!;
-    assert.deepEqual([session.queuedCount, session.dropped], [20_000, 30_000]);
+    const session = f.inspect.session('sub')!;
+    assert.deepEqual([session.queued, session.dropped], [20_000, 30_000]);
     const back = f.connect({ clientId: 'sub', clean: false });
     const got: number[] = [];
     for (;;) {

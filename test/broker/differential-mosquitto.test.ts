@@ -14,98 +14,24 @@
 // More scripts: DIFF_SCENARIOS=1000 (per protocol version); DIFF_ALL=1 lists every differing step of a script.
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Broker } from '../../src/server/broker.js';
 import type { QoS } from '../../src/protocol/constants.js';
 import type { ConnectPacket, Packet, Properties, PublishPacket, SubackPacket, UnsubackPacket } from '../../src/protocol/packets.js';
-import { delay, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { delay } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { canConnect, freePort } from '../client/helpers.js';
+import { MOSQUITTO, startMosquitto, type RunningMosquitto as Mosquitto } from '../helpers/mosquitto.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Mosquitto as a child process
 
-function findMosquitto(): string | undefined {
-  const candidates = ['/usr/sbin/mosquitto', ...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'mosquitto'))];
-  return candidates.find((p) => existsSync(p));
-}
-const MOSQUITTO = findMosquitto();
-
-interface Mosquitto {
-  port: number;
-  /** A position in Mosquitto's log, to wait for what it writes after it. */
-  mark(): number;
-  /** Resolves once Mosquitto has logged, after `mark`, that the connection of `clientId` closed. */
-  waitClosed(clientId: string, mark: number): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function startMosquitto(path: string): Promise<Mosquitto> {
-  const dir = mkdtempSync(join(tmpdir(), 'petrel-diff-mosquitto-'));
-  const port = await freePort();
-  const conf = join(dir, 'mosquitto.conf');
-  // Limits chosen to match Petrel's defaults (options.ts): 1000 queued messages per session, QoS 0 not queued
-  // for offline sessions, no persistence, no limit of its own on messages in flight to a client (Petrel's
-  // maxInflight is 65535; Mosquitto's default of 20 could be reached by a muted client).
-  writeFileSync(
-    conf,
-    [
-      `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
-      'persistence false',
-      'max_queued_messages 1000',
-      'max_inflight_messages 0',
-      'queue_qos0_messages false',
-      'set_tcp_nodelay true',
-      'log_dest stderr',
-      'log_type error',
-      // "Client <id> closed its connection.": how the test knows Mosquitto has handled a dropped connection.
-      'log_type notice',
-      '',
-    ].join('\n'),
-  );
-  const child: ChildProcess = spawn(path, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-  let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
-  const deadline = Date.now() + 5000;
-  while (!(await canConnect(port))) {
-    if (exited || Date.now() > deadline) {
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-      throw new Error(`mosquitto did not start on ${port}: ${stderr}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return {
-    port,
-    mark: () => stderr.length,
-    async waitClosed(clientId, mark) {
-      // "closed its connection." or, when it was writing to the socket, "disconnected: Broken pipe." and the like.
-      const line = `Client ${clientId} closed its connection.`;
-      const broken = `Client ${clientId} disconnected: `;
-      const deadline = Date.now() + 3000;
-      while (stderr.indexOf(line, mark) < 0 && stderr.indexOf(broken, mark) < 0) {
-        if (exited || Date.now() > deadline) throw new Error(`mosquitto did not log "${line}"; its log since:\n${stderr.slice(mark).slice(-2000)}`);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-    },
-    async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const t = setTimeout(() => child.kill('SIGKILL'), 2000);
-        await exit;
-        clearTimeout(t);
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+// Limits chosen to match Petrel's defaults (options.ts): 1000 queued messages per session, QoS 0 not queued
+// for offline sessions, no persistence, no limit of its own on messages in flight to a client (Petrel's
+// maxInflight is 65535; Mosquitto's default of 20 could be reached by a muted client).
+// "Client <id> closed its connection." (log_type notice): how the test knows Mosquitto has handled a dropped connection.
+const startDifferentialMosquitto = (bin: string): Promise<Mosquitto> =>
+  startMosquitto({ bin, logTypes: ['error', 'notice'], lines: ['max_queued_messages 1000', 'max_inflight_messages 0', 'queue_qos0_messages false'] });
 
 // ---------------------------------------------------------------------------------------------------------
 // Scripts
@@ -924,7 +850,7 @@ describe('differential: Petrel vs Mosquitto 2.0.11', { skip: MOSQUITTO ? false :
 
   before(async () => {
     petrel = await startBroker();
-    mosquitto = await startMosquitto(MOSQUITTO!);
+    mosquitto = await startDifferentialMosquitto(MOSQUITTO!);
   });
   after(async () => {
     await petrel?.broker.close();
@@ -944,7 +870,7 @@ describe('differential: Petrel vs Mosquitto 2.0.11', { skip: MOSQUITTO ? false :
       mark: () => 0,
       async waitGone(id) {
         const deadline = Date.now() + 3000;
-        while (petrel.broker.core.connected.has(id)) {
+        while (petrel.broker.inspect.isConnected(id)) {
           if (Date.now() > deadline) throw new Error(`Petrel still has ${id} connected`);
           await delay(2);
         }
@@ -1040,7 +966,7 @@ describe('where Mosquitto 2.0.11 differs, Petrel keeps to the spec', () => {
 
   before(async () => {
     petrel = await startBroker();
-    if (MOSQUITTO) mosquitto = await startMosquitto(MOSQUITTO);
+    if (MOSQUITTO) mosquitto = await startDifferentialMosquitto(MOSQUITTO);
   });
   after(async () => {
     await petrel?.broker.close();

@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import { pino, type Logger } from 'pino';
 import { createBroker } from '../../src/server/broker.js';
 import { FakeClock } from '../helpers/fake-core.js';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 import type { DisconnectPacket, PublishPacket } from '../../src/protocol/packets.js';
 
@@ -50,7 +51,7 @@ describe('embedding and operations', () => {
     t.after(() => broker.close());
     const clients = [];
     for (let i = 0; i < 5; i++) clients.push((await RawClient.connect(port, { clientId: `storm-${i}` })).client);
-    await eventually(() => broker.core.connected.size === 5, 1000, 'five clients connected');
+    await eventually(() => broker.inspect.counts().connected === 5, 1000, 'five clients connected');
     const connected = () => lines.filter((l) => l.msg === 'client connected');
     assert.deepEqual(connected().map((l) => l.clientId), ['storm-0', 'storm-1']);
     assert.ok(!lines.some((l) => l.skipped !== undefined), 'no count before the second is over');
@@ -61,7 +62,7 @@ describe('embedding and operations', () => {
     assert.equal(summary.connectionLogRate, 2);
     assert.equal(summary.msg, '3 "client connected" lines over connectionLogRate (2/s) not written');
     for (const c of clients) c.destroy();
-    await eventually(() => broker.core.connected.size === 0, 1000, 'all gone');
+    await eventually(() => broker.inspect.counts().connected === 0, 1000, 'all gone');
     await eventually(() => lines.filter((l) => l.msg === 'client disconnected').length === 2, 1000, 'two disconnect lines');
     clock.time += 1000;
     await eventually(() => lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('3 "client disconnected"')), 1000, 'the disconnect count');
@@ -123,12 +124,12 @@ describe('embedding and operations', () => {
     const clock = new FakeClock();
     const broker = createBroker({ clock, port: 0 });
     broker.publish('status/x', 'up', { retain: true, properties: { messageExpiryInterval: 10, contentType: 'text/plain' } });
-    const kept = broker.core.retained.get('status/x')!;
+    const kept = broker.inspect.retained('status/x')!;
     assert.equal(kept.expiresAt, clock.time + 10_000);
     assert.equal(kept.properties?.contentType, 'text/plain');
     assert.equal(kept.properties?.messageExpiryInterval, undefined, 'kept as expiresAt, not as a stale interval');
     clock.time += 11_000;
-    assert.deepEqual(broker.core.retained.match('status/#', clock.now()), []);
+    assert.deepEqual(broker.inspect.retainedMatching('status/#'), []);
     assert.throws(() => broker.publish('a/+', 'x'), /invalid topic name/);
   });
 });

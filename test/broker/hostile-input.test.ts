@@ -146,7 +146,7 @@ describe('fuzzed and mutated packets over TCP', () => {
       { numRuns: 60, seed: 0x5eed1 },
     );
     for (const code of codes) assert.ok(ERROR_CODES.has(code), `DISCONNECT reason 0x${code.toString(16)} is an error code`);
-    await eventually(() => h.broker.core.connected.size === 2, 2000, 'only the witnesses remain connected');
+    await eventually(() => h.broker.inspect.counts().connected === 2, 2000, 'only the witnesses remain connected');
   });
 
   it('5.0 PUBLISH with random property blocks (duplicate ids, wrong lengths and types): rejected with 0x81/0x82/0x94/0x99 or accepted; others unaffected', async (t) => {

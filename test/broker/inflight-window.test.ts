@@ -101,9 +101,9 @@ describe('in-flight window', () => {
       pub.send({ type: 3, topic: 'a', payload: Buffer.from(String(i)), qos: 1, packetId: i + 1, retain: false, dup: false });
       const [p] = sub.take(3) as PublishPacket[];
       ids.push(p!.packetId!);
-      assert.equal(f.core.sessions.get('sub')!.inflightCount, 1);
+      assert.equal(f.inspect.session('sub')!.inflight, 1);
       sub.send({ type: 4, packetId: p!.packetId! });
-      assert.equal(f.core.sessions.get('sub')!.inflightCount, 0, 'acknowledged');
+      assert.equal(f.inspect.session('sub')!.inflight, 0, 'acknowledged');
     }
     assert.deepEqual(ids, [1, 2, 3]);
   });

@@ -36,7 +36,7 @@ describe('MQTT 5.0 enhanced authentication (SCRAM-SHA-256)', () => {
     assert.equal(ack.reasonCode, 0);
     assert.equal(ack.properties?.authenticationMethod, 'SCRAM-SHA-256');
     assert.ok(scram.verify(ack.properties?.authenticationData), 'server signature verifies');
-    assert.equal(f.core.connected.get('sc')?.info?.username, 'alice');
+    assert.equal(f.inspect.connection('sc')?.username, 'alice');
   });
 
   it('a wrong password gets CONNACK 0x86 and the connection is closed', () => {
@@ -60,7 +60,7 @@ describe('MQTT 5.0 enhanced authentication (SCRAM-SHA-256)', () => {
     assert.equal(c.closed, false);
     f.advance(200);
     assert.equal(c.closed, true);
-    assert.equal(f.core.connected.size, 0);
+    assert.equal(f.inspect.counts().connected, 0);
   });
 
   it('an unknown authentication method gets CONNACK 0x8C', () => {
@@ -240,7 +240,7 @@ describe('MQTT 5.0 messages', () => {
     p.send(pub('m', 'short'));
     assert.deepEqual((small.take(3) as PublishPacket[]).map((m) => m.payload.toString()), ['short']);
     assert.equal(big.take(3).length, 2);
-    assert.equal(f.core.droppedMessages, 1);
+    assert.equal(f.inspect.counts().droppedMessages, 1);
   });
 
   it('[MQTT-3.2.2-19] a DISCONNECT too large for the client\'s Maximum Packet Size goes without its Reason String', () => {

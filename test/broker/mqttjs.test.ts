@@ -95,7 +95,7 @@ describe('MQTT.js interop', () => {
       assert.equal(got[0]!.payload.toString(), 'kept');
     }
     await pub.publishAsync('r/a', '', { qos: 1, retain: true });
-    assert.equal(h.broker.core.retained.size, 0);
+    assert.equal(h.broker.inspect.counts().retained, 0);
   });
 
   it('5.0 features through MQTT.js: user properties and friends forwarded, subscription identifier, No Local, topic alias', async (t) => {
@@ -173,7 +173,7 @@ describe('Mosquitto command line tools', { skip: hasMosquitto ? false : 'mosquit
     const run = promisify(execFile);
     for (const v of ['mqttv311', 'mqttv5']) {
       const sub = run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(h.port), '-V', v, '-t', `m/${v}`, '-q', '1', '-C', '1', '-W', '5']);
-      await eventually(() => h.broker.core.router.match(`m/${v}`).entries.length === 1, 3000, 'mosquitto_sub subscribed');
+      await eventually(() => h.broker.inspect.subscribers(`m/${v}`).length === 1, 3000, 'mosquitto_sub subscribed');
       await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(h.port), '-V', v, '-t', `m/${v}`, '-q', '1', '-m', `hello ${v}`]);
       const { stdout } = await sub;
       assert.equal(stdout.trim(), `hello ${v}`);

@@ -1,7 +1,8 @@
 // Connections that come and go leave nothing behind in the core: no channel, session, subscription or timer.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 it('500 clean clients that subscribe, publish and leave (half DISCONNECT, half drop) leave the core empty', async (t) => {
@@ -15,13 +16,13 @@ it('500 clean clients that subscribe, publish and leave (half DISCONNECT, half d
     clients.push(client);
   }
   await Promise.all(clients.map((c) => c.next(4)));
-  assert.equal(broker.core.connected.size, 500);
-  assert.equal(broker.core.router.size, 500);
+  assert.equal(broker.inspect.counts().connected, 500);
+  assert.equal(broker.inspect.counts().subscriptions, 500);
   clients.forEach((c, i) => (i % 2 ? c.send({ type: 14 }) : c.destroy()));
-  await eventually(() => broker.core.channels.size === 0, 5000, 'every channel to close');
-  assert.equal(broker.core.connected.size, 0);
-  assert.equal(broker.core.sessions.size, 0, 'clean sessions end with their connection');
-  assert.equal(broker.core.router.size, 0, 'their subscriptions are gone');
+  await eventually(() => broker.inspect.counts().connections === 0, 5000, 'every channel to close');
+  assert.equal(broker.inspect.counts().connected, 0);
+  assert.equal(broker.inspect.counts().sessions, 0, 'clean sessions end with their connection');
+  assert.equal(broker.inspect.counts().subscriptions, 0, 'their subscriptions are gone');
 });
 
 it('a broker event listener that throws is logged, and the publisher and subscriber go on', async (t) => {

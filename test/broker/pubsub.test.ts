@@ -85,7 +85,7 @@ describe('publish / subscribe', () => {
     const c = await h.subscriber('r/x', 2);
     c.send({ type: 8, packetId: 2, subscriptions: [{ topicFilter: 'r/x', qos: 0 }] });
     assert.deepEqual(((await c.next(9)) as SubackPacket).reasonCodes, [0]);
-    assert.equal(h.broker.core.router.size, 1);
+    assert.equal(h.broker.inspect.counts().subscriptions, 1);
     h.broker.publish('r/x', 'x', { qos: 2 });
     const got = await drain(c);
     assert.deepEqual(got.map((p) => p.qos), [0]);
@@ -113,7 +113,7 @@ describe('publish / subscribe', () => {
       assert.deepEqual(ack.reasonCodes, [fail, fail, fail, fail, fail, fail, fail, 1, 1], `version ${protocolVersion}`);
       assert.equal(c.closed, false);
     }
-    assert.equal(h.broker.core.router.size, 6);
+    assert.equal(h.broker.inspect.counts().subscriptions, 6);
   });
 
   it('[MQTT-3.10.4-1] [MQTT-3.10.4-4] [MQTT-3.10.4-5] UNSUBSCRIBE stops delivery; UNSUBACK always (5.0: 0x11 when there was no subscription)', async (t) => {
@@ -131,7 +131,7 @@ describe('publish / subscribe', () => {
       c.send({ type: 10, packetId: 4, topicFilters: ['u/b'] });
       await c.next(11);
     }
-    assert.equal(h.broker.core.router.size, 0);
+    assert.equal(h.broker.inspect.counts().subscriptions, 0);
   });
 
   it('QoS 0/1/2 flows: publisher acknowledgements and delivery at min(publish QoS, subscription QoS)', async (t) => {
@@ -157,7 +157,7 @@ describe('publish / subscribe', () => {
     subs[2]!.send({ type: 7, packetId: q2.packetId! });
     subs[2]!.send({ type: 4, packetId: got[2]![1]!.packetId! });
     await subs[2]!.sync();
-    assert.equal(h.broker.core.sessions.get(h.events.clientConnected[2]![0].clientId)?.inflightCount, 0);
+    assert.equal(h.broker.inspect.session(h.events.clientConnected[2]![0].clientId)?.inflight, 0);
   });
 
   it('[MQTT-4.3.3-9] QoS 2 exactly once: a PUBLISH resent with DUP before PUBREL is acknowledged but delivered once', async (t) => {
@@ -198,7 +198,7 @@ describe('publish / subscribe', () => {
     const liveGot = await drain(live);
     assert.deepEqual(payloads(liveGot), ['first', 'second', 'b']);
     assert.ok(liveGot.every((p) => !p.retain), 'RETAIN 0 on live delivery');
-    assert.equal(h.broker.core.retained.size, 2);
+    assert.equal(h.broker.inspect.counts().retained, 2);
     const fresh = await h.subscriber('ret/#', 1);
     const got = await drain(fresh);
     assert.deepEqual(payloads(got).sort(), ['b', 'second']);
@@ -223,7 +223,7 @@ describe('publish / subscribe', () => {
     // The empty message itself is delivered to current subscribers as usual.
     const [empty] = await drain(live);
     assert.equal(empty!.payload.length, 0);
-    assert.equal(h.broker.core.retained.size, 0);
+    assert.equal(h.broker.inspect.counts().retained, 0);
     const fresh = await h.subscriber('del/#', 1);
     assert.deepEqual(await quietPublishes(fresh, 50), []);
   });

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ConnackPacket, PublishPacket } from '../../src/protocol/packets.js';
-import { delay, eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { delay, eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 describe('timers on the real clock', () => {
@@ -25,27 +26,27 @@ describe('timers on the real clock', () => {
     leaving.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'inbox', qos: 1 }] });
     await leaving.next(9);
     leaving.destroy();
-    await eventually(() => !broker.core.connected.has('leaving'), 1000, 'the broker to see the connection gone');
+    await eventually(() => !broker.inspect.isConnected('leaving'), 1000, 'the broker to see the connection gone');
     const gone = Date.now();
 
     const { client: publisher } = await RawClient.connect(port, { clientId: 'pub', protocolVersion: 5 });
     t.after(() => publisher.destroy());
     publisher.send({ type: 3, topic: 'inbox', payload: Buffer.from('soon stale'), qos: 1, retain: false, dup: false, packetId: 1, properties: { messageExpiryInterval: 1 } });
     await publisher.next(4);
-    assert.equal(broker.core.sessions.get('leaving')?.queuedCount, 1, 'queued for the offline session');
+    assert.equal(broker.inspect.session('leaving')?.queued, 1, 'queued for the offline session');
 
     assert.deepEqual(await watcher.collect(600, 3), [], 'no will before its delay');
     await watcher.next(3, 2000);
     const willAfter = Date.now() - gone;
     assert.ok(willAfter >= 900, `will published after ${willAfter} ms`);
-    await eventually(() => !broker.core.sessions.has('leaving'), 2000, 'the session to expire');
+    await eventually(() => !broker.inspect.hasSession('leaving'), 2000, 'the session to expire');
 
     // A second session resumes within its expiry, but its queued message has expired by then.
     const { client: sub } = await RawClient.connect(port, { clientId: 'sub2', protocolVersion: 5, clean: true, properties: { sessionExpiryInterval: 60 } });
     sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'inbox2', qos: 1 }] });
     await sub.next(9);
     sub.destroy();
-    await eventually(() => !broker.core.connected.has('sub2'), 1000, 'sub2 offline');
+    await eventually(() => !broker.inspect.isConnected('sub2'), 1000, 'sub2 offline');
     publisher.send({ type: 3, topic: 'inbox2', payload: Buffer.from('stale'), qos: 1, retain: false, dup: false, packetId: 2, properties: { messageExpiryInterval: 1 } });
     publisher.send({ type: 3, topic: 'inbox2', payload: Buffer.from('fresh'), qos: 1, retain: false, dup: false, packetId: 3, properties: { messageExpiryInterval: 60 } });
     await publisher.next(4);

@@ -85,6 +85,44 @@ describe('topic router', () => {
     assert.deepEqual(ids(), []);
   });
 
+  it('filters added and removed (exact, wildcard, shared, 10,000 of them) leave no level behind', () => {
+    const router = new TopicRouter<string>();
+    for (let i = 0; i < 10_000; i++) {
+      router.add(entry(`c${i}`, `dev/c${i}/cmd`), 'subscriber');
+      if (i % 500 === 0) router.add(entry(`c${i}`, 'dev/+/cmd'), 'subscriber');
+      if (i % 10 === 0) router.add({ ...entry(`c${i}`, `jobs/${i}/+`), shareGroup: `g${i}` }, 'subscriber');
+    }
+    assert.equal(router.holdsLevels, true);
+    for (let i = 0; i < 10_000; i++) {
+      router.remove(`c${i}`, `dev/c${i}/cmd`);
+      if (i % 500 === 0) router.remove(`c${i}`, 'dev/+/cmd');
+      if (i % 10 === 0) router.remove(`c${i}`, `jobs/${i}/+`, `g${i}`);
+    }
+    assert.equal(router.size, 0);
+    assert.equal(router.holdsLevels, false, 'every level went with the last filter under it');
+  });
+
+  it('an exact filter removed takes its cached match with it', () => {
+    const router = new TopicRouter<string>();
+    for (let i = 0; i < 1_000; i++) router.add(entry(`c${i}`, `dev/c${i}/cmd`), 'subscriber');
+    for (let i = 0; i < 1_000; i++) assert.equal(router.match(`dev/c${i}/cmd`).entries.length, 1);
+    assert.equal(router.cacheSize, 1_000);
+    for (let i = 0; i < 1_000; i++) router.remove(`c${i}`, `dev/c${i}/cmd`);
+    assert.equal(router.cacheSize, 0, 'each exact-topic cache entry went with its subscription');
+  });
+
+  it('the exact-topic route cache stays bounded with many distinct topics matched by nobody, and is not filled while nothing is subscribed', () => {
+    const router = new TopicRouter<string>();
+    const memo = newRouteMemo<string>();
+    for (let i = 0; i < 20_000; i++) router.matchRemembered(`nobody/${i}`, memo);
+    assert.equal(router.cacheSize, 0, 'with no subscription at all no match is cached');
+    router.add(entry('watcher', 'elsewhere/+'), 'subscriber');
+    for (let i = 0; i < 30_000; i++) router.matchRemembered(`nobody/${i}`, memo);
+    assert.ok(router.cacheSize <= 10_000, `route cache: ${router.cacheSize}`);
+    router.remove('watcher', 'elsewhere/+');
+    assert.equal(router.cacheSize, 0, 'removing the wildcard emptied it');
+  });
+
   it('matches a topic of 60,000 levels against filters as deep', () => {
     const router = new TopicRouter<string>();
     const topic = Array(60_000).fill('a').join('/');

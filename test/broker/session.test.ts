@@ -20,10 +20,10 @@ describe('sessions', () => {
   it('[MQTT-3.1.2-6] 3.1.1 clean session 1: a fresh session, dropped at disconnect', async (t) => {
     const h = await setup(t);
     const c = await h.subscriber('cs/#', 1, { clientId: 'cs1', clean: true });
-    assert.equal(h.broker.core.router.size, 1);
+    assert.equal(h.broker.inspect.counts().subscriptions, 1);
     await disconnect(c);
-    assert.equal(h.broker.core.sessions.has('cs1'), false, 'session gone');
-    assert.equal(h.broker.core.router.size, 0, 'subscriptions gone');
+    assert.equal(h.broker.inspect.hasSession('cs1'), false, 'session gone');
+    assert.equal(h.broker.inspect.counts().subscriptions, 0, 'subscriptions gone');
     publishMany(h, 'cs/a', 2, 1);
     const { client, connack } = await h.connect({ clientId: 'cs1', clean: false });
     assert.equal(connack.sessionPresent, false);
@@ -34,7 +34,7 @@ describe('sessions', () => {
     const h = await setup(t);
     const c = await h.subscriber(['p/a', 'p/b'], 2, { clientId: 'p0', clean: false });
     await disconnect(c);
-    assert.equal(h.broker.core.router.size, 2);
+    assert.equal(h.broker.inspect.counts().subscriptions, 2);
     h.broker.publish('p/a', 'one', { qos: 1 });
     h.broker.publish('p/b', 'two', { qos: 2 });
     h.broker.publish('p/a', 'three', { qos: 1 });
@@ -73,7 +73,7 @@ describe('sessions', () => {
     // Clean Start 1: nothing of the old session.
     const { client: c, connack: cc } = await h.connect({ clientId: 'cs5', clean: true, protocolVersion: 5, properties: exp });
     assert.equal(cc.sessionPresent, false);
-    assert.equal(h.broker.core.router.size, 0);
+    assert.equal(h.broker.inspect.counts().subscriptions, 0);
     assert.deepEqual(await quietPublishes(c), []);
     h.broker.publish('cs5/old', 'after', { qos: 1 });
     assert.deepEqual(await quietPublishes(c), [], 'old subscription gone');
@@ -83,8 +83,8 @@ describe('sessions', () => {
     const h = await setup(t);
     const a = await h.subscriber('e0/#', 1, { clientId: 'e0', clean: false, protocolVersion: 5 });
     await disconnect(a);
-    assert.equal(h.broker.core.sessions.has('e0'), false);
-    assert.equal(h.broker.core.router.size, 0);
+    assert.equal(h.broker.inspect.hasSession('e0'), false);
+    assert.equal(h.broker.inspect.counts().subscriptions, 0);
     const { connack } = await h.connect({ clientId: 'e0', clean: false, protocolVersion: 5 });
     assert.equal(connack.sessionPresent, false);
   });
@@ -97,7 +97,7 @@ describe('sessions', () => {
     const d = (await c.next(14)) as DisconnectPacket;
     assert.equal(d.reasonCode, 0x82);
     await c.waitClosed();
-    assert.equal(h.broker.core.sessions.has('dx'), false, 'the session still ended');
+    assert.equal(h.broker.inspect.hasSession('dx'), false, 'the session still ended');
     assert.deepEqual(payloads(await publishes(watcher, 1)), ['w']);
   });
 
@@ -106,13 +106,13 @@ describe('sessions', () => {
     const a = await h.connected({ clientId: 'dz', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 60 } });
     a.send({ type: 14, reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
     await a.waitClosed();
-    assert.equal(h.broker.core.sessions.has('dz'), false);
+    assert.equal(h.broker.inspect.hasSession('dz'), false);
     const b = await h.connected({ clientId: 'dl', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 60 } });
     const before = Date.now();
     b.send({ type: 14, reasonCode: 0, properties: { sessionExpiryInterval: 600 } });
     await b.waitClosed();
     await delay(10);
-    const s = h.broker.core.sessions.get('dl');
+    const s = h.broker.inspect.session('dl');
     assert.equal(s?.expiryInterval, 600);
     assert.ok(s.expiresAt! - before >= 599_000);
   });
@@ -123,7 +123,7 @@ describe('sessions', () => {
     assert.equal(connack.properties?.sessionExpiryInterval, 10);
     client.send({ type: 14, reasonCode: 0, properties: { sessionExpiryInterval: 7200 } });
     await client.waitClosed();
-    assert.equal(h.broker.core.sessions.get('cap')?.expiryInterval, 10);
+    assert.equal(h.broker.inspect.session('cap')?.expiryInterval, 10);
     const { connack: under } = await h.connect({ clientId: 'under', clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 5 } });
     assert.equal(under.properties?.sessionExpiryInterval, undefined, 'not sent when the request was granted');
   });
@@ -161,7 +161,7 @@ describe('offline queue', () => {
     const c = await h.subscriber('q/#', 1, { clientId: 'q', clean: false });
     await disconnect(c);
     publishMany(h, 'q/a', 5, 1);
-    assert.equal(h.broker.core.droppedMessages, 2);
+    assert.equal(h.broker.inspect.counts().droppedMessages, 2);
     const { client } = await h.connect({ clientId: 'q', clean: false });
     assert.deepEqual(payloads(await publishes(client, 3)), ['m2', 'm3', 'm4']);
     assert.deepEqual(await quietPublishes(client), []);
@@ -172,7 +172,7 @@ describe('offline queue', () => {
     const c = await h.subscriber('q/#', 1, { clientId: 'q', clean: false });
     await disconnect(c);
     publishMany(h, 'q/a', 5, 1);
-    assert.equal(h.broker.core.droppedMessages, 2);
+    assert.equal(h.broker.inspect.counts().droppedMessages, 2);
     const { client } = await h.connect({ clientId: 'q', clean: false });
     assert.deepEqual(payloads(await publishes(client, 3)), ['m0', 'm1', 'm2']);
     assert.deepEqual(await quietPublishes(client), []);
@@ -211,7 +211,7 @@ describe('offline queue', () => {
     const rel = await c.next(6);
     assert.equal((rel as { packetId: number }).packetId, first[2]!.packetId);
     c.destroy(); // connection lost
-    await eventually(() => !h.broker.core.connected.has('inf'));
+    await eventually(() => !h.broker.inspect.isConnected('inf'));
     h.broker.publish('inf/a', 'queued', { qos: 1 });
     const { client, connack } = await h.connect({ clientId: 'inf', clean: false });
     assert.equal(connack.sessionPresent, true);
@@ -232,7 +232,7 @@ describe('offline queue', () => {
     client.send({ type: 7, packetId: rel2.packetId });
     client.send({ type: 4, packetId: again[2]!.packetId! });
     await client.sync();
-    assert.equal(h.broker.core.sessions.get('inf')?.inflightCount, 0);
+    assert.equal(h.broker.inspect.session('inf')?.inflight, 0);
   });
 
   it('[MQTT-4.3.3-9] an incoming QoS 2 PUBLISH resent after a reconnect (PUBREC sent, PUBREL not yet) is not delivered twice', async (t) => {
@@ -243,7 +243,7 @@ describe('offline queue', () => {
     a.send(p);
     await a.next(5);
     a.destroy();
-    await eventually(() => !h.broker.core.connected.has('in2'));
+    await eventually(() => !h.broker.inspect.isConnected('in2'));
     const { client: b, connack } = await h.connect({ clientId: 'in2', clean: false });
     assert.equal(connack.sessionPresent, true);
     b.send({ ...p, dup: true });

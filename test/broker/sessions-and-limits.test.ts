@@ -14,7 +14,8 @@ import type {
   SubackPacket,
   WillMessage,
 } from '../../src/protocol/packets.js';
-import { delay, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { delay } from '../helpers/wait.js';
 import { FakeCore, type MemoryConnection } from '../helpers/fake-core.js';
 import { eventually, payloads, publishes, quietPublishes, setup } from '../helpers/harness.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -99,7 +100,7 @@ describe('offline queue and message expiry (fake clock)', () => {
     for (let i = 0; i < 5; i++) pub(p, 'q', `m${i}`, 1, i + 1);
     const got = s.take(3) as PublishPacket[];
     assert.deepEqual(payloads(got), ['m0'], 'one in flight');
-    assert.equal(f.core.droppedMessages, 2);
+    assert.equal(f.inspect.counts().droppedMessages, 2);
     const rest: string[] = [];
     let last = got[0]!;
     for (let i = 0; i < 2; i++) {
@@ -130,13 +131,13 @@ describe('session expiry and takeover (fake clock)', () => {
     const short = new FakeCore({ limits: { sessionExpiry: 60 } });
     short.connect({ clientId: 'p', clean: false }).drop();
     short.advance(59_000, 1000);
-    assert.ok(short.core.sessions.has('p'));
+    assert.ok(short.inspect.hasSession('p'));
     short.advance(2_000, 1000);
-    assert.ok(!short.core.sessions.has('p'), 'gone after 60 s');
+    assert.ok(!short.inspect.hasSession('p'), 'gone after 60 s');
     const never = new FakeCore({ limits: { sessionExpiry: 0xffffffff } });
     never.connect({ clientId: 'p', clean: false }).drop();
     never.advance(400 * 24 * 3600_000, 24 * 3600_000);
-    assert.ok(never.core.sessions.has('p'), 'kept after 400 days');
+    assert.ok(never.inspect.hasSession('p'), 'kept after 400 days');
   });
 
   it('[MQTT-3.1.4-3] a live takeover with Clean Start 1 discards the old session: no resend of its unacknowledged messages, no queue, no subscriptions', () => {
@@ -152,7 +153,7 @@ describe('session expiry and takeover (fake clock)', () => {
     assert.equal(old.closed, true);
     assert.equal((fresh.take(2)[0] as ConnackPacket).sessionPresent, false);
     assert.deepEqual(fresh.take(3), [], 'nothing of the old session is sent');
-    assert.equal(f.core.router.size, 0, 'the old subscription is gone');
+    assert.equal(f.inspect.counts().subscriptions, 0, 'the old subscription is gone');
     pub(p, 'q', 'c', 1, 3);
     assert.deepEqual(fresh.take(3), []);
   });
@@ -294,7 +295,7 @@ describe('embedding API', () => {
     const v5 = (await RawClient.connect(port, { protocolVersion: 5, clientId: 'v5' })).client;
     const v4 = (await RawClient.connect(port, { protocolVersion: 4, clientId: 'v4' })).client;
     const silent = await RawClient.open(port);
-    await eventually(() => broker.core.channels.size === 3, 1000, 'three channels');
+    await eventually(() => broker.inspect.counts().connections === 3, 1000, 'three channels');
     await broker.close();
     assert.equal(((await v5.next(14)) as DisconnectPacket).reasonCode, 0x8b);
     await Promise.all([v5.waitClosed(), v4.waitClosed(), silent.waitClosed()]);
@@ -312,7 +313,7 @@ describe('embedding API', () => {
       const will = (topic: string): WillMessage => ({ topic, payload: Buffer.from('bye'), qos: 1, retain: true, properties: { willDelayInterval: 30 } });
       const gone = await h.connected({ clientId: 'gone', protocolVersion: 5, will: will('will/gone'), properties: { sessionExpiryInterval: 300 } });
       gone.destroy();
-      await eventually(() => !h.broker.core.connected.has('gone'), 1000, 'gone disconnected');
+      await eventually(() => !h.broker.inspect.isConnected('gone'), 1000, 'gone disconnected');
       await h.connected({ clientId: 'live', protocolVersion: 5, will: will('will/live'), properties: { sessionExpiryInterval: 300 } });
       await h.broker.close();
       const topics = h.events.published.map(([m]) => m.topic).sort();

@@ -1,12 +1,9 @@
 // Slow consumers: one subscriber that stops reading must not slow the others nor grow the broker's memory.
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import type { Channel } from '../../src/broker/channel.js';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
-
-const bufferedOf = (channel: Channel | undefined) =>
-  (channel as unknown as { output: { bufferedBytes(): number } } | undefined)?.output.bufferedBytes() ?? 0;
 
 /** A client subscribed to `topic` at QoS 1 that has stopped reading (its socket is paused). */
 async function stalledQos1Subscriber(t: TestContext, port: number, clientId: string, topic: string, clean = true): Promise<RawClient> {
@@ -62,15 +59,15 @@ for (const directSockets of [true, false]) {
         publisher.send({ type: 3, topic: 'flood', payload, qos: 0, retain: false, dup: false });
         if (i % 500 === 499) {
           await new Promise((r) => setImmediate(r));
-          maxBuffered = Math.max(maxBuffered, bufferedOf(broker.core.connected.get('stalled')));
+          maxBuffered = Math.max(maxBuffered, broker.inspect.connection('stalled')?.bufferedBytes ?? 0);
         }
       }
       await eventually(() => healthy.packets.length >= total, 10_000, `healthy subscriber to get ${total} (has ${received})`);
       assert.equal(healthy.packets.length, total, 'the healthy subscriber got every message');
-      assert.ok(broker.core.droppedMessages > 0, 'messages to the stalled subscriber were dropped and counted');
+      assert.ok(broker.inspect.counts().droppedMessages > 0, 'messages to the stalled subscriber were dropped and counted');
       // One chunk of writes may go over the mark before it is noticed.
       assert.ok(maxBuffered <= maxOutputBuffer + 256 * 1024, `stalled output stayed bounded (max ${maxBuffered} B)`);
-      await eventually(() => !broker.core.connected.has('stalled'), 5000, 'the stalled client to be disconnected');
+      await eventually(() => !broker.inspect.isConnected('stalled'), 5000, 'the stalled client to be disconnected');
     });
 
     it('a QoS 1 subscriber that stalls and then reads again gets every message, in order, once its backlog drains', async (t) => {
@@ -86,8 +83,8 @@ for (const directSockets of [true, false]) {
         return payload;
       });
       // The broker's writes to the stalled socket went asynchronous: its backlog is over the mark.
-      assert.ok(bufferedOf(broker.core.connected.get('resumer')) > 0, 'writes are waiting on the socket');
-      assert.ok(broker.core.sessions.get('resumer')!.queuedCount > 0, 'and messages in the session queue');
+      assert.ok((broker.inspect.connection('resumer')?.bufferedBytes ?? 0) > 0, 'writes are waiting on the socket');
+      assert.ok(broker.inspect.session('resumer')!.queued > 0, 'and messages in the session queue');
       sub.socket.resume();
       const seen: number[] = [];
       while (seen.length < total) {
@@ -96,8 +93,8 @@ for (const directSockets of [true, false]) {
         sub.send({ type: 4, packetId: p.packetId });
       }
       assert.deepEqual(seen, Array.from({ length: total }, (_, i) => i), 'all of them, in order');
-      assert.equal(broker.core.sessions.get('resumer')!.dropped, 0);
-      await eventually(() => bufferedOf(broker.core.connected.get('resumer')) === 0, 5000, 'the backlog to drain');
+      assert.equal(broker.inspect.session('resumer')!.dropped, 0);
+      await eventually(() => (broker.inspect.connection('resumer')?.bufferedBytes ?? 0) === 0, 5000, 'the backlog to drain');
     });
 
     it('one message bigger than the socket takes leaves a stalled subscriber over the mark: it is cut after slowConsumerTimeout', async (t) => {
@@ -113,9 +110,9 @@ for (const directSockets of [true, false]) {
       const publisher = (await RawClient.connect(port, { clientId: 'pub' })).client;
       t.after(() => publisher.destroy());
       publisher.send({ type: 3, topic: 'big', payload: Buffer.alloc(size, 0x63), qos: 0, retain: false, dup: false });
-      await eventually(() => bufferedOf(broker.core.connected.get('stalled')) > 1024 * 1024, 5000, 'the message to back up in the broker');
-      await eventually(() => !broker.core.connected.has('stalled'), 5000, 'the stalled client to be disconnected');
-      assert.equal(broker.core.droppedMessages, 0, 'nothing was dropped: the one message was written');
+      await eventually(() => (broker.inspect.connection('stalled')?.bufferedBytes ?? 0) > 1024 * 1024, 5000, 'the message to back up in the broker');
+      await eventually(() => !broker.inspect.isConnected('stalled'), 5000, 'the stalled client to be disconnected');
+      assert.equal(broker.inspect.counts().droppedMessages, 0, 'nothing was dropped: the one message was written');
     });
 
     it('QoS 1 to a stalled subscriber waits in its session queue, bounded by maxQueuedMessages', async (t) => {
@@ -124,14 +121,14 @@ for (const directSockets of [true, false]) {
       await stalledQos1Subscriber(t, port, 'stalled', 'q1', false);
       const payload = Buffer.alloc(2048, 0x62);
       await publishQos1(t, port, 'q1', 5000, () => payload); // resolves once the broker has routed all 5000
-      const session = broker.core.sessions.get('stalled')!;
+      const session = broker.inspect.session('stalled')!;
       // Each message is in flight (written to a socket the client does not read), queued, or dropped and
       // counted. The queue is not necessarily full now: when the socket's buffer drains into the kernel's,
       // queued messages move into the in-flight window.
-      assert.equal(session.inflightCount + session.queuedCount + session.dropped, 5000, 'every message accounted for');
-      assert.ok(session.queuedCount <= 100, `queue ${session.queuedCount} within maxQueuedMessages`);
-      assert.ok(session.dropped >= 5000 - 100 - session.inflightCount && session.dropped > 0, 'the overflow was counted');
-      assert.ok(broker.core.connected.has('stalled'), 'slowConsumerTimeout 0 never disconnects');
+      assert.equal(session.inflight + session.queued + session.dropped, 5000, 'every message accounted for');
+      assert.ok(session.queued <= 100, `queue ${session.queued} within maxQueuedMessages`);
+      assert.ok(session.dropped >= 5000 - 100 - session.inflight && session.dropped > 0, 'the overflow was counted');
+      assert.ok(broker.inspect.isConnected('stalled'), 'slowConsumerTimeout 0 never disconnects');
     });
   });
 }

@@ -59,7 +59,7 @@ describe('$SYS topics (sysInterval, default 10 s as Mosquitto)', () => {
     ];
     const p = f.open(5);
     for (const packet of packets) p.send(packet);
-    const stats = f.core.stats;
+    const stats = f.inspect.stats();
     assert.equal(stats.bytesReceived, packets.reduce((n, packet) => n + encodePacket(packet, 5).length, 0));
     assert.equal(stats.packetsReceived, 3);
     assert.equal(stats.publishReceived, 2);
@@ -67,7 +67,7 @@ describe('$SYS topics (sysInterval, default 10 s as Mosquitto)', () => {
     assert.equal(stats.bytesSent, p.received.reduce((n, packet) => n + encodePacket(packet, 5).length, 0));
     p.drop();
     f.advance(3_000);
-    assert.equal(stats.sessionsExpired, 1);
+    assert.equal(f.inspect.stats().sessionsExpired, 1);
     const s = f.connect({ clientId: 's' });
     subscribe(s, '$SYS/broker/clients/expired');
     assert.deepEqual(byTopic(s.take(3)), { '$SYS/broker/clients/expired': '1' });

@@ -82,7 +82,7 @@ describe('QoS 2 exactly once across reconnects and takeovers', () => {
     a.send({ type: 3, topic: 'x2/a', payload: Buffer.from('once'), qos: 2, packetId: 77, retain: false, dup: false });
     await a.next(5);
     a.destroy();
-    await eventually(() => !h.broker.core.connected.has('pub2'));
+    await eventually(() => !h.broker.inspect.isConnected('pub2'));
     const { client: b, connack } = await h.connect({ clientId: 'pub2', clean: false });
     assert.equal(connack.sessionPresent, true);
     b.send({ type: 6, packetId: 77 });
@@ -127,7 +127,7 @@ describe('QoS 2 exactly once across reconnects and takeovers', () => {
     fresh.send({ type: 7, packetId: m2!.packetId! });
     await fresh.sync();
     assert.deepEqual(await quietPublishes(fresh, 50), []);
-    assert.equal(h.broker.core.sessions.get('tk')?.inflightCount, 0);
+    assert.equal(h.broker.inspect.session('tk')?.inflight, 0);
     await watcher.sync();
     assert.deepEqual(payloads(await quietPublishes(watcher, 50)), ['in'], 'delivered once');
   });
@@ -195,7 +195,7 @@ describe('QoS 2 exactly once across reconnects and takeovers', () => {
       // purpose above are the loss under test, not the kernel's.
       await sub.sync();
       sub.destroy();
-      await eventually(() => !h.broker.core.connected.has('chaos-sub'));
+      await eventually(() => !h.broker.inspect.isConnected('chaos-sub'));
       sub = (await h.connect({ clientId: 'chaos-sub', clean: false })).client;
     };
     let next = 0;
@@ -208,7 +208,7 @@ describe('QoS 2 exactly once across reconnects and takeovers', () => {
       if (round % 2 === 0) await reconnectSub();
       if (round % 3 === 0) {
         pub.destroy();
-        await eventually(() => !h.broker.core.connected.has('chaos-pub'));
+        await eventually(() => !h.broker.inspect.isConnected('chaos-pub'));
         pub = (await h.connect({ clientId: 'chaos-pub', clean: false })).client;
         resendAll();
       }
@@ -216,11 +216,11 @@ describe('QoS 2 exactly once across reconnects and takeovers', () => {
     // Settle without loss: one more reconnect of each side so every flow is resumed, then answer everything.
     await reconnectSub();
     pub.destroy();
-    await eventually(() => !h.broker.core.connected.has('chaos-pub'));
+    await eventually(() => !h.broker.inspect.isConnected('chaos-pub'));
     pub = (await h.connect({ clientId: 'chaos-pub', clean: false })).client;
     resendAll();
     const deadline = Date.now() + 5000;
-    const inflight = () => h.broker.core.sessions.get('chaos-sub')?.inflightCount;
+    const inflight = () => h.broker.inspect.session('chaos-sub')?.inflight;
     while ((delivered.length < N || outstanding.size > 0 || inflight() !== 0) && Date.now() < deadline) await pump(20, false);
     assert.deepEqual(violations, []);
     assert.equal(outstanding.size, 0, 'every publisher flow completed');
@@ -256,7 +256,7 @@ describe('retained messages', () => {
     assert.deepEqual([r!.payload.toString(), r!.qos, r!.retain], ['v1', 2, true]);
     pub.send({ type: 3, topic: 'keep/x', payload: Buffer.alloc(0), qos: 0, retain: true, dup: false });
     await pub.sync();
-    assert.equal(h.broker.core.retained.size, 0);
+    assert.equal(h.broker.inspect.counts().retained, 0);
     const s2 = await h.subscriber('keep/#', 2);
     assert.deepEqual(await quietPublishes(s2, 80), []);
   });
@@ -322,7 +322,7 @@ describe('mosquitto_pub / mosquitto_sub interop', { skip: hasMosquitto ? false :
       const id = `persist-${v}`;
       // Create the session and subscribe, then leave.
       await run('mosquitto_sub', [...base, '-c', '-i', id, '-q', '2', '-t', `ps/${v}/#`, '-E'], { timeout: 5000 });
-      await eventually(() => !h.broker.core.connected.has(id) && h.broker.core.sessions.has(id), 2000, 'session stored');
+      await eventually(() => !h.broker.inspect.isConnected(id) && h.broker.inspect.hasSession(id), 2000, 'session stored');
       for (const m of ['one', 'two']) await run('mosquitto_pub', [...base, '-q', '2', '-t', `ps/${v}/x`, '-m', m], { timeout: 5000 });
       await run('mosquitto_pub', [...base, '-q', '0', '-t', `ps/${v}/x`, '-m', 'qos0-lost'], { timeout: 5000 });
       const { stdout } = await run('mosquitto_sub', [...base, '-c', '-i', id, '-q', '2', '-t', `ps/${v}/#`, '-C', '2', '-W', '5', '-F', '%q %t %p'], { timeout: 8000 });
@@ -337,7 +337,7 @@ describe('mosquitto_pub / mosquitto_sub interop', { skip: hasMosquitto ? false :
     const h = await setup(t);
     const port = String(h.port);
     const sub = run('mosquitto_sub', ['-h', '127.0.0.1', '-p', port, '-V', 'mqttv311', '-q', '2', '-t', 'ml/x', '-C', '500', '-W', '10'], { timeout: 15_000 });
-    await eventually(() => h.broker.core.router.match('ml/x').entries.length === 1, 3000, 'mosquitto_sub subscribed');
+    await eventually(() => h.broker.inspect.subscribers('ml/x').length === 1, 3000, 'mosquitto_sub subscribed');
     const pub = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', port, '-V', 'mqttv31', '-q', '2', '-t', 'ml/x', '-l'], { stdio: ['pipe', 'ignore', 'ignore'] });
     pub.stdin.end(Array.from({ length: 500 }, (_, i) => `${i}\n`).join(''));
     const { stdout } = await sub;
@@ -354,7 +354,7 @@ describe('mosquitto_pub / mosquitto_sub interop', { skip: hasMosquitto ? false :
       assert.equal(stdout.trim(), `1 ${q} mr/a kept`);
     }
     await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', port, '-V', 'mqttv311', '-r', '-n', '-t', 'mr/a'], { timeout: 5000 });
-    assert.equal(h.broker.core.retained.size, 0);
+    assert.equal(h.broker.inspect.counts().retained, 0);
   });
 
   it('mqttv31 and mqttv311: --will-* is published (retained, QoS 1) when mosquitto_sub is killed, not when it exits normally', async (t) => {
@@ -362,8 +362,8 @@ describe('mosquitto_pub / mosquitto_sub interop', { skip: hasMosquitto ? false :
     const watcher = await h.subscriber('mw/#', 2);
     for (const v of ['mqttv31', 'mqttv311']) {
       const child = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(h.port), '-V', v, '-i', `w-${v}`, '-t', 'nothing', '--will-topic', `mw/${v}`, '--will-payload', `dead-${v}`, '--will-qos', '1', '--will-retain'], { stdio: 'ignore' });
-      await eventually(() => h.broker.core.connected.has(`w-${v}`), 3000, `mosquitto_sub ${v} connected`);
-      await eventually(() => h.broker.core.sessions.get(`w-${v}`)?.subscriptionCount === 1, 3000, 'subscribed');
+      await eventually(() => h.broker.inspect.isConnected(`w-${v}`), 3000, `mosquitto_sub ${v} connected`);
+      await eventually(() => h.broker.inspect.session(`w-${v}`)?.subscriptions.length === 1, 3000, 'subscribed');
       child.kill('SIGKILL');
       const [p] = await publishes(watcher, 1, 3000);
       assert.deepEqual([p!.topic, p!.payload.toString(), p!.qos, p!.retain], [`mw/${v}`, `dead-${v}`, 1, false]);
@@ -371,7 +371,7 @@ describe('mosquitto_pub / mosquitto_sub interop', { skip: hasMosquitto ? false :
       await run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(h.port), '-V', v, '-t', 'nothing', '-E', '--will-topic', `mw/polite-${v}`, '--will-payload', 'never'], { timeout: 5000 });
     }
     assert.deepEqual(await quietPublishes(watcher, 150), []);
-    assert.equal(h.broker.core.retained.size, 2);
+    assert.equal(h.broker.inspect.counts().retained, 2);
   });
 });
 

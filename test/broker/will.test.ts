@@ -80,7 +80,7 @@ describe('will messages', () => {
     const h = await setup(t);
     const c = await h.connected({ will: will('status/dev1', 'offline', 1, true) });
     c.destroy();
-    await eventually(() => h.broker.core.retained.size === 1);
+    await eventually(() => h.broker.inspect.counts().retained === 1);
     const late = await h.subscriber('status/#', 1);
     const [p] = await publishes(late, 1);
     assert.equal(p!.topic, 'status/dev1');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { LatencyHistogram, runBench, formatSummary } from '../../src/cli/bench.js';
 import { resolveOptions } from '../../src/client/options.js';
 import { createBroker } from '../../src/index.js';
-import { freePort } from '../client/helpers.js';
+import { freePort } from '../helpers/servers.js';
 import { run } from './cli-process.js';
 
 type Ctx = { after: (fn: () => unknown) => void };

@@ -12,37 +12,15 @@ import { createBroker } from '../../src/index.js';
 import { run, start } from './cli-process.js';
 import { MqttClient, connect, type MqttClientError } from '../../src/client/index.js';
 import { encodePacket } from '../../src/protocol/index.js';
-import { delay, eventually, freePort, hasMosquitto, startMosquitto } from '../client/helpers.js';
+import { delay, eventually } from '../helpers/wait.js';
+import { freePort, petrelWithPort as petrelBroker, rawServer } from '../helpers/servers.js';
+import { hasMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
 const CLIENT_MODULE = fileURLToPath(new URL('../../src/client/index.js', import.meta.url));
 const hasMosquittoPasswd = existsSync('/usr/bin/mosquitto_passwd');
 
 
 type Ctx = { after: (fn: () => unknown) => void; skip: (msg?: string) => void };
-
-async function petrelBroker(t: Ctx, options: Parameters<typeof createBroker>[0] = {}) {
-  const b = createBroker({ port: 0, host: '127.0.0.1', ...options });
-  await b.listen();
-  t.after(() => b.close());
-  return { broker: b, port: String(b.address().port) };
-}
-
-/** A TCP server that accepts and then stays silent ('silent'), or closes every connection at once ('close'). */
-async function rawServer(t: Ctx, mode: 'silent' | 'close' | 'http'): Promise<string> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((s) => {
-    s.on('error', () => {});
-    sockets.add(s);
-    if (mode === 'close') s.destroy();
-    if (mode === 'http') s.write('HTTP/1.1 400 Bad Request\r\n\r\n');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return String((server.address() as net.AddressInfo).port);
-}
 
 /** stderr lines that are not Node warnings. */
 const errLines = (stderr: string) => stderr.split('\n').filter((l) => l.trim() !== '');
@@ -196,7 +174,7 @@ test('sub survives a broker restart: says so on stderr and prints what arrives a
   await b.listen();
   t.after(() => b.close());
   const sub = start(['sub', '-h', '127.0.0.1', '-p', String(port), '-t', 'rs/#', '-v', '-C', '1', '-q', '1']);
-  await eventually(() => b.core.sessions.size > 0, 5000, 'sub connected');
+  await eventually(() => b.inspect.counts().sessions > 0, 5000, 'sub connected');
   await delay(100);
   await b.close();
   await sub.waitStderr(/connection lost: .*0x8b Server shutting down.*; reconnecting/);

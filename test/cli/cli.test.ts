@@ -5,18 +5,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBroker } from '../../src/index.js';
 import { run, start } from './cli-process.js';
-import { freePort, hasMosquitto, hasOpenssl, makeCertificates, startMosquitto, tempDir } from '../client/helpers.js';
+import { hasOpenssl, makeCertificates } from '../client/helpers.js';
+import { freePort, petrelPort as petrelBroker } from '../helpers/servers.js';
+import { hasMosquitto, startMosquitto, tempDir } from '../helpers/mosquitto.js';
 
 
 
 type Ctx = { after: (fn: () => unknown) => void; skip: (msg?: string) => void };
-
-async function petrelBroker(t: Ctx, options: Parameters<typeof createBroker>[0] = {}): Promise<string> {
-  const b = createBroker({ port: 0, host: '127.0.0.1', ...options });
-  await b.listen();
-  t.after(() => b.close());
-  return String(b.address().port);
-}
 
 test('pub → sub round trip: -v, -C, -l line mode, QoS 1 and 2, -V 3.1.1', async (t) => {
   const port = await petrelBroker(t);
@@ -203,7 +198,7 @@ test('will flags, -k, --session-expiry and --clean=false reach the broker; the w
     '--will-topic', 'wills/dying', '--will-message', 'gone', '--will-qos', '1', '--will-retain', '-d',
   ]);
   await dying.waitStderr('<- SUBACK');
-  const session = b.core.sessions.get('dying');
+  const session = b.inspect.session('dying');
   assert.ok(session, 'the session exists');
   assert.equal(session.expiryInterval, 300);
   assert.deepEqual(connects.find((c) => c.clientId === 'dying'), { clientId: 'dying', keepAlive: 17, clean: false });
@@ -211,7 +206,7 @@ test('will flags, -k, --session-expiry and --clean=false reach the broker; the w
   const w = await watcher.done;
   assert.equal(w.code, 0, w.stderr);
   assert.equal(w.stdout.trim(), 'wills/dying gone');
-  assert.equal(b.core.retained.get('wills/dying')?.payload.toString(), 'gone', '--will-retain made it retained');
+  assert.equal(b.inspect.retained('wills/dying')?.payload.toString(), 'gone', '--will-retain made it retained');
 });
 
 test('petrel --version prints the package version and exits 0', async () => {

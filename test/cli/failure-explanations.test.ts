@@ -21,7 +21,7 @@ import { ConnackError, ConnectionError, DisconnectError, TimeoutError, connect, 
 import { PacketDecoder, encodePacket, type ConnectPacket, type Packet, type Properties, type ProtocolVersion } from '../../src/protocol/index.js';
 import { startBroker } from '../helpers/broker.js';
 import { hasOpenssl, makeCerts, type TestCerts } from '../helpers/certs.js';
-import { freePort } from '../client/helpers.js';
+import { freePort, petrelBroker, rawServer } from '../helpers/servers.js';
 import { run, start, type Run } from './cli-process.js';
 
 type Ctx = { after: (fn: () => unknown) => void; skip: (message?: string) => void };
@@ -92,11 +92,6 @@ async function mqttServer(t: Ctx, onPacket: OnPacket): Promise<{ port: number; p
   return { port, peers };
 }
 
-/** A TCP server that does whatever `onSocket` does with each connection (nothing MQTT). */
-function rawServer(t: Ctx, onSocket: (s: net.Socket) => void): Promise<number> {
-  return listen(t, net.createServer(onSocket));
-}
-
 const connack = (reasonCode = 0, properties?: Properties): Packet => ({ type: 2, sessionPresent: false, reasonCode, ...(properties ? { properties } : {}) });
 
 /** CONNACK 0, SUBACK granting what was asked, PINGRESP: a well-behaved server. */
@@ -136,13 +131,6 @@ async function wsServer(
     wss.close();
   });
   return { port: await listen(t, server), upgrades, peers };
-}
-
-async function petrelBroker(t: Ctx, options: BrokerOptions): Promise<Broker> {
-  const b = createBroker(options);
-  await b.listen();
-  t.after(() => b.close());
-  return b;
 }
 
 // ------------------------------------------------------------------ results

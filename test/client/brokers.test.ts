@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { connect, MqttClient, type Message, type MqttClientError, type ClientOptions } from '../../src/client/index.js';
 import { createBroker } from '../../src/index.js';
-import { delay, eventually, hasMosquitto, hasOpenssl, makeCertificates, startMosquitto, type Certificates } from './helpers.js';
+import { hasOpenssl, makeCertificates, type Certificates } from './helpers.js';
+import { delay, eventually } from '../helpers/wait.js';
+import { hasMosquitto, startMosquitto } from '../helpers/mosquitto.js';
 
 type Ctx = { after: (fn: () => unknown) => void; skip: (msg?: string) => void };
 

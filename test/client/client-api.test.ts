@@ -18,7 +18,8 @@ import { createBroker } from '../../src/index.js';
 import type { BrokerOptions } from '../../src/index.js';
 import net from 'node:net';
 import { TimeoutError } from '../../src/client/index.js';
-import { delay, eventually, freePort } from './helpers.js';
+import { delay, eventually } from '../helpers/wait.js';
+import { freePort, rawServer } from '../helpers/servers.js';
 
 type Ctx = { after: (fn: () => unknown) => void };
 
@@ -649,21 +650,6 @@ test('packetsend / packetreceive events report traffic', async (t) => {
 });
 
 // ------------------------------------------------------------------ failures with a raw server
-
-async function rawServer(t: Ctx, onSocket: (s: net.Socket) => void): Promise<number> {
-  const sockets: net.Socket[] = [];
-  const srv = net.createServer((s) => {
-    sockets.push(s);
-    s.on('error', () => {});
-    onSocket(s);
-  });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  t.after(() => {
-    for (const s of sockets) s.destroy();
-    return new Promise<void>((r) => srv.close(() => r()));
-  });
-  return (srv.address() as net.AddressInfo).port;
-}
 
 test('no CONNACK within connectTimeout is a TimeoutError CONNECT_TIMEOUT', async (t) => {
   const port = await rawServer(t, () => {});

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { MqttClient, type ClientOptions, type Message, type MqttClientError, type ReasonCodeError } from '../../src/client/index.js';
 import type { ConnectPacket, DisconnectPacket, Packet, PubAckLikePacket, PublishPacket, SubscribePacket, UnsubscribePacket } from '../../src/protocol/index.js';
-import { delay, eventually, startFakeServer, type FakeConnection, type FakeServer } from './helpers.js';
+import { startFakeServer, type FakeConnection, type FakeServer } from './helpers.js';
+import { delay, eventually } from '../helpers/wait.js';
 
 type Ctx = { after: (fn: () => Promise<void> | void) => void };
 

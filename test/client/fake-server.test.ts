@@ -6,7 +6,8 @@ import net from 'node:net';
 import { MqttClient, connect, ConnackError, TimeoutError, ReasonCodeError, type Message, type MqttClientError } from '../../src/client/index.js';
 import type { ClientOptions } from '../../src/client/index.js';
 import type { ConnectPacket, PubAckLikePacket, PublishPacket, SubscribePacket } from '../../src/protocol/index.js';
-import { delay, eventually, startFakeServer, type FakeServer } from './helpers.js';
+import { startFakeServer, type FakeServer } from './helpers.js';
+import { delay, eventually } from '../helpers/wait.js';
 
 const fast: ClientOptions = { reconnect: { initialDelay: 10, maxDelay: 50, jitter: 0 }, connectTimeout: 2000 };
 

@@ -1,170 +1,21 @@
-// Test helpers for the client: a mosquitto broker in a temp dir, a scriptable fake MQTT server
-// on a raw socket, TLS certificates made with openssl.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+// Test helpers for the client: a scriptable fake MQTT server on a raw socket, TLS certificates made with
+// openssl; and, re-exported for the tests that import them from here, the shared ones of test/helpers/
+// (waiting, ports, Mosquitto as a child process).
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, chmodSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PacketDecoder, encodePacket } from '../../src/protocol/index.js';
 import type { ConnectPacket, Packet, Properties, ProtocolVersion } from '../../src/protocol/index.js';
+import { hasOpenssl as opensslInstalled } from '../helpers/certs.js';
+import { tempDir } from '../helpers/mosquitto.js';
+import { delay, eventually } from '../helpers/wait.js';
 
-export const MOSQUITTO = '/usr/sbin/mosquitto';
-export const hasMosquitto = existsSync(MOSQUITTO);
-export const hasOpenssl = (() => {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
-export const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Polls `check` until true; throws after timeoutMs. */
-export async function eventually(check: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(5);
-  }
-}
-
-/** A TCP port free right now on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** True when something accepts TCP connections on 127.0.0.1:`port`. */
-export function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ port, host: '127.0.0.1' }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-export function tempDir(prefix = 'petrel-client-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  chmodSync(dir, 0o755); // mosquitto drops root privileges and must still read its files
-  return dir;
-}
-
-async function waitForPort(port: number, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: '127.0.0.1' });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`mosquitto did not listen on ${port} in time`);
-    await delay(20);
-  }
-}
-
-export interface MosquittoOptions {
-  /** user → password; turns anonymous access off. */
-  users?: Record<string, string>;
-  websockets?: boolean;
-  /** TLS listener with these files. */
-  tls?: { cafile: string; certfile: string; keyfile: string; requireCertificate?: boolean };
-  /** Also a secure WebSocket listener with the `tls` files. */
-  wss?: boolean;
-  /** Reuse this port for the plain listener (restarts). */
-  port?: number;
-}
-
-export interface RunningMosquitto {
-  port: number;
-  wsPort?: number;
-  tlsPort?: number;
-  wssPort?: number;
-  dir: string;
-  stop(): Promise<void>;
-  output(): string;
-}
-
-export async function startMosquitto(options: MosquittoOptions = {}): Promise<RunningMosquitto> {
-  const dir = tempDir('petrel-mosq-');
-  const port = options.port ?? (await freePort());
-  const lines = [`per_listener_settings false`, `listener ${port} 127.0.0.1`];
-  let wsPort: number | undefined;
-  let tlsPort: number | undefined;
-  let wssPort: number | undefined;
-  if (options.websockets) {
-    wsPort = await freePort();
-    lines.push(`listener ${wsPort} 127.0.0.1`, 'protocol websockets');
-  }
-  if (options.tls) {
-    tlsPort = await freePort();
-    lines.push(`listener ${tlsPort} 127.0.0.1`, `cafile ${options.tls.cafile}`, `certfile ${options.tls.certfile}`, `keyfile ${options.tls.keyfile}`);
-    if (options.tls.requireCertificate) lines.push('require_certificate true');
-    if (options.wss) {
-      wssPort = await freePort();
-      lines.push(`listener ${wssPort} 127.0.0.1`, 'protocol websockets', `cafile ${options.tls.cafile}`, `certfile ${options.tls.certfile}`, `keyfile ${options.tls.keyfile}`);
-    }
-  }
-  if (options.users) {
-    const pw = join(dir, 'passwd');
-    writeFileSync(pw, '');
-    for (const [user, password] of Object.entries(options.users)) execFileSync('mosquitto_passwd', ['-b', pw, user, password]);
-    chmodSync(pw, 0o644);
-    lines.push('allow_anonymous false', `password_file ${pw}`);
-  } else {
-    lines.push('allow_anonymous true');
-  }
-  const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, lines.join('\n') + '\n');
-  chmodSync(conf, 0o644);
-  let out = '';
-  const child: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  try {
-    await Promise.race([
-      waitForPort(port),
-      exited.then(() => {
-        throw new Error(`mosquitto exited: ${out}`);
-      }),
-    ]);
-    if (wsPort) await waitForPort(wsPort);
-    if (tlsPort) await waitForPort(tlsPort);
-    if (wssPort) await waitForPort(wssPort);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  return {
-    port,
-    ...(wsPort ? { wsPort } : {}),
-    ...(tlsPort ? { tlsPort } : {}),
-    ...(wssPort ? { wssPort } : {}),
-    dir,
-    output: () => out,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+// The shared helpers these tests import from here (test/helpers/*).
+export { delay, eventually } from '../helpers/wait.js';
+export { canConnect, freePort } from '../helpers/servers.js';
+export { MOSQUITTO, hasMosquitto, startMosquitto, tempDir, type MosquittoOptions, type RunningMosquitto } from '../helpers/mosquitto.js';
+export const hasOpenssl = opensslInstalled();
 
 export interface Certificates {
   dir: string;

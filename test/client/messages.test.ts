@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { connect } from '../../src/client/index.js';
-import { eventually, startBroker } from '../helpers/broker.js';
+import { startBroker } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 
 const unclaimed = (c: object) => (c as unknown as { unclaimed: unknown[] }).unclaimed.length;
 

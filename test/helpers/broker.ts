@@ -9,13 +9,5 @@ export async function startBroker(options: BrokerOptions = {}): Promise<{ broker
   return { broker, port, url: `mqtt://127.0.0.1:${port}` };
 }
 
-export const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` until it returns true (or throws after timeoutMs). */
-export async function eventually(check: () => boolean, timeoutMs = 2000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await delay(5);
-  }
-}
+// Re-exported for the tests that import them from here.
+export { delay, eventually } from './wait.js';

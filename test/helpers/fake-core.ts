@@ -57,6 +57,7 @@ export class MemoryConnection {
 export class FakeCore {
   readonly clock = new FakeClock();
   readonly core: BrokerCore;
+  /** What tests observe of the broker's state (src/broker/inspect.ts), never the core's own structures. */
   readonly inspect: BrokerInspector;
 
   constructor(options: Omit<CoreOptions, 'clock'> = {}) {

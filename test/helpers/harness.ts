@@ -6,7 +6,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Broker, BrokerEventMap, BrokerOptions } from '../../src/server/broker.js';
 import type { ProtocolVersion } from '../../src/protocol/constants.js';
 import type { ConnackPacket, ConnectPacket, Packet, PublishPacket } from '../../src/protocol/packets.js';
-import { delay, eventually, startBroker } from './broker.js';
+import { startBroker } from './broker.js';
+import { delay, eventually } from './wait.js';
 import { RawClient } from './raw-client.js';
 
 type Recorded = { [K in keyof BrokerEventMap]: BrokerEventMap[K][] };

@@ -10,7 +10,7 @@ import { createBroker } from '../../src/server/broker.js';
 import type { PublishPacket } from '../../src/protocol/packets.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import { directTcp } from '../../src/transport/direct-tcp.js';
-import { eventually } from '../helpers/broker.js';
+import { eventually } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { connect, end, nextMessage, startLogged, subscribe, type LoggedBroker } from './helpers.js';
 

@@ -14,7 +14,7 @@ import { PacketDecoder } from '../../src/protocol/decoder.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import type { ConnectPacket, Packet, PublishPacket } from '../../src/protocol/packets.js';
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
-import { delay, eventually } from '../helpers/broker.js';
+import { delay, eventually } from '../helpers/wait.js';
 import { startLogged, type LoggedBroker } from './helpers.js';
 
 const certs: TestCerts | undefined = makeCerts();
@@ -450,7 +450,7 @@ describe('WebSocket listener edges', () => {
     const mask = [1, 2, 3, 4];
     const frame = (payload: Buffer) => Buffer.concat([Buffer.from([0x82, 0x80 | payload.length, ...mask]), Buffer.from(payload.map((x, i) => x ^ mask[i % 4]!))]);
     raw.write(frame(connectPacket('mid-frame', 4, { will: { topic: 'will/ws', payload: Buffer.from('gone'), qos: 0, retain: false } })));
-    await eventually(() => broker.core.connected.has('mid-frame'), 2000, 'the raw WebSocket to connect');
+    await eventually(() => broker.inspect.isConnected('mid-frame'), 2000, 'the raw WebSocket to connect');
     raw.write(frame(Buffer.concat([PINGREQ, PINGREQ])).subarray(0, 4)); // header and half the mask
     await delay(30);
     raw.destroy();
@@ -476,24 +476,24 @@ describe('WebSocket listener edges', () => {
       sub.send(subscribePacket(`flood/${qos}`, qos));
       await sub.next(9);
       (sub.ws as unknown as { _socket: Socket })._socket.pause(); // stops reading: kernel buffers fill, then the broker's
-      const droppedBefore = broker.core.droppedMessages;
+      const droppedBefore = broker.inspect.counts().droppedMessages;
       let maxQueued = 0;
       for (let i = 0; i < 20_000; i++) {
         pub.send(publishPacket(`flood/${qos}`, payload, qos, 4, (i % 60_000) + 1));
         if (i % 500 === 499) {
           await new Promise((r) => setImmediate(r));
-          maxQueued = Math.max(maxQueued, broker.core.sessions.get(id)?.queuedCount ?? 0);
+          maxQueued = Math.max(maxQueued, broker.inspect.session(id)?.queued ?? 0);
         }
       }
       pub.send(PINGREQ);
       await pub.next(13, 4000);
       if (qos === 0) {
-        assert.ok(broker.core.droppedMessages > droppedBefore, 'QoS 0 dropped');
+        assert.ok(broker.inspect.counts().droppedMessages > droppedBefore, 'QoS 0 dropped');
       } else {
-        assert.equal(broker.core.droppedMessages, droppedBefore, 'QoS 1 not dropped');
+        assert.equal(broker.inspect.counts().droppedMessages, droppedBefore, 'QoS 1 not dropped');
         assert.ok(maxQueued > 0, 'QoS 1 queued in the session');
       }
-      await eventually(() => !broker.core.connected.has(id), 3000, `${id} to be cut`);
+      await eventually(() => !broker.inspect.isConnected(id), 3000, `${id} to be cut`);
       assert.match(gone.find(([c]) => c === id)![1], /slow consumer/);
     }
   });
@@ -690,7 +690,7 @@ describe('listener maxConnections', () => {
         await extra.waitClosed();
       }
       first.destroy();
-      await eventually(() => !b.broker.core.connected.has(`${l.type}-first`), 2000, 'the first to leave');
+      await eventually(() => !b.broker.inspect.isConnected(`${l.type}-first`), 2000, 'the first to leave');
       await eventually(() => (b.broker as unknown as { running: { connections(): number }[] }).running[i]!.connections() === 0, 2000, 'the listener count to drop');
       const next = await open(5);
       assert.equal(await handshake(next, `${l.type}-next`, 5), 0, `${l.type}: accepted again`);
