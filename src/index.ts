@@ -6,5 +6,5 @@ export type { BrokerLimits } from './broker/options.js';
 export { DEFAULT_LIMITS } from './broker/options.js';
 export type { Message } from './broker/message.js';
 export type { BrokerInspector, ConnectionView, SessionView, SubscriptionView, BrokerCounts } from './broker/inspect.js';
-export { BrokerCore, type Clock } from './broker/core.js';
+export type { Clock } from './broker/core.js';
 export * as protocol from './protocol/index.js';

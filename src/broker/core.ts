@@ -179,20 +179,6 @@ export class BrokerCore implements ChannelHost {
     this.dispatch.publish(message, undefined, true);
   }
 
-  // TEMPORARY (removed once test/ reads broker.inspect): the old names of the registry's maps and counters.
-  get sessions(): Map<string, Session> {
-    return this.registry.sessions;
-  }
-  get connected(): Map<string, Channel> {
-    return this.registry.connected;
-  }
-  get droppedMessages(): number {
-    return this.stats.droppedMessages;
-  }
-  get retainedRefused(): number {
-    return this.stats.retainedRefused;
-  }
-
   /** The size of every per-client and per-topic structure: what a leak test checks comes back to empty. */
   footprint(): Footprint {
     const sessionTimers = this.registry.timerFootprint();

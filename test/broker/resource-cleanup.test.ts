@@ -163,7 +163,7 @@ describe('the core after churn', () => {
     for (const answer of answers) answer(true);
     await turn();
     await turn();
-    assert.equal(f.core.retained.size, 0, 'a PUBLISH whose connection closed before its authorization is not routed');
+    assert.equal(f.inspect.counts().retained, 0, 'a PUBLISH whose connection closed before its authorization is not routed');
     assert.equal(f.core.channels.size, 0);
     f.advance(10_000, 1_000);
     assert.deepEqual(sizes(f.core), EMPTY_CORE);
@@ -181,9 +181,9 @@ describe('the core after churn', () => {
       c.drop();
     }
     publisher.send({ type: 14 });
-    assert.equal(f.core.sessions.size, 2_000);
+    assert.equal(f.inspect.counts().sessions, 2_000);
     f.advance(6_000, 250);
-    assert.equal(f.core.sessions.size, 0, 'every session expired within its interval');
+    assert.equal(f.inspect.counts().sessions, 0, 'every session expired within its interval');
     f.advance(5_000, 1_000); // the connect timeouts' stale timer entries
     assert.deepEqual(sizes(f.core), EMPTY_CORE);
   });
@@ -253,7 +253,7 @@ describe('the core after churn', () => {
     const f = new FakeCore();
     const publisher = f.connect(v5('publisher'));
     for (let i = 0; i < 10_000; i++) pub(publisher, `site/${i % 13}/dev/${i}/temp`, '21', { retain: true, qos: 1, packetId: 1 });
-    assert.equal(f.core.retained.size, 10_000);
+    assert.equal(f.inspect.counts().retained, 10_000);
     for (let i = 0; i < 10_000; i++) pub(publisher, `site/${i % 13}/dev/${i}/temp`, '', { retain: true });
     publisher.send({ type: 14 });
     f.advance(11_000, 1_000);
@@ -266,7 +266,7 @@ describe('the core after churn', () => {
     for (let i = 0; i < 5_000; i++) pub(publisher, `ephemeral/${i}`, 'short-lived', { retain: true, qos: 1, packetId: 1, properties: { messageExpiryInterval: 1 } });
     publisher.send({ type: 14 });
     f.advance(60_000, 1_000);
-    assert.equal(f.core.retained.size, 0, `expired retained messages still held: ${f.core.retained.size}`);
+    assert.equal(f.inspect.counts().retained, 0, `expired retained messages still held: ${f.inspect.counts().retained}`);
   });
 
   it('closed connections leave no entry in the channel timer wheel', () => {
@@ -441,7 +441,7 @@ describe('heap', () => {
       const before = heap();
       for (let r = 3; r < 15; r++) round(r);
       const after = heap();
-      console.log(JSON.stringify({ before, after, sessions: f.core.sessions.size, channels: f.core.channels.size }));
+      console.log(JSON.stringify({ before, after, sessions: f.inspect.counts().sessions, channels: f.core.channels.size }));
     `;
     const out = await new Promise<string>((resolve, reject) =>
       execFile(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { timeout: 20_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
