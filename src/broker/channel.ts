@@ -121,6 +121,8 @@ export class Channel implements SessionLink {
   lastReceived: number;
   keepAliveMs = 0;
   will: WillMessage | undefined;
+  /** The will was taken at shutdown (takeWill) and published there. */
+  private willTaken = false;
   /** 5.0 limits the client set in CONNECT. */
   clientReceiveMaximum = 65535;
   problemInformation = true;
@@ -513,6 +515,18 @@ export class Channel implements SessionLink {
 
   // ---- closing ----
 
+  /**
+   * The will of a live connection, handed over at shutdown to be published before any connection closes; the
+   * close that follows reports it as published and does not publish it again.
+   */
+  takeWill(): [WillMessage, ClientInfo] | undefined {
+    const will = this.will;
+    if (this.state !== 'connected' || will === undefined) return undefined;
+    this.will = undefined;
+    this.willTaken = true;
+    return [will, this.info!];
+  }
+
   /** Another connection took this Client ID over. */
   takeOver(): void {
     this.serverDisconnect(ReasonCode.SessionTakenOver, 'session taken over by another connection');
@@ -534,7 +548,7 @@ export class Channel implements SessionLink {
     this.state = 'closed';
     this.hook = undefined;
     this.host.removeChannel(this);
-    let willPublished = false;
+    let willPublished = this.willTaken;
     const session = this.session;
     if (wasConnected && session) {
       session.unlink(this);

@@ -6,6 +6,7 @@ import { Channel, type ChannelHost, type ChannelOutput, type TransportInfo } fro
 import type { AuthMethod } from './enhanced-auth.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
 import type { Message } from './message.js';
+import type { WillMessage } from '../protocol/packets.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import { Dispatcher } from './dispatch.js';
 import { SessionRegistry } from './registry.js';
@@ -210,11 +211,23 @@ export class BrokerCore implements ChannelHost {
     return { connected: this.registry.connected.size, sessions: this.registry.sessions.size, subscriptions: this.router.size, retained: this.retained.size };
   }
 
-  /** Server shutdown: every connection gets DISCONNECT 0x8B (5.0) and is closed; waiting wills are published. */
-  shutdown(): void {
+  /**
+   * Server shutdown. A server-initiated disconnect publishes the will (3.1.2.5), so the wills of every live
+   * connection and those waiting out a Will Delay are published first, while every connection is still open:
+   * each subscriber connected at shutdown gets the same set (QoS 0 ones too), whichever connected first.
+   * Then every connection gets DISCONNECT 0x8B (5.0) and is closed. New CONNECTs are refused meanwhile.
+   * `hookWait`: how long an asynchronous authorizePublish may take for the wills (ms).
+   */
+  async shutdown(hookWait = this.limits.hookTimeout, deadline: (ms: number) => Promise<void> = () => new Promise(() => {})): Promise<void> {
     this.closing = true;
+    const live: [WillMessage, ClientInfo][] = [];
+    for (const channel of this.channels) {
+      const will = channel.takeWill();
+      if (will !== undefined) live.push(will);
+    }
+    // A hook that never answers holds the shutdown no longer than its own deadline would hold a client.
+    await Promise.race([this.wills.publishAll(live), deadline(hookWait)]);
     for (const channel of [...this.channels]) channel.serverDisconnect(0x8b, 'server shutting down');
-    this.wills.publishAll();
     this.store.close();
   }
 }

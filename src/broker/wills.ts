@@ -1,7 +1,7 @@
 // Will messages (MQTT 3.1.2.5, 3.1.3.2.2): published when a connection ends without a normal DISCONNECT,
 // at once or after the Will Delay Interval, unless the session is taken up again first.
 import type { WillMessage } from '../protocol/packets.js';
-import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
+import { callHook, isPromise, type BrokerEvents, type BrokerHooks, type ClientInfo } from './hooks.js';
 import { createMessage, type Message } from './message.js';
 
 /** A will waiting for its Will Delay Interval (5.0) to pass. */
@@ -66,30 +66,47 @@ export class Wills {
     }
   }
 
-  /** Every waiting will, now (shutdown: the sessions they wait on end with the broker, as in Mosquitto). */
-  publishAll(): void {
+  /**
+   * Shutdown: the wills of the live connections `live` and every will waiting for its delay, now (the
+   * sessions they wait on end with the broker, as in Mosquitto). Resolves once each is published or refused,
+   * so the caller can keep every connection open until then: every subscriber connected at shutdown sees the
+   * same wills, whatever order the connections were made in.
+   */
+  publishAll(live: readonly [WillMessage, ClientInfo][]): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const [will, client] of live) {
+      const wait = this.publishNow(will, client);
+      if (wait !== undefined) waits.push(wait);
+    }
     for (const [clientId, will] of this.pending) {
       this.pending.delete(clientId);
-      this.publishNow(will.will, will.client);
+      const wait = this.publishNow(will.will, will.client);
+      if (wait !== undefined) waits.push(wait);
     }
+    return Promise.all(waits).then(() => undefined);
   }
 
-  /** Publishes a will now: its Message Expiry Interval is its lifetime from this moment (3.1.3.2.4). */
-  private publishNow(will: WillMessage, client: ClientInfo): void {
+  /**
+   * Publishes a will now: its Message Expiry Interval is its lifetime from this moment (3.1.3.2.4). A hook
+   * that answers synchronously is acted on at once; a promise is returned while an answer is awaited.
+   */
+  private publishNow(will: WillMessage, client: ClientInfo): Promise<void> | undefined {
     const message = createMessage(will, client.clientId, this.clock.now());
     const authorize = this.hooks.authorizePublish;
     if (!authorize) {
       this.publish(message, client);
-      return;
+      return undefined;
     }
-    Promise.resolve()
-      .then(() => authorize(client, message))
-      .then(
-        (ok) => {
-          if (ok === true) this.publish(message, client);
-          else this.events.warning?.('will message not authorized; dropped', { clientId: client.clientId, topic: message.topic });
-        },
-        () => this.events.warning?.('authorizePublish hook failed for a will; dropped', { clientId: client.clientId }),
-      );
+    const decide = (ok: unknown) => {
+      if (ok === true) this.publish(message, client);
+      else this.events.warning?.('will message not authorized; dropped', { clientId: client.clientId, topic: message.topic });
+    };
+    const failed = () => this.events.warning?.('authorizePublish hook failed for a will; dropped', { clientId: client.clientId });
+    const answer = callHook(() => authorize(client, message));
+    if (!isPromise(answer)) {
+      decide(answer);
+      return undefined;
+    }
+    return answer.then(decide, failed);
   }
 }

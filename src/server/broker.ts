@@ -282,7 +282,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = undefined;
     this.security.close();
-    this.core.shutdown();
+    // Every will is published (an asynchronous authorizePublish waited for, up to hookTimeout) before any
+    // connection closes; then each gets DISCONNECT 0x8B.
+    await this.core.shutdown(this.core.limits.hookTimeout, (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
     // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the time the
     // transports allow a graceful close, then cut whatever is left.
     await Promise.all(this.running.splice(0).map((l) => l.close(GRACEFUL_CLOSE_MS)));
