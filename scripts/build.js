@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Compiles src/ into dist/src with tsc, only when a source is newer than its output.
 //   node scripts/build.js          build if stale (`prepare`: npm ci and git installs leave a working CLI)
-//   node scripts/build.js --clean  delete dist/src, then build (`prepack`: the tarball holds exactly what src/ compiles to)
+//   node scripts/build.js --prune  also delete outputs whose source is gone (`prepack`: the tarball holds
+//                                  exactly what src/ compiles to, not what a renamed module left behind)
+//   node scripts/build.js --clean  delete dist/src, then build
 // `npm start` calls buildIfStale() itself; `npm run build` still compiles everything (src, test, bench).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -59,6 +61,29 @@ export function build({ clean = false } = {}) {
   return status;
 }
 
+/**
+ * Deletes compiled files (.js, .d.ts, maps) in dist/src that no source in src/ compiles to (a module moved or
+ * deleted since the last build). Other files (assets a build step copies there) are left alone.
+ */
+export function prune() {
+  if (!existsSync(OUT)) return [];
+  const expected = new Set(sources(SRC).flatMap((source) => {
+    const base = join(OUT, relative(SRC, source)).replace(/\.ts$/, '');
+    return [`${base}.js`, `${base}.js.map`, `${base}.d.ts`, `${base}.d.ts.map`];
+  }));
+  const stray = [];
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) walk(path);
+      else if (/\.(js|d\.ts)(\.map)?$/.test(e.name) && !expected.has(path)) stray.push(path);
+    }
+  };
+  walk(OUT);
+  for (const path of stray) rmSync(path);
+  return stray.map((path) => relative(root, path));
+}
+
 /** Builds when a source changed; returns 0 when dist/src is current. */
 export function buildIfStale({ quiet = false } = {}) {
   const why = staleReason();
@@ -68,6 +93,9 @@ export function buildIfStale({ quiet = false } = {}) {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const clean = process.argv.includes('--clean');
-  process.exitCode = clean ? build({ clean }) : buildIfStale();
+  if (process.argv.includes('--clean')) process.exitCode = build({ clean: true });
+  else {
+    if (process.argv.includes('--prune')) for (const file of prune()) console.error(`petrel: removed ${file} (no source for it)`);
+    process.exitCode = buildIfStale();
+  }
 }

@@ -1,7 +1,8 @@
 // A copy of the repository in a temp directory (sources, scripts, package.json; node_modules linked), so the
 // packaging tests can pack, build and start it without touching the dist/ the other tests run from.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,4 +103,46 @@ export function logLines(child: ChildProcess): { lines: Record<string, unknown>[
   child.stdout?.on('data', take);
   child.stderr?.on('data', take);
   return { lines, text: () => all };
+}
+
+interface LockEntry {
+  dev?: boolean;
+  devOptional?: boolean;
+}
+
+/**
+ * The app's lockfile: petrel from the tarball, its dependencies pinned as the repository's lockfile pins
+ * them. `npm ci --offline` then takes every tarball from the npm cache (which the repository's own `npm ci`
+ * filled) by its integrity; a plain `npm install --offline ./petrel.tgz` would also need the registry's
+ * version lists (packuments), which `npm ci` does not fetch, so it fails offline with ENOTCACHED.
+ */
+export function appLockfile(tarball: string): object {
+  const repoLock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, LockEntry> };
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown>;
+  const file = `file:${tarball}`;
+  const packages: Record<string, unknown> = {
+    '': { name: 'app', version: '1.0.0', dependencies: { petrel: file } },
+    'node_modules/petrel': {
+      version: pkg.version,
+      resolved: file,
+      integrity: `sha512-${createHash('sha512').update(readFileSync(tarball)).digest('base64')}`,
+      license: pkg.license,
+      dependencies: pkg.dependencies,
+      bin: pkg.bin,
+      engines: pkg.engines,
+    },
+  };
+  for (const [path, entry] of Object.entries(repoLock.packages)) if (path !== '' && !entry.dev && !entry.devOptional) packages[path] = entry;
+  return { name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages };
+}
+
+/** `npm pack` of a repository copy into `destination`; returns the tarball's path and its file list. */
+export async function pack(dir: string, destination: string): Promise<{ tarball: string; files: string[]; stderr: string }> {
+  const packed = await exec('npm', ['pack', '--pack-destination', destination], dir, 240_000);
+  if (packed.code !== 0) throw new Error(`npm pack failed: ${packed.stderr}`);
+  const name = readdirSync(destination).find((f) => f.endsWith('.tgz'));
+  if (!name) throw new Error(`npm pack wrote no tarball: ${packed.stderr}`);
+  const tarball = join(destination, name);
+  const listing = await exec('tar', ['tzf', tarball], destination);
+  return { tarball, files: listing.stdout.split('\n').filter(Boolean), stderr: packed.stderr };
 }

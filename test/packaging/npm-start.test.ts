@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { alive, copyRepo, hasNpm, logLines, npmEnv, parentOf, waitFor } from './helpers.js';
 
-describe('npm start', { skip: hasNpm() ? false : 'npm not found' }, () => {
+describe('npm start', { skip: hasNpm() ? false : 'npm not found', timeout: 120_000 }, () => {
   let repo: { dir: string; cleanup(): void };
   before(() => {
     repo = copyRepo(true);
