@@ -47,7 +47,16 @@ const TLS_KEYS = {
   peerCertAsClientId: oneOf('cn', 'san'),
 };
 const LISTENER_SHAPES: Record<string, Check> = {
-  tcp: object({ ...COMMON_LISTENER, proxyProtocol: boolean, directSockets: boolean, acceptHandles: integer(1, 64) }),
+  tcp: object({
+    ...COMMON_LISTENER,
+    proxyProtocol: boolean,
+    // `cidr` is defined below: looked up when a file is checked
+    trustedProxies: (v, p) => array(cidr)(v, p),
+    peerCertAsUsername: oneOf('cn'),
+    peerCertAsClientId: oneOf('cn'),
+    directSockets: boolean,
+    acceptHandles: integer(1, 64),
+  }),
   tls: object({ ...COMMON_LISTENER, ...TLS_KEYS }),
   ws: object({ ...COMMON_LISTENER, path: wsPath }),
   wss: object({ ...COMMON_LISTENER, ...TLS_KEYS, path: wsPath }),
@@ -64,6 +73,12 @@ const listener: Check = (v, path) => {
     if ((out.peerCertAsUsername || out.peerCertAsClientId || out.requestCert) && !out.ca) fail(`${path}.ca`, 'required for mutual TLS (the CA that signs client certificates)');
     if (out.crl !== undefined && out.requestCert !== true) fail(`${path}.requestCert`, 'must be true for a CRL to apply (crl revokes client certificates)');
     if ((out.peerCertAsUsername || out.peerCertAsClientId) && out.requestCert !== true) fail(`${path}.requestCert`, 'must be true to use the client certificate as identity');
+  }
+  if (type === 'tcp') {
+    if (out.trustedProxies !== undefined && out.proxyProtocol !== true) fail(`${path}.proxyProtocol`, 'must be true for trustedProxies to apply');
+    if ((out.peerCertAsUsername || out.peerCertAsClientId) && !(out.trustedProxies as unknown[] | undefined)?.length) {
+      fail(`${path}.trustedProxies`, "required to take the client certificate from the PROXY header (only a trusted proxy's word counts)");
+    }
   }
   return out;
 };

@@ -12,6 +12,8 @@ import { publishLimiter, type ClientRateLimits } from '../auth/limits.js';
 import type { Security } from '../auth/security.js';
 import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } from '../transport/direct-tcp.js';
 import { readProxyHeader } from '../transport/proxy-protocol.js';
+import { proxiedTlsFields, type ProxiedTlsSettings } from '../transport/proxy-tls.js';
+import { AddressSet, ipOf } from '../auth/address.js';
 import { attachSocket, socketAddress, type TransportInit } from '../transport/stream.js';
 import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from '../transport/tls.js';
 import { ANY_PATH, webSocketEndpoint } from '../transport/websocket.js';
@@ -43,10 +45,16 @@ interface CommonListenerOptions extends ClientRateLimits {
   maxConnectionRate?: number;
 }
 
-export interface TcpListenerOptions extends CommonListenerOptions {
+export interface TcpListenerOptions extends CommonListenerOptions, ProxiedTlsSettings {
   type: 'tcp';
   /** Expect a PROXY protocol v1/v2 header on every connection (behind a load balancer). */
   proxyProtocol?: boolean;
+  /**
+   * With proxyProtocol: the proxies' addresses / CIDR blocks. Connections from anywhere else are closed, and
+   * the client TLS facts in their PROXY v2 headers are believed (secure, client certificate CN for
+   * peerCertAsUsername / peerCertAsClientId and certCN ACL rules).
+   */
+  trustedProxies?: string[];
   /**
    * Drive libuv's TCP handles directly instead of net.Socket (default true; 1.5-2x the connection rate
    * and about half the memory per connection). Falls back to node:net where Node.js lacks the bindings,
@@ -72,6 +80,22 @@ export interface WssListenerOptions extends CommonListenerOptions, TlsListenerSe
   path?: string;
 }
 export type ListenerOptions = TcpListenerOptions | TlsListenerOptions | WsListenerOptions | WssListenerOptions;
+
+/** The trusted proxies of a tcp listener; throws on settings that need them or a PROXY header and lack them. */
+function proxyTrust(o: TcpListenerOptions): AddressSet | undefined {
+  if (o.trustedProxies !== undefined && o.proxyProtocol !== true) throw new Error('trustedProxies: needs proxyProtocol: true');
+  for (const key of ['peerCertAsUsername', 'peerCertAsClientId'] as const) {
+    if (o[key] === undefined) continue;
+    if (o[key] !== 'cn') throw new Error(`${key}: must be "cn" on a tcp listener (a PROXY header carries the certificate's CN only)`);
+    if (!o.trustedProxies?.length) throw new Error(`${key}: needs proxyProtocol and trustedProxies (only a trusted proxy's word on the client certificate counts)`);
+  }
+  if (!o.trustedProxies?.length) return undefined;
+  try {
+    return new AddressSet(o.trustedProxies);
+  } catch (err) {
+    throw new Error(`trustedProxies: ${(err as Error).message}`);
+  }
+}
 
 /** What the broker gives every listener. */
 export interface ListenerContext {
@@ -168,6 +192,7 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
   const host = options.host ?? '0.0.0.0';
   const port = options.port ?? DEFAULT_PORTS[type];
   const tcpOptions = options as TcpListenerOptions;
+  const trusted = type === 'tcp' ? proxyTrust(tcpOptions) : undefined;
   if (type === 'tcp' && !tcpOptions.proxyProtocol && tcpOptions.directSockets !== false && isIP(host) !== 0 && directTcp()) {
     const onHandle = (handle: TcpHandle | undefined, status: number): void => {
       if (status !== 0 || !handle) {
@@ -186,7 +211,7 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
   let server: Server;
   switch (type) {
     case 'tcp': {
-      const proxy = (options as TcpListenerOptions).proxyProtocol === true;
+      const proxy = tcpOptions.proxyProtocol === true;
       server = createServer((socket) => {
         if (!track(socket, proxy)) return;
         if (!proxy) {
@@ -194,10 +219,16 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
           return;
         }
         socket.on('error', () => {});
+        if (trusted && !trusted.has(ipOf(socket.remoteAddress ?? ''))) {
+          logger.warn({ listener: name, address: socketAddress(socket) }, 'connection from an address not in trustedProxies; closed');
+          socket.destroy();
+          return;
+        }
         readProxyHeader(socket, core.limits.connectTimeout).then(
           (header) => {
             const info = baseInfo();
             if (header.remoteAddress) info.remoteAddress = header.remoteAddress;
+            if (trusted) Object.assign(info, proxiedTlsFields(header.tls, tcpOptions));
             attachSocket(core, socket, info, { head: header.rest, maxBytesRate: limits.maxBytesRate });
           },
           (err: Error) => {
