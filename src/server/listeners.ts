@@ -13,7 +13,7 @@ import type { Security } from '../auth/security.js';
 import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } from '../transport/direct-tcp.js';
 import { readProxyHeader } from '../transport/proxy-protocol.js';
 import { proxiedTlsFields, type ProxiedTlsSettings } from '../transport/proxy-tls.js';
-import { AddressSet, ipOf } from '../auth/address.js';
+import { AddressSet, ipOf } from '../util/address.js';
 import { attachSocket, socketAddress, type TransportInit } from '../transport/stream.js';
 import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from '../transport/tls.js';
 import { ANY_PATH, webSocketEndpoint } from '../transport/websocket.js';
