@@ -241,7 +241,7 @@ export class Channel implements SessionLink {
   tickWatched(now: number): boolean {
     if (this.state !== 'connected') return false;
     this.checkSlowConsumer(now);
-    return this.state === 'connected' && (this.stalledSince !== undefined || this.session!.queuedCount > 0);
+    return this.state === 'connected' && (this.stalledSince !== undefined || this.session!.hasBacklog);
   }
 
   /**

@@ -134,9 +134,7 @@ function sendRetained(ch: Channel, granted: { entry: SubscriptionEntry; existed:
   for (const { entry, existed } of granted) {
     // Shared subscriptions get no retained messages; Retain Handling 1 only for a new subscription, 2 never.
     if (entry.shareGroup !== undefined || entry.retainHandling === 2 || (entry.retainHandling === 1 && existed)) continue;
-    for (const m of retained.match(entry.filter, now)) {
-      session.deliver(m, Math.min(m.qos, entry.qos) as QoS, true, entry.subscriptionIds, undefined);
-    }
+    session.sendRetained(retained.match(entry.filter, now), entry.qos, entry.subscriptionIds);
   }
 }
 

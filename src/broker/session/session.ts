@@ -35,6 +35,15 @@ export interface SessionLink {
   watchOutput(): void;
 }
 
+/** Retained messages a new subscription matched, not all sent yet (Session.sendRetained). */
+interface RetainedBatch {
+  messages: Message[];
+  next: number;
+  /** The subscription's QoS: each message goes at the lower of it and its own. */
+  qos: QoS;
+  ids: readonly number[] | undefined;
+}
+
 /** A PUBACK, PUBREC or PUBCOMP from the client, by packet type. */
 export type AckType = 4 | 5 | 7;
 
@@ -62,6 +71,12 @@ export class Session {
    * than what was in flight ([MQTT-4.9.0-2]), so the rest follow as acknowledgements free the window.
    */
   private heldResends: { order: InflightMessage[]; next: number; ids: Set<number> } | undefined;
+  /**
+   * Retained messages for new subscriptions, sent as the in-flight window and the output allow: a cursor over
+   * the matches, not the queue, so a subscription matching more retained messages than maxQueuedMessages, or
+   * larger ones than the output buffer holds, gets every one of them at every QoS.
+   */
+  private retainedBacklog: RetainedBatch[] | undefined;
 
   constructor(
     clientId: string,
@@ -226,7 +241,7 @@ export class Session {
       }
       return;
     }
-    if (full || this.queuedCount > 0 || this.inflightCount >= link.sendWindow) {
+    if (full || this.queuedCount > 0 || this.retainedBacklog !== undefined || this.inflightCount >= link.sendWindow) {
       this.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.context.clock.now(), shareKey });
       link.watchOutput();
       return;
@@ -244,11 +259,52 @@ export class Session {
     }
   }
 
+  /** Something waits to be sent: queued messages or retained ones for a new subscription. */
+  get hasBacklog(): boolean {
+    return this.queuedCount > 0 || this.retainedBacklog !== undefined;
+  }
+
+  /**
+   * Retained messages matched by a new subscription, after its SUBACK ([MQTT-3.3.1-9]: with RETAIN set), at
+   * the lower of their QoS and the subscription's; they go out as the window and the output allow.
+   */
+  sendRetained(messages: Message[], qos: QoS, ids: readonly number[] | undefined): void {
+    if (messages.length === 0 || this.link === undefined) return;
+    (this.retainedBacklog ??= []).push({ messages, next: 0, qos, ids });
+    this.drain();
+  }
+
+  /** Sends retained messages while there is room; false while some wait. */
+  private drainRetained(link: SessionLink): boolean {
+    const batches = this.retainedBacklog!;
+    const now = this.context.clock.now();
+    while (batches.length > 0) {
+      const batch = batches[0]!;
+      while (batch.next < batch.messages.length) {
+        if (link.outputFull() || this.link !== link) return false;
+        const m = batch.messages[batch.next]!;
+        const qos = (m.qos < batch.qos ? m.qos : batch.qos) as QoS;
+        if (qos > 0 && this.inflightCount >= link.sendWindow) return false;
+        batch.next++;
+        if (m.expiresAt !== undefined && m.expiresAt < now) continue;
+        if (qos === 0) link.writePublish(m, 0, true, batch.ids, undefined, false);
+        else this.sendTracked(link, m, qos, true, batch.ids, undefined);
+      }
+      batches.shift();
+    }
+    this.retainedBacklog = undefined;
+    return true;
+  }
+
   /** Moves queued messages into the in-flight window while it and the output have room, dropping expired ones. */
   drain(): void {
     const link = this.link;
     if (link === undefined) return;
     if (this.heldResends !== undefined && !this.resendHeld(link)) {
+      link.watchOutput();
+      return;
+    }
+    if (this.retainedBacklog !== undefined && !this.drainRetained(link)) {
       link.watchOutput();
       return;
     }
@@ -281,10 +337,25 @@ export class Session {
     this.drain();
   }
 
-  /** The connection ended: the session waits, offline. */
+  /**
+   * The connection ended: the session waits, offline. Retained messages not sent yet join the queue (QoS 1/2,
+   * within its limits), as any message for an offline session would.
+   */
   unlink(link: SessionLink): void {
-    if (this.link === link) this.link = undefined;
+    if (this.link !== link) return;
+    this.link = undefined;
     this.heldResends = undefined;
+    const backlog = this.retainedBacklog;
+    if (backlog === undefined) return;
+    this.retainedBacklog = undefined;
+    const now = this.context.clock.now();
+    for (const batch of backlog) {
+      for (let i = batch.next; i < batch.messages.length; i++) {
+        const m = batch.messages[i]!;
+        const qos = (m.qos < batch.qos ? m.qos : batch.qos) as QoS;
+        if (qos > 0 || this.context.limits.queueQos0) this.enqueue({ message: m, qos, retain: true, subscriptionIds: batch.ids, queuedAt: now });
+      }
+    }
   }
 
   private resend(link: SessionLink, m: InflightMessage): void {
