@@ -391,6 +391,8 @@ export class Channel {
 
   private onConnect(p: ConnectPacket): void {
     this.version = p.protocolVersion;
+    const t0 = this.transport;
+    this.core.events.connectReceived?.(t0.remoteAddress, { clientId: p.clientId, username: p.username, protocolVersion: p.protocolVersion, listener: t0.listener, clean: p.clean, keepAlive: p.keepAlive });
     this.state = 'authenticating';
     const limits = this.core.limits;
     const props = p.properties;
@@ -720,6 +722,7 @@ export class Channel {
   private onPublish(p: PublishPacket): void {
     const limits = this.core.limits;
     this.core.stats.publishReceived++;
+    this.core.stats.publishReceivedByQos[p.qos]++;
     const limited = this.transport.publishLimit?.(this.core.clock.now(), p.payload.length) ?? 0;
     if (limited !== 0) {
       this.serverDisconnect(limited, 'publish rate limit exceeded');
@@ -1054,12 +1057,16 @@ export class Channel {
   deliver(message: Message, qos: QoS, retain: boolean, ids?: readonly number[], shareKey?: string): void {
     const session = this.session;
     if (this.state !== 'connected' || !session) return;
-    if (message.expiresAt !== undefined && message.expiresAt < this.core.clock.now()) return;
+    if (message.expiresAt !== undefined && message.expiresAt < this.core.clock.now()) {
+      this.core.stats.droppedExpired++;
+      return;
+    }
     const full = this.outputFull();
     if (qos === 0) {
       // A slow reader loses QoS 0 messages rather than growing the broker's memory.
       if (full) {
         this.core.droppedMessages++;
+        this.core.stats.droppedOutputFull++;
         this.watchOutput();
       } else {
         this.writePublish(message, 0, retain, ids, undefined, false);
@@ -1102,7 +1109,10 @@ export class Channel {
     const now = this.core.clock.now();
     while (session.queuedCount > 0 && session.inflightCount < this.sendWindow && !this.outputFull() && this.state === 'connected') {
       const item = session.takeQueued()!;
-      if (this.core.isExpired(item.message, item.queuedAt, now)) continue;
+      if (this.core.isExpired(item.message, item.queuedAt, now)) {
+        this.core.stats.droppedExpired++;
+        continue;
+      }
       if (item.qos === 0) this.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);
       else this.sendTracked(item.message, item.qos, item.retain, item.subscriptionIds, item.shareKey);
     }
@@ -1154,9 +1164,11 @@ export class Channel {
     if (encoded.length > this.clientMaxPacketSize) {
       // [MQTT-3.1.2-25] never send a packet larger than the client's Maximum Packet Size: drop it for this client.
       this.core.droppedMessages++;
+      this.core.stats.droppedTooLarge++;
       return false;
     }
     this.core.stats.publishSent++;
+    this.core.stats.publishSentByQos[qos]++;
     this.write(encoded);
     return true;
   }
