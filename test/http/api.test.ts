@@ -164,6 +164,7 @@ describe('HTTP API: clients', () => {
     await eventually(() => wills.length === 1, 2000, 'the will');
     assert.equal(h.broker.inspect.hasSession('victim'), true);
     const history = await h.api('GET', '/api/v1/clients/victim/history');
+    assert.deepEqual([history.json.connected, history.json.session], [false, true]);
     const last = history.json.events.at(-1);
     assert.deepEqual([last.event, last.cause, last.code, last.will], ['disconnect', 'administrative_action', '0x98', true]);
     assert.equal((await h.api('DELETE', '/api/v1/clients/victim')).status, 404);
@@ -215,6 +216,7 @@ describe('HTTP API: connection history', () => {
     assert.equal(broken.event, 'disconnect');
     assert.equal(broken.cause, 'malformed_packet');
     assert.equal(broken.will, true, 'closed by the server for a protocol error: the will is published [MQTT-3.1.2-8]');
+    assert.deepEqual((await h.api('GET', '/api/v1/clients/nobody/history')).json, { clientId: 'nobody', connected: false, session: false, events: [] });
     const recent = await h.api('GET', '/api/v1/history?limit=2');
     assert.deepEqual(recent.json.items.map((i: { clientId: string }) => i.clientId), ['broken', 'meter-1']);
   });

@@ -121,20 +121,26 @@ export function registerClientRoutes(app: FastifyInstance, ctx: HttpAppContext):
     '/api/v1/clients/:clientId/history',
     {
       schema: {
-        summary: "The Client ID's recent connection history, oldest first: CONNECT seen, CONNACK code, disconnect cause, will sent",
+        summary: "The Client ID's recent connection history, oldest first: CONNECT seen, CONNACK code, disconnect cause, will sent (empty when none is kept)",
         tags,
         params: CLIENT_ID_PARAMS,
         response: {
-          200: { type: 'object', properties: { clientId: { type: 'string' }, events: { type: 'array', items: HISTORY_ENTRY_SCHEMA } } },
-          404: errorRef,
+          200: {
+            type: 'object',
+            properties: {
+              clientId: { type: 'string' },
+              connected: { type: 'boolean' },
+              session: { type: 'boolean', description: 'The broker holds a session for it' },
+              events: { type: 'array', items: HISTORY_ENTRY_SCHEMA },
+            },
+          },
         },
       },
     },
     async (request) => {
       const { clientId } = request.params;
-      const entries = history.get(clientId);
-      if (!entries) throw new HttpError(404, `no connection history for ${JSON.stringify(clientId)}`, 'clientId');
-      return { clientId, events: entries.map(historyJson) };
+      const entries = history.get(clientId) ?? [];
+      return { clientId, connected: broker.inspect.isConnected(clientId), session: broker.inspect.hasSession(clientId), events: entries.map(historyJson) };
     },
   ).delete<{ Params: { clientId: string } }>(
     '/api/v1/clients/:clientId',
