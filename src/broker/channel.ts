@@ -391,8 +391,8 @@ export class Channel {
 
   private onConnect(p: ConnectPacket): void {
     this.version = p.protocolVersion;
-    const t0 = this.transport;
-    this.core.events.connectReceived?.(t0.remoteAddress, { clientId: p.clientId, username: p.username, protocolVersion: p.protocolVersion, listener: t0.listener, clean: p.clean, keepAlive: p.keepAlive });
+    const t = this.transport;
+    this.core.events.connectReceived?.(t.remoteAddress, { clientId: p.clientId, username: p.username, protocolVersion: p.protocolVersion, listener: t.listener, clean: p.clean, keepAlive: p.keepAlive });
     this.state = 'authenticating';
     const limits = this.core.limits;
     const props = p.properties;
@@ -403,7 +403,6 @@ export class Channel {
       if (props?.topicAliasMaximum) this.clientTopicAliasMaximum = props.topicAliasMaximum;
     }
     const methodName = this.version === 5 ? props?.authenticationMethod : undefined;
-    const t = this.transport;
     if (t.identityMissing !== undefined) {
       // As Mosquitto's use_identity_as_username: a certificate without the identity is bad credentials.
       this.refuse(ReasonCode.BadUserNameOrPassword, t.identityMissing);

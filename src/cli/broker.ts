@@ -96,7 +96,7 @@ export function registerBrokerCommand(program: Command): void {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => {
-        logger.info('SIGHUP: reloading password file, ACL and certificates');
+        logger.info('SIGHUP: reloading password file, ACL, certificates and the HTTP API token');
         running.reload();
       });
     });

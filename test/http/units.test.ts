@@ -114,3 +114,15 @@ describe('http listener configuration', () => {
     assert.deepEqual(effective.listeners, [{ type: 'http', host: '127.0.0.1', port: 18083 }]);
   });
 });
+
+describe('docs/http-api.md', () => {
+  it('its broker configuration examples are valid configurations', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { fileURLToPath } = await import('node:url');
+    const { parse } = await import('yaml');
+    const doc = readFileSync(fileURLToPath(new URL('../../../docs/http-api.md', import.meta.url)), 'utf8');
+    const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!).filter((b) => b.includes('listeners:'));
+    assert.ok(blocks.length >= 1);
+    for (const b of blocks) assert.doesNotThrow(() => validateConfig(parse(b)), b);
+  });
+});
