@@ -68,9 +68,11 @@ export async function buildHttpApp(ctx: HttpAppContext): Promise<FastifyInstance
   const open = new Set<string>(ctx.publicEndpoints.map((e) => `/${e}`));
   open.add(OPENAPI_PATH);
   app.addHook('onRequest', async (request, reply) => {
-    const path = request.url.split('?')[0]!;
-    const guarded = path.startsWith('/api/') || path === '/metrics' || path === '/health' || path === '/ready';
-    if (!guarded || open.has(path)) return;
+    // The route matched, not the URL as sent: "/%61pi/v1/clients" reaches the same handler as "/api/v1/clients".
+    const route = request.routeOptions.url;
+    if (route === undefined) return; // no route: 404
+    const guarded = route.startsWith('/api/') || route === '/metrics' || route === '/health' || route === '/ready';
+    if (!guarded || open.has(route)) return;
     if (!ctx.token.check(request.headers.authorization)) {
       return reply
         .code(401)

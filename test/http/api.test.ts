@@ -24,6 +24,11 @@ describe('HTTP API: authentication', () => {
       assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer/);
     }
     assert.equal((await h.api('GET', '/api/v1/clients')).status, 200);
+    // However the path is spelled, the route decides: no way around the token.
+    for (const path of ['/%61pi/v1/clients', '/api/v1/clients/', '/api//v1/clients', '/api/v1/%63lients', '/api/v1/clients?x=/health']) {
+      const r = await request(h.base, 'GET', path);
+      assert.ok(r.status === 401 || r.status === 404, `${path}: ${r.status}`);
+    }
     // A refused request with a body never reaches the handler: nothing was published.
     const refused = await request(h.base, 'POST', '/api/v1/publish', { topic: 'x', payload: 'y', retain: true });
     assert.equal(refused.status, 401);
