@@ -48,7 +48,7 @@ export function registerBrokerCommand(program: Command): void {
     .addHelpText(
       'after',
       '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
-        'SIGHUP reloads the password file, the ACL file, TLS certificates and the HTTP API token (they are also reloaded when they change).\n' +
+        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change), and the HTTP API token.\n' +
         '\nExamples:\n  petrel broker\n  petrel broker --port 1884 --log-level debug\n  petrel broker -c petrel.config.yaml --print-config\n',
     )
     .action(async (flags: BrokerFlags) => {

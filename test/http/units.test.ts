@@ -106,6 +106,22 @@ describe('http listener configuration', () => {
     assert.throws(() => applyHttpFlags({}, { httpPort: '0x10' }), /--http-port: must be a whole number from 0 to 65535/);
   });
 
+  it('petrel broker --http-port/--http-host/--http-token-file reach the configuration; --help names them', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const bin = fileURLToPath(new URL('../../../bin/petrel.js', import.meta.url));
+    const run = (args: string[]) => spawnSync(process.execPath, [bin, 'broker', ...args], { encoding: 'utf8', cwd: tmpdir(), env: { ...process.env, NO_COLOR: '1' } });
+    const r = run(['--port', '1884', '--http-port', '18099', '--http-host', '0.0.0.0', '--http-token-file', '/etc/petrel/token', '--print-config', 'json']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).listeners, [{ type: 'tcp', host: '0.0.0.0', port: 1884 }, { type: 'http', host: '0.0.0.0', port: 18099, tokenFile: '/etc/petrel/token' }]);
+    const bad = run(['--http-port', 'eighty']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--http-port: must be a whole number/);
+    const help = run(['--help']).stdout;
+    for (const flag of ['--http-port', '--http-host', '--http-token-file']) assert.ok(help.includes(flag), flag);
+    assert.match(help, /SIGHUP reloads .* and the HTTP API token/s);
+  });
+
   it('checks the http listener keys of a config file, naming the field; print-config shows its defaults', () => {
     assert.throws(() => validateConfig({ listeners: [{ type: 'http', tokenfile: 'x' }] }), /listeners\[0\]\.tokenfile/);
     assert.throws(() => validateConfig({ listeners: [{ type: 'http', publicEndpoints: ['api'] }] }), /listeners\[0\]\.publicEndpoints\[0\]/);
