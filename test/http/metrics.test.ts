@@ -120,4 +120,18 @@ describe('/metrics', () => {
     const last = (await h.api('GET', '/api/v1/clients/sleepy/history')).json.events.at(-1);
     assert.deepEqual([last.event, last.cause, last.code], ['disconnect', 'keep_alive_timeout', '0x8d']);
   });
+
+  it('files a connection cut while its CONNECT waits for authentication under the Client ID it asked for', async (t) => {
+    let now = Date.now();
+    const h = await startHttpBroker(t, { clock: { now: () => now }, connectTimeout: 5000, authenticate: () => new Promise<boolean>(() => {}) });
+    const raw = await RawClient.open(h.mqttPort);
+    raw.send({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 30, clientId: 'stuck-1' });
+    await eventually(() => h.broker.inspect.counts().connections === 1);
+    await new Promise((r) => setTimeout(r, 100)); // the CONNECT is read
+    now += 6000;
+    await raw.waitClosed();
+    const events = (await h.api('GET', '/api/v1/clients/stuck-1/history')).json.events;
+    assert.deepEqual(events.map((e: { event: string; cause?: string }) => [e.event, e.cause]), [['connect', undefined], ['disconnect', 'connect_timeout']]);
+    assert.equal(events[1].reason, 'authentication not finished within the connect timeout');
+  });
 });
