@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { validateConfig, effectiveConfig } from '../../src/config/config.js';
 import { applyHttpFlags } from '../../src/http/cli.js';
 import { disconnectCause } from '../../src/http/causes.js';
+import { redact } from '../../src/http/routes/admin.js';
 import { ConnectionHistory, type HistoryEntry } from '../../src/http/history.js';
 import { ApiToken } from '../../src/http/token.js';
 import { createBroker } from '../../src/server/broker.js';
@@ -128,6 +129,18 @@ describe('http listener configuration', () => {
     assert.throws(() => validateConfig({ listeners: [{ type: 'htp' }] }), /listeners\[0\]\.type: must be one of .*"http"/);
     const effective = effectiveConfig(validateConfig({ listeners: [{ type: 'http' }] }));
     assert.deepEqual(effective.listeners, [{ type: 'http', host: '127.0.0.1', port: 18083 }]);
+  });
+});
+
+describe('GET /api/v1/config redaction', () => {
+  it('hides passwords, passphrases, secrets and tokens at any depth; file names stay', () => {
+    const config = { passwordFile: '/etc/p', password: 'x', listeners: [{ type: 'tls', passphrase: 'y', sni: { a: { passphrase: 'z' } } }, { type: 'http', tokenFile: '/t', token: 'w' }], clientSecret: 's' };
+    assert.deepEqual(redact(config), {
+      passwordFile: '/etc/p',
+      password: '(hidden)',
+      listeners: [{ type: 'tls', passphrase: '(hidden)', sni: { a: { passphrase: '(hidden)' } } }, { type: 'http', tokenFile: '/t', token: '(hidden)' }],
+      clientSecret: '(hidden)',
+    });
   });
 });
 
