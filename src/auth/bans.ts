@@ -34,6 +34,11 @@ export class BanList {
     return undefined;
   }
 
+  /** Every entry, as lists (for the HTTP API). */
+  list(): Required<BanOptions> {
+    return { clientIds: [...this.clientIds], usernames: [...this.usernames], addresses: [...this.addressList] };
+  }
+
   add(entry: BanOptions): void {
     entry.clientIds?.forEach((c) => this.clientIds.add(c));
     entry.usernames?.forEach((u) => this.usernames.add(u));

@@ -211,6 +211,14 @@ export class Channel implements SessionLink {
    * needs no timer reset: its time is read here.
    */
   tick(now: number): void {
+    // The whole handshake (CONNECT, and any enhanced authentication exchange) must end within connectTimeout;
+    // that deadline comes before a hook's: a connection past it is closed whatever the hook would say.
+    const handshake = this.state === 'connecting' || this.state === 'authenticating';
+    const connectDeadline = this.openedAt + this.host.limits.connectTimeout;
+    if (handshake && now >= connectDeadline) {
+      this.close({ reason: this.state === 'connecting' ? 'no CONNECT within the connect timeout' : 'authentication not finished within the connect timeout', will: false });
+      return;
+    }
     const hook = this.hook;
     if (hook !== undefined && now >= hook.deadline) {
       this.settleHook(() => hook.failed(new Error(`hook did not answer within ${this.host.limits.hookTimeout} ms`)));
@@ -218,13 +226,7 @@ export class Channel implements SessionLink {
     }
     let next = this.hook?.deadline ?? Infinity;
     if (this.state === 'connecting' || this.state === 'authenticating') {
-      // The whole handshake (CONNECT, and any enhanced authentication exchange) must end within connectTimeout.
-      const deadline = this.openedAt + this.host.limits.connectTimeout;
-      if (now >= deadline) {
-        this.close({ reason: this.state === 'connecting' ? 'no CONNECT within the connect timeout' : 'authentication not finished within the connect timeout', will: false });
-        return;
-      }
-      next = Math.min(next, deadline);
+      next = Math.min(next, connectDeadline);
     } else if (this.state === 'connected' && this.keepAliveMs > 0) {
       // [MQTT-3.1.2-24] nothing received for 1.5 x Keep Alive: close.
       const deadline = this.lastReceived + this.keepAliveMs * 1.5;
@@ -506,9 +508,11 @@ export class Channel implements SessionLink {
     if (encoded === undefined) {
       // [MQTT-3.1.2-25] never send a packet larger than the client's Maximum Packet Size: dropped for this client.
       this.host.stats.droppedMessages++;
+      this.host.stats.droppedTooLarge++;
       return false;
     }
     this.host.stats.publishSent++;
+    this.host.stats.publishSentByQos[qos]++;
     this.write(encoded);
     return true;
   }

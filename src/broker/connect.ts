@@ -21,8 +21,10 @@ export interface PendingConnect {
 
 export function onConnect(ch: Channel, p: ConnectPacket): void {
   ch.setVersion(p.protocolVersion);
-  ch.state = 'authenticating';
   const host = ch.host;
+  const t = ch.transport;
+  host.events.connectReceived?.(t.remoteAddress, { clientId: p.clientId, username: p.username, protocolVersion: p.protocolVersion, listener: t.listener, clean: p.clean, keepAlive: p.keepAlive });
+  ch.state = 'authenticating';
   const limits = host.limits;
   const props = p.properties;
   const version = ch.version;
@@ -33,7 +35,6 @@ export function onConnect(ch: Channel, p: ConnectPacket): void {
     if (props?.topicAliasMaximum) ch.writer.topicAliasMaximum = props.topicAliasMaximum;
   }
   const methodName = version === 5 ? props?.authenticationMethod : undefined;
-  const t = ch.transport;
   if (t.identityMissing !== undefined) {
     // As Mosquitto's use_identity_as_username: a certificate without the identity is bad credentials.
     refuseConnect(ch, ReasonCode.BadUserNameOrPassword, t.identityMissing);

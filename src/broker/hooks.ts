@@ -64,8 +64,20 @@ export interface DisconnectInfo {
   willPublished: boolean;
 }
 
+/** What a CONNECT asked for, as it arrived (the Client ID may be empty, or replaced by a certificate's). */
+export interface ConnectSeen {
+  clientId: string;
+  username?: string;
+  protocolVersion: ProtocolVersion;
+  listener: string;
+  clean: boolean;
+  keepAlive: number;
+}
+
 /** What the core reports; the Broker turns these into events and log lines. */
 export interface BrokerEvents {
+  /** A CONNECT arrived (before any check or authentication): what it asked for, for connection histories. */
+  connectReceived?(remoteAddress: string, connect: ConnectSeen): void;
   clientConnected?(client: ClientInfo, details: { sessionPresent: boolean; clean: boolean; keepAlive: number }): void;
   clientDisconnected?(client: ClientInfo | undefined, remoteAddress: string, info: DisconnectInfo): void;
   /** A connection refused at CONNECT (CONNACK with an error code). */

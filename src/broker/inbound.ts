@@ -14,6 +14,7 @@ export function onPublish(ch: Channel, p: PublishPacket): void {
   const host = ch.host;
   const limits = host.limits;
   host.stats.publishReceived++;
+  host.stats.publishReceivedByQos[p.qos]++;
   const limited = ch.transport.publishLimit?.(host.clock.now(), p.payload.length) ?? 0;
   if (limited !== 0) {
     ch.serverDisconnect(limited, 'publish rate limit exceeded');

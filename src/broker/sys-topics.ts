@@ -20,6 +20,17 @@ export interface BrokerStats {
   droppedMessages: number;
   /** Retained messages on new topics not kept because maxRetainedMessages topics had one. */
   retainedRefused: number;
+  /** PUBLISH packets received and sent, by QoS (index 0-2), for metrics. */
+  publishReceivedByQos: [number, number, number];
+  publishSentByQos: [number, number, number];
+  /**
+   * Messages dropped for a subscriber, by reason (their sum with queue-full drops is core.droppedMessages):
+   * QoS 0 while the output was over the high-water mark; larger than the client's Maximum Packet Size.
+   */
+  droppedOutputFull: number;
+  droppedTooLarge: number;
+  /** Messages past their expiry when their turn to be sent came (not in droppedMessages). */
+  droppedExpired: number;
 }
 
 export const newStats = (): BrokerStats => ({
@@ -32,6 +43,11 @@ export const newStats = (): BrokerStats => ({
   sessionsExpired: 0,
   droppedMessages: 0,
   retainedRefused: 0,
+  publishReceivedByQos: [0, 0, 0],
+  publishSentByQos: [0, 0, 0],
+  droppedOutputFull: 0,
+  droppedTooLarge: 0,
+  droppedExpired: 0,
 });
 
 export interface SysTopicsOptions {

@@ -4,8 +4,9 @@ import { createBroker } from '../server/broker.js';
 import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
 import { createLogger, defaultLogFormat, LOG_FORMATS, type LogFormat } from '../runtime/logger.js';
 import { tuneV8 } from '../runtime/v8-tuning.js';
+import { applyHttpFlags, type HttpFlags } from '../http/cli.js';
 
-interface BrokerFlags {
+interface BrokerFlags extends HttpFlags {
   port?: string;
   host?: string;
   config?: string;
@@ -29,11 +30,14 @@ export function registerBrokerCommand(program: Command): void {
     .option('--password-file <file>', 'password file made with `petrel passwd`')
     .option('--acl-file <file>', 'ACL rule file (see docs/configuration.md)')
     .option('--no-anonymous', 'refuse clients without a username')
+    .option('--http-port <port>', 'HTTP listener for /metrics, /health, /ready, the JSON API and the dashboard (docs/http-api.md)')
+    .option('--http-host <host>', 'address of the HTTP listener (default 127.0.0.1)')
+    .option('--http-token-file <file>', 'bearer token for /api/* (default: made in ./petrel-data/http-token)')
     .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
     .addHelpText(
       'after',
       '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
-        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change).\n' +
+        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change), and the HTTP API token.\n' +
         '\nExamples:\n  petrel broker\n  petrel broker --port 1884 --log-level debug\n  petrel broker -c petrel.config.yaml --print-config\n',
     )
     .action(async (flags: BrokerFlags) => {
@@ -83,7 +87,7 @@ export function registerBrokerCommand(program: Command): void {
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => {
-        logger.info('SIGHUP: reloading password file, ACL and certificates');
+        logger.info('SIGHUP: reloading password file, ACL, certificates and the HTTP API token');
         running.reload();
       });
     });
@@ -109,5 +113,5 @@ function loadConfig(flags: BrokerFlags): FileConfig {
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.acl = { file: flags.aclFile };
   if (flags.anonymous === false) overrides.allowAnonymous = false;
-  return resolveConfig({ file: flags.config, flags: overrides });
+  return applyHttpFlags(resolveConfig({ file: flags.config, flags: overrides }), flags);
 }

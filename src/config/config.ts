@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS } from '../broker/options.js';
 import { DEFAULT_PORTS, DEFAULT_WS_PATH } from '../server/listeners.js';
 import { compileRule, type AclRule } from '../auth/acl.js';
 import { checkAddressEntry } from '../util/address.js';
+import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from '../http/options.js';
 import type { MemoryProfile } from '../runtime/v8-tuning.js';
 import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, object, oneOf, record, string, U32, type Check } from './checks.js';
 
@@ -60,13 +61,24 @@ const LISTENER_SHAPES: Record<string, Check> = {
   tls: object({ ...COMMON_LISTENER, ...TLS_KEYS }),
   ws: object({ ...COMMON_LISTENER, path: wsPath }),
   wss: object({ ...COMMON_LISTENER, ...TLS_KEYS, path: wsPath }),
+  http: object({
+    type: oneOf('http'),
+    host: string,
+    port,
+    name: string,
+    tokenFile: string,
+    publicEndpoints: array(oneOf('metrics', 'health', 'ready')),
+    dashboard: boolean,
+    historySize: integer(1, 10_000),
+    historyClients: integer(1, 10_000_000),
+  }),
 };
 
 const listener: Check = (v, path) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
   const type = (v as { type?: unknown }).type ?? 'tcp';
   const shape = Object.hasOwn(LISTENER_SHAPES, String(type)) ? LISTENER_SHAPES[String(type)] : undefined;
-  if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss"');
+  if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss", "http"');
   const out = shape({ ...v, type }, path) as Record<string, unknown>;
   if (type === 'tls' || type === 'wss') {
     for (const key of ['cert', 'key']) if (out[key] === undefined) fail(`${path}.${key}`, `required for a ${type} listener (PEM file)`);
@@ -121,6 +133,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   logLevel: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   memoryProfile: oneOf('compact', 'throughput'),
   connectionLogRate: integer(0, 1_000_000),
+  dataDir: string,
   ...LIMIT_CHECKS,
   // security
   passwordFile: string,
@@ -245,6 +258,7 @@ export function effectiveConfig(config: FileConfig): Record<string, unknown> {
     ...limits,
     ...rest,
     listeners: list.map(({ type = 'tcp', ...l }) => {
+      if (type === 'http') return { type, host: DEFAULT_HTTP_HOST, port: DEFAULT_HTTP_PORT, ...l };
       const out: Record<string, unknown> = { type, host: '0.0.0.0', port: DEFAULT_PORTS[type], ...l };
       if (type === 'ws' || type === 'wss') out.path ??= DEFAULT_WS_PATH;
       if ('passphrase' in out) out.passphrase = '(hidden)';

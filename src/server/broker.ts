@@ -12,7 +12,8 @@ import { GRACEFUL_CLOSE_MS } from '../transport/batched-output.js';
 import { startListener, type ListenerOptions, type RunningListener } from './listeners.js';
 import { PemFileError } from '../transport/tls.js';
 import { BrokerCore, type Clock } from '../broker/core.js';
-import type { BrokerEvents, BrokerHooks, ClientInfo, DisconnectInfo } from '../broker/hooks.js';
+import type { BrokerEvents, BrokerHooks, ClientInfo, ConnectSeen, DisconnectInfo } from '../broker/hooks.js';
+import type { HttpListenerOptions } from '../http/options.js';
 import { createMessage, type Message } from '../broker/message.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from '../broker/options.js';
 import type { AuthMethod } from '../broker/enhanced-auth.js';
@@ -21,7 +22,7 @@ import { BrokerInspector } from '../broker/inspect.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS } from '../config/checks.js';
 
-export type { ListenerOptions };
+export type { ListenerOptions, HttpListenerOptions };
 
 /** Listeners when neither `listeners` nor `port`/`host` is given: MQTT on TCP 1883 and WebSocket 8083. */
 export const DEFAULT_LISTENERS: ListenerOptions[] = [
@@ -33,7 +34,10 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
   /** Shorthand for one TCP listener (0.0.0.0:1883 by default) instead of DEFAULT_LISTENERS, when `listeners` is not given. */
   host?: string;
   port?: number;
-  listeners?: ListenerOptions[];
+  /** MQTT listeners (tcp, tls, ws, wss) and the HTTP listener (metrics, API, dashboard: src/http). */
+  listeners?: (ListenerOptions | HttpListenerOptions)[];
+  /** Directory for files the broker makes (the HTTP API token); default ./petrel-data. */
+  dataDir?: string;
   /** A pino logger; default: silent when embedded (the CLI passes a real one). */
   logger?: Logger;
   /** Time source for the core (tests pass a fake clock). */
@@ -50,6 +54,7 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
 }
 
 export interface BrokerEventMap {
+  connectReceived: [remoteAddress: string, connect: ConnectSeen];
   clientConnected: [client: ClientInfo, details: { sessionPresent: boolean; clean: boolean; keepAlive: number }];
   clientDisconnected: [client: ClientInfo | undefined, info: DisconnectInfo & { remoteAddress: string }];
   clientRefused: [info: { remoteAddress: string; clientId?: string; reasonCode: number; reason: string }];
@@ -63,7 +68,11 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Read-only views of connections, sessions, subscriptions and retained messages (src/broker/inspect.ts). */
   readonly inspect: BrokerInspector;
   readonly logger: Logger;
-  private readonly listenerOptions: ListenerOptions[];
+  private readonly listenerOptions: (ListenerOptions | HttpListenerOptions)[];
+  /** The options given (the HTTP API shows them, secrets hidden). */
+  readonly options: Readonly<BrokerOptions>;
+  /** starting: listen() not finished; listening: every listener up; closed: close() was called. */
+  private lifecycle: 'new' | 'starting' | 'listening' | 'closed' = 'new';
   private readonly running: RunningListener[] = [];
   private ticker: NodeJS.Timeout | undefined;
   private listenCalled = false;
@@ -78,6 +87,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   constructor(options: BrokerOptions = {}) {
     super();
     checkOptions(options);
+    this.options = options;
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.connectionLogRate = options.connectionLogRate ?? 100;
     this.connectedLines = new LogThrottle(this.connectionLogRate, (skipped) => this.skippedLines('client connected', skipped));
@@ -150,6 +160,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private coreEvents(): BrokerEvents {
     const log = this.logger;
     return {
+      connectReceived: (remoteAddress, connect) => {
+        if (this.listenerCount('connectReceived') > 0) this.notify('connectReceived', remoteAddress, connect);
+      },
       clientConnected: (client, details) => {
         // Log fields are built only when the line is written: at 10k+ connections/s the garbage counts.
         if (log.isLevelEnabled('info') && this.connectedLines.admit(this.core.clock.now())) {
@@ -201,11 +214,16 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   async listen(): Promise<void> {
     if (this.listenCalled) throw new Error('the broker is already listening (listen() was called before)');
     this.listenCalled = true;
+    this.lifecycle = 'starting';
     this.logger.info({ version: PETREL_VERSION, node: process.version }, 'petrel broker starting');
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
       try {
-        listener = await startListener(this.core, options, { logger: this.logger, security: this.security, rateLimits: this.rateLimits });
+        // The HTTP listener (and fastify) is loaded only when configured.
+        listener =
+          options.type === 'http'
+            ? await (await import('../http/server.js')).startHttpListener(this, options)
+            : await startListener(this.core, options, { logger: this.logger, security: this.security, rateLimits: this.rateLimits });
       } catch (err) {
         // A certificate file that cannot be read is named by its place in the configuration.
         if (err instanceof PemFileError) throw new Error(`listeners[${index}].${err.message}`, { cause: err });
@@ -227,6 +245,22 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       }
     }, this.tickInterval);
     this.ticker.unref();
+    if (this.lifecycle === 'starting') this.lifecycle = 'listening';
+  }
+
+  /** True once every listener is up, until close(): what a readiness probe asks. */
+  get ready(): boolean {
+    return this.lifecycle === 'listening';
+  }
+
+  /** The running listeners: name, type, address and open connections. */
+  runningListeners(): { name: string; type: string; host: string; port: number; connections: number }[] {
+    return this.running.map((l) => ({ name: l.name, type: l.type, host: l.address().address, port: l.address().port, connections: l.connections() }));
+  }
+
+  /** Sums over every session, for metrics: outgoing messages in flight, messages queued and their payload bytes. */
+  sessionTotals(): { inflight: number; queued: number; queuedBytes: number } {
+    return this.inspect.sessionTotals();
   }
 
   /** Address of the first listener (or the one at `index`). */
@@ -279,6 +313,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
 
   /** Stops listening, disconnects every client (5.0: DISCONNECT 0x8B) and stops the timers. */
   async close(): Promise<void> {
+    this.lifecycle = 'closed';
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = undefined;
     this.security.close();
@@ -297,6 +332,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   host: true,
   port: true,
   listeners: true,
+  dataDir: true,
   logger: true,
   clock: true,
   authMethods: true,

@@ -108,7 +108,7 @@ export interface ListenerContext {
 
 export interface RunningListener {
   readonly name: string;
-  readonly type: ListenerType;
+  readonly type: ListenerType | 'http';
   /** What carries the connections: libuv handles driven directly, or node:net sockets (tls, ws, fallbacks). */
   readonly sockets: 'direct' | 'net';
   /** Handles accepting on the listening socket (1 for node:net servers). */

@@ -30,10 +30,12 @@ const ALLOWED: Record<string, string[]> = {
   // Benchmark library: a client-side load generator.
   bench: ['protocol', 'client', 'util'],
   runtime: ['util'],
+  // The HTTP API: reads the broker through the facade (server) and its inspection API.
+  http: ['protocol', 'broker', 'server', 'config', 'auth', 'util', 'version.ts', 'runtime'],
 };
 
 /** The `petrel` command may use public entry points and the composition roots, not the layers' internals. */
-const CLI_ALLOWED = ['index.ts', 'client/index.ts', 'protocol/index.ts', 'server', 'config', 'runtime', 'bench', 'version.ts', 'mqttsn', 'auth/password-file.ts', 'client', 'protocol'];
+const CLI_ALLOWED = ['index.ts', 'client/index.ts', 'protocol/index.ts', 'server', 'config', 'runtime', 'bench', 'version.ts', 'mqttsn', 'http/cli.ts', 'auth/password-file.ts', 'client', 'protocol'];
 
 function* files(dir: string): Generator<string> {
   for (const name of readdirSync(dir)) {

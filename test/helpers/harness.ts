@@ -34,7 +34,7 @@ export interface Harness {
 
 export async function setup(t: TestContext, options: BrokerOptions = {}): Promise<Harness> {
   const { broker, port, url } = await startBroker(options);
-  const events: Recorded = { clientConnected: [], clientDisconnected: [], clientRefused: [], subscribed: [], unsubscribed: [], published: [] };
+  const events: Recorded = { connectReceived: [], clientConnected: [], clientDisconnected: [], clientRefused: [], subscribed: [], unsubscribed: [], published: [] };
   for (const name of Object.keys(events) as (keyof BrokerEventMap)[]) {
     broker.on(name, (...args: unknown[]) => (events[name] as unknown[][]).push(args));
   }

@@ -229,12 +229,16 @@ export class Session {
       this.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.context.clock.now(), shareKey });
       return;
     }
-    if (message.expiresAt !== undefined && message.expiresAt < this.context.clock.now()) return;
+    if (message.expiresAt !== undefined && message.expiresAt < this.context.clock.now()) {
+      this.context.stats.droppedExpired++;
+      return;
+    }
     const full = link.outputFull();
     if (qos === 0) {
       // A slow reader loses QoS 0 messages rather than growing the broker's memory.
       if (full) {
         this.context.stats.droppedMessages++;
+        this.context.stats.droppedOutputFull++;
         link.watchOutput();
       } else {
         link.writePublish(message, 0, retain, ids, undefined, false, encodings);
@@ -286,7 +290,10 @@ export class Session {
         const qos = (m.qos < batch.qos ? m.qos : batch.qos) as QoS;
         if (qos > 0 && this.inflightCount >= link.sendWindow) return false;
         batch.next++;
-        if (m.expiresAt !== undefined && m.expiresAt < now) continue;
+        if (m.expiresAt !== undefined && m.expiresAt < now) {
+          this.context.stats.droppedExpired++;
+          continue;
+        }
         if (qos === 0) link.writePublish(m, 0, true, batch.ids, undefined, false);
         else this.sendTracked(link, m, qos, true, batch.ids, undefined);
       }
@@ -313,7 +320,10 @@ export class Session {
     const offlineLimitMs = this.context.limits.offlineMessageExpiry * 1000;
     while (this.queuedCount > 0 && this.inflightCount < link.sendWindow && !link.outputFull() && this.link === link) {
       const item = this.takeQueued()!;
-      if (messageExpired(item.message, item.queuedAt, now, offlineLimitMs)) continue;
+      if (messageExpired(item.message, item.queuedAt, now, offlineLimitMs)) {
+        this.context.stats.droppedExpired++;
+        continue;
+      }
       if (item.qos === 0) link.writePublish(item.message, 0, item.retain, item.subscriptionIds, undefined, false);
       else this.sendTracked(link, item.message, item.qos, item.retain, item.subscriptionIds, item.shareKey);
     }
