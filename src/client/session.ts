@@ -9,50 +9,17 @@
 // Maximum allows); when it did not, unfinished messages go back to the queue as new ones.
 import { Buffer } from 'node:buffer';
 import { PacketType, ReasonCode, encodePacket } from '../protocol/index.js';
-import type {
-  ConnackPacket,
-  Packet,
-  Properties,
-  ProtocolVersion,
-  PubAckLikePacket,
-  PublishPacket,
-  QoS,
-  SubackPacket,
-  Subscription,
-  UnsubackPacket,
-} from '../protocol/index.js';
+import type { ConnackPacket, Packet, Properties, ProtocolVersion, PubAckLikePacket, PublishPacket, QoS, SubackPacket, Subscription, UnsubackPacket } from '../protocol/index.js';
 import { ClientClosedError, MqttClientError, TimeoutError, ackError, formatDuration, serverDisconnectError } from './errors.js';
 import { encodeFailure, packetName } from './failures.js';
 import { defaultPingTimeout } from './options.js';
+import { InboundFlows } from './inbound.js';
+import { ServerLimits } from './server-limits.js';
 import { KeepAlive, PacketIdAllocator } from './session-state.js';
-import type { Message, PublishResult, SubscribeResult, UnsubscribeResult } from './types.js';
+import type { Deferred, Inflight, PublishRequest, Request, SubscriptionRequest } from './requests.js';
+import type { Message, PublishResult, SubscribeResult } from './types.js';
 
-export interface Deferred<T> {
-  resolve: (value: T) => void;
-  reject: (error: Error) => void;
-}
-
-/** A request of the application (or a resubscription), from the queue to its acknowledgement. */
-export type Request =
-  | { kind: 'publish'; packet: PublishPacket; deferred: Deferred<PublishResult>; offline: boolean; cancelled?: boolean }
-  | { kind: 'subscribe'; subscriptions: Subscription[]; properties?: Properties; deferred: Deferred<SubscribeResult[]>; internal?: boolean; cancelled?: boolean }
-  | { kind: 'unsubscribe'; topicFilters: string[]; properties?: Properties; deferred: Deferred<UnsubscribeResult[]>; cancelled?: boolean };
-
-type PublishRequest = Extract<Request, { kind: 'publish' }>;
-type SubscriptionRequest = Exclude<Request, { kind: 'publish' }>;
-
-type Inflight =
-  | {
-      kind: 'publish';
-      request: PublishRequest;
-      stage: 'ack' | 'rec' | 'comp';
-      result?: PublishResult;
-      /** Sent on an earlier connection of the kept session, not yet again on this one (holds no Receive Maximum slot). */
-      resend?: boolean;
-      /** Order in which its PUBREC came: PUBRELs are resent in that order [MQTT-4.6.0-3]. */
-      pubrecOrder?: number;
-    }
-  | { kind: 'subscribe' | 'unsubscribe'; request: SubscriptionRequest };
+export type { Deferred, Request } from './requests.js';
 
 /** Where the session's output goes: the connection, the application, the facade. */
 export interface SessionOutput {
@@ -97,22 +64,18 @@ export class ClientSession {
   private resendQueue: number[] = [];
   /** PUBRECs received so far: each QoS 2 message past PUBREC keeps its place in that order. */
   private pubrecs = 0;
-  private readonly incomingQos2 = new Set<number>();
   private readonly subscriptions = new Map<string, { subscription: Subscription; properties?: Properties }>();
   private pingWaiters: Deferred<void>[] = [];
   private keepAlive: KeepAlive | undefined;
-  private readonly topicAliasesIn = new Map<number, string>();
-  // server limits from the last CONNACK
-  private receiveMaximum = 65535;
-  private maximumPacketSize = Infinity;
-  private maximumQoS: QoS = 2;
-  private retainAvailable = true;
-  private topicAliasMaximum = 0;
+  private readonly limits = new ServerLimits();
+  private readonly inbound: InboundFlows;
 
   constructor(
     private readonly config: SessionConfig,
     private readonly output: SessionOutput,
-  ) {}
+  ) {
+    this.inbound = new InboundFlows(config.topicAliasMaximum);
+  }
 
   /** Requests waiting to be sent plus requests waiting for an acknowledgement. */
   get pending(): { queued: number; inflight: number } {
@@ -132,12 +95,8 @@ export class ClientSession {
    */
   connected(packet: ConnackPacket): number {
     const props = packet.properties ?? {};
-    this.receiveMaximum = props.receiveMaximum ?? 65535;
-    this.maximumPacketSize = props.maximumPacketSize ?? Infinity;
-    this.maximumQoS = (props.maximumQoS ?? 2) as QoS;
-    this.retainAvailable = props.retainAvailable !== 0;
-    this.topicAliasMaximum = props.topicAliasMaximum ?? 0;
-    this.topicAliasesIn.clear();
+    this.limits.update(props);
+    this.inbound.connected(packet.sessionPresent);
     let keepAlive = this.config.keepAlive;
     let pingInterval = this.config.pingInterval;
     if (props.serverKeepAlive !== undefined) {
@@ -150,7 +109,6 @@ export class ClientSession {
     let first: Request[] = [];
     if (packet.sessionPresent) this.resumeFlows();
     else {
-      this.incomingQos2.clear();
       if (this.config.resubscribe) first = this.resubscriptions();
       first.push(...this.restartFlows());
     }
@@ -268,18 +226,7 @@ export class ClientSession {
 
   /** The server limits from the last CONNACK a PUBLISH must respect, as an error; undefined when it may go. */
   publishLimitError(packet: PublishPacket): MqttClientError | undefined {
-    const what = `publish to "${packet.topic}"`;
-    // [MQTT-3.2.2-11]
-    if (packet.qos > this.maximumQoS) return ackError(what, ReasonCode.QoSNotSupported, `the server supports QoS up to ${this.maximumQoS}`);
-    // [MQTT-3.2.2-14]
-    if (packet.retain && !this.retainAvailable) return ackError(what, ReasonCode.RetainNotSupported, 'the server does not support retained messages');
-    // [MQTT-3.3.2-9]: 1..Topic Alias Maximum of the CONNACK (absent: 0, no aliases)
-    const alias = packet.properties?.topicAlias;
-    if (alias !== undefined && alias > this.topicAliasMaximum) {
-      const allowed = this.topicAliasMaximum === 0 ? 'the server accepts no Topic Alias' : `the server accepts Topic Aliases 1 to ${this.topicAliasMaximum}`;
-      return ackError(what, ReasonCode.TopicAliasInvalid, `Topic Alias ${alias}: ${allowed}`);
-    }
-    return undefined;
+    return this.limits.publishError(packet);
   }
 
   // ---------------------------------------------------------------- flows across connections
@@ -369,7 +316,7 @@ export class ClientSession {
     if (!this.online) return;
     // publishes of the kept session first, in their original order [MQTT-4.6.0-1], within the
     // Receive Maximum of this connection [MQTT-3.3.4-7] [MQTT-4.9.0-2]
-    while (this.resendQueue.length > 0 && this.inflightPublishes < this.receiveMaximum && this.online) {
+    while (this.resendQueue.length > 0 && this.inflightPublishes < this.limits.receiveMaximum && this.online) {
       this.resendPublish(this.resendQueue.shift()!);
     }
     const keep: Request[] = [];
@@ -383,7 +330,7 @@ export class ClientSession {
         this.offlineCount--;
       }
       if (item.kind === 'publish') {
-        if (publishesBlocked || (item.packet.qos > 0 && this.inflightPublishes >= this.receiveMaximum)) {
+        if (publishesBlocked || (item.packet.qos > 0 && this.inflightPublishes >= this.limits.receiveMaximum)) {
           publishesBlocked = true;
           keep.push(item);
           continue;
@@ -406,23 +353,11 @@ export class ClientSession {
     this.checkIdle();
   }
 
-  /** Encodes a PUBLISH for this connection, or the error saying why the connection must not carry it. */
+  /** Encodes a PUBLISH for this connection, or the error saying why it must not carry it. */
   private encodeChecked(packet: PublishPacket): Buffer | MqttClientError {
     // checked when sent, not only in publish(): a message queued before CONNACK or while offline
     // (or resent on a new connection) meets this connection's limits
-    const refused = this.publishLimitError(packet);
-    if (refused) return refused;
-    let buf: Buffer;
-    try {
-      buf = encodePacket(packet, this.config.protocolVersion);
-    } catch (err) {
-      return new MqttClientError('INVALID_ARGUMENT', encodeFailure('PUBLISH', err), { cause: err });
-    }
-    // [MQTT-3.2.2-15]
-    if (buf.length > this.maximumPacketSize) {
-      return ackError(`publish to "${packet.topic}"`, ReasonCode.PacketTooLarge, `the packet has ${buf.length} bytes, the server accepts at most ${this.maximumPacketSize}`);
-    }
-    return buf;
+    return this.limits.encodePublish(packet, this.config.protocolVersion);
   }
 
   private sendPublish0(item: PublishRequest): void {
@@ -484,9 +419,10 @@ export class ClientSession {
       refuse(new MqttClientError('INVALID_ARGUMENT', encodeFailure(packetName(packet.type), err), { cause: err }));
       return;
     }
-    if (buf.length > this.maximumPacketSize) {
-      const what = item.kind === 'subscribe' ? `subscribe to "${item.subscriptions[0]!.topicFilter}"` : `unsubscribe from "${item.topicFilters[0]!}"`;
-      refuse(ackError(what, ReasonCode.PacketTooLarge, `the packet has ${buf.length} bytes, the server accepts at most ${this.maximumPacketSize}`));
+    const what = item.kind === 'subscribe' ? `subscribe to "${item.subscriptions[0]!.topicFilter}"` : `unsubscribe from "${item.topicFilters[0]!}"`;
+    const tooLarge = this.limits.sizeError(buf, what);
+    if (tooLarge) {
+      refuse(tooLarge);
       return;
     }
     this.inflight.set(packetId, { kind: item.kind, request: item });
@@ -513,7 +449,7 @@ export class ClientSession {
         return this.receiveAck(packet);
       case PacketType.PUBREL: {
         const { packetId } = packet;
-        const known = this.incomingQos2.delete(packetId);
+        const known = this.inbound.release(packetId);
         const unknown = known || this.config.protocolVersion !== 5 ? {} : { reasonCode: ReasonCode.PacketIdentifierNotFound };
         this.send({ type: PacketType.PUBCOMP, packetId, ...unknown });
         return;
@@ -541,27 +477,13 @@ export class ClientSession {
   }
 
   private receivePublish(packet: PublishPacket): void {
-    let topic = packet.topic;
-    const alias = packet.properties?.topicAlias;
-    if (alias !== undefined) {
-      // 3.3.2.3.4: an alias of 0 or above the Topic Alias Maximum we announced is 0x94 Topic Alias invalid
-      const maximum = this.config.topicAliasMaximum;
-      if (alias === 0 || alias > maximum) {
-        this.protocolViolation(`Topic Alias ${alias} outside 1..${maximum}`, ReasonCode.TopicAliasInvalid);
-        return;
-      }
-      if (topic !== '') this.topicAliasesIn.set(alias, topic);
-      else {
-        const known = this.topicAliasesIn.get(alias);
-        if (known === undefined) {
-          this.protocolViolation(`an unknown Topic Alias ${alias}`);
-          return;
-        }
-        topic = known;
-      }
+    const topic = this.inbound.topicOf(packet);
+    if ('violation' in topic) {
+      this.protocolViolation(topic.violation, topic.reasonCode);
+      return;
     }
     const deliver = () => {
-      const message: Message = { topic, payload: Buffer.from(packet.payload), qos: packet.qos, retain: packet.retain, dup: packet.dup };
+      const message: Message = { topic: topic.topic, payload: Buffer.from(packet.payload), qos: packet.qos, retain: packet.retain, dup: packet.dup };
       if (packet.properties) message.properties = packet.properties;
       this.output.message(message);
     };
@@ -571,11 +493,7 @@ export class ClientSession {
       this.send({ type: PacketType.PUBACK, packetId: packet.packetId! });
     } else {
       const id = packet.packetId!;
-      // a QoS 2 message is delivered once, however often it comes before PUBREL [MQTT-4.3.3-9]
-      if (!this.incomingQos2.has(id)) {
-        this.incomingQos2.add(id);
-        deliver();
-      }
+      if (this.inbound.firstQos2(id)) deliver();
       this.send({ type: PacketType.PUBREC, packetId: id });
     }
   }
