@@ -1,7 +1,7 @@
 // petrel bench: the histogram, a programmatic pub → sub run, and the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LatencyHistogram, runBench, formatSummary } from '../../src/cli/bench.js';
+import { LatencyHistogram, runBench, formatSummary } from '../../src/bench/index.js';
 import { resolveOptions } from '../../src/client/options.js';
 import { createBroker } from '../../src/index.js';
 import { freePort } from '../client/helpers.js';
@@ -101,7 +101,7 @@ test('petrel bench: numeric flags are plain decimal numbers in range, else exit 
     [['--rate', '0x10'], '--rate'],
     [['-R', '0'], '--connect-rate'],
     [['-R', ''], '--connect-rate'],
-    [['-I', '-5'], '-I'],
+    [['--interval-of-msg', '-5'], '--interval-of-msg'],
     [['--duration', '0'], '--duration'],
     [['--duration', '1e3'], '--duration'],
   ] as const) {
