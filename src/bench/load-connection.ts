@@ -9,7 +9,7 @@ import type { ResolvedOptions } from '../client/options.js';
 import { openTransport, writeBatched } from '../client/transport.js';
 import { isSecure } from '../client/url.js';
 import { PacketDecoder, PacketType, encodeAck, encodePacket } from '../protocol/index.js';
-import type { ConnackPacket, ProtocolVersion } from '../protocol/index.js';
+import type { ConnackPacket, ProtocolVersion, PubAckLikePacket } from '../protocol/index.js';
 
 export class LoadConnection {
   readonly decoder: PacketDecoder;
@@ -45,7 +45,7 @@ export class LoadConnection {
   }
 
   /** PUBACK / PUBREC / PUBREL / PUBCOMP for `packetId`, as the codec encodes it. */
-  ack(type: 4 | 5 | 6 | 7, packetId: number): void {
+  ack(type: PubAckLikePacket['type'], packetId: number): void {
     this.write(encodeAck(type, packetId, undefined, this.version));
   }
 
