@@ -281,21 +281,26 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
    * Runs a request to its acknowledgement, or until `signal` aborts or `timeout` (default: the
    * client's operationTimeout) passes: then its promise rejects and the session gives it up.
    */
-  private operation<T>(what: string, options: OperationOptions, make: (deferred: Deferred<T>) => Request): Promise<T> {
+  private operation<T>(what: OperationName, options: OperationOptions, make: (deferred: Deferred<T>) => Request): Promise<T> {
     const timeout = options.timeout ?? this.options.operationTimeout;
+    const { signal } = options;
+    // the common case stays as cheap as a bare promise: no timer, no listener, no wrapper
+    if (timeout === undefined && signal === undefined) return new Promise<T>((resolve, reject) => this.enqueue(make({ resolve, reject })));
     if (timeout !== undefined && !(typeof timeout === 'number' && timeout > 0)) {
       return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `timeout must be a positive number of milliseconds (got ${String(timeout)})`));
     }
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(abortedError(what, signal));
+    if (signal?.aborted) return Promise.reject(abortedError(describe(what), signal));
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => this.session.cancel(item, abortedError(what, signal!));
+      let item: Request | undefined = undefined;
+      const onAbort = () => {
+        if (item) this.session.cancel(item, abortedError(describe(what), signal!));
+      };
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
       };
-      const item = make({
+      item = make({
         resolve: (value) => {
           done();
           resolve(value);
@@ -305,11 +310,12 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
           reject(error);
         },
       });
+      const request = item;
       if (timeout !== undefined) {
-        timer = setTimeout(() => this.session.cancel(item, operationTimeoutError(what, timeout, this.connected)), timerDelay(timeout));
+        timer = setTimeout(() => this.session.cancel(request, operationTimeoutError(describe(what), timeout, this.connected)), timerDelay(timeout));
       }
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.enqueue(item);
+      this.enqueue(request);
     });
   }
 
@@ -349,7 +355,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     // the limits of the last CONNACK now; a queued message is checked again when it is sent
     const refused = this.connack ? this.session.publishLimitError(packet) : undefined;
     if (refused) return Promise.reject(refused);
-    return this.operation<PublishResult>(`publish to "${topic}"`, options, (deferred) => ({ kind: 'publish', packet, deferred, offline: false }));
+    return this.operation<PublishResult>(['publish to', topic], options, (deferred) => ({ kind: 'publish', packet, deferred, offline: false }));
   }
 
   /** Subscribes; resolves with one result per filter. Rejects with a ReasonCodeError (with `results`) when the server refuses a filter. */
@@ -367,7 +373,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
       if (!isValidTopicFilter(s.topicFilter)) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid topic filter "${s.topicFilter}"`));
     }
     const properties = options.properties && this.protocolVersion === 5 ? { properties: options.properties } : {};
-    return this.operation<SubscribeResult[]>(`subscribe to "${list[0]!.topicFilter}"`, options, (deferred) => ({
+    return this.operation<SubscribeResult[]>(['subscribe to', list[0]!.topicFilter], options, (deferred) => ({
       kind: 'subscribe',
       subscriptions: list,
       ...properties,
@@ -383,7 +389,7 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
     if (bad !== undefined) return Promise.reject(new MqttClientError('INVALID_ARGUMENT', `invalid topic filter "${bad}"`));
     const o: UnsubscribeOptions = 'signal' in options || 'timeout' in options || 'properties' in options ? (options as UnsubscribeOptions) : { properties: options as Properties };
     const properties = o.properties && this.protocolVersion === 5 ? { properties: o.properties } : {};
-    return this.operation<UnsubscribeResult[]>(`unsubscribe from "${list[0]!}"`, o, (deferred) => ({ kind: 'unsubscribe', topicFilters: list, ...properties, deferred }));
+    return this.operation<UnsubscribeResult[]>(['unsubscribe from', list[0]!], o, (deferred) => ({ kind: 'unsubscribe', topicFilters: list, ...properties, deferred }));
   }
 
   /**
@@ -492,6 +498,13 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   simulateNetworkFailure(): void {
     this.conn?.lose(new ConnectionError('ECONNRESET', 'tcp', 'connection dropped (simulated network failure)'));
   }
+}
+
+/** What an operation is about, made into words only when it fails: ['publish to', 'a/b']. */
+type OperationName = [verb: string, topic: string];
+
+function describe([verb, topic]: OperationName): string {
+  return `${verb} "${topic}"`;
 }
 
 function abortedError(what: string, signal: AbortSignal): MqttClientError {
