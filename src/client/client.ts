@@ -204,7 +204,9 @@ export class MqttClient extends EventEmitter<MqttClientEvents> {
   }
 
   private connectionLost(conn: Connection, err: MqttClientError): void {
-    if (this.conn === conn) this.conn = undefined;
+    // only the current connection's loss matters: an earlier one was handled when it went
+    if (this.conn !== conn) return;
+    this.conn = undefined;
     clearTimeout(this.keepAliveTimer);
     this.session.disconnected(err);
     if (this.state === 'closing' || this.state === 'closed') return;
