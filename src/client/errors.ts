@@ -16,7 +16,11 @@ export type ClientErrorCode =
   | 'PROTOCOL_ERROR'
   | 'REASON_CODE'
   | 'CLIENT_CLOSED'
+  | 'OFFLINE'
   | 'OFFLINE_QUEUE_FULL'
+  | 'OPERATION_TIMEOUT'
+  | 'ABORTED'
+  | 'UNSTABLE_CONNECTION'
   | 'INVALID_ARGUMENT';
 
 /** Base class of every error the client reports. */

@@ -13,13 +13,15 @@ export type {
   ConnackInfo,
   Message,
   MqttClientEvents,
+  OperationOptions,
   PublishOptions,
   PublishResult,
   SubscribeOptions,
   SubscribeResult,
+  UnsubscribeOptions,
   UnsubscribeResult,
-} from './client.js';
-export type { ClientOptions, ResolvedOptions, WillOptions, ProtocolVersionInput } from './options.js';
+} from './types.js';
+export type { ClientOptions, MqttJsOptions, ResolvedOptions, WillOptions, ProtocolVersionInput } from './options.js';
 export { parseProtocolVersion, protocolVersionName, randomClientId, resolveOptions } from './options.js';
 export {
   MqttClientError,

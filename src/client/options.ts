@@ -9,6 +9,7 @@ import type { OpenedTransport, TlsOptions } from './transport.js';
 import type { BrokerAddress, BrokerScheme } from './url.js';
 import { DEFAULT_PORTS, parseBrokerUrl } from './url.js';
 import { MqttClientError } from './errors.js';
+import { normalizeOptionNames } from './option-names.js';
 
 export type ProtocolVersionInput = ProtocolVersion | '3.1' | '3.1.1' | '5' | '5.0' | (string & {}) | (number & {});
 
@@ -21,7 +22,32 @@ export interface WillOptions {
   properties?: Properties;
 }
 
-export interface ClientOptions {
+/**
+ * MQTT.js's names for options that mean the same in Petrel, accepted as they are (see docs/client.md,
+ * "Coming from MQTT.js"). Any other unknown option is an INVALID_ARGUMENT error naming it.
+ */
+export interface MqttJsOptions {
+  /** = keepAlive (seconds). */
+  keepalive?: number;
+  /** = reconnect: { initialDelay: reconnectPeriod } (ms); 0 = reconnect: false. */
+  reconnectPeriod?: number;
+  /** = scheme: mqtt, mqtts, ws, wss (tcp, ssl, tls also). */
+  protocol?: string;
+  /** "MQTT" (3.1.1, 5.0) or "MQIsdp" (3.1): checked against protocolVersion, which decides it. */
+  protocolId?: string;
+  /** = host. */
+  hostname?: string;
+  /** = tls.ca, tls.cert, tls.key, tls.passphrase, tls.rejectUnauthorized, tls.servername, tls.alpnProtocols. */
+  ca?: TlsOptions['ca'];
+  cert?: TlsOptions['cert'];
+  key?: TlsOptions['key'];
+  passphrase?: string;
+  rejectUnauthorized?: boolean;
+  servername?: string;
+  ALPNProtocols?: string[];
+}
+
+export interface ClientOptions extends MqttJsOptions {
   /** mqtt://host[:1883], mqtts://host[:8883], ws://host[:8083]/mqtt, wss://host[:8084]/mqtt. */
   url?: string;
   /** Instead of url: host (default localhost), port (default for the scheme), scheme (default mqtt), WebSocket path. */
@@ -61,6 +87,8 @@ export interface ClientOptions {
   offlineQueueMax?: number;
   /** Subscribe again after reconnecting when the server has no session. Default true. */
   resubscribe?: boolean;
+  /** Default `timeout` (ms) of publish / subscribe / unsubscribe: their promises reject with OPERATION_TIMEOUT after it. Default: none. */
+  operationTimeout?: number;
   /** Opens the stream yourself (tests, proxies, diagnostics). */
   createStream?: (address: BrokerAddress) => Promise<Duplex | OpenedTransport>;
 }
@@ -86,6 +114,7 @@ export interface ResolvedOptions {
   queueWhileOffline: boolean;
   offlineQueueMax: number;
   resubscribe: boolean;
+  operationTimeout?: number;
   createStream?: ClientOptions['createStream'];
 }
 
@@ -148,7 +177,7 @@ function checkNumber(value: number | undefined, name: string, min: number, what:
 
 /** Applies defaults and checks every option; throws INVALID_ARGUMENT with a message naming the option. */
 export function resolveOptions(urlOrOptions: string | ClientOptions | undefined, more: ClientOptions = {}): ResolvedOptions {
-  const o: ClientOptions = typeof urlOrOptions === 'string' ? { ...more, url: urlOrOptions } : { ...(urlOrOptions ?? {}), ...more };
+  const o = normalizeOptionNames(typeof urlOrOptions === 'string' ? { ...more, url: urlOrOptions } : { ...(urlOrOptions ?? {}), ...more });
   let address: BrokerAddress;
   if (o.url !== undefined) {
     try {
@@ -183,6 +212,7 @@ export function resolveOptions(urlOrOptions: string | ClientOptions | undefined,
   if (!(connectTimeout > 0)) throw invalidOption(`connectTimeout must be a positive number of milliseconds (got ${String(o.connectTimeout)})`);
   checkNumber(o.pingInterval, 'pingInterval', 0, 'a number of milliseconds, 0 or more');
   checkNumber(o.pingTimeout, 'pingTimeout', 1, 'a positive number of milliseconds');
+  checkNumber(o.operationTimeout, 'operationTimeout', Number.MIN_VALUE, 'a positive number of milliseconds');
   if (o.offlineQueueMax !== undefined && !(Number.isInteger(o.offlineQueueMax) && o.offlineQueueMax >= 0)) {
     throw invalidOption(`offlineQueueMax must be a whole number, 0 or more (got ${String(o.offlineQueueMax)})`);
   }
@@ -215,6 +245,7 @@ export function resolveOptions(urlOrOptions: string | ClientOptions | undefined,
   if (o.properties !== undefined) resolved.properties = o.properties;
   if (o.tls !== undefined) resolved.tls = o.tls;
   if (o.wsHeaders !== undefined) resolved.wsHeaders = o.wsHeaders;
+  if (o.operationTimeout !== undefined) resolved.operationTimeout = o.operationTimeout;
   if (o.createStream !== undefined) resolved.createStream = o.createStream;
   return resolved;
 }

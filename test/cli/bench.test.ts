@@ -1,7 +1,7 @@
 // petrel bench: the histogram, a programmatic pub → sub run, and the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LatencyHistogram, runBench, formatSummary } from '../../src/cli/bench.js';
+import { LatencyHistogram, runBench, formatSummary } from '../../src/bench/index.js';
 import { resolveOptions } from '../../src/client/options.js';
 import { createBroker } from '../../src/index.js';
 import { freePort } from '../helpers/servers.js';
@@ -101,7 +101,7 @@ test('petrel bench: numeric flags are plain decimal numbers in range, else exit 
     [['--rate', '0x10'], '--rate'],
     [['-R', '0'], '--connect-rate'],
     [['-R', ''], '--connect-rate'],
-    [['-I', '-5'], '-I'],
+    [['--interval-of-msg', '-5'], '--interval-of-msg'],
     [['--duration', '0'], '--duration'],
     [['--duration', '1e3'], '--duration'],
   ] as const) {
@@ -111,4 +111,50 @@ test('petrel bench: numeric flags are plain decimal numbers in range, else exit 
     assert.equal(lines.length, 1, r.stderr);
     assert.ok(lines[0]!.includes(name), r.stderr);
   }
+});
+
+// ------------------------------------------------------------------ issue 25
+
+test('petrel bench: "1 client" (not "1 clients"); nothing connected says so, without zero percentiles, and exits non-zero', async (t) => {
+  const port = await broker(t);
+  const connection = resolveOptions(`mqtt://127.0.0.1:${port}`, { clientId: 'one' });
+  const one = await runBench({ mode: 'conn', connection, clients: 1, connectRate: 100, rate: 0, qos: 0, size: 16, topic: 'x', inflight: 1, retain: false });
+  assert.match(formatSummary(one), /^bench conn: mqtt:\/\/127\.0\.0\.1:\d+, MQTT 5\.0, 1 client, /);
+  assert.match(formatSummary(one), /\(1 sample\)/);
+
+  const closed = String(await freePort());
+  const down = await run(['bench', 'sub', '-h', '127.0.0.1', '-p', closed, '-c', '1', '--count', '10', '--quiet']);
+  assert.notEqual(down.code, 0);
+  assert.match(down.stdout, /connected {6}0\/1: no client connected, nothing was measured/);
+  assert.doesNotMatch(down.stdout, /p50|0 samples|msg\/s/, down.stdout);
+  assert.match(down.stderr, /petrel bench sub: no client connected: connection refused/);
+});
+
+test('petrel bench sub: the receive rate counts from the first message, not from the start of the run', async (t) => {
+  const port = await broker(t);
+  const connection = resolveOptions(`mqtt://127.0.0.1:${port}`, { clientId: 'late' });
+  const subRun = runBench({ mode: 'sub', connection: { ...connection, clientId: 'late_sub' }, clients: 1, connectRate: 1000, rate: 0, qos: 0, size: 16, topic: 'late/x', count: 200, inflight: 1, retain: false });
+  // nothing arrives for the first ~0.8 s; then 200 messages in a burst
+  await new Promise((r) => setTimeout(r, 800));
+  await runBench({ mode: 'pub', connection: { ...connection, clientId: 'late_pub' }, clients: 1, connectRate: 1000, rate: 0, qos: 0, size: 16, topic: 'late/x', count: 200, inflight: 1, retain: false });
+  const sub = await subRun;
+  assert.equal(sub.received, 200);
+  // over the whole run it would be at most 200 / 0.8 s = 250 msg/s
+  assert.ok(sub.receiveRate > 400, `receive rate ${Math.round(sub.receiveRate)} msg/s over ${sub.durationSeconds.toFixed(2)} s`);
+  assert.match(formatSummary(sub), /received {7}200 messages, \d+ msg\/s from the first to the last/);
+});
+
+test('petrel bench: -I is the Client ID prefix, as in petrel pub (the message interval is --interval-of-msg)', async (t) => {
+  const b = createBroker({ port: 0, host: '127.0.0.1' });
+  await b.listen();
+  t.after(() => b.close());
+  const ids: string[] = [];
+  b.on('clientConnected', (c) => ids.push(c.clientId));
+  const r = await run(['bench', 'conn', '-h', '127.0.0.1', '-p', String(b.address().port), '-c', '2', '-I', 'dev', '--quiet']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(ids.sort(), ['dev_1', 'dev_2']);
+  const help = await run(['bench', 'pub', '--help']);
+  assert.match(help.stdout, /-I, --id-prefix <prefix>/);
+  assert.match(help.stdout, /--interval-of-msg <ms>/);
+  assert.doesNotMatch(help.stdout, /-I, --interval-of-msg/);
 });

@@ -29,6 +29,8 @@ function runNode(file: string): Promise<{ code: number | null; stdout: string; s
 const EXPECTED: [codePhrase: string, output: RegExp][] = [
   ["clientId: 'docs-example'", /^docs\/greeting hello QoS 1$/m],
   ["'docs/qos2'", /acknowledged: 0x(0|10)\ndocs\/a\/\+ granted QoS 1, docs\/b\/# granted QoS 1\nevent: docs\/a\/1 1 bytes\nping round trip [\d.]+ ms/],
+  ['reconnectPeriod: 2000', /^30 \{ initialDelay: 2000 \}$/m],
+  ['operationTimeout: 100', /^OPERATION_TIMEOUT publish to "a\/b" timed out after 100 ms \(not connected\)$/m],
   ["'mqtt://localhost:1'", /^ECONNREFUSED\nconnection refused: nothing listens on localhost:1 \(ECONNREFUSED\)\n {2}hint: is the broker running\?.*\nfalse$/m],
 ];
 
