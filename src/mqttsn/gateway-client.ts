@@ -1,0 +1,718 @@
+// One MQTT-SN client of the gateway, sans I/O: its state (spec 6.14: active, asleep, awake, lost),
+// the CONNECT and will exchanges, topic ids, and the translation between its MQTT-SN messages and
+// the MQTT 5.0 packets of its virtual connection to the broker. Datagrams leave through the
+// gateway; time comes in as `now`.
+import { Buffer } from 'node:buffer';
+import { transportInfo } from '../broker/channel.js';
+import type { Packet, PublishPacket, PubAckLikePacket, SubackPacket } from '../protocol/packets.js';
+import { isValidTopicFilter, isValidTopicName } from '../protocol/topic.js';
+import { encodeSn } from './codec.js';
+import { SN_PROTOCOL_ID, SnReturnCode, SnType, type SnConnectPacket, type SnPacket, type SnPublishPacket, type SnSubscribeTopic, type SnTopic } from './packets.js';
+import { ClientTopics, knownTopic } from './topics.js';
+import { VirtualConnection, type GatewayCore } from './virtual-connection.js';
+import type { GatewayHost, Peer } from './gateway.js';
+
+export type ClientState = 'will-topic' | 'will-msg' | 'connecting' | 'active' | 'asleep' | 'awake' | 'gone';
+
+interface Will {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+}
+
+/** A message from the broker on its way to the client. */
+interface Outgoing {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  /** The broker's packet id (QoS 1/2), used as the MQTT-SN MsgId. */
+  packetId: number;
+  /** Already REGISTERed again once after the client answered "invalid topic id". */
+  reregistered?: boolean;
+}
+
+/** The one transaction the gateway has open toward the client (spec 6.13: one at a time), retransmitted on Tretry. */
+interface Pending {
+  kind: 'register' | 'publish' | 'pubrel' | 'await-pubrel';
+  msgId: number;
+  /** What is resent; undefined for await-pubrel (the broker's PUBREL is awaited, nothing to resend). */
+  datagram: Buffer | undefined;
+  sentAt: number;
+  tries: number;
+  item?: Outgoing;
+  /** REGISTER: the topic id offered. */
+  topicId?: number;
+}
+
+/** Session Expiry Interval of a clean-session client's virtual connection: long enough to survive a will update (a reconnection). */
+const CLEAN_SESSION_GRACE_S = 60;
+/** Recent QoS 1 MsgIds answered, to answer a retransmission again without publishing twice. */
+const RECENT_ACKS = 8;
+
+export class GatewayClient {
+  state: ClientState;
+  clientId: string;
+  private cleanSession: boolean;
+  /** Keep alive (s) from CONNECT; sleep duration (s) once asleep. */
+  private duration: number;
+  private will: Will | undefined;
+  private willTopicDraft: { topic: string | undefined; qos: 0 | 1 | 2; retain: boolean } | undefined;
+  private openedAt: number;
+  lastHeard: number;
+  private link: VirtualConnection | undefined;
+  /** The broker's Server Keep Alive on the virtual connection (s), 0 for none. */
+  private serverKeepAlive = 0;
+  private readonly topics: ClientTopics;
+  private readonly queue: Outgoing[] = [];
+  private pending: Pending | undefined;
+  private registerMsgId = 0;
+  /** Client QoS 1 PUBLISHes sent to the broker, not yet acknowledged: MsgId → topic id to echo. */
+  private readonly inbound = new Map<number, number>();
+  private readonly recentAcks: { msgId: number; topicId: number; code: number }[] = [];
+  /** SUBSCRIBEs waiting for the broker's SUBACK: MsgId → topic id to return. */
+  private readonly subscribing = new Map<number, number>();
+  /** A will update waiting for the new virtual connection's CONNACK: what to answer. */
+  private willUpdate: 'topic' | 'msg' | undefined;
+
+  constructor(
+    private readonly gw: GatewayHost,
+    readonly peer: Peer,
+    readonly key: string,
+    connect: SnConnectPacket,
+    now: number,
+  ) {
+    this.clientId = connect.clientId;
+    this.cleanSession = connect.cleanSession;
+    this.duration = connect.duration;
+    this.openedAt = now;
+    this.lastHeard = now;
+    this.topics = new ClientTopics(gw.options.maxTopicsPerClient);
+    this.state = 'connecting';
+    this.startConnect(connect, now);
+  }
+
+  get connected(): boolean {
+    return this.state === 'active' || this.state === 'asleep' || this.state === 'awake';
+  }
+
+  get halfOpen(): boolean {
+    return this.state === 'will-topic' || this.state === 'will-msg' || (this.state === 'connecting' && this.willUpdate === undefined);
+  }
+
+  private get core(): GatewayCore {
+    return this.gw.core;
+  }
+
+  private send(packet: SnPacket): void {
+    this.gw.send(this.peer, encodeSn(packet));
+  }
+
+  // ---- CONNECT (spec 6.2) ----
+
+  /** A CONNECT, first or repeated (the client retransmits it when the answer is lost). */
+  startConnect(p: SnConnectPacket, now: number): void {
+    if (p.protocolId !== SN_PROTOCOL_ID) {
+      this.send({ type: SnType.CONNACK, returnCode: SnReturnCode.NotSupported });
+      this.end(now, 'refused', 'unknown protocol id');
+      return;
+    }
+    this.clientId = p.clientId;
+    this.cleanSession = p.cleanSession;
+    this.duration = p.duration;
+    this.openedAt = now;
+    if (p.will) {
+      // [MQTT-SN 6.3] the gateway asks for the will topic, then the will message.
+      this.state = 'will-topic';
+      this.send({ type: SnType.WILLTOPICREQ });
+    } else {
+      this.will = undefined;
+      this.openLink(this.cleanSession, now);
+    }
+  }
+
+  /** Opens the virtual connection and sends its CONNECT; the CONNACK comes back through onBrokerPacket. */
+  private openLink(cleanStart: boolean, now: number): void {
+    this.state = 'connecting';
+    this.serverKeepAlive = 0;
+    const info = transportInfo(this.gw.transport, this.gw.remoteAddress(this.peer));
+    const link: VirtualConnection = new VirtualConnection(this.core, info, {
+      packet: (packet) => {
+        if (this.link === link) this.onBrokerPacket(packet);
+      },
+      closed: () => {
+        if (this.link === link) this.onBrokerClosed();
+      },
+    });
+    this.link = link;
+    const expiry = this.cleanSession ? CLEAN_SESSION_GRACE_S : this.gw.options.sessionExpiry;
+    link.send(
+      {
+        type: 1,
+        protocolName: 'MQTT',
+        protocolVersion: 5,
+        clean: cleanStart,
+        // The gateway keeps MQTT-SN keep alive and sleep itself ([MQTT-SN 6.14]); the broker sees no keep alive.
+        keepAlive: 0,
+        clientId: this.clientId,
+        will: this.will ? { topic: this.will.topic, payload: this.will.payload, qos: this.will.qos, retain: this.will.retain } : undefined,
+        // One message in flight toward the client at a time (spec 6.13); the rest wait in the broker's session queue.
+        properties: { sessionExpiryInterval: expiry, receiveMaximum: 1 },
+      },
+      now,
+    );
+  }
+
+  // ---- datagrams from the client ----
+
+  receive(p: SnPacket, now: number): void {
+    this.lastHeard = now;
+    switch (p.type) {
+      case SnType.CONNECT:
+        this.onConnect(p, now);
+        return;
+      case SnType.WILLTOPIC:
+        if (this.state !== 'will-topic') return;
+        if (p.topic !== undefined && !isValidTopicName(p.topic)) {
+          this.send({ type: SnType.CONNACK, returnCode: SnReturnCode.NotSupported });
+          this.end(now, 'refused', 'invalid will topic');
+          return;
+        }
+        if (p.topic === undefined) {
+          // An empty WILLTOPIC: no will after all (spec 5.4.7).
+          this.will = undefined;
+          this.openLink(this.cleanSession, now);
+          return;
+        }
+        this.willTopicDraft = { topic: p.topic, qos: p.qos, retain: p.retain };
+        this.state = 'will-msg';
+        this.send({ type: SnType.WILLMSGREQ });
+        return;
+      case SnType.WILLMSG:
+        if (this.state !== 'will-msg' || !this.willTopicDraft?.topic) return;
+        this.will = { topic: this.willTopicDraft.topic, qos: this.willTopicDraft.qos, retain: this.willTopicDraft.retain, payload: Buffer.from(p.payload) };
+        this.willTopicDraft = undefined;
+        this.openLink(this.cleanSession, now);
+        return;
+      case SnType.DISCONNECT:
+        this.onDisconnect(p.duration, now);
+        return;
+      case SnType.PINGREQ:
+        this.onPingreq(p.clientId, now);
+        return;
+    }
+    if (!this.connected) return; // the rest needs a connection; a half-open client's retransmissions are ignored
+    switch (p.type) {
+      case SnType.REGISTER:
+        this.onRegister(p.topicName, p.msgId);
+        return;
+      case SnType.REGACK:
+        this.onRegack(p.msgId, p.topicId, p.returnCode, now);
+        return;
+      case SnType.PUBLISH:
+        this.onPublish(p, now);
+        return;
+      case SnType.PUBACK:
+        this.onPuback(p.msgId, p.returnCode, now);
+        return;
+      case SnType.PUBREC:
+        this.onPubrec(p.msgId, now);
+        return;
+      case SnType.PUBREL:
+        this.link?.send({ type: 6, packetId: p.msgId }, now);
+        return;
+      case SnType.PUBCOMP:
+        this.onPubcomp(p.msgId, now);
+        return;
+      case SnType.SUBSCRIBE:
+        this.onSubscribe(p.topic, p.qos, p.msgId, now);
+        return;
+      case SnType.UNSUBSCRIBE:
+        this.onUnsubscribe(p.topic, p.msgId, now);
+        return;
+      case SnType.WILLTOPICUPD:
+        this.onWillTopicUpdate(p.topic, p.qos, p.retain, now);
+        return;
+      case SnType.WILLMSGUPD:
+        this.onWillMsgUpdate(p.payload, now);
+        return;
+    }
+    // Anything else (a gateway's or client's answer type sent to us) is ignored.
+  }
+
+  private onConnect(p: SnConnectPacket, now: number): void {
+    if (!this.connected) {
+      // A retransmitted CONNECT during the handshake: start it again (the answer was lost).
+      if (this.state === 'connecting' && this.link?.open) return; // the broker has not answered yet
+      this.startConnect(p, now);
+      return;
+    }
+    // A client reconnecting (from sleep, or after a reboot): the old virtual connection ends without its
+    // will and a new one starts, resuming the session unless Clean Session is set ([MQTT-SN 6.14]).
+    this.link?.disconnect(0, p.cleanSession ? 0 : undefined, now);
+    this.link = undefined;
+    this.resetOutbound(false);
+    this.startConnect(p, now);
+  }
+
+  private onDisconnect(duration: number | undefined, now: number): void {
+    if (!this.connected) {
+      this.send({ type: SnType.DISCONNECT });
+      this.end(now, 'disconnected');
+      return;
+    }
+    if (duration !== undefined && duration > 0) {
+      // [MQTT-SN 6.14] asleep: messages for the client are buffered until it wakes.
+      this.state = 'asleep';
+      this.duration = duration;
+      this.send({ type: SnType.DISCONNECT });
+      return;
+    }
+    this.send({ type: SnType.DISCONNECT });
+    // A normal DISCONNECT: the will is not published; a clean session ends now.
+    this.link?.disconnect(0, this.cleanSession ? 0 : undefined, now);
+    this.end(now, 'disconnected');
+  }
+
+  private onPingreq(clientId: string | undefined, now: number): void {
+    if (this.state === 'asleep' || this.state === 'awake') {
+      if (clientId === undefined || clientId !== this.clientId) return;
+      // [MQTT-SN 6.14] awake: buffered messages first, then PINGRESP sends it back to sleep.
+      this.state = 'awake';
+      if (this.pending && this.pending.datagram) this.resend(now);
+      this.pump(now);
+      return;
+    }
+    if (this.state === 'active') this.send({ type: SnType.PINGRESP });
+  }
+
+  // ---- topics ----
+
+  private onRegister(topicName: string, msgId: number): void {
+    // [MQTT-SN 6.5] the gateway assigns the id; a name with wildcards cannot be published to.
+    if (!isValidTopicName(topicName)) {
+      this.send({ type: SnType.REGACK, topicId: 0, msgId, returnCode: SnReturnCode.NotSupported });
+      return;
+    }
+    const id = this.topics.assign(topicName);
+    if (id === undefined) this.send({ type: SnType.REGACK, topicId: 0, msgId, returnCode: SnReturnCode.Congestion });
+    else this.send({ type: SnType.REGACK, topicId: id, msgId, returnCode: SnReturnCode.Accepted });
+  }
+
+  private onRegack(msgId: number, topicId: number, returnCode: number, now: number): void {
+    const pending = this.pending;
+    if (!pending || pending.kind !== 'register' || pending.msgId !== msgId) return;
+    this.pending = undefined;
+    const item = pending.item!;
+    if (returnCode === SnReturnCode.Accepted) {
+      this.topics.set(item.topic, pending.topicId ?? topicId);
+    } else {
+      // The client refuses the topic: the message cannot be delivered; it is acknowledged so the session moves on.
+      this.queue.shift();
+      this.gw.stats.undeliverable++;
+      this.ackBroker(item, now);
+    }
+    this.pump(now);
+  }
+
+  /** The topic name a PUBLISH from the client names, or undefined (answered with "invalid topic id"). */
+  private resolve(topic: SnTopic): string | undefined {
+    if (topic.type === 0) return this.topics.name(topic.id);
+    if (topic.type === 1) return this.gw.predefined.name(topic.id);
+    return isValidTopicName(topic.name) ? topic.name : undefined;
+  }
+
+  // ---- PUBLISH from the client (spec 6.8, 6.10) ----
+
+  private onPublish(p: SnPublishPacket, now: number): void {
+    const topicId = p.topic.type === 2 ? 0 : p.topic.id;
+    const name = this.resolve(p.topic);
+    if (name === undefined) {
+      // [MQTT-SN 6.10] unknown topic id: PUBACK "rejected: invalid topic ID", whatever the QoS.
+      this.send({ type: SnType.PUBACK, topicId, msgId: p.msgId, returnCode: SnReturnCode.InvalidTopicId });
+      return;
+    }
+    const qos = p.qos === -1 ? 0 : p.qos;
+    if (qos === 1) {
+      if (this.inbound.has(p.msgId)) return; // a retransmission while the broker is still on it
+      const recent = this.recentAcks.find((a) => a.msgId === p.msgId);
+      if (recent && p.dup) {
+        // A retransmission whose PUBACK was lost: answer it again, do not publish twice.
+        this.send({ type: SnType.PUBACK, topicId: recent.topicId, msgId: p.msgId, returnCode: recent.code });
+        return;
+      }
+      this.inbound.set(p.msgId, topicId);
+    } else if (qos === 2) {
+      this.inbound.set(p.msgId, topicId);
+    }
+    this.link?.send({ type: 3, topic: name, payload: p.payload, qos, retain: p.retain, dup: p.dup && qos > 0, packetId: qos > 0 ? p.msgId : undefined }, now);
+  }
+
+  // ---- SUBSCRIBE / UNSUBSCRIBE (spec 6.9) ----
+
+  /** The filter a SUBSCRIBE / UNSUBSCRIBE names and the topic id SUBACK returns, or a return code. */
+  private filterOf(topic: SnSubscribeTopic): { filter: string; topicId: number } | number {
+    if (topic.type === 1) {
+      const name = this.gw.predefined.name(topic.id);
+      return name === undefined ? SnReturnCode.InvalidTopicId : { filter: name, topicId: topic.id };
+    }
+    if (!isValidTopicFilter(topic.name)) return SnReturnCode.NotSupported;
+    if (topic.type === 2) return { filter: topic.name, topicId: 0 };
+    const wildcard = topic.name.includes('+') || topic.name.includes('#');
+    if (wildcard) return { filter: topic.name, topicId: 0 };
+    // A name without wildcards gets its topic id in SUBACK: the gateway publishes with it, no REGISTER.
+    const id = this.topics.assign(topic.name);
+    return id === undefined ? SnReturnCode.Congestion : { filter: topic.name, topicId: id };
+  }
+
+  private onSubscribe(topic: SnSubscribeTopic, qos: 0 | 1 | 2, msgId: number, now: number): void {
+    const target = this.filterOf(topic);
+    if (typeof target === 'number') {
+      this.send({ type: SnType.SUBACK, qos: 0, topicId: 0, msgId, returnCode: target });
+      return;
+    }
+    if (this.subscribing.has(msgId)) return; // retransmitted while the broker answers
+    this.subscribing.set(msgId, target.topicId);
+    this.link?.send({ type: 8, packetId: msgId, subscriptions: [{ topicFilter: target.filter, qos }] }, now);
+  }
+
+  private onUnsubscribe(topic: SnSubscribeTopic, msgId: number, now: number): void {
+    const target = this.filterOf(topic);
+    if (typeof target === 'number') {
+      // Nothing to unsubscribe from: MQTT-SN's UNSUBACK has no return code.
+      this.send({ type: SnType.UNSUBACK, msgId });
+      return;
+    }
+    this.link?.send({ type: 10, packetId: msgId, topicFilters: [target.filter] }, now);
+  }
+
+  // ---- will updates (spec 6.4) ----
+
+  private onWillTopicUpdate(topic: string | undefined, qos: 0 | 1 | 2, retain: boolean, now: number): void {
+    if (topic !== undefined && !isValidTopicName(topic)) {
+      this.send({ type: SnType.WILLTOPICRESP, returnCode: SnReturnCode.NotSupported });
+      return;
+    }
+    if (topic === undefined) this.will = undefined;
+    else this.will = { topic, qos, retain, payload: this.will?.payload ?? Buffer.alloc(0) };
+    this.relink('topic', now);
+  }
+
+  private onWillMsgUpdate(payload: Buffer, now: number): void {
+    if (!this.will) {
+      this.send({ type: SnType.WILLMSGRESP, returnCode: SnReturnCode.NotSupported });
+      return;
+    }
+    this.will = { ...this.will, payload: Buffer.from(payload) };
+    this.relink('msg', now);
+  }
+
+  /**
+   * MQTT has no will update: the virtual connection is replaced by one carrying the new will, resuming the
+   * same session (the old one ends with a normal DISCONNECT, so the old will is not published).
+   */
+  private relink(what: 'topic' | 'msg', now: number): void {
+    this.link?.disconnect(0, undefined, now);
+    this.link = undefined;
+    this.resetOutbound(true);
+    this.willUpdate = what;
+    this.openLink(false, now);
+  }
+
+  /** Messages in flight from the broker are resent by it on the new connection: forget our copies. */
+  private resetOutbound(keepQos0: boolean): void {
+    this.pending = undefined;
+    for (let i = this.queue.length - 1; i >= 0; i--) if (!keepQos0 || this.queue[i]!.qos > 0) this.queue.splice(i, 1);
+    this.inbound.clear();
+    this.subscribing.clear();
+  }
+
+  // ---- packets from the broker ----
+
+  private onBrokerPacket(p: Packet): void {
+    const now = this.core.clock.now();
+    switch (p.type) {
+      case 2:
+        this.onConnack(p.reasonCode, p.properties?.serverKeepAlive, now);
+        return;
+      case 3:
+        this.onBrokerPublish(p, now);
+        return;
+      case 4:
+      case 5:
+        this.onBrokerPubackOrPubrec(p as PubAckLikePacket, now);
+        return;
+      case 6:
+        this.onBrokerPubrel(p.packetId, now);
+        return;
+      case 7:
+        this.inbound.delete(p.packetId);
+        this.send({ type: SnType.PUBCOMP, msgId: p.packetId });
+        return;
+      case 9:
+        this.onSuback(p, now);
+        return;
+      case 11:
+        this.send({ type: SnType.UNSUBACK, msgId: p.packetId });
+        return;
+      case 14:
+        // The broker ends the connection (takeover, administrative action, ...): the client learns it.
+        this.send({ type: SnType.DISCONNECT });
+        this.end(now, 'disconnected by the broker');
+        return;
+    }
+  }
+
+  private onBrokerClosed(): void {
+    const now = this.core.clock.now();
+    if (this.state === 'gone') return;
+    if (this.connected) this.send({ type: SnType.DISCONNECT });
+    this.end(now, 'connection closed by the broker');
+  }
+
+  private onConnack(reasonCode: number, serverKeepAlive: number | undefined, now: number): void {
+    const update = this.willUpdate;
+    this.willUpdate = undefined;
+    if (reasonCode !== 0) {
+      if (update) this.send({ type: update === 'topic' ? SnType.WILLTOPICRESP : SnType.WILLMSGRESP, returnCode: connackCode(reasonCode) });
+      else this.send({ type: SnType.CONNACK, returnCode: connackCode(reasonCode) });
+      this.end(now, 'refused', `CONNACK 0x${reasonCode.toString(16)}`);
+      return;
+    }
+    this.serverKeepAlive = serverKeepAlive ?? 0;
+    this.state = 'active';
+    if (update) this.send({ type: update === 'topic' ? SnType.WILLTOPICRESP : SnType.WILLMSGRESP, returnCode: SnReturnCode.Accepted });
+    else this.send({ type: SnType.CONNACK, returnCode: SnReturnCode.Accepted });
+    this.pump(now);
+  }
+
+  private onBrokerPublish(p: PublishPacket, now: number): void {
+    const item: Outgoing = { topic: p.topic, payload: Buffer.from(p.payload), qos: p.qos, retain: p.retain, packetId: p.packetId ?? 0 };
+    if (item.qos === 0 && this.queue.length >= this.gw.options.maxBufferedMessages) {
+      // Bounded: the oldest QoS 0 message makes room (QoS 1/2 wait in the broker's session queue instead).
+      const oldest = this.queue.findIndex((m, i) => m.qos === 0 && (i > 0 || this.pending === undefined));
+      if (oldest < 0) {
+        this.gw.stats.bufferDropped++;
+        return;
+      }
+      this.queue.splice(oldest, 1);
+      this.gw.stats.bufferDropped++;
+    }
+    this.queue.push(item);
+    this.pump(now);
+  }
+
+  private onBrokerPubackOrPubrec(p: PubAckLikePacket, now: number): void {
+    const topicId = this.inbound.get(p.packetId) ?? 0;
+    const code = p.reasonCode ?? 0;
+    if (p.type === 4 || code >= 0x80) {
+      this.inbound.delete(p.packetId);
+      const returnCode = code < 0x80 ? SnReturnCode.Accepted : publishCode(code);
+      this.recentAcks.push({ msgId: p.packetId, topicId, code: returnCode });
+      if (this.recentAcks.length > RECENT_ACKS) this.recentAcks.shift();
+      this.send({ type: SnType.PUBACK, topicId, msgId: p.packetId, returnCode });
+      return;
+    }
+    this.send({ type: SnType.PUBREC, msgId: p.packetId });
+  }
+
+  private onBrokerPubrel(packetId: number, now: number): void {
+    const pending = this.pending;
+    if (pending?.kind !== 'await-pubrel' || pending.msgId !== packetId) {
+      // Not ours to relay (e.g. after a reconnection): complete it for the broker.
+      this.link?.send({ type: 7, packetId }, now);
+      return;
+    }
+    this.pending = { kind: 'pubrel', msgId: packetId, datagram: encodeSn({ type: SnType.PUBREL, msgId: packetId }), sentAt: now, tries: 0 };
+    if (this.state !== 'asleep') this.gw.send(this.peer, this.pending.datagram!);
+  }
+
+  private onSuback(p: SubackPacket, now: number): void {
+    const topicId = this.subscribing.get(p.packetId) ?? 0;
+    this.subscribing.delete(p.packetId);
+    const code = p.reasonCodes[0] ?? 0x80;
+    if (code <= 2) this.send({ type: SnType.SUBACK, qos: code as 0 | 1 | 2, topicId, msgId: p.packetId, returnCode: SnReturnCode.Accepted });
+    else this.send({ type: SnType.SUBACK, qos: 0, topicId: 0, msgId: p.packetId, returnCode: code === 0x97 ? SnReturnCode.Congestion : SnReturnCode.NotSupported });
+    void now;
+  }
+
+  // ---- delivery to the client ----
+
+  /** Sends what can go now: one transaction at a time, QoS 0 messages between them, REGISTER first where needed. */
+  private pump(now: number): void {
+    while (this.pending === undefined && this.queue.length > 0 && (this.state === 'active' || this.state === 'awake')) {
+      const item = this.queue[0]!;
+      const topic = knownTopic(item.topic, this.topics, this.gw.predefined);
+      if (topic === undefined) {
+        // [MQTT-SN 6.7] a topic the client has no id for (a wildcard subscription): REGISTER it first.
+        const topicId = this.topics.reserve();
+        if (topicId === undefined) {
+          this.queue.shift();
+          this.gw.stats.undeliverable++;
+          this.ackBroker(item, now);
+          continue;
+        }
+        const msgId = this.nextRegisterMsgId();
+        const datagram = encodeSn({ type: SnType.REGISTER, topicId, msgId, topicName: item.topic });
+        this.pending = { kind: 'register', msgId, datagram, sentAt: now, tries: 0, item, topicId };
+        this.gw.send(this.peer, datagram);
+        return;
+      }
+      this.queue.shift();
+      let datagram: Buffer;
+      try {
+        datagram = encodeSn({ type: SnType.PUBLISH, dup: false, qos: item.qos, retain: item.retain, topic, msgId: item.qos > 0 ? item.packetId : 0, payload: item.payload });
+      } catch {
+        datagram = Buffer.alloc(0xffff + 1);
+      }
+      if (datagram.length > this.gw.options.maxMessageSize) {
+        this.gw.stats.undeliverable++;
+        this.ackBroker(item, now);
+        continue;
+      }
+      this.gw.send(this.peer, datagram);
+      this.gw.stats.delivered++;
+      if (item.qos > 0) this.pending = { kind: 'publish', msgId: item.packetId, datagram, sentAt: now, tries: 0, item };
+    }
+    if (this.state === 'awake' && this.pending === undefined && this.queue.length === 0) {
+      // Everything buffered went out: PINGRESP, and the client sleeps again ([MQTT-SN 6.14]).
+      this.state = 'asleep';
+      this.lastHeard = now;
+      this.send({ type: SnType.PINGRESP });
+    }
+  }
+
+  private nextRegisterMsgId(): number {
+    this.registerMsgId = this.registerMsgId >= 0xffff ? 1 : this.registerMsgId + 1;
+    return this.registerMsgId;
+  }
+
+  /** Acknowledges to the broker a message the client will not get (too large, topic refused). */
+  private ackBroker(item: Outgoing, now: number): void {
+    if (item.qos === 1) this.link?.send({ type: 4, packetId: item.packetId, reasonCode: 0x80 }, now);
+    // A PUBREC with a failure code ends a QoS 2 flow in 5.0: no PUBREL follows.
+    else if (item.qos === 2) this.link?.send({ type: 5, packetId: item.packetId, reasonCode: 0x80 }, now);
+  }
+
+  private onPuback(msgId: number, returnCode: number, now: number): void {
+    const pending = this.pending;
+    if (!pending || pending.kind !== 'publish' || pending.msgId !== msgId) return;
+    this.pending = undefined;
+    const item = pending.item!;
+    if (returnCode === SnReturnCode.InvalidTopicId && !item.reregistered) {
+      // The client lost the registration (spec 6.7): register the topic again and resend.
+      this.topics.delete(item.topic);
+      item.reregistered = true;
+      this.queue.unshift(item);
+      this.pump(now);
+      return;
+    }
+    if (item.qos === 2) {
+      // A QoS 2 message answered with PUBACK is refused by the client.
+      this.ackBroker(item, now);
+    } else {
+      this.link?.send({ type: 4, packetId: msgId, reasonCode: returnCode === SnReturnCode.Accepted ? 0 : 0x80 }, now);
+    }
+    this.pump(now);
+  }
+
+  private onPubrec(msgId: number, now: number): void {
+    const pending = this.pending;
+    if (pending?.kind === 'pubrel' && pending.msgId === msgId) {
+      // Our PUBREL crossed a retransmitted PUBREC: send it again.
+      this.gw.send(this.peer, pending.datagram!);
+      return;
+    }
+    if (!pending || pending.kind !== 'publish' || pending.msgId !== msgId || pending.item!.qos !== 2) return;
+    this.pending = { kind: 'await-pubrel', msgId, datagram: undefined, sentAt: now, tries: 0 };
+    this.link?.send({ type: 5, packetId: msgId }, now);
+  }
+
+  private onPubcomp(msgId: number, now: number): void {
+    const pending = this.pending;
+    if (!pending || pending.kind !== 'pubrel' || pending.msgId !== msgId) return;
+    this.pending = undefined;
+    this.link?.send({ type: 7, packetId: msgId }, now);
+    this.pump(now);
+  }
+
+  // ---- timers ----
+
+  /** Retransmission (Tretry / Nretry), keep alive (1.5 x), sleep duration, connect timeout. */
+  tick(now: number): void {
+    if (this.state === 'gone') return;
+    if (!this.connected) {
+      if (this.halfOpen && now - this.openedAt > this.core.limits.connectTimeout) this.end(now, 'timeout', 'CONNECT not completed within the connect timeout');
+      return;
+    }
+    const o = this.gw.options;
+    // [MQTT-SN 6.14] keep alive and sleep duration, each with the 1.5 x tolerance of MQTT.
+    if (this.state !== 'awake' && this.duration > 0 && now - this.lastHeard > this.duration * 1500) {
+      this.lost(now, this.state === 'asleep' ? 'sleep duration passed without waking' : 'keep alive timeout');
+      return;
+    }
+    const pending = this.pending;
+    if (pending?.datagram && this.state !== 'asleep' && now - pending.sentAt >= o.retryInterval * 1000) {
+      // [MQTT-SN 6.13] Nretry retransmissions without an answer: the client is lost.
+      if (pending.tries >= o.maxRetries) {
+        this.lost(now, `no answer after ${o.maxRetries} retransmissions`);
+        return;
+      }
+      this.resend(now);
+    }
+    if (this.serverKeepAlive > 0 && this.link && now - this.link.lastSent >= this.serverKeepAlive * 500) this.link.send({ type: 12 }, now);
+  }
+
+  private resend(now: number): void {
+    const pending = this.pending!;
+    pending.tries++;
+    pending.sentAt = now;
+    if (pending.kind === 'publish') setDup(pending.datagram!);
+    this.gw.stats.retransmissions++;
+    this.gw.send(this.peer, pending.datagram!);
+  }
+
+  /** The client stopped answering: as a lost TCP connection, the will is published. */
+  lost(now: number, why: string): void {
+    this.gw.stats.lost++;
+    // DISCONNECT 0x04 (with will) ends the session of a clean-session client too (expiry 0).
+    this.link?.disconnect(0x04, this.cleanSession ? 0 : undefined, now);
+    this.end(now, 'lost', why);
+  }
+
+  /** The gateway closes: the client's connection ends as a lost one (its will is published). */
+  shutdown(now: number): void {
+    if (this.state === 'gone') return;
+    this.link?.transportClosed();
+    this.end(now, 'gateway closed');
+  }
+
+  private end(now: number, event: string, detail?: string): void {
+    if (this.state === 'gone') return;
+    this.state = 'gone';
+    const link = this.link;
+    this.link = undefined;
+    if (link?.open) link.transportClosed();
+    this.gw.removed(this, event, detail, now);
+  }
+}
+
+/** Sets the DUP flag of an encoded PUBLISH (spec 5.3.4) for its retransmission. */
+function setDup(datagram: Buffer): void {
+  const flagsAt = datagram[0] === 0x01 ? 4 : 2;
+  datagram[flagsAt] = datagram[flagsAt]! | 0x80;
+}
+
+/** A 5.0 CONNACK reason code as an MQTT-SN return code (spec 5.3.10 has only four). */
+function connackCode(reasonCode: number): number {
+  if (reasonCode === 0x89 || reasonCode === 0x97 || reasonCode === 0x9f) return SnReturnCode.Congestion; // busy, quota, rate
+  return SnReturnCode.NotSupported;
+}
+
+/** A 5.0 PUBACK reason code as an MQTT-SN return code. */
+function publishCode(reasonCode: number): number {
+  if (reasonCode === 0x97 || reasonCode === 0x96) return SnReturnCode.Congestion;
+  if (reasonCode === 0x90) return SnReturnCode.InvalidTopicId;
+  return SnReturnCode.NotSupported;
+}
