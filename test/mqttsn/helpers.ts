@@ -145,3 +145,71 @@ export class UdpPeer {
     this.socket.close();
   }
 }
+
+/** A seeded PRNG (mulberry32): the same drops on every run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A UDP relay on 127.0.0.1 between MQTT-SN clients and a gateway that drops datagrams on purpose, both
+ * ways, with a seeded PRNG. Each client gets its own upstream socket, so the gateway sees one address per client.
+ */
+export class LossyRelay {
+  readonly socket: Socket;
+  dropped = 0;
+  forwarded = 0;
+  private readonly upstreams = new Map<string, Socket>();
+  private readonly random: () => number;
+
+  private constructor(
+    private readonly targetPort: number,
+    private readonly dropRate: number,
+    seed: number,
+  ) {
+    this.random = seededRandom(seed);
+    this.socket = createSocket('udp4');
+    this.socket.on('message', (datagram, rinfo) => {
+      const key = `${rinfo.address}:${rinfo.port}`;
+      let up = this.upstreams.get(key);
+      if (!up) {
+        up = createSocket('udp4');
+        up.bind(0, '127.0.0.1');
+        up.on('message', (answer) => this.pass(() => this.socket.send(answer, rinfo.port, rinfo.address)));
+        this.upstreams.set(key, up);
+      }
+      const upstream = up;
+      this.pass(() => upstream.send(datagram, this.targetPort, '127.0.0.1'));
+    });
+  }
+
+  static async start(targetPort: number, dropRate: number, seed: number): Promise<LossyRelay> {
+    const relay = new LossyRelay(targetPort, dropRate, seed);
+    await new Promise<void>((resolve) => relay.socket.bind(0, '127.0.0.1', resolve));
+    return relay;
+  }
+
+  get port(): number {
+    return this.socket.address().port;
+  }
+
+  private pass(send: () => void): void {
+    if (this.random() < this.dropRate) this.dropped++;
+    else {
+      this.forwarded++;
+      send();
+    }
+  }
+
+  close(): void {
+    for (const s of this.upstreams.values()) s.close();
+    this.socket.close();
+  }
+}
