@@ -5,6 +5,7 @@ import { createBroker } from '../server/broker.js';
 import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
 import { BufferedLogDestination } from '../runtime/log-destination.js';
 import { tuneV8 } from '../runtime/v8-tuning.js';
+import { withMqttsnPort } from '../mqttsn/cli.js';
 
 interface BrokerFlags {
   port?: string;
@@ -15,6 +16,7 @@ interface BrokerFlags {
   aclFile?: string;
   anonymous?: boolean;
   printConfig?: string | boolean;
+  mqttsnPort?: string;
 }
 
 function makeLogger(level: string): Logger {
@@ -41,6 +43,7 @@ export function registerBrokerCommand(program: Command): void {
     .option('--acl-file <file>', 'ACL rule file (see docs/configuration.md)')
     .option('--no-anonymous', 'refuse clients without a username')
     .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
+    .option('--mqttsn-port <port>', 'also an MQTT-SN 1.2 gateway on this UDP port (see docs/mqtt-sn.md)')
     .addHelpText(
       'after',
       '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
@@ -51,6 +54,7 @@ export function registerBrokerCommand(program: Command): void {
       let config: FileConfig;
       try {
         config = loadConfig(flags);
+        if (flags.mqttsnPort !== undefined) config = withMqttsnPort(config, flags.mqttsnPort);
         if (flags.printConfig !== undefined) {
           const format = flags.printConfig === true ? 'yaml' : flags.printConfig;
           if (format !== 'yaml' && format !== 'json') throw new ConfigError('--print-config: format must be yaml or json');

@@ -11,6 +11,7 @@ import { compileRule, type AclRule } from '../auth/acl.js';
 import { checkAddressEntry } from '../auth/address.js';
 import type { MemoryProfile } from '../runtime/v8-tuning.js';
 import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, object, oneOf, record, string, U32, type Check } from './checks.js';
+import { isValidTopicName } from '../protocol/topic.js';
 
 export { ConfigError };
 
@@ -21,7 +22,7 @@ const stringOrList: Check = (v, path) => (Array.isArray(v) ? stringList(v, path)
 
 /** Keys every listener type accepts. */
 const COMMON_LISTENER = {
-  type: oneOf('tcp', 'tls', 'ws', 'wss'),
+  type: oneOf('tcp', 'tls', 'ws', 'wss', 'mqttsn'),
   host: string,
   port,
   name: string,
@@ -46,18 +47,44 @@ const TLS_KEYS = {
   peerCertAsUsername: oneOf('cn', 'san'),
   peerCertAsClientId: oneOf('cn', 'san'),
 };
+/** MQTT-SN predefined topics: { 1: "sensors/temp" }, ids 1-65534, names without wildcards. */
+const predefinedTopics: Check = (v, path) => {
+  const table = record(string)(v, path) as Record<string, string>;
+  for (const [id, name] of Object.entries(table)) {
+    if (!/^\d+$/.test(id) || Number(id) < 1 || Number(id) > 0xfffe) fail(`${path}.${id}`, 'a topic id must be an integer from 1 to 65534');
+    if (!isValidTopicName(name)) fail(`${path}.${id}`, 'must be a topic name without wildcards');
+  }
+  return table;
+};
+const seconds: Check = (v, path) => (typeof v === 'number' && v > 0 && v <= 3600 ? v : fail(path, 'must be a number of seconds above 0, at most 3600'));
+const MQTTSN_KEYS = {
+  gatewayId: integer(0, 255),
+  predefinedTopics,
+  retryInterval: seconds,
+  maxRetries: integer(0, 100),
+  advertiseInterval: integer(0, 65535),
+  advertiseAddress: string,
+  maxMessageSize: integer(16, 65535),
+  maxHalfOpen: integer(1, 1_000_000),
+  connectRatePerAddress: integer(1, 1_000_000),
+  maxBufferedMessages: integer(1, U32),
+  maxTopicsPerClient: integer(1, 65534),
+  sessionExpiry: integer(0, U32),
+  qosMinus1ClientId: string,
+};
 const LISTENER_SHAPES: Record<string, Check> = {
   tcp: object({ ...COMMON_LISTENER, proxyProtocol: boolean, directSockets: boolean, acceptHandles: integer(1, 64) }),
   tls: object({ ...COMMON_LISTENER, ...TLS_KEYS }),
   ws: object({ ...COMMON_LISTENER, path: wsPath }),
   wss: object({ ...COMMON_LISTENER, ...TLS_KEYS, path: wsPath }),
+  mqttsn: object({ ...COMMON_LISTENER, ...MQTTSN_KEYS }),
 };
 
 const listener: Check = (v, path) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
   const type = (v as { type?: unknown }).type ?? 'tcp';
   const shape = Object.hasOwn(LISTENER_SHAPES, String(type)) ? LISTENER_SHAPES[String(type)] : undefined;
-  if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss"');
+  if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss", "mqttsn"');
   const out = shape({ ...v, type }, path) as Record<string, unknown>;
   if (type === 'tls' || type === 'wss') {
     for (const key of ['cert', 'key']) if (out[key] === undefined) fail(`${path}.${key}`, `required for a ${type} listener (PEM file)`);

@@ -207,7 +207,7 @@ export class MqttSnClient extends EventEmitter<{ message: [SnMessage]; close: [E
     const packet: SnPacket = { type: SnType.PUBLISH, dup: false, qos, retain: options.retain ?? false, topic: snTopic, msgId, payload: data };
     if (qos <= 0) {
       await this.idle();
-      this.sendNow(packet);
+      await this.sendAndFlush(packet);
       return;
     }
     const answer = (await this.transact(packet, (p) => {
@@ -336,6 +336,13 @@ export class MqttSnClient extends EventEmitter<{ message: [SnMessage]; close: [E
     if (this.closed || !this.socket || !this.address) return;
     this.lastSent = Date.now();
     this.socket.send(encodeSn(p), this.address.port, this.address.host);
+  }
+
+  /** Sends without expecting an answer; resolves once the datagram left (a socket closed at once would drop it). */
+  private sendAndFlush(p: SnPacket): Promise<void> {
+    if (this.closed || !this.socket || !this.address) return Promise.reject(new SnClientError('the client is closed'));
+    this.lastSent = Date.now();
+    return new Promise((resolve, reject) => this.socket!.send(encodeSn(p), this.address!.port, this.address!.host, (err) => (err ? reject(err) : resolve())));
   }
 
   /** Resolves when no transaction is open (QoS 0 goes out between transactions, in order). */
