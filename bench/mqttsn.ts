@@ -154,7 +154,7 @@ async function main(): Promise<void> {
   const seconds = Math.min(Math.max(Number(values.duration), 1), 30);
   const publishers = Math.min(Math.max(Number(values.publishers), 1), 64);
   const payload = Buffer.alloc(Math.min(Math.max(Number(values.size), 0), 1024), 0x61);
-  const child = fork(fileURLToPath(import.meta.url), ['--broker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(import.meta.url), ['--broker'], { execArgv: process.env.BENCH_BROKER_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_BROKER_PROF] : [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const killer = setTimeout(() => child.kill('SIGKILL'), (seconds * 4 + 60) * 1000);
   killer.unref();
   try {
