@@ -90,7 +90,6 @@ export class GatewayClient {
     this.lastHeard = now;
     this.topics = new ClientTopics(gw.options.maxTopicsPerClient);
     this.state = 'connecting';
-    this.startConnect(connect, now);
   }
 
   get connected(): boolean {
@@ -111,7 +110,7 @@ export class GatewayClient {
 
   // ---- CONNECT (spec 6.2) ----
 
-  /** A CONNECT, first or repeated (the client retransmits it when the answer is lost). */
+  /** A CONNECT: the first (the gateway calls it once the client is in its map), or a repeated one. */
   startConnect(p: SnConnectPacket, now: number): void {
     if (p.protocolId !== SN_PROTOCOL_ID) {
       this.send({ type: SnType.CONNACK, returnCode: SnReturnCode.NotSupported });

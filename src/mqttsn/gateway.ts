@@ -155,6 +155,8 @@ export class MqttSnGateway implements GatewayHost {
   };
   private readonly clients = new Map<string, GatewayClient>();
   private readonly rate: AddressRate;
+  /** Half-open clients as counted at the last tick, plus those created since (O(1) per CONNECT under a flood). */
+  private halfOpen = 0;
   private nextAdvertise = 0;
   private qosMinus1: VirtualConnection | undefined;
   private qosMinus1Ready = false;
@@ -258,12 +260,15 @@ export class MqttSnGateway implements GatewayHost {
   private fromUnknown(peer: Peer, key: string, packet: SnPacket, size: number, now: number): void {
     switch (packet.type) {
       case SnType.CONNECT: {
-        if (!this.rate.admit(peer.address, now) || this.halfOpenCount() >= this.options.maxHalfOpen) {
+        if (!this.rate.admit(peer.address, now) || this.halfOpen >= this.options.maxHalfOpen) {
           this.stats.rateLimited++;
           return;
         }
+        this.halfOpen++;
+        // In the map before its CONNECT reaches the broker: the listener's maxConnections counts it, as TCP does.
         const client = new GatewayClient(this, peer, key, packet, now);
-        if (client.state !== 'gone') this.clients.set(key, client);
+        this.clients.set(key, client);
+        client.startConnect(packet, now);
         return;
       }
       case SnType.SEARCHGW:
@@ -294,11 +299,6 @@ export class MqttSnGateway implements GatewayHost {
     if (size >= 2 && packet.type !== SnType.DISCONNECT && this.rate.admit(peer.address, now)) this.send(peer, encodeSn({ type: SnType.DISCONNECT }));
   }
 
-  private halfOpenCount(): number {
-    let n = 0;
-    for (const c of this.clients.values()) if (c.halfOpen) n++;
-    return n;
-  }
 
   // ---- QoS -1 (spec 6.8) ----
 
@@ -350,7 +350,12 @@ export class MqttSnGateway implements GatewayHost {
   tick(): void {
     if (this.closed) return;
     const now = this.core.clock.now();
-    for (const client of [...this.clients.values()]) client.tick(now);
+    let halfOpen = 0;
+    for (const client of [...this.clients.values()]) {
+      client.tick(now);
+      if (client.halfOpen) halfOpen++;
+    }
+    this.halfOpen = halfOpen;
     const interval = this.options.advertiseInterval;
     if (interval > 0 && this.io.broadcast && now >= this.nextAdvertise) {
       this.nextAdvertise = now + interval * 1000;

@@ -8,7 +8,9 @@ import { SnReturnCode, SnType, type SnPacket } from '../../src/mqttsn/packets.js
 import type { PublishPacket } from '../../src/protocol/packets.js';
 import type { MemoryConnection } from '../helpers/fake-core.js';
 import { BrokerInspector } from '../../src/broker/inspect.js';
+import fc from 'fast-check';
 import { GatewayHarness, type FakePeer } from './helpers.js';
+import { anyPacket, bytes } from './arbitraries.js';
 
 const inspect = (h: GatewayHarness) => new BrokerInspector(h.fake.core);
 
@@ -532,6 +534,34 @@ describe('MQTT-SN gateway: hostile input', () => {
     assert.equal(h.gateway.clientCount, 3);
     h.advance(5200);
     assert.equal(h.gateway.clientCount, 0);
+  });
+});
+
+describe('MQTT-SN gateway: random traffic (property test)', () => {
+  it('any sequence of messages, junk and time from a few peers never throws, and every client ends once the traffic stops', () => {
+    const step = fc.oneof(
+      { arbitrary: fc.record({ peer: fc.integer({ min: 0, max: 3 }), packet: anyPacket }), weight: 6 },
+      { arbitrary: fc.record({ peer: fc.integer({ min: 0, max: 3 }), junk: bytes(40) }), weight: 1 },
+      { arbitrary: fc.record({ ms: fc.integer({ min: 1, max: 20_000 }) }), weight: 1 },
+    );
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 60 }), (steps) => {
+        const h = new GatewayHarness({ predefinedTopics: { 1: 'a/b' }, retryInterval: 1, maxRetries: 2 }, { limits: { connectTimeout: 2000 } });
+        const dash = h.fake.connect({ clientId: 'dash', protocolVersion: 5 });
+        dash.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: '#', qos: 2 }] });
+        const peers = [0, 1, 2, 3].map((i) => h.peer(5000 + i, i === 3 ? Buffer.from([7]) : undefined));
+        for (const s of steps) {
+          if ('ms' in s) h.advance(s.ms, 500);
+          else if ('junk' in s) peers[s.peer]!.send(s.junk);
+          else peers[s.peer]!.send(s.packet);
+        }
+        // Silence: every client is lost within 1.5 x 65535 s (the longest keep alive or sleep).
+        h.advance(65_535 * 1500 + 1000, 60_000);
+        assert.equal(h.gateway.clientCount, 0);
+        assert.ok(inspect(h).isConnected('dash'));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

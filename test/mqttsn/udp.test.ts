@@ -342,3 +342,32 @@ describe('MQTT-SN over UDP: IPv6 and ADVERTISE', () => {
     }
   });
 });
+
+describe('MQTT-SN over UDP: the broker\'s admission rules apply', () => {
+  it('maxConnections of the listener: the next CONNECT gets CONNACK "rejected: congestion"', async () => {
+    const s = await setup({ maxConnections: 1 });
+    try {
+      const first = await snConnect(s.snUrl, { clientId: 'first' });
+      await assert.rejects(snConnect(s.snUrl, { clientId: 'second' }), /connection refused by the gateway: rejected: congestion/);
+      await first.end();
+    } finally {
+      await s.broker.close();
+    }
+  });
+
+  it('allowAnonymous: false refuses MQTT-SN clients (no username in MQTT-SN 1.2) unless the listener allows them', async () => {
+    const refused = await setup({}, { allowAnonymous: false });
+    try {
+      await assert.rejects(snConnect(refused.snUrl, { clientId: 'anon' }), /rejected: not supported/);
+    } finally {
+      await refused.broker.close();
+    }
+    const allowed = await setup({ allowAnonymous: true }, { allowAnonymous: false });
+    try {
+      const sn = await snConnect(allowed.snUrl, { clientId: 'anon' });
+      await sn.end();
+    } finally {
+      await allowed.broker.close();
+    }
+  });
+});
