@@ -62,12 +62,23 @@ export async function startMqttsnListener(core: BrokerCore, options: MqttsnListe
       transport: { allowAnonymous, publishLimit: limit },
     },
     {
-      send: (datagram, address, port) => socket.send(datagram, port, address, onSendError),
-      broadcast: advertise ? (datagram) => socket.send(datagram, advertise.port, advertise.address, onSendError) : undefined,
+      send: (datagram, address, port) => {
+        sending++;
+        socket.send(datagram, port, address, onSent);
+      },
+      broadcast: advertise
+        ? (datagram) => {
+            sending++;
+            socket.send(datagram, advertise.port, advertise.address, onSent);
+          }
+        : undefined,
       log: (level, fields, message) => logger[level](fields, message),
     },
   );
-  function onSendError(err: Error | null): void {
+  /** Datagrams handed to the socket and not sent yet: close() waits for them (the DISCONNECTs of a shutdown). */
+  let sending = 0;
+  function onSent(err: Error | null): void {
+    sending--;
     if (err) logger.debug({ listener: name, error: err.message }, 'MQTT-SN datagram not sent');
   }
   socket.on('message', (datagram: Buffer, rinfo: RemoteInfo) => {
@@ -101,6 +112,8 @@ export async function startMqttsnListener(core: BrokerCore, options: MqttsnListe
       clearInterval(ticker);
       context.security?.removeListener(name);
       gateway.close();
+      const deadline = Date.now() + 1000;
+      while (sending > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       await new Promise<void>((resolve) => socket.close(() => resolve()));
     },
   };

@@ -371,3 +371,14 @@ describe('MQTT-SN over UDP: the broker\'s admission rules apply', () => {
     }
   });
 });
+
+describe('MQTT-SN over UDP: broker shutdown', () => {
+  it('closing the broker sends DISCONNECT to every MQTT-SN client', async () => {
+    const s = await setup();
+    const sn = await snConnect(s.snUrl, { clientId: 'to-be-closed' });
+    const closed = new Promise<Error | undefined>((resolve) => sn.once('close', resolve));
+    await s.broker.close();
+    const err = await closed;
+    assert.match(String(err?.message), /disconnected by the gateway/);
+  });
+});
