@@ -281,6 +281,36 @@ describe('MQTT-SN over UDP: retransmission through a lossy relay (6.13)', () => 
     }
   });
 
+  it('QoS 2 through the same relay: PUBREC / PUBREL / PUBCOMP retransmitted, every message delivered exactly once both ways', async () => {
+    const s = await setup({ retryInterval: 0.15, maxRetries: 20 });
+    const relay = await LossyRelay.start(s.snPort, 0.25, 7);
+    try {
+      const sub = await mqttClient(s.mqttUrl, { protocolVersion: 5 });
+      const got = collect(sub);
+      await sub.subscribeAsync('q2/up', { qos: 2 });
+      const sn = await snConnect(`mqttsn://127.0.0.1:${relay.port}`, { clientId: 'lossy-q2', retryInterval: 150, maxRetries: 20, keepAlive: 0 });
+      await sn.subscribe('q2/down', { qos: 2 });
+      const down: string[] = [];
+      sn.on('message', (m) => down.push(m.payload.toString()));
+      const pub = await mqttClient(s.mqttUrl, { protocolVersion: 5 });
+      for (let i = 0; i < 10; i++) {
+        await sn.publish('q2/up', `u${i}`, { qos: 2 });
+        await pub.publishAsync('q2/down', `d${i}`, { qos: 2 });
+      }
+      await eventually(() => got.length >= 10 && down.length >= 10, 15_000, 'all messages');
+      await delay(500); // a late duplicate would show up now
+      assert.deepEqual(got.map((m) => m.payload), Array.from({ length: 10 }, (_, i) => `u${i}`));
+      assert.deepEqual(down, Array.from({ length: 10 }, (_, i) => `d${i}`));
+      assert.ok(relay.dropped > 5, `the relay dropped ${relay.dropped} datagrams`);
+      await pub.endAsync();
+      await sub.endAsync();
+      sn.destroy();
+    } finally {
+      relay.close();
+      await s.broker.close();
+    }
+  });
+
   it('a client that stops answering is retried Nretry times, then lost: its will is published', async () => {
     const s = await setup({ retryInterval: 0.1, maxRetries: 2, predefinedTopics: { 5: 'ping/me' } });
     try {
