@@ -4,11 +4,12 @@
 // gateway; time comes in as `now`.
 import { Buffer } from 'node:buffer';
 import { transportInfo } from '../broker/channel.js';
-import type { Packet, PublishPacket, PubAckLikePacket, SubackPacket } from '../protocol/packets.js';
+import type { Packet, PubAckLikePacket, SubackPacket } from '../protocol/packets.js';
 import { isValidTopicFilter, isValidTopicName } from '../protocol/topic.js';
 import { encodeSn } from './codec.js';
 import { SN_PROTOCOL_ID, SnReturnCode, SnType, type SnConnectPacket, type SnPacket, type SnPublishPacket, type SnSubscribeTopic, type SnTopic } from './packets.js';
-import { ClientTopics, knownTopic } from './topics.js';
+import { ClientTopics } from './topics.js';
+import { Outbound } from './outbound.js';
 import { VirtualConnection, type GatewayCore } from './virtual-connection.js';
 import type { GatewayHost, Peer } from './gateway.js';
 
@@ -19,31 +20,6 @@ interface Will {
   payload: Buffer;
   qos: 0 | 1 | 2;
   retain: boolean;
-}
-
-/** A message from the broker on its way to the client. */
-interface Outgoing {
-  topic: string;
-  payload: Buffer;
-  qos: 0 | 1 | 2;
-  retain: boolean;
-  /** The broker's packet id (QoS 1/2), used as the MQTT-SN MsgId. */
-  packetId: number;
-  /** Already REGISTERed again once after the client answered "invalid topic id". */
-  reregistered?: boolean;
-}
-
-/** The one transaction the gateway has open toward the client (spec 6.13: one at a time), retransmitted on Tretry. */
-interface Pending {
-  kind: 'register' | 'publish' | 'pubrel' | 'await-pubrel';
-  msgId: number;
-  /** What is resent; undefined for await-pubrel (the broker's PUBREL is awaited, nothing to resend). */
-  datagram: Buffer | undefined;
-  sentAt: number;
-  tries: number;
-  item?: Outgoing;
-  /** REGISTER: the topic id offered. */
-  topicId?: number;
 }
 
 /** Session Expiry Interval of a clean-session client's virtual connection: long enough to survive a will update (a reconnection). */
@@ -64,10 +40,8 @@ export class GatewayClient {
   private link: VirtualConnection | undefined;
   /** The broker's Server Keep Alive on the virtual connection (s), 0 for none. */
   private serverKeepAlive = 0;
-  private readonly topics: ClientTopics;
-  private readonly queue: Outgoing[] = [];
-  private pending: Pending | undefined;
-  private registerMsgId = 0;
+  readonly topics: ClientTopics;
+  private readonly out: Outbound;
   /** Client QoS 1 PUBLISHes sent to the broker, not yet acknowledged: MsgId → topic id to echo. */
   private readonly inbound = new Map<number, number>();
   private readonly recentAcks: { msgId: number; topicId: number; code: number }[] = [];
@@ -90,6 +64,21 @@ export class GatewayClient {
     this.lastHeard = now;
     this.topics = new ClientTopics(gw.options.maxTopicsPerClient);
     this.state = 'connecting';
+    this.out = new Outbound({
+      gw,
+      peer,
+      topics: this.topics,
+      canSend: () => this.state === 'active' || this.state === 'awake',
+      asleep: () => this.state === 'asleep',
+      toBroker: (packet, now) => this.link?.send(packet, now),
+      drained: (now) => {
+        if (this.state !== 'awake') return;
+        // Everything buffered went out: PINGRESP, and the client sleeps again ([MQTT-SN 6.14]).
+        this.state = 'asleep';
+        this.lastHeard = now;
+        this.send({ type: SnType.PINGRESP });
+      },
+    });
   }
 
   get connected(): boolean {
@@ -207,22 +196,22 @@ export class GatewayClient {
         this.onRegister(p.topicName, p.msgId);
         return;
       case SnType.REGACK:
-        this.onRegack(p.msgId, p.topicId, p.returnCode, now);
+        this.out.onRegack(p.msgId, p.topicId, p.returnCode, now);
         return;
       case SnType.PUBLISH:
         this.onPublish(p, now);
         return;
       case SnType.PUBACK:
-        this.onPuback(p.msgId, p.returnCode, now);
+        this.out.onPuback(p.msgId, p.returnCode, now);
         return;
       case SnType.PUBREC:
-        this.onPubrec(p.msgId, now);
+        this.out.onPubrec(p.msgId, now);
         return;
       case SnType.PUBREL:
         this.link?.send({ type: 6, packetId: p.msgId }, now);
         return;
       case SnType.PUBCOMP:
-        this.onPubcomp(p.msgId, now);
+        this.out.onPubcomp(p.msgId, now);
         return;
       case SnType.SUBSCRIBE:
         this.onSubscribe(p.topic, p.qos, p.msgId, now);
@@ -279,8 +268,8 @@ export class GatewayClient {
       if (clientId === undefined || clientId !== this.clientId) return;
       // [MQTT-SN 6.14] awake: buffered messages first, then PINGRESP sends it back to sleep.
       this.state = 'awake';
-      if (this.pending && this.pending.datagram) this.resend(now);
-      this.pump(now);
+      if (this.out.pending?.datagram) this.out.resend(now);
+      this.out.pump(now);
       return;
     }
     if (this.state === 'active') this.send({ type: SnType.PINGRESP });
@@ -297,22 +286,6 @@ export class GatewayClient {
     const id = this.topics.assign(topicName);
     if (id === undefined) this.send({ type: SnType.REGACK, topicId: 0, msgId, returnCode: SnReturnCode.Congestion });
     else this.send({ type: SnType.REGACK, topicId: id, msgId, returnCode: SnReturnCode.Accepted });
-  }
-
-  private onRegack(msgId: number, topicId: number, returnCode: number, now: number): void {
-    const pending = this.pending;
-    if (!pending || pending.kind !== 'register' || pending.msgId !== msgId) return;
-    this.pending = undefined;
-    const item = pending.item!;
-    if (returnCode === SnReturnCode.Accepted) {
-      this.topics.set(item.topic, pending.topicId ?? topicId);
-    } else {
-      // The client refuses the topic: the message cannot be delivered; it is acknowledged so the session moves on.
-      this.queue.shift();
-      this.gw.stats.undeliverable++;
-      this.ackBroker(item, now);
-    }
-    this.pump(now);
   }
 
   /** The topic name a PUBLISH from the client names, or undefined (answered with "invalid topic id"). */
@@ -421,8 +394,7 @@ export class GatewayClient {
 
   /** Messages in flight from the broker are resent by it on the new connection: forget our copies. */
   private resetOutbound(keepQos0: boolean): void {
-    this.pending = undefined;
-    for (let i = this.queue.length - 1; i >= 0; i--) if (!keepQos0 || this.queue[i]!.qos > 0) this.queue.splice(i, 1);
+    this.out.reset(keepQos0);
     this.inbound.clear();
     this.subscribing.clear();
   }
@@ -436,21 +408,21 @@ export class GatewayClient {
         this.onConnack(p.reasonCode, p.properties?.serverKeepAlive, now);
         return;
       case 3:
-        this.onBrokerPublish(p, now);
+        this.out.push(p, now);
         return;
       case 4:
       case 5:
-        this.onBrokerPubackOrPubrec(p as PubAckLikePacket, now);
+        this.onBrokerPubackOrPubrec(p as PubAckLikePacket);
         return;
       case 6:
-        this.onBrokerPubrel(p.packetId, now);
+        this.out.onBrokerPubrel(p.packetId, now);
         return;
       case 7:
         this.inbound.delete(p.packetId);
         this.send({ type: SnType.PUBCOMP, msgId: p.packetId });
         return;
       case 9:
-        this.onSuback(p, now);
+        this.onSuback(p);
         return;
       case 11:
         this.send({ type: SnType.UNSUBACK, msgId: p.packetId });
@@ -483,26 +455,10 @@ export class GatewayClient {
     this.state = 'active';
     if (update) this.send({ type: update === 'topic' ? SnType.WILLTOPICRESP : SnType.WILLMSGRESP, returnCode: SnReturnCode.Accepted });
     else this.send({ type: SnType.CONNACK, returnCode: SnReturnCode.Accepted });
-    this.pump(now);
+    this.out.pump(now);
   }
 
-  private onBrokerPublish(p: PublishPacket, now: number): void {
-    const item: Outgoing = { topic: p.topic, payload: Buffer.from(p.payload), qos: p.qos, retain: p.retain, packetId: p.packetId ?? 0 };
-    if (item.qos === 0 && this.queue.length >= this.gw.options.maxBufferedMessages) {
-      // Bounded: the oldest QoS 0 message makes room (QoS 1/2 wait in the broker's session queue instead).
-      const oldest = this.queue.findIndex((m, i) => m.qos === 0 && (i > 0 || this.pending === undefined));
-      if (oldest < 0) {
-        this.gw.stats.bufferDropped++;
-        return;
-      }
-      this.queue.splice(oldest, 1);
-      this.gw.stats.bufferDropped++;
-    }
-    this.queue.push(item);
-    this.pump(now);
-  }
-
-  private onBrokerPubackOrPubrec(p: PubAckLikePacket, now: number): void {
+  private onBrokerPubackOrPubrec(p: PubAckLikePacket): void {
     const topicId = this.inbound.get(p.packetId) ?? 0;
     const code = p.reasonCode ?? 0;
     if (p.type === 4 || code >= 0x80) {
@@ -516,124 +472,12 @@ export class GatewayClient {
     this.send({ type: SnType.PUBREC, msgId: p.packetId });
   }
 
-  private onBrokerPubrel(packetId: number, now: number): void {
-    const pending = this.pending;
-    if (pending?.kind !== 'await-pubrel' || pending.msgId !== packetId) {
-      // Not ours to relay (e.g. after a reconnection): complete it for the broker.
-      this.link?.send({ type: 7, packetId }, now);
-      return;
-    }
-    this.pending = { kind: 'pubrel', msgId: packetId, datagram: encodeSn({ type: SnType.PUBREL, msgId: packetId }), sentAt: now, tries: 0 };
-    if (this.state !== 'asleep') this.gw.send(this.peer, this.pending.datagram!);
-  }
-
-  private onSuback(p: SubackPacket, now: number): void {
+  private onSuback(p: SubackPacket): void {
     const topicId = this.subscribing.get(p.packetId) ?? 0;
     this.subscribing.delete(p.packetId);
     const code = p.reasonCodes[0] ?? 0x80;
     if (code <= 2) this.send({ type: SnType.SUBACK, qos: code as 0 | 1 | 2, topicId, msgId: p.packetId, returnCode: SnReturnCode.Accepted });
     else this.send({ type: SnType.SUBACK, qos: 0, topicId: 0, msgId: p.packetId, returnCode: code === 0x97 ? SnReturnCode.Congestion : SnReturnCode.NotSupported });
-    void now;
-  }
-
-  // ---- delivery to the client ----
-
-  /** Sends what can go now: one transaction at a time, QoS 0 messages between them, REGISTER first where needed. */
-  private pump(now: number): void {
-    while (this.pending === undefined && this.queue.length > 0 && (this.state === 'active' || this.state === 'awake')) {
-      const item = this.queue[0]!;
-      const topic = knownTopic(item.topic, this.topics, this.gw.predefined);
-      if (topic === undefined) {
-        // [MQTT-SN 6.7] a topic the client has no id for (a wildcard subscription): REGISTER it first.
-        const topicId = this.topics.reserve();
-        if (topicId === undefined) {
-          this.queue.shift();
-          this.gw.stats.undeliverable++;
-          this.ackBroker(item, now);
-          continue;
-        }
-        const msgId = this.nextRegisterMsgId();
-        const datagram = encodeSn({ type: SnType.REGISTER, topicId, msgId, topicName: item.topic });
-        this.pending = { kind: 'register', msgId, datagram, sentAt: now, tries: 0, item, topicId };
-        this.gw.send(this.peer, datagram);
-        return;
-      }
-      this.queue.shift();
-      let datagram: Buffer;
-      try {
-        datagram = encodeSn({ type: SnType.PUBLISH, dup: false, qos: item.qos, retain: item.retain, topic, msgId: item.qos > 0 ? item.packetId : 0, payload: item.payload });
-      } catch {
-        datagram = Buffer.alloc(0xffff + 1);
-      }
-      if (datagram.length > this.gw.options.maxMessageSize) {
-        this.gw.stats.undeliverable++;
-        this.ackBroker(item, now);
-        continue;
-      }
-      this.gw.send(this.peer, datagram);
-      this.gw.stats.delivered++;
-      if (item.qos > 0) this.pending = { kind: 'publish', msgId: item.packetId, datagram, sentAt: now, tries: 0, item };
-    }
-    if (this.state === 'awake' && this.pending === undefined && this.queue.length === 0) {
-      // Everything buffered went out: PINGRESP, and the client sleeps again ([MQTT-SN 6.14]).
-      this.state = 'asleep';
-      this.lastHeard = now;
-      this.send({ type: SnType.PINGRESP });
-    }
-  }
-
-  private nextRegisterMsgId(): number {
-    this.registerMsgId = this.registerMsgId >= 0xffff ? 1 : this.registerMsgId + 1;
-    return this.registerMsgId;
-  }
-
-  /** Acknowledges to the broker a message the client will not get (too large, topic refused). */
-  private ackBroker(item: Outgoing, now: number): void {
-    if (item.qos === 1) this.link?.send({ type: 4, packetId: item.packetId, reasonCode: 0x80 }, now);
-    // A PUBREC with a failure code ends a QoS 2 flow in 5.0: no PUBREL follows.
-    else if (item.qos === 2) this.link?.send({ type: 5, packetId: item.packetId, reasonCode: 0x80 }, now);
-  }
-
-  private onPuback(msgId: number, returnCode: number, now: number): void {
-    const pending = this.pending;
-    if (!pending || pending.kind !== 'publish' || pending.msgId !== msgId) return;
-    this.pending = undefined;
-    const item = pending.item!;
-    if (returnCode === SnReturnCode.InvalidTopicId && !item.reregistered) {
-      // The client lost the registration (spec 6.7): register the topic again and resend.
-      this.topics.delete(item.topic);
-      item.reregistered = true;
-      this.queue.unshift(item);
-      this.pump(now);
-      return;
-    }
-    if (item.qos === 2) {
-      // A QoS 2 message answered with PUBACK is refused by the client.
-      this.ackBroker(item, now);
-    } else {
-      this.link?.send({ type: 4, packetId: msgId, reasonCode: returnCode === SnReturnCode.Accepted ? 0 : 0x80 }, now);
-    }
-    this.pump(now);
-  }
-
-  private onPubrec(msgId: number, now: number): void {
-    const pending = this.pending;
-    if (pending?.kind === 'pubrel' && pending.msgId === msgId) {
-      // Our PUBREL crossed a retransmitted PUBREC: send it again.
-      this.gw.send(this.peer, pending.datagram!);
-      return;
-    }
-    if (!pending || pending.kind !== 'publish' || pending.msgId !== msgId || pending.item!.qos !== 2) return;
-    this.pending = { kind: 'await-pubrel', msgId, datagram: undefined, sentAt: now, tries: 0 };
-    this.link?.send({ type: 5, packetId: msgId }, now);
-  }
-
-  private onPubcomp(msgId: number, now: number): void {
-    const pending = this.pending;
-    if (!pending || pending.kind !== 'pubrel' || pending.msgId !== msgId) return;
-    this.pending = undefined;
-    this.link?.send({ type: 7, packetId: msgId }, now);
-    this.pump(now);
   }
 
   // ---- timers ----
@@ -651,25 +495,12 @@ export class GatewayClient {
       this.lost(now, this.state === 'asleep' ? 'sleep duration passed without waking' : 'keep alive timeout');
       return;
     }
-    const pending = this.pending;
-    if (pending?.datagram && this.state !== 'asleep' && now - pending.sentAt >= o.retryInterval * 1000) {
-      // [MQTT-SN 6.13] Nretry retransmissions without an answer: the client is lost.
-      if (pending.tries >= o.maxRetries) {
-        this.lost(now, `no answer after ${o.maxRetries} retransmissions`);
-        return;
-      }
-      this.resend(now);
+    // [MQTT-SN 6.13] Nretry retransmissions without an answer: the client is lost.
+    if (this.state !== 'asleep' && !this.out.retransmit(now)) {
+      this.lost(now, `no answer after ${o.maxRetries} retransmissions`);
+      return;
     }
     if (this.serverKeepAlive > 0 && this.link && now - this.link.lastSent >= this.serverKeepAlive * 500) this.link.send({ type: 12 }, now);
-  }
-
-  private resend(now: number): void {
-    const pending = this.pending!;
-    pending.tries++;
-    pending.sentAt = now;
-    if (pending.kind === 'publish') setDup(pending.datagram!);
-    this.gw.stats.retransmissions++;
-    this.gw.send(this.peer, pending.datagram!);
   }
 
   /** The client stopped answering: as a lost TCP connection, the will is published. */
@@ -695,12 +526,6 @@ export class GatewayClient {
     if (link?.open) link.transportClosed();
     this.gw.removed(this, event, detail, now);
   }
-}
-
-/** Sets the DUP flag of an encoded PUBLISH (spec 5.3.4) for its retransmission. */
-function setDup(datagram: Buffer): void {
-  const flagsAt = datagram[0] === 0x01 ? 4 : 2;
-  datagram[flagsAt] = datagram[flagsAt]! | 0x80;
 }
 
 /** A 5.0 CONNACK reason code as an MQTT-SN return code (spec 5.3.10 has only four). */
