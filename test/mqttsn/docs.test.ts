@@ -4,6 +4,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { validateConfig } from '../../src/config/config.js';
 import { startBroker } from '../helpers/broker.js';
 
 const DOC = fileURLToPath(new URL('../../../docs/mqtt-sn.md', import.meta.url));
@@ -25,4 +27,10 @@ test('docs/mqtt-sn.md: the js example runs against a gateway', async (t) => {
   clearTimeout(timer);
   assert.equal(code, 0, stderr);
   assert.equal(broker.inspect.isConnected('sensor-1'), false, 'the example ended its connection');
+});
+
+test('docs/mqtt-sn.md: every yaml example is a valid broker config', () => {
+  const blocks = [...readFileSync(DOC, 'utf8').matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  assert.ok(blocks.length >= 1);
+  for (const block of blocks) assert.doesNotThrow(() => validateConfig(parseYaml(block)), block);
 });

@@ -451,6 +451,22 @@ describe('MQTT-SN gateway: without a connection (spec 6.1, 6.8, 5.5)', () => {
     assert.equal(inspect(h).retained('dr')?.payload.toString(), '1');
   });
 
+  it('QoS -1 messages go through the hooks under the gateway\'s own Client ID (ACL, authenticate)', () => {
+    const h = new GatewayHarness({ predefinedTopics: { 7: 'open/x', 8: 'closed/x' }, qosMinus1ClientId: 'sn-qos-1' }, {
+      hooks: { authorizePublish: (client, m) => client.clientId === 'sn-qos-1' && m.topic.startsWith('open/') },
+    });
+    const dash = mqttSubscriber(h, '#', 0);
+    const peer = h.peer(2000);
+    for (const id of [7, 8]) peer.send({ type: SnType.PUBLISH, dup: false, qos: -1, retain: false, topic: { type: 1, id }, msgId: 0, payload: Buffer.from('v') });
+    assert.deepEqual(publishes(dash).map((p) => p.topic), ['open/x']);
+    assert.ok(inspect(h).isConnected('sn-qos-1'));
+
+    const refused = new GatewayHarness({ predefinedTopics: { 7: 'open/x' } }, { hooks: { authenticate: () => false } });
+    refused.peer(2000).send({ type: SnType.PUBLISH, dup: false, qos: -1, retain: false, topic: { type: 1, id: 7 }, msgId: 0, payload: Buffer.from('v') });
+    assert.equal(refused.gateway.stats.qosMinus1Published, 0);
+    assert.equal(refused.gateway.stats.undeliverable, 1);
+  });
+
   it('SEARCHGW is answered with GWINFO carrying the gateway id, no larger than the request', () => {
     const h = new GatewayHarness({ gatewayId: 9 });
     const peer = h.peer(2000);
