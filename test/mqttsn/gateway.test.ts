@@ -84,6 +84,13 @@ describe('MQTT-SN gateway: connection (spec 6.2, 6.3)', () => {
     assert.equal(inspect(h).isConnected('k'), false);
   });
 
+  it('the broker\'s maxKeepAlive: the gateway keeps the virtual connection alive with PINGREQs', () => {
+    const h = new GatewayHarness({}, { limits: { maxKeepAlive: 10 } });
+    connected(h, 1000, 'idle', { duration: 0 });
+    h.advance(120_000, 500);
+    assert.ok(inspect(h).isConnected('idle'), 'still connected after 12 x the broker\'s keep alive');
+  });
+
   it('DISCONNECT: answered with DISCONNECT, the will is not published, a clean session ends (6.6)', () => {
     const h = new GatewayHarness();
     const dash = mqttSubscriber(h, '#');
