@@ -71,6 +71,7 @@ const MQTTSN_KEYS = {
   maxTopicsPerClient: integer(1, 65534),
   sessionExpiry: integer(0, U32),
   qosMinus1ClientId: string,
+  recvBufferSize: integer(4096, 2 ** 31 - 1),
 };
 const LISTENER_SHAPES: Record<string, Check> = {
   tcp: object({ ...COMMON_LISTENER, proxyProtocol: boolean, directSockets: boolean, acceptHandles: integer(1, 64) }),

@@ -30,7 +30,14 @@ export interface MqttsnListenerOptions extends Omit<GatewayOptions, 'listenerNam
   maxBytesRate?: number;
   /** Where ADVERTISE goes, "address:port" (default: 255.255.255.255 on the listener's port; IPv6: ff02::1). */
   advertiseAddress?: string;
+  /**
+   * Receive buffer of the UDP socket (bytes, default 1 MiB; the kernel caps it at net.core.rmem_max): datagrams
+   * that arrive while it is full are dropped by the kernel, so bursts from many sensors need room.
+   */
+  recvBufferSize?: number;
 }
+
+const DEFAULT_RECV_BUFFER = 1024 * 1024;
 
 export async function startMqttsnListener(core: BrokerCore, options: MqttsnListenerOptions, context: ListenerContext = {}): Promise<RunningListener> {
   const logger = context.logger ?? pino({ level: 'silent' });
@@ -44,6 +51,11 @@ export async function startMqttsnListener(core: BrokerCore, options: MqttsnListe
       resolve();
     });
   });
+  try {
+    socket.setRecvBufferSize(options.recvBufferSize ?? DEFAULT_RECV_BUFFER);
+  } catch (err) {
+    logger.warn({ error: (err as Error).message }, 'MQTT-SN listener: receive buffer size not set');
+  }
   const bound = socket.address();
   const name = options.name ?? `mqttsn:${bound.port}`;
   const limit = publishLimiter({
@@ -53,7 +65,7 @@ export async function startMqttsnListener(core: BrokerCore, options: MqttsnListe
   });
   const advertise = parseAdvertiseAddress(options.advertiseAddress, v6, bound.port);
   if (advertise && !v6 && options.advertiseInterval) socket.setBroadcast(true);
-  const { type: _type, host: _host, port: _port, name: _name, allowAnonymous, maxConnections, maxConnectionRate, maxPublishRate: _a, publishBurst: _b, maxBytesRate: _c, advertiseAddress: _d, ...gatewayOptions } = options;
+  const { type: _type, host: _host, port: _port, name: _name, allowAnonymous, maxConnections, maxConnectionRate, maxPublishRate: _a, publishBurst: _b, maxBytesRate: _c, advertiseAddress: _d, recvBufferSize: _e, ...gatewayOptions } = options;
   const gateway = new MqttSnGateway(
     core,
     {
