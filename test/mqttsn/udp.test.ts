@@ -131,7 +131,7 @@ describe('MQTT-SN over UDP ↔ MQTT over TCP', () => {
     await sn.end();
   });
 
-  it('retained messages reach an MQTT-SN subscriber with the Retain flag (MQTT-SN sees the same retained store)', async () => {
+  it('retained messages reach an MQTT-SN subscriber with the Retain flag (the same retained store); UNSUBSCRIBE by predefined id', async () => {
     const pub = await mqttClient(s.mqttUrl, { protocolVersion: 5 });
     await pub.publishAsync('cmd/led', 'blink', { qos: 1, retain: true });
     await pub.endAsync();
@@ -141,6 +141,9 @@ describe('MQTT-SN over UDP ↔ MQTT over TCP', () => {
     assert.equal(granted.topicId, 2, 'a predefined topic subscribed by its id');
     const m = await message;
     assert.deepEqual([m.topic, m.payload.toString(), m.retain], ['cmd/led', 'blink', true]);
+    // UNSUBSCRIBE / UNSUBACK (6.9): nothing more arrives
+    await sn.unsubscribe('cmd/led');
+    assert.deepEqual(s.broker.inspect.session('sn-retained')?.subscriptions, []);
     await sn.end();
   });
 
