@@ -6,4 +6,4 @@ export * from './packets.js';
 export { MqttSnGateway } from './gateway.js';
 export type { GatewayOptions, GatewayStats, GatewayIo, Peer } from './gateway.js';
 export { startMqttsnListener, DEFAULT_MQTTSN_PORT } from './listener.js';
-export type { MqttsnListenerOptions } from './listener.js';
+export type { MqttsnListenerOptions, MqttsnListenerContext, RunningMqttsnListener } from './listener.js';

@@ -6,7 +6,9 @@ import { isIP, type AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
 import { publishLimiter } from '../auth/limits.js';
-import type { ListenerContext, RunningListener } from '../server/listeners.js';
+import type { Logger } from 'pino';
+import type { ClientRateLimits } from '../auth/limits.js';
+import type { ListenerAdmission } from '../auth/security.js';
 import { MqttSnGateway, type GatewayOptions } from './gateway.js';
 
 export const DEFAULT_MQTTSN_PORT = 1884;
@@ -39,7 +41,28 @@ export interface MqttsnListenerOptions extends Omit<GatewayOptions, 'listenerNam
 
 const DEFAULT_RECV_BUFFER = 1024 * 1024;
 
-export async function startMqttsnListener(core: BrokerCore, options: MqttsnListenerOptions, context: ListenerContext = {}): Promise<RunningListener> {
+/** What the broker gives the listener (the shape of server/listeners.ts's ListenerContext). */
+export interface MqttsnListenerContext {
+  logger?: Logger;
+  security?: { addListener(name: string, admission: ListenerAdmission): void; removeListener(name: string): void };
+  rateLimits?: ClientRateLimits;
+}
+
+/** The running listener as the broker sees it (the shape of server/listeners.ts's RunningListener). */
+export interface RunningMqttsnListener {
+  readonly name: string;
+  readonly type: 'mqttsn';
+  readonly sockets: 'udp';
+  readonly acceptHandles: number;
+  /** The sans-I/O gateway behind the socket (its stats, its clients). */
+  readonly gateway: MqttSnGateway;
+  address(): AddressInfo;
+  connections(): number;
+  reload(): void;
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startMqttsnListener(core: BrokerCore, options: MqttsnListenerOptions, context: MqttsnListenerContext = {}): Promise<RunningMqttsnListener> {
   const logger = context.logger ?? pino({ level: 'silent' });
   const host = options.host ?? '0.0.0.0';
   const v6 = isIP(host) === 6;
@@ -111,7 +134,7 @@ export async function startMqttsnListener(core: BrokerCore, options: MqttsnListe
   }, TICK_MS);
   ticker.unref();
   context.security?.addListener(name, { connections: () => gateway.clientCount, maxConnections, maxConnectionRate });
-  const running: RunningListener & { gateway: MqttSnGateway } = {
+  const running: RunningMqttsnListener = {
     name,
     type: 'mqttsn',
     sockets: 'udp',
