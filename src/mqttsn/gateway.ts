@@ -243,6 +243,13 @@ export class MqttSnGateway implements GatewayHost {
       this.io.log?.('debug', { listener: this.options.listenerName, address: formatAddress(address, port), error: err.message }, 'malformed MQTT-SN datagram dropped');
       return;
     }
+    if (packet.type === SnType.SEARCHGW) {
+      // [MQTT-SN 6.1] GWINFO answers SEARCHGW, from anyone (a connected client may be looking for another gateway);
+      // unicast to the searcher, and no larger than it (3 octets each).
+      if (this.rate.admit(peer.address, now)) this.send(peer, encodeSn({ type: SnType.GWINFO, gwId: this.options.gatewayId }));
+      else this.stats.rateLimited++;
+      return;
+    }
     const key = peerKey(peer);
     const client = this.clients.get(key);
     if (client) {
@@ -271,14 +278,6 @@ export class MqttSnGateway implements GatewayHost {
         client.startConnect(packet, now);
         return;
       }
-      case SnType.SEARCHGW:
-        // [MQTT-SN 6.1] GWINFO answers SEARCHGW; unicast to the searcher, and no larger than it (3 octets each).
-        if (!this.rate.admit(peer.address, now)) {
-          this.stats.rateLimited++;
-          return;
-        }
-        this.send(peer, encodeSn({ type: SnType.GWINFO, gwId: this.options.gatewayId }));
-        return;
       case SnType.PUBLISH:
         if (packet.qos === -1) {
           if (!this.rate.admit(peer.address, now)) {

@@ -483,6 +483,10 @@ describe('MQTT-SN gateway: without a connection (spec 6.1, 6.8, 5.5)', () => {
     assert.deepEqual(peer.take(), []);
     assert.equal(gwinfo![1], SnType.GWINFO);
     assert.equal(gwinfo![2], 9);
+    // a connected client searching is answered too
+    const client = connected(h, 2001, 'searcher');
+    client.send({ type: SnType.SEARCHGW, radius: 1 });
+    assert.deepEqual(client.take(), [{ type: SnType.GWINFO, gwId: 9 }]);
   });
 
   it('ADVERTISE is broadcast every advertiseInterval with the gateway id and the interval', () => {
