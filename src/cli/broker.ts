@@ -5,6 +5,7 @@ import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../co
 import { createLogger, defaultLogFormat, LOG_FORMATS, type LogFormat } from '../runtime/logger.js';
 import { tuneV8 } from '../runtime/v8-tuning.js';
 import { applyHttpFlags, type HttpFlags } from '../http/cli.js';
+import { withMqttsnPort } from '../mqttsn/cli.js';
 
 interface BrokerFlags extends HttpFlags {
   port?: string;
@@ -16,6 +17,7 @@ interface BrokerFlags extends HttpFlags {
   aclFile?: string;
   anonymous?: boolean;
   printConfig?: string | boolean;
+  mqttsnPort?: string;
 }
 
 export function registerBrokerCommand(program: Command): void {
@@ -34,6 +36,7 @@ export function registerBrokerCommand(program: Command): void {
     .option('--http-host <host>', 'address of the HTTP listener (default 127.0.0.1)')
     .option('--http-token-file <file>', 'bearer token for /api/* (default: made in ./petrel-data/http-token)')
     .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
+    .option('--mqttsn-port <port>', 'also an MQTT-SN 1.2 gateway on this UDP port (see docs/mqtt-sn.md)')
     .addHelpText(
       'after',
       '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
@@ -46,6 +49,7 @@ export function registerBrokerCommand(program: Command): void {
       try {
         logFormat = parseLogFormat(flags.logFormat);
         config = loadConfig(flags);
+        if (flags.mqttsnPort !== undefined) config = withMqttsnPort(config, flags.mqttsnPort);
         if (flags.printConfig !== undefined) {
           const format = flags.printConfig === true ? 'yaml' : flags.printConfig;
           if (format !== 'yaml' && format !== 'json') throw new ConfigError('--print-config: format must be yaml or json');

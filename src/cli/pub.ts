@@ -6,6 +6,8 @@ import type { Command } from 'commander';
 import { MqttClient } from '../client/client.js';
 import type { PublishOptions } from '../client/client.js';
 import type { ConnectionFlags } from './common-client.js';
+import { isMqttsnUrl } from '../mqttsn/client.js';
+import { publishSn } from '../mqttsn/cli.js';
 import {
   EXIT,
   UsageError,
@@ -85,6 +87,7 @@ async function runPub(flags: PubFlags): Promise<void> {
 }
 
 async function publish(flags: PubFlags): Promise<number> {
+  if (isMqttsnUrl(flags.url)) return publishSn(flags);
   if (!flags.topic) throw new UsageError('a topic is needed: -t <topic>');
   checkTopicName(flags.topic, 'topic name', '-t');
   const sources = [flags.message !== undefined, flags.file !== undefined, flags.stdinFile, flags.stdinLine, flags.nullMessage].filter(Boolean).length;

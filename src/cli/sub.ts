@@ -7,6 +7,8 @@ import { MqttClientError, formatDuration, isFinalDisconnect } from '../client/er
 import { isValidTopicFilter } from '../protocol/index.js';
 import type { Properties } from '../protocol/index.js';
 import type { ConnectionFlags } from './common-client.js';
+import { isMqttsnUrl } from '../mqttsn/client.js';
+import { subscribeSn } from '../mqttsn/cli.js';
 import {
   EXIT,
   UsageError,
@@ -100,6 +102,7 @@ function jsonProperties(p: Properties): Record<string, unknown> {
 }
 
 async function subscribe(flags: SubFlags): Promise<number> {
+  if (isMqttsnUrl(flags.url)) return subscribeSn(flags);
   const filters = flags.topic ?? [];
   if (filters.length === 0) throw new UsageError('a topic filter is needed: -t <filter>');
   for (const f of filters) {

@@ -12,6 +12,7 @@ import { checkAddressEntry } from '../util/address.js';
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from '../http/options.js';
 import type { MemoryProfile } from '../runtime/v8-tuning.js';
 import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, object, oneOf, record, string, U32, type Check } from './checks.js';
+import { isValidTopicName } from '../protocol/topic.js';
 
 export { ConfigError };
 
@@ -22,7 +23,7 @@ const stringOrList: Check = (v, path) => (Array.isArray(v) ? stringList(v, path)
 
 /** Keys every listener type accepts. */
 const COMMON_LISTENER = {
-  type: oneOf('tcp', 'tls', 'ws', 'wss'),
+  type: oneOf('tcp', 'tls', 'ws', 'wss', 'mqttsn'),
   host: string,
   port,
   name: string,
@@ -46,6 +47,32 @@ const TLS_KEYS = {
   requestCert: boolean,
   peerCertAsUsername: oneOf('cn', 'san'),
   peerCertAsClientId: oneOf('cn', 'san'),
+};
+/** MQTT-SN predefined topics: { 1: "sensors/temp" }, ids 1-65534, names without wildcards. */
+const predefinedTopics: Check = (v, path) => {
+  const table = record(string)(v, path) as Record<string, string>;
+  for (const [id, name] of Object.entries(table)) {
+    if (!/^\d+$/.test(id) || Number(id) < 1 || Number(id) > 0xfffe) fail(`${path}.${id}`, 'a topic id must be an integer from 1 to 65534');
+    if (!isValidTopicName(name)) fail(`${path}.${id}`, 'must be a topic name without wildcards');
+  }
+  return table;
+};
+const seconds: Check = (v, path) => (typeof v === 'number' && v > 0 && v <= 3600 ? v : fail(path, 'must be a number of seconds above 0, at most 3600'));
+const MQTTSN_KEYS = {
+  gatewayId: integer(0, 255),
+  predefinedTopics,
+  retryInterval: seconds,
+  maxRetries: integer(0, 100),
+  advertiseInterval: integer(0, 65535),
+  advertiseAddress: string,
+  maxMessageSize: integer(16, 65535),
+  maxHalfOpen: integer(1, 1_000_000),
+  connectRatePerAddress: integer(1, 1_000_000),
+  maxBufferedMessages: integer(1, U32),
+  maxTopicsPerClient: integer(1, 65534),
+  sessionExpiry: integer(0, U32),
+  qosMinus1ClientId: string,
+  recvBufferSize: integer(4096, 2 ** 31 - 1),
 };
 const LISTENER_SHAPES: Record<string, Check> = {
   tcp: object({
@@ -72,13 +99,14 @@ const LISTENER_SHAPES: Record<string, Check> = {
     historySize: integer(1, 10_000),
     historyClients: integer(1, 10_000_000),
   }),
+  mqttsn: object({ ...COMMON_LISTENER, ...MQTTSN_KEYS }),
 };
 
 const listener: Check = (v, path) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(path, 'must be an object');
   const type = (v as { type?: unknown }).type ?? 'tcp';
   const shape = Object.hasOwn(LISTENER_SHAPES, String(type)) ? LISTENER_SHAPES[String(type)] : undefined;
-  if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss", "http"');
+  if (!shape) return fail(`${path}.type`, 'must be one of "tcp", "tls", "ws", "wss", "http", "mqttsn"');
   const out = shape({ ...v, type }, path) as Record<string, unknown>;
   if (type === 'tls' || type === 'wss') {
     for (const key of ['cert', 'key']) if (out[key] === undefined) fail(`${path}.${key}`, `required for a ${type} listener (PEM file)`);

@@ -17,6 +17,7 @@ import { AddressSet, ipOf } from '../util/address.js';
 import { attachSocket, socketAddress, type TransportInit } from '../transport/stream.js';
 import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from '../transport/tls.js';
 import { ANY_PATH, webSocketEndpoint } from '../transport/websocket.js';
+import { startMqttsnListener, type MqttsnListenerOptions } from '../mqttsn/listener.js';
 
 /** Pending connections the kernel may queue per listener before accept(). */
 const LISTEN_BACKLOG = 8192;
@@ -26,10 +27,10 @@ const LISTEN_BACKLOG = 8192;
  */
 const DEFAULT_ACCEPT_HANDLES = 8;
 
-export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss';
+export type ListenerType = 'tcp' | 'tls' | 'ws' | 'wss' | 'mqttsn';
 
 /** Port of each listener type when none is given. */
-export const DEFAULT_PORTS: Record<ListenerType, number> = { tcp: 1883, tls: 8883, ws: 8083, wss: 8084 };
+export const DEFAULT_PORTS: Record<ListenerType, number> = { tcp: 1883, tls: 8883, ws: 8083, wss: 8084, mqttsn: 1884 };
 export const DEFAULT_WS_PATH = '/mqtt';
 
 interface CommonListenerOptions extends ClientRateLimits {
@@ -79,7 +80,7 @@ export interface WssListenerOptions extends CommonListenerOptions, TlsListenerSe
   type: 'wss';
   path?: string;
 }
-export type ListenerOptions = TcpListenerOptions | TlsListenerOptions | WsListenerOptions | WssListenerOptions;
+export type ListenerOptions = TcpListenerOptions | TlsListenerOptions | WsListenerOptions | WssListenerOptions | MqttsnListenerOptions;
 
 /** The trusted proxies of a tcp listener; throws on settings that need them or a PROXY header and lack them. */
 function proxyTrust(o: TcpListenerOptions): AddressSet | undefined {
@@ -109,8 +110,8 @@ export interface ListenerContext {
 export interface RunningListener {
   readonly name: string;
   readonly type: ListenerType | 'http';
-  /** What carries the connections: libuv handles driven directly, or node:net sockets (tls, ws, fallbacks). */
-  readonly sockets: 'direct' | 'net';
+  /** What carries the connections: libuv handles driven directly, or node:net sockets (tls, ws, fallbacks), or UDP (mqttsn). */
+  readonly sockets: 'direct' | 'net' | 'udp';
   /** Handles accepting on the listening socket (1 for node:net servers). */
   readonly acceptHandles: number;
   address(): AddressInfo;
@@ -126,6 +127,7 @@ export interface RunningListener {
 }
 
 export async function startListener(core: BrokerCore, options: ListenerOptions, context: ListenerContext = {}): Promise<RunningListener> {
+  if (options.type === 'mqttsn') return startMqttsnListener(core, options, context);
   const logger = context.logger ?? pino({ level: 'silent' });
   const type: ListenerType = options.type ?? 'tcp';
   /** Open connections: net sockets, or DirectTcpOutputs. */

@@ -30,6 +30,8 @@ const ALLOWED: Record<string, string[]> = {
   // Benchmark library: a client-side load generator.
   bench: ['protocol', 'client', 'util'],
   runtime: ['util'],
+  // The MQTT-SN gateway: a transport of its own (UDP) onto the core's channel seam; cli.ts reads the config.
+  mqttsn: ['protocol', 'broker', 'util', 'auth', 'server', 'config'],
   // The HTTP API: reads the broker through the facade (server) and its inspection API.
   http: ['protocol', 'broker', 'server', 'config', 'auth', 'util', 'version.ts', 'runtime'],
 };
