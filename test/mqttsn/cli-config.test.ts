@@ -68,7 +68,7 @@ describe('config: the mqttsn listener', () => {
     assert.throws(() => validateConfig({ listeners: [{ type: 'mqttsn', predefinedTopics: { 1: 'a/#' } }] }), /predefinedTopics\.1: must be a topic name without wildcards/);
     assert.throws(() => validateConfig({ listeners: [{ type: 'mqttsn', gatewayId: 300 }] }), /listeners\[0\]\.gatewayId: must be an integer from 0 to 255/);
     assert.throws(() => validateConfig({ listeners: [{ type: 'mqttsn', path: '/mqtt' }] }), /listeners\[0\]\.path: unknown key/);
-    assert.throws(() => validateConfig({ listeners: [{ type: 'udp' }] }), /must be one of "tcp", "tls", "ws", "wss", "mqttsn"/);
+    assert.throws(() => validateConfig({ listeners: [{ type: 'udp' }] }), /must be one of "tcp", "tls", "ws", "wss", "http", "mqttsn"/);
   });
 
   it('--mqttsn-port adds a gateway to the listeners in force (the defaults, --port, or the file)', () => {
