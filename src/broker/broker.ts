@@ -18,7 +18,7 @@ import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
 import type { AuthMethod } from './enhanced-auth.js';
 import { LogThrottle } from './log-throttle.js';
 import { PETREL_VERSION } from '../version.js';
-import { checkLimits, ConfigError, LIMIT_CHECKS } from '../config/checks.js';
+import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK } from '../config/checks.js';
 
 export type { ListenerOptions };
 
@@ -288,6 +288,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   acl: true,
   bans: true,
   watchFiles: true,
+  loginProtection: true,
   maxPublishRate: true,
   publishBurst: true,
   maxBytesRate: true,
@@ -300,6 +301,7 @@ function checkOptions(options: BrokerOptions): void {
   }
   try {
     checkLimits(options);
+    if (options.loginProtection !== undefined) LOGIN_PROTECTION_CHECK(options.loginProtection, 'loginProtection');
   } catch (err) {
     throw new ConfigError(`createBroker: ${(err as Error).message}`);
   }

@@ -330,7 +330,7 @@ export class Channel {
   }
 
   /** Runs `then` with the hook's answer: now when it is synchronous, in order after it when it is a promise. */
-  private after<T>(value: MaybePromise<T>, then: (v: T) => void, failed: (err: unknown) => void): void {
+  private after<T>(value: MaybePromise<T>, then: (v: T) => void, failed: (err: unknown) => void, what = 'hook'): void {
     if (!isPromise(value)) {
       then(value);
       return;
@@ -339,7 +339,7 @@ export class Channel {
     this.output.pauseInput?.();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`hook did not answer within ${this.core.limits.hookTimeout} ms`)), this.core.limits.hookTimeout);
+      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${this.core.limits.hookTimeout} ms (hookTimeout)`)), this.core.limits.hookTimeout);
     });
     Promise.race([value, timeout])
       .then(
@@ -522,9 +522,11 @@ export class Channel {
         else this.refuse(ok === false ? ReasonCode.BadUserNameOrPassword : this.refusal('authenticate', ok), 'refused by authentication');
       },
       (err) => {
-        this.core.events.warning?.('authenticate hook failed', { clientId: pending.clientId, error: String(err) });
+        // Not "hook": the password file answers here too, with no hook configured.
+        this.core.events.warning?.('authentication failed', { clientId: pending.clientId, error: String(err) });
         this.refuse(ReasonCode.UnspecifiedError, 'authentication failed with an error');
       },
+      'authentication',
     );
   }
 
