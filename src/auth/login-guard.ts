@@ -28,6 +28,12 @@ export interface LoginProtectionOptions {
   banTime?: number;
   /** Seconds a successful check is remembered (a keyed hash, never the password); 0 = never. Default 600. */
   cacheTime?: number;
+  /**
+   * ms a refused login (wrong password, banned, busy) waits for its CONNACK, as PAM's fail delay: a flooding
+   * client then retries at most once per delay per connection, instead of as fast as the broker can refuse
+   * (which overflows the listen backlog and delays everyone's TCP handshake). Default 1000; below hookTimeout.
+   */
+  failureDelay?: number;
 }
 
 export const LOGIN_PROTECTION_DEFAULTS: Required<LoginProtectionOptions> = {
@@ -41,6 +47,7 @@ export const LOGIN_PROTECTION_DEFAULTS: Required<LoginProtectionOptions> = {
   failureWindow: 60,
   banTime: 300,
   cacheTime: 600,
+  failureDelay: 1000,
 };
 
 export interface LoginAttempt {
@@ -60,6 +67,7 @@ export class LoginGuard {
   readonly queue: LoginQueue;
   readonly failures: FailureTracker;
   readonly cache: LoginCache;
+  private readonly failureDelay: number;
   private busy = 0;
   private lastBusyLog = -Infinity;
 
@@ -85,13 +93,20 @@ export class LoginGuard {
       (ban) => this.logBan(ban),
     );
     this.cache = new LoginCache(o.cacheTime * 1000, 10_000, now);
+    this.failureDelay = o.failureDelay;
+  }
+
+  /** A refusal, after failureDelay. */
+  private refused<T extends boolean | number>(answer: T): T | Promise<T> {
+    if (this.failureDelay <= 0) return answer;
+    return new Promise((resolve) => setTimeout(resolve, this.failureDelay, answer));
   }
 
   /** true / false (bad user name or password) / a CONNACK reason code (banned, busy). */
   check(attempt: LoginAttempt, passwords: PasswordSource): boolean | number | Promise<boolean | number> {
     const { username, password } = attempt;
     const address = ipOf(attempt.remoteAddress);
-    if (this.failures.pairBanned(address, username)) return ReasonCode.Banned;
+    if (this.failures.pairBanned(address, username)) return this.refused(ReasonCode.Banned);
     const hash = passwords.hashOf(username);
     if (hash !== undefined && password !== undefined && this.cache.has(username, hash, password)) {
       this.failures.succeeded(address, username);
@@ -100,23 +115,23 @@ export class LoginGuard {
     if (this.failures.addressBanned(address)) {
       // Counted, so that guesses against the cache from a banned address soon ban the pair too.
       this.failures.failed(address, username);
-      return ReasonCode.Banned;
+      return this.refused(ReasonCode.Banned);
     }
     const clean = !this.failures.addressSuspect(address);
     const serial = this.failures.usernameSuspect(username);
     return this.queue.submit(address, username, clean, serial, () => passwords.verify(username, password)).then((result) => {
       if (result === 'busy') {
         this.logBusy();
-        return ReasonCode.ServerBusy;
+        return this.refused(ReasonCode.ServerBusy);
       }
       if (result) {
         this.failures.succeeded(address, username);
         // The hash checked against may have been replaced meanwhile: remember the one that is current only if unchanged.
         if (hash !== undefined && password !== undefined && passwords.hashOf(username) === hash) this.cache.add(username, hash, password);
-      } else {
-        this.failures.failed(address, username);
+        return true;
       }
-      return result;
+      this.failures.failed(address, username);
+      return this.refused(false);
     });
   }
 

@@ -339,7 +339,7 @@ export class Channel {
     this.output.pauseInput?.();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${this.core.limits.hookTimeout} ms (hookTimeout)`)), this.core.limits.hookTimeout);
+      timer = setTimeout(() => reject(new Error(`${what} did not answer within ${this.core.limits.hookTimeout} ms`)), this.core.limits.hookTimeout);
     });
     Promise.race([value, timeout])
       .then(

@@ -103,6 +103,7 @@ export const LOGIN_PROTECTION_CHECK: Check = object({
   failureWindow: integer(1, 86_400),
   banTime: integer(0, 86_400 * 365),
   cacheTime: integer(0, 86_400),
+  failureDelay: integer(0, 60_000),
 });
 
 /** Throws ConfigError naming the first limit in `options` that is out of range (undefined ones are defaults). */

@@ -20,20 +20,22 @@ before(async () => {
 
 describe('wrong-password flood', () => {
   // hookTimeout is short so that a login queued behind the flood fails within the test (as at 5 s with 400 clients).
-  const options = { host: '127.0.0.1', port: 0, passwordFile, hookTimeout: 1500, allowAnonymous: false };
+  const options = { host: '127.0.0.1', port: 0, passwordFile, hookTimeout: 2500, allowAnonymous: false };
 
-  it('a flood of 150 clients on one user name: a legitimate user logs in, every time, and the flooding pair is banned once in the log', async () => {
+  it('a flood of 200 clients on one user name: a legitimate user logs in, every time, and the flooding pair is banned once in the log', async () => {
     const { broker, logged } = await startLogged(options);
     const port = broker.address().port;
     try {
-      const flood = startFlood(port, { clients: 150, username: 'bob' });
+      const flood = startFlood(port, { clients: 200, username: 'bob' });
       const codes: (number | null)[] = [];
-      for (let i = 0; i < 8; i++) codes.push((await loginOnce(port, connectBytes(`alice-${i}`, 'alice', 'alice-pw'))).code);
-      const floodCodes = await flood.stop();
+      for (let i = 0; i < 4; i++) codes.push((await loginOnce(port, connectBytes(`alice-${i}`, 'alice', 'alice-pw'))).code);
+      assert.deepEqual([...codes], [0, 0, 0, 0], 'during the flood, before any ban');
+      // The ban refuses the flood with 0x8A Banned (3.1.1: 0x05) and no password check.
+      await eventually(() => (flood.codes['0x05'] ?? 0) > 0, 20_000, 'refusals as banned');
+      for (let i = 4; i < 8; i++) codes.push((await loginOnce(port, connectBytes(`alice-${i}`, 'alice', 'alice-pw'))).code);
+      await flood.stop();
       assert.deepEqual(codes, [0, 0, 0, 0, 0, 0, 0, 0]);
-      assert.ok((floodCodes['0x05'] ?? 0) > 0, `the flood is refused as banned (3.1.1: 0x05): ${JSON.stringify(floodCodes)}`);
       assert.equal(logged('too many failed logins').length, 1);
-      assert.equal(logged('did not answer').length, 0);
       assert.equal(logged('hook').length, 0, 'no hook is configured: no log line talks of one');
     } finally {
       await broker.close();

@@ -229,7 +229,7 @@ describe('login guard', () => {
     const pw = fakePasswords();
     const logs: { msg: string; username?: string; address?: string }[] = [];
     const logger = pino({ level: 'warn' }, { write: (l: string) => void logs.push(JSON.parse(l)) });
-    const guard = new LoginGuard({ maxFailures: 3 }, logger, clock.now);
+    const guard = new LoginGuard({ maxFailures: 3, failureDelay: 0 }, logger, clock.now);
     for (let i = 0; i < 3; i++) assert.equal(await guard.check(attempt('bob', 'wrong'), pw), false);
     assert.equal(await guard.check(attempt('bob', 'wrong'), pw), 0x8a);
     assert.equal(await guard.check(attempt('bob', 'right-bob'), pw), 0x8a, 'a banned pair is refused even with the right password');
@@ -247,7 +247,7 @@ describe('login guard', () => {
   it('a recent success is answered from the cache without a check; a password change or a reload invalidates it', async () => {
     const clock = new FakeClock();
     const pw = fakePasswords();
-    const guard = new LoginGuard({}, silent, clock.now);
+    const guard = new LoginGuard({ failureDelay: 0 }, silent, clock.now);
     assert.equal(await guard.check(attempt('alice', 'right-alice'), pw), true);
     assert.equal(guard.check(attempt('alice', 'right-alice'), pw), true, 'synchronous, from the cache');
     assert.equal(pw.verifications, 1);
@@ -262,7 +262,7 @@ describe('login guard', () => {
   it('an address banned for spraying user names still lets a recently proven login in, and its guesses against the cache ban the pair', async () => {
     const clock = new FakeClock();
     const pw = fakePasswords();
-    const guard = new LoginGuard({ maxAddressFailures: 5, maxFailures: 3 }, silent, clock.now);
+    const guard = new LoginGuard({ maxAddressFailures: 5, maxFailures: 3, failureDelay: 0 }, silent, clock.now);
     assert.equal(await guard.check(attempt('alice', 'right-alice'), pw), true);
     for (let i = 0; i < 5; i++) await guard.check(attempt(`user${i}`, 'x'), pw);
     assert.equal(await guard.check(attempt('carol', 'x'), pw), 0x8a);
@@ -276,10 +276,21 @@ describe('login guard', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const slow: PasswordSource = { hashOf: pw.hashOf, verify: async (u, p) => (await gate, pw.verify(u, p)) };
-    const guard = new LoginGuard({ maxConcurrentChecks: 1, maxPendingPerUsername: 2 }, silent, new FakeClock().now);
+    const guard = new LoginGuard({ maxConcurrentChecks: 1, maxPendingPerUsername: 2, failureDelay: 0 }, silent, new FakeClock().now);
     const answers = [0, 1, 2, 3].map(() => guard.check(attempt('bob', 'wrong'), slow));
     assert.equal(await answers[3], 0x89);
     release();
     assert.deepEqual(await Promise.all(answers.slice(0, 3)), [false, false, false]);
+  });
+
+  it('answers a refusal after failureDelay (a flooding connection retries at most once per delay), a success at once', async () => {
+    const pw = fakePasswords();
+    const guard = new LoginGuard({ maxFailures: 1, failureDelay: 20 }, silent, new FakeClock().now);
+    assert.equal(await guard.check(attempt('alice', 'right-alice'), pw), true);
+    assert.equal(guard.check(attempt('alice', 'right-alice'), pw), true, 'a cached success: at once');
+    assert.equal(await guard.check(attempt('bob', 'wrong'), pw), false);
+    const banned = guard.check(attempt('bob', 'wrong'), pw);
+    assert.ok(banned instanceof Promise, 'the ban refusal waits too');
+    assert.equal(await banned, 0x8a);
   });
 });

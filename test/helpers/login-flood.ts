@@ -39,6 +39,8 @@ export function loginOnce(port: number, bytes: Buffer, timeoutMs = 10_000, host 
 }
 
 export interface Flood {
+  /** Attempts answered so far, by CONNACK code ("closed" when none). */
+  readonly codes: Readonly<Record<string, number>>;
   /** Stops the loops; resolves with how many attempts were answered with each CONNACK code ("closed" when none). */
   stop(): Promise<Record<string, number>>;
 }
@@ -63,6 +65,7 @@ export function startFlood(port: number, options: { clients: number; username: s
     );
   }
   return {
+    codes,
     stop: async () => {
       stopped = true;
       await Promise.all(loops);
