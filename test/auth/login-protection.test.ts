@@ -294,3 +294,13 @@ describe('login guard', () => {
     assert.equal(await banned, 0x8a);
   });
 });
+
+describe('loginProtection option', () => {
+  it('is checked like every option: a wrong value or an unknown key is refused in one line naming it', async () => {
+    const { createBroker } = await import('../../src/broker/broker.js');
+    const { validateConfig } = await import('../../src/config/config.js');
+    assert.throws(() => createBroker({ loginProtection: { maxFailures: 0 } }), /createBroker: loginProtection\.maxFailures: must be an integer from 1 to 1000000/);
+    assert.throws(() => validateConfig({ loginProtection: { maxFailure: 3 } }), /loginProtection\.maxFailure: unknown key/);
+    assert.deepEqual(validateConfig({ loginProtection: { banTime: 60, cacheTime: 0 } }), { loginProtection: { banTime: 60, cacheTime: 0 } });
+  });
+});

@@ -9,7 +9,7 @@ describe('connection model-based fuzzing', () => {
     it(`model and broker agree on every packet; no exception escapes; nothing leaks after close (seed ${seed})`, () => {
       const r = runModel({ seed, ms: 1500 });
       assert.equal(r.failure, undefined);
-      for (const kind of ['connect', 'subscribe', 'publish', 'close', 'advance', 'garbage']) assert.ok((r.executed[kind] ?? 0) > 0, `${kind} ran`);
+      for (const kind of ['connect', 'subscribe', 'publish', 'close', 'advance', 'garbage', 'oversize']) assert.ok((r.executed[kind] ?? 0) > 0, `${kind} ran`);
     });
   }
 

@@ -257,6 +257,29 @@ class Advance implements Cmd {
   toString = () => `advance(${this.ms} ms)`;
 }
 
+/**
+ * Memory per connection stays bounded: a packet announced larger than maxPacketSize (1 MiB by default) closes
+ * the connection from its fixed header, before the body is buffered (5.0: DISCONNECT 0x95).
+ */
+class Oversize implements Cmd {
+  constructor(readonly id: Id) {}
+  check = (m: Readonly<Model>) => m.live.has(this.id);
+  run(m: Model, r: Real): void {
+    count('oversize');
+    const live = m.live.get(this.id)!;
+    // PUBLISH QoS 0 announcing 64 MiB, then the first KiB of it.
+    const header = Buffer.from([0x30, 0x80, 0x80, 0x80, 0x20]);
+    guarded('oversized PUBLISH', () => live.conn.channel.receive(Buffer.concat([header, Buffer.alloc(1024, 0x61)])));
+    if (!live.conn.closed) throw new Error(`client ${this.id}: still open after announcing a 64 MiB packet`);
+    const got = live.conn.take().map(describePacket);
+    const want = live.version === 5 ? ['DISCONNECT 149'] : [];
+    if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`client ${this.id}: after an oversized packet got [${got.join('; ')}], expected [${want.join('; ')}]`);
+    ended(m, this.id);
+    settle(m, r, new Map());
+  }
+  toString = () => `oversize(${this.id})`;
+}
+
 const SEEDS = allSeeds().filter((s) => s.role === 'server');
 
 /** A connection that sends garbage after its CONNECT; afterwards a clean session of its Client ID must be empty. */
@@ -300,6 +323,7 @@ export const COMMANDS = [
   id.map((i) => new Ping(i)),
   fc.tuple(id, fc.constantFrom<'disconnect' | 'drop'>('disconnect', 'drop')).map(([i, h]) => new Close(i, h)),
   fc.integer({ min: 1, max: 60_000 }).map((ms) => new Advance(ms)),
+  id.map((i) => new Oversize(i)),
   fc.tuple(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.constantFrom<4 | 5>(4, 5)).map(([s, v]) => new Garbage(s, v)),
 ];
 
