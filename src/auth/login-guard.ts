@@ -85,6 +85,7 @@ export class LoginGuard {
         maxPendingPerUsername: o.maxPendingPerUsername,
         maxWait: o.maxCheckWait,
       },
+      { clean: (address) => !this.failures.addressSuspect(address), serial: (username) => this.failures.usernameSuspect(username) },
       now,
     );
     this.failures = new FailureTracker(
@@ -117,9 +118,7 @@ export class LoginGuard {
       this.failures.failed(address, username);
       return this.refused(ReasonCode.Banned);
     }
-    const clean = !this.failures.addressSuspect(address);
-    const serial = this.failures.usernameSuspect(username);
-    return this.queue.submit(address, username, clean, serial, () => passwords.verify(username, password)).then((result) => {
+    return this.queue.submit(address, username, () => passwords.verify(username, password)).then((result) => {
       if (result === 'busy') {
         this.logBusy();
         return this.refused(ReasonCode.ServerBusy);

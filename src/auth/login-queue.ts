@@ -17,12 +17,20 @@ export interface LoginQueueOptions {
   maxWait: number;
 }
 
+/**
+ * What the failures say, asked when a check is picked (not when it is queued: checks queued at the start of a
+ * flood must lose their priority as soon as their address starts failing).
+ */
+export interface LoginJudge {
+  /** The address has no recent failures: its checks go first. */
+  clean(address: string): boolean;
+  /** The user name has recent failures: one of its checks runs at a time. */
+  serial(username: string): boolean;
+}
+
 interface Job {
   address: string;
   username: string;
-  clean: boolean;
-  /** At most one check of this user name runs at a time (a name under attack from many addresses). */
-  serial: boolean;
   queuedAt: number;
   run: () => Promise<boolean>;
   resolve: (result: CheckResult) => void;
@@ -30,24 +38,22 @@ interface Job {
 
 /** An address's lanes: user name → its jobs, oldest first. */
 type AddressLanes = Map<string, Job[]>;
-/** A priority class: address → its lanes. */
-type Class = Map<string, AddressLanes>;
 
 export class LoginQueue {
-  /** Two priority classes, each address → lanes; Map order is the round-robin order over addresses. */
-  private readonly clean: Class = new Map();
-  private readonly suspect: Class = new Map();
+  /** address → its lanes. */
+  private readonly waiting = new Map<string, AddressLanes>();
   /** When each address, and each (address, user name), was last served: the least recently served goes next. */
   private readonly served = new Map<string, number>();
   private serves = 0;
   private readonly perAddress = new Map<string, number>();
   private readonly perUsername = new Map<string, number>();
-  private readonly runningSerial = new Set<string>();
+  private readonly runningPerUsername = new Map<string, number>();
   private pending = 0;
   private running = 0;
 
   constructor(
     private readonly options: LoginQueueOptions,
+    private readonly judge: LoginJudge,
     private readonly now: () => number,
   ) {}
 
@@ -55,36 +61,28 @@ export class LoginQueue {
     return { pending: this.pending, running: this.running };
   }
 
-  /**
-   * Queues `run` for `username` from `address`. `clean`: the address has no recent failures (served first).
-   * `serial`: the user name has recent failures (one of its checks at a time).
-   */
-  submit(address: string, username: string, clean: boolean, serial: boolean, run: () => Promise<boolean>): Promise<CheckResult> {
+  /** Queues `run` for `username` from `address`; resolves with its answer, or 'busy' when it was not run. */
+  submit(address: string, username: string, run: () => Promise<boolean>): Promise<CheckResult> {
     return new Promise<CheckResult>((resolve) => {
-      const job: Job = { address, username, clean, serial, queuedAt: this.now(), run, resolve };
+      const job: Job = { address, username, queuedAt: this.now(), run, resolve };
       const o = this.options;
       if ((this.perAddress.get(address) ?? 0) >= o.maxPendingPerAddress || (this.perUsername.get(username) ?? 0) >= o.maxPendingPerUsername) {
         resolve('busy');
         return;
       }
       // Full: a check from a clean address takes the place of one from an address with failures.
-      if (this.pending >= o.maxPending && !(clean && this.evictSuspect())) {
+      if (this.pending >= o.maxPending && !(this.judge.clean(address) && this.evictSuspect())) {
         resolve('busy');
         return;
       }
-      this.add(job);
+      let lanes = this.waiting.get(address);
+      if (!lanes) this.waiting.set(address, (lanes = new Map()));
+      let lane = lanes.get(username);
+      if (!lane) lanes.set(username, (lane = []));
+      lane.push(job);
+      this.count(job, 1);
       this.pump();
     });
-  }
-
-  private add(job: Job): void {
-    const cls = job.clean ? this.clean : this.suspect;
-    let lanes = cls.get(job.address);
-    if (!lanes) cls.set(job.address, (lanes = new Map()));
-    let lane = lanes.get(job.username);
-    if (!lane) lanes.set(job.username, (lane = []));
-    lane.push(job);
-    this.count(job, 1);
   }
 
   private count(job: Job, delta: number): void {
@@ -93,35 +91,35 @@ export class LoginQueue {
     bump(this.perUsername, job.username, delta);
   }
 
-  /** Drops the newest check of the address with the most suspect checks waiting; false when none waits. */
+  /** Drops the newest check of the suspect address with the most checks waiting; false when none waits. */
   private evictSuspect(): boolean {
     let worst: AddressLanes | undefined;
     let worstCount = 0;
-    for (const lanes of this.suspect.values()) {
-      let n = 0;
-      for (const lane of lanes.values()) n += lane.length;
+    for (const [address, lanes] of this.waiting) {
+      if (this.judge.clean(address)) continue;
+      const n = this.perAddress.get(address) ?? 0;
       if (n > worstCount) [worst, worstCount] = [lanes, n];
     }
     if (!worst) return false;
     let longest: Job[] | undefined;
     for (const lane of worst.values()) if (!longest || lane.length > longest.length) longest = lane;
     const job = longest!.pop()!;
-    this.removeIfEmpty(this.suspect, job);
+    this.removeIfEmpty(job);
     this.count(job, -1);
     job.resolve('busy');
     return true;
   }
 
-  private removeIfEmpty(cls: Class, job: Job): void {
-    const lanes = cls.get(job.address)!;
+  private removeIfEmpty(job: Job): void {
+    const lanes = this.waiting.get(job.address)!;
     if (lanes.get(job.username)!.length === 0) lanes.delete(job.username);
-    if (lanes.size === 0) cls.delete(job.address);
+    if (lanes.size === 0) this.waiting.delete(job.address);
   }
 
   /** Starts checks while there are free slots and runnable checks. */
   private pump(): void {
     while (this.running < this.options.maxConcurrent) {
-      const job = this.next(this.clean) ?? this.next(this.suspect);
+      const job = this.next();
       if (!job) return;
       this.count(job, -1);
       if (this.now() - job.queuedAt > this.options.maxWait) {
@@ -132,23 +130,29 @@ export class LoginQueue {
     }
   }
 
-  /** Takes the next runnable job of a class: the least recently served address, then its least recently served user name. */
-  private next(cls: Class): Job | undefined {
-    let best: { lanes: AddressLanes; address: string; username: string; lane: Job[] } | undefined;
-    let bestAddress = Infinity;
-    let bestName = Infinity;
-    for (const [address, lanes] of cls) {
-      const a = this.served.get(address) ?? 0;
-      if (a > bestAddress) continue;
+  /**
+   * Takes the next runnable job: from a clean address if there is one, then the least recently served
+   * address, then its least recently served user name (skipping user names whose one check runs).
+   */
+  private next(): Job | undefined {
+    let best: { address: string; username: string; lane: Job[] } | undefined;
+    let bestRank = [Infinity, Infinity, Infinity];
+    for (const [address, lanes] of this.waiting) {
+      const rank0 = this.judge.clean(address) ? 0 : 1;
+      const rank1 = this.served.get(address) ?? 0;
+      if (rank0 > bestRank[0]! || (rank0 === bestRank[0] && rank1 > bestRank[1]!)) continue;
       for (const [username, lane] of lanes) {
-        if (lane[0]!.serial && this.runningSerial.has(username)) continue;
-        const n = this.served.get(`${address}\0${username}`) ?? 0;
-        if (a < bestAddress || n < bestName) [best, bestAddress, bestName] = [{ lanes, address, username, lane }, a, n];
+        if (this.runningPerUsername.has(username) && this.judge.serial(username)) continue;
+        const rank = [rank0, rank1, this.served.get(`${address}\0${username}`) ?? 0];
+        if (rank[0]! < bestRank[0]! || (rank[0] === bestRank[0] && (rank[1]! < bestRank[1]! || (rank[1] === bestRank[1] && rank[2]! < bestRank[2]!)))) {
+          best = { address, username, lane };
+          bestRank = rank;
+        }
       }
     }
     if (!best) return undefined;
     const job = best.lane.shift()!;
-    this.removeIfEmpty(cls, job);
+    this.removeIfEmpty(job);
     this.serves++;
     this.remember(best.address);
     this.remember(`${best.address}\0${best.username}`);
@@ -164,7 +168,8 @@ export class LoginQueue {
 
   private start(job: Job): void {
     this.running++;
-    if (job.serial) this.runningSerial.add(job.username);
+    // Every running check is counted per user name: one that turns serial meanwhile waits for them all.
+    bump(this.runningPerUsername, job.username, 1);
     let result: CheckResult = false;
     job
       .run()
@@ -174,7 +179,7 @@ export class LoginQueue {
       )
       .finally(() => {
         this.running--;
-        if (job.serial) this.runningSerial.delete(job.username);
+        bump(this.runningPerUsername, job.username, -1);
         job.resolve(result);
         this.pump();
       });

@@ -18,15 +18,26 @@ function manualChecks() {
 }
 const tick = () => new Promise((r) => setImmediate(r));
 
+/** What the failures say, set by each test. */
+function judge(suspects: string[] = [], serials: string[] = []) {
+  const j = {
+    suspects: new Set(suspects),
+    serials: new Set(serials),
+    clean: (address: string) => !j.suspects.has(address),
+    serial: (username: string) => j.serials.has(username),
+  };
+  return j;
+}
+
 const QUEUE = { maxConcurrent: 1, maxPending: 100, maxPendingPerAddress: 100, maxPendingPerUsername: 100, maxWait: 3000 };
 
 describe('login queue', () => {
   it('runs at most maxConcurrent checks and serves addresses round-robin, not in arrival order', async () => {
     const clock = new FakeClock();
-    const q = new LoginQueue({ ...QUEUE, maxConcurrent: 2 }, clock.now);
+    const q = new LoginQueue({ ...QUEUE, maxConcurrent: 2 }, judge(), clock.now);
     const { started, run } = manualChecks();
-    for (let i = 0; i < 6; i++) void q.submit('10.0.0.1', 'bob', true, false, run(`flood${i}`));
-    void q.submit('10.0.0.2', 'alice', true, false, run('alice'));
+    for (let i = 0; i < 6; i++) void q.submit('10.0.0.1', 'bob', run(`flood${i}`));
+    void q.submit('10.0.0.2', 'alice', run('alice'));
     assert.deepEqual(started.map((s) => s.name), ['flood0', 'flood1']);
     assert.deepEqual(q.size, { pending: 5, running: 2 });
     started[0]!.finish(false);
@@ -37,10 +48,10 @@ describe('login queue', () => {
 
   it('within one address, serves user names round-robin', async () => {
     const clock = new FakeClock();
-    const q = new LoginQueue(QUEUE, clock.now);
+    const q = new LoginQueue(QUEUE, judge(), clock.now);
     const { started, run } = manualChecks();
-    for (let i = 0; i < 4; i++) void q.submit('127.0.0.1', 'bob', false, false, run(`bob${i}`));
-    void q.submit('127.0.0.1', 'alice', false, false, run('alice'));
+    for (let i = 0; i < 4; i++) void q.submit('127.0.0.1', 'bob', run(`bob${i}`));
+    void q.submit('127.0.0.1', 'alice', run('alice'));
     started[0]!.finish(false);
     await tick();
     assert.deepEqual(started.map((s) => s.name), ['bob0', 'alice']);
@@ -48,12 +59,12 @@ describe('login queue', () => {
 
   it('serves addresses with no recent failures first', async () => {
     const clock = new FakeClock();
-    const q = new LoginQueue(QUEUE, clock.now);
+    const q = new LoginQueue(QUEUE, judge(['10.0.0.1', '10.0.0.3']), clock.now);
     const { started, run } = manualChecks();
-    void q.submit('10.0.0.1', 'x', false, false, run('suspect0'));
-    void q.submit('10.0.0.1', 'x', false, false, run('suspect1'));
-    void q.submit('10.0.0.3', 'y', false, false, run('suspect2'));
-    void q.submit('10.0.0.2', 'alice', true, false, run('clean'));
+    void q.submit('10.0.0.1', 'x', run('suspect0'));
+    void q.submit('10.0.0.1', 'x', run('suspect1'));
+    void q.submit('10.0.0.3', 'y', run('suspect2'));
+    void q.submit('10.0.0.2', 'alice', run('clean'));
     started[0]!.finish(false);
     await tick();
     assert.equal(started[1]!.name, 'clean');
@@ -61,18 +72,18 @@ describe('login queue', () => {
 
   it('answers busy beyond its bounds: per user name, per address, in total', async () => {
     const clock = new FakeClock();
-    const q = new LoginQueue({ ...QUEUE, maxPending: 4, maxPendingPerAddress: 3, maxPendingPerUsername: 2 }, clock.now);
+    const q = new LoginQueue({ ...QUEUE, maxPending: 4, maxPendingPerAddress: 3, maxPendingPerUsername: 2 }, judge(['a', 'b', 'c']), clock.now);
     const { run } = manualChecks();
     const results: Promise<CheckResult>[] = [];
-    void q.submit('a', 'first', true, false, run('running')); // runs: not pending
-    results.push(q.submit('a', 'u', false, false, run('1')), q.submit('a', 'u', false, false, run('2')));
-    assert.equal(await q.submit('a', 'u', false, false, run('3')), 'busy', 'per user name');
-    results.push(q.submit('a', 'v', false, false, run('4')));
-    assert.equal(await q.submit('a', 'w', false, false, run('5')), 'busy', 'per address');
-    results.push(q.submit('b', 'w', false, false, run('6')));
-    assert.equal(await q.submit('c', 'z', false, false, run('7')), 'busy', 'in total, for a suspect address');
+    void q.submit('a', 'first', run('running')); // runs: not pending
+    results.push(q.submit('a', 'u', run('1')), q.submit('a', 'u', run('2')));
+    assert.equal(await q.submit('a', 'u', run('3')), 'busy', 'per user name');
+    results.push(q.submit('a', 'v', run('4')));
+    assert.equal(await q.submit('a', 'w', run('5')), 'busy', 'per address');
+    results.push(q.submit('b', 'w', run('6')));
+    assert.equal(await q.submit('c', 'z', run('7')), 'busy', 'in total, for a suspect address');
     // A clean address takes the place of the newest check of the address with the most suspect checks waiting.
-    void q.submit('d', 'alice', true, false, run('clean'));
+    void q.submit('d', 'alice', run('clean'));
     assert.equal(q.size.pending, 4);
     const settled = await Promise.race([Promise.any(results.map((p) => p.then((r) => (r === 'busy' ? r : Promise.reject())))), tick().then(() => 'none')]);
     assert.equal(settled, 'busy');
@@ -80,10 +91,10 @@ describe('login queue', () => {
 
   it('answers busy, without running it, a check that waited longer than maxWait', async () => {
     const clock = new FakeClock();
-    const q = new LoginQueue(QUEUE, clock.now);
+    const q = new LoginQueue(QUEUE, judge(), clock.now);
     const { started, run } = manualChecks();
-    void q.submit('a', 'u', true, false, run('first'));
-    const late = q.submit('b', 'v', true, false, run('late'));
+    void q.submit('a', 'u', run('first'));
+    const late = q.submit('b', 'v', run('late'));
     clock.time += 3001;
     started[0]!.finish(true);
     assert.equal(await late, 'busy');
@@ -92,21 +103,38 @@ describe('login queue', () => {
 
   it('runs one check at a time for a user name under attack (serial), others meanwhile', async () => {
     const clock = new FakeClock();
-    const q = new LoginQueue({ ...QUEUE, maxConcurrent: 3 }, clock.now);
+    const q = new LoginQueue({ ...QUEUE, maxConcurrent: 3 }, judge([], ['alice']), clock.now);
     const { started, run } = manualChecks();
-    void q.submit('a', 'alice', false, true, run('a1'));
-    void q.submit('b', 'alice', false, true, run('a2'));
-    void q.submit('c', 'carol', false, false, run('c1'));
+    void q.submit('a', 'alice', run('a1'));
+    void q.submit('b', 'alice', run('a2'));
+    void q.submit('c', 'carol', run('c1'));
     assert.deepEqual(started.map((s) => s.name), ['a1', 'c1']);
     started[0]!.finish(false);
     await tick();
     assert.deepEqual(started.map((s) => s.name), ['a1', 'c1', 'a2']);
   });
 
+  it('priority is judged when a check is picked: checks queued before their address and user name failed lose their place', async () => {
+    const clock = new FakeClock();
+    const j = judge();
+    const q = new LoginQueue({ ...QUEUE, maxConcurrent: 2 }, j, clock.now);
+    const { started, run } = manualChecks();
+    for (let i = 0; i < 4; i++) void q.submit('127.0.0.1', 'bob', run(`bob${i}`));
+    assert.deepEqual(started.map((s) => s.name), ['bob0', 'bob1']);
+    // bob0 fails: the address is suspect now, and bob's checks run one at a time.
+    j.suspects.add('127.0.0.1');
+    j.serials.add('bob');
+    started[0]!.finish(false);
+    await tick();
+    assert.deepEqual(started.map((s) => s.name), ['bob0', 'bob1'], 'bob1 still runs: bob2 waits');
+    void q.submit('127.0.0.1', 'alice', run('alice'));
+    assert.deepEqual(started.map((s) => s.name), ['bob0', 'bob1', 'alice'], 'alice takes the free slot at once');
+  });
+
   it('a check that throws counts as a failed one and frees its slot', async () => {
-    const q = new LoginQueue(QUEUE, new FakeClock().now);
-    assert.equal(await q.submit('a', 'u', true, false, () => Promise.reject(new Error('boom'))), false);
-    assert.equal(await q.submit('a', 'u', true, false, () => Promise.resolve(true)), true);
+    const q = new LoginQueue(QUEUE, judge(), new FakeClock().now);
+    assert.equal(await q.submit('a', 'u', () => Promise.reject(new Error('boom'))), false);
+    assert.equal(await q.submit('a', 'u', () => Promise.resolve(true)), true);
     assert.deepEqual(q.size, { pending: 0, running: 0 });
   });
 });
