@@ -150,6 +150,11 @@ export class PasswordFile {
     return this.users.has(username);
   }
 
+  /** The stored hash of `username` as written in the file (a cache of checks is keyed on it). */
+  hashOf(username: string): string | undefined {
+    return this.users.get(username)?.text;
+  }
+
   /** True when `username` is in the file and `password` matches its hash. */
   async verify(username: string, password: Buffer | undefined): Promise<boolean> {
     const h = this.users.get(username);

@@ -5,6 +5,7 @@ import type { AuthenticateRequest, BrokerHooks, ClientInfo, MaybePromise } from 
 import { Acl, type AclOptions } from './acl.js';
 import { BanList, type BanOptions } from './bans.js';
 import { TokenBucket } from './limits.js';
+import { LoginGuard, type LoginProtectionOptions } from './login-guard.js';
 import { PasswordFile } from './password-file.js';
 import { watchFiles, type FileWatcher } from '../util/watch.js';
 
@@ -20,6 +21,8 @@ export interface SecurityOptions {
   bans?: BanOptions;
   /** Re-read the password and ACL files when they change (default true). */
   watchFiles?: boolean;
+  /** How password-file checks are queued, rate-limited and cached against wrong-password floods (docs/security.md). */
+  loginProtection?: LoginProtectionOptions;
 }
 
 /** What a listener tells the security layer about itself. */
@@ -52,6 +55,8 @@ export class Security {
   readonly acl: Acl | undefined;
   readonly bans: BanList;
   readonly hooks: BrokerHooks;
+  /** Admission, bans and cache of password-file checks. */
+  readonly logins: LoginGuard | undefined;
   private readonly admissions = new Map<string, { admission: ListenerAdmission; rate?: TokenBucket }>();
   private watcher: FileWatcher | undefined;
 
@@ -62,6 +67,7 @@ export class Security {
   ) {
     this.passwords = options.passwordFile ? new PasswordFile(options.passwordFile) : undefined;
     this.warnWeakHashes();
+    this.logins = this.passwords ? new LoginGuard(options.loginProtection, env.logger) : undefined;
     this.acl = options.acl && (options.acl.rules?.length || options.acl.file || options.acl.default === 'deny') ? new Acl(options.acl) : undefined;
     this.bans = new BanList(options.bans);
     this.hooks = {
@@ -91,6 +97,7 @@ export class Security {
       try {
         const { users, changed } = this.passwords.reload();
         changes.users = changed;
+        this.logins?.forget(changed);
         log.info({ file: this.passwords.path, users, changed: changed.length }, 'password file reloaded');
         this.warnWeakHashes();
       } catch (err) {
@@ -143,10 +150,12 @@ export class Security {
     const proven = req.usernameFromCertificate || req.authenticationMethod !== undefined;
     if (passwords && req.username !== undefined && !proven && (passwords.has(req.username) || !this.user.authenticate)) {
       const username = req.username;
-      return passwords.verify(username, req.password).then((ok) => {
-        if (!ok) this.env.logger.info({ clientId: req.clientId, username, address: req.remoteAddress }, 'bad username or password');
+      const answer = this.logins!.check({ clientId: req.clientId, username, password: req.password, remoteAddress: req.remoteAddress }, passwords);
+      const logged = (ok: boolean | number): boolean | number => {
+        if (ok === false) this.env.logger.info({ clientId: req.clientId, username, address: req.remoteAddress }, 'bad username or password');
         return ok;
-      });
+      };
+      return typeof answer === 'object' ? answer.then(logged) : logged(answer);
     }
     return this.user.authenticate ? this.user.authenticate(req) : true;
   };

@@ -109,6 +109,8 @@ export interface CloseRequest {
 interface PendingHook {
   deadline: number;
   failed: (err: unknown) => void;
+  /** What is waited on, in the words of a timeout: "hook", "authentication". */
+  what: string;
 }
 
 export class Channel implements SessionLink {
@@ -221,7 +223,7 @@ export class Channel implements SessionLink {
     }
     const hook = this.hook;
     if (hook !== undefined && now >= hook.deadline) {
-      this.settleHook(() => hook.failed(new Error(`hook did not answer within ${this.host.limits.hookTimeout} ms`)));
+      this.settleHook(() => hook.failed(new Error(`${hook.what} did not answer within ${this.host.limits.hookTimeout} ms`)));
       if (this.state === 'closed') return;
     }
     let next = this.hook?.deadline ?? Infinity;
@@ -392,15 +394,18 @@ export class Channel implements SessionLink {
 
   // ---- hooks: answered at once, or later with the connection's input held ----
 
-  /** Runs `then` with the hook's answer: now when it is synchronous, in order after it when it is a promise. */
-  after<T>(value: MaybePromise<T>, then: (v: T) => void, failed: (err: unknown) => void): void {
+  /**
+   * Runs `then` with the hook's answer: now when it is synchronous, in order after it when it is a promise.
+   * `what` names what is waited on in a timeout's words (the password file's check is no "hook").
+   */
+  after<T>(value: MaybePromise<T>, then: (v: T) => void, failed: (err: unknown) => void, what = 'hook'): void {
     if (!isPromise(value)) {
       then(value);
       return;
     }
     const token = ++this.hookToken;
     const deadline = this.host.clock.now() + this.host.limits.hookTimeout;
-    this.hook = { deadline, failed };
+    this.hook = { deadline, failed, what };
     this.output.pauseInput?.();
     // The deadline is filed on the core's timer wheel like any other: no timer of its own.
     this.host.wakeAt(this, deadline);

@@ -166,9 +166,10 @@ export function authenticate(ch: Channel, pending: PendingConnect, password: Buf
       else refuseConnect(ch, ok === false ? ReasonCode.BadUserNameOrPassword : ch.refusal('authenticate', ok), 'refused by authentication');
     },
     (err) => {
-      ch.host.events.warning?.('authenticate hook failed', { clientId: pending.clientId, error: String(err) });
+      ch.host.events.warning?.('authentication failed', { clientId: pending.clientId, error: String(err) });
       refuseConnect(ch, ReasonCode.UnspecifiedError, 'authentication failed with an error');
     },
+    'authentication',
   );
 }
 

@@ -91,6 +91,21 @@ export const LIMIT_CHECKS: Record<keyof BrokerLimits, Check> = {
   ),
 };
 
+/** `loginProtection` (src/auth/login-guard.ts): every key optional, each a bounded integer. */
+export const LOGIN_PROTECTION_CHECK: Check = object({
+  maxConcurrentChecks: integer(1, 64),
+  maxPendingChecks: integer(1, 1_000_000),
+  maxPendingPerAddress: integer(1, 1_000_000),
+  maxPendingPerUsername: integer(1, 1_000_000),
+  maxCheckWait: integer(1, 600_000),
+  maxFailures: integer(1, 1_000_000),
+  maxAddressFailures: integer(1, 1_000_000),
+  failureWindow: integer(1, 86_400),
+  banTime: integer(0, 86_400 * 365),
+  cacheTime: integer(0, 86_400),
+  failureDelay: integer(0, 60_000),
+});
+
 /** Throws ConfigError naming the first limit in `options` that is out of range (undefined ones are defaults). */
 export function checkLimits(options: Partial<Record<keyof BrokerLimits, unknown>>): void {
   for (const key of Object.keys(LIMIT_CHECKS) as (keyof BrokerLimits)[]) {

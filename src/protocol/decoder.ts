@@ -20,6 +20,7 @@ import type {
   WillMessage,
 } from './packets.js';
 import { PROPERTY_BY_ID } from './properties.js';
+import { isValidTopicFilter } from './topic.js';
 import {
   ALLOWED_REASON_CODES,
   PACKET_NAMES,
@@ -218,6 +219,8 @@ function readProperties(place: number, clientPublish: boolean): Properties {
       case 'utf8String': {
         const v = readString(name);
         if (id === 0x08 && hasWildcard(v)) throw protocolError(`${name} contains a wildcard [MQTT-3.3.2-14]`);
+        // A Response Topic is a Topic Name: at least one character [MQTT-4.7.3-1].
+        if (id === 0x08 && v.length === 0) throw protocolError(`${name} is empty [MQTT-4.7.3-1]`);
         (out as Record<string, unknown>)[def.name] = v;
         break;
       }
@@ -580,6 +583,11 @@ export class PacketDecoder {
   private decodeConnect(): ConnectPacket {
     const protocolName = readString('protocol name');
     const level = readByte('protocol level');
+    if (protocolName !== 'MQTT' && protocolName !== 'MQIsdp') {
+      // Not MQTT at all: close without a CONNACK, as Mosquitto does [MQTT-3.1.2-1] (a CONNACK 0x01 is for a
+      // known protocol name at a level this server does not support [MQTT-3.1.2-2]).
+      throw new MqttProtocolError(0x82, `CONNECT protocol name ${JSON.stringify(protocolName)} is not MQTT [MQTT-3.1.2-1]`, { packetType: 1 });
+    }
     if (!((protocolName === 'MQTT' && (level === 4 || level === 5)) || (protocolName === 'MQIsdp' && level === 3))) {
       throw new MqttProtocolError(0x84, `CONNECT protocol name "${protocolName}" with level ${level} is not supported`, {
         packetType: 1,
@@ -653,6 +661,9 @@ function decodeSubscribe(v5: boolean): Packet {
   const subscriptions: Subscription[] = [];
   while (P < E) {
     const topicFilter = readString('topic filter');
+    // 3.1.1 has no reason code for a bad filter: a zero-length one is a protocol violation that closes the
+    // connection [MQTT-4.7.3-1] [MQTT-4.8.0-1]. (5.0 answers it in the SUBACK: 0x8F.)
+    if (!v5 && topicFilter.length === 0) throw protocolError('topic filter is empty [MQTT-4.7.3-1]');
     const options = readByte('subscription options');
     const qos = options & 3;
     if (qos === 3) throw malformed('subscription QoS 3 is not allowed [MQTT-3.8.3-4]');
@@ -694,7 +705,13 @@ function decodeUnsubscribe(v5: boolean): Packet {
   const packetId = checkPacketId(readU16('packet identifier'));
   const properties = v5 ? readProperties(10, false) : undefined;
   const topicFilters: string[] = [];
-  while (P < E) topicFilters.push(readString('topic filter'));
+  while (P < E) {
+    const filter = readString('topic filter');
+    // As in SUBSCRIBE: 3.1.1 can only close the connection on an invalid filter [MQTT-4.7.3-1] [MQTT-4.8.0-1]
+    // (Mosquitto does too); 5.0 answers it per filter in the UNSUBACK.
+    if (!v5 && !isValidTopicFilter(filter)) throw protocolError(`topic filter ${JSON.stringify(filter.slice(0, 100))} is ${filter.length === 0 ? 'empty' : 'not a valid topic filter'} [MQTT-4.7.3-1] [MQTT-4.7.1-1]`);
+    topicFilters.push(filter);
+  }
   if (topicFilters.length === 0) throw protocolError('has no topic filter [MQTT-3.10.3-2]');
   return properties === undefined ? { type: 10, packetId, topicFilters } : { type: 10, packetId, topicFilters, properties };
 }

@@ -20,7 +20,7 @@ import type { AuthMethod } from '../broker/enhanced-auth.js';
 import { LogThrottle } from '../broker/log-throttle.js';
 import { BrokerInspector } from '../broker/inspect.js';
 import { PETREL_VERSION } from '../version.js';
-import { checkLimits, ConfigError, LIMIT_CHECKS } from '../config/checks.js';
+import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK } from '../config/checks.js';
 
 export type { ListenerOptions, HttpListenerOptions };
 
@@ -345,6 +345,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   acl: true,
   bans: true,
   watchFiles: true,
+  loginProtection: true,
   maxPublishRate: true,
   publishBurst: true,
   maxBytesRate: true,
@@ -357,6 +358,7 @@ function checkOptions(options: BrokerOptions): void {
   }
   try {
     checkLimits(options);
+    if (options.loginProtection !== undefined) LOGIN_PROTECTION_CHECK(options.loginProtection, 'loginProtection');
   } catch (err) {
     throw new ConfigError(`createBroker: ${(err as Error).message}`);
   }

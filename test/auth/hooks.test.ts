@@ -32,7 +32,7 @@ describe('authenticate hook failures', () => {
         client.destroy();
       }
       assert.deepEqual(codes, [0x80, 0x80, 0x80, 3, 3]);
-      assert.equal(logged('authenticate hook failed').length, 5);
+      assert.equal(logged('authentication failed').length, 5);
       const c = await connect(`mqtt://127.0.0.1:${port}`, { username: 'ok' });
       await end(c);
     } finally {

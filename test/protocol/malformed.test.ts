@@ -97,7 +97,8 @@ describe('CONNECT', () => {
   it('MQIsdp with level 4 and MQTT with level 3 are unsupported (0x84)', () => {
     assert.equal(expectDecodeError(connect(4, 2, str('c'), 'MQIsdp'), {}, 0x84).requestedProtocolLevel, 4);
     assert.equal(expectDecodeError(connect(3, 2, str('c'), 'MQTT'), {}, 0x84).requestedProtocolLevel, 3);
-    expectDecodeError(connect(4, 2, str('c'), 'HTTP'), {}, 0x84);
+    // A name that is not MQTT at all is no version to answer in: closed without CONNACK [MQTT-3.1.2-1] (0x82).
+    expectDecodeError(connect(4, 2, str('c'), 'HTTP'), {}, 0x82);
   });
   it('[MQTT-3.1.2-3] reserved connect flag set is malformed', () => void expectDecodeError(connect(4, 3, str('c')), {}, 0x81));
   it('[MQTT-3.1.2-11] [MQTT-3.1.2-13] will QoS without will flag is malformed', () =>
