@@ -313,6 +313,12 @@ export class Channel implements SessionLink {
         refuseConnect(this, ReasonCode.UnsupportedProtocolVersion, e.message);
         return;
       }
+      if (e.requestedProtocolLevel === 5 && (e.reasonCode === ReasonCode.MalformedPacket || e.reasonCode === ReasonCode.ProtocolError)) {
+        // A 5.0 CONNECT that breaks a rule: CONNACK with the reason code, then close (4.13.1).
+        this.setVersion(5);
+        refuseConnect(this, e.reasonCode, `invalid CONNECT: ${e.message}`);
+        return;
+      }
       this.close({ reason: `invalid CONNECT: ${e.message}`, reasonCode: e.reasonCode, will: false });
       return;
     }

@@ -453,7 +453,7 @@ export class PacketDecoder {
       case 1:
         return this.decodeConnect();
       case 2:
-        return decodeConnack(v5);
+        return decodeConnack(v5, this.protocolVersion === 3);
       case 4:
       case 5:
       case 6:
@@ -594,7 +594,19 @@ export class PacketDecoder {
         requestedProtocolLevel: level,
       });
     }
-    const protocolVersion = level as ProtocolVersion;
+    try {
+      return this.decodeConnectBody(protocolName, level as ProtocolVersion);
+    } catch (err) {
+      // The level is known: a 5.0 server can answer a malformed 5.0 CONNECT with CONNACK and its reason code.
+      if (err instanceof MqttProtocolError && err.requestedProtocolLevel === undefined) {
+        throw new MqttProtocolError(err.reasonCode, err.message, { packetType: 1, requestedProtocolLevel: level });
+      }
+      throw err;
+    }
+  }
+
+  private decodeConnectBody(protocolName: string, protocolVersion: ProtocolVersion): ConnectPacket {
+    const level = protocolVersion;
     const v5 = level === 5;
     const flags = readByte('connect flags');
     if (flags & 1) throw malformed('reserved connect flag is set [MQTT-3.1.2-3]');
@@ -635,7 +647,7 @@ export class PacketDecoder {
   }
 }
 
-function decodeConnack(v5: boolean): ConnackPacket {
+function decodeConnack(v5: boolean, v31: boolean): ConnackPacket {
   const ackFlags = readByte('acknowledge flags');
   if (ackFlags & 0xfe) throw malformed('reserved acknowledge flags are set [MQTT-3.2.2-1]');
   const code = readByte(v5 ? 'reason code' : 'return code');
@@ -647,7 +659,8 @@ function decodeConnack(v5: boolean): ConnackPacket {
   if (!v5) {
     if (code > 5) throw malformed(`return code ${code} is reserved`);
     expectEnd();
-    return { type: 2, sessionPresent: ackFlags === 1, reasonCode: code };
+    // MQTT 3.1 has no Session Present: that byte is reserved there (the encoder writes 0), so it means nothing.
+    return { type: 2, sessionPresent: !v31 && ackFlags === 1, reasonCode: code };
   }
   checkReasonCode(code);
   const properties = readProperties(2, false);

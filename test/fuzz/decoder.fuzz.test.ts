@@ -32,17 +32,15 @@ describe('decoder fuzzing', () => {
   for (const seed of [1, 2, 3]) {
     it(`no exception but MqttProtocolError with a reason code, chunking changes nothing, decoded packets round-trip (seed ${seed}, 1 s)`, () => {
       const r = fuzzDecoder({ seed, ms: 1000 });
-      // Known and reported (see the todo test below): a 3.1 CONNACK's session present bit.
-      const failures = r.failures.filter((f) => !(f.version === 3 && f.input.startsWith('2002')));
-      assert.deepEqual(failures, [], `${r.runs} inputs`);
+      assert.deepEqual(r.failures, [], `${r.runs} inputs`);
       assert.ok(r.runs > 500, `${r.runs} inputs in 1 s`);
     });
   }
 
   // Found by the fuzzer (seed 1): MQTT 3.1 has no Session Present (byte 1 of the CONNACK is reserved), and the
-  // encoder writes 0 for 3.1, but the decoder reports the bit: a 3.1 CONNACK 20 02 01 00 decodes with
-  // sessionPresent true and re-encodes to 20 02 00 00. Outside this branch's part of the decoder: left to fix.
-  it('a 3.1 CONNACK decodes with sessionPresent false (3.1 has no Session Present)', { todo: 'decoder: 3.1 CONNACK flags byte read as Session Present' }, () => {
+  // encoder writes 0 for 3.1, but the decoder reported the bit: a 3.1 CONNACK 20 02 01 00 decoded with
+  // sessionPresent true and re-encoded to 20 02 00 00.
+  it('a 3.1 CONNACK decodes with sessionPresent false (3.1 has no Session Present)', () => {
     assert.equal(checkInput(Buffer.from('20020100', 'hex'), { version: 3, role: 'client' }, new Rng(1)), undefined);
   });
 });
