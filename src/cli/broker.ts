@@ -1,10 +1,8 @@
 // `petrel broker`: starts the broker from defaults, a config file and flags (flags win).
+import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
-import { pino, type Logger } from 'pino';
-import { createBroker } from '../broker/broker.js';
-import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
-import { BufferedLogDestination } from '../runtime/log-destination.js';
-import { tuneV8 } from '../runtime/v8-tuning.js';
+import type { Logger } from 'pino';
+import type { FileConfig } from '../config/config.js';
 
 interface BrokerFlags {
   port?: string;
@@ -17,13 +15,18 @@ interface BrokerFlags {
   printConfig?: string | boolean;
 }
 
-function makeLogger(level: string): Logger {
+/** Exit code of a configuration the broker cannot start with (a bad command line too). */
+const CONFIG_EXIT = 2;
+
+async function makeLogger(level: string): Promise<Logger> {
+  const { pino } = await import('pino');
   // Readable lines in a terminal, JSON lines when piped (for log collectors).
   if (process.stdout.isTTY) {
     return pino({ level, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true } } });
   }
   // Buffered: lines go out in writes of 64 KiB or every 200 ms, whichever comes first, and on exit
   // (one write() per line cost 20 % of the connection rate at 10k+ connections/s).
+  const { BufferedLogDestination } = await import('../runtime/log-destination.js');
   const destination = new BufferedLogDestination(1);
   process.on('exit', () => destination.flushSync());
   return pino({ level }, destination);
@@ -33,7 +36,7 @@ export function registerBrokerCommand(program: Command): void {
   program
     .command('broker')
     .description('start the MQTT broker (TCP 0.0.0.0:1883 and WebSocket 0.0.0.0:8083/mqtt by default)')
-    .option('-p, --port <port>', 'one TCP listener on this port (instead of the default listeners)')
+    .option('-p, --port <port>', 'one TCP listener on this port (instead of the default listeners, or those of the config file)')
     .option('-H, --host <host>', 'address of that TCP listener')
     .option('-c, --config <file>', 'config file (JSON or YAML); default ./petrel.config.json|yaml when present')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
@@ -44,35 +47,50 @@ export function registerBrokerCommand(program: Command): void {
     .addHelpText(
       'after',
       '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
-        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change).\n' +
+        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change),\n' +
+        "and re-reads the config file: a TLS listener's cert, key, ca and crl apply to new connections; other changes need a restart.\n" +
         '\nExamples:\n  petrel broker\n  petrel broker --port 1884 --log-level debug\n  petrel broker -c petrel.config.yaml --print-config\n',
     )
     .action(async (flags: BrokerFlags) => {
+      const { ConfigError, findConfigFile, formatConfig, resolveConfig } = await import('../config/config.js');
       let config: FileConfig;
+      const warnings: string[] = [];
+      const file = findConfigFile(flags.config);
+      const configFailure = (message: string): never => {
+        console.error(`petrel: config: ${message}`);
+        process.exit(CONFIG_EXIT);
+      };
       try {
-        config = loadConfig(flags);
+        config = resolveConfig({ file: flags.config, flags: overrides(flags, ConfigError), warnings });
         if (flags.printConfig !== undefined) {
           const format = flags.printConfig === true ? 'yaml' : flags.printConfig;
           if (format !== 'yaml' && format !== 'json') throw new ConfigError('--print-config: format must be yaml or json');
           process.stdout.write(formatConfig(config, format));
           return;
         }
+        // files the broker reads at start: missing ones are config errors like the others (exit 2), said before any log line
+        if (config.passwordFile !== undefined) checkReadable(config.passwordFile, 'passwordFile', ConfigError);
+        if (config.acl?.file !== undefined) checkReadable(config.acl.file, 'acl.file', ConfigError);
       } catch (err) {
-        if (err instanceof ConfigError) {
-          console.error(`petrel: config: ${err.message}`);
-          process.exit(2);
-        }
+        if (err instanceof ConfigError) return configFailure(err.message);
         throw err;
       }
+      const [{ createBroker }, { tuneV8 }, { PemFileError }] = await Promise.all([import('../broker/broker.js'), import('../runtime/v8-tuning.js'), import('../transport/tls.js')]);
       const { logLevel, memoryProfile, ...options } = config;
       tuneV8(memoryProfile ?? 'compact');
-      const logger = makeLogger(logLevel ?? 'info');
+      const logger = await makeLogger(logLevel ?? 'info');
+      if (file !== undefined) logger.info({ file, found: flags.config === undefined ? 'in the working directory' : undefined }, 'config file');
+      for (const w of warnings) logger.warn(w);
       let broker;
       try {
         broker = createBroker({ ...options, logger });
+        const { watchPlainPortMistakes } = await import('./broker-logs.js');
+        watchPlainPortMistakes(broker, logger);
         await broker.listen();
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
+        // a certificate or key the config names that cannot be used is a config error too
+        if (err instanceof ConfigError || e.cause instanceof PemFileError || err instanceof PemFileError) return configFailure(e.message);
         console.error(`petrel: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${e.message.replace(/^.*EADDRINUSE:? ?/, '')}); is another broker running? use --port` : e.message}`);
         process.exit(1);
       }
@@ -93,24 +111,38 @@ export function registerBrokerCommand(program: Command): void {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => {
         logger.info('SIGHUP: reloading password file, ACL and certificates');
-        running.reload();
+        if (file !== undefined) {
+          void import('./broker-reload.js').then(({ applyConfigChanges }) => {
+            applyConfigChanges(config, () => resolveConfig({ file, flags: overrides(flags, ConfigError) }), logger, file);
+            running.reload();
+          });
+        } else running.reload();
       });
     });
 }
 
-function loadConfig(flags: BrokerFlags): FileConfig {
-  const overrides: Record<string, unknown> = {};
+function checkReadable(file: string, key: string, ConfigError: new (message: string) => Error): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError(`${key}: cannot read ${file} (${code === 'ENOENT' ? 'no such file' : code})`);
+  }
+}
+
+function overrides(flags: BrokerFlags, ConfigError: new (message: string) => Error): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
   if (flags.port !== undefined) {
     // A plain decimal port: "" (an unset $PORT), "0x10" or "1e3" must not quietly mean 0, 16 or 1000.
     const text = flags.port.trim();
     const port = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!(port <= 65535)) throw new ConfigError(`--port: must be a whole number from 0 to 65535 (got "${flags.port}")`);
-    overrides.port = port;
+    out.port = port;
   }
-  if (flags.host !== undefined) overrides.host = flags.host;
-  if (flags.logLevel !== undefined) overrides.logLevel = flags.logLevel;
-  if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
-  if (flags.aclFile !== undefined) overrides.acl = { file: flags.aclFile };
-  if (flags.anonymous === false) overrides.allowAnonymous = false;
-  return resolveConfig({ file: flags.config, flags: overrides });
+  if (flags.host !== undefined) out.host = flags.host;
+  if (flags.logLevel !== undefined) out.logLevel = flags.logLevel;
+  if (flags.passwordFile !== undefined) out.passwordFile = flags.passwordFile;
+  if (flags.aclFile !== undefined) out.acl = { file: flags.aclFile };
+  if (flags.anonymous === false) out.allowAnonymous = false;
+  return out;
 }

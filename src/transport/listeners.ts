@@ -13,7 +13,7 @@ import type { Security } from '../auth/security.js';
 import { attachDirect, directTcp, DirectTcpServer, uvError, type TcpHandle } from './direct-tcp.js';
 import { readProxyHeader } from './proxy-protocol.js';
 import { attachSocket, socketAddress, type TransportInit } from './stream.js';
-import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
+import { certificateIdentity, identityFields, plainClientOnTlsPort, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from './tls.js';
 import { ANY_PATH, webSocketEndpoint } from './websocket.js';
 
 /** Pending connections the kernel may queue per listener before accept(). */
@@ -156,11 +156,22 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
     socket.destroy();
     return false;
   };
+  // a client without TLS on this port: said in words at info, one line per 10 s (how many more in between)
+  let plainLogged = Number.NEGATIVE_INFINITY;
+  let plainSince = 0;
   const logTlsError = (err: Error & { code?: string }, socket: TLSSocket) => {
     const address = socket.remoteAddress ? socketAddress(socket) : undefined;
     const why = refusedClient(err, socket, tlsSettings!);
+    const plain = why ? undefined : plainClientOnTlsPort(err);
     if (why) logger.warn({ listener: name, address, reason: why }, 'TLS client refused');
-    else logger.warn({ listener: name, address, error: err.code ?? err.message }, 'TLS handshake failed');
+    else if (plain) {
+      const now = Date.now();
+      if (now - plainLogged >= 10_000) {
+        logger.info({ listener: name, address, error: err.code, ...(plainSince > 0 ? { moreSinceLastLine: plainSince } : {}) }, plain);
+        plainLogged = now;
+        plainSince = 0;
+      } else plainSince++;
+    } else logger.warn({ listener: name, address, error: err.code ?? err.message }, 'TLS handshake failed');
     // Node.js reports a handshake timeout here but leaves the connection open: close it.
     socket.destroy();
   };
