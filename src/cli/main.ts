@@ -47,7 +47,13 @@ export async function main(argv: string[]): Promise<void> {
     if (cmd && (name === 'pub' || name === 'sub')) {
       // mosquitto's multi-word -D, its other spellings, profiles and unknown-flag suggestions
       const { prepareArguments } = await import('./argv.js');
-      argv = [name, ...prepareArguments(cmd, argv.slice(1))];
+      try {
+        argv = [name, ...prepareArguments(cmd, argv.slice(1))];
+      } catch (err) {
+        // a profile that cannot be read or saved: a bad command line
+        process.stderr.write(`petrel ${name}: ${(err as Error).message}\n`);
+        process.exit(USAGE);
+      }
     }
   } else {
     // `petrel`, `petrel --help`, a mistyped command: the list needs the descriptions only

@@ -95,7 +95,7 @@ export function registerSubCommand(program: Command): void {
 
 type OutputFormat = 'text' | 'json' | 'hex' | 'base64';
 
-export function formatMessage(m: Message, format: OutputFormat, verbose: boolean): Buffer | string | undefined {
+export function formatMessage(m: Message, format: OutputFormat, verbose: boolean, eol = true): Buffer | string | undefined {
   if (format === 'json') {
     const text = isUtf8(m.payload);
     const o: Record<string, unknown> = { topic: m.topic, payload: text ? m.payload.toString('utf8') : m.payload.toString('base64') };
@@ -106,8 +106,8 @@ export function formatMessage(m: Message, format: OutputFormat, verbose: boolean
     return JSON.stringify(o);
   }
   const body = format === 'hex' ? Buffer.from(m.payload.toString('hex')) : format === 'base64' ? Buffer.from(m.payload.toString('base64')) : m.payload;
-  // as mosquitto_sub: an empty payload prints nothing, with -v "topic (null)"
-  if (m.payload.length === 0) return verbose ? `${m.topic} (null)` : undefined;
+  // as mosquitto_sub: an empty payload prints nothing, with -v "topic (null)" (and with -v -N nothing)
+  if (m.payload.length === 0) return verbose && eol ? `${m.topic} (null)` : undefined;
   return verbose ? Buffer.concat([Buffer.from(`${m.topic} `), body]) : body;
 }
 
@@ -242,7 +242,7 @@ async function subscribe(flags: SubFlags): Promise<number> {
       if (flags.retainedOnly && !m.retain) break;
       if (flags.retained === false && m.retain) continue;
       if (chance >= 100 || Math.random() * 100 < chance) {
-        const out = formatter ? formatter({ message: m, mid: packetIds.get(m) ?? 0 }) : formatMessage(m, format, Boolean(flags.verbose));
+        const out = formatter ? formatter({ message: m, mid: packetIds.get(m) ?? 0 }) : formatMessage(m, format, Boolean(flags.verbose), eol !== undefined);
         // mosquitto_sub adds the end of line after a format string even when it printed nothing
         if (out !== undefined || formatter) await sink.write(m, out ?? Buffer.alloc(0), eol);
       }

@@ -18,9 +18,14 @@ export interface Running {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** Starts `petrel <args>` (with `input` on stdin); it is killed after 20 s whatever happens. */
-export function start(args: string[], input?: string | Buffer, nodeArgs: string[] = []): Running {
-  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** Starts `petrel <args>` (with `input` on stdin, in `options.cwd` with `options.env`); it is killed after 20 s whatever happens. */
+export function start(args: string[], input?: string | Buffer, nodeArgs: string[] = [], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Running {
+  return startCommand(process.execPath, [...nodeArgs, BIN, ...args], input, options);
+}
+
+/** Any command (mosquitto_sub, ...) run the same way, for side-by-side tests. */
+export function startCommand(command: string, args: string[], input?: string | Buffer, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Running {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
   let stdout = '';
   let stderr = '';
   const listeners: (() => void)[] = [];
@@ -54,4 +59,4 @@ export function start(args: string[], input?: string | Buffer, nodeArgs: string[
   };
 }
 
-export const run = (args: string[], input?: string | Buffer): Promise<Run> => start(args, input).done;
+export const run = (args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): Promise<Run> => start(args, input, [], env ? { env } : {}).done;
