@@ -16,6 +16,8 @@ export interface Running {
   /** Resolves once stderr contains `text` (or matches it). */
   waitStderr(text: string | RegExp, timeoutMs?: number): Promise<void>;
   kill(signal?: NodeJS.Signals): void;
+  /** What it has written to stdout so far. */
+  stdoutSoFar(): string;
 }
 
 /** Starts `petrel <args>` (with `input` on stdin, in `options.cwd` with `options.env`); it is killed after 20 s whatever happens. */
@@ -41,6 +43,7 @@ export function startCommand(command: string, args: string[], input?: string | B
   void done.then(() => clearTimeout(timer));
   return {
     done,
+    stdoutSoFar: () => stdout,
     kill: (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
