@@ -12,7 +12,9 @@ function summary(code: string): string {
   const file = fileURLToPath(new URL(`./skip-count-${process.pid}.mjs`, import.meta.url));
   writeFileSync(file, code);
   try {
-    return spawnSync(process.execPath, ['--test', file], { encoding: 'utf8' }).stdout;
+    // a run of its own: without NODE_TEST_CONTEXT, which would send its results to this runner instead
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    return spawnSync(process.execPath, ['--test', '--test-reporter=tap', file], { encoding: 'utf8', env }).stdout;
   } finally {
     rmSync(file, { force: true });
   }
