@@ -49,6 +49,10 @@ const NOT_OFFERED: Record<string, string> = {
   '--tls-engine': 'OpenSSL engines are not offered: give the key as a PEM file (--key)',
   '--tls-engine-kpass-sha1': 'OpenSSL engines are not offered: give the key as a PEM file (--key)',
   '--keyform': 'keys are read as PEM files only (--key)',
+  '--tls-version': 'the TLS version is not chosen: Node.js negotiates TLS 1.3 or 1.2',
+  '--ciphers': 'the cipher list is not chosen: Node.js offers its default (TLS 1.2 and 1.3) suites',
+  '--ws': 'use a WebSocket URL: -L ws://host:8083/mqtt (or wss://)',
+  '--output-mode': "MQTTX's --output-mode is not offered: use --format json (or -F '%j') for whole messages",
   '-o': 'mosquitto 2.1\'s options file is not read: use a profile (--profile NAME, see petrel sub --help)',
 };
 
@@ -70,7 +74,7 @@ function optionTable(cmd: Command): Map<string, Option> {
 /** The message for a flag the command does not know. */
 export function unknownFlagMessage(command: string, flag: string, cmd: Command): string {
   const base = flag.split('=')[0]!;
-  if (Object.hasOwn(NOT_OFFERED, base)) return `${base}: ${NOT_OFFERED[base]!} (a mosquitto flag Petrel does not have)`;
+  if (Object.hasOwn(NOT_OFFERED, base)) return `${base}: ${NOT_OFFERED[base]!}`;
   const other = command === 'pub' ? 'sub' : command === 'sub' ? 'pub' : undefined;
   if (other && ONLY_IN[other].includes(base)) return `unknown option '${base}': it is a flag of \`petrel ${other}\`, not of \`petrel ${command}\``;
   let hint = '';

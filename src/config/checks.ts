@@ -40,8 +40,13 @@ export function object(shape: Record<string, Check>): Check {
 }
 
 /** "unknown key (did you mean allowAnonymous?)"; a short list of the keys when none is near; the docs for a long one. */
+/** Mosquitto's names for listener keys, which Mosquitto users type from habit. */
+const MOSQUITTO_NAMES: Record<string, string> = { certfile: 'cert', keyfile: 'key', cafile: 'ca', crlfile: 'crl', require_certificate: 'requestCert', tls_version: 'minVersion', max_connections: 'maxConnections' };
+
 function unknownKey(key: string, known: string[]): string {
-  const guess = nearest(key, known);
+  const mosquitto = Object.hasOwn(MOSQUITTO_NAMES, key) ? MOSQUITTO_NAMES[key] : undefined;
+  // allow_anonymous → allowAnonymous: the same word without the underscores
+  const guess = mosquitto !== undefined && known.includes(mosquitto) ? mosquitto : nearest(key.replace(/_/g, ''), known);
   if (guess) return `unknown key (did you mean ${guess}?)`;
   if (known.length <= 12) return `unknown key (known: ${known.join(', ')})`;
   return 'unknown key (see docs/configuration.md for the keys)';
