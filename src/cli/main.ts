@@ -39,6 +39,8 @@ export async function main(argv: string[]): Promise<void> {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') process.exit(0);
     process.exit(err.exitCode === 0 ? 0 : USAGE);
   });
+  // `petrel help pub` is `petrel pub --help`, which needs pub's own options loaded
+  if (argv[0] === 'help' && argv[1] !== undefined && Object.hasOwn(COMMANDS, argv[1])) argv = [argv[1], '--help'];
   const name = argv[0];
   const entry = name !== undefined && Object.hasOwn(COMMANDS, name) ? COMMANDS[name]! : undefined;
   if (entry) {
