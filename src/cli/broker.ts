@@ -69,8 +69,8 @@ export function registerBrokerCommand(program: Command): void {
           return;
         }
         // files the broker reads at start: missing ones are config errors like the others (exit 2), said before any log line
-        if (config.passwordFile !== undefined) checkReadable(config.passwordFile, 'passwordFile', ConfigError);
-        if (config.acl?.file !== undefined) checkReadable(config.acl.file, 'acl.file', ConfigError);
+        if (config.passwordFile !== undefined) checkReadable(config.passwordFile, 'passwordFile', 'password file', ConfigError);
+        if (config.acl?.file !== undefined) checkReadable(config.acl.file, 'acl.file', 'ACL file', ConfigError);
       } catch (err) {
         if (err instanceof ConfigError) return configFailure(err.message);
         throw err;
@@ -121,12 +121,12 @@ export function registerBrokerCommand(program: Command): void {
     });
 }
 
-function checkReadable(file: string, key: string, ConfigError: new (message: string) => Error): void {
+function checkReadable(file: string, key: string, what: string, ConfigError: new (message: string) => Error): void {
   try {
     accessSync(file, constants.R_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    throw new ConfigError(`${key}: cannot read ${file} (${code === 'ENOENT' ? 'no such file' : code})`);
+    throw new ConfigError(`${key}: cannot read the ${what} ${file} (${code === 'ENOENT' ? 'no such file' : code})`);
   }
 }
 

@@ -70,7 +70,7 @@ test('config mistakes: the nearest key, the YAML line, a missing password file: 
   for (const args of [['--password-file', join(dir, 'nope')], ['-c', yaml(dir, 'pw.yaml', `passwordFile: ${join(dir, 'nope')}\n`)]]) {
     const missing = await run(['broker', '-p', '0', ...args]);
     assert.equal(missing.code, 2, missing.stderr);
-    assert.equal(missing.stderr, `petrel: config: passwordFile: cannot read ${join(dir, 'nope')} (no such file)\n`);
+    assert.equal(missing.stderr, `petrel: config: passwordFile: cannot read the password file ${join(dir, 'nope')} (no such file)\n`);
   }
 });
 
