@@ -201,6 +201,8 @@ export function checkUsername(username: string): void {
   if (username === '') throw new Error('empty username');
   if (/[\r\n\0]/.test(username)) throw new Error('the username contains a line break or NUL');
   if (username.trimStart().startsWith('#')) throw new Error('a username cannot start with "#"');
+  // "user:hash": Mosquitto cannot read such a line and mosquitto_passwd refuses the name
+  if (username.includes(':')) throw new Error('a username cannot contain ":" (it separates the name from the hash in the file; mosquitto_passwd refuses it too)');
 }
 
 function userOf(line: string): string | undefined {

@@ -1,11 +1,9 @@
-// `petrel broker`: starts the broker from defaults, a config file and flags (flags win).
+// `petrel broker`: starts the broker from defaults, a config file and flags (flags win). What a command does
+// not need is not loaded: the modules come in with dynamic imports once the flags are read.
+import { accessSync, constants } from 'node:fs';
 import type { Command } from 'commander';
-import { createBroker } from '../server/broker.js';
-import { ConfigError, formatConfig, resolveConfig, type FileConfig } from '../config/config.js';
-import { createLogger, defaultLogFormat, LOG_FORMATS, type LogFormat } from '../runtime/logger.js';
-import { tuneV8 } from '../runtime/v8-tuning.js';
-import { applyHttpFlags, type HttpFlags } from '../http/cli.js';
-import { withMqttsnPort } from '../mqttsn/cli.js';
+import type { FileConfig } from '../config/config.js';
+import type { HttpFlags } from '../http/cli.js';
 
 interface BrokerFlags extends HttpFlags {
   port?: string;
@@ -20,11 +18,14 @@ interface BrokerFlags extends HttpFlags {
   mqttsnPort?: string;
 }
 
+/** Exit code of a configuration the broker cannot start with (a bad command line too). */
+const CONFIG_EXIT = 2;
+
 export function registerBrokerCommand(program: Command): void {
   program
     .command('broker')
     .description('start the MQTT broker (TCP 0.0.0.0:1883 and WebSocket 0.0.0.0:8083/mqtt by default)')
-    .option('-p, --port <port>', 'one TCP listener on this port (instead of the default listeners)')
+    .option('-p, --port <port>', 'one TCP listener on this port (instead of the default listeners, or those of the config file)')
     .option('-H, --host <host>', 'address of that TCP listener')
     .option('-c, --config <file>', 'config file (JSON or YAML); default ./petrel.config.json|yaml when present')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
@@ -35,43 +36,70 @@ export function registerBrokerCommand(program: Command): void {
     .option('--http-port <port>', 'HTTP listener for /metrics, /health, /ready, the JSON API and the dashboard (docs/http-api.md)')
     .option('--http-host <host>', 'address of the HTTP listener (default 127.0.0.1)')
     .option('--http-token-file <file>', 'bearer token for /api/* (default: made in ./petrel-data/http-token)')
-    .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
     .option('--mqttsn-port <port>', 'also an MQTT-SN 1.2 gateway on this UDP port (see docs/mqtt-sn.md)')
+    .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
     .addHelpText(
       'after',
       '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
-        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change), and the HTTP API token.\n' +
+        'SIGHUP reloads the password file, the ACL file, TLS certificates (they are also reloaded when they change) and the HTTP API token,\n' +
+        "and re-reads the config file: a TLS listener's cert, key, ca and crl apply to new connections; other changes need a restart.\n" +
         '\nExamples:\n  petrel broker\n  petrel broker --port 1884 --log-level debug\n  petrel broker -c petrel.config.yaml --print-config\n',
     )
     .action(async (flags: BrokerFlags) => {
+      const [{ ConfigError, findConfigFile, formatConfig, resolveConfig }, { applyHttpFlags }, { withMqttsnPort }, { createLogger, defaultLogFormat, LOG_FORMATS }] = await Promise.all([
+        import('../config/config.js'),
+        import('../http/cli.js'),
+        import('../mqttsn/cli.js'),
+        import('../runtime/logger.js'),
+      ]);
       let config: FileConfig;
-      let logFormat: LogFormat;
+      const warnings: string[] = [];
+      const file = findConfigFile(flags.config);
+      const configFailure = (message: string): never => {
+        console.error(`petrel: config: ${message}`);
+        process.exit(CONFIG_EXIT);
+      };
+      const load = (): FileConfig => {
+        let c = applyHttpFlags(resolveConfig({ file: flags.config, flags: overrides(flags, ConfigError), warnings }), flags);
+        if (flags.mqttsnPort !== undefined) c = withMqttsnPort(c, flags.mqttsnPort);
+        return c;
+      };
+      let logFormat = defaultLogFormat();
       try {
-        logFormat = parseLogFormat(flags.logFormat);
-        config = loadConfig(flags);
-        if (flags.mqttsnPort !== undefined) config = withMqttsnPort(config, flags.mqttsnPort);
+        if (flags.logFormat !== undefined) {
+          if (!(LOG_FORMATS as readonly string[]).includes(flags.logFormat)) throw new ConfigError(`--log-format: must be pretty or json (got "${flags.logFormat}")`);
+          logFormat = flags.logFormat as typeof logFormat;
+        }
+        config = load();
         if (flags.printConfig !== undefined) {
           const format = flags.printConfig === true ? 'yaml' : flags.printConfig;
           if (format !== 'yaml' && format !== 'json') throw new ConfigError('--print-config: format must be yaml or json');
           process.stdout.write(formatConfig(config, format));
           return;
         }
+        // Files the broker reads at start: missing ones are config errors like the others (exit 2), said before any log line.
+        if (config.passwordFile !== undefined) checkReadable(config.passwordFile, 'passwordFile', 'password file', ConfigError);
+        if (config.acl?.file !== undefined) checkReadable(config.acl.file, 'acl.file', 'ACL file', ConfigError);
       } catch (err) {
-        if (err instanceof ConfigError) {
-          console.error(`petrel: config: ${err.message}`);
-          process.exit(2);
-        }
+        if (err instanceof ConfigError) return configFailure(err.message);
         throw err;
       }
+      const [{ createBroker }, { tuneV8 }, { PemFileError }] = await Promise.all([import('../server/broker.js'), import('../runtime/v8-tuning.js'), import('../transport/tls.js')]);
       const { logLevel, memoryProfile, ...options } = config;
       tuneV8(memoryProfile ?? 'compact');
       const logger = createLogger(logLevel ?? 'info', logFormat);
+      if (file !== undefined) logger.info({ file, found: flags.config === undefined ? 'in the working directory' : undefined }, 'config file');
+      for (const w of warnings) logger.warn(w);
       let broker;
       try {
         broker = createBroker({ ...options, logger });
+        const { watchPlainPortMistakes } = await import('./broker-logs.js');
+        watchPlainPortMistakes(broker, logger);
         await broker.listen();
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
+        // A certificate or key the config names that cannot be used is a config error too.
+        if (err instanceof ConfigError || e.cause instanceof PemFileError || err instanceof PemFileError) return configFailure(e.message);
         console.error(`petrel: cannot start: ${e.code === 'EADDRINUSE' ? `address in use (${e.message.replace(/^.*EADDRINUSE:? ?/, '')}); is another broker running? use --port` : e.message}`);
         process.exit(1);
       }
@@ -92,30 +120,38 @@ export function registerBrokerCommand(program: Command): void {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => {
         logger.info('SIGHUP: reloading password file, ACL, certificates and the HTTP API token');
-        running.reload();
+        if (file !== undefined) {
+          void import('./broker-reload.js').then(({ applyConfigChanges }) => {
+            applyConfigChanges(config, load, logger, file);
+            running.reload();
+          });
+        } else running.reload();
       });
     });
 }
 
-function parseLogFormat(flag: string | undefined): LogFormat {
-  if (flag === undefined) return defaultLogFormat();
-  if (!(LOG_FORMATS as readonly string[]).includes(flag)) throw new ConfigError(`--log-format: must be pretty or json (got "${flag}")`);
-  return flag as LogFormat;
+function checkReadable(file: string, key: string, what: string, ConfigError: new (message: string) => Error): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new ConfigError(`${key}: cannot read the ${what} ${file} (${code === 'ENOENT' ? 'no such file' : code})`);
+  }
 }
 
-function loadConfig(flags: BrokerFlags): FileConfig {
-  const overrides: Record<string, unknown> = {};
+function overrides(flags: BrokerFlags, ConfigError: new (message: string) => Error): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
   if (flags.port !== undefined) {
     // A plain decimal port: "" (an unset $PORT), "0x10" or "1e3" must not quietly mean 0, 16 or 1000.
     const text = flags.port.trim();
     const port = /^\d+$/.test(text) ? Number(text) : NaN;
     if (!(port <= 65535)) throw new ConfigError(`--port: must be a whole number from 0 to 65535 (got "${flags.port}")`);
-    overrides.port = port;
+    out.port = port;
   }
-  if (flags.host !== undefined) overrides.host = flags.host;
-  if (flags.logLevel !== undefined) overrides.logLevel = flags.logLevel;
-  if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
-  if (flags.aclFile !== undefined) overrides.acl = { file: flags.aclFile };
-  if (flags.anonymous === false) overrides.allowAnonymous = false;
-  return applyHttpFlags(resolveConfig({ file: flags.config, flags: overrides }), flags);
+  if (flags.host !== undefined) out.host = flags.host;
+  if (flags.logLevel !== undefined) out.logLevel = flags.logLevel;
+  if (flags.passwordFile !== undefined) out.passwordFile = flags.passwordFile;
+  if (flags.aclFile !== undefined) out.acl = { file: flags.aclFile };
+  if (flags.anonymous === false) out.allowAnonymous = false;
+  return out;
 }

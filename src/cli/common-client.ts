@@ -93,7 +93,7 @@ export function addConnectionOptions(cmd: Command, { withUrlArgument = false, be
     .option('--tls', 'use TLS with the system CAs (mqtts)')
     .option('--ws-header <header>', 'extra WebSocket upgrade header "Name: value" (repeatable)', collect)
     .option('--will-topic <topic>', 'will message topic')
-    .option('--will-message <message>', 'will message payload')
+    .option('--will-message <message>', 'will message payload (mosquitto: --will-payload)')
     .option('--will-qos <qos>', 'will message QoS', '0')
     .option('--will-retain', 'retain the will message')
     .option('-d, --debug', 'print the packets sent and received on stderr');

@@ -3,10 +3,9 @@
 // of the YAML, so the file keeps saying what it left out.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { stringify as toYaml } from 'yaml';
-import { validateConfig } from '../config/config.js';
-import { convertMosquittoConf } from '../config/mosquitto-conf.js';
-import { EXIT } from './common-client.js';
+
+/** Exit code of a bad argument (EXIT.USAGE). */
+const USAGE = 2;
 
 export function registerConvertConfigCommand(program: Command): void {
   program
@@ -14,13 +13,19 @@ export function registerConvertConfigCommand(program: Command): void {
     .description('print a Mosquitto configuration (mosquitto.conf) as a Petrel config file (YAML)')
     .argument('<mosquitto.conf>', 'the Mosquitto configuration file')
     .addHelpText('after', '\nExample:\n  petrel convert-config /etc/mosquitto/mosquitto.conf > petrel.config.yaml\n  petrel broker -c petrel.config.yaml\n')
-    .action((file: string) => {
+    .action(async (file: string) => {
+      // loaded when the command runs: --help needs none of it
+      const [{ stringify: toYaml }, { validateConfig }, { convertMosquittoConf }] = await Promise.all([
+        import('yaml'),
+        import('../config/config.js'),
+        import('../config/mosquitto-conf.js'),
+      ]);
       let text: string;
       try {
         text = readFileSync(file, 'utf8');
       } catch (err) {
         console.error(`petrel convert-config: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-        process.exit(EXIT.USAGE);
+        process.exit(USAGE);
       }
       const { config, notes } = convertMosquittoConf(text);
       try {

@@ -1,7 +1,6 @@
 // `petrel passwd FILE USER`: adds or changes a user in a password file (salted scrypt hashes);
 // `petrel passwd -D FILE USER` removes one. The broker re-reads the file when it changes.
 import type { Command } from 'commander';
-import { deleteUser, setPassword } from '../auth/password-file.js';
 
 interface PasswdFlags {
   delete?: boolean;
@@ -73,6 +72,7 @@ export function registerPasswdCommand(program: Command): void {
     .option('--stdin', 'read the password from the first line of stdin (default when stdin is not a terminal)')
     .addHelpText('after', '\nExamples:\n  petrel passwd /etc/petrel/passwd alice\n  echo "$PASS" | petrel passwd /etc/petrel/passwd sensor-7\n  petrel passwd -D /etc/petrel/passwd alice\n')
     .action(async (file: string, username: string, flags: PasswdFlags) => {
+      const { deleteUser, setPassword } = await import('../auth/password-file.js');
       try {
         if (flags.delete) {
           if (!deleteUser(file, username)) {

@@ -1,6 +1,7 @@
 // Checks shared by the config file and createBroker(): each names the key it refuses, in one line
 // (`receiveMaximum: must be an integer from 1 to 65535`).
 import type { BrokerLimits } from '../broker/options.js';
+import { nearest } from './suggest.js';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -31,11 +32,24 @@ export function object(shape: Record<string, Check>): Check {
       // Own keys only: "__proto__" or "constructor" must not find Object.prototype's members.
       const check = Object.hasOwn(shape, key) ? shape[key] : undefined;
       const where = path ? `${path}.${key}` : key;
-      if (!check) return fail(where, `unknown key (known: ${Object.keys(shape).join(', ')})`);
+      if (!check) return fail(where, unknownKey(key, Object.keys(shape)));
       out[key] = check(value, where);
     }
     return out;
   };
+}
+
+/** "unknown key (did you mean allowAnonymous?)"; a short list of the keys when none is near; the docs for a long one. */
+/** Mosquitto's names for listener keys, which Mosquitto users type from habit. */
+const MOSQUITTO_NAMES: Record<string, string> = { certfile: 'cert', keyfile: 'key', cafile: 'ca', crlfile: 'crl', require_certificate: 'requestCert', tls_version: 'minVersion', max_connections: 'maxConnections' };
+
+function unknownKey(key: string, known: string[]): string {
+  const mosquitto = Object.hasOwn(MOSQUITTO_NAMES, key) ? MOSQUITTO_NAMES[key] : undefined;
+  // allow_anonymous → allowAnonymous: the same word without the underscores
+  const guess = mosquitto !== undefined && known.includes(mosquitto) ? mosquitto : nearest(key.replace(/_/g, ''), known);
+  if (guess) return `unknown key (did you mean ${guess}?)`;
+  if (known.length <= 12) return `unknown key (known: ${known.join(', ')})`;
+  return 'unknown key (see docs/configuration.md for the keys)';
 }
 
 export function record(item: Check): Check {

@@ -198,12 +198,41 @@ export function loadConfigFile(file: string): FileConfig {
     throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
   let raw: unknown;
+  const yaml = /\.ya?ml$/i.test(extname(file));
   try {
-    raw = /\.ya?ml$/i.test(extname(file)) ? parseYaml(text) : JSON.parse(text);
+    raw = yaml ? parseYaml(text) : JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message.split('\n')[0]}`);
+    throw new ConfigError(`${file} is not valid ${yaml ? 'YAML' : 'JSON'}: ${syntaxError(err as Error, text)}`);
   }
   return validateConfig(raw);
+}
+
+/**
+ * A parse error with the offending line shown ("  3 |    host: x" and a caret under the column): the yaml
+ * library's position, or JSON.parse's "at position N" turned into a line and column.
+ */
+function syntaxError(err: Error, text: string): string {
+  const first = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  let line: number | undefined;
+  let col: number | undefined;
+  const linePos = (err as Error & { linePos?: { line: number; col: number }[] }).linePos;
+  if (linePos?.[0]) ({ line, col } = linePos[0]);
+  else {
+    const at = /position (\d+)/.exec(err.message);
+    if (at) {
+      const before = text.slice(0, Number(at[1]));
+      line = before.split('\n').length;
+      col = before.length - before.lastIndexOf('\n');
+    }
+  }
+  if (line === undefined || col === undefined) return first;
+  const lines = text.split(/\r?\n/);
+  // YAML often points at the line after the mistake (a bad indent is found where the next key starts)
+  const shown = [line - 1, line].filter((n) => n >= 1 && n <= lines.length);
+  const width = String(line).length;
+  const excerpt = shown.map((n) => `  ${String(n).padStart(width)} | ${lines[n - 1]}`);
+  excerpt.push(`  ${' '.repeat(width)} | ${' '.repeat(Math.max(0, col - 1))}^`);
+  return `${first} (line ${line}, column ${col}):\n${excerpt.join('\n')}`;
 }
 
 /** Config files looked for in the working directory when none is given. */
@@ -253,6 +282,8 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Record<strin
 export interface ConfigSources {
   /** Config file; default: the first of DEFAULT_CONFIG_FILES that exists. */
   file?: string;
+  /** Collects what the caller should tell the user (a listener list replaced by --port / --host). */
+  warnings?: string[];
   env?: NodeJS.ProcessEnv;
   /** Values from command-line flags (win over everything). */
   flags?: Record<string, unknown>;
@@ -260,18 +291,30 @@ export interface ConfigSources {
 
 /** file < PETREL_* environment < flags, validated. */
 export function resolveConfig(sources: ConfigSources = {}): FileConfig {
-  const file = sources.file ?? DEFAULT_CONFIG_FILES.find((f) => existsSync(f));
+  const file = findConfigFile(sources.file);
   const fromFile = file ? loadConfigFile(file) : {};
   const fromEnv = envOverrides(sources.env ?? process.env);
   const flags = Object.fromEntries(Object.entries(sources.flags ?? {}).filter(([, v]) => v !== undefined));
-  const merged = validateConfig(mergeSections(mergeSections(fromFile as Record<string, unknown>, fromEnv), flags));
-  if ((flags.port !== undefined || flags.host !== undefined) && merged.listeners) {
-    throw new ConfigError('--port/--host cannot be combined with "listeners" (set the port in the listener instead)');
+  const byFlag = flags.port !== undefined || flags.host !== undefined;
+  const base = mergeSections(fromFile as Record<string, unknown>, fromEnv);
+  if (byFlag && base.listeners !== undefined && flags.listeners === undefined) {
+    // The flag is what the user asked for now: it replaces the listeners of a file (often one picked up
+    // from the working directory without being named), with a word about it.
+    const list = base.listeners as unknown[];
+    const from = fromEnv.listeners !== undefined ? 'PETREL_LISTENERS' : `${file}${sources.file === undefined ? ' (found in the working directory)' : ''}`;
+    sources.warnings?.push(`--port/--host replace the ${list.length} listener${list.length === 1 ? '' : 's'} of ${from}: one TCP listener on ${flags.host ?? base.host ?? '0.0.0.0'}:${flags.port ?? base.port ?? 1883}`);
+    delete base.listeners;
   }
+  const merged = validateConfig(mergeSections(base, flags));
   if ((fromEnv.port !== undefined || fromEnv.host !== undefined) && merged.listeners) {
     throw new ConfigError('PETREL_PORT/PETREL_HOST cannot be combined with "listeners" (set the port in the listener instead)');
   }
   return merged;
+}
+
+/** The config file resolveConfig() reads: the one given, else the first of DEFAULT_CONFIG_FILES in the working directory. */
+export function findConfigFile(file?: string): string | undefined {
+  return file ?? DEFAULT_CONFIG_FILES.find((f) => existsSync(f));
 }
 
 /** The configuration in force: defaults filled in, listeners spelled out, secrets hidden. */

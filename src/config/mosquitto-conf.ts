@@ -253,12 +253,18 @@ export function convertMosquittoConf(text: string): Conversion {
     }
   });
 
+  let localOnly = false;
   if (defaultPort !== undefined) {
     listeners.unshift({ ...defaultListener, port: defaultPort });
   } else if (listeners.length === 0) {
-    // Without any listener or port, Mosquitto 2 accepts local connections only.
+    // Mosquitto 2's "local only mode": without any listener or port it listens on the loopback interface
+    // only and lets clients in without a username (one that gives a username is still checked).
+    localOnly = true;
     listeners.push({ ...defaultListener, port: 1883, host: defaultListener.host ?? '127.0.0.1' });
-    notes.push('no listener in the file: Mosquitto 2 then listens on localhost:1883 only, and so does this config');
+    notes.push(
+      'no listener in the file: Mosquitto 2 then runs in "local only mode", on localhost:1883 with anonymous clients allowed, and so does this config (add a listener to accept other machines)',
+    );
+    if (anonymousSet && config.allowAnonymous === false) notes.push('allow_anonymous false: Mosquitto ignores it in local only mode (anonymous clients on localhost connect); so does this config');
   }
   for (const l of listeners) {
     // Mosquitto answers WebSocket upgrades on any URL path: so does "*".
@@ -266,7 +272,8 @@ export function convertMosquittoConf(text: string): Conversion {
     if (l.peerCertAsUsername && !l.requestCert) l.requestCert = true;
   }
   // Mosquitto 2 refuses anonymous clients unless allow_anonymous says otherwise.
-  if (!anonymousSet) config.allowAnonymous = false;
+  if (localOnly) config.allowAnonymous = true;
+  else if (!anonymousSet) config.allowAnonymous = false;
   config.listeners = listeners;
   return { config, notes };
 }

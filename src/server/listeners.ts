@@ -15,7 +15,7 @@ import { readProxyHeader } from '../transport/proxy-protocol.js';
 import { proxiedTlsFields, type ProxiedTlsSettings } from '../transport/proxy-tls.js';
 import { AddressSet, ipOf } from '../util/address.js';
 import { attachSocket, socketAddress, type TransportInit } from '../transport/stream.js';
-import { certificateIdentity, identityFields, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from '../transport/tls.js';
+import { certificateIdentity, identityFields, plainClientOnTlsPort, refusedClient, TlsContexts, verifyClient, type TlsListenerSettings } from '../transport/tls.js';
 import { ANY_PATH, webSocketEndpoint } from '../transport/websocket.js';
 import { startMqttsnListener, type MqttsnListenerOptions } from '../mqttsn/listener.js';
 
@@ -182,11 +182,22 @@ export async function startListener(core: BrokerCore, options: ListenerOptions, 
     socket.destroy();
     return false;
   };
+  // a client without TLS on this port: said in words at info, one line per 10 s (how many more in between)
+  let plainLogged = Number.NEGATIVE_INFINITY;
+  let plainSince = 0;
   const logTlsError = (err: Error & { code?: string }, socket: TLSSocket) => {
     const address = socket.remoteAddress ? socketAddress(socket) : undefined;
     const why = refusedClient(err, socket, tlsSettings!);
+    const plain = why ? undefined : plainClientOnTlsPort(err);
     if (why) logger.warn({ listener: name, address, reason: why }, 'TLS client refused');
-    else logger.warn({ listener: name, address, error: err.code ?? err.message }, 'TLS handshake failed');
+    else if (plain) {
+      const now = Date.now();
+      if (now - plainLogged >= 10_000) {
+        logger.info({ listener: name, address, error: err.code, ...(plainSince > 0 ? { moreSinceLastLine: plainSince } : {}) }, plain);
+        plainLogged = now;
+        plainSince = 0;
+      } else plainSince++;
+    } else logger.warn({ listener: name, address, error: err.code ?? err.message }, 'TLS handshake failed');
     // Node.js reports a handshake timeout here but leaves the connection open: close it.
     socket.destroy();
   };

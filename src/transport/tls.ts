@@ -53,6 +53,37 @@ export class PemFileError extends Error {
   }
 }
 
+/** A certificate and a key that are not a pair (OpenSSL: "key values mismatch"), named by both settings. */
+export class CertificateKeyMismatchError extends PemFileError {
+  constructor(certSetting: string, cert: PemSource, keySetting: string, key: PemSource) {
+    super(keySetting, isPath(key) ? key : 'inline PEM', 'mismatch');
+    const name = (s: PemSource) => (isPath(s) ? s : 'the inline PEM');
+    this.message = `${keySetting}: ${name(key)} is not the private key of ${certSetting} ${name(cert)} (OpenSSL: key values mismatch); give the key made with that certificate`;
+  }
+}
+
+/** Builds a secure context; a certificate/key mismatch becomes an error naming both settings and files. */
+function secureContext(options: SecureContextOptions, files: CertificateFiles, prefix = ''): SecureContext {
+  try {
+    return createSecureContext(options);
+  } catch (err) {
+    if (/key values mismatch/.test((err as Error).message)) throw new CertificateKeyMismatchError(`${prefix}cert`, files.cert, `${prefix}key`, files.key);
+    throw err;
+  }
+}
+
+/**
+ * What a client that does not speak TLS did, from the handshake error of a TLS port (plain MQTT starts
+ * with 0x10, which OpenSSL reads as a record of an unknown version); undefined for other failures.
+ */
+export function plainClientOnTlsPort(err: Error & { code?: string }): string | undefined {
+  if (err.code === 'ERR_SSL_HTTP_REQUEST') return 'a client sent plain HTTP to a TLS port: it must use https:// or wss:// here';
+  if (err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || err.code === 'ERR_SSL_UNKNOWN_PROTOCOL' || err.code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG') {
+    return 'a client connected without TLS (plain MQTT?) to a TLS port: it must use TLS here (mqtts://, --cafile), or connect to a plain MQTT listener';
+  }
+  return undefined;
+}
+
 function readPem(source: PemSource, setting: string): string {
   if (source.trimStart().startsWith('-----BEGIN')) return source;
   try {
@@ -122,10 +153,10 @@ export class TlsContexts {
 
   private build(): { main: SecureContextOptions; sni: Map<string, SecureContext> } {
     const main = contextOptions(this.settings);
-    createSecureContext(main); // validates
+    secureContext(main, this.settings); // validates
     const sni = new Map<string, SecureContext>();
     for (const [servername, files] of Object.entries(this.settings.sni ?? {})) {
-      sni.set(servername.toLowerCase(), createSecureContext({ ...main, ...contextOptions({ ...this.settings, ...files }, `sni.${servername}.`) }));
+      sni.set(servername.toLowerCase(), secureContext({ ...main, ...contextOptions({ ...this.settings, ...files }, `sni.${servername}.`) }, files, `sni.${servername}.`));
     }
     return { main, sni };
   }
@@ -133,9 +164,20 @@ export class TlsContexts {
   /** Starts watching the PEM files; `apply` is server.setSecureContext. */
   watch(apply: (options: SecureContextOptions) => void): void {
     this.applyTo = apply;
+    this.watchFiles();
+  }
+
+  private watched = '';
+
+  /** Watches the files the settings name now (again after a reload whose settings name others, e.g. a crl added). */
+  private watchFiles(): void {
     const s = this.settings;
     const files = [s.cert, s.key, ...list(s.ca), ...list(s.crl), ...Object.values(s.sni ?? {}).flatMap((f) => [f.cert, f.key])].filter(isPath);
-    if (files.length) this.watcher = watchFiles(files, () => this.reload());
+    const key = files.join('\n');
+    if (key === this.watched) return;
+    this.watcher?.close();
+    this.watcher = files.length ? watchFiles(files, () => this.reload()) : undefined;
+    this.watched = key;
   }
 
   /** Re-reads the certificates; new connections use them, live ones are untouched. A broken set is logged and ignored. */
@@ -145,7 +187,9 @@ export class TlsContexts {
       const { main, sni } = this.build();
       this.applyTo(main);
       this.sniContexts = sni;
-      this.logger.info({ listener: this.name() }, 'TLS certificates reloaded');
+      this.watchFiles();
+      const crl = list(this.settings.crl).length;
+      this.logger.info({ listener: this.name(), ...(crl ? { crl } : {}) }, 'TLS certificates reloaded');
       return true;
     } catch (err) {
       this.logger.error({ listener: this.name(), error: (err as Error).message }, 'TLS certificates not reloaded; keeping the previous ones');

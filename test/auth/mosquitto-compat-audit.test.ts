@@ -30,6 +30,7 @@ import { makeCerts } from '../helpers/certs.js';
 import { canConnect, freePort } from '../helpers/servers.js';
 import { MOSQUITTO, startMosquitto } from '../helpers/mosquitto.js';
 import { topicMatches } from '../../src/protocol/topic.js';
+import { describeOrSkip } from '../helpers/skip.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'petrel-mosquitto-audit-'));
 // Mosquitto started as root drops to the `mosquitto` user: it must be able to read the files here.
@@ -205,7 +206,7 @@ type Who = Exclude<keyof typeof ID, 'admin'>;
 
 // ---------------------------------------------------------------------------------------------------------
 
-describe('authentication: the same mosquitto_passwd file in both brokers', { skip: NO_MOSQUITTO }, () => {
+describeOrSkip('authentication: the same mosquitto_passwd file in both brokers', NO_MOSQUITTO, () => {
   it('the same users get in ($7$, $6$, a user name with a space); wrong, unknown, password-less and anonymous are refused', async () => {
     const passwd = tempFile('passwd', PASSWD);
     const mosq = await startMosquitto(['allow_anonymous false', `password_file ${passwd}`]);
@@ -453,7 +454,7 @@ async function aclMatrix(port: number): Promise<MatrixResult> {
 }
 
 
-describe('ACL: the same Mosquitto acl_file in both brokers', { skip: NO_MOSQUITTO }, () => {
+describeOrSkip('ACL: the same Mosquitto acl_file in both brokers', NO_MOSQUITTO, () => {
   it('anonymous section, user sections (a name with a space), %u / %c patterns, deny over grant: the same publishes get through and granted filters deliver the same messages', async () => {
     const passwd = tempFile('passwd', PASSWD);
     const acl = tempFile('acl', ACL);
@@ -673,7 +674,7 @@ pattern read fence/%c
 `;
 const RELOAD_ACL_AFTER = RELOAD_ACL_BEFORE.replace('topic readwrite dave/#', 'topic readwrite dave/x');
 
-describe('reload applies to connected clients, compared with Mosquitto 2.0.11', { skip: NO_MOSQUITTO }, () => {
+describeOrSkip('reload applies to connected clients, compared with Mosquitto 2.0.11', NO_MOSQUITTO, () => {
   it('password entry changed or removed: disconnected in both; unchanged entry and anonymous clients stay; the ACL no longer granting: delivery stops', async () => {
     const passwd = tempFile('passwd-reload', PASSWD);
     const acl = tempFile('acl-reload', RELOAD_ACL_BEFORE);
@@ -761,7 +762,7 @@ describe('reload applies to connected clients, compared with Mosquitto 2.0.11', 
 // ---------------------------------------------------------------------------------------------------------
 // $SYS topics
 
-describe('$SYS topics under Mosquitto\'s names, compared with Mosquitto 2.0.11 (sys_interval 1)', { skip: NO_MOSQUITTO }, () => {
+describeOrSkip('$SYS topics under Mosquitto\'s names, compared with Mosquitto 2.0.11 (sys_interval 1)', NO_MOSQUITTO, () => {
   it('the same names, the same value formats, the same counts for the same clients; not matched by #; not writable by clients', async () => {
     const mosq = await startMosquitto(['allow_anonymous true', 'sys_interval 1']);
     const petrel = await startPetrel({ sysInterval: 1 });
@@ -1215,7 +1216,7 @@ describe('petrel convert-config', () => {
   });
 });
 
-describe('petrel convert-config: what the converted file means, Mosquitto as the oracle', { skip: NO_MOSQUITTO }, () => {
+describeOrSkip('petrel convert-config: what the converted file means, Mosquitto as the oracle', NO_MOSQUITTO, () => {
   it('`petrel broker -c converted.yaml` and Mosquitto on the original: same logins, and SIGHUP after a password change disconnects the same clients', async () => {
     const passwd = tempFile('hup-passwd', PASSWD);
     const acl = tempFile('hup-acl', 'user alice\ntopic readwrite alice/#\nuser dave\ntopic readwrite dave/#\n');

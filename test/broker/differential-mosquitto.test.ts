@@ -22,6 +22,8 @@ import { startBroker } from '../helpers/broker.js';
 import { delay } from '../helpers/wait.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { MOSQUITTO, startMosquitto, type RunningMosquitto as Mosquitto } from '../helpers/mosquitto.js';
+import { canConnect, freePort } from '../client/helpers.js';
+import { describeOrSkip } from '../helpers/skip.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Mosquitto as a child process
@@ -844,7 +846,7 @@ function report(script: Step[], d: Difference): string {
 const SCENARIOS = Number(process.env.DIFF_SCENARIOS ?? 30);
 const STEPS = 20;
 
-describe('differential: Petrel vs Mosquitto 2.0.11', { skip: MOSQUITTO ? false : 'mosquitto not installed' }, () => {
+describeOrSkip('differential: Petrel vs Mosquitto 2.0.11', MOSQUITTO ? false : 'mosquitto not installed', () => {
   let petrel: { broker: Broker; port: number };
   let mosquitto: Mosquitto;
 

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt';
 import { eventually, setup, type Harness } from '../helpers/harness.js';
+import { describeOrSkip } from '../helpers/skip.js';
 
 type Version = 3 | 4 | 5;
 const versionOptions = (v: Version): IClientOptions => (v === 3 ? { protocolId: 'MQIsdp', protocolVersion: 3 } : { protocolVersion: v });
@@ -167,7 +168,7 @@ describe('MQTT.js interop', () => {
 
 const hasMosquitto = spawnSync('mosquitto_pub', ['--help']).error === undefined;
 
-describe('Mosquitto command line tools', { skip: hasMosquitto ? false : 'mosquitto_pub / mosquitto_sub not installed' }, () => {
+describeOrSkip('Mosquitto command line tools', hasMosquitto ? false : 'mosquitto_pub / mosquitto_sub not installed', () => {
   it('mosquitto_sub receives what mosquitto_pub sends (3.1.1 and 5)', async (t) => {
     const h = await setup(t);
     const run = promisify(execFile);

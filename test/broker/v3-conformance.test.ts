@@ -314,7 +314,7 @@ describe('wills and protocol errors', () => {
 
 const hasMosquitto = spawnSync('mosquitto_pub', ['--help']).error === undefined;
 
-describe('mosquitto_pub / mosquitto_sub interop', { skip: hasMosquitto ? false : 'mosquitto_pub / mosquitto_sub (mosquitto-clients) not installed' }, () => {
+describeOrSkip('mosquitto_pub / mosquitto_sub interop', hasMosquitto ? false : 'mosquitto_pub / mosquitto_sub (mosquitto-clients) not installed', () => {
   for (const v of ['mqttv31', 'mqttv311'] as const) {
     it(`${v}: persistent session (-c -i) gets QoS 2 messages published while it was away, exactly once`, async (t) => {
       const h = await setup(t);
@@ -415,8 +415,9 @@ print("present " + " ".join(str(f) for f in flags_seen))
 print("\n".join(got))
 sys.exit(0 if ok else 1)
 `;
+import { describeOrSkip } from '../helpers/skip.js';
 
-describe('paho-mqtt (Python) interop', { skip: python ? false : 'python3 with paho-mqtt not installed' }, () => {
+describeOrSkip('paho-mqtt (Python) interop', python ? false : 'python3 with paho-mqtt not installed', () => {
   it('3.1.1 persistent session (clean_session=False): session present, QoS 2 and 1 messages from while away delivered once', async (t) => {
     const h = await setup(t);
     const { stdout } = await run(python!, ['-c', PAHO_PERSIST, String(h.port), 'paho-persist'], { timeout: 15_000 });

@@ -474,7 +474,7 @@ test('MQTT 5 flags with -V 3.1.1 are refused, not silently dropped', async (t) =
   broker.on('clientConnected', () => connects++);
   const tcp = ['-h', '127.0.0.1', '-p', port, '-V', '3.1.1'];
   for (const [args, flag] of [
-    [['pub', ...tcp, '-t', 'a', '-m', 'x', '-D', 'k=v'], '--user-property (-D)'],
+    [['pub', ...tcp, '-t', 'a', '-m', 'x', '-D', 'k=v'], '-D (MQTT 5 properties)'],
     [['pub', ...tcp, '-t', 'a', '-m', 'x', '--message-expiry', '10'], '--message-expiry'],
     [['pub', ...tcp, '-t', 'a', '-m', 'x', '-e', 'reply/to'], '--response-topic (-e)'],
     [['sub', ...tcp, '-t', 'a', '-x', '60'], '--session-expiry (-x)'],

@@ -16,11 +16,18 @@ export interface Running {
   /** Resolves once stderr contains `text` (or matches it). */
   waitStderr(text: string | RegExp, timeoutMs?: number): Promise<void>;
   kill(signal?: NodeJS.Signals): void;
+  /** What it has written to stdout so far. */
+  stdoutSoFar(): string;
 }
 
-/** Starts `petrel <args>` (with `input` on stdin); it is killed after 20 s whatever happens. */
-export function start(args: string[], input?: string | Buffer, nodeArgs: string[] = []): Running {
-  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** Starts `petrel <args>` (with `input` on stdin, in `options.cwd` with `options.env`); it is killed after 20 s whatever happens. */
+export function start(args: string[], input?: string | Buffer, nodeArgs: string[] = [], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Running {
+  return startCommand(process.execPath, [...nodeArgs, BIN, ...args], input, options);
+}
+
+/** Any command (mosquitto_sub, ...) run the same way, for side-by-side tests. */
+export function startCommand(command: string, args: string[], input?: string | Buffer, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Running {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
   let stdout = '';
   let stderr = '';
   const listeners: (() => void)[] = [];
@@ -36,6 +43,7 @@ export function start(args: string[], input?: string | Buffer, nodeArgs: string[
   void done.then(() => clearTimeout(timer));
   return {
     done,
+    stdoutSoFar: () => stdout,
     kill: (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
@@ -54,4 +62,4 @@ export function start(args: string[], input?: string | Buffer, nodeArgs: string[
   };
 }
 
-export const run = (args: string[], input?: string | Buffer): Promise<Run> => start(args, input).done;
+export const run = (args: string[], input?: string | Buffer, env?: NodeJS.ProcessEnv): Promise<Run> => start(args, input, [], env ? { env } : {}).done;

@@ -97,7 +97,12 @@ describe('environment and flags', () => {
     assert.equal(c.maxQos, 1);
     assert.equal(c.maxInflight, 5);
     assert.deepEqual(c.acl, { file: 'acl.txt', default: 'deny' });
-    assert.throws(() => resolveConfig({ file, env: {}, flags: { port: 1 } }), /--port\/--host cannot be combined with "listeners"/);
+    // --port replaces the file's listeners, and says so
+    const warnings: string[] = [];
+    const byPort = resolveConfig({ file, env: {}, flags: { port: 1 }, warnings });
+    assert.equal(byPort.listeners, undefined);
+    assert.equal(byPort.port, 1);
+    assert.deepEqual(warnings, [`--port/--host replace the 1 listener of ${file}: one TCP listener on 0.0.0.0:1`]);
   });
 
   it('petrel broker --print-config shows the effective config; a bad file stops start-up with exit 2 and one line', () => {

@@ -8,6 +8,8 @@ import { after, describe, it } from 'node:test';
 import { loadConfigFile, validateConfig } from '../../src/config/config.js';
 import { convertMosquittoConf } from '../../src/config/mosquitto-conf.js';
 import { run } from '../cli/cli-process.js';
+import { createBroker } from '../../src/index.js';
+import { connect } from '../../src/client/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'petrel-convert-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -78,14 +80,21 @@ describe('petrel convert-config (Mosquitto 2 configuration)', () => {
     ]);
   });
 
-  it('the default listener: `port` and the options before the first listener; none at all is localhost:1883 as in Mosquitto 2', () => {
+  it('the default listener: `port` and the options before the first listener; none at all is Mosquitto 2\'s local only mode (localhost:1883, anonymous allowed)', () => {
     const withPort = convertMosquittoConf('port 8883\ncertfile s.crt\nkeyfile s.key\nallow_anonymous true\nlistener 1884\n');
     assert.deepEqual(withPort.config.listeners, [{ type: 'tls', port: 8883, cert: 's.crt', key: 's.key' }, { type: 'tcp', port: 1884 }]);
     assert.equal(withPort.config.allowAnonymous, true);
     const none = convertMosquittoConf('# nothing\n');
     assert.deepEqual(none.config.listeners, [{ type: 'tcp', port: 1883, host: '127.0.0.1' }]);
-    assert.equal(none.config.allowAnonymous, false, 'Mosquitto 2 refuses anonymous clients unless told otherwise');
-    assert.match(none.notes[0]!, /localhost:1883 only/);
+    assert.equal(none.config.allowAnonymous, true, 'local only mode lets anonymous clients in');
+    assert.match(none.notes[0]!, /"local only mode", on localhost:1883 with anonymous clients allowed/);
+    // Mosquitto ignores allow_anonymous false in local only mode (checked against mosquitto 2.0.11 itself in the test below)
+    const refused = convertMosquittoConf('allow_anonymous false\npassword_file /etc/mosquitto/passwd\n');
+    assert.equal(refused.config.allowAnonymous, true);
+    assert.equal(refused.config.passwordFile, '/etc/mosquitto/passwd');
+    assert.match(refused.notes.join('\n'), /allow_anonymous false: Mosquitto ignores it in local only mode/);
+    // with a listener, Mosquitto 2 refuses anonymous clients unless told otherwise
+    assert.equal(convertMosquittoConf('listener 1883\n').config.allowAnonymous, false);
     assert.equal(convertMosquittoConf('max_queued_bytes 1048576\n').config.maxQueuedBytes, 1048576);
   });
 
@@ -115,6 +124,19 @@ describe('petrel convert-config (Mosquitto 2 configuration)', () => {
     assert.equal(r.code, 0, r.stderr);
     const yaml = join(dir, 'debian.yaml');
     writeFileSync(yaml, r.stdout);
-    assert.deepEqual(loadConfigFile(yaml).listeners, [{ type: 'tcp', port: 1883, host: '127.0.0.1' }]);
+    const config = loadConfigFile(yaml);
+    assert.deepEqual(config.listeners, [{ type: 'tcp', port: 1883, host: '127.0.0.1' }]);
+    // Mosquitto runs this file in local only mode (verified with mosquitto 2.0.11: an anonymous mosquitto_pub
+    // connects on localhost): the converted broker lets an anonymous client in too (on port 0 here)
+    assert.equal(config.allowAnonymous, true);
+    const { logLevel: _l, memoryProfile: _m, ...options } = config;
+    const broker = createBroker({ ...options, listeners: [{ type: 'tcp', host: '127.0.0.1', port: 0 }] });
+    await broker.listen();
+    try {
+      const client = await connect(`mqtt://127.0.0.1:${broker.address().port}`, { reconnect: false });
+      await client.end();
+    } finally {
+      await broker.close();
+    }
   });
 });

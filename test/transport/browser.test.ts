@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, it, type TestContext } from 'node:test';
 import { createBroker, type ListenerOptions } from '../../src/server/broker.js';
 import { hasCommand, makeCerts } from '../helpers/certs.js';
+import { describeOrSkip } from '../helpers/skip.js';
 
 const chromium = ['chromium', 'chromium-browser', 'google-chrome'].find(hasCommand);
 const certs = chromium ? makeCerts() : undefined;
@@ -65,7 +66,7 @@ async function runInBrowser(t: TestContext, brokerUrl: string, version: number):
   });
 }
 
-describe('MQTT.js in a browser (headless Chromium)', { skip: chromium ? (certs ? false : 'openssl not installed') : 'chromium not installed' }, () => {
+describeOrSkip('MQTT.js in a browser (headless Chromium)', chromium ? (certs ? false : 'openssl not installed') : 'chromium not installed', () => {
   for (const [type, version] of [['ws', 4], ['ws', 5], ['wss', 5]] as const) {
     it(`connects over ${type}:// with MQTT ${version === 5 ? '5.0' : '3.1.1'}, subscribes, publishes and receives`, async (t) => {
       const listener: ListenerOptions =

@@ -11,6 +11,7 @@ import { convertMosquittoConf } from '../../src/config/mosquitto-conf.js';
 import { run } from '../cli/cli-process.js';
 import { hasCommand, makeCerts, type TestCerts } from '../helpers/certs.js';
 import { connect, end, startLogged, type LoggedBroker } from './helpers.js';
+import { describeOrSkip } from '../helpers/skip.js';
 
 const certs: TestCerts | undefined = makeCerts();
 const skip = certs ? false : 'openssl not installed';
@@ -18,7 +19,7 @@ after(() => certs?.cleanup());
 
 const mtls = (extra: Record<string, unknown>) => ({ host: '127.0.0.1', port: 0, cert: certs!.paths.serverCert, key: certs!.paths.serverKey, ca: certs!.paths.ca, requestCert: true, ...extra });
 
-describe('certificate revocation lists', { skip }, () => {
+describeOrSkip('certificate revocation lists', skip, () => {
   let b: LoggedBroker;
   let liveCrl: string;
   before(async () => {
@@ -94,7 +95,7 @@ describe('certificate revocation lists', { skip }, () => {
   });
 });
 
-describe('crl configuration', { skip }, () => {
+describeOrSkip('crl configuration', skip, () => {
   it('needs requestCert: a CRL on a listener that asks for no certificate is refused, naming the field', () => {
     assert.throws(() => validateConfig({ listeners: [{ type: 'tls', cert: 'c', key: 'k', ca: 'ca', crl: 'ca.crl' }] }), /listeners\[0\]\.requestCert: must be true for a CRL to apply/);
     assert.throws(() => validateConfig({ listeners: [{ type: 'tls', cert: 'c', key: 'k', ca: 'ca', requestCert: true, crl: 5 }] }), /listeners\[0\]\.crl/);

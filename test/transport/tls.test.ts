@@ -7,6 +7,7 @@ import { after, before, describe, it, type TestContext } from 'node:test';
 import type { ClientInfo } from '../../src/broker/hooks.js';
 import { hasCommand, makeCerts, type TestCerts } from '../helpers/certs.js';
 import { connect, end, nextMessage, startLogged, subscribe, type LoggedBroker } from './helpers.js';
+import { describeOrSkip } from '../helpers/skip.js';
 
 const certs: TestCerts | undefined = makeCerts();
 const skip = certs ? false : 'openssl not installed';
@@ -23,7 +24,7 @@ function serverCN(port: number, servername = 'localhost'): Promise<{ cn: string;
   });
 }
 
-describe('TLS and WSS listeners (one-way)', { skip }, () => {
+describeOrSkip('TLS and WSS listeners (one-way)', skip, () => {
   let b: LoggedBroker;
   let certFile: string;
   let keyFile: string;
@@ -129,7 +130,7 @@ describe('TLS and WSS listeners (one-way)', { skip }, () => {
   });
 });
 
-describe('mutual TLS', { skip }, () => {
+describeOrSkip('mutual TLS', skip, () => {
   let b: LoggedBroker;
   let port: number;
   let wssPort: number;

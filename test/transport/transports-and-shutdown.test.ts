@@ -16,6 +16,7 @@ import type { ConnectPacket, Packet, PublishPacket } from '../../src/protocol/pa
 import { makeCerts, type TestCerts } from '../helpers/certs.js';
 import { delay, eventually } from '../helpers/wait.js';
 import { startLogged, type LoggedBroker } from './helpers.js';
+import { describeOrSkip } from '../helpers/skip.js';
 
 const certs: TestCerts | undefined = makeCerts();
 const noOpenssl = certs ? false : 'openssl not installed';
@@ -273,7 +274,7 @@ describe('PROXY protocol listener: reads, headers and addresses', () => {
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('mutual TLS identity', { skip: noOpenssl }, () => {
+describeOrSkip('mutual TLS identity', noOpenssl, () => {
   const mtls = () => ({ host: '127.0.0.1', port: 0, cert: certs!.paths.serverCert, key: certs!.paths.serverKey, ca: certs!.paths.ca, requestCert: true });
 
   it(
@@ -323,7 +324,7 @@ describe('mutual TLS identity', { skip: noOpenssl }, () => {
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('TLS settings and reload', { skip: noOpenssl }, () => {
+describeOrSkip('TLS settings and reload', noOpenssl, () => {
   const handshakeInfo = (port: number, options: { maxVersion?: 'TLSv1.2' | 'TLSv1.3'; ciphers?: string } = {}) =>
     new Promise<{ protocol: string | null; cipher: string; cn: string }>((resolve, reject) => {
       const s = tlsConnect({ host: '127.0.0.1', port, ca: certs!.ca, servername: 'localhost', ...options }, () => {
