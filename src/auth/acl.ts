@@ -31,6 +31,13 @@ export interface AclOptions {
   file?: string;
   /** Answer when no rule matches (default "allow", as without an ACL). */
   default?: AclPermission;
+  /**
+   * How a subscription with wildcards is judged. Default (false), as Mosquitto: it is refused only when the ACL
+   * denies that filter itself (a deny rule covers every topic it can match, or no rule could allow any of them),
+   * and each message is checked when it is delivered (canReceive), so a denied topic never reaches the client.
+   * true: refused whole when any topic it could match is denied (Petrel before 0.2).
+   */
+  strictSubscribe?: boolean;
 }
 
 interface CompiledRule {
@@ -115,12 +122,28 @@ export class Acl {
     return this.defaultAllow;
   }
 
+  /** True when subscriptions are judged whole (strictSubscribe), false when messages are checked at delivery. */
+  get strictSubscribe(): boolean {
+    return this.options.strictSubscribe === true;
+  }
+
   /**
-   * May `client` subscribe to `filter`? An allow rule matches when its pattern covers every topic
-   * the filter can match; a deny rule when the filter can match any topic the pattern denies.
+   * May `client` subscribe to `filter`? Strictly (strictSubscribe): an allow rule matches when its pattern
+   * covers every topic the filter can match, a deny rule when the filter can match any topic the pattern
+   * denies. Otherwise (Mosquitto's way): an allow rule matches when some topic of the filter is allowed, a deny
+   * rule only when it covers the whole filter; what is delivered is then checked per message (canReceive).
    * Shared subscriptions ($share/group/filter) are checked by their filter.
    */
   canSubscribe(client: Client, filter: string): boolean {
+    return this.checkSubscribe(client, filter, this.strictSubscribe);
+  }
+
+  /** May `client` receive a message on `topic` (the subscribe rules, applied to one topic name)? */
+  canReceive(client: Client, topic: string): boolean {
+    return this.checkSubscribe(client, topic, true);
+  }
+
+  private checkSubscribe(client: Client, filter: string, strict: boolean): boolean {
     if (filter.startsWith('$share/')) {
       const slash = filter.indexOf('/', 7);
       if (slash > 0) filter = filter.slice(slash + 1);
@@ -135,7 +158,8 @@ export class Acl {
           if (!rule.allow) return false;
           continue;
         }
-        if (rule.allow ? covers(pattern, levels) : intersects(pattern, levels)) return rule.allow;
+        const matches = rule.allow === strict ? covers(pattern, levels) : intersects(pattern, levels);
+        if (matches) return rule.allow;
       }
     }
     return this.defaultAllow;

@@ -48,6 +48,8 @@ export interface SecurityEnv {
   disconnect(client: ClientInfo, reasonCode: number, reason: string): void;
   /** Called after a reload that read new content (not after one that kept the previous). */
   reloaded?(changes: SecurityChanges): void;
+  /** The broker's clock (ms), for the connection-rate buckets. */
+  now?(): number;
 }
 
 export class Security {
@@ -74,6 +76,7 @@ export class Security {
       authenticate: this.authenticate,
       authorizePublish: this.acl ? this.authorizePublish : user.authorizePublish,
       authorizeSubscribe: this.acl ? this.authorizeSubscribe : user.authorizeSubscribe,
+      authorizeReceive: this.acl && !this.acl.strictSubscribe ? this.authorizeReceive : user.authorizeReceive,
     };
     const files = [options.passwordFile, options.acl?.file].filter((f): f is string => !!f);
     if (files.length && options.watchFiles !== false) this.watcher = watchFiles(files, () => this.reload());
@@ -138,7 +141,7 @@ export class Security {
         this.env.logger.warn({ listener: req.listener, maxConnections: max, address: req.remoteAddress }, 'connection refused: listener at maxConnections');
         return 0x97;
       }
-      if (gate.rate && !gate.rate.take(Date.now())) return 0x9f;
+      if (gate.rate && !gate.rate.take(this.env.now?.() ?? Date.now())) return 0x9f;
     }
     const banned = this.bans.check(req);
     if (banned) {
@@ -167,6 +170,9 @@ export class Security {
       setImmediate(() => this.env.disconnect(client, 0x87, `${what} to ${topic} not authorized`));
     }
   }
+
+  private readonly authorizeReceive: NonNullable<BrokerHooks['authorizeReceive']> = (client, topic) =>
+    this.acl!.canReceive(client, topic) && (this.user.authorizeReceive === undefined || this.user.authorizeReceive(client, topic));
 
   private readonly authorizePublish: NonNullable<BrokerHooks['authorizePublish']> = (client, message) => {
     if (!this.acl!.canPublish(client, message.topic)) {

@@ -84,6 +84,7 @@ export interface ChannelHost {
   readonly retained: RetainedStore;
   readonly registry: SessionRegistry<Channel>;
   readonly wills: Wills;
+  readonly dispatch: { mayReceive(session: Session, topic: string): boolean };
   /** Set while the $SYS topics are published: clients may not publish under `$SYS/`. */
   readonly sysTopics: object | undefined;
   readonly closing: boolean;

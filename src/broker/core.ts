@@ -111,7 +111,8 @@ export class BrokerCore implements ChannelHost {
     this.retained = options.retainedStore ?? new MemoryRetainedStore();
     this.routes = options.routes ?? new SingleNodeRoutes();
     const shared = (this.shared = new SharedGroups(this.router, this.limits, random));
-    this.dispatch = new Dispatcher(this.router, this.retained, shared, this.limits, this.stats, this.events);
+    this.dispatch = new Dispatcher(this.router, this.retained, shared, this.limits, this.stats, this.events, this.hooks);
+    if (this.hooks.authorizeReceive !== undefined) shared.mayReceive = (session, topic) => this.dispatch.mayReceive(session, topic);
     this.wills = new Wills(this.clock, this.hooks, this.events, (message, client) => this.dispatch.publish(message, client, true));
     this.registry = new SessionRegistry(this, this.store, this.router, this.routes, shared, this.wills, random);
     this.registry.restore(this.store.load());

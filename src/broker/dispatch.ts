@@ -2,7 +2,7 @@
 // one member per shared group; retained messages kept. The encodings of one fan-out are shared by every
 // subscriber of the same kind and handed down with the message, never kept past it.
 import type { QoS } from '../protocol/constants.js';
-import type { BrokerEvents, ClientInfo } from './hooks.js';
+import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
 import { detach, type Message } from './message.js';
 import type { BrokerLimits } from './options.js';
 import type { MatchResult, RouteMemo, TopicRouter } from './router.js';
@@ -27,7 +27,25 @@ export class Dispatcher {
     private readonly limits: BrokerLimits,
     private readonly stats: BrokerStats,
     private readonly events: BrokerEvents,
+    private readonly hooks: BrokerHooks = {},
   ) {}
+
+  /**
+   * The authorizeReceive hook's answer for one delivery (an ACL that filters wildcard subscriptions per
+   * message). A session whose client is unknown, or a hook that throws, gets nothing: failing closed.
+   */
+  mayReceive(session: Session, topic: string): boolean {
+    const hook = this.hooks.authorizeReceive;
+    if (hook === undefined) return true;
+    const client = session.client;
+    if (client === undefined) return false;
+    try {
+      return hook(client, topic) === true;
+    } catch (err) {
+      this.events.warning?.('authorizeReceive hook failed; message not delivered', { clientId: client.clientId, topic, error: String(err) });
+      return false;
+    }
+  }
 
   /**
    * Routes an application message to every matching subscription, stores it when retained. Returns the
@@ -86,10 +104,12 @@ export class Dispatcher {
   private fanOut(match: MatchResult<Session>, message: Message, encodings: FanOutEncodings | undefined): number {
     const entries = match.entries;
     const subscribers = match.subscribers;
+    const checked = this.hooks.authorizeReceive !== undefined;
     let count = 0;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.noLocal && e.clientId === message.from) continue;
+      if (checked && !this.mayReceive(subscribers[i]!, message.topic)) continue;
       const qos = (message.qos < e.qos ? message.qos : e.qos) as QoS;
       subscribers[i]!.deliver(message, qos, e.retainAsPublished && message.retain, e.subscriptionIds, undefined, encodings);
       count++;
@@ -104,9 +124,11 @@ export class Dispatcher {
   private fanOutMerged(match: MatchResult<Session>, message: Message, encodings: FanOutEncodings | undefined): number {
     const merged = new Map<Session, { qos: QoS; retain: boolean; ids: readonly number[] | undefined }>();
     const { entries, subscribers } = match;
+    const checked = this.hooks.authorizeReceive !== undefined;
     for (let i = 0; i < entries.length; i++) {
       const e: SubscriptionEntry = entries[i]!;
       if (e.noLocal && e.clientId === message.from) continue;
+      if (checked && !this.mayReceive(subscribers[i]!, message.topic)) continue;
       const qos = Math.min(message.qos, e.qos) as QoS;
       const retain = e.retainAsPublished && message.retain;
       const session = subscribers[i]!;

@@ -53,6 +53,12 @@ export interface BrokerHooks {
   authenticate?(request: AuthenticateRequest): MaybePromise<AuthenticateResult>;
   authorizePublish?(client: ClientInfo, message: Readonly<Message>): MaybePromise<AuthorizePublishResult>;
   authorizeSubscribe?(client: ClientInfo, subscription: { topicFilter: string; qos: QoS }): MaybePromise<AuthorizeSubscribeResult>;
+  /**
+   * May `client` receive a message on `topic`? Asked for every message a subscription matches (retained ones
+   * too), synchronously: false and the message is not sent to that client. An ACL in Mosquitto's manner grants a
+   * wildcard subscription and filters here what it may read.
+   */
+  authorizeReceive?(client: ClientInfo, topic: string): boolean;
 }
 
 export interface DisconnectInfo {

@@ -12,6 +12,8 @@ export class SharedGroups {
   private readonly cursor = new Map<string, number>();
   /** Member last chosen per group (sticky strategy). */
   private readonly stickyMember = new Map<string, string>();
+  /** Whether a member may receive a topic (the authorizeReceive hook, through the dispatcher). */
+  mayReceive: ((session: Session, topic: string) => boolean) | undefined;
 
   constructor(
     private readonly router: TopicRouter<Session>,
@@ -29,6 +31,7 @@ export class SharedGroups {
     const i = this.pick(key, members, subscribers, exclude);
     if (i < 0) return false;
     const chosen = members[i]!;
+    if (this.mayReceive !== undefined && !this.mayReceive(subscribers[i]!, message.topic)) return false;
     // Retain As Published holds for shared subscriptions too (3.8.3.1 makes no exception).
     subscribers[i]!.deliver(message, Math.min(message.qos, chosen.qos) as QoS, chosen.retainAsPublished && message.retain, chosen.subscriptionIds, key, encodings);
     return true;

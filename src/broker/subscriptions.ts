@@ -134,7 +134,10 @@ function sendRetained(ch: Channel, granted: { entry: SubscriptionEntry; existed:
   for (const { entry, existed } of granted) {
     // Shared subscriptions get no retained messages; Retain Handling 1 only for a new subscription, 2 never.
     if (entry.shareGroup !== undefined || entry.retainHandling === 2 || (entry.retainHandling === 1 && existed)) continue;
-    session.sendRetained(retained.match(entry.filter, now), entry.qos, entry.subscriptionIds);
+    let messages = retained.match(entry.filter, now);
+    // An ACL that filters per message filters retained messages too.
+    if (ch.host.hooks.authorizeReceive !== undefined) messages = messages.filter((m) => ch.host.dispatch.mayReceive(session, m.topic));
+    session.sendRetained(messages, entry.qos, entry.subscriptionIds);
   }
 }
 

@@ -165,7 +165,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   ...LIMIT_CHECKS,
   // security
   passwordFile: string,
-  acl: object({ file: string, default: oneOf('allow', 'deny'), rules: array(aclRule), disconnectOnDenied: boolean }),
+  acl: object({ file: string, default: oneOf('allow', 'deny'), rules: array(aclRule), disconnectOnDenied: boolean, strictSubscribe: boolean }),
   bans: object({ clientIds: stringList, usernames: stringList, addresses: array(cidr) }),
   watchFiles: boolean,
   loginProtection: LOGIN_PROTECTION_CHECK,
@@ -175,7 +175,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   maxBytesRate: positive,
 };
 
-export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authMethods' | 'tickInterval'> & {
+export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeReceive' | 'authMethods' | 'tickInterval'> & {
   logLevel?: string;
   /** V8 heap settings of the broker process (see src/runtime/v8-tuning.ts). */
   memoryProfile?: MemoryProfile;

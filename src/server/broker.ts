@@ -106,11 +106,13 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       authenticate: options.authenticate,
       authorizePublish: options.authorizePublish,
       authorizeSubscribe: options.authorizeSubscribe,
+      authorizeReceive: options.authorizeReceive,
     };
     this.security = new Security(options, hooks, {
       logger: this.logger,
       disconnect: (client, code, reason) => this.disconnectClient(client, code, reason),
       reloaded: (changes) => this.applySecurityChanges(changes, options.acl?.disconnectOnDenied ?? false),
+      now: () => this.core.clock.now(),
     });
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
     this.core = new BrokerCore({
@@ -341,6 +343,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,
+  authorizeReceive: true,
   passwordFile: true,
   acl: true,
   bans: true,

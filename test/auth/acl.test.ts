@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Acl, covers, intersects, parseAclFile } from '../../src/auth/acl.js';
 import type { Broker } from '../../src/server/broker.js';
-import type { PubAckLikePacket, SubackPacket } from '../../src/protocol/packets.js';
+import type { PubAckLikePacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
+import { startBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { collect, connect, end, nextMessage, startLogged, subscribe } from '../transport/helpers.js';
 
@@ -35,6 +36,7 @@ describe('ACL matching', () => {
 
   it('%u and %c placeholders; first match wins; default', () => {
     const acl = new Acl({
+      strictSubscribe: true,
       default: 'deny',
       rules: [
         { permission: 'deny', action: 'all', username: 'eve', topic: '#' },
@@ -88,7 +90,7 @@ describe('broker with an ACL', () => {
         { type: 'tcp', host: '127.0.0.1', port: 0 },
         { type: 'tcp', host: '127.0.0.1', port: 0 },
       ],
-      acl: { file, default: 'deny' },
+      acl: { file, default: 'deny', strictSubscribe: true },
     }));
     port = broker.address().port;
   });
@@ -182,6 +184,58 @@ describe('ACL with disconnectOnDenied and user hooks', () => {
       await client.waitClosed();
     } finally {
       await broker.close();
+    }
+  });
+});
+
+describe('ACL on wildcard subscriptions, Mosquitto semantics (the default; issue 24, defect 6)', () => {
+  it('a subscription is refused only when the ACL denies that filter itself; each message is checked when delivered', () => {
+    const acl = new Acl({
+      default: 'deny',
+      rules: [
+        { permission: 'deny', action: 'subscribe', topic: 'test/nosubscribe' },
+        { permission: 'deny', action: 'subscribe', topic: 'private/#' },
+        { permission: 'allow', action: 'subscribe', topic: '#' },
+      ],
+    });
+    const c = { clientId: 'c', username: 'u', remoteAddress: '127.0.0.1:1' };
+    assert.equal(acl.canSubscribe(c, '#'), true, '# beside a denied test/nosubscribe');
+    assert.equal(acl.canSubscribe(c, '+/+'), true);
+    assert.equal(acl.canSubscribe(c, 'test/nosubscribe'), false, 'the denied filter itself');
+    assert.equal(acl.canSubscribe(c, 'private/#'), false, 'a filter the deny rule covers whole');
+    assert.equal(acl.canSubscribe(c, 'private/+/x'), false);
+    assert.equal(acl.canReceive(c, 'test/nosubscribe'), false);
+    assert.equal(acl.canReceive(c, 'private/a'), false);
+    assert.equal(acl.canReceive(c, 'test/other'), true);
+    const narrow = new Acl({ default: 'deny', rules: [{ permission: 'allow', action: 'subscribe', topic: 'sensors/#' }] });
+    assert.equal(narrow.canSubscribe(c, '#'), true, 'some of its topics may be read');
+    assert.equal(narrow.canSubscribe(c, 'other/x'), false, 'none of its topics may be read');
+    assert.equal(narrow.canReceive(c, 'sensors/t'), true);
+    assert.equal(narrow.canReceive(c, 'other/x'), false);
+  });
+
+  it('over MQTT: # is granted beside a denied topic, and no message of that topic ever reaches the subscriber (retained, live, shared) [MQTT-3.8.4]', async (t) => {
+    const { broker, port } = await startBroker({
+      acl: { default: 'allow', rules: [{ permission: 'deny', action: 'subscribe', topic: 'test/nosubscribe' }] },
+    });
+    t.after(() => broker.close());
+    broker.publish('test/nosubscribe', 'retained secret', { retain: true });
+    broker.publish('test/open', 'retained open', { retain: true });
+    for (const version of [4, 5] as const) {
+      const { client } = await RawClient.connect(port, { clientId: `all-${version}`, protocolVersion: version });
+      t.after(() => client.destroy());
+      client.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: '#', qos: 1 }, { topicFilter: '$share/g/test/+', qos: 1 }, { topicFilter: 'test/nosubscribe', qos: 1 }] });
+      const ack = (await client.next(9)) as SubackPacket;
+      assert.deepEqual(ack.reasonCodes, [1, 1, version === 5 ? 0x87 : 0x80], 'only the denied filter itself is refused');
+      const retained = (await client.collect(150, 3)) as PublishPacket[];
+      assert.deepEqual(retained.map((p) => p.payload.toString()), ['retained open']);
+      for (const p of retained) if (p.packetId !== undefined) client.send({ type: 4, packetId: p.packetId });
+      broker.publish('test/nosubscribe', 'live secret', { qos: 1 });
+      broker.publish('test/open', 'live open', { qos: 1 });
+      const live = (await client.collect(150, 3)) as PublishPacket[];
+      assert.ok(live.length >= 1, 'the open topic arrives');
+      assert.ok(live.every((p) => p.payload.toString() === 'live open'), `nothing of the denied topic: ${live.map((p) => p.payload.toString())}`);
+      client.destroy();
     }
   });
 });

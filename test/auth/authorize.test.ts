@@ -41,9 +41,27 @@ describe('authorizeSubscribe and the ACL', () => {
     assert.deepEqual(asked, ['hook/no', 'fine'], 'the hook is not asked about what the ACL already denied');
   });
 
-  it('a retained message on a denied topic is not delivered through a wider subscription', async (t) => {
+  it('a retained message on a denied topic is not delivered through a wider subscription (default: the wide filter is granted, the denied topic filtered out)', async (t) => {
     const { broker, port } = await startBroker({
       acl: { default: 'allow', rules: [{ permission: 'deny', action: 'subscribe', topic: 'site/secret' }] },
+    });
+    t.after(() => broker.close());
+    broker.publish('site/secret', 'hidden', { retain: true });
+    broker.publish('site/public', 'shown', { retain: true });
+    const { client } = await RawClient.connect(port, { clientId: 'wide', protocolVersion: 5 });
+    t.after(() => client.destroy());
+    assert.deepEqual(await suback(client, 'site/#'), [2], 'granted, as Mosquitto grants it');
+    let got = (await client.collect(100, 3)) as PublishPacket[];
+    assert.deepEqual(got.map((m) => m.payload.toString()), ['shown'], 'the retained message on the denied topic is not sent');
+    broker.publish('site/secret', 'live secret');
+    broker.publish('site/public', 'live public');
+    got = (await client.collect(100, 3)) as PublishPacket[];
+    assert.deepEqual(got.map((m) => m.payload.toString()), ['live public'], 'nor a live one');
+  });
+
+  it('strictSubscribe: a wider subscription that overlaps a denied topic is refused whole', async (t) => {
+    const { broker, port } = await startBroker({
+      acl: { default: 'allow', strictSubscribe: true, rules: [{ permission: 'deny', action: 'subscribe', topic: 'site/secret' }] },
     });
     t.after(() => broker.close());
     broker.publish('site/secret', 'hidden', { retain: true });

@@ -32,10 +32,12 @@ pattern write devices/%c/telemetry
 pattern read users/%u/#
 `;
 
-function aclFrom(text: string, options: { default?: 'allow' | 'deny' } = {}): Acl {
+function aclFrom(text: string, options: { default?: 'allow' | 'deny'; strictSubscribe?: boolean } = {}): Acl {
   const file = join(dir, `acl-${Math.random().toString(36).slice(2)}`);
   writeFileSync(file, text);
-  return new Acl({ file, ...options });
+  // Strict subscriptions by default here: these tests pin which filters a rule set refuses whole; the
+  // per-message semantics (the broker's default) are tested below and in acl.test.ts.
+  return new Acl({ file, strictSubscribe: true, ...options });
 }
 
 const client = (username: string | undefined, clientId = 'c1') => ({ clientId, username, remoteAddress: '127.0.0.1:1', certificateCN: undefined });
@@ -73,6 +75,12 @@ describe('Mosquitto acl_file format', () => {
     assert.equal(acl.canSubscribe(alice, 'alice/#'), false, 'the filter could match a denied topic');
     assert.equal(acl.canPublish(alice, 'elsewhere'), false, 'default deny, as Mosquitto once an acl_file is set');
     assert.equal(aclFrom(PLANT_ACL, { default: 'allow' }).canPublish(alice, 'elsewhere'), true, 'unless default says otherwise');
+    // Mosquitto's own semantics (strictSubscribe false, the broker's default): the wildcard is granted and the
+    // denied topic is filtered out of what is delivered.
+    const loose = aclFrom(PLANT_ACL, { strictSubscribe: false });
+    assert.equal(loose.canSubscribe(alice, 'alice/#'), true, 'granted: some of its topics are allowed');
+    assert.equal(loose.canReceive(alice, 'alice/secret/plans'), false, 'but the denied topic is not delivered');
+    assert.equal(loose.canReceive(alice, 'alice/notes'), true);
   });
 
   it('pattern lines apply to every client, with %c and %u', () => {

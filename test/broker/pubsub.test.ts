@@ -104,13 +104,16 @@ describe('publish / subscribe', () => {
 
   it('invalid topic filters get SUBACK 0x80 (3.1.1) / 0x8F (5.0); valid ones in the same SUBSCRIBE are granted', async (t) => {
     const h = await setup(t);
+    // A zero-length filter is answered per filter only in 5.0: in 3.1.x it is a protocol violation that closes the
+    // connection [MQTT-4.7.3-1] [MQTT-4.8.0-1] (test/protocol/conformance-edges.test.ts).
     const filters = ['a/#/b', 'a+', '#a', 'a/b#', '+a/b', 'a/+b', '', 'ok/#', 'ok/+/x'];
     for (const [protocolVersion, fail] of [[4, 0x80], [5, 0x8f], [3, 0x80]] as const) {
       const c = await h.connected({ protocolVersion });
-      c.send({ type: 8, packetId: 9, subscriptions: filters.map((topicFilter) => ({ topicFilter, qos: 1 })) });
+      const these = protocolVersion === 5 ? filters : filters.filter((f) => f !== '');
+      c.send({ type: 8, packetId: 9, subscriptions: these.map((topicFilter) => ({ topicFilter, qos: 1 })) });
       const ack = (await c.next(9)) as SubackPacket;
       assert.equal(ack.packetId, 9);
-      assert.deepEqual(ack.reasonCodes, [fail, fail, fail, fail, fail, fail, fail, 1, 1], `version ${protocolVersion}`);
+      assert.deepEqual(ack.reasonCodes, [...these.slice(0, -2).map(() => fail), 1, 1], `version ${protocolVersion}`);
       assert.equal(c.closed, false);
     }
     assert.equal(h.broker.inspect.counts().subscriptions, 6);

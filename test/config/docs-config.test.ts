@@ -145,7 +145,10 @@ test('docs config examples: the Mosquitto ACL file example parses and means what
     assert.equal(acl.canSubscribe(who('alice'), '$SYS/#'), false);
     assert.equal(acl.canPublish(who('alice'), 'alice/notes'), true);
     assert.equal(acl.canPublish(who('alice'), 'alice/secret/x'), false);
-    assert.equal(acl.canSubscribe(who('alice'), 'alice/+'), false, 'the page says alice/+ is refused');
+    assert.equal(acl.canSubscribe(who('alice'), 'alice/+'), true, 'the page says alice/+ is granted');
+    assert.equal(acl.canReceive(who('alice'), 'alice/secret'), false, '... and nothing on alice/secret is sent through it');
+    const strict = new Acl({ file, strictSubscribe: true });
+    assert.equal(strict.canSubscribe(who('alice'), 'alice/+'), false, 'with strictSubscribe it is refused');
     assert.equal(acl.canPublish(who('bob', 'dev-1'), 'devices/dev-1/telemetry'), true);
     assert.equal(acl.canPublish(who('bob', 'dev-1'), 'elsewhere'), false);
   } finally {
