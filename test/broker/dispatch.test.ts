@@ -165,6 +165,20 @@ describe('Dispatcher', () => {
     assert.equal(warnings.length, 2);
   });
 
+  it('a store that made room by expiry and filled up again warns again', { todo: 'retainedFull is reset only by a set() that leaves the store below the limit; room made by sweep() (Message Expiry) and taken by one new topic leaves it set, so the second fill-up is not warned about' }, () => {
+    const { dispatch, retained, stats, warnings } = setup({ maxRetainedMessages: 1 });
+    dispatch.publish(msg('r/1', { retain: true, expiresAt: 1_000 }), undefined, true);
+    dispatch.publish(msg('r/2', { retain: true }), undefined, true);
+    assert.equal(warnings.length, 1);
+    retained.sweep(2_000); // r/1 expired: room for one
+    assert.equal(retained.size, 0);
+    dispatch.publish(msg('r/3', { retain: true }), undefined, true);
+    assert.equal(retained.size, 1);
+    dispatch.publish(msg('r/4', { retain: true }), undefined, true);
+    assert.equal(stats.retainedRefused, 2);
+    assert.equal(warnings.length, 2, 'the second fill-up is warned about too');
+  });
+
   it('retained messages are not kept when retainAvailable is false', () => {
     const { dispatch, retained } = setup({ retainAvailable: false });
     dispatch.publish(msg('t', { retain: true }), undefined, true);

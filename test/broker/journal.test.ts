@@ -224,6 +224,14 @@ describe('sessions loaded from a store', () => {
     assert.equal(pubcomp.reasonCode ?? 0, 0);
   });
 
+  it('a session stored while connected (no expiresAt: the broker stopped without closing it) still expires', { todo: 'registry.restore() files only sessions with an expiresAt: one journaled while connected (expiry(interval, undefined), e.g. before a crash) is restored with no deadline and never expires unless its client comes back' }, () => {
+    const s = { ...stored('crashed', undefined), expiryInterval: 10 };
+    const fake = new FakeCore({ sessionStore: new RecordingStore([s]) });
+    assert.equal(fake.inspect.hasSession('crashed'), true);
+    fake.advance(10_100);
+    assert.equal(fake.inspect.hasSession('crashed'), false, 'gone once its Session Expiry Interval has passed since the restart');
+  });
+
   it('a restored session still counts down to its expiresAt while nobody resumes it', () => {
     const store = new RecordingStore([stored('kept', T0 + 10_000)]);
     const fake = new FakeCore({ sessionStore: store });
