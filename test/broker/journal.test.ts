@@ -124,6 +124,38 @@ describe('session journal', () => {
     assert.deepEqual(store.take(), []);
   });
 
+  it('a shared-group member that leaves journals its handed-on messages as released / dequeued', () => {
+    const store = new RecordingStore();
+    const fake = new FakeCore({ sessionStore: store, limits: { receiveMaximum: 1 } });
+    const p = connect5(fake, 'p', 60, true, { properties: { sessionExpiryInterval: 60, receiveMaximum: 1 } });
+    const q = connect5(fake, 'q', 0, true);
+    for (const c of [p, q]) c.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: '$share/g/s', qos: 1 }] } as never);
+    const pub = fake.connect({ protocolVersion: 5, clientId: 'pub', clean: true });
+    // Round robin: p, q, p, q: p has one in flight (its Receive Maximum is 1) and one queued.
+    for (let i = 1; i <= 4; i++) publish(pub, 's', `m${i}`, 1, i);
+    const inflight = (p.take(3) as PublishPacket[]).map((x) => x.packetId);
+    assert.equal(inflight.length, 1);
+    store.take();
+    q.take();
+    p.drop();
+    const lines = store.take();
+    assert.deepEqual(lines.filter((l) => !l.startsWith('p expiry')), [`p released ${inflight[0]}`, 'p dequeued m3']);
+    assert.deepEqual((q.take(3) as PublishPacket[]).map((x) => x.payload.toString()), ['m1', 'm3']);
+  });
+
+  it('a message dropped from a full queue is journaled as dequeued', () => {
+    const store = new RecordingStore();
+    const fake = new FakeCore({ sessionStore: store, limits: { maxQueuedMessages: 1 } });
+    const p = connect5(fake, 'p', 60, true);
+    p.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 1 }] } as never);
+    p.drop();
+    const pub = fake.connect({ protocolVersion: 5, clientId: 'pub', clean: true });
+    store.take();
+    publish(pub, 't', 'a', 1, 1);
+    publish(pub, 't', 'b', 1, 2);
+    assert.deepEqual(store.take(), ['p queued a', 'p dequeued a', 'p queued b']);
+  });
+
   it('a session ended by Clean Start is deleted (its subscriptions with it), and the new one journaled from scratch', () => {
     const store = new RecordingStore();
     const fake = new FakeCore({ sessionStore: store });
