@@ -89,10 +89,9 @@ export class Dispatcher {
   /** Keeps a retained message, within maxRetainedMessages (the message is delivered either way). */
   private retain(message: Message): void {
     const limit = this.limits.maxRetainedMessages;
-    if (this.retained.set(message, limit)) {
-      if (this.retainedFull && this.retained.limitedSize < limit) this.retainedFull = false;
-      return;
-    }
+    // Room made since the last fill-up (expiry, deletions): the next one is warned about again.
+    if (this.retainedFull && this.retained.limitedSize < limit) this.retainedFull = false;
+    if (this.retained.set(message, limit)) return;
     this.stats.retainedRefused++;
     if (this.retainedFull) return;
     // Once each time the store fills up, not once per message.

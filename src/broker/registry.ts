@@ -96,8 +96,11 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
 
   /** The connection of `session` ended: keep the session for its expiry interval or end it now. */
   detach(connection: C, session: Session): void {
-    if (this.connected.get(session.clientId) === connection) this.connected.delete(session.clientId);
-    if (this.sessions.get(session.clientId) !== session) return; // already replaced
+    const current = this.connected.get(session.clientId);
+    if (current === connection) this.connected.delete(session.clientId);
+    // Already replaced, or already taken up by another live connection: nothing of the session changes.
+    else if (current !== undefined) return;
+    if (this.sessions.get(session.clientId) !== session) return;
     this.shared.redistribute(session);
     if (session.expiryInterval === 0) {
       this.endSession(session);
