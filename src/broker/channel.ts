@@ -541,6 +541,8 @@ export class Channel implements SessionLink {
         const sessionLives = this.host.registry.sessions.get(session.clientId) === session;
         this.host.wills.schedule(this.will, this.info!, sessionLives);
         willPublished = true;
+      } else if (this.will) {
+        session.journal?.will(undefined); // a normal DISCONNECT discards it
       }
     }
     this.will = undefined;

@@ -15,7 +15,12 @@ interface BrokerFlags {
   aclFile?: string;
   anonymous?: boolean;
   printConfig?: string | boolean;
+  dataDir?: string;
+  storage?: string;
 }
+
+/** Where `petrel broker` keeps its data unless told otherwise (docs/storage.md). */
+const DEFAULT_DATA_DIR = './petrel-data';
 
 function makeLogger(level: string): Logger {
   // Readable lines in a terminal, JSON lines when piped (for log collectors).
@@ -40,6 +45,8 @@ export function registerBrokerCommand(program: Command): void {
     .option('--password-file <file>', 'password file made with `petrel passwd`')
     .option('--acl-file <file>', 'ACL rule file (see docs/configuration.md)')
     .option('--no-anonymous', 'refuse clients without a username')
+    .option('--data-dir <dir>', `where sessions, queues and retained messages are kept (default ${DEFAULT_DATA_DIR})`)
+    .option('--storage <type>', 'sqlite (durable, the default) or memory (nothing kept across restarts)')
     .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
     .addHelpText(
       'after',
@@ -112,5 +119,12 @@ function loadConfig(flags: BrokerFlags): FileConfig {
   if (flags.passwordFile !== undefined) overrides.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) overrides.acl = { file: flags.aclFile };
   if (flags.anonymous === false) overrides.allowAnonymous = false;
-  return resolveConfig({ file: flags.config, flags: overrides });
+  if (flags.storage !== undefined && flags.storage !== 'sqlite' && flags.storage !== 'memory') throw new ConfigError(`--storage: must be sqlite or memory (got "${flags.storage}")`);
+  if (flags.storage !== undefined || flags.dataDir !== undefined) {
+    overrides.storage = { ...(flags.storage !== undefined ? { type: flags.storage } : {}), ...(flags.dataDir !== undefined ? { dir: flags.dataDir } : {}) };
+  }
+  const config = resolveConfig({ file: flags.config, flags: overrides });
+  // The command is durable by default (createBroker() for embedding is not): SQLite in ./petrel-data.
+  config.storage = { type: 'sqlite', dir: DEFAULT_DATA_DIR, durability: 'process', ...config.storage };
+  return config;
 }
