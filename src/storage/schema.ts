@@ -93,7 +93,7 @@ export function prepareSchema(db: Database.Database, file: string): void {
     version = db.pragma('user_version', { simple: true }) as number;
     tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
   } catch (err) {
-    throw new StorageError(`${file}: not a readable SQLite database (${(err as Error).message})`);
+    throw new StorageError(`${file}: not a SQLite database or corrupt (${(err as Error).message}); restore a backup or move the file away`);
   }
   if (appId === 0 && tables === 0) {
     // A new file: make the schema.
