@@ -16,6 +16,10 @@ import { Peer, startChildBroker } from '../test/storage/peer.js';
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const STARTUP = Number(process.env.BENCH_STARTUP ?? 100_000);
 const WINDOW = 64;
+/** Scenarios to run, by the start of their name (BENCH_ONLY=fan-in,pairs); all by default. */
+const ONLY = process.env.BENCH_ONLY?.split(',');
+/** Brokers to compare (BENCH_KINDS=sqlite,memory). */
+const KINDS = process.env.BENCH_KINDS?.split(',');
 const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p));
 
 type Kind = 'sqlite' | 'memory' | 'mosquitto';
@@ -234,8 +238,10 @@ async function main(): Promise<void> {
   console.log(`persistence benchmark: ${MESSAGES} QoS 1 messages per scenario, 64-byte payloads, 3.1.1, window ${WINDOW}; ${kinds.join(', ')}`);
   const results: Record<string, Record<Kind, string>> = {};
   const scenario = async (name: string, run: (kind: Kind, dir: string) => Promise<string>) => {
+    if (ONLY !== undefined && !ONLY.some((o) => name.startsWith(o))) return;
     results[name] = {} as Record<Kind, string>;
     for (const kind of kinds) {
+      if (KINDS !== undefined && !KINDS.includes(kind)) continue;
       const dir = mkdtempSync(join(tmpdir(), `petrel-bench-${kind}-`));
       try {
         results[name]![kind] = await run(kind, dir);
@@ -257,6 +263,7 @@ async function main(): Promise<void> {
     const r = await killLoss(k, d, 1000);
     return `${r.lost} of ${r.acked} acknowledged lost`;
   });
+  if (ONLY !== undefined && !ONLY.includes('start-up')) return;
   const dir = mkdtempSync(join(tmpdir(), 'petrel-bench-startup-'));
   try {
     const s = await startup(dir);

@@ -131,6 +131,7 @@ export class SqliteStorage {
     this.pending.push(op);
     if (!this.scheduled) {
       this.scheduled = true;
+      // After this turn's I/O: everything the turn changed goes in one transaction.
       setImmediate(this.flush);
     }
     return op;
@@ -432,10 +433,11 @@ export class SqliteSessionStore implements SessionStore {
       sessions.get(row.client_id)?.subscriptions.push([row.key, fromJson<SubscriptionEntry>(row.entry)!]);
     }
     const messages = new Map<number, { message: Message; refs: number }>();
+    const selectMessage = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?');
     const messageOf = (id: number): Message | undefined => {
       let m = messages.get(id);
       if (m === undefined) {
-        const row = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+        const row = selectMessage.get(id) as MessageRow | undefined;
         if (row === undefined) return undefined;
         m = { message: messageFromRow(row, row.retain === 1), refs: 0 };
         messages.set(id, m);
