@@ -84,6 +84,7 @@ export class SqliteStorage {
   private heartbeat: NodeJS.Timeout | undefined;
   private closed = false;
   readonly statements: Statements;
+  private readonly commit: (ops: Op[]) => void;
 
   constructor(options: SqliteStoreOptions) {
     this.dir = resolve(options.dir);
@@ -104,11 +105,16 @@ export class SqliteStorage {
       prepareSchema(db, this.file);
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${options.durability === 'power' ? 'FULL' : 'NORMAL'}`);
+      // Checkpoint the WAL into the file every ~40 MB rather than every 4 MB: fewer stalls under a flood.
+      db.pragma('wal_autocheckpoint = 10000');
       if (options.maxSizeMB !== undefined) {
         const pageSize = db.pragma('page_size', { simple: true }) as number;
         db.pragma(`max_page_count = ${Math.max(1, Math.floor((options.maxSizeMB * 1048576) / pageSize))}`);
       }
       this.statements = prepare(db);
+      this.commit = db.transaction((ops: Op[]) => {
+        for (const op of ops) if (!op.dead) op.run();
+      });
     } catch (err) {
       db?.close();
       this.lock.release();
@@ -158,9 +164,7 @@ export class SqliteStorage {
     let error: Error | undefined;
     if (ops.length > 0) {
       try {
-        this.db.transaction(() => {
-          for (const op of ops) if (!op.dead) op.run();
-        })();
+        this.commit(ops);
         if (this.failing !== undefined) {
           this.warn('storage writes work again', { file: this.file });
           this.failing = undefined;
@@ -424,8 +428,13 @@ export class SqliteSessionStore implements SessionStore {
     for (const row of db.prepare('SELECT client_id, expiry_interval, expires_at, client, will FROM sessions').iterate() as Iterable<{ client_id: string; expiry_interval: number; expires_at: number | null; client: string | null; will: string | null }>) {
       let expiresAt = row.expires_at ?? undefined;
       let will = fromJson<StoredWill>(row.will);
-      // Connected when the process died: offline since it was last alive.
-      if (expiresAt === undefined && row.expiry_interval !== NEVER_EXPIRES) expiresAt = aliveAt + row.expiry_interval * 1000;
+      // Connected when the process died: offline since it was last alive (written back, so another crash
+      // before the client returns does not move the deadline).
+      if (expiresAt === undefined && row.expiry_interval !== NEVER_EXPIRES) {
+        const deadline = (expiresAt = aliveAt + row.expiry_interval * 1000);
+        const s = storage.statements;
+        storage.add(() => s.upsertSession.run(row.client_id, row.expiry_interval, deadline, null));
+      }
       if (will !== undefined && will.publishAt === undefined) will = { ...will, publishAt: aliveAt + (will.will.properties?.willDelayInterval ?? 0) * 1000 };
       sessions.set(row.client_id, { clientId: row.client_id, expiryInterval: row.expiry_interval, expiresAt, client: fromJson<ClientInfo>(row.client), subscriptions: [], queue: [], inflight: [], incomingQos2: [], will });
     }
