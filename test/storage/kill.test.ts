@@ -167,3 +167,41 @@ describe('storage: kill -9 during QoS 1/2 floods', () => {
     });
   }
 });
+
+describe('storage: wills of connections killed with the process', () => {
+  it('a will with a Will Delay is published once after the restart, after its delay; the will of a client that comes back first is not', async (t) => {
+    const dir = dataDir(t, 'petrel-will-');
+    let broker = await startChildBroker(dir);
+    t.after(() => broker.kill());
+    const withWill = (id: string) => ({
+      clientId: id,
+      protocolVersion: 5 as const,
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
+      will: { topic: `will/${id}`, payload: Buffer.from(`${id} gone`), qos: 1 as QoS, retain: false, properties: { willDelayInterval: 5 } },
+    });
+    const a = await Peer.connect(broker.port, withWill('comes-back'));
+    const b = await Peer.connect(broker.port, withWill('stays-away'));
+    await broker.kill('SIGKILL');
+    a.peer.destroy();
+    b.peer.destroy();
+
+    broker = await startChildBroker(dir);
+    const watcher = new Receiver();
+    const { peer } = await Peer.connect(broker.port, { clientId: 'watcher', protocolVersion: 5 });
+    watcher.attach(peer);
+    peer.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'will/#', qos: 1 }] });
+    // [MQTT-3.1.3-9] the client that returns within the delay cancels its will.
+    const back = await Peer.connect(broker.port, { ...withWill('comes-back'), will: undefined });
+    assert.equal(back.connack.sessionPresent, true);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(watcher.deliveries.size, 0, 'nothing before the Will Delay');
+    const deadline = Date.now() + 10_000;
+    while (!watcher.deliveries.has('will/stays-away stays-away gone') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual([...watcher.deliveries], [['will/stays-away stays-away gone', 1]]);
+    peer.destroy();
+    back.peer.destroy();
+    await broker.kill('SIGTERM');
+  });
+});
