@@ -79,6 +79,8 @@ export class SqliteStorage {
   private readonly messages = new Map<Message, MessageRef>();
   private nextMessageId = 1;
   private failing: string | undefined;
+  /** Transactions committed and changes written (for tests and metrics: group commit at work). */
+  readonly stats = { commits: 0, writes: 0, skipped: 0 };
   private readonly warn: (message: string, context: Record<string, unknown>) => void;
   readonly clock: { now(): number };
   private heartbeat: NodeJS.Timeout | undefined;
@@ -113,7 +115,14 @@ export class SqliteStorage {
       }
       this.statements = prepare(db);
       this.commit = db.transaction((ops: Op[]) => {
-        for (const op of ops) if (!op.dead) op.run();
+        let writes = 0;
+        for (const op of ops) {
+          if (op.dead) continue;
+          op.run();
+          writes++;
+        }
+        this.stats.writes += writes;
+        this.stats.skipped += ops.length - writes;
       });
     } catch (err) {
       db?.close();
@@ -165,6 +174,7 @@ export class SqliteStorage {
     if (ops.length > 0) {
       try {
         this.commit(ops);
+        this.stats.commits++;
         if (this.failing !== undefined) {
           this.warn('storage writes work again', { file: this.file });
           this.failing = undefined;

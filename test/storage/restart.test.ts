@@ -6,6 +6,8 @@ import { describe, it } from 'node:test';
 import type { ConnackPacket, PubAckLikePacket, PublishPacket, SubackPacket } from '../../src/protocol/packets.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { FakeClock } from '../helpers/fake-core.js';
+import { encodePacket } from '../../src/protocol/encoder.js';
+import type { SqliteSessionStore } from '../../src/storage/sqlite-store.js';
 import { brokerOn, dataDir, rowCounts } from './helpers.js';
 
 const v5 = (clientId: string, expiry = 3600, clean = false) => ({ clientId, protocolVersion: 5 as const, clean, properties: { sessionExpiryInterval: expiry } });
@@ -164,5 +166,50 @@ describe('storage: restart', () => {
     assert.equal(counts.sessions, 3, 'the clean session is not stored');
     clean.destroy();
     pub.destroy();
+  });
+
+  it('group commit: a burst of 200 QoS 1 publishes is committed in a few transactions, not 200', async (t) => {
+    const dir = dataDir(t);
+    const brokers = brokerOn(t, dir);
+    const { broker, port } = await brokers.start();
+    const sub = (await connect(port, v5('burst-sub'))).client;
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'burst', qos: 1 }] });
+    await sub.next(9);
+    sub.send({ type: 14, reasonCode: 0 });
+    await sub.waitClosed();
+    const stats = (broker.core.store as SqliteSessionStore).storage.stats;
+    const pub = (await connect(port, { clientId: 'burst-pub', protocolVersion: 4 })).client;
+    const before = { ...stats };
+    const burst = Buffer.concat(Array.from({ length: 200 }, (_, i) => encodePacket({ type: 3, topic: 'burst', payload: Buffer.from(`m${i}`), qos: 1, retain: false, dup: false, packetId: i + 1 }, 4)));
+    pub.sendBytes(burst);
+    for (let i = 0; i < 200; i++) await pub.next(4);
+    const commits = stats.commits - before.commits;
+    t.diagnostic(`200 publishes: ${commits} commits, ${stats.writes - before.writes} rows written`);
+    assert.ok(commits >= 1 && commits <= 10, `${commits} commits`);
+    assert.equal(rowCounts(dir).queue, 200);
+    pub.destroy();
+  });
+
+  it('a message delivered and acknowledged leaves no rows behind (in-flight row and message row deleted)', async (t) => {
+    const dir = dataDir(t);
+    const brokers = brokerOn(t, dir);
+    const { broker, port } = await brokers.start();
+    const sub = (await connect(port, v5('quick-sub'))).client;
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'quick', qos: 1 }] });
+    await sub.next(9);
+    const stats = (broker.core.store as SqliteSessionStore).storage.stats;
+    const pub = (await connect(port, { clientId: 'quick-pub', protocolVersion: 4 })).client;
+    pub.send({ type: 3, topic: 'quick', payload: Buffer.from('x'), qos: 1, retain: false, dup: false, packetId: 1 });
+    await pub.next(4);
+    const m = (await sub.next(3)) as PublishPacket;
+    sub.send({ type: 4, packetId: m.packetId! });
+    await sub.sync();
+    await new Promise((r) => setTimeout(r, 20));
+    const counts = rowCounts(dir);
+    assert.equal(counts.inflight, 0);
+    assert.equal(counts.messages, 0, 'the acknowledged message row is gone');
+    assert.ok(stats.commits > 0);
+    pub.destroy();
+    sub.destroy();
   });
 });
