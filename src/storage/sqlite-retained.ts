@@ -24,7 +24,9 @@ export class SqliteRetainedStore implements RetainedStore {
     const now = storage.clock.now();
     let count = 0;
     const expired: string[] = [];
-    for (const row of storage.db.prepare('SELECT topic, payload, qos, properties, expires_at, from_client FROM retained').iterate() as Iterable<MessageRow>) {
+    type Raw = [topic: string, payload: Buffer, qos: number, properties: string | null, expiresAt: number | null, from: string | null];
+    for (const raw of storage.db.prepare('SELECT topic, payload, qos, properties, expires_at, from_client FROM retained').raw().iterate() as Iterable<Raw>) {
+      const row: MessageRow = { topic: raw[0], payload: raw[1], qos: raw[2], properties: raw[3], expires_at: raw[4], from_client: raw[5] };
       if (row.expires_at !== null && row.expires_at < now) {
         expired.push(row.topic);
         continue;

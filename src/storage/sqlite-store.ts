@@ -435,7 +435,10 @@ export class SqliteSessionStore implements SessionStore {
     const aliveRow = db.prepare("SELECT value FROM meta WHERE key = 'alive_at'").get() as { value: string } | undefined;
     const aliveAt = aliveRow !== undefined ? Math.min(Number(aliveRow.value), now) : now;
     const sessions = new Map<string, StoredSession>();
-    for (const row of db.prepare('SELECT client_id, expiry_interval, expires_at, client, will FROM sessions').iterate() as Iterable<{ client_id: string; expiry_interval: number; expires_at: number | null; client: string | null; will: string | null }>) {
+    // Rows as arrays (raw): a third faster than objects with 100k sessions.
+    type SessionRow = [clientId: string, expiryInterval: number, expiresAt: number | null, client: string | null, will: string | null];
+    for (const raw of db.prepare('SELECT client_id, expiry_interval, expires_at, client, will FROM sessions').raw().iterate() as Iterable<SessionRow>) {
+      const row = { client_id: raw[0], expiry_interval: raw[1], expires_at: raw[2], client: raw[3], will: raw[4] };
       let expiresAt = row.expires_at ?? undefined;
       let will = fromJson<StoredWill>(row.will);
       // Connected when the process died: offline since it was last alive (written back, so another crash
@@ -448,8 +451,8 @@ export class SqliteSessionStore implements SessionStore {
       if (will !== undefined && will.publishAt === undefined) will = { ...will, publishAt: aliveAt + (will.will.properties?.willDelayInterval ?? 0) * 1000 };
       sessions.set(row.client_id, { clientId: row.client_id, expiryInterval: row.expiry_interval, expiresAt, client: fromJson<ClientInfo>(row.client), subscriptions: [], queue: [], inflight: [], incomingQos2: [], will });
     }
-    for (const row of db.prepare('SELECT client_id, key, entry FROM subscriptions').iterate() as Iterable<{ client_id: string; key: string; entry: string }>) {
-      sessions.get(row.client_id)?.subscriptions.push([row.key, fromJson<SubscriptionEntry>(row.entry)!]);
+    for (const [clientId, key, entry] of db.prepare('SELECT client_id, key, entry FROM subscriptions').raw().iterate() as Iterable<[string, string, string]>) {
+      sessions.get(clientId)?.subscriptions.push([key, fromJson<SubscriptionEntry>(entry)!]);
     }
     const messages = new Map<number, { message: Message; refs: number }>();
     const selectMessage = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?');
