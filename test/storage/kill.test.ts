@@ -123,6 +123,14 @@ async function killRun(version: ProtocolVersion, seed: number, t: TestContext): 
   assert.equal(backOff.connack.sessionPresent, true, 'the offline subscriber session is back');
   offline.attach(backOff.peer);
   await Promise.all([online.quiet(), offline.quiet()]);
+  // The subscriptions are back in the index: a new message reaches both.
+  const { peer: late } = await Peer.connect(broker.port, { clientId: 'late-publisher', protocolVersion: version });
+  late.onPacket = () => {};
+  late.send({ type: 3, topic: 'flood/late', payload: Buffer.from('after'), qos: 1, retain: false, dup: false, packetId: 1 });
+  const lateDeadline = Date.now() + 5000;
+  while (!(online.deliveries.has('flood/late after') && offline.deliveries.has('flood/late after')) && Date.now() < lateDeadline) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(online.deliveries.has('flood/late after') && offline.deliveries.has('flood/late after'), 'subscriptions restored');
+  late.destroy();
 
   t.diagnostic(`deliveries online ${online.deliveries.size}, offline ${offline.deliveries.size}, acked ${ackedTotal}`);
   for (const [who, receiver] of [['online', online], ['offline', offline]] as const) {
