@@ -534,6 +534,8 @@ export class Channel implements SessionLink {
     this.host.removeChannel(this);
     let willPublished = false;
     const session = this.session;
+    // The will of a connection whose session is not kept was recorded apart: published or discarded now.
+    if (wasConnected && session && this.will && session.journal === undefined) this.host.store.liveWill?.(session.clientId, undefined);
     if (wasConnected && session) {
       session.unlink(this);
       this.host.registry.detach(this, session);

@@ -198,7 +198,8 @@ function accept(ch: Channel, pending: PendingConnect, authProperties?: Propertie
   ch.keepAliveMs = keepAlive * 1000;
   ch.will = p.will;
   // A kept session records the live connection's will: published after a restart if the process died.
-  session.journal?.will(p.will !== undefined ? { will: p.will, client: ch.info!, publishAt: undefined } : undefined);
+  if (session.journal !== undefined) session.journal.will(p.will !== undefined ? { will: p.will, client: ch.info!, publishAt: undefined } : undefined);
+  else if (p.will !== undefined) host.store.liveWill?.(clientId, { will: p.will, client: ch.info!, publishAt: undefined });
   ch.lastReceived = host.clock.now();
   ch.tick(ch.lastReceived); // the keep-alive deadline (filed at the connect timeout's slot if that comes first)
 

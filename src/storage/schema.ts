@@ -67,6 +67,8 @@ CREATE TABLE incoming_qos2 (
   packet_id INTEGER NOT NULL,
   PRIMARY KEY (client_id, packet_id)
 ) WITHOUT ROWID;
+-- Wills of live connections whose sessions are not kept (clean): published after a restart if the process died.
+CREATE TABLE live_wills (client_id TEXT PRIMARY KEY, will TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE retained (
   topic TEXT PRIMARY KEY,
   payload BLOB NOT NULL,

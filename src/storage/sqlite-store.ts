@@ -263,6 +263,8 @@ const SQL = {
   releaseIncoming: 'DELETE FROM incoming_qos2 WHERE client_id = ? AND packet_id = ?',
   upsertRetained: 'INSERT INTO retained (topic, payload, qos, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos, properties = excluded.properties, expires_at = excluded.expires_at, from_client = excluded.from_client',
   deleteRetained: 'DELETE FROM retained WHERE topic = ?',
+  setLiveWill: 'INSERT INTO live_wills (client_id, will) VALUES (?, ?) ON CONFLICT (client_id) DO UPDATE SET will = excluded.will',
+  deleteLiveWill: 'DELETE FROM live_wills WHERE client_id = ?',
 };
 
 type Statements = { [K in keyof typeof SQL]: Database.Statement };
@@ -491,9 +493,17 @@ export class SqliteSessionStore implements SessionStore {
     // Expired while the broker was down: gone, as they would have gone had it run (their wills are published).
     const expired = [...sessions.values()].filter((s) => s.expiresAt !== undefined && s.expiresAt <= now);
     for (const s of expired) this.journal(s.clientId).deleted();
+    // Wills of clean-session connections open when the process died: their sessions ended with it, so they
+    // are given back as sessions already expired (the registry publishes their wills at once).
+    const ended: StoredSession[] = [];
+    for (const [clientId, text] of db.prepare('SELECT client_id, will FROM live_wills').raw().iterate() as Iterable<[string, string]>) {
+      const will = fromJson<StoredWill>(text)!;
+      ended.push({ clientId, expiryInterval: 0, expiresAt: aliveAt, client: will.client, subscriptions: [], queue: [], inflight: [], incomingQos2: [], will: { ...will, publishAt: aliveAt } });
+    }
+    if (ended.length > 0) storage.add(() => db.prepare('DELETE FROM live_wills').run());
     // Messages no row refers to (left by a failed write): garbage.
     db.prepare('DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue UNION SELECT message_id FROM inflight)').run();
-    return [...sessions.values()];
+    return [...sessions.values(), ...ended];
   }
 
   private rowsOf(clientId: string): LoadedRows {
@@ -510,6 +520,12 @@ export class SqliteSessionStore implements SessionStore {
 
   afterCommit(done: () => void, failed?: (error: Error) => void): void {
     this.storage.afterCommit(done, failed);
+  }
+
+  liveWill(clientId: string, will: StoredWill | undefined): void {
+    const s = this.storage.statements;
+    const json = toJson(will);
+    this.storage.add(json === null ? () => s.deleteLiveWill.run(clientId) : () => s.setLiveWill.run(clientId, json));
   }
 
   close(): void {

@@ -103,6 +103,9 @@ async function killRun(version: ProtocolVersion, seed: number, t: TestContext): 
   // A connection with a will, alive when the broker is killed.
   const willFields = { ...sessionFields(version, 'will-client'), will: { topic: 'will/will-client', payload: Buffer.from('gone'), qos: 1 as QoS, retain: false } };
   const { peer: willPeer } = await Peer.connect(broker.port, willFields);
+  // And one whose session is not kept (clean session / expiry 0).
+  const cleanWill = { clientId: 'will-clean', protocolVersion: version, clean: true, will: { topic: 'will/will-clean', payload: Buffer.from('gone too'), qos: 1 as QoS, retain: false } };
+  const { peer: cleanWillPeer } = await Peer.connect(broker.port, cleanWill);
 
   const killAfter = 150 + Math.floor(random() * 450);
   const floods = Array.from({ length: PUBLISHERS }, (_, i) => flood(broker.port, version, `pub-${i}`, seeded(seed * 31 + i), 20_000));
@@ -110,6 +113,7 @@ async function killRun(version: ProtocolVersion, seed: number, t: TestContext): 
   await broker.kill('SIGKILL');
   const records = await Promise.all(floods);
   willPeer.destroy();
+  cleanWillPeer.destroy();
   const ackedTotal = records.reduce((sum, r) => sum + r.acked.size, 0);
   assert.ok(ackedTotal > 0, `some messages were acknowledged before the kill at ${killAfter} ms`);
 
@@ -148,6 +152,7 @@ async function killRun(version: ProtocolVersion, seed: number, t: TestContext): 
       }
     }
     assert.equal(receiver.deliveries.get('will/will-client gone'), 1, `${who}: the will of the killed connection arrives once`);
+    assert.equal(receiver.deliveries.get('will/will-clean gone too'), 1, `${who}: the will of the killed clean-session connection arrives once`);
   }
 
   // Retained: per topic, the last acknowledged retained publish, or one sent after it.

@@ -112,6 +112,11 @@ export interface SessionStore {
    * when that commit failed (disk full, I/O error): what waited on it must not be acknowledged.
    */
   afterCommit(done: () => void, failed?: (error: Error) => void): void;
+  /**
+   * The will of a live connection whose session is not kept (no journal), or none once the connection ended:
+   * a durable store publishes it after a restart if the process died with the connection open.
+   */
+  liveWill?(clientId: string, will: StoredWill | undefined): void;
   close(): void;
 }
 
