@@ -18,7 +18,12 @@ function alive(pid: number): boolean {
 const held = new Set<string>();
 
 export class DirectoryLock {
-  private constructor(readonly file: string) {}
+  /** A process that exits without closing the broker (a start-up that failed) leaves no lock behind. */
+  private readonly onExit = (): void => this.release();
+
+  private constructor(readonly file: string) {
+    process.once('exit', this.onExit);
+  }
 
   static acquire(file: string, dir: string): DirectoryLock {
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -50,6 +55,7 @@ export class DirectoryLock {
   }
 
   release(): void {
+    process.off('exit', this.onExit);
     held.delete(this.file);
     try {
       unlinkSync(this.file);
