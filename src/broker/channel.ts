@@ -566,6 +566,8 @@ export class Channel implements SessionLink {
     this.host.removeChannel(this);
     let willPublished = this.willTaken;
     const session = this.session;
+    // The will of a connection whose session is not kept was recorded apart: published or discarded now.
+    if (wasConnected && session && this.will && session.journal === undefined) this.host.store.liveWill?.(session.clientId, undefined);
     if (wasConnected && session) {
       session.unlink(this);
       this.host.registry.detach(this, session);
@@ -573,6 +575,8 @@ export class Channel implements SessionLink {
         const sessionLives = this.host.registry.sessions.get(session.clientId) === session;
         this.host.wills.schedule(this.will, this.info!, sessionLives);
         willPublished = true;
+      } else if (this.will) {
+        session.journal?.will(undefined); // a normal DISCONNECT discards it
       }
     }
     this.will = undefined;

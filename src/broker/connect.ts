@@ -199,6 +199,9 @@ function accept(ch: Channel, pending: PendingConnect, authProperties?: Propertie
   ch.state = 'connected';
   ch.keepAliveMs = keepAlive * 1000;
   ch.will = p.will;
+  // A kept session records the live connection's will: published after a restart if the process died.
+  if (session.journal !== undefined) session.journal.will(p.will !== undefined ? { will: p.will, client: ch.info!, publishAt: undefined } : undefined);
+  else if (p.will !== undefined) host.store.liveWill?.(clientId, { will: p.will, client: ch.info!, publishAt: undefined });
   ch.lastReceived = host.clock.now();
   ch.tick(ch.lastReceived); // the keep-alive deadline (filed at the connect timeout's slot if that comes first)
 

@@ -115,6 +115,7 @@ export class BrokerCore implements ChannelHost {
     if (this.hooks.authorizeReceive !== undefined) shared.mayReceive = (session, topic) => this.dispatch.mayReceive(session, topic);
     this.wills = new Wills(this.clock, this.hooks, this.events, (message, client) => this.dispatch.publish(message, client, true));
     this.registry = new SessionRegistry(this, this.store, this.router, this.routes, shared, this.wills, random);
+    this.wills.journalOf = (clientId) => this.registry.sessions.get(clientId)?.journal;
     this.registry.restore(this.store.load());
     this.channelTimers = new TimerWheel(TIMER_SLOT_MS, this.clock.now());
     if (this.limits.sysInterval > 0) {

@@ -52,8 +52,11 @@ export function onPublish(ch: Channel, p: PublishPacket): void {
   const session = ch.session!;
   if (p.qos === 2) {
     if (session.hasIncomingQos2(p.packetId!)) {
-      // [MQTT-4.3.3-9] a resent QoS 2 PUBLISH is acknowledged again but not delivered twice.
-      ch.sendAck(PacketType.PUBREC, p.packetId!);
+      // [MQTT-4.3.3-9] a resent QoS 2 PUBLISH is acknowledged again but not delivered twice (durable: once
+      // the first one is committed).
+      const store = host.store;
+      if (store.durable && session.journal !== undefined) store.afterCommit(() => ch.state !== 'closed' && ch.sendAck(PacketType.PUBREC, p.packetId!));
+      else ch.sendAck(PacketType.PUBREC, p.packetId!);
       return;
     }
     if (session.incomingQos2Count >= limits.receiveMaximum) {
@@ -104,13 +107,27 @@ function resolveAlias(ch: Channel, p: PublishPacket): string | undefined {
 }
 
 function route(ch: Channel, p: PublishPacket, message: Message): void {
+  const store = ch.host.store;
+  const session = ch.session!;
+  // A durable session holds a QoS 2 packet id in the same commit as the message's effects: a restart after
+  // PUBREC then still knows it, and a resent PUBLISH is not delivered twice.
+  if (p.qos === 2 && store.durable && session.journal !== undefined) session.holdIncomingQos2(p.packetId!);
   // The payload was copied when the message was made, if it had to be.
   const delivered = ch.host.publish(message, ch.info, true, (ch.routeMemo ??= newRouteMemo()));
   const code = delivered === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success;
-  const store = ch.host.store;
   // A durable store: acknowledged only once what the message changed is committed.
-  if (p.qos !== 0 && store.durable) store.afterCommit(() => ackPublish(ch, p, code));
+  if (p.qos !== 0 && store.durable) store.afterCommit(() => ackPublish(ch, p, code), () => notStored(ch, p));
   else ackPublish(ch, p, code);
+}
+
+/** A QoS 1/2 PUBLISH whose effects could not be committed (disk full, I/O error): not acknowledged as done. */
+function notStored(ch: Channel, p: PublishPacket): void {
+  if (ch.state === 'closed') return;
+  if (p.qos === 2) ch.session!.releaseIncomingQos2(p.packetId!);
+  // 5.0 says so in the acknowledgement; 3.1.1 has no negative PUBACK: the connection is closed, so the
+  // client sends it again later.
+  if (ch.version === 5) ackPublish(ch, p, ReasonCode.QuotaExceeded);
+  else ch.serverDisconnect(ReasonCode.UnspecifiedError, 'the message could not be stored');
 }
 
 /** PUBACK / PUBREC for an incoming PUBLISH; 3.1.x has no reason codes, so a refusal is acknowledged and dropped. */
@@ -120,7 +137,10 @@ function ackPublish(ch: Channel, p: PublishPacket, reasonCode: number): void {
   if (p.qos === 1) {
     ch.sendAck(PacketType.PUBACK, p.packetId!, code);
   } else {
-    if (reasonCode < 0x80) ch.session!.holdIncomingQos2(p.packetId!);
+    const session = ch.session!;
+    if (reasonCode < 0x80) {
+      if (!session.hasIncomingQos2(p.packetId!)) session.holdIncomingQos2(p.packetId!);
+    } else if (session.hasIncomingQos2(p.packetId!)) session.releaseIncomingQos2(p.packetId!);
     ch.sendAck(PacketType.PUBREC, p.packetId!, code);
   }
 }

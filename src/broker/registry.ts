@@ -190,7 +190,11 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
     let count = 0;
     const now = this.context.clock.now();
     for (const s of stored) {
-      if (s.expiresAt !== undefined && s.expiresAt <= now) continue;
+      if (s.expiresAt !== undefined && s.expiresAt <= now) {
+        // Ended while the broker was down: a will it kept is published now.
+        if (s.will !== undefined) this.wills.restore(s.clientId, s.will, false);
+        continue;
+      }
       const session = this.newSession(s.clientId, s.expiryInterval);
       session.client = s.client;
       session.expiresAt = s.expiresAt;
@@ -205,6 +209,7 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
         this.expiring.add(session);
         this.timers.schedule(session, s.expiresAt);
       }
+      if (s.will !== undefined) this.wills.restore(s.clientId, s.will, true);
       count++;
     }
     return count;

@@ -3,6 +3,7 @@
 import type { WillMessage } from '../protocol/packets.js';
 import { callHook, isPromise, type BrokerEvents, type BrokerHooks, type ClientInfo } from './hooks.js';
 import { createMessage, type Message } from './message.js';
+import type { SessionJournal, StoredWill } from './store/types.js';
 
 /** A will waiting for its Will Delay Interval (5.0) to pass. */
 interface PendingWill {
@@ -14,6 +15,8 @@ interface PendingWill {
 
 export class Wills {
   private readonly pending = new Map<string, PendingWill>();
+  /** The journal of a session a store keeps, so a waiting will survives a restart (set by the core). */
+  journalOf: (clientId: string) => SessionJournal | undefined = () => undefined;
 
   constructor(
     private readonly clock: { now(): number },
@@ -32,8 +35,24 @@ export class Wills {
    */
   schedule(will: WillMessage, client: ClientInfo, sessionLives: boolean): void {
     const delay = will.properties?.willDelayInterval ?? 0;
-    if (delay > 0 && sessionLives) this.pending.set(client.clientId, { will, client, publishAt: this.clock.now() + delay * 1000 });
-    else this.publishNow(will, client);
+    if (delay > 0 && sessionLives) {
+      const pending = { will, client, publishAt: this.clock.now() + delay * 1000 };
+      this.pending.set(client.clientId, pending);
+      this.journalOf(client.clientId)?.will(pending);
+    } else {
+      this.journalOf(client.clientId)?.will(undefined);
+      this.publishNow(will, client);
+    }
+  }
+
+  /**
+   * A will a store kept: its connection was open (or its delay running) when the broker stopped. Published
+   * at `publishAt`, unless the client comes back first; at once when its session did not outlive the downtime.
+   */
+  restore(clientId: string, stored: StoredWill, sessionLives: boolean): void {
+    const publishAt = sessionLives ? (stored.publishAt ?? this.clock.now()) : this.clock.now();
+    this.pending.set(clientId, { will: stored.will, client: stored.client, publishAt });
+    if (sessionLives) this.journalOf(clientId)?.will({ will: stored.will, client: stored.client, publishAt });
   }
 
   /**
@@ -44,6 +63,7 @@ export class Wills {
     const will = this.pending.get(clientId);
     if (will === undefined) return;
     this.pending.delete(clientId);
+    this.journalOf(clientId)?.will(undefined);
     if (will.publishAt <= this.clock.now()) this.publishNow(will.will, will.client);
   }
 
@@ -61,6 +81,7 @@ export class Wills {
     for (const [clientId, will] of this.pending) {
       if (will.publishAt <= now) {
         this.pending.delete(clientId);
+        this.journalOf(clientId)?.will(undefined);
         this.publishNow(will.will, will.client);
       }
     }
@@ -80,6 +101,7 @@ export class Wills {
     }
     for (const [clientId, will] of this.pending) {
       this.pending.delete(clientId);
+      this.journalOf(clientId)?.will(undefined);
       const wait = this.publishNow(will.will, will.client);
       if (wait !== undefined) waits.push(wait);
     }

@@ -16,10 +16,15 @@ interface BrokerFlags extends HttpFlags {
   anonymous?: boolean;
   printConfig?: string | boolean;
   mqttsnPort?: string;
+  dataDir?: string;
+  storage?: string;
 }
 
 /** Exit code of a configuration the broker cannot start with (a bad command line too). */
 const CONFIG_EXIT = 2;
+
+/** Where `petrel broker` keeps its data unless told otherwise (docs/storage.md). */
+const DEFAULT_DATA_DIR = './petrel-data';
 
 export function registerBrokerCommand(program: Command): void {
   program
@@ -37,6 +42,8 @@ export function registerBrokerCommand(program: Command): void {
     .option('--http-host <host>', 'address of the HTTP listener (default 127.0.0.1)')
     .option('--http-token-file <file>', 'bearer token for /api/* (default: made in ./petrel-data/http-token)')
     .option('--mqttsn-port <port>', 'also an MQTT-SN 1.2 gateway on this UDP port (see docs/mqtt-sn.md)')
+    .option('--data-dir <dir>', `where sessions, queues and retained messages are kept (default ${DEFAULT_DATA_DIR})`)
+    .option('--storage <type>', 'sqlite (durable, the default) or memory (nothing kept across restarts)')
     .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
     .addHelpText(
       'after',
@@ -62,6 +69,8 @@ export function registerBrokerCommand(program: Command): void {
       const load = (): FileConfig => {
         let c = applyHttpFlags(resolveConfig({ file: flags.config, flags: overrides(flags, ConfigError), warnings }), flags);
         if (flags.mqttsnPort !== undefined) c = withMqttsnPort(c, flags.mqttsnPort);
+        // The command is durable by default (createBroker() for embedding is not): SQLite in ./petrel-data.
+        c.storage = { type: 'sqlite', dir: c.dataDir ?? DEFAULT_DATA_DIR, durability: 'process', ...c.storage };
         return c;
       };
       let logFormat = defaultLogFormat();
@@ -153,5 +162,11 @@ function overrides(flags: BrokerFlags, ConfigError: new (message: string) => Err
   if (flags.passwordFile !== undefined) out.passwordFile = flags.passwordFile;
   if (flags.aclFile !== undefined) out.acl = { file: flags.aclFile };
   if (flags.anonymous === false) out.allowAnonymous = false;
+  if (flags.storage !== undefined && flags.storage !== 'sqlite' && flags.storage !== 'memory') throw new ConfigError(`--storage: must be sqlite or memory (got "${flags.storage}")`);
+  if (flags.storage !== undefined || flags.dataDir !== undefined) {
+    out.storage = { ...(flags.storage !== undefined ? { type: flags.storage } : {}), ...(flags.dataDir !== undefined ? { dir: flags.dataDir } : {}) };
+  }
+  // The data directory holds the HTTP API's token file too.
+  if (flags.dataDir !== undefined) out.dataDir = flags.dataDir;
   return out;
 }

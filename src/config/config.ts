@@ -173,6 +173,8 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   maxPublishRate: positive,
   publishBurst: positive,
   maxBytesRate: positive,
+  // durable storage (docs/storage.md)
+  storage: object({ type: oneOf('sqlite', 'memory'), dir: string, durability: oneOf('process', 'power'), maxSizeMB: positive }),
 };
 
 export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeReceive' | 'authMethods' | 'tickInterval'> & {

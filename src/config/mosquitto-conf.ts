@@ -13,11 +13,9 @@ type Listener = NonNullable<FileConfig['listeners']>[number] & Record<string, un
 
 /** Options that only configure something Petrel does differently or not at all, and why. */
 const NOT_CARRIED: Record<string, string> = {
-  persistence: 'Petrel keeps sessions and retained messages in memory (no durable storage yet)',
-  persistence_location: 'no durable storage yet',
-  persistence_file: 'no durable storage yet',
-  autosave_interval: 'no durable storage yet',
-  autosave_on_changes: 'no durable storage yet',
+  persistence_file: 'Petrel always writes petrel.db in storage.dir (persistence_location); mosquitto.db is not read',
+  autosave_interval: 'not needed: Petrel commits every change before acknowledging it (no snapshots), so a crash loses nothing acknowledged',
+  autosave_on_changes: 'not needed: Petrel commits every change before acknowledging it (no snapshots)',
   log_dest: 'Petrel logs JSON lines (pino) to stdout',
   log_type: 'use logLevel',
   log_timestamp: 'every log line has a time',
@@ -57,7 +55,6 @@ const NOT_CARRIED: Record<string, string> = {
 
 /** Values of NOT_CARRIED options that ask for what Petrel does anyway: nothing to report. */
 const SAME_AS_PETREL: Record<string, string> = {
-  persistence: 'false',
   per_listener_settings: 'false',
   upgrade_outgoing_qos: 'false',
   set_tcp_nodelay: 'true',
@@ -231,6 +228,18 @@ export function convertMosquittoConf(text: string): Conversion {
         config.sessionExpiry = s;
         return;
       }
+      case 'persistence': {
+        // Mosquitto snapshots every autosave_interval; Petrel commits as it goes (docs/storage.md).
+        const on = bool(value);
+        if (on === undefined) return bad();
+        config.storage = { ...config.storage, type: on ? 'sqlite' : 'memory' };
+        if (on) note('storage.type sqlite: every change is committed before it is acknowledged, not snapshotted every autosave_interval, so a kill -9 loses nothing acknowledged; mosquitto.db is not imported');
+        return;
+      }
+      case 'persistence_location':
+        if (value === '') return bad();
+        config.storage = { type: 'sqlite', ...config.storage, dir: value.replace(/\/+$/, '') || '/' };
+        return note(`storage.dir: Petrel writes petrel.db in ${value} (Mosquitto's mosquitto.db there is not imported)`);
       case 'retain_available':
         if (bool(value) === undefined) return bad();
         config.retainAvailable = bool(value);

@@ -21,6 +21,7 @@ import { LogThrottle } from '../broker/log-throttle.js';
 import { BrokerInspector } from '../broker/inspect.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK } from '../config/checks.js';
+import { openStorage, storageOptionError, type OpenedStorage, type StorageOptions } from '../storage/open.js';
 
 export type { ListenerOptions, HttpListenerOptions };
 
@@ -51,6 +52,11 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
    * are counted, and one line per second gives the count. 0 writes every line.
    */
   connectionLogRate?: number;
+  /**
+   * Where sessions, queues, in-flight messages, retained messages and waiting wills are kept: SQLite in a
+   * data directory (`{ type: 'sqlite', dir, durability }`), or memory (the default of createBroker()).
+   */
+  storage?: StorageOptions;
 }
 
 export interface BrokerEventMap {
@@ -83,6 +89,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private readonly connectionLogRate: number;
   private readonly connectedLines: LogThrottle;
   private readonly disconnectedLines: LogThrottle;
+  /** The SQLite stores, when `storage` asks for them. */
+  private readonly storage: OpenedStorage | undefined;
 
   constructor(options: BrokerOptions = {}) {
     super();
@@ -115,14 +123,23 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       now: () => this.core.clock.now(),
     });
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
-    this.core = new BrokerCore({
-      limits,
-      hooks: this.security.hooks,
-      events: this.coreEvents(),
-      clock: options.clock,
-      authMethods: options.authMethods,
-      sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed },
-    });
+    this.storage = openStorage(options.storage, (message, context) => this.logger.warn(context, message), options.clock);
+    try {
+      this.core = new BrokerCore({
+        limits,
+        hooks: this.security.hooks,
+        events: this.coreEvents(),
+        clock: options.clock,
+        authMethods: options.authMethods,
+        sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed },
+        sessionStore: this.storage?.sessionStore,
+        retainedStore: this.storage?.retainedStore,
+      });
+    } catch (err) {
+      this.storage?.sessionStore.close();
+      this.security.close();
+      throw err;
+    }
     this.inspect = new BrokerInspector(this.core);
   }
 
@@ -218,6 +235,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.listenCalled = true;
     this.lifecycle = 'starting';
     this.logger.info({ version: PETREL_VERSION, node: process.version }, 'petrel broker starting');
+    this.logStorage();
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
       try {
@@ -263,6 +281,20 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Sums over every session, for metrics: outgoing messages in flight, messages queued and their payload bytes. */
   sessionTotals(): { inflight: number; queued: number; queuedBytes: number } {
     return this.inspect.sessionTotals();
+  }
+
+  /** Where data is kept and what was loaded from it. */
+  private logStorage(): void {
+    const s = this.storage;
+    if (s === undefined) {
+      this.logger.info({ storage: 'memory' }, 'storage: memory (sessions and retained messages are lost when the broker stops)');
+      return;
+    }
+    const sessions = this.core.registry.sessions.size;
+    this.logger.info(
+      { storage: 'sqlite', file: s.file, durability: s.durability, sessions, retained: s.retainedLoaded, rssMB: Math.round(process.memoryUsage().rss / 1048576) },
+      `storage: sqlite in ${s.file} (durability ${s.durability}); loaded ${sessions} sessions and ${s.retainedLoaded} retained messages`,
+    );
   }
 
   /** Address of the first listener (or the one at `index`). */
@@ -340,6 +372,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   authMethods: true,
   tickInterval: true,
   connectionLogRate: true,
+  storage: true,
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,
@@ -364,6 +397,10 @@ function checkOptions(options: BrokerOptions): void {
     if (options.loginProtection !== undefined) LOGIN_PROTECTION_CHECK(options.loginProtection, 'loginProtection');
   } catch (err) {
     throw new ConfigError(`createBroker: ${(err as Error).message}`);
+  }
+  if (options.storage !== undefined) {
+    const problem = storageOptionError(options.storage);
+    if (problem !== undefined) throw new ConfigError(`createBroker: ${problem}`);
   }
 }
 

@@ -24,7 +24,7 @@ const ALLOWED: Record<string, string[]> = {
   // Config files: the options of everything they configure.
   config: ['protocol', 'broker', 'transport', 'auth', 'util', 'runtime', 'server', 'mqttsn', 'http'],
   // The facade and listener wiring: the composition root of a broker.
-  server: ['protocol', 'broker', 'transport', 'auth', 'config', 'util', 'version.ts', 'mqttsn', 'http', 'runtime', 'store'],
+  server: ['protocol', 'broker', 'transport', 'auth', 'config', 'util', 'version.ts', 'mqttsn', 'http', 'runtime', 'store', 'storage'],
   // The client library: the codec, nothing of the broker.
   client: ['protocol', 'util'],
   // Benchmark library: a client-side load generator.
@@ -34,6 +34,8 @@ const ALLOWED: Record<string, string[]> = {
   mqttsn: ['protocol', 'broker', 'util', 'auth', 'server', 'config'],
   // The HTTP API: reads the broker through the facade (server) and its inspection API.
   http: ['protocol', 'broker', 'server', 'config', 'auth', 'util', 'version.ts', 'runtime'],
+  // Durable stores (SQLite): the store interfaces of the broker, implemented with I/O.
+  storage: ['protocol', 'broker', 'util'],
 };
 
 /** The `petrel` command may use public entry points and the composition roots, not the layers' internals. */

@@ -1225,7 +1225,7 @@ describeOrSkip('petrel convert-config: what the converted file means, Mosquitto 
     const converted = await run(['convert-config', tempFile('hup.conf', conf(petrelPort))]);
     assert.equal(converted.code, 0, converted.stderr);
     const yaml = tempFile('hup.yaml', converted.stdout);
-    const child = spawn(process.execPath, [BIN, 'broker', '-c', yaml], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'broker', '-c', yaml, '--storage', 'memory'], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));

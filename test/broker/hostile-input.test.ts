@@ -646,7 +646,8 @@ describe('TLS listener', () => {
 // ------------------------------------------------------------------------------------------------
 /** Starts `petrel broker -c file`; resolves with the TCP port from its "listening" line, and a stop() that gives all output. */
 async function cliBroker(file: string): Promise<{ port: number; stop(): Promise<{ stdout: string; stderr: string; code: number | null }> }> {
-  const child = spawn(process.execPath, [cli, 'broker', '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // --storage memory: no ./petrel-data in the working directory (another test's broker may hold it).
+  const child = spawn(process.execPath, [cli, 'broker', '-c', file, '--storage', 'memory'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

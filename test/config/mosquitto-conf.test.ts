@@ -74,8 +74,9 @@ describe('petrel convert-config (Mosquitto 2 configuration)', () => {
     assert.equal(config.sessionExpiry, 2 * 86_400);
     assert.equal(config.sysInterval, 30);
     assert.equal(config.maxKeepAlive, 300);
+    assert.deepEqual(config.storage, { type: 'sqlite' }, 'persistence true: durable storage');
     assert.deepEqual(notes, [
-      'line 6: persistence: not carried over: Petrel keeps sessions and retained messages in memory (no durable storage yet)',
+      'line 6: persistence: storage.type sqlite: every change is committed before it is acknowledged, not snapshotted every autosave_interval, so a kill -9 loses nothing acknowledged; mosquitto.db is not imported',
       'line 28: connection: bridge "cloud" skipped: Petrel has no bridges yet',
     ]);
   });
@@ -101,6 +102,15 @@ describe('petrel convert-config (Mosquitto 2 configuration)', () => {
   it('an unknown option or an unreadable value is named by its line; an option that asks for what Petrel does anyway is not', () => {
     const { config, notes } = convertMosquittoConf('listener 1883\nmax_qos 7\nfrobnicate yes\npersistence false\nset_tcp_nodelay true\nmax_queued_messages lots\n');
     assert.deepEqual(notes, ['line 2: max_qos: cannot read "7"; skipped', 'line 3: frobnicate: not recognised; skipped', 'line 6: max_queued_messages: cannot read "lots"; skipped']);
+    assert.deepEqual(validateConfig(config), config);
+    assert.deepEqual(config.storage, { type: 'memory' }, 'persistence false: nothing kept, as in Mosquitto');
+  });
+
+  it('persistence_location and autosave_interval: the data directory, and why there is no snapshot interval', () => {
+    const { config, notes } = convertMosquittoConf('listener 1883\npersistence true\npersistence_location /var/lib/mosquitto/\nautosave_interval 1800\n');
+    assert.deepEqual(config.storage, { type: 'sqlite', dir: '/var/lib/mosquitto' });
+    assert.match(notes[1]!, /^line 3: persistence_location: storage.dir: Petrel writes petrel.db in \/var\/lib\/mosquitto\//);
+    assert.match(notes[2]!, /^line 4: autosave_interval: not carried over: not needed: Petrel commits every change before acknowledging it/);
     assert.deepEqual(validateConfig(config), config);
   });
 

@@ -95,7 +95,7 @@ export class Session {
   setExpiry(expiryInterval: number, expiresAt: number | undefined): void {
     this.expiryInterval = expiryInterval;
     this.expiresAt = expiresAt;
-    this.journal?.expiry(expiryInterval, expiresAt);
+    this.journal?.expiry(expiryInterval, expiresAt, this.client);
   }
 
   // ---- subscriptions (the index of the broker follows: see SessionRegistry.subscribe) ----
@@ -257,9 +257,21 @@ export class Session {
     const window = (this.window ??= new InflightWindow());
     const packetId = window.allocate();
     if (packetId === undefined) return;
+    const journal = this.journal;
+    if (qos === 2 && journal?.afterCommit !== undefined) {
+      // Durable QoS 2: the PUBLISH goes out once it is recorded in flight, so a restart resends it with the
+      // same packet id and DUP rather than as a new message.
+      const m = window.add(packetId, message, qos, retain, ids, shareKey);
+      journal.inflight(m);
+      journal.afterCommit(() => {
+        if (this.link !== link || this.window?.get(packetId) !== m) return; // resent on resume instead
+        if (!link.writePublish(message, qos, retain, ids, packetId, false)) this.releaseInflight(packetId);
+      });
+      return;
+    }
     if (link.writePublish(message, qos, retain, ids, packetId, false, encodings)) {
       const m = window.add(packetId, message, qos, retain, ids, shareKey);
-      this.journal?.inflight(m);
+      journal?.inflight(m);
     }
   }
 
@@ -402,8 +414,12 @@ export class Session {
     this.heldResends?.ids.delete(packetId);
     if (type === 5 && reasonCode < 0x80) {
       m.state = 'pubrel';
-      this.journal?.inflight(m);
-      this.link?.sendPubrel(packetId);
+      const journal = this.journal;
+      journal?.inflight(m);
+      const link = this.link;
+      // Durable: PUBREL once 'pubrel' is recorded, so a restart never sends the PUBLISH again.
+      if (journal?.afterCommit !== undefined) journal.afterCommit(() => this.link === link && this.window?.get(packetId) === m && link?.sendPubrel(packetId));
+      else link?.sendPubrel(packetId);
       return 'done';
     }
     this.releaseInflight(packetId);

@@ -55,8 +55,8 @@ export interface InflightMessage {
  * that are not kept (expiry 0) and brokers without storage pay nothing.
  */
 export interface SessionJournal {
-  /** The session was made or resumed with this expiry (expiresAt undefined while connected). */
-  expiry(expiryInterval: number, expiresAt: number | undefined): void;
+  /** The session was made or resumed with this expiry (expiresAt undefined while connected), by `client`. */
+  expiry(expiryInterval: number, expiresAt: number | undefined, client?: ClientInfo): void;
   /** The session ended: everything of it goes. */
   deleted(): void;
   subscribed(key: string, entry: SubscriptionEntry): void;
@@ -72,6 +72,11 @@ export interface SessionJournal {
   incomingQos2(packetId: number, held: boolean): void;
   /** The will of the live connection (or of a connection that ended and waits out its Will Delay), or none. */
   will(will: StoredWill | undefined): void;
+  /**
+   * Runs `done` once the changes recorded so far are committed. A QoS 2 PUBLISH or a PUBREL goes out only
+   * then, so a restart never sends again what the client was told is done ([MQTT-4.3.3-2], exactly once).
+   */
+  afterCommit?(done: () => void): void;
 }
 
 /** A will as stored: the CONNECT's will, who it is from, and when it is due once its connection ended. */
@@ -102,8 +107,16 @@ export interface SessionStore {
   load(): Iterable<StoredSession>;
   /** Where the changes of session `clientId` are recorded; undefined when nothing needs recording. */
   journal(clientId: string): SessionJournal | undefined;
-  /** Runs `done` once every change recorded so far is committed (at once when not durable). */
-  afterCommit(done: () => void): void;
+  /**
+   * Runs `done` once every change recorded so far is committed (at once when not durable); `failed` instead
+   * when that commit failed (disk full, I/O error): what waited on it must not be acknowledged.
+   */
+  afterCommit(done: () => void, failed?: (error: Error) => void): void;
+  /**
+   * The will of a live connection whose session is not kept (no journal), or none once the connection ended:
+   * a durable store publishes it after a restart if the process died with the connection open.
+   */
+  liveWill?(clientId: string, will: StoredWill | undefined): void;
   close(): void;
 }
 

@@ -1,0 +1,282 @@
+// Persistence benchmark: persistent-session traffic through Petrel on SQLite, Petrel in memory and
+// Mosquitto with `persistence true`, in the same run; then kill -9 in the middle of a run and the
+// acknowledged messages lost by each; then start-up with 100k stored sessions and 100k retained messages.
+// Every broker is a child process on 127.0.0.1; the load generator is this process (raw MQTT 3.1.1).
+// Run: npm run bench:persistence   (BENCH_MESSAGES=20000 for a short run; BENCH_STARTUP=100000)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { PublishPacket } from '../src/protocol/packets.js';
+import { SqliteSessionStore } from '../src/storage/sqlite-store.js';
+import { Peer, startChildBroker } from '../test/storage/peer.js';
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
+const STARTUP = Number(process.env.BENCH_STARTUP ?? 100_000);
+const WINDOW = 64;
+/** Scenarios to run, by the start of their name (BENCH_ONLY=fan-in,pairs); all by default. */
+const ONLY = process.env.BENCH_ONLY?.split(',');
+/** Brokers to compare (BENCH_KINDS=sqlite,memory). */
+const KINDS = process.env.BENCH_KINDS?.split(',');
+const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p));
+
+type Kind = 'sqlite' | 'memory' | 'mosquitto';
+
+interface Running {
+  port: number;
+  kill(signal: NodeJS.Signals): Promise<void>;
+  rssMB(): number;
+  pid: number;
+}
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+
+function rssOf(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+async function start(kind: Kind, dir: string): Promise<Running> {
+  if (kind !== 'mosquitto') {
+    const b = await startChildBroker(dir, kind === 'memory' ? ['--storage', 'memory'] : [], { PETREL_MAX_QUEUED_MESSAGES: '1000000' });
+    return { port: b.port, pid: b.child.pid!, kill: (s) => b.kill(s), rssMB: () => rssOf(b.child.pid!) };
+  }
+  const port = await freePort();
+  chmodSync(dir, 0o777);
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\nmax_queued_messages 1000000\nmax_inflight_messages 64\nset_tcp_nodelay true\n`);
+  const child: ChildProcess = spawn(MOSQUITTO!, ['-c', conf], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  for (let i = 0; i < 100; i++) {
+    try {
+      const { peer } = await Peer.connect(port, { clientId: 'probe' });
+      peer.destroy();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    port,
+    pid: child.pid!,
+    rssMB: () => rssOf(child.pid!),
+    async kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** A persistent QoS 1 subscriber: counts distinct payloads received. */
+async function subscriber(port: number, clientId: string, filter: string, got: Set<string>, onMessage?: () => void): Promise<Peer> {
+  const { peer } = await Peer.connect(port, { clientId, clean: false, keepAlive: 0 });
+  let subacked: () => void = () => {};
+  const suback = new Promise<void>((r) => (subacked = r));
+  peer.onPacket = (p) => {
+    if (p.type === 3) {
+      const m = p as PublishPacket;
+      got.add(m.payload.toString());
+      if (m.qos === 1) peer.send({ type: 4, packetId: m.packetId! });
+      onMessage?.();
+    } else if (p.type === 9) subacked();
+  };
+  peer.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: filter, qos: 1 }] });
+  await suback;
+  return peer;
+}
+
+/** Publishes `count` QoS 1 messages with a window; resolves with the payloads acknowledged (until the connection dies). */
+async function publisher(port: number, clientId: string, topic: string, count: number, prefix: string): Promise<Set<string>> {
+  const { peer } = await Peer.connect(port, { clientId, clean: false, keepAlive: 0 });
+  const acked = new Set<string>();
+  const byId = new Map<number, string>();
+  let inFlight = 0;
+  let wake: (() => void) | undefined;
+  peer.socket.on('close', () => wake?.());
+  peer.onPacket = (p) => {
+    if (p.type !== 4) return;
+    const payload = byId.get(p.packetId);
+    if (payload !== undefined) acked.add(payload);
+    byId.delete(p.packetId);
+    inFlight--;
+    wake?.();
+  };
+  for (let n = 0; n < count && !peer.closed; n++) {
+    while (inFlight >= WINDOW && !peer.closed) await new Promise<void>((r) => (wake = r));
+    const packetId = (n % 65000) + 1;
+    const payload = `${prefix}${n}`;
+    byId.set(packetId, payload);
+    inFlight++;
+    peer.send({ type: 3, topic, payload: Buffer.from(payload.padEnd(64, '.')), qos: 1, retain: false, dup: false, packetId });
+  }
+  while (inFlight > 0 && !peer.closed) await new Promise<void>((r) => (wake = r));
+  peer.destroy();
+  return acked;
+}
+
+const until = async (check: () => boolean, maxMs: number) => {
+  const end = Date.now() + maxMs;
+  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+};
+
+/** Payloads are "<prefix><n>" padded with dots to 64 bytes: the key is the part before the dots. */
+const key = (payload: string) => payload.replace(/\.+$/, '');
+
+async function fanIn(kind: Kind, dir: string): Promise<number> {
+  const b = await start(kind, dir);
+  const got = new Set<string>();
+  const sub = await subscriber(b.port, 'fanin-sub', 'fanin/#', got);
+  const per = Math.floor(MESSAGES / 4);
+  const t0 = performance.now();
+  await Promise.all([0, 1, 2, 3].map((i) => publisher(b.port, `fanin-pub-${i}`, `fanin/${i}`, per, `p${i}-`)));
+  await until(() => got.size >= per * 4, 60_000);
+  const rate = got.size / ((performance.now() - t0) / 1000);
+  sub.destroy();
+  await b.kill('SIGTERM');
+  return rate;
+}
+
+async function pairs(kind: Kind, dir: string): Promise<number> {
+  const b = await start(kind, dir);
+  const gots = [0, 1, 2, 3].map(() => new Set<string>());
+  const subs = await Promise.all(gots.map((g, i) => subscriber(b.port, `pair-sub-${i}`, `pair/${i}`, g)));
+  const per = Math.floor(MESSAGES / 4);
+  const t0 = performance.now();
+  await Promise.all([0, 1, 2, 3].map((i) => publisher(b.port, `pair-pub-${i}`, `pair/${i}`, per, `q${i}-`)));
+  await until(() => gots.every((g) => g.size >= per), 60_000);
+  const rate = gots.reduce((s, g) => s + g.size, 0) / ((performance.now() - t0) / 1000);
+  for (const s of subs) s.destroy();
+  await b.kill('SIGTERM');
+  return rate;
+}
+
+async function offlineDrain(kind: Kind, dir: string): Promise<{ queue: number; drain: number }> {
+  const b = await start(kind, dir);
+  const got = new Set<string>();
+  const sub = await subscriber(b.port, 'drain-sub', 'drain/#', got);
+  sub.send({ type: 14 });
+  await sub.waitClosed();
+  const t0 = performance.now();
+  await publisher(b.port, 'drain-pub', 'drain/x', MESSAGES, 'd');
+  const queue = MESSAGES / ((performance.now() - t0) / 1000);
+  const t1 = performance.now();
+  const back = await subscriber(b.port, 'drain-sub', 'drain/#', got);
+  await until(() => got.size >= MESSAGES, 120_000);
+  const drain = got.size / ((performance.now() - t1) / 1000);
+  back.destroy();
+  await b.kill('SIGTERM');
+  return { queue, drain };
+}
+
+/** Fan-in, kill -9 after `afterMs`, restart, and count acknowledged messages the subscriber never gets. */
+async function killLoss(kind: Kind, dir: string, afterMs: number): Promise<{ acked: number; lost: number }> {
+  let b = await start(kind, dir);
+  const got = new Set<string>();
+  const sub = await subscriber(b.port, 'kill-sub', 'kill/#', got);
+  sub.send({ type: 14 }); // offline: everything is queued
+  await sub.waitClosed();
+  const pubs = [0, 1].map((i) => publisher(b.port, `kill-pub-${i}`, `kill/${i}`, 1_000_000, `k${i}-`));
+  await new Promise((r) => setTimeout(r, afterMs));
+  await b.kill('SIGKILL');
+  const acked = new Set<string>();
+  for (const set of await Promise.all(pubs)) for (const p of set) acked.add(key(p));
+  b = await start(kind, dir);
+  let last = Date.now();
+  const back = await subscriber(b.port, 'kill-sub', 'kill/#', got, () => (last = Date.now()));
+  await until(() => Date.now() - last > 1500, 60_000);
+  const received = new Set([...got].map(key));
+  let lost = 0;
+  for (const a of acked) if (!received.has(a)) lost++;
+  back.destroy();
+  await b.kill('SIGTERM');
+  return { acked: acked.size, lost };
+}
+
+/** 100k sessions with a subscription and 100k retained messages in a data file, then the time to accept connections. */
+async function startup(dir: string): Promise<{ ms: number; rssMB: number; sessions: unknown; retained: unknown }> {
+  SqliteSessionStore.open({ dir }).close();
+  const db = new Database(join(dir, 'petrel.db'));
+  const session = db.prepare('INSERT INTO sessions (client_id, expiry_interval, expires_at, client) VALUES (?, 4294967295, NULL, ?)');
+  const sub = db.prepare('INSERT INTO subscriptions (client_id, key, entry) VALUES (?, ?, ?)');
+  const retained = db.prepare('INSERT INTO retained (topic, payload, qos, properties, expires_at, from_client) VALUES (?, ?, 1, NULL, NULL, NULL)');
+  const payload = Buffer.alloc(64, 0x61);
+  db.transaction(() => {
+    for (let i = 0; i < STARTUP; i++) {
+      const id = `device-${i}`;
+      session.run(id, JSON.stringify({ clientId: id, protocolVersion: 4, remoteAddress: '10.0.0.1:1', listener: 'tcp' }));
+      const filter = `devices/${i}/cmd/#`;
+      sub.run(id, filter, JSON.stringify({ clientId: id, filter, qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }));
+      retained.run(`devices/${i}/status`, payload);
+    }
+  })();
+  db.close();
+  const t0 = performance.now();
+  const b = await startChildBroker(dir, ['--log-level', 'info']);
+  const { peer } = await Peer.connect(b.port, { clientId: 'after-start' });
+  const ms = performance.now() - t0;
+  peer.destroy();
+  const line = b.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('storage: sqlite'));
+  const rssMB = rssOf(b.child.pid!);
+  await b.kill('SIGTERM');
+  return { ms, rssMB, sessions: line?.sessions, retained: line?.retained };
+}
+
+async function main(): Promise<void> {
+  const kinds: Kind[] = ['sqlite', 'memory', ...(MOSQUITTO ? (['mosquitto'] as const) : [])];
+  console.log(`persistence benchmark: ${MESSAGES} QoS 1 messages per scenario, 64-byte payloads, 3.1.1, window ${WINDOW}; ${kinds.join(', ')}`);
+  const results: Record<string, Record<Kind, string>> = {};
+  const scenario = async (name: string, run: (kind: Kind, dir: string) => Promise<string>) => {
+    if (ONLY !== undefined && !ONLY.some((o) => name.startsWith(o))) return;
+    results[name] = {} as Record<Kind, string>;
+    for (const kind of kinds) {
+      if (KINDS !== undefined && !KINDS.includes(kind)) continue;
+      const dir = mkdtempSync(join(tmpdir(), `petrel-bench-${kind}-`));
+      try {
+        results[name]![kind] = await run(kind, dir);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      console.log(`  ${name.padEnd(34)} ${kind.padEnd(10)} ${results[name]![kind]}`);
+    }
+  };
+  const rate = (r: number) => `${Math.round(r)} msg/s`;
+  await scenario('fan-in 4 -> 1 persistent', async (k, d) => rate(await fanIn(k, d)));
+  await scenario('4 pairs, persistent sessions', async (k, d) => rate(await pairs(k, d)));
+  await scenario(`offline queue ${MESSAGES} then drain`, async (k, d) => {
+    const r = await offlineDrain(k, d);
+    return `queue ${Math.round(r.queue)} msg/s, drain ${Math.round(r.drain)} msg/s`;
+  });
+  await scenario('kill -9 after 1 s: acknowledged lost', async (k, d) => {
+    if (k === 'memory') return '(not durable: everything queued is lost)';
+    const r = await killLoss(k, d, 1000);
+    return `${r.lost} of ${r.acked} acknowledged lost`;
+  });
+  if (ONLY !== undefined && !ONLY.includes('start-up')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-bench-startup-'));
+  try {
+    const s = await startup(dir);
+    console.log(`  start-up with ${STARTUP} sessions + ${STARTUP} retained: accepting after ${Math.round(s.ms)} ms, RSS ${s.rssMB} MB (loaded ${String(s.sessions)} sessions, ${String(s.retained)} retained)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,124 @@
+// The SQLite file's layout and its checks at open: a file that is not Petrel's, is corrupt or comes from a
+// newer Petrel stops start-up with one line naming the file and the problem, and is left untouched; an
+// older schema is migrated in one transaction.
+import type Database from 'better-sqlite3';
+
+/** PRAGMA application_id of a Petrel data file: "PTRL". */
+export const APPLICATION_ID = 0x5054524c;
+/** PRAGMA user_version: the schema this code writes. */
+export const SCHEMA_VERSION = 1;
+
+/** Why the data file cannot be used; the message is one line naming the file and the problem. */
+export class StorageError extends Error {
+  override readonly name = 'StorageError';
+}
+
+const TABLES_V1 = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE sessions (
+  client_id TEXT PRIMARY KEY,
+  expiry_interval INTEGER NOT NULL,
+  expires_at INTEGER,          -- ms since the epoch; NULL while connected (or never expiring)
+  client TEXT,                 -- ClientInfo as JSON
+  will TEXT                    -- StoredWill as JSON, or NULL
+) WITHOUT ROWID;
+CREATE TABLE subscriptions (
+  client_id TEXT NOT NULL,
+  key TEXT NOT NULL,           -- the filter as subscribed, with any $share/group/ prefix
+  entry TEXT NOT NULL,         -- SubscriptionEntry as JSON (QoS, No Local, RAP, Retain Handling, identifiers)
+  PRIMARY KEY (client_id, key)
+) WITHOUT ROWID;
+-- A message queued for many sessions is stored once; queue and inflight rows refer to it.
+CREATE TABLE messages (
+  id INTEGER PRIMARY KEY,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL,
+  properties TEXT,
+  expires_at INTEGER,
+  from_client TEXT
+);
+CREATE TABLE queue (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,        -- order within the session's queue
+  message_id INTEGER NOT NULL,
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL,
+  subscription_ids TEXT,
+  queued_at INTEGER NOT NULL,
+  share_key TEXT,
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE inflight (
+  client_id TEXT NOT NULL,
+  packet_id INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  qos INTEGER NOT NULL,
+  state TEXT NOT NULL,         -- 'publish' (PUBLISH sent) or 'pubrel' (PUBREL sent)
+  retain INTEGER NOT NULL,
+  subscription_ids TEXT,
+  share_key TEXT,
+  send_order INTEGER NOT NULL,
+  PRIMARY KEY (client_id, packet_id)
+) WITHOUT ROWID;
+CREATE TABLE incoming_qos2 (
+  client_id TEXT NOT NULL,
+  packet_id INTEGER NOT NULL,
+  PRIMARY KEY (client_id, packet_id)
+) WITHOUT ROWID;
+-- Wills of live connections whose sessions are not kept (clean): published after a restart if the process died.
+CREATE TABLE live_wills (client_id TEXT PRIMARY KEY, will TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE retained (
+  topic TEXT PRIMARY KEY,
+  payload BLOB NOT NULL,
+  qos INTEGER NOT NULL,
+  properties TEXT,
+  expires_at INTEGER,
+  from_client TEXT
+) WITHOUT ROWID;
+`;
+
+/** Migrations from version N-1 to N, by N (none yet: version 1 is the first). */
+const MIGRATIONS: Record<number, string> = {};
+
+/**
+ * Checks the file and brings its schema to SCHEMA_VERSION. Throws StorageError (file untouched) when it is
+ * not a Petrel file, is corrupt, or was written by a newer Petrel.
+ */
+export function prepareSchema(db: Database.Database, file: string): void {
+  let appId: number;
+  let version: number;
+  let tables: number;
+  try {
+    appId = db.pragma('application_id', { simple: true }) as number;
+    version = db.pragma('user_version', { simple: true }) as number;
+    tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
+  } catch (err) {
+    throw new StorageError(`${file}: not a SQLite database or corrupt (${(err as Error).message}); restore a backup or move the file away`);
+  }
+  if (appId === 0 && tables === 0) {
+    // A new file: make the schema.
+    db.transaction(() => {
+      db.exec(TABLES_V1);
+      db.pragma(`application_id = ${APPLICATION_ID}`);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+    return;
+  }
+  if (appId !== APPLICATION_ID) throw new StorageError(`${file}: not a Petrel data file (it is a SQLite database of something else; move it away or choose another --data-dir)`);
+  if (version > SCHEMA_VERSION) throw new StorageError(`${file}: written by a newer Petrel (schema version ${version}, this one knows up to ${SCHEMA_VERSION}); upgrade Petrel or choose another --data-dir`);
+  const check = db.pragma('quick_check', { simple: true }) as string;
+  if (check !== 'ok') throw new StorageError(`${file}: the database is corrupt (${check}); restore a backup or move the file away`);
+  if (version < SCHEMA_VERSION) {
+    // All steps in one transaction: an interrupted migration leaves the old schema as it was.
+    db.transaction(() => {
+      for (let v = version + 1; v <= SCHEMA_VERSION; v++) {
+        const step = MIGRATIONS[v];
+        if (step === undefined) throw new StorageError(`${file}: no migration from schema version ${v - 1}`);
+        db.exec(step);
+      }
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+  }
+}
