@@ -197,7 +197,10 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
       }
       const session = this.newSession(s.clientId, s.expiryInterval);
       session.client = s.client;
-      session.expiresAt = s.expiresAt;
+      // Stored while connected (the broker stopped without closing it): offline from now on, so its expiry
+      // counts from now, unless the store knew better (when the broker was last alive).
+      const expiresAt = s.expiresAt ?? (s.expiryInterval === NEVER_EXPIRES ? undefined : now + s.expiryInterval * 1000);
+      session.expiresAt = expiresAt;
       for (const [key, entry] of s.subscriptions) {
         session.restoreSubscription(key, entry);
         if (this.router.add(entry, session) === FilterChange.Filter) this.routes.addRoute(entry.filter);
@@ -205,9 +208,9 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
       for (const item of s.queue) session.restoreQueued(item);
       for (const m of s.inflight) session.restoreInflight(m);
       for (const id of s.incomingQos2) session.restoreIncomingQos2(id);
-      if (s.expiresAt !== undefined) {
+      if (expiresAt !== undefined) {
         this.expiring.add(session);
-        this.timers.schedule(session, s.expiresAt);
+        this.timers.schedule(session, expiresAt);
       }
       if (s.will !== undefined) this.wills.restore(s.clientId, s.will, true);
       count++;
