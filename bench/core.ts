@@ -4,12 +4,30 @@
 // ../shared/bench measures the whole broker.
 // Run: npm run bench:core
 import { Buffer } from 'node:buffer';
-import { BrokerCore } from '../src/broker/core.js';
+import { BrokerCore, type CoreOptions } from '../src/broker/core.js';
+import { Acl, type AclRule } from '../src/auth/acl.js';
 import type { Channel, ChannelOutput } from '../src/broker/channel.js';
 import { encodePacket } from '../src/protocol/encoder.js';
 import type { QoS } from '../src/protocol/constants.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+/**
+ * BENCH_ACL=1: every core checks each delivery against an ACL of 12 rules (the authorizeReceive hook an ACL sets
+ * when it filters wildcard subscriptions per message, as Mosquitto does), for an A/B of that check's cost.
+ */
+const ACL_HOOKS = process.env.BENCH_ACL === '1' ? aclHooks() : undefined;
+
+function aclHooks(): CoreOptions['hooks'] {
+  const rules: AclRule[] = [];
+  for (let i = 0; i < 10; i++) rules.push({ permission: 'deny', action: 'subscribe', topic: `private/${i}/#` });
+  rules.push({ permission: 'allow', action: 'all', topic: 'users/%u/#' });
+  rules.push({ permission: 'allow', action: 'subscribe', topic: '#' });
+  const acl = new Acl({ rules, default: 'deny' });
+  return { authorizeReceive: (client, topic) => acl.canReceive(client, topic) };
+}
+
+/** Options of every core of this benchmark. */
+const coreOptions = (): CoreOptions => ({ hooks: ACL_HOOKS });
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 200_000);
 
 /** An output that counts bytes; it is never full and never closes. */
@@ -51,7 +69,7 @@ interface Scenario {
  * (devices coming and going), which must not cost the pairs their cached routes.
  */
 function pairs(qos: QoS, churnEvery = 0): Scenario {
-  const core = new BrokerCore({});
+  const core = new BrokerCore(coreOptions());
   const n = 1000;
   const pubs: Channel[] = [];
   const subs: Channel[] = [];
@@ -90,7 +108,7 @@ function pairs(qos: QoS, churnEvery = 0): Scenario {
 
 /** 10 publishers, one subscriber of all their topics (a wildcard); each read carries 32 messages. */
 function fanin(v: 4 | 5): Scenario {
-  const core = new BrokerCore({});
+  const core = new BrokerCore(coreOptions());
   subscribe(connect(core, 's', v), 'fanin/+', 0, v);
   const pubs = Array.from({ length: 10 }, (_, i) => connect(core, `p${i}`, v));
   const chunks = pubs.map((_, i) => Buffer.concat(Array.from({ length: 32 }, () => publish(`fanin/${i}`, 0, v))));
@@ -104,7 +122,7 @@ function fanin(v: 4 | 5): Scenario {
 
 /** A wildcard SUBSCRIBE (and UNSUBSCRIBE) matching one of 100,000 retained messages: ns per SUBSCRIBE. */
 function retainedSubscribe(): Scenario {
-  const core = new BrokerCore({});
+  const core = new BrokerCore(coreOptions());
   const pub = connect(core, 'p');
   for (let i = 0; i < 100_000; i++) pub.receive(publish(`site/${i % 100}/device/${i}/temp`, 0, 4, true));
   const sub = connect(core, 's');
@@ -126,7 +144,7 @@ function retainedSubscribe(): Scenario {
 
 /** One publisher, 100 subscribers of its topic. */
 function fanout(): Scenario {
-  const core = new BrokerCore({});
+  const core = new BrokerCore(coreOptions());
   for (let i = 0; i < 100; i++) subscribe(connect(core, `s${i}`), 'fanout', 0);
   const pub = connect(core, 'p');
   const packet = publish('fanout', 0);

@@ -48,7 +48,7 @@ export function registerBrokerCommand(program: Command): void {
     .addHelpText(
       'after',
       '\nConfiguration: file < PETREL_* environment variables (PETREL_MAX_QOS=1, PETREL_ACL__DEFAULT=deny) < flags.\n' +
-        'SIGHUP reloads the password file, the ACL file, TLS certificates (they are also reloaded when they change) and the HTTP API token,\n' +
+        'SIGHUP reloads the password file, the ACL file and TLS certificates (they are also reloaded when they change) and the HTTP API token,\n' +
         "and re-reads the config file: a TLS listener's cert, key, ca and crl apply to new connections; other changes need a restart.\n" +
         '\nExamples:\n  petrel broker\n  petrel broker --port 1884 --log-level debug\n  petrel broker -c petrel.config.yaml --print-config\n',
     )

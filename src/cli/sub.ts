@@ -206,6 +206,9 @@ async function subscribe(flags: SubFlags): Promise<number> {
   client.on('error', (err: MqttClientError) => {
     if (attempting) say(`reconnect failed: ${err.message}`);
   });
+  // Connections accepted and then dropped again and again (a takeover loop, a proxy, a broker under load): said
+  // once, in words, by the client library.
+  client.on('warning', (w: MqttClientError) => say(w.describe()));
 
   let exitCode: number = EXIT.OK;
   let timer: NodeJS.Timeout | undefined;

@@ -55,6 +55,8 @@ export function parseBrokerUrl(input: string): BrokerAddress {
   const rawScheme = url.protocol.slice(0, -1).toLowerCase();
   const scheme = SCHEME_ALIASES[rawScheme];
   if (scheme === undefined) {
+    // MQTT-SN speaks another protocol over UDP: its client is its own entry point.
+    if (rawScheme.toLowerCase() === 'mqttsn') throw new TypeError(`"${shown}" is MQTT-SN over UDP: use connect() from 'petrel/mqttsn' (petrel pub/sub take mqttsn:// URLs as they are)`);
     throw new TypeError(`unsupported URL scheme "${rawScheme}://" in "${shown}": use mqtt://, mqtts://, ws:// or wss://`);
   }
   let host = url.hostname;

@@ -268,9 +268,17 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     if (this.lifecycle === 'starting') this.lifecycle = 'listening';
   }
 
-  /** True once every listener is up, until close(): what a readiness probe asks. */
+  /** True once every listener is up, until close(), while the store can write: what a readiness probe asks. */
   get ready(): boolean {
-    return this.lifecycle === 'listening';
+    return this.lifecycle === 'listening' && this.storageStatus().problem === undefined;
+  }
+
+  /** Where sessions and retained messages are kept, and why writes fail now, if they do. */
+  storageStatus(): { type: 'memory' | 'sqlite'; file?: string; problem?: string } {
+    const s = this.storage;
+    if (s === undefined) return { type: 'memory' };
+    const problem = (s.sessionStore as { storage?: { writeProblem?: string } }).storage?.writeProblem;
+    return problem === undefined ? { type: 'sqlite', file: s.file } : { type: 'sqlite', file: s.file, problem };
   }
 
   /** The running listeners: name, type, address and open connections. */

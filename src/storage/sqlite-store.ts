@@ -152,6 +152,11 @@ export class SqliteStorage {
     return op;
   }
 
+  /** Why writes fail now (a full disk, ...), or undefined while they work: what a readiness probe reports. */
+  get writeProblem(): string | undefined {
+    return this.failing;
+  }
+
   /** Runs `done` once every change recorded so far is committed; `failed` if that commit fails. */
   afterCommit(done: () => void, failed?: (error: Error) => void): void {
     if (this.pending.length === 0) {

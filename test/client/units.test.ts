@@ -21,6 +21,7 @@ test('broker URLs: schemes, default ports and paths, credentials', () => {
   assert.equal(parseBrokerUrl('mqtt://[::1]:1884').host, '::1');
   assert.equal(formatBrokerUrl(parseBrokerUrl('mqtt://[::1]:1884')), 'mqtt://[::1]:1884');
   assert.throws(() => parseBrokerUrl('http://h'), /unsupported URL scheme "http:\/\/"/);
+  assert.throws(() => parseBrokerUrl('mqttsn://h:1884'), /MQTT-SN over UDP: use connect\(\) from 'petrel\/mqttsn'/, 'an MQTT-SN URL points to its own client');
   assert.throws(() => parseBrokerUrl('mqtt://h:70000'), /invalid/);
 });
 

@@ -126,7 +126,9 @@ describe('storage: faults', () => {
     const logger = pino({ level: 'warn' }, new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) }));
     // A file limited to ~100 KB: SQLite fails writes beyond it as on a full disk (SQLITE_FULL).
     const brokers = brokerOn(t, dir, { logger });
-    let { port } = await brokers.start({ storage: { type: 'sqlite', dir, maxSizeMB: 0.1 } });
+    const started = await brokers.start({ storage: { type: 'sqlite', dir, maxSizeMB: 0.1 } });
+    let port = started.port;
+    assert.equal(started.broker.ready, true, 'ready while writes work');
     const sub = (await RawClient.connect(port, { clientId: 'away', protocolVersion: 5, clean: false, properties: { sessionExpiryInterval: 3600 } })).client;
     sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'big/#', qos: 1 }] });
     await sub.next(9);
@@ -148,6 +150,8 @@ describe('storage: faults', () => {
     assert.equal(refusedCode, 0x97, 'Quota exceeded');
     assert.ok(stored.length > 0);
     assert.ok(lines.some((l) => l.includes('storage write failed: the disk is full (SQLITE_FULL)') && l.includes('petrel.db')), 'the log names the cause and the file');
+    assert.equal(started.broker.ready, false, 'not ready while the store cannot write (what /ready answers)');
+    assert.match(started.broker.storageStatus().problem ?? '', /disk is full/);
 
     // The broker goes on: QoS 0 still flows, 3.1.1 QoS 1 that cannot be stored closes the connection.
     await live.collect(100);

@@ -10,9 +10,9 @@ export function registerOpsRoutes(app: FastifyInstance, ctx: HttpAppContext): vo
 
   app.get('/health', { schema: { summary: 'Liveness: the process answers', tags: ['probes'], ...noToken } }, async () => ({ status: 'ok', uptime: Math.floor((Date.now() - startedAt) / 1000) }));
 
-  app.get('/ready', { schema: { summary: 'Readiness: every listener is up (503 while starting or shutting down)', tags: ['probes'], ...noToken } }, async (_request, reply) => {
+  app.get('/ready', { schema: { summary: 'Readiness: every listener is up and the store can write (503 while starting, shutting down, or with a full disk)', tags: ['probes'], ...noToken } }, async (_request, reply) => {
     const ready = broker.ready;
-    return reply.code(ready ? 200 : 503).send({ ready, listeners: broker.runningListeners().map(({ name, type, host, port }) => ({ name, type, host, port })) });
+    return reply.code(ready ? 200 : 503).send({ ready, listeners: broker.runningListeners().map(({ name, type, host, port }) => ({ name, type, host, port })), storage: broker.storageStatus() });
   });
 
   app.get('/metrics', { schema: { summary: 'Prometheus metrics (text format)', tags: ['probes'], ...noToken } }, async (_request, reply) => {
