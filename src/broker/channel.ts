@@ -162,7 +162,7 @@ export class Channel implements SessionLink {
   ) {
     this.openedAt = this.lastReceived = host.clock.now();
     this.decoder = new PacketDecoder({ maxPacketSize: host.limits.maxPacketSize });
-    this.writer = new PublishWriter(4);
+    this.writer = new PublishWriter(4, host.clock);
   }
 
   /** Who the client is was proven by its certificate or an enhanced authentication exchange, not a password. */
@@ -516,7 +516,7 @@ export class Channel implements SessionLink {
   }
 
   writePublish(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, packetId: number | undefined, dup: boolean, encodings?: FanOutEncodings): boolean {
-    const encoded = this.writer.encode(message, qos, retain, ids, packetId, dup, this.host.clock.now(), encodings);
+    const encoded = this.writer.encode(message, qos, retain, ids, packetId, dup, encodings);
     if (encoded === undefined) {
       // [MQTT-3.1.2-25] never send a packet larger than the client's Maximum Packet Size: dropped for this client.
       this.host.stats.droppedMessages++;

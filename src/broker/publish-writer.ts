@@ -19,20 +19,24 @@ export class PublishWriter {
     return this.aliases?.size ?? 0;
   }
 
-  constructor(public version: ProtocolVersion) {}
+  /** `clock`: read only for a message with an expiry (no clock read per delivered message otherwise). */
+  constructor(
+    public version: ProtocolVersion,
+    private readonly clock: { now(): number },
+  ) {}
 
   /**
    * The PUBLISH for this client, or undefined when it is larger than the client's Maximum Packet Size
    * ([MQTT-3.1.2-25]: dropped for this client). `encodings`: the fan-out's shared encodings, if any.
    */
-  encode(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, packetId: number | undefined, dup: boolean, now: number, encodings: FanOutEncodings | undefined): Buffer | undefined {
+  encode(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, packetId: number | undefined, dup: boolean, encodings: FanOutEncodings | undefined): Buffer | undefined {
     const v5 = this.version === 5;
     let encoded: Buffer;
     if (v5 && (ids !== undefined || message.expiresAt !== undefined || this.topicAliasMaximum > 0)) {
       // Something in this PUBLISH is for this subscriber alone: encode it for them.
       const properties: Properties = { ...message.properties };
       if (ids) properties.subscriptionIdentifier = ids.length === 1 ? ids[0] : [...ids];
-      if (message.expiresAt !== undefined) properties.messageExpiryInterval = Math.max(0, Math.ceil((message.expiresAt - now) / 1000));
+      if (message.expiresAt !== undefined) properties.messageExpiryInterval = Math.max(0, Math.ceil((message.expiresAt - this.clock.now()) / 1000));
       let topic = message.topic;
       let newAlias: number | undefined;
       if (this.topicAliasMaximum > 0) {

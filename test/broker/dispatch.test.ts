@@ -26,11 +26,11 @@ class EncodingLink implements SessionLink {
   /** Runs once, right after the next write (a publish nested in the fan-out). */
   afterWrite: (() => void) | undefined;
   constructor(readonly version: ProtocolVersion) {
-    this.writer = new PublishWriter(version);
+    this.writer = new PublishWriter(version, { now: () => 0 });
   }
   outputFull = () => false;
   writePublish(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, packetId: number | undefined, dup: boolean, encodings?: FanOutEncodings): boolean {
-    const buf = this.writer.encode(message, qos, retain, ids, packetId, dup, 0, encodings);
+    const buf = this.writer.encode(message, qos, retain, ids, packetId, dup, encodings);
     if (buf === undefined) return false;
     const out: Packet[] = [];
     new PacketDecoder({ protocolVersion: this.version, role: 'client' }).feed(buf, (p) => out.push(p));
