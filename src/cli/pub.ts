@@ -2,7 +2,7 @@
 import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import type { PublishOptions } from '../client/client.js';
+import type { PublishOptions } from '../client/index.js';
 import { addCompatOptions, compatClientOptions, type CompatFlags } from './compat-flags.js';
 import {
   EXIT,

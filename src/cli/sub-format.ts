@@ -2,7 +2,7 @@
 // for byte as mosquitto_sub 2.0 prints them: %-parameters with their flags, width and precision, @-time
 // sequences (strftime) and \-escapes. The format is checked once, before connecting, as mosquitto_sub does.
 import { Buffer, isUtf8 } from 'node:buffer';
-import type { Message } from '../client/client.js';
+import type { Message } from '../client/index.js';
 import type { Properties } from '../protocol/index.js';
 import { UsageError } from './common-client.js';
 

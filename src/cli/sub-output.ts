@@ -3,7 +3,7 @@
 import { Buffer } from 'node:buffer';
 import { createWriteStream, existsSync, openSync, writeFileSync, type WriteStream } from 'node:fs';
 import { extname } from 'node:path';
-import type { Message } from '../client/client.js';
+import type { Message } from '../client/index.js';
 import { UsageError } from './common-client.js';
 
 export interface Sink {

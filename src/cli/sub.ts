@@ -2,7 +2,7 @@
 // MQTTX CLI's sub (payloads as hex or base64, messages written to a file).
 import { Buffer, isUtf8 } from 'node:buffer';
 import type { Command } from 'commander';
-import type { Message } from '../client/client.js';
+import type { Message } from '../client/index.js';
 import { MqttClientError, formatDuration, isFinalDisconnect } from '../client/errors.js';
 import { isValidTopicFilter, topicMatches } from '../protocol/index.js';
 import type { Properties } from '../protocol/index.js';

@@ -32,19 +32,6 @@ import type {
 } from './types.js';
 import type { BrokerAddress } from './url.js';
 
-export type {
-  ConnackInfo,
-  Message,
-  MqttClientEvents,
-  OperationOptions,
-  PublishOptions,
-  PublishResult,
-  SubscribeOptions,
-  SubscribeResult,
-  UnsubscribeOptions,
-  UnsubscribeResult,
-} from './types.js';
-
 const noop = () => {};
 
 export class MqttClient extends EventEmitter<MqttClientEvents> {

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
-import type { Message } from '../../src/client/client.js';
+import type { Message } from '../../src/client/index.js';
 import { compileFormat, strftime, type Timestamp } from '../../src/cli/sub-format.js';
 
 const NOW: Timestamp = { ms: Date.UTC(2024, 4, 6, 21, 48, 3, 123), ns: 123_456_789 };
