@@ -2,8 +2,8 @@
 // spirit of emqtt-bench. Flags follow petrel pub / sub where they overlap (-I is the Client ID
 // prefix, as in mosquitto_pub / mosquitto_sub).
 import type { Command } from 'commander';
-import type { ResolvedOptions } from '../client/options.js';
-import { resolveOptions } from '../client/options.js';
+import type { ResolvedOptions } from '../client/index.js';
+import { resolveOptions } from '../client/index.js';
 import { formatSummary, runBench } from '../bench/index.js';
 import type { BenchMode } from '../bench/index.js';
 import type { ConnectionFlags } from './common-client.js';

@@ -5,14 +5,10 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import type { ClientOptions } from '../client/options.js';
-import { parseProtocolVersion, protocolVersionName } from '../client/options.js';
-import { MAX_TIMER_MS } from '../client/session-state.js';
-import { ConnackError, MqttClientError, ReasonCodeError } from '../client/errors.js';
+import type { ClientOptions, BrokerScheme } from '../client/index.js';
+import { parseProtocolVersion, protocolVersionName, MAX_TIMER_MS, ConnackError, MqttClientError, ReasonCodeError, formatBrokerUrl, isSecure, parseBrokerUrl } from '../client/index.js';
 import { isValidTopicName } from '../protocol/index.js';
 import type { Properties, ProtocolVersion, QoS, UserProperty } from '../protocol/index.js';
-import type { BrokerScheme } from '../client/url.js';
-import { formatBrokerUrl, isSecure, parseBrokerUrl } from '../client/url.js';
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {

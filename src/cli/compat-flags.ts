@@ -4,7 +4,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import type { ClientOptions } from '../client/options.js';
+import type { ClientOptions } from '../client/index.js';
 import type { Properties, ProtocolVersion } from '../protocol/index.js';
 import type { ConnectionFlags } from './common-client.js';
 import { UsageError, clientOptionsFromFlags, requireV5 } from './common-client.js';

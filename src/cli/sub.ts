@@ -3,7 +3,7 @@
 import { Buffer, isUtf8 } from 'node:buffer';
 import type { Command } from 'commander';
 import type { Message } from '../client/index.js';
-import { MqttClientError, formatDuration, isFinalDisconnect } from '../client/errors.js';
+import { MqttClientError, formatDuration, isFinalDisconnect } from '../client/index.js';
 import { isValidTopicFilter, topicMatches } from '../protocol/index.js';
 import type { Properties } from '../protocol/index.js';
 import { addCompatOptions, compatClientOptions, type CompatFlags } from './compat-flags.js';

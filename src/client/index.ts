@@ -35,13 +35,14 @@ export {
   connackError,
   serverDisconnectError,
   formatDuration,
+  isFinalDisconnect,
 } from './errors.js';
 export type { BrokerAddress, BrokerScheme } from './url.js';
-export { parseBrokerUrl, formatBrokerUrl, DEFAULT_PORTS } from './url.js';
+export { parseBrokerUrl, formatBrokerUrl, DEFAULT_PORTS, hostPort, isSecure, isWebSocket } from './url.js';
 export type { TlsOptions, OpenedTransport } from './transport.js';
-export { openTransport } from './transport.js';
+export { openTransport, tlsConnectOptions, tagWebSocketError } from './transport.js';
 export type { BackoffOptions } from './session-state.js';
-export { backoffDelay, KeepAlive, PacketIdAllocator } from './session-state.js';
+export { backoffDelay, KeepAlive, MAX_TIMER_MS, PacketIdAllocator } from './session-state.js';
 
 /**
  * Connects and resolves once the server accepted the connection (CONNACK 0x00).
