@@ -14,7 +14,7 @@ import type { PubAckLikePacket, PublishPacket } from '../../src/protocol/packets
 import { createBroker } from '../../src/server/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { brokerOn, dataDir, rowCounts } from './helpers.js';
-import { startChildBroker } from './peer.js';
+import { startChildBroker } from '../helpers/child-broker.js';
 
 const hash = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
