@@ -108,7 +108,9 @@ async function connectWhenUp(port: number, clientId: string, child: ChildProcess
 /** `petrel broker` as a child on `dir`; its JSON log lines are kept (the start-up line says what was loaded). */
 async function startPetrel(dir: string, args: string[], env: Record<string, string> = {}): Promise<Running & { lines: Record<string, unknown>[] }> {
   const port = await freePort();
-  const child = spawnTracked(process.execPath, [BIN, 'broker', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dir, ...args], { env: { ...process.env, ...env } });
+  // BENCH_BROKER_PROF=dir: a CPU profile of each Petrel child, written when it exits (SIGTERM).
+  const prof = process.env.BENCH_BROKER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_BROKER_PROF}`] : [];
+  const child = spawnTracked(process.execPath, [...prof, BIN, 'broker', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dir, ...args], { env: { ...process.env, ...env } });
   const lines: Record<string, unknown>[] = [];
   let rest = '';
   child.stdout!.on('data', (d: Buffer) => {

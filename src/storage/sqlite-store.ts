@@ -42,6 +42,7 @@ interface Op {
 
 /** A message row shared by the queue and in-flight rows that refer to it. */
 interface MessageRef {
+  message: Message;
   id: number;
   refs: number;
   /** The group its insert is in (still pending while it is the current group). */
@@ -57,6 +58,40 @@ interface RowRef {
   op: Op | undefined;
   /** The op of the current group inserts the row (rather than updating it). */
   inserted?: boolean;
+  /**
+   * In flight but not written yet: a QoS 1 message taken from a queue row that is still on disk (seq). A
+   * PUBACK before the deferral ends deletes just that queue row; otherwise the move is written then.
+   */
+  queueSeq?: number;
+}
+
+/** A queue-to-in-flight move not written yet, and when it is written if the PUBACK has not come. */
+interface DeferredMove {
+  journal: SqliteJournal;
+  row: RowRef;
+  m: InflightMessage;
+  due: number;
+}
+
+/**
+ * How long a QoS 1 message taken from a stored queue may stay in flight before its in-flight row is written
+ * (ms). Nothing acknowledged depends on it: the queue row keeps the message durable meanwhile. A PUBACK
+ * within it saves an in-flight insert and delete; a crash within it resends the message from the queue
+ * (at least once) instead of with DUP and the same packet id.
+ */
+export const DEFER_INFLIGHT_MS = 1000;
+
+/** Sorted runs of consecutive integers: a batch of deletes goes out as a few `BETWEEN` ranges. */
+export function ranges(ids: number[]): [number, number][] {
+  ids.sort((a, b) => a - b);
+  const out: [number, number][] = [];
+  for (const id of ids) {
+    const last = out[out.length - 1];
+    if (last !== undefined && id <= last[1] + 1) {
+      if (id > last[1]) last[1] = id;
+    } else out.push([id, id]);
+  }
+  return out;
 }
 
 /** What the loader hands to a session's journal: the rows that already exist. */
@@ -77,10 +112,19 @@ export class SqliteStorage {
   /** The current commit group: changes recorded now go out with it. */
   group = 0;
   private readonly messages = new Map<Message, MessageRef>();
+  /** Messages whose last reference went this group: deleted at the commit unless referred to again by then. */
+  private orphans: MessageRef[] = [];
+  /** Queue-to-in-flight moves not written yet, oldest first. */
+  private deferred: DeferredMove[] = [];
+  private deferredHead = 0;
+  private deferTimer: NodeJS.Timeout | undefined;
   private nextMessageId = 1;
   private failing: string | undefined;
-  /** Transactions committed and changes written (for tests and metrics: group commit at work). */
-  readonly stats = { commits: 0, writes: 0, skipped: 0 };
+  /**
+   * Transactions committed, changes written and skipped (undone in their group), and queue-to-in-flight
+   * moves deferred and of those written (for tests and benchmarks: group commit at work).
+   */
+  readonly stats = { commits: 0, writes: 0, skipped: 0, deferred: 0, movesWritten: 0 };
   private readonly warn: (message: string, context: Record<string, unknown>) => void;
   readonly clock: { now(): number };
   private heartbeat: NodeJS.Timeout | undefined;
@@ -144,12 +188,70 @@ export class SqliteStorage {
   add(run: () => void): Op {
     const op: Op = { run, dead: false };
     this.pending.push(op);
+    this.schedule();
+    return op;
+  }
+
+  private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
       // After this turn's I/O: everything the turn changed goes in one transaction.
       setImmediate(this.flush);
     }
-    return op;
+  }
+
+  /** A move from a stored queue into flight, written after DEFER_INFLIGHT_MS unless acknowledged before. */
+  defer(journal: SqliteJournal, row: RowRef, m: InflightMessage): void {
+    this.deferred.push({ journal, row, m, due: performance.now() + DEFER_INFLIGHT_MS });
+    this.stats.deferred++;
+    if (this.deferTimer === undefined) this.armDeferTimer();
+  }
+
+  private armDeferTimer(): void {
+    const next = this.deferred[this.deferredHead];
+    if (next === undefined) return;
+    this.deferTimer = setTimeout(
+      () => {
+        this.deferTimer = undefined;
+        this.schedule();
+      },
+      Math.max(1, next.due - performance.now()),
+    );
+    this.deferTimer.unref();
+  }
+
+  /** Writes the deferred moves that are due (all of them when `all`). */
+  private writeDeferred(all: boolean): void {
+    const list = this.deferred;
+    if (list.length === this.deferredHead) return;
+    const now = performance.now();
+    let i = this.deferredHead;
+    for (; i < list.length && (all || list[i]!.due <= now); i++) list[i]!.journal.writeMove(list[i]!.row, list[i]!.m);
+    if (i === list.length) {
+      this.deferred = [];
+      this.deferredHead = 0;
+    } else if (i > 1024 && i * 2 > list.length) {
+      this.deferred = list.slice(i);
+      this.deferredHead = 0;
+    } else this.deferredHead = i;
+  }
+
+  /** Deletes the rows of messages no queue or in-flight row refers to any more, in ranges of ids. */
+  private dropOrphans(): void {
+    const orphans = this.orphans;
+    if (orphans.length === 0) return;
+    this.orphans = [];
+    const ids: number[] = [];
+    for (const ref of orphans) {
+      // Referred to again (taken from a queue into flight), or already handled.
+      if (ref.refs > 0 || this.messages.get(ref.message) !== ref) continue;
+      this.messages.delete(ref.message);
+      if (ref.group === this.group && ref.insert !== undefined) ref.insert.dead = true;
+      else ids.push(ref.id);
+    }
+    if (ids.length === 0) return;
+    const s = this.statements;
+    this.pending.push({ run: () => { for (const [from, to] of ranges(ids)) s.deleteMessages.run(from, to); }, dead: false });
   }
 
   /** Why writes fail now (a full disk, ...), or undefined while they work: what a readiness probe reports. */
@@ -170,6 +272,8 @@ export class SqliteStorage {
   readonly flush = (): void => {
     this.scheduled = false;
     if (this.closed) return;
+    this.writeDeferred(false);
+    this.dropOrphans();
     const ops = this.pending;
     const waiting = this.waiting;
     this.pending = [];
@@ -195,39 +299,43 @@ export class SqliteStorage {
       if (error === undefined) w.done();
       else if (w.failed !== undefined) w.failed(error);
     }
+    if (this.deferTimer === undefined) this.armDeferTimer();
   };
 
   /** A queue or in-flight row now refers to `message`: its row is written once, with the first reference. */
-  refMessage(message: Message): number {
+  refMessage(message: Message, count = true): number {
     let ref = this.messages.get(message);
     if (ref === undefined) {
       const id = this.nextMessageId++;
       const insert = this.add(() => this.statements.insertMessage.run(id, message.topic, message.payload, message.qos, message.retain ? 1 : 0, toJson(message.properties), message.expiresAt ?? null, message.from ?? null));
-      ref = { id, refs: 0, group: this.group, insert };
+      ref = { message, id, refs: 0, group: this.group, insert };
       this.messages.set(message, ref);
     }
-    ref.refs++;
+    if (count) ref.refs++;
     return ref.id;
   }
 
+  /** A row stopped referring to `message`; its row goes at the commit if nothing refers to it by then. */
   unrefMessage(message: Message): void {
     const ref = this.messages.get(message);
     if (ref === undefined || --ref.refs > 0) return;
-    this.messages.delete(message);
-    if (ref.group === this.group && ref.insert !== undefined) ref.insert.dead = true;
-    else this.add(() => this.statements.deleteMessage.run(ref.id));
+    this.orphans.push(ref);
+    this.schedule();
   }
 
   /** A message loaded from the file, referred to `refs` times. */
   adoptMessage(message: Message, id: number, refs: number): void {
-    this.messages.set(message, { id, refs, group: -1, insert: undefined });
+    this.messages.set(message, { message, id, refs, group: -1, insert: undefined });
   }
 
   close(): void {
     if (this.closed) return;
+    // A graceful stop writes every message in flight as such: resent with DUP after the restart.
+    this.writeDeferred(true);
     this.flush();
     this.closed = true;
     if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    if (this.deferTimer !== undefined) clearTimeout(this.deferTimer);
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     } catch {
@@ -258,12 +366,12 @@ const SQL = {
   upsertSubscription: 'INSERT INTO subscriptions (client_id, key, entry) VALUES (?, ?, ?) ON CONFLICT (client_id, key) DO UPDATE SET entry = excluded.entry',
   deleteSubscription: 'DELETE FROM subscriptions WHERE client_id = ? AND key = ?',
   insertMessage: 'INSERT INTO messages (id, topic, payload, qos, retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-  deleteMessage: 'DELETE FROM messages WHERE id = ?',
+  deleteMessages: 'DELETE FROM messages WHERE id BETWEEN ? AND ?',
   insertQueued: 'INSERT OR REPLACE INTO queue (client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-  deleteQueued: 'DELETE FROM queue WHERE client_id = ? AND seq = ?',
+  deleteQueued: 'DELETE FROM queue WHERE client_id = ? AND seq BETWEEN ? AND ?',
   upsertInflight: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   setInflightState: 'UPDATE inflight SET state = ? WHERE client_id = ? AND packet_id = ?',
-  deleteInflightRow: 'DELETE FROM inflight WHERE client_id = ? AND packet_id = ?',
+  deleteInflightRows: 'DELETE FROM inflight WHERE client_id = ? AND packet_id BETWEEN ? AND ?',
   holdIncoming: 'INSERT OR IGNORE INTO incoming_qos2 (client_id, packet_id) VALUES (?, ?)',
   releaseIncoming: 'DELETE FROM incoming_qos2 WHERE client_id = ? AND packet_id = ?',
   upsertRetained: 'INSERT INTO retained (topic, payload, qos, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (topic) DO UPDATE SET payload = excluded.payload, qos = excluded.qos, properties = excluded.properties, expires_at = excluded.expires_at, from_client = excluded.from_client',
@@ -286,6 +394,11 @@ class SqliteJournal implements SessionJournal {
   private readonly inflightRows: Map<number, RowRef>;
   private nextSeq: number;
   private ended = false;
+  /** This group's queue and in-flight deletes, written as ranges by one op each (acknowledgements come in order). */
+  private queueDeletes: { group: number; keys: number[] } | undefined;
+  private inflightDeletes: { group: number; keys: number[] } | undefined;
+  /** The queue row just taken out (its delete the last of queueDeletes): a QoS 1 put in flight next moves it. */
+  private taken: { message: Message; seq: number; keys: number[] } | undefined;
 
   constructor(
     private readonly storage: SqliteStorage,
@@ -354,47 +467,113 @@ class SqliteJournal implements SessionJournal {
     if (row === undefined) return;
     this.queueRows.delete(item);
     const storage = this.storage;
-    if (row.group === storage.group && row.op !== undefined) row.op.dead = true;
-    else {
-      const s = storage.statements;
-      const id = this.clientId;
-      storage.add(() => s.deleteQueued.run(id, row.key));
+    if (row.group === storage.group && row.op !== undefined) {
+      row.op.dead = true;
+      this.taken = undefined;
+    } else {
+      const keys = this.deleteQueued(row.key);
+      this.taken = { message: row.message, seq: row.key, keys };
     }
     storage.unrefMessage(row.message);
+  }
+
+  /** Deletes queue row `seq` at this group's commit; gives the batch it joined. */
+  private deleteQueued(seq: number): number[] {
+    const storage = this.storage;
+    let batch = this.queueDeletes;
+    if (batch === undefined || batch.group !== storage.group) {
+      const keys: number[] = [];
+      this.queueDeletes = batch = { group: storage.group, keys };
+      const s = storage.statements;
+      const id = this.clientId;
+      storage.add(() => { for (const [from, to] of ranges(keys)) s.deleteQueued.run(id, from, to); });
+    }
+    batch.keys.push(seq);
+    return batch.keys;
+  }
+
+  private deleteInflight(packetId: number): void {
+    const storage = this.storage;
+    let batch = this.inflightDeletes;
+    if (batch === undefined || batch.group !== storage.group) {
+      const keys: number[] = [];
+      this.inflightDeletes = batch = { group: storage.group, keys };
+      const s = storage.statements;
+      const id = this.clientId;
+      storage.add(() => { for (const [from, to] of ranges(keys)) s.deleteInflightRows.run(id, from, to); });
+    }
+    batch.keys.push(packetId);
+  }
+
+  /** A deferred move is due (or the broker stops): the queue row goes and the in-flight row is written. */
+  writeMove(row: RowRef, m: InflightMessage): void {
+    const seq = row.queueSeq;
+    if (this.ended || seq === undefined || this.inflightRows.get(m.packetId) !== row) return;
+    row.queueSeq = undefined;
+    this.storage.stats.movesWritten++;
+    this.deleteQueued(seq);
+    this.writeInflight(row, m);
+  }
+
+  private writeInflight(row: RowRef, m: InflightMessage): void {
+    const storage = this.storage;
+    const s = storage.statements;
+    const id = this.clientId;
+    const messageId = storage.refMessage(m.message, false);
+    row.group = storage.group;
+    row.inserted = true;
+    row.op = storage.add(() => s.upsertInflight.run(id, m.packetId, messageId, m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
   }
 
   inflight(m: InflightMessage): void {
     if (this.ended) return;
     const storage = this.storage;
-    const s = storage.statements;
-    const id = this.clientId;
+    const taken = this.taken;
+    this.taken = undefined;
     const row = this.inflightRows.get(m.packetId);
     if (row !== undefined && row.message === m.message) {
       // A step on (PUBREL sent): a row written in this group is written with the state it has then.
+      if (row.queueSeq !== undefined) return this.writeMove(row, m);
       if (row.group === storage.group && row.op !== undefined) return;
+      const s = storage.statements;
+      const id = this.clientId;
       row.group = storage.group;
       row.inserted = false;
       row.op = storage.add(() => s.setInflightState.run(m.state, id, m.packetId));
       return;
     }
-    if (row !== undefined) storage.unrefMessage(row.message);
-    const messageId = storage.refMessage(m.message);
-    const op = storage.add(() => s.upsertInflight.run(id, m.packetId, messageId, m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
-    this.inflightRows.set(m.packetId, { key: m.packetId, message: m.message, group: storage.group, op, inserted: true });
+    if (row !== undefined) this.dropInflight(row);
+    storage.refMessage(m.message);
+    const next: RowRef = { key: m.packetId, message: m.message, group: storage.group, op: undefined };
+    this.inflightRows.set(m.packetId, next);
+    if (m.qos === 1 && taken !== undefined && taken.message === m.message && taken.keys === this.queueDeletes?.keys && taken.keys[taken.keys.length - 1] === taken.seq) {
+      // Straight from a queue row on disk, which keeps standing for it: written as in flight only if no
+      // PUBACK comes within DEFER_INFLIGHT_MS (in a drain, most come within a few ms).
+      taken.keys.pop();
+      next.queueSeq = taken.seq;
+      storage.defer(this, next, m);
+      return;
+    }
+    this.writeInflight(next, m);
   }
 
   released(packetId: number): void {
     const row = this.inflightRows.get(packetId);
     if (row === undefined) return;
     this.inflightRows.delete(packetId);
+    this.dropInflight(row);
+  }
+
+  private dropInflight(row: RowRef): void {
     const storage = this.storage;
-    // An insert still pending goes with it; a state update pending is harmless before the delete.
-    if (row.group === storage.group && row.op !== undefined && row.inserted === true) row.op.dead = true;
-    else {
-      const s = storage.statements;
-      const id = this.clientId;
-      storage.add(() => s.deleteInflightRow.run(id, packetId));
-    }
+    if (row.queueSeq !== undefined) {
+      // Never written as in flight: its queue row goes.
+      this.deleteQueued(row.queueSeq);
+      row.queueSeq = undefined;
+    } else if (row.group === storage.group && row.op !== undefined && row.inserted === true) {
+      // An insert still pending goes with it; a state update pending is harmless before the delete.
+      row.op.dead = true;
+    } else this.deleteInflight(row.key);
     storage.unrefMessage(row.message);
   }
 
@@ -419,6 +598,56 @@ class SqliteJournal implements SessionJournal {
   }
 }
 
+/**
+ * SQLite's order of text (BINARY: the bytes of UTF-8, which is code point order). JavaScript's `<` compares
+ * UTF-16 units, which differs once a string holds a character beyond U+FFFF: surrogates (D800-DFFF) sort
+ * after U+E000-FFFF here, as their code points do.
+ */
+export function compareText(a: string, b: string): number {
+  const n = a.length < b.length ? a.length : b.length;
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+/** A table read in client id order alongside the sessions: hands out the rows of one client id at a time. */
+class Cursor<Row extends [string, ...unknown[]]> {
+  private readonly rows: Iterator<Row>;
+  private next: Row | undefined;
+
+  constructor(statement: Database.Statement) {
+    this.rows = (statement.raw().iterate() as IterableIterator<Row>)[Symbol.iterator]();
+    this.advance();
+  }
+
+  private advance(): void {
+    const r = this.rows.next();
+    this.next = r.done === true ? undefined : r.value;
+  }
+
+  /** The rows of `clientId` (those of smaller ids, which belong to no session, are skipped). */
+  *rowsOf(clientId: string): Generator<Row> {
+    while (this.next !== undefined && this.next[0] !== clientId && compareText(this.next[0], clientId) < 0) this.advance();
+    while (this.next !== undefined && this.next[0] === clientId) {
+      const row = this.next;
+      this.advance();
+      yield row;
+    }
+  }
+
+  close(): void {
+    this.rows.return?.();
+  }
+}
+
 export class SqliteSessionStore implements SessionStore {
   readonly durable = true;
   private loaded = new Map<string, LoadedRows>();
@@ -430,37 +659,26 @@ export class SqliteSessionStore implements SessionStore {
     return new SqliteSessionStore(new SqliteStorage(options));
   }
 
+  /**
+   * Every stored session, one at a time: the tables are read side by side in client id order (a merge of
+   * their primary keys), so a session is given to the registry as soon as its rows are read and nothing
+   * is held for all of them at once. Those whose expiry passed while the broker was down are deleted
+   * (their wills given back to publish).
+   */
   *load(): Iterable<StoredSession> {
-    for (const s of this.loadAll()) yield s;
-  }
-
-  /** Every stored session; those whose expiry passed while the broker was down are deleted (their wills given back to publish). */
-  loadAll(): StoredSession[] {
     const storage = this.storage;
     const db = storage.db;
     const now = storage.clock.now();
     const aliveRow = db.prepare("SELECT value FROM meta WHERE key = 'alive_at'").get() as { value: string } | undefined;
     const aliveAt = aliveRow !== undefined ? Math.min(Number(aliveRow.value), now) : now;
-    const sessions = new Map<string, StoredSession>();
-    // Rows as arrays (raw): a third faster than objects with 100k sessions.
-    type SessionRow = [clientId: string, expiryInterval: number, expiresAt: number | null, client: string | null, will: string | null];
-    for (const raw of db.prepare('SELECT client_id, expiry_interval, expires_at, client, will FROM sessions').raw().iterate() as Iterable<SessionRow>) {
-      const row = { client_id: raw[0], expiry_interval: raw[1], expires_at: raw[2], client: raw[3], will: raw[4] };
-      let expiresAt = row.expires_at ?? undefined;
-      let will = fromJson<StoredWill>(row.will);
-      // Connected when the process died: offline since it was last alive (written back, so another crash
-      // before the client returns does not move the deadline).
-      if (expiresAt === undefined && row.expiry_interval !== NEVER_EXPIRES) {
-        const deadline = (expiresAt = aliveAt + row.expiry_interval * 1000);
-        const s = storage.statements;
-        storage.add(() => s.upsertSession.run(row.client_id, row.expiry_interval, deadline, null));
-      }
-      if (will !== undefined && will.publishAt === undefined) will = { ...will, publishAt: aliveAt + (will.will.properties?.willDelayInterval ?? 0) * 1000 };
-      sessions.set(row.client_id, { clientId: row.client_id, expiryInterval: row.expiry_interval, expiresAt, client: fromJson<ClientInfo>(row.client), subscriptions: [], queue: [], inflight: [], incomingQos2: [], will });
-    }
-    for (const [clientId, key, entry] of db.prepare('SELECT client_id, key, entry FROM subscriptions').raw().iterate() as Iterable<[string, string, string]>) {
-      sessions.get(clientId)?.subscriptions.push([key, fromJson<SubscriptionEntry>(entry)!]);
-    }
+    const s = storage.statements;
+    type SubscriptionRow = [clientId: string, key: string, entry: string];
+    type QueueRow = [clientId: string, seq: number, messageId: number, qos: number, retain: number, subscriptionIds: string | null, queuedAt: number, shareKey: string | null];
+    type InflightRow = [clientId: string, packetId: number, messageId: number, qos: number, state: string, retain: number, subscriptionIds: string | null, shareKey: string | null, order: number];
+    const subscriptions = new Cursor<SubscriptionRow>(db.prepare('SELECT client_id, key, entry FROM subscriptions ORDER BY client_id, key'));
+    const queue = new Cursor<QueueRow>(db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key FROM queue ORDER BY client_id, seq'));
+    const inflight = new Cursor<InflightRow>(db.prepare('SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order FROM inflight ORDER BY client_id, packet_id'));
+    const incoming = new Cursor<[clientId: string, packetId: number]>(db.prepare('SELECT client_id, packet_id FROM incoming_qos2 ORDER BY client_id, packet_id'));
     const messages = new Map<number, { message: Message; refs: number }>();
     const selectMessage = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?');
     const messageOf = (id: number): Message | undefined => {
@@ -474,30 +692,50 @@ export class SqliteSessionStore implements SessionStore {
       m.refs++;
       return m.message;
     };
-    for (const row of db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key FROM queue ORDER BY client_id, seq').iterate() as Iterable<{ client_id: string; seq: number; message_id: number; qos: number; retain: number; subscription_ids: string | null; queued_at: number; share_key: string | null }>) {
-      const session = sessions.get(row.client_id);
-      const message = session && messageOf(row.message_id);
-      if (session === undefined || message === undefined) continue;
-      const item: QueuedMessage = { message, qos: row.qos as QoS, retain: row.retain === 1, subscriptionIds: idsFromText(row.subscription_ids), queuedAt: row.queued_at, shareKey: row.share_key ?? undefined };
-      session.queue.push(item);
-      const rows = this.rowsOf(row.client_id);
-      rows.queue.set(item, { key: row.seq, message, group: -1, op: undefined });
-      rows.nextSeq = row.seq + 1;
-    }
-    for (const row of db.prepare('SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order FROM inflight ORDER BY client_id, send_order').iterate() as Iterable<{ client_id: string; packet_id: number; message_id: number; qos: number; state: string; retain: number; subscription_ids: string | null; share_key: string | null; send_order: number }>) {
-      const session = sessions.get(row.client_id);
-      const message = session && messageOf(row.message_id);
-      if (session === undefined || message === undefined) continue;
-      session.inflight.push({ packetId: row.packet_id, message, qos: row.qos as QoS, state: row.state === 'pubrel' ? 'pubrel' : 'publish', subscriptionIds: idsFromText(row.subscription_ids), retain: row.retain === 1, shareKey: row.share_key ?? undefined, order: row.send_order });
-      this.rowsOf(row.client_id).inflight.set(row.packet_id, { key: row.packet_id, message, group: -1, op: undefined });
-    }
-    for (const row of db.prepare('SELECT client_id, packet_id FROM incoming_qos2').iterate() as Iterable<{ client_id: string; packet_id: number }>) {
-      sessions.get(row.client_id)?.incomingQos2.push(row.packet_id);
+    // Rows as arrays (raw): a third faster than objects with 100k sessions.
+    type SessionRow = [clientId: string, expiryInterval: number, expiresAt: number | null, client: string | null, will: string | null];
+    try {
+      for (const row of db.prepare('SELECT client_id, expiry_interval, expires_at, client, will FROM sessions ORDER BY client_id').raw().iterate() as Iterable<SessionRow>) {
+        const [clientId, expiryInterval] = row;
+        let expiresAt = row[2] ?? undefined;
+        let will = fromJson<StoredWill>(row[4]);
+        // Connected when the process died: offline since it was last alive (written back, so another crash
+        // before the client returns does not move the deadline).
+        if (expiresAt === undefined && expiryInterval !== NEVER_EXPIRES) {
+          const deadline = (expiresAt = aliveAt + expiryInterval * 1000);
+          storage.add(() => s.upsertSession.run(clientId, expiryInterval, deadline, null));
+        }
+        if (will !== undefined && will.publishAt === undefined) will = { ...will, publishAt: aliveAt + (will.will.properties?.willDelayInterval ?? 0) * 1000 };
+        const session: StoredSession = { clientId, expiryInterval, expiresAt, client: fromJson<ClientInfo>(row[3]), subscriptions: [], queue: [], inflight: [], incomingQos2: [], will };
+        for (const r of subscriptions.rowsOf(clientId)) session.subscriptions.push([r[1], fromJson<SubscriptionEntry>(r[2])!]);
+        for (const r of queue.rowsOf(clientId)) {
+          const message = messageOf(r[2]);
+          if (message === undefined) continue;
+          const item: QueuedMessage = { message, qos: r[3] as QoS, retain: r[4] === 1, subscriptionIds: idsFromText(r[5]), queuedAt: r[6], shareKey: r[7] ?? undefined };
+          session.queue.push(item);
+          const rows = this.rowsOf(clientId);
+          rows.queue.set(item, { key: r[1], message, group: -1, op: undefined });
+          rows.nextSeq = r[1] + 1;
+        }
+        for (const r of inflight.rowsOf(clientId)) {
+          const message = messageOf(r[2]);
+          if (message === undefined) continue;
+          session.inflight.push({ packetId: r[1], message, qos: r[3] as QoS, state: r[4] === 'pubrel' ? 'pubrel' : 'publish', subscriptionIds: idsFromText(r[6]), retain: r[5] === 1, shareKey: r[7] ?? undefined, order: r[8] });
+          this.rowsOf(clientId).inflight.set(r[1], { key: r[1], message, group: -1, op: undefined });
+        }
+        if (session.inflight.length > 1) session.inflight.sort((x, y) => x.order - y.order);
+        for (const r of incoming.rowsOf(clientId)) session.incomingQos2.push(r[1]);
+        // Expired while the broker was down: gone, as it would have gone had it run (its will is published).
+        if (expiresAt !== undefined && expiresAt <= now) this.journal(clientId).deleted();
+        yield session;
+      }
+    } finally {
+      subscriptions.close();
+      queue.close();
+      inflight.close();
+      incoming.close();
     }
     for (const [id, m] of messages) storage.adoptMessage(m.message, id, m.refs);
-    // Expired while the broker was down: gone, as they would have gone had it run (their wills are published).
-    const expired = [...sessions.values()].filter((s) => s.expiresAt !== undefined && s.expiresAt <= now);
-    for (const s of expired) this.journal(s.clientId).deleted();
     // Wills of clean-session connections open when the process died: their sessions ended with it, so they
     // are given back as sessions already expired (the registry publishes their wills at once).
     const ended: StoredSession[] = [];
@@ -508,7 +746,7 @@ export class SqliteSessionStore implements SessionStore {
     if (ended.length > 0) storage.add(() => db.prepare('DELETE FROM live_wills').run());
     // Messages no row refers to (left by a failed write): garbage.
     db.prepare('DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue UNION SELECT message_id FROM inflight)').run();
-    return [...sessions.values(), ...ended];
+    yield* ended;
   }
 
   private rowsOf(clientId: string): LoadedRows {
