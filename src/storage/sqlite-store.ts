@@ -45,6 +45,8 @@ interface MessageRef {
   message: Message;
   id: number;
   refs: number;
+  /** Its row is deleted (or its insert undone): a new reference makes a new row. */
+  gone: boolean;
   /** The group its insert is in (still pending while it is the current group). */
   group: number;
   insert: Op | undefined;
@@ -53,7 +55,8 @@ interface MessageRef {
 /** A queue or in-flight row of a session, with the group that wrote it last. */
 interface RowRef {
   key: number;
-  message: Message;
+  /** The message row it refers to (held directly: no lookup per change). */
+  ref: MessageRef;
   group: number;
   op: Op | undefined;
   /** The op of the current group inserts the row (rather than updating it). */
@@ -244,7 +247,8 @@ export class SqliteStorage {
     const ids: number[] = [];
     for (const ref of orphans) {
       // Referred to again (taken from a queue into flight), or already handled.
-      if (ref.refs > 0 || this.messages.get(ref.message) !== ref) continue;
+      if (ref.refs > 0 || ref.gone) continue;
+      ref.gone = true;
       this.messages.delete(ref.message);
       if (ref.group === this.group && ref.insert !== undefined) ref.insert.dead = true;
       else ids.push(ref.id);
@@ -303,29 +307,30 @@ export class SqliteStorage {
   };
 
   /** A queue or in-flight row now refers to `message`: its row is written once, with the first reference. */
-  refMessage(message: Message, count = true): number {
+  refMessage(message: Message): MessageRef {
     let ref = this.messages.get(message);
     if (ref === undefined) {
       const id = this.nextMessageId++;
       const insert = this.add(() => this.statements.insertMessage.run(id, message.topic, message.payload, message.qos, message.retain ? 1 : 0, toJson(message.properties), message.expiresAt ?? null, message.from ?? null));
-      ref = { message, id, refs: 0, group: this.group, insert };
+      ref = { message, id, refs: 0, gone: false, group: this.group, insert };
       this.messages.set(message, ref);
     }
-    if (count) ref.refs++;
-    return ref.id;
+    ref.refs++;
+    return ref;
   }
 
-  /** A row stopped referring to `message`; its row goes at the commit if nothing refers to it by then. */
-  unrefMessage(message: Message): void {
-    const ref = this.messages.get(message);
-    if (ref === undefined || --ref.refs > 0) return;
+  /** A row stopped referring to a message; its row goes at the commit if nothing refers to it by then. */
+  unref(ref: MessageRef): void {
+    if (--ref.refs > 0) return;
     this.orphans.push(ref);
     this.schedule();
   }
 
-  /** A message loaded from the file, referred to `refs` times. */
-  adoptMessage(message: Message, id: number, refs: number): void {
-    this.messages.set(message, { message, id, refs, group: -1, insert: undefined });
+  /** A message loaded from the file (its references are counted as the rows referring to it are read). */
+  adoptMessage(message: Message, id: number): MessageRef {
+    const ref: MessageRef = { message, id, refs: 0, gone: false, group: -1, insert: undefined };
+    this.messages.set(message, ref);
+    return ref;
   }
 
   close(): void {
@@ -398,7 +403,7 @@ class SqliteJournal implements SessionJournal {
   private queueDeletes: { group: number; keys: number[] } | undefined;
   private inflightDeletes: { group: number; keys: number[] } | undefined;
   /** The queue row just taken out (its delete the last of queueDeletes): a QoS 1 put in flight next moves it. */
-  private taken: { message: Message; seq: number; keys: number[] } | undefined;
+  private taken: { ref: MessageRef; seq: number; keys: number[] } | undefined;
 
   constructor(
     private readonly storage: SqliteStorage,
@@ -430,8 +435,8 @@ class SqliteJournal implements SessionJournal {
       s.deleteInflight.run(id);
       s.deleteIncoming.run(id);
     });
-    for (const row of this.queueRows.values()) this.storage.unrefMessage(row.message);
-    for (const row of this.inflightRows.values()) this.storage.unrefMessage(row.message);
+    for (const row of this.queueRows.values()) this.storage.unref(row.ref);
+    for (const row of this.inflightRows.values()) this.storage.unref(row.ref);
     this.queueRows.clear();
     this.inflightRows.clear();
   }
@@ -456,10 +461,11 @@ class SqliteJournal implements SessionJournal {
     const storage = this.storage;
     const s = storage.statements;
     const id = this.clientId;
-    const messageId = storage.refMessage(item.message);
+    const ref = storage.refMessage(item.message);
+    const messageId = ref.id;
     const seq = this.nextSeq++;
     const op = storage.add(() => s.insertQueued.run(id, seq, messageId, item.qos, item.retain ? 1 : 0, idsToText(item.subscriptionIds), item.queuedAt, item.shareKey ?? null));
-    this.queueRows.set(item, { key: seq, message: item.message, group: storage.group, op });
+    this.queueRows.set(item, { key: seq, ref, group: storage.group, op });
   }
 
   dequeued(item: QueuedMessage): void {
@@ -472,9 +478,9 @@ class SqliteJournal implements SessionJournal {
       this.taken = undefined;
     } else {
       const keys = this.deleteQueued(row.key);
-      this.taken = { message: row.message, seq: row.key, keys };
+      this.taken = { ref: row.ref, seq: row.key, keys };
     }
-    storage.unrefMessage(row.message);
+    storage.unref(row.ref);
   }
 
   /** Deletes queue row `seq` at this group's commit; gives the batch it joined. */
@@ -519,7 +525,7 @@ class SqliteJournal implements SessionJournal {
     const storage = this.storage;
     const s = storage.statements;
     const id = this.clientId;
-    const messageId = storage.refMessage(m.message, false);
+    const messageId = row.ref.id;
     row.group = storage.group;
     row.inserted = true;
     row.op = storage.add(() => s.upsertInflight.run(id, m.packetId, messageId, m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
@@ -531,7 +537,7 @@ class SqliteJournal implements SessionJournal {
     const taken = this.taken;
     this.taken = undefined;
     const row = this.inflightRows.get(m.packetId);
-    if (row !== undefined && row.message === m.message) {
+    if (row !== undefined && row.ref.message === m.message) {
       // A step on (PUBREL sent): a row written in this group is written with the state it has then.
       if (row.queueSeq !== undefined) return this.writeMove(row, m);
       if (row.group === storage.group && row.op !== undefined) return;
@@ -543,10 +549,15 @@ class SqliteJournal implements SessionJournal {
       return;
     }
     if (row !== undefined) this.dropInflight(row);
-    storage.refMessage(m.message);
-    const next: RowRef = { key: m.packetId, message: m.message, group: storage.group, op: undefined };
+    let ref: MessageRef;
+    if (taken !== undefined && taken.ref.message === m.message && !taken.ref.gone) {
+      // Straight from the queue: the same message row (its reference just dropped is taken again).
+      ref = taken.ref;
+      ref.refs++;
+    } else ref = storage.refMessage(m.message);
+    const next: RowRef = { key: m.packetId, ref, group: storage.group, op: undefined };
     this.inflightRows.set(m.packetId, next);
-    if (m.qos === 1 && taken !== undefined && taken.message === m.message && taken.keys === this.queueDeletes?.keys && taken.keys[taken.keys.length - 1] === taken.seq) {
+    if (m.qos === 1 && taken !== undefined && taken.ref === ref && taken.keys === this.queueDeletes?.keys && taken.keys[taken.keys.length - 1] === taken.seq) {
       // Straight from a queue row on disk, which keeps standing for it: written as in flight only if no
       // PUBACK comes within DEFER_INFLIGHT_MS (in a drain, most come within a few ms).
       taken.keys.pop();
@@ -574,7 +585,7 @@ class SqliteJournal implements SessionJournal {
       // An insert still pending goes with it; a state update pending is harmless before the delete.
       row.op.dead = true;
     } else this.deleteInflight(row.key);
-    storage.unrefMessage(row.message);
+    storage.unref(row.ref);
   }
 
   incomingQos2(packetId: number, held: boolean): void {
@@ -679,18 +690,18 @@ export class SqliteSessionStore implements SessionStore {
     const queue = new Cursor<QueueRow>(db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key FROM queue ORDER BY client_id, seq'));
     const inflight = new Cursor<InflightRow>(db.prepare('SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order FROM inflight ORDER BY client_id, packet_id'));
     const incoming = new Cursor<[clientId: string, packetId: number]>(db.prepare('SELECT client_id, packet_id FROM incoming_qos2 ORDER BY client_id, packet_id'));
-    const messages = new Map<number, { message: Message; refs: number }>();
+    const messages = new Map<number, MessageRef>();
     const selectMessage = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?');
-    const messageOf = (id: number): Message | undefined => {
-      let m = messages.get(id);
-      if (m === undefined) {
+    const messageOf = (id: number): MessageRef | undefined => {
+      let ref = messages.get(id);
+      if (ref === undefined) {
         const row = selectMessage.get(id) as MessageRow | undefined;
         if (row === undefined) return undefined;
-        m = { message: messageFromRow(row, row.retain === 1), refs: 0 };
-        messages.set(id, m);
+        ref = storage.adoptMessage(messageFromRow(row, row.retain === 1), id);
+        messages.set(id, ref);
       }
-      m.refs++;
-      return m.message;
+      ref.refs++;
+      return ref;
     };
     // Rows as arrays (raw): a third faster than objects with 100k sessions.
     type SessionRow = [clientId: string, expiryInterval: number, expiresAt: number | null, client: string | null, will: string | null];
@@ -709,19 +720,19 @@ export class SqliteSessionStore implements SessionStore {
         const session: StoredSession = { clientId, expiryInterval, expiresAt, client: fromJson<ClientInfo>(row[3]), subscriptions: [], queue: [], inflight: [], incomingQos2: [], will };
         for (const r of subscriptions.rowsOf(clientId)) session.subscriptions.push([r[1], fromJson<SubscriptionEntry>(r[2])!]);
         for (const r of queue.rowsOf(clientId)) {
-          const message = messageOf(r[2]);
-          if (message === undefined) continue;
-          const item: QueuedMessage = { message, qos: r[3] as QoS, retain: r[4] === 1, subscriptionIds: idsFromText(r[5]), queuedAt: r[6], shareKey: r[7] ?? undefined };
+          const ref = messageOf(r[2]);
+          if (ref === undefined) continue;
+          const item: QueuedMessage = { message: ref.message, qos: r[3] as QoS, retain: r[4] === 1, subscriptionIds: idsFromText(r[5]), queuedAt: r[6], shareKey: r[7] ?? undefined };
           session.queue.push(item);
           const rows = this.rowsOf(clientId);
-          rows.queue.set(item, { key: r[1], message, group: -1, op: undefined });
+          rows.queue.set(item, { key: r[1], ref, group: -1, op: undefined });
           rows.nextSeq = r[1] + 1;
         }
         for (const r of inflight.rowsOf(clientId)) {
-          const message = messageOf(r[2]);
-          if (message === undefined) continue;
-          session.inflight.push({ packetId: r[1], message, qos: r[3] as QoS, state: r[4] === 'pubrel' ? 'pubrel' : 'publish', subscriptionIds: idsFromText(r[6]), retain: r[5] === 1, shareKey: r[7] ?? undefined, order: r[8] });
-          this.rowsOf(clientId).inflight.set(r[1], { key: r[1], message, group: -1, op: undefined });
+          const ref = messageOf(r[2]);
+          if (ref === undefined) continue;
+          session.inflight.push({ packetId: r[1], message: ref.message, qos: r[3] as QoS, state: r[4] === 'pubrel' ? 'pubrel' : 'publish', subscriptionIds: idsFromText(r[6]), retain: r[5] === 1, shareKey: r[7] ?? undefined, order: r[8] });
+          this.rowsOf(clientId).inflight.set(r[1], { key: r[1], ref, group: -1, op: undefined });
         }
         if (session.inflight.length > 1) session.inflight.sort((x, y) => x.order - y.order);
         for (const r of incoming.rowsOf(clientId)) session.incomingQos2.push(r[1]);
@@ -735,7 +746,6 @@ export class SqliteSessionStore implements SessionStore {
       inflight.close();
       incoming.close();
     }
-    for (const [id, m] of messages) storage.adoptMessage(m.message, id, m.refs);
     // Wills of clean-session connections open when the process died: their sessions ended with it, so they
     // are given back as sessions already expired (the registry publishes their wills at once).
     const ended: StoredSession[] = [];
