@@ -29,8 +29,6 @@ export class SqliteRetainedStore implements RetainedStore {
   readonly loaded: number;
 
   private readonly selectRow: Database.Statement;
-  /** Stand-ins whose row has been read since start-up (tests: what was read on demand). */
-  readCount = 0;
 
   constructor(private readonly storage: SqliteStorage) {
     const now = storage.clock.now();
@@ -61,7 +59,6 @@ export class SqliteRetainedStore implements RetainedStore {
       this.memory.set({ ...m, payload: Buffer.alloc(0) }); // gone from the file: gone
       return undefined;
     }
-    this.readCount++;
     const message = messageFromRow(row, true);
     this.memory.set(message);
     return message;
