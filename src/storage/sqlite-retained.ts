@@ -11,7 +11,7 @@ import { MemoryRetainedStore } from '../broker/retained.js';
 import type { RetainedStore } from '../broker/store/types.js';
 import { isSysTopic } from '../broker/sys-topics.js';
 import { messageFromRow, toJson, type MessageRow } from './codec.js';
-import type { SqliteStorage } from './sqlite-store.js';
+import type { SqliteStorage } from './sqlite-storage.js';
 
 /** The payload of a stand-in: a message loaded at start-up whose row has not been read yet. */
 const NOT_READ = Buffer.from([0]);
