@@ -3,15 +3,18 @@
 // acknowledged messages lost by each; then start-up with 100k stored sessions and 100k retained messages.
 // Every broker is a child process on 127.0.0.1; the load generator is this process (raw MQTT 3.1.1).
 // Run: npm run bench:persistence   (BENCH_MESSAGES=20000 for a short run; BENCH_STARTUP=100000)
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import type { PublishPacket } from '../src/protocol/packets.js';
+import { PacketDecoder } from '../src/protocol/decoder.js';
+import { encodePacket } from '../src/protocol/encoder.js';
+import type { ConnectPacket, Packet, PublishPacket } from '../src/protocol/packets.js';
 import { SqliteSessionStore } from '../src/storage/sqlite-store.js';
-import { Peer, startChildBroker } from '../test/storage/peer.js';
+import { findMosquitto, freePort, killAllChildren, processCpuSeconds, processRss, spawnTracked } from './brokers.js';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const STARTUP = Number(process.env.BENCH_STARTUP ?? 100_000);
@@ -20,7 +23,8 @@ const WINDOW = 64;
 const ONLY = process.env.BENCH_ONLY?.split(',');
 /** Brokers to compare (BENCH_KINDS=sqlite,memory). */
 const KINDS = process.env.BENCH_KINDS?.split(',');
-const MOSQUITTO = ['/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto'].find((p) => existsSync(p));
+const MOSQUITTO = findMosquitto();
+const BIN = fileURLToPath(new URL('../../bin/petrel.js', import.meta.url));
 
 type Kind = 'sqlite' | 'memory' | 'mosquitto';
 
@@ -31,43 +35,120 @@ interface Running {
   pid: number;
 }
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
+const rssOf = (pid: number): number => Math.round((processRss(pid) ?? NaN) / 1048576);
 
-function rssOf(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 1024) : NaN;
-  } catch {
-    return NaN;
+/** A raw MQTT 3.1.1 connection: the load generator's side, as small as it can be. */
+class Peer {
+  closed = false;
+  private readonly decoder = new PacketDecoder({ protocolVersion: 4, role: 'client' });
+  private handler: ((p: Packet) => void) | undefined;
+  /** Packets that came before a handler was set (those in the CONNACK's chunk). */
+  private backlog: Packet[] = [];
+  private readonly closeWaiters: (() => void)[] = [];
+
+  private constructor(readonly socket: Socket) {
+    socket.on('close', () => {
+      this.closed = true;
+      for (const w of this.closeWaiters.splice(0)) w();
+    });
+    socket.on('error', () => {});
+  }
+
+  static connect(port: number, fields: Partial<ConnectPacket> & { clientId: string }): Promise<Peer> {
+    return new Promise((resolve, reject) => {
+      const socket = netConnect({ port, host: '127.0.0.1' }, () => {
+        const peer = new Peer(socket);
+        const timer = setTimeout(() => reject(new Error(`no CONNACK for ${fields.clientId}`)), 10_000);
+        socket.on('data', (chunk: Buffer) =>
+          peer.decoder.feed(chunk, (p) => {
+            if (p.type === 2) {
+              clearTimeout(timer);
+              resolve(peer);
+            } else if (peer.handler !== undefined) peer.handler(p);
+            else peer.backlog.push(p);
+          }),
+        );
+        peer.send({ type: 1, protocolName: 'MQTT', protocolVersion: 4, clean: true, keepAlive: 0, ...fields } as ConnectPacket);
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  set onPacket(handler: (p: Packet) => void) {
+    this.handler = handler;
+    for (const p of this.backlog.splice(0)) handler(p);
+  }
+
+  send(p: Packet): void {
+    if (!this.closed) this.socket.write(encodePacket(p, 4));
+  }
+
+  waitClosed(): Promise<void> {
+    return this.closed ? Promise.resolve() : new Promise((r) => this.closeWaiters.push(r));
+  }
+
+  destroy(): void {
+    this.socket.destroy();
   }
 }
 
-async function start(kind: Kind, dir: string): Promise<Running> {
-  if (kind !== 'mosquitto') {
-    const b = await startChildBroker(dir, kind === 'memory' ? ['--storage', 'memory'] : [], { PETREL_MAX_QUEUED_MESSAGES: '1000000' });
-    return { port: b.port, pid: b.child.pid!, kill: (s) => b.kill(s), rssMB: () => rssOf(b.child.pid!) };
+/** Connects until the broker answers (it is starting). */
+async function connectWhenUp(port: number, clientId: string, child: ChildProcess, maxMs = 60_000): Promise<Peer> {
+  const end = Date.now() + maxMs;
+  for (;;) {
+    try {
+      return await Peer.connect(port, { clientId });
+    } catch (err) {
+      if (child.exitCode !== null || child.signalCode !== null || Date.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
   }
+}
+
+/** `petrel broker` as a child on `dir`; its JSON log lines are kept (the start-up line says what was loaded). */
+async function startPetrel(dir: string, args: string[], env: Record<string, string> = {}): Promise<Running & { lines: Record<string, unknown>[] }> {
+  const port = await freePort();
+  // BENCH_BROKER_PROF=dir: a CPU profile of each Petrel child, written when it exits (SIGTERM).
+  const prof = process.env.BENCH_BROKER_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_BROKER_PROF}`] : [];
+  const child = spawnTracked(process.execPath, [...prof, BIN, 'broker', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dir, ...args], { env: { ...process.env, ...env } });
+  const lines: Record<string, unknown>[] = [];
+  let rest = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    rest += d.toString();
+    let i: number;
+    while ((i = rest.indexOf('\n')) >= 0) {
+      try {
+        lines.push(JSON.parse(rest.slice(0, i)) as Record<string, unknown>);
+      } catch {
+        // not JSON
+      }
+      rest = rest.slice(i + 1);
+    }
+  });
+  child.stderr!.resume();
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  (await connectWhenUp(port, 'probe', child)).destroy();
+  return {
+    port,
+    pid: child.pid!,
+    lines,
+    rssMB: () => rssOf(child.pid!),
+    async kill(signal) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+async function start(kind: Kind, dir: string): Promise<Running> {
+  if (kind !== 'mosquitto') return startPetrel(dir, kind === 'memory' ? ['--storage', 'memory'] : [], { PETREL_MAX_QUEUED_MESSAGES: '1000000' });
   const port = await freePort();
   chmodSync(dir, 0o777);
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location ${dir}/\nmax_queued_messages 1000000\nmax_inflight_messages 64\nset_tcp_nodelay true\n`);
-  const child: ChildProcess = spawn(MOSQUITTO!, ['-c', conf], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawnTracked(MOSQUITTO!, ['-c', conf], { stdio: ['ignore', 'ignore', 'ignore'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  for (let i = 0; i < 100; i++) {
-    try {
-      const { peer } = await Peer.connect(port, { clientId: 'probe' });
-      peer.destroy();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  (await connectWhenUp(port, 'probe', child, 10_000)).destroy();
   return {
     port,
     pid: child.pid!,
@@ -81,7 +162,7 @@ async function start(kind: Kind, dir: string): Promise<Running> {
 
 /** A persistent QoS 1 subscriber: counts distinct payloads received. */
 async function subscriber(port: number, clientId: string, filter: string, got: Set<string>, onMessage?: () => void): Promise<Peer> {
-  const { peer } = await Peer.connect(port, { clientId, clean: false, keepAlive: 0 });
+  const peer = await Peer.connect(port, { clientId, clean: false, keepAlive: 0 });
   let subacked: () => void = () => {};
   const suback = new Promise<void>((r) => (subacked = r));
   peer.onPacket = (p) => {
@@ -99,7 +180,7 @@ async function subscriber(port: number, clientId: string, filter: string, got: S
 
 /** Publishes `count` QoS 1 messages with a window; resolves with the payloads acknowledged (until the connection dies). */
 async function publisher(port: number, clientId: string, topic: string, count: number, prefix: string): Promise<Set<string>> {
-  const { peer } = await Peer.connect(port, { clientId, clean: false, keepAlive: 0 });
+  const peer = await Peer.connect(port, { clientId, clean: false, keepAlive: 0 });
   const acked = new Set<string>();
   const byId = new Map<number, string>();
   let inFlight = 0;
@@ -205,7 +286,7 @@ async function killLoss(kind: Kind, dir: string, afterMs: number): Promise<{ ack
 }
 
 /** 100k sessions with a subscription and 100k retained messages in a data file, then the time to accept connections. */
-async function startup(dir: string): Promise<{ ms: number; rssMB: number; sessions: unknown; retained: unknown }> {
+async function startup(dir: string): Promise<{ ms: number; cpuS: number; rssMB: number; sessions: unknown; retained: unknown }> {
   SqliteSessionStore.open({ dir }).close();
   const db = new Database(join(dir, 'petrel.db'));
   const session = db.prepare('INSERT INTO sessions (client_id, expiry_interval, expires_at, client) VALUES (?, 4294967295, NULL, ?)');
@@ -223,14 +304,16 @@ async function startup(dir: string): Promise<{ ms: number; rssMB: number; sessio
   })();
   db.close();
   const t0 = performance.now();
-  const b = await startChildBroker(dir, ['--log-level', 'info']);
-  const { peer } = await Peer.connect(b.port, { clientId: 'after-start' });
+  const b = await startPetrel(dir, ['--log-level', 'info']);
+  // Wall time to the first CONNACK, and the CPU the broker used by then (steadier on a shared machine).
   const ms = performance.now() - t0;
-  peer.destroy();
-  const line = b.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('storage: sqlite'));
-  const rssMB = rssOf(b.child.pid!);
+  const cpuS = processCpuSeconds(b.pid) ?? NaN;
+  const rssMB = b.rssMB();
+  const storageLine = () => b.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('storage: sqlite'));
+  await until(() => storageLine() !== undefined, 3000);
+  const line = storageLine();
   await b.kill('SIGTERM');
-  return { ms, rssMB, sessions: line?.sessions, retained: line?.retained };
+  return { ms, cpuS, rssMB, sessions: line?.sessions, retained: line?.retained };
 }
 
 async function main(): Promise<void> {
@@ -267,7 +350,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'petrel-bench-startup-'));
   try {
     const s = await startup(dir);
-    console.log(`  start-up with ${STARTUP} sessions + ${STARTUP} retained: accepting after ${Math.round(s.ms)} ms, RSS ${s.rssMB} MB (loaded ${String(s.sessions)} sessions, ${String(s.retained)} retained)`);
+    console.log(`  start-up with ${STARTUP} sessions + ${STARTUP} retained: first CONNACK after ${Math.round(s.ms)} ms (broker CPU ${s.cpuS.toFixed(2)} s), RSS ${s.rssMB} MB (loaded ${String(s.sessions)} sessions, ${String(s.retained)} retained)`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -277,6 +360,7 @@ main().then(
   () => process.exit(0),
   (err: unknown) => {
     console.error(err);
+    killAllChildren();
     process.exit(1);
   },
 );

@@ -6,13 +6,14 @@ import type Database from 'better-sqlite3';
 /** PRAGMA application_id of a Petrel data file: "PTRL". */
 export const APPLICATION_ID = 0x5054524c;
 /** PRAGMA user_version: the schema this code writes. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Why the data file cannot be used; the message is one line naming the file and the problem. */
 export class StorageError extends Error {
   override readonly name = 'StorageError';
 }
 
+/** Version 1, the first: a new file is made with it and then migrated like an old one. */
 const TABLES_V1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE sessions (
@@ -79,8 +80,21 @@ CREATE TABLE retained (
 ) WITHOUT ROWID;
 `;
 
-/** Migrations from version N-1 to N, by N (none yet: version 1 is the first). */
-const MIGRATIONS: Record<number, string> = {};
+/** Migrations from version N-1 to N, by N. */
+const MIGRATIONS: Record<number, string> = {
+  // Start-up reads the retained topics without their payloads (read on demand): from this index alone,
+  // however large the payloads are.
+  2: 'CREATE INDEX retained_topics ON retained (topic, qos, expires_at);',
+};
+
+function migrate(db: Database.Database, from: number): void {
+  for (let v = from + 1; v <= SCHEMA_VERSION; v++) {
+    const step = MIGRATIONS[v];
+    if (step === undefined) throw new Error(`no migration to schema version ${v}`);
+    db.exec(step);
+  }
+  db.pragma(`user_version = ${SCHEMA_VERSION}`);
+}
 
 /**
  * Checks the file and brings its schema to SCHEMA_VERSION. Throws StorageError (file untouched) when it is
@@ -102,7 +116,7 @@ export function prepareSchema(db: Database.Database, file: string): void {
     db.transaction(() => {
       db.exec(TABLES_V1);
       db.pragma(`application_id = ${APPLICATION_ID}`);
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      migrate(db, 1);
     })();
     return;
   }
@@ -111,14 +125,12 @@ export function prepareSchema(db: Database.Database, file: string): void {
   const check = db.pragma('quick_check', { simple: true }) as string;
   if (check !== 'ok') throw new StorageError(`${file}: the database is corrupt (${check}); restore a backup or move the file away`);
   if (version < SCHEMA_VERSION) {
-    // All steps in one transaction: an interrupted migration leaves the old schema as it was.
-    db.transaction(() => {
-      for (let v = version + 1; v <= SCHEMA_VERSION; v++) {
-        const step = MIGRATIONS[v];
-        if (step === undefined) throw new StorageError(`${file}: no migration from schema version ${v - 1}`);
-        db.exec(step);
-      }
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    })();
+    // All steps in one transaction: a migration that fails (or a process that dies in it) leaves the file
+    // as it was, with its old schema.
+    try {
+      db.transaction(() => migrate(db, version))();
+    } catch (err) {
+      throw new StorageError(`${file}: migrating the schema from version ${version} to ${SCHEMA_VERSION} failed (${(err as Error).message}); the file is left as it was`);
+    }
   }
 }

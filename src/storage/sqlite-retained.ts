@@ -1,12 +1,20 @@
 // Retained messages on SQLite (store/types.ts RetainedStore): the in-memory tree answers every lookup, and
 // each change is recorded in the same commit group as the session changes, so a QoS 1/2 retained PUBLISH is
 // acknowledged only once its retained update is committed. The broker's own $SYS topics are not stored.
+//
+// Start-up loads the topics only (with QoS and expiry, from an index): the tree holds a stand-in for each,
+// and the payload and properties are read when a subscription or a lookup first asks for the message.
+import { Buffer } from 'node:buffer';
+import type Database from 'better-sqlite3';
 import type { Message } from '../broker/message.js';
 import { MemoryRetainedStore } from '../broker/retained.js';
 import type { RetainedStore } from '../broker/store/types.js';
 import { isSysTopic } from '../broker/sys-topics.js';
 import { messageFromRow, toJson, type MessageRow } from './codec.js';
-import type { SqliteStorage } from './sqlite-store.js';
+import type { SqliteStorage } from './sqlite-storage.js';
+
+/** The payload of a stand-in: a message loaded at start-up whose row has not been read yet. */
+const NOT_READ = Buffer.from([0]);
 
 interface PendingWrite {
   op: { dead: boolean };
@@ -20,23 +28,40 @@ export class SqliteRetainedStore implements RetainedStore {
   /** Retained messages loaded at start-up. */
   readonly loaded: number;
 
+  private readonly selectRow: Database.Statement;
+
   constructor(private readonly storage: SqliteStorage) {
     const now = storage.clock.now();
     let count = 0;
     const expired: string[] = [];
-    type Raw = [topic: string, payload: Buffer, qos: number, properties: string | null, expiresAt: number | null, from: string | null];
-    for (const raw of storage.db.prepare('SELECT topic, payload, qos, properties, expires_at, from_client FROM retained').raw().iterate() as Iterable<Raw>) {
-      const row: MessageRow = { topic: raw[0], payload: raw[1], qos: raw[2], properties: raw[3], expires_at: raw[4], from_client: raw[5] };
-      if (row.expires_at !== null && row.expires_at < now) {
-        expired.push(row.topic);
+    type Raw = [topic: string, qos: number, expiresAt: number | null];
+    for (const [topic, qos, expiresAt] of storage.db.prepare('SELECT topic, qos, expires_at FROM retained INDEXED BY retained_topics').raw().iterate() as Iterable<Raw>) {
+      if (expiresAt !== null && expiresAt < now) {
+        expired.push(topic);
         continue;
       }
-      this.memory.set(messageFromRow(row, true));
+      // The same fields as a message read in full (messageFromRow), so both share one object shape.
+      this.memory.set({ topic, payload: NOT_READ, qos: qos as Message['qos'], retain: true, properties: undefined, expiresAt: expiresAt ?? undefined, from: undefined });
       count++;
     }
     const s = storage.statements;
     if (expired.length > 0) storage.add(() => { for (const topic of expired) s.deleteRetained.run(topic); });
     this.loaded = count;
+    this.selectRow = storage.db.prepare('SELECT topic, payload, qos, properties, expires_at, from_client FROM retained WHERE topic = ?');
+  }
+
+  /** The message in full: a stand-in's row is read (once: the message then replaces it in the tree). */
+  private full(m: Message): Message | undefined {
+    if (m.payload !== NOT_READ) return m;
+    // A stand-in is never changed in place: any set() of its topic replaced it, so the row is the one it stands for.
+    const row = this.selectRow.get(m.topic) as MessageRow | undefined;
+    if (row === undefined) {
+      this.memory.set({ ...m, payload: Buffer.alloc(0) }); // gone from the file: gone
+      return undefined;
+    }
+    const message = messageFromRow(row, true);
+    this.memory.set(message);
+    return message;
   }
 
   get size(): number {
@@ -71,11 +96,19 @@ export class SqliteRetainedStore implements RetainedStore {
   }
 
   get(topic: string): Message | undefined {
-    return this.memory.get(topic);
+    const m = this.memory.get(topic);
+    return m === undefined ? undefined : this.full(m);
   }
 
   match(filter: string, now: number): Message[] {
-    return this.memory.match(filter, now);
+    const found = this.memory.match(filter, now);
+    let kept = 0;
+    for (const m of found) {
+      const message = this.full(m);
+      if (message !== undefined) found[kept++] = message;
+    }
+    found.length = kept;
+    return found;
   }
 
   sweep(now: number): void {

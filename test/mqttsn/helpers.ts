@@ -7,6 +7,7 @@ import { decodeEncapsulated, decodeSn, encodeEncapsulated, encodeSn, isEncapsula
 import { MqttSnGateway, type GatewayOptions } from '../../src/mqttsn/gateway.js';
 import type { SnPacket } from '../../src/mqttsn/packets.js';
 import { FakeCore } from '../helpers/fake-core.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 export interface SentDatagram {
   datagram: Buffer;
@@ -144,18 +145,6 @@ export class UdpPeer {
   close(): void {
     this.socket.close();
   }
-}
-
-/** A seeded PRNG (mulberry32): the same drops on every run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -15,7 +15,7 @@ import type { SqliteSessionStore } from '../../src/storage/sqlite-store.js';
 import { startBroker } from '../helpers/broker.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { brokerOn, dataDir } from './helpers.js';
-import { startChildBroker } from './peer.js';
+import { startChildBroker } from '../helpers/child-broker.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/petrel.js', import.meta.url));
 const printConfig = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [BIN, 'broker', ...args, '--print-config', 'json'], { encoding: 'utf8', cwd });

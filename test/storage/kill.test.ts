@@ -9,7 +9,8 @@ import { describe, it, type TestContext } from 'node:test';
 import type { ProtocolVersion, QoS } from '../../src/protocol/constants.js';
 import type { ConnectPacket, PublishPacket } from '../../src/protocol/packets.js';
 import { dataDir } from './helpers.js';
-import { Peer, Receiver, seeded, startChildBroker } from './peer.js';
+import { Peer, Receiver, startChildBroker } from '../helpers/child-broker.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 const PUBLISHERS = 3;
 const WINDOW = 16;
@@ -81,7 +82,7 @@ async function flood(port: number, version: ProtocolVersion, name: string, rando
 }
 
 async function killRun(version: ProtocolVersion, seed: number, t: TestContext): Promise<void> {
-  const random = seeded(seed);
+  const random = seededRandom(seed);
   const dir = dataDir(t, `petrel-kill-${version}-${seed}-`);
   // The queues hold the whole flood (the default limit, 1000, would drop the oldest: a limit, not a loss).
   const env = { PETREL_MAX_QUEUED_MESSAGES: '1000000' };
@@ -108,7 +109,7 @@ async function killRun(version: ProtocolVersion, seed: number, t: TestContext): 
   const { peer: cleanWillPeer } = await Peer.connect(broker.port, cleanWill);
 
   const killAfter = 150 + Math.floor(random() * 450);
-  const floods = Array.from({ length: PUBLISHERS }, (_, i) => flood(broker.port, version, `pub-${i}`, seeded(seed * 31 + i), 20_000));
+  const floods = Array.from({ length: PUBLISHERS }, (_, i) => flood(broker.port, version, `pub-${i}`, seededRandom(seed * 31 + i), 20_000));
   await new Promise((r) => setTimeout(r, killAfter));
   await broker.kill('SIGKILL');
   const records = await Promise.all(floods);

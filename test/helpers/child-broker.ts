@@ -1,7 +1,7 @@
-// Test peers for the storage tests: a broker as a child process (the real `petrel broker` command, so it
-// can be killed with SIGKILL), and a small MQTT client that acknowledges as it goes and keeps the QoS 2
-// receiver state of its session across connections (method B of MQTT 4.3.3: a packet id held from PUBLISH
-// to PUBREL is delivered once however often it is resent).
+// A broker as a child process (the real `petrel broker` command, so it can be killed with SIGKILL), and a
+// small MQTT client that acknowledges as it goes and keeps the QoS 2 receiver state of its session across
+// connections (method B of MQTT 4.3.3: a packet id held from PUBLISH to PUBREL is delivered once however
+// often it is resent).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect as netConnect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -180,16 +180,4 @@ export class Receiver {
     this.lastAt = Math.max(this.lastAt, Date.now());
     while (Date.now() - this.lastAt < quietMs && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** A seeded random number generator (mulberry32): the kill points are the same on every run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

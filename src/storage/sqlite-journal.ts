@@ -1,0 +1,229 @@
+// The changes of one persistent session (store/types.ts SessionJournal), recorded for the next commit of
+// its SqliteStorage. Deletes of one commit go out as ranges; a QoS 1 message taken from a stored queue into
+// flight keeps its queue row as its record until its PUBACK, or until DEFER_INFLIGHT_MS has passed.
+import type { ClientInfo } from '../broker/hooks.js';
+import type { InflightMessage, QueuedMessage, SessionJournal, StoredWill, SubscriptionEntry } from '../broker/store/types.js';
+import { idsToText, toJson } from './codec.js';
+import { ranges, type MessageRef, type MoveWriter, type RowRef, type SqliteStorage } from './sqlite-storage.js';
+
+/** What the loader hands to a session's journal: the rows that already exist. */
+export interface LoadedRows {
+  queue: Map<QueuedMessage, RowRef>;
+  inflight: Map<number, RowRef>;
+  nextSeq: number;
+}
+/** The changes of one persistent session. */
+export class SqliteJournal implements SessionJournal, MoveWriter {
+  private readonly queueRows: Map<QueuedMessage, RowRef>;
+  private readonly inflightRows: Map<number, RowRef>;
+  private nextSeq: number;
+  private ended = false;
+  /** This group's queue and in-flight deletes, written as ranges by one op each (acknowledgements come in order). */
+  private queueDeletes: { group: number; keys: number[] } | undefined;
+  private inflightDeletes: { group: number; keys: number[] } | undefined;
+  /** The queue row just taken out (its delete the last of queueDeletes): a QoS 1 put in flight next moves it. */
+  private taken: { ref: MessageRef; seq: number; keys: number[] } | undefined;
+
+  constructor(
+    private readonly storage: SqliteStorage,
+    private readonly clientId: string,
+    loaded: LoadedRows | undefined,
+  ) {
+    this.queueRows = loaded?.queue ?? new Map();
+    this.inflightRows = loaded?.inflight ?? new Map();
+    this.nextSeq = loaded?.nextSeq ?? 0;
+  }
+
+  expiry(expiryInterval: number, expiresAt: number | undefined, client?: ClientInfo): void {
+    if (this.ended) return;
+    const s = this.storage.statements;
+    const id = this.clientId;
+    const clientJson = client === undefined ? null : toJson(client);
+    this.storage.add(() => s.upsertSession.run(id, expiryInterval, expiresAt ?? null, clientJson));
+  }
+
+  deleted(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const s = this.storage.statements;
+    const id = this.clientId;
+    this.storage.add(() => {
+      s.deleteSession.run(id);
+      s.deleteSubscriptions.run(id);
+      s.deleteQueue.run(id);
+      s.deleteInflight.run(id);
+      s.deleteIncoming.run(id);
+    });
+    for (const row of this.queueRows.values()) this.storage.unref(row.ref);
+    for (const row of this.inflightRows.values()) this.storage.unref(row.ref);
+    this.queueRows.clear();
+    this.inflightRows.clear();
+  }
+
+  subscribed(key: string, entry: SubscriptionEntry): void {
+    if (this.ended) return;
+    const s = this.storage.statements;
+    const id = this.clientId;
+    const json = toJson(entry);
+    this.storage.add(() => s.upsertSubscription.run(id, key, json));
+  }
+
+  unsubscribed(key: string): void {
+    if (this.ended) return;
+    const s = this.storage.statements;
+    const id = this.clientId;
+    this.storage.add(() => s.deleteSubscription.run(id, key));
+  }
+
+  queued(item: QueuedMessage): void {
+    if (this.ended) return;
+    const storage = this.storage;
+    const s = storage.statements;
+    const id = this.clientId;
+    const ref = storage.refMessage(item.message);
+    const messageId = ref.id;
+    const seq = this.nextSeq++;
+    const op = storage.add(() => s.insertQueued.run(id, seq, messageId, item.qos, item.retain ? 1 : 0, idsToText(item.subscriptionIds), item.queuedAt, item.shareKey ?? null));
+    this.queueRows.set(item, { key: seq, ref, group: storage.group, op });
+  }
+
+  dequeued(item: QueuedMessage): void {
+    const row = this.queueRows.get(item);
+    if (row === undefined) return;
+    this.queueRows.delete(item);
+    const storage = this.storage;
+    if (row.group === storage.group && row.op !== undefined) {
+      row.op.dead = true;
+      this.taken = undefined;
+    } else {
+      const keys = this.deleteQueued(row.key);
+      this.taken = { ref: row.ref, seq: row.key, keys };
+    }
+    storage.unref(row.ref);
+  }
+
+  /** Deletes queue row `seq` at this group's commit; gives the batch it joined. */
+  private deleteQueued(seq: number): number[] {
+    const storage = this.storage;
+    let batch = this.queueDeletes;
+    if (batch === undefined || batch.group !== storage.group) {
+      const keys: number[] = [];
+      this.queueDeletes = batch = { group: storage.group, keys };
+      const s = storage.statements;
+      const id = this.clientId;
+      storage.add(() => { for (const [from, to] of ranges(keys)) s.deleteQueued.run(id, from, to); });
+    }
+    batch.keys.push(seq);
+    return batch.keys;
+  }
+
+  private deleteInflight(packetId: number): void {
+    const storage = this.storage;
+    let batch = this.inflightDeletes;
+    if (batch === undefined || batch.group !== storage.group) {
+      const keys: number[] = [];
+      this.inflightDeletes = batch = { group: storage.group, keys };
+      const s = storage.statements;
+      const id = this.clientId;
+      storage.add(() => { for (const [from, to] of ranges(keys)) s.deleteInflightRows.run(id, from, to); });
+    }
+    batch.keys.push(packetId);
+  }
+
+  /** A deferred move is due (or the broker stops): the queue row goes and the in-flight row is written. */
+  writeMove(row: RowRef, m: InflightMessage): void {
+    const seq = row.queueSeq;
+    if (this.ended || seq === undefined || this.inflightRows.get(m.packetId) !== row) return;
+    row.queueSeq = undefined;
+    this.storage.stats.movesWritten++;
+    this.deleteQueued(seq);
+    this.writeInflight(row, m);
+  }
+
+  private writeInflight(row: RowRef, m: InflightMessage): void {
+    const storage = this.storage;
+    const s = storage.statements;
+    const id = this.clientId;
+    const messageId = row.ref.id;
+    row.group = storage.group;
+    row.inserted = true;
+    row.op = storage.add(() => s.upsertInflight.run(id, m.packetId, messageId, m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
+  }
+
+  inflight(m: InflightMessage): void {
+    if (this.ended) return;
+    const storage = this.storage;
+    const taken = this.taken;
+    this.taken = undefined;
+    const row = this.inflightRows.get(m.packetId);
+    if (row !== undefined && row.ref.message === m.message) {
+      // A step on (PUBREL sent): a row written in this group is written with the state it has then.
+      if (row.queueSeq !== undefined) return this.writeMove(row, m);
+      if (row.group === storage.group && row.op !== undefined) return;
+      const s = storage.statements;
+      const id = this.clientId;
+      row.group = storage.group;
+      row.inserted = false;
+      row.op = storage.add(() => s.setInflightState.run(m.state, id, m.packetId));
+      return;
+    }
+    if (row !== undefined) this.dropInflight(row);
+    let ref: MessageRef;
+    if (taken !== undefined && taken.ref.message === m.message && !taken.ref.gone) {
+      // Straight from the queue: the same message row (its reference just dropped is taken again).
+      ref = taken.ref;
+      ref.refs++;
+    } else ref = storage.refMessage(m.message);
+    const next: RowRef = { key: m.packetId, ref, group: storage.group, op: undefined };
+    this.inflightRows.set(m.packetId, next);
+    if (m.qos === 1 && taken !== undefined && taken.ref === ref && taken.keys === this.queueDeletes?.keys && taken.keys[taken.keys.length - 1] === taken.seq) {
+      // Straight from a queue row on disk, which keeps standing for it: written as in flight only if no
+      // PUBACK comes within DEFER_INFLIGHT_MS (in a drain, most come within a few ms).
+      taken.keys.pop();
+      next.queueSeq = taken.seq;
+      storage.defer(this, next, m);
+      return;
+    }
+    this.writeInflight(next, m);
+  }
+
+  released(packetId: number): void {
+    const row = this.inflightRows.get(packetId);
+    if (row === undefined) return;
+    this.inflightRows.delete(packetId);
+    this.dropInflight(row);
+  }
+
+  private dropInflight(row: RowRef): void {
+    const storage = this.storage;
+    if (row.queueSeq !== undefined) {
+      // Never written as in flight: its queue row goes.
+      this.deleteQueued(row.queueSeq);
+      row.queueSeq = undefined;
+    } else if (row.group === storage.group && row.op !== undefined && row.inserted === true) {
+      // An insert still pending goes with it; a state update pending is harmless before the delete.
+      row.op.dead = true;
+    } else this.deleteInflight(row.key);
+    storage.unref(row.ref);
+  }
+
+  incomingQos2(packetId: number, held: boolean): void {
+    if (this.ended) return;
+    const s = this.storage.statements;
+    const id = this.clientId;
+    this.storage.add(held ? () => s.holdIncoming.run(id, packetId) : () => s.releaseIncoming.run(id, packetId));
+  }
+
+  will(will: StoredWill | undefined): void {
+    if (this.ended) return;
+    const s = this.storage.statements;
+    const id = this.clientId;
+    const json = toJson(will);
+    this.storage.add(() => s.setWill.run(json, id));
+  }
+
+  afterCommit(done: () => void): void {
+    // A failed commit was logged; the broker goes on serving from memory.
+    this.storage.afterCommit(done, done);
+  }
+}

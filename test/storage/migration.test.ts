@@ -1,0 +1,104 @@
+// An older schema is migrated in one transaction: a data file of schema version 1 (its DDL written out here,
+// as Petrel 0.1 made it) is opened by this Petrel, its data survives and its version goes up; a migration
+// that fails half-way leaves the file exactly as it was and stops start-up with one line naming the file.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import type { PublishPacket } from '../../src/protocol/packets.js';
+import { createBroker } from '../../src/server/broker.js';
+import { APPLICATION_ID, SCHEMA_VERSION } from '../../src/storage/schema.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { brokerOn, dataDir } from './helpers.js';
+
+/** Schema version 1, as the first Petrel with storage wrote it. */
+const V1 = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE sessions (client_id TEXT PRIMARY KEY, expiry_interval INTEGER NOT NULL, expires_at INTEGER, client TEXT, will TEXT) WITHOUT ROWID;
+CREATE TABLE subscriptions (client_id TEXT NOT NULL, key TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (client_id, key)) WITHOUT ROWID;
+CREATE TABLE messages (id INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, properties TEXT, expires_at INTEGER, from_client TEXT);
+CREATE TABLE queue (client_id TEXT NOT NULL, seq INTEGER NOT NULL, message_id INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT, queued_at INTEGER NOT NULL, share_key TEXT, PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
+CREATE TABLE inflight (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, message_id INTEGER NOT NULL, qos INTEGER NOT NULL, state TEXT NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT, share_key TEXT, send_order INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
+CREATE TABLE incoming_qos2 (client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, PRIMARY KEY (client_id, packet_id)) WITHOUT ROWID;
+CREATE TABLE live_wills (client_id TEXT PRIMARY KEY, will TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL, properties TEXT, expires_at INTEGER, from_client TEXT) WITHOUT ROWID;
+`;
+
+/** A version 1 file holding a session with a subscription and a queued message, and a retained message. */
+function writeV1(dir: string, extraSql = ''): string {
+  const file = join(dir, 'petrel.db');
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.exec(V1);
+  db.pragma(`application_id = ${APPLICATION_ID}`);
+  db.pragma('user_version = 1');
+  const entry = { clientId: 'old-1', filter: 'old/+', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 };
+  db.prepare('INSERT INTO sessions VALUES (?, ?, NULL, ?, NULL)').run('old-1', 0xffffffff, JSON.stringify({ clientId: 'old-1', protocolVersion: 4, remoteAddress: '127.0.0.1:1', listener: 'tcp' }));
+  db.prepare('INSERT INTO subscriptions VALUES (?, ?, ?)').run('old-1', 'old/+', JSON.stringify(entry));
+  db.prepare('INSERT INTO messages VALUES (7, ?, ?, 1, 0, NULL, NULL, ?)').run('old/q', Buffer.from('queued in v1'), 'someone');
+  db.prepare('INSERT INTO queue VALUES (?, 0, 7, 1, 0, NULL, ?, NULL)').run('old-1', Date.now());
+  db.prepare('INSERT INTO retained VALUES (?, ?, 1, ?, NULL, NULL)').run('old/r', Buffer.from('retained in v1'), JSON.stringify({ contentType: 'text/plain' }));
+  if (extraSql) db.exec(extraSql);
+  db.close();
+  return file;
+}
+
+const hash = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+describe('storage: schema migration', () => {
+  it('a version 1 file is migrated at start: the version goes up, the retained index is made, and the session, its queue and the retained message are back', async (t) => {
+    assert.equal(SCHEMA_VERSION, 2, 'this test migrates 1 -> 2; add the next step when the schema changes again');
+    const dir = dataDir(t);
+    const file = writeV1(dir);
+    const brokers = brokerOn(t, dir);
+    const { port } = await brokers.start();
+
+    const db = new Database(file, { readonly: true });
+    t.after(() => db.close());
+    assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+    assert.ok(db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'retained_topics'").get(), 'the index of version 2');
+
+    const back = await RawClient.connect(port, { clientId: 'old-1', clean: false });
+    assert.equal(back.connack.sessionPresent, true, 'the session of the v1 file');
+    const m = (await back.client.next(3)) as PublishPacket;
+    assert.equal(m.topic, 'old/q');
+    assert.equal(m.payload.toString(), 'queued in v1');
+    back.client.send({ type: 4, packetId: m.packetId! });
+    const reader = (await RawClient.connect(port, { clientId: 'reader', protocolVersion: 5 })).client;
+    reader.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'old/#', qos: 1 }] });
+    await reader.next(9);
+    const r = (await reader.next(3)) as PublishPacket;
+    assert.equal(r.payload.toString(), 'retained in v1');
+    assert.equal(r.properties?.contentType, 'text/plain');
+    // And the subscription: a new message reaches the old session.
+    reader.send({ type: 3, topic: 'old/new', payload: Buffer.from('after'), qos: 1, retain: false, dup: false, packetId: 2 });
+    await reader.next(4);
+    assert.equal(((await back.client.next(3)) as PublishPacket).payload.toString(), 'after');
+    reader.destroy();
+    back.client.destroy();
+  });
+
+  it('a migration that fails half-way is rolled back: one line naming the file and the versions, the file byte for byte as it was', (t) => {
+    const dir = dataDir(t);
+    // A table already named like the index version 2 makes: CREATE INDEX fails inside the migration.
+    const file = writeV1(dir, 'CREATE TABLE retained_topics (x);');
+    const before = hash(file);
+    let message = '(started)';
+    try {
+      const broker = createBroker({ port: 0, storage: { type: 'sqlite', dir } });
+      void broker.close();
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    assert.match(message, /petrel\.db: migrating the schema from version 1 to 2 failed \(.*retained_topics.*\); the file is left as it was/);
+    assert.ok(message.includes(file));
+    assert.ok(!message.includes('\n'), 'one line');
+    assert.equal(hash(file), before, 'the file is untouched');
+    const db = new Database(file, { readonly: true });
+    assert.equal(db.pragma('user_version', { simple: true }), 1);
+    assert.equal((db.prepare('SELECT count(*) AS n FROM queue').get() as { n: number }).n, 1);
+    db.close();
+  });
+});
