@@ -7,6 +7,7 @@ import { encodePacket } from '../../src/protocol/encoder.js';
 import type { DisconnectPacket, Packet, PublishPacket } from '../../src/protocol/packets.js';
 import { connectBytes, delay, eventually, packet, publishBytes, publishes, setup, str, type Harness } from '../helpers/harness.js';
 import type { RawClient } from '../helpers/raw-client.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 interface World {
   h: Harness;
@@ -180,20 +181,10 @@ describe('deep topics', () => {
 });
 
 describe('garbage', () => {
-  /** Small deterministic PRNG (mulberry32) so a failure can be replayed. */
-  function prng(seed: number): () => number {
-    return () => {
-      seed = (seed + 0x6d2b79f5) | 0;
-      let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-      x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-      return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-    };
-  }
-
   it('a flood of random and mutated packets from several sockets never crashes or stalls the broker', async (t) => {
     const w = await world(t, { connectTimeout: 300, maxPacketSize: 64 * 1024 });
     const baseline = w.h.broker.inspect.counts().connections;
-    const rand = prng(0xbad1);
+    const rand = seededRandom(0xbad1);
     const int = (n: number) => Math.floor(rand() * n);
     const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => int(256)));
     const valid = (v: 4 | 5): Buffer[] => [

@@ -24,6 +24,7 @@ import { RawClient } from '../helpers/raw-client.js';
 import { MOSQUITTO, startMosquitto, type RunningMosquitto as Mosquitto } from '../helpers/mosquitto.js';
 import { canConnect, freePort } from '../client/helpers.js';
 import { describeOrSkip } from '../helpers/skip.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Mosquitto as a child process
@@ -78,22 +79,10 @@ const TOPICS = ['a', 'b', 'a/b', 'a/c', 'a/b/c', 'a//b', '/a', '/', 'a/', '$x/a'
 /** Topic filters over the same levels. */
 const FILTERS = ['#', '+', '+/+', '+/#', 'a/#', 'a/+', 'a/b', 'a', '+/b', 'a/+/c', '/#', '+/a', '/+', 'a//b', 'a/+/+', 'a/b/#', '$x/#', '$x/+', '$x', '+/+/c', 'a/', '//', '/'];
 
-/** mulberry32: small, seeded, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const CLIENTS = 3;
 
 function generate(seed: number, version: Version, steps: number): Step[] {
-  const rnd = prng(seed * 7919 + version);
+  const rnd = seededRandom(seed * 7919 + version);
   const int = (n: number) => Math.floor(rnd() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const chance = (p: number) => rnd() < p;

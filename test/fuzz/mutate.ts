@@ -3,18 +3,13 @@
 // property identifiers, UTF-8 hazards, splices) and usually keep the framing consistent, so that the
 // mutated input gets past the fixed header and into the body's parsers.
 import { Buffer } from 'node:buffer';
+import { seededRandom } from '../helpers/seeded.js';
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same inputs. */
+/** Seeded draws (test/helpers/seeded.ts): the same seed gives the same inputs. */
 export class Rng {
-  private s: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = seededRandom(seed);
   }
   int(n: number): number {
     return Math.floor(this.next() * n);
