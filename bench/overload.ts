@@ -4,7 +4,9 @@
 // clients' latency percentiles and losses, and how much of the flood the broker took and delivered.
 //
 //   npm run bench:overload                      # Petrel, 10 s per phase
-//   node dist/bench/overload.js [--seconds 10] [--payload 64] [--mosquitto]
+//   node dist/bench/overload.js [--seconds 10] [--payload 64] [--mosquitto] [--petrel-config '{"maxBytesRate":1000000}']
+//
+// --petrel-config adds a second Petrel run with that configuration (e.g. a per-client read budget).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -73,7 +75,7 @@ async function measure(name: string, start: (dir: string, port: number) => Retur
     const counts = JSON.parse(out.split('\n').find((l) => l.startsWith('{')) ?? '{}') as { sent: number; deliveredBytes: number; packetBytes: number };
     const delivered = counts.deliveredBytes / counts.packetBytes / 2;
     const cpu = cpu0 !== undefined && cpu1 !== undefined ? `, broker CPU ${(((cpu1 - cpu0) / elapsed) * 100).toFixed(0)}%` : '';
-    console.log(line(`${name}, beside the flood`, r, `flood taken ${(counts.sent / elapsed / 1000).toFixed(0)}k msg/s, delivered ${(delivered / elapsed / 1000).toFixed(0)}k msg/s per reader (${((100 * delivered) / counts.sent).toFixed(0)}%)${cpu}`));
+    console.log(line(`${name}, beside the flood`, r, `flood written ${(counts.sent / elapsed / 1000).toFixed(0)}k msg/s, delivered ${(delivered / elapsed / 1000).toFixed(0)}k msg/s per reader (${((100 * delivered) / counts.sent).toFixed(0)}%)${cpu}`));
   } finally {
     await stopChild(broker);
     rmSync(dir, { recursive: true, force: true });
@@ -88,7 +90,17 @@ async function main(): Promise<void> {
   console.log(`overload: 3 requesters (QoS 1 request/response via a responder), ${seconds} s alone then ${seconds} s beside a QoS 0 flood of ${payload}-byte messages to 2 readers (Node.js ${process.version})`);
   console.log('| broker, phase | responses | lost | req/s | p50 | p90 | p99 | max | flood |');
   console.log('|---|---|---|---|---|---|---|---|---|');
-  await measure('petrel', (dir, port) => spawnTracked(process.execPath, [join(ROOT, 'bin', 'petrel.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--log-level', 'error'], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] }), seconds, payload);
+  const petrel = (config: string | undefined) => (dir: string, port: number) => {
+    const args = [join(ROOT, 'bin', 'petrel.js'), 'broker', '--host', '127.0.0.1', '--port', String(port), '--log-level', 'error'];
+    if (config !== undefined) {
+      writeFileSync(join(dir, 'petrel.config.json'), config);
+      args.push('--config', join(dir, 'petrel.config.json'));
+    }
+    return spawnTracked(process.execPath, args, { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  };
+  await measure('petrel', petrel(undefined), seconds, payload);
+  const config = arg('petrel-config', '');
+  if (config) await measure(`petrel ${config}`, petrel(config), seconds, payload);
   if (process.argv.includes('--mosquitto')) {
     const bin = findMosquitto();
     if (!bin) console.log('mosquitto: not installed, skipped');

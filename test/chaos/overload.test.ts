@@ -19,7 +19,7 @@ describe('chaos: overload beside normal clients', () => {
         `normal: ${r.responses}/${r.requests} in ${r.seconds.toFixed(1)} s, p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(1)} ms`,
     );
 
-    assert.ok(r.floodSent >= 10_000, `the flood ran (${r.floodSent} messages)`);
+    assert.ok(r.floodSent >= 1000, `the flood ran (${r.floodSent} messages)`);
     assert.equal(r.requests, 180, 'every request was sent');
     assert.equal(r.lost, 0, 'no request or response lost');
     assert.equal(r.responses, 180);

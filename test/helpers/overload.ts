@@ -42,7 +42,11 @@ export interface OverloadResult {
 function connectMqtt(port: number, clientId: string): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0, connectTimeout: 10_000, protocolVersion: 4 });
-    client.once('connect', () => resolve(client));
+    client.once('connect', () => {
+      // Without it, Nagle's algorithm holds the response behind the PUBACK until the peer's delayed ACK (~40 ms).
+      (client.stream as Partial<Socket>).setNoDelay?.(true);
+      resolve(client);
+    });
     client.once('error', reject);
   });
 }
