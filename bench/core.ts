@@ -4,8 +4,9 @@
 // ../shared/bench measures the whole broker.
 // Run: npm run bench:core
 import { Buffer } from 'node:buffer';
-import { BrokerCore, type CoreOptions } from '../src/broker/core.js';
+import { AclReceiveCache } from '../src/auth/acl-cache.js';
 import { Acl, type AclRule } from '../src/auth/acl.js';
+import { BrokerCore, type CoreOptions } from '../src/broker/core.js';
 import type { Channel, ChannelOutput } from '../src/broker/channel.js';
 import { encodePacket } from '../src/protocol/encoder.js';
 import type { QoS } from '../src/protocol/constants.js';
@@ -13,17 +14,20 @@ import type { QoS } from '../src/protocol/constants.js';
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 /**
  * BENCH_ACL=1: every core checks each delivery against an ACL of 12 rules (the authorizeReceive hook an ACL sets
- * when it filters wildcard subscriptions per message, as Mosquitto does), for an A/B of that check's cost.
+ * when it filters wildcard subscriptions per message, as Mosquitto does), for an A/B of that check's cost, through
+ * the per-(client, topic) cache the broker puts in front of it; BENCH_ACL=nocache: the same ACL without the cache.
  */
-const ACL_HOOKS = process.env.BENCH_ACL === '1' ? aclHooks() : undefined;
+const ACL_HOOKS = process.env.BENCH_ACL === '1' || process.env.BENCH_ACL === 'nocache' ? aclHooks(process.env.BENCH_ACL === '1') : undefined;
 
-function aclHooks(): CoreOptions['hooks'] {
+function aclHooks(cached: boolean): CoreOptions['hooks'] {
   const rules: AclRule[] = [];
   for (let i = 0; i < 10; i++) rules.push({ permission: 'deny', action: 'subscribe', topic: `private/${i}/#` });
   rules.push({ permission: 'allow', action: 'all', topic: 'users/%u/#' });
   rules.push({ permission: 'allow', action: 'subscribe', topic: '#' });
   const acl = new Acl({ rules, default: 'deny' });
-  return { authorizeReceive: (client, topic) => acl.canReceive(client, topic) };
+  if (!cached) return { authorizeReceive: (client, topic) => acl.canReceive(client, topic) };
+  const cache = new AclReceiveCache(acl);
+  return { authorizeReceive: (client, topic) => cache.canReceive(client, topic) };
 }
 
 /** Options of every core of this benchmark. */

@@ -38,6 +38,11 @@ export interface AclOptions {
    * true: refused whole when any topic it could match is denied (Petrel before 0.2).
    */
   strictSubscribe?: boolean;
+  /**
+   * Topics whose read answer (canReceive) is remembered per client, for the per-message check (default 256;
+   * 0: none). Forgotten when the rules are reloaded or the client's identity changes (src/auth/acl-cache.ts).
+   */
+  receiveCache?: number;
 }
 
 interface CompiledRule {
@@ -63,6 +68,8 @@ export class Acl {
   private rules: CompiledRule[] = [];
   private readonly inline: CompiledRule[];
   defaultAllow = true;
+  /** Counts the loads of the rules: a cache of answers made under another generation is stale. */
+  generation = 0;
 
   constructor(readonly options: AclOptions) {
     this.inline = (options.rules ?? []).map((r, i) => compileRule(r, `rules[${i}]`));
@@ -77,6 +84,7 @@ export class Acl {
     const denyByDefault = text !== undefined && (isMosquittoAcl(text) || rules.length === 0);
     this.defaultAllow = (this.options.default ?? (denyByDefault ? 'deny' : 'allow')) === 'allow';
     this.rules = rules;
+    this.generation++;
   }
 
   get size(): number {

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { AuthenticateRequest, BrokerHooks, ClientInfo, MaybePromise } from '../broker/hooks.js';
 import { Acl, type AclOptions } from './acl.js';
+import { AclReceiveCache, DEFAULT_RECEIVE_CACHE } from './acl-cache.js';
 import { BanList, type BanOptions } from './bans.js';
 import { TokenBucket } from './limits.js';
 import { LoginGuard, type LoginProtectionOptions } from './login-guard.js';
@@ -55,6 +56,8 @@ export interface SecurityEnv {
 export class Security {
   readonly passwords: PasswordFile | undefined;
   readonly acl: Acl | undefined;
+  /** The ACL's read answers per (client, topic), for the check of every delivered message; undefined when off. */
+  readonly receiveCache: AclReceiveCache | undefined;
   readonly bans: BanList;
   readonly hooks: BrokerHooks;
   /** Admission, bans and cache of password-file checks. */
@@ -71,6 +74,8 @@ export class Security {
     this.warnWeakHashes();
     this.logins = this.passwords ? new LoginGuard(options.loginProtection, env.logger) : undefined;
     this.acl = options.acl && (options.acl.rules?.length || options.acl.file || options.acl.default === 'deny') ? new Acl(options.acl) : undefined;
+    const cacheSize = options.acl?.receiveCache ?? DEFAULT_RECEIVE_CACHE;
+    this.receiveCache = this.acl && cacheSize > 0 ? new AclReceiveCache(this.acl, cacheSize) : undefined;
     this.bans = new BanList(options.bans);
     this.hooks = {
       authenticate: this.authenticate,
@@ -172,7 +177,7 @@ export class Security {
   }
 
   private readonly authorizeReceive: NonNullable<BrokerHooks['authorizeReceive']> = (client, topic) =>
-    this.acl!.canReceive(client, topic) && (this.user.authorizeReceive === undefined || this.user.authorizeReceive(client, topic));
+    (this.receiveCache ? this.receiveCache.canReceive(client, topic) : this.acl!.canReceive(client, topic)) && (this.user.authorizeReceive === undefined || this.user.authorizeReceive(client, topic));
 
   private readonly authorizePublish: NonNullable<BrokerHooks['authorizePublish']> = (client, message) => {
     if (!this.acl!.canPublish(client, message.topic)) {

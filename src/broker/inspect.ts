@@ -28,6 +28,8 @@ export interface SessionView {
   subscriptions: SubscriptionView[];
   /** Outgoing QoS 1/2 messages not yet acknowledged. */
   inflight: number;
+  /** Incoming QoS 2 messages received (PUBREC sent) and not yet released by PUBREL. */
+  awaitingRelease: number;
   /** Messages waiting in the session queue, and their payload bytes. */
   queued: number;
   queuedBytes: number;
@@ -170,6 +172,7 @@ export class BrokerInspector {
       expiresAt: session.expiresAt,
       subscriptions,
       inflight: session.inflightCount,
+      awaitingRelease: session.incomingQos2Count,
       queued: session.queuedCount,
       queuedBytes: session.queuedBytes,
       dropped: session.dropped,

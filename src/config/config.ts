@@ -165,7 +165,7 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   ...LIMIT_CHECKS,
   // security
   passwordFile: string,
-  acl: object({ file: string, default: oneOf('allow', 'deny'), rules: array(aclRule), disconnectOnDenied: boolean, strictSubscribe: boolean }),
+  acl: object({ file: string, default: oneOf('allow', 'deny'), rules: array(aclRule), disconnectOnDenied: boolean, strictSubscribe: boolean, receiveCache: integer(0, 1_000_000) }),
   bans: object({ clientIds: stringList, usernames: stringList, addresses: array(cidr) }),
   watchFiles: boolean,
   loginProtection: LOGIN_PROTECTION_CHECK,
