@@ -5,7 +5,7 @@ import { Buffer } from 'node:buffer';
 import { connect as netConnect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { encodePacket } from '../../src/protocol/encoder.js';
-import { seededRandom } from '../mqttsn/helpers.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 export type Kind = 'random' | 'half-connect' | 'tls-hello' | 'http-on-mqtt' | 'ws-bad-http' | 'ws-bad-upgrade' | 'ws-garbage-frames' | 'ws-half-headers';
 export const TCP_KINDS: Kind[] = ['random', 'half-connect', 'tls-hello', 'http-on-mqtt'];

@@ -12,7 +12,7 @@ import type { ConnackPacket, ConnectPacket, Packet, PublishPacket, SubackPacket 
 import { startBroker, eventually } from '../helpers/broker.js';
 import { pub } from '../helpers/packets.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { seededRandom } from '../mqttsn/helpers.js';
+import { seededRandom } from '../helpers/seeded.js';
 
 const MESSAGES = 150;
 /** Chance of a break at each point of a flow: about one broken connection per three messages on each side. */
