@@ -11,7 +11,7 @@ import { compileRule, type AclRule } from '../auth/acl.js';
 import { checkAddressEntry } from '../util/address.js';
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from '../http/options.js';
 import type { MemoryProfile } from '../runtime/v8-tuning.js';
-import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, object, oneOf, record, string, U32, type Check } from './checks.js';
+import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, object, OVERLOAD_CHECK, oneOf, record, string, U32, type Check } from './checks.js';
 import { isValidTopicName } from '../protocol/topic.js';
 
 export { ConfigError };
@@ -169,6 +169,8 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   bans: object({ clientIds: stringList, usernames: stringList, addresses: array(cidr) }),
   watchFiles: boolean,
   loginProtection: LOGIN_PROTECTION_CHECK,
+  // memory and event-loop overload (docs/security.md)
+  overload: OVERLOAD_CHECK,
   // per-client limits (listeners may override)
   maxPublishRate: positive,
   publishBurst: positive,
