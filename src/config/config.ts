@@ -6,6 +6,8 @@ import { parse as parseYaml } from 'yaml';
 import { stringify as toYaml } from 'yaml';
 import { DEFAULT_LISTENERS, type BrokerOptions } from '../server/broker.js';
 import { DEFAULT_LIMITS } from '../broker/options.js';
+import { DEFAULT_OVERLOAD } from '../broker/overload.js';
+import { machineLimits } from '../server/machine-limits.js';
 import { DEFAULT_PORTS, DEFAULT_WS_PATH } from '../server/listeners.js';
 import { compileRule, type AclRule } from '../auth/acl.js';
 import { checkAddressEntry } from '../util/address.js';
@@ -327,12 +329,18 @@ export function effectiveConfig(config: FileConfig): Record<string, unknown> {
   const list =
     listeners ?? (port !== undefined || host !== undefined ? [{ type: 'tcp' as const, host: host ?? '0.0.0.0', port: port ?? 1883 }] : DEFAULT_LISTENERS);
   const { connackUserProperties: _ignored, ...limits } = DEFAULT_LIMITS;
+  // The memory limits createBroker() derives from this machine where none is set (server/machine-limits.ts).
+  const { maxRetainedBytes, maxQueuedBytes, maxSubscriptionsPerClient } = machineLimits();
   return {
     logLevel: 'info',
     memoryProfile: 'compact',
     connectionLogRate: 100,
     ...limits,
+    maxRetainedBytes,
+    maxQueuedBytes,
+    maxSubscriptionsPerClient,
     ...rest,
+    overload: { ...DEFAULT_OVERLOAD, ...rest.overload },
     listeners: list.map(({ type = 'tcp', ...l }) => {
       if (type === 'http') return { type, host: DEFAULT_HTTP_HOST, port: DEFAULT_HTTP_PORT, ...l };
       const out: Record<string, unknown> = { type, host: '0.0.0.0', port: DEFAULT_PORTS[type], ...l };

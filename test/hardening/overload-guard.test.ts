@@ -73,14 +73,14 @@ describe('ResourceGuard: states and hysteresis', () => {
 });
 
 describe('machineLimits(): defaults derived from the machine', () => {
-  it('a tenth of memory for retained payloads (16 MiB..1 GiB), memory/256 per queue (16..64 MiB), heap/64 KiB subscriptions (10k..100k)', () => {
+  it('a sixteenth of memory for retained payloads (16 MiB..512 MiB), memory/256 per queue (16..64 MiB), heap/64 KiB subscriptions (10k..100k)', () => {
     const small = machineLimits({ totalMemory: 512 * MiB, constrainedMemory: undefined, heapLimit: 256 * MiB });
     assert.deepEqual(
       { r: small.maxRetainedBytes, q: small.maxQueuedBytes, s: small.maxSubscriptionsPerClient, m: small.memoryLimit },
-      { r: Math.floor(51.2 * MiB), q: 16 * MiB, s: 10_000, m: 512 * MiB },
+      { r: 32 * MiB, q: 16 * MiB, s: 10_000, m: 512 * MiB },
     );
     const big = machineLimits({ totalMemory: 64 * GiB, constrainedMemory: undefined, heapLimit: 8 * GiB });
-    assert.deepEqual({ r: big.maxRetainedBytes, q: big.maxQueuedBytes, s: big.maxSubscriptionsPerClient }, { r: GiB, q: 64 * MiB, s: 100_000 });
+    assert.deepEqual({ r: big.maxRetainedBytes, q: big.maxQueuedBytes, s: big.maxSubscriptionsPerClient }, { r: 512 * MiB, q: 64 * MiB, s: 100_000 });
     const tiny = machineLimits({ totalMemory: 64 * MiB, constrainedMemory: undefined, heapLimit: 64 * MiB });
     assert.equal(tiny.maxRetainedBytes, 16 * MiB);
   });

@@ -173,6 +173,28 @@ describe('maxRetainedBytes: the retained store stays within its bytes', () => {
   });
 });
 
+describe('the process sampler (no fake): RSS, heap and event-loop lag of this process', () => {
+  it('an RSS over a small memoryLimit is high; a loop blocked for 500 ms lags; both give CONNACK 0x89', async (t) => {
+    // A long interval: only sampleResources() samples, so the lag window is the test's own.
+    const h = await setup(t, { overload: { memoryLimit: 1_000_000, sampleIntervalMs: 3_600_000 } });
+    const s = h.broker.sampleResources();
+    assert.ok(s.sample!.rss > 1_000_000 && s.sample!.heapLimit > s.sample!.heapUsed && s.sample!.heapUsed > 0);
+    assert.equal(s.memory, 'high', 'any process is larger than 1 MB');
+    assert.equal((await h.connect({ clientId: 'm', protocolVersion: 5 })).connack.reasonCode, 0x89);
+
+    const lag = await setup(t, { overload: { eventLoopLagMs: 50, sampleIntervalMs: 3_600_000 } });
+    lag.broker.sampleResources();
+    // The monitor measures from its previous tick, and a reset forgets it: let it tick once first.
+    await new Promise((r) => setTimeout(r, 30));
+    const until = Date.now() + 500;
+    while (Date.now() < until); // the loop blocked
+    await new Promise((r) => setTimeout(r, 30));
+    const v = lag.broker.sampleResources();
+    assert.equal(v.eventLoop, 'high', `lag ${v.eventLoopLagMs} ms`);
+    assert.equal((await lag.connect({ clientId: 'l', protocolVersion: 5 })).connack.reasonCode, 0x89);
+  });
+});
+
 describe('createBroker(): memory limits derived from the machine where none is set', () => {
   it('maxRetainedBytes, maxQueuedBytes and maxSubscriptionsPerClient get machineLimits(); an explicit value (0 included) wins', async (t) => {
     const m = machineLimits();
