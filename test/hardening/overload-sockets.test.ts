@@ -11,6 +11,8 @@ import type { ResourceSample } from '../../src/broker/overload.js';
 import { machineLimits } from '../../src/server/machine-limits.js';
 import type { PubAckLikePacket } from '../../src/protocol/packets.js';
 import { setup, payloads, publishes, quietPublishes } from '../helpers/harness.js';
+import { metric, request, startHttpBroker } from '../helpers/http.js';
+import { RawClient } from '../helpers/raw-client.js';
 import { pub } from '../helpers/packets.js';
 
 const GiB = 1024 ** 3;
@@ -192,6 +194,27 @@ describe('the process sampler (no fake): RSS, heap and event-loop lag of this pr
     const v = lag.broker.sampleResources();
     assert.equal(v.eventLoop, 'high', `lag ${v.eventLoopLagMs} ms`);
     assert.equal((await lag.connect({ clientId: 'l', protocolVersion: 5 })).connack.reasonCode, 0x89);
+  });
+});
+
+describe('/metrics', () => {
+  it('petrel_overload{resource} is 1 while shedding; shed QoS 0 messages are messages_dropped_total{reason="shed"}', async (t) => {
+    const now: ResourceSample = { heapUsed: 0, heapLimit: 4 * GiB, rss: 0.1 * GiB, eventLoopLagMs: 0 };
+    const h = await startHttpBroker(t, { overload: { memoryLimit: GiB, sample: () => ({ ...now }) } });
+    const sub = await RawClient.connect(h.mqttPort, { clientId: 'sub', protocolVersion: 5 });
+    sub.client.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 't', qos: 0 }] });
+    await sub.client.next(9);
+    const p = await RawClient.connect(h.mqttPort, { clientId: 'p', protocolVersion: 5 });
+    t.after(() => (sub.client.destroy(), p.client.destroy()));
+    now.rss = 0.9 * GiB;
+    h.broker.sampleResources();
+    for (let i = 0; i < 3; i++) p.client.send(pub('t', 'x'));
+    await p.client.sync();
+    const text = (await request(h.base, 'GET', '/metrics')).text;
+    assert.equal(metric(text, 'petrel_overload', { resource: 'memory' }), 1);
+    assert.equal(metric(text, 'petrel_overload', { resource: 'event_loop' }), 0);
+    assert.equal(metric(text, 'petrel_messages_dropped_total', { reason: 'shed' }), 3);
+    assert.equal(metric(text, 'petrel_messages_dropped_total', { reason: 'queue_full' }), 0);
   });
 });
 
