@@ -85,7 +85,7 @@ export interface ChannelHost {
   readonly retained: RetainedStore;
   readonly registry: SessionRegistry<Channel>;
   readonly wills: Wills;
-  readonly dispatch: { mayReceive(session: Session, topic: string): boolean; retainRefusal(message: Message): string | undefined };
+  readonly dispatch: { mayReceive(session: Session, topic: string): boolean; retainRefusal(message: Message): 'memory' | 'bytes' | undefined; retainRefused(message: Message, refusal: 'memory' | 'bytes'): void };
   /** What overload sheds now (overload.ts). */
   readonly guard: Pick<ResourceGuard, 'refuseConnects' | 'refusalReason'>;
   /** Set while the $SYS topics are published: clients may not publish under `$SYS/`. */

@@ -108,15 +108,20 @@ export class Dispatcher {
     return undefined;
   }
 
+  /** Counts a retained message not kept (retainRefusal's answer); warns once each time the byte cap fills up. */
+  retainRefused(message: Message, refusal: 'memory' | 'bytes'): void {
+    this.stats.retainedRefused++;
+    if (refusal === 'memory' || this.retainedBytesFull) return; // the guard logs its state itself
+    this.retainedBytesFull = true;
+    const maxRetainedBytes = this.limits.maxRetainedBytes;
+    this.events.warning?.('retained store full (maxRetainedBytes): new or larger retained messages are not kept (5.0 QoS 1/2 refused with 0x97, others delivered)', { maxRetainedBytes, topic: message.topic });
+  }
+
   /** Keeps a retained message, within maxRetainedMessages and maxRetainedBytes (the message is delivered either way). */
   private retain(message: Message): void {
     const refusal = this.retainRefusal(message);
     if (refusal !== undefined) {
-      this.stats.retainedRefused++;
-      if (refusal === 'memory' || this.retainedBytesFull) return; // the guard logs its state itself
-      this.retainedBytesFull = true;
-      const maxRetainedBytes = this.limits.maxRetainedBytes;
-      this.events.warning?.('retained store full (maxRetainedBytes): larger or new retained messages are delivered but not kept', { maxRetainedBytes, topic: message.topic });
+      this.retainRefused(message, refusal);
       return;
     }
     // Room made since the last fill-up (expiry, deletions): the next one is warned about again.

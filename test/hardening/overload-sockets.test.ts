@@ -136,6 +136,7 @@ describe('maxRetainedBytes: the retained store stays within its bytes', () => {
     assert.deepEqual([(await p5.next(4)) as PubAckLikePacket, (await p5.next(4)) as PubAckLikePacket].map((a) => a.reasonCode ?? 0), [0, 0]);
     p5.send(pub('r/3', kb('c'), { retain: true, qos: 1, packetId: 3 }));
     assert.equal(((await p5.next(4)) as PubAckLikePacket).reasonCode, 0x97, 'a new topic beyond 1000 bytes');
+    assert.equal(g.lines(/^retained store full \(maxRetainedBytes\)/).length, 1, 'warned at the first refusal');
     p5.send(pub('r/1', kb('a', 700), { retain: true, qos: 2, packetId: 4 }));
     assert.equal(((await p5.next(5)) as PubAckLikePacket).reasonCode, 0x97, 'a larger replacement beyond it (QoS 2: PUBREC)');
     assert.deepEqual(payloads(await publishes(live, 2)).map((s) => s.slice(0, 1)), ['a', 'b']);
