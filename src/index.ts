@@ -4,6 +4,8 @@ export type { BrokerOptions, ListenerOptions, BrokerEventMap } from './server/br
 export type { BrokerHooks, ClientInfo, AuthenticateRequest, DisconnectInfo } from './broker/hooks.js';
 export type { BrokerLimits } from './broker/options.js';
 export { DEFAULT_LIMITS } from './broker/options.js';
+export type { OverloadOptions, OverloadView, ResourceSample } from './broker/overload.js';
+export { machineLimits } from './server/machine-limits.js';
 export type { Message } from './broker/message.js';
 export type { BrokerInspector, ConnectionView, SessionView, SubscriptionView, BrokerCounts } from './broker/inspect.js';
 export type { Clock } from './broker/core.js';

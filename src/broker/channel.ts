@@ -23,6 +23,7 @@ import { onSubscribe, onUnsubscribe } from './subscriptions.js';
 import type { BrokerStats } from './sys-topics.js';
 import { NOT_DUE } from './timer-wheel.js';
 import type { Wills } from './wills.js';
+import type { ResourceGuard } from './overload.js';
 
 /** What a transport gives the channel to act on. */
 export interface ChannelOutput {
@@ -84,7 +85,9 @@ export interface ChannelHost {
   readonly retained: RetainedStore;
   readonly registry: SessionRegistry<Channel>;
   readonly wills: Wills;
-  readonly dispatch: { mayReceive(session: Session, topic: string): boolean };
+  readonly dispatch: { mayReceive(session: Session, topic: string): boolean; retainRefusal(message: Message): 'memory' | 'bytes' | undefined; retainRefused(message: Message, refusal: 'memory' | 'bytes'): void };
+  /** What overload sheds now (overload.ts). */
+  readonly guard: Pick<ResourceGuard, 'refuseConnects' | 'refusalReason'>;
   /** Set while the $SYS topics are published: clients may not publish under `$SYS/`. */
   readonly sysTopics: object | undefined;
   readonly closing: boolean;

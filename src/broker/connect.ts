@@ -99,6 +99,12 @@ export function onConnect(ch: Channel, p: ConnectPacket): void {
     refuseConnect(ch, ReasonCode.ServerUnavailable, 'server shutting down');
     return;
   }
+  if (host.guard.refuseConnects) {
+    // Memory above its high-water mark or the event loop lagging (overload.ts): 5.0 0x89 Server busy, 3.1.x
+    // 0x03 Server unavailable, then the close [MQTT-3.2.2-7]; before authentication, which costs the most.
+    refuseConnect(ch, ReasonCode.ServerBusy, host.guard.refusalReason);
+    return;
+  }
   if (limits.serverReference) {
     // A configured redirect: 5.0 clients are told where to go (0x9C temporary, 0x9D permanent).
     refuseConnect(ch, limits.serverMoved ? ReasonCode.ServerMoved : ReasonCode.UseAnotherServer, 'use another server', { serverReference: limits.serverReference });

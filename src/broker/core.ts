@@ -8,6 +8,7 @@ import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
 import type { Message } from './message.js';
 import type { WillMessage } from '../protocol/packets.js';
 import { DEFAULT_LIMITS, type BrokerLimits } from './options.js';
+import { ResourceGuard } from './overload.js';
 import { Dispatcher } from './dispatch.js';
 import { SessionRegistry } from './registry.js';
 import { MemoryRetainedStore } from './retained.js';
@@ -43,6 +44,8 @@ export interface CoreOptions {
   routes?: RouteTable;
   /** What the $SYS topics say about the process (version, heap); see sys-topics.ts. */
   sys?: Partial<SysTopicsOptions>;
+  /** The overload guard (overload.ts) the facade's resource monitor feeds; one that stays normal by default. */
+  guard?: ResourceGuard;
 }
 
 /** Sizes of the core's structures (BrokerCore.footprint). */
@@ -79,6 +82,8 @@ export class BrokerCore implements ChannelHost {
   readonly store: SessionStore;
   readonly retained: RetainedStore;
   readonly routes: RouteTable;
+  /** Memory and event-loop state: what is refused or shed now (overload.ts). */
+  readonly guard: ResourceGuard;
   readonly router = new TopicRouter<Session>();
   readonly registry: SessionRegistry<Channel>;
   readonly dispatch: Dispatcher;
@@ -110,8 +115,9 @@ export class BrokerCore implements ChannelHost {
     this.store = options.sessionStore ?? new MemorySessionStore();
     this.retained = options.retainedStore ?? new MemoryRetainedStore();
     this.routes = options.routes ?? new SingleNodeRoutes();
+    this.guard = options.guard ?? new ResourceGuard();
     const shared = (this.shared = new SharedGroups(this.router, this.limits, random));
-    this.dispatch = new Dispatcher(this.router, this.retained, shared, this.limits, this.stats, this.events, this.hooks);
+    this.dispatch = new Dispatcher(this.router, this.retained, shared, this.limits, this.stats, this.events, this.hooks, this.guard);
     if (this.hooks.authorizeReceive !== undefined) shared.mayReceive = (session, topic) => this.dispatch.mayReceive(session, topic);
     this.wills = new Wills(this.clock, this.hooks, this.events, (message, client) => this.dispatch.publish(message, client, true));
     this.registry = new SessionRegistry(this, this.store, this.router, this.routes, shared, this.wills, random);

@@ -5,11 +5,12 @@ import type { QoS } from '../protocol/constants.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo } from './hooks.js';
 import { detach, type Message } from './message.js';
 import type { BrokerLimits } from './options.js';
+import type { ResourceGuard } from './overload.js';
 import type { MatchResult, RouteMemo, TopicRouter } from './router.js';
 import type { FanOutEncodings, Session } from './session/session.js';
 import type { SharedGroups } from './shared-groups.js';
 import type { RetainedStore, SubscriptionEntry } from './store/types.js';
-import type { BrokerStats } from './sys-topics.js';
+import { isSysTopic, type BrokerStats } from './sys-topics.js';
 
 /** (version 4 or 5) x QoS x retain slots. */
 const ENCODING_SLOTS = 12;
@@ -19,6 +20,7 @@ export class Dispatcher {
   private encodings: FanOutEncodings = new Array<Buffer | undefined>(ENCODING_SLOTS).fill(undefined);
   private fanningOut = false;
   private retainedFull = false;
+  private retainedBytesFull = false;
 
   constructor(
     private readonly router: TopicRouter<Session>,
@@ -28,6 +30,7 @@ export class Dispatcher {
     private readonly stats: BrokerStats,
     private readonly events: BrokerEvents,
     private readonly hooks: BrokerHooks = {},
+    private readonly guard: Pick<ResourceGuard, 'refuseRetainedGrowth'> = { refuseRetainedGrowth: false },
   ) {}
 
   /**
@@ -86,10 +89,44 @@ export class Dispatcher {
     return count;
   }
 
-  /** Keeps a retained message, within maxRetainedMessages (the message is delivered either way). */
+  /**
+   * Why the retained store would not keep `message` for its bytes: 'memory' while the overload guard refuses
+   * growth, 'bytes' beyond maxRetainedBytes; undefined when it may be kept (maxRetainedMessages is the
+   * store's own check, in set()). Only a message that grows the store (a new topic, a larger payload) is
+   * refused: clearing or shrinking always works.
+   */
+  retainRefusal(message: Message): 'memory' | 'bytes' | undefined {
+    const length = message.payload.length;
+    const maxBytes = this.limits.maxRetainedBytes;
+    const memory = this.guard.refuseRetainedGrowth;
+    if (length === 0 || (maxBytes === 0 && !memory) || isSysTopic(message.topic)) return undefined;
+    const before = this.retained.get(message.topic)?.payload.length ?? -1;
+    if (length <= before) return undefined;
+    if (memory) return 'memory';
+    const bytes = this.retained.payloadBytes;
+    if (bytes !== undefined && bytes - (before < 0 ? 0 : before) + length > maxBytes) return 'bytes';
+    return undefined;
+  }
+
+  /** Counts a retained message not kept (retainRefusal's answer); warns once each time the byte cap fills up. */
+  retainRefused(message: Message, refusal: 'memory' | 'bytes'): void {
+    this.stats.retainedRefused++;
+    if (refusal === 'memory' || this.retainedBytesFull) return; // the guard logs its state itself
+    this.retainedBytesFull = true;
+    const maxRetainedBytes = this.limits.maxRetainedBytes;
+    this.events.warning?.('retained store full (maxRetainedBytes): new or larger retained messages are not kept (5.0 QoS 1/2 refused with 0x97, others delivered)', { maxRetainedBytes, topic: message.topic });
+  }
+
+  /** Keeps a retained message, within maxRetainedMessages and maxRetainedBytes (the message is delivered either way). */
   private retain(message: Message): void {
-    const limit = this.limits.maxRetainedMessages;
+    const refusal = this.retainRefusal(message);
+    if (refusal !== undefined) {
+      this.retainRefused(message, refusal);
+      return;
+    }
     // Room made since the last fill-up (expiry, deletions): the next one is warned about again.
+    if (this.retainedBytesFull && (this.retained.payloadBytes ?? 0) < this.limits.maxRetainedBytes * 0.9) this.retainedBytesFull = false;
+    const limit = this.limits.maxRetainedMessages;
     if (this.retainedFull && this.retained.limitedSize < limit) this.retainedFull = false;
     if (this.retained.set(message, limit)) return;
     this.stats.retainedRefused++;

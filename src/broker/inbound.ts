@@ -107,6 +107,9 @@ function resolveAlias(ch: Channel, p: PublishPacket): string | undefined {
 }
 
 function route(ch: Channel, p: PublishPacket, message: Message): void {
+  // A retained message the store cannot take (maxRetainedBytes, memory high): 5.0 QoS 1/2 is refused whole
+  // with 0x97 Quota exceeded, so the publisher knows; QoS 0 and 3.1.x are delivered but not kept (dispatch.ts).
+  if (p.retain && p.qos !== 0 && ch.version === 5 && refuseRetained(ch, p, message)) return;
   const store = ch.host.store;
   const session = ch.session!;
   // A durable session holds a QoS 2 packet id in the same commit as the message's effects: a restart after
@@ -118,6 +121,16 @@ function route(ch: Channel, p: PublishPacket, message: Message): void {
   // A durable store: acknowledged only once what the message changed is committed.
   if (p.qos !== 0 && store.durable) store.afterCommit(() => ackPublish(ch, p, code), () => notStored(ch, p));
   else ackPublish(ch, p, code);
+}
+
+/** PUBACK/PUBREC 0x97 when the retained store cannot take `message`; false when it can. */
+function refuseRetained(ch: Channel, p: PublishPacket, message: Message): boolean {
+  const dispatch = ch.host.dispatch;
+  const refusal = dispatch.retainRefusal(message);
+  if (refusal === undefined) return false;
+  dispatch.retainRefused(message, refusal);
+  ackPublish(ch, p, ReasonCode.QuotaExceeded);
+  return true;
 }
 
 /** A QoS 1/2 PUBLISH whose effects could not be committed (disk full, I/O error): not acknowledged as done. */

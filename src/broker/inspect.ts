@@ -4,6 +4,7 @@ import type { QoS } from '../protocol/constants.js';
 import type { BrokerCore, Footprint } from './core.js';
 import type { ClientInfo } from './hooks.js';
 import type { Message } from './message.js';
+import type { OverloadView } from './overload.js';
 import type { SubscriptionEntry } from './router.js';
 import type { Session } from './session/session.js';
 
@@ -153,6 +154,21 @@ export class BrokerInspector {
   topicAliases(clientId: string): { in: number; out: number } | undefined {
     const channel = this.core.registry.connected.get(clientId);
     return channel === undefined ? undefined : { in: channel.topicAliases?.size ?? 0, out: channel.writer.aliasCount };
+  }
+
+  /**
+   * The overload guard's state (overload.ts) and what it weighs: memory use, event-loop lag, what is refused
+   * or shed now; the retained store's payload bytes against maxRetainedBytes; QoS 0 deliveries shed so far.
+   */
+  overload(): OverloadView & { retainedBytes: number | undefined; maxRetainedBytes: number; droppedShed: number; retainedRefused: number } {
+    const core = this.core;
+    return {
+      ...core.guard.view(core.clock.now()),
+      retainedBytes: core.retained.payloadBytes,
+      maxRetainedBytes: core.limits.maxRetainedBytes,
+      droppedShed: core.stats.droppedShed,
+      retainedRefused: core.stats.retainedRefused,
+    };
   }
 
   /** Bytes, packets and sessions counted for $SYS and metrics. */

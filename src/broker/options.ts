@@ -53,6 +53,13 @@ export interface BrokerLimits {
    */
   maxRetainedMessages: number;
   /**
+   * Payload bytes of every retained message together ($SYS topics aside); beyond it a retained message on a
+   * new topic, or one larger than the message it replaces, is not kept: a 5.0 QoS 1/2 PUBLISH is refused
+   * (PUBACK/PUBREC 0x97 Quota exceeded, not delivered), QoS 0 and 3.1.x are delivered but not kept, as with
+   * maxRetainedMessages. 0 = no limit (createBroker() derives a default from the machine: server/machine-limits.ts).
+   */
+  maxRetainedBytes: number;
+  /**
    * Seconds between publications of the $SYS topics (the broker's counters, under Mosquitto's names); 0 = none.
    * While they are on, a client's PUBLISH to `$SYS/...` is refused (5.0: 0x87).
    */
@@ -107,6 +114,7 @@ export const DEFAULT_LIMITS: BrokerLimits = {
   maxTopicLevels: 128,
   maxSubscriptionsPerClient: 0,
   maxRetainedMessages: 0,
+  maxRetainedBytes: 0,
   sysInterval: 10,
   topicAliasMaximum: 65535,
   retainAvailable: true,

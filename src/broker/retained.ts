@@ -20,6 +20,8 @@ export class MemoryRetainedStore implements RetainedStore {
   private count = 0;
   /** Of `count`, the broker's own $SYS topics: they do not take places the limit of set() gives clients. */
   private sysCount = 0;
+  /** Payload bytes of the messages that are not $SYS topics (maxRetainedBytes). */
+  private bytes = 0;
   /**
    * Retained messages with a Message Expiry, earliest first (a binary heap), so that sweep() deletes them
    * when they expire even if no SUBSCRIBE ever matches them again. A message replaced or deleted meanwhile
@@ -41,6 +43,11 @@ export class MemoryRetainedStore implements RetainedStore {
     return this.count - this.sysCount;
   }
 
+  /** Payload bytes of the retained messages counted in limitedSize. */
+  get payloadBytes(): number {
+    return this.bytes;
+  }
+
   /**
    * Stores `message` (which must own its payload), or deletes the topic's message when the payload is empty.
    * False when the topic has no message yet and `limit` (0: none) topics already have one: nothing is stored.
@@ -58,6 +65,7 @@ export class MemoryRetainedStore implements RetainedStore {
       this.count++;
       if (sys) this.sysCount++;
     }
+    if (!sys) this.bytes += message.payload.length - (node.message?.payload.length ?? 0);
     node.message = message;
     if (message.expiresAt !== undefined) {
       if (this.expiring.length > 2 * this.count + 1024) this.rebuildExpiring();
@@ -147,9 +155,10 @@ export class MemoryRetainedStore implements RetainedStore {
     }
     const node = path[path.length - 1]!;
     if (node.message === undefined) return;
+    if (isSysTopic(topic)) this.sysCount--;
+    else this.bytes -= node.message.payload.length;
     node.message = undefined;
     this.count--;
-    if (isSysTopic(topic)) this.sysCount--;
     // Levels left with no message and nothing below them go, so topics that come and go do not pile up.
     for (let i = levels.length; i > 0; i--) {
       const n = path[i]!;

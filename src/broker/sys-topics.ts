@@ -29,6 +29,8 @@ export interface BrokerStats {
    */
   droppedOutputFull: number;
   droppedTooLarge: number;
+  /** QoS 0 deliveries shed while memory was over its high-water mark (overload.ts; also in droppedMessages). */
+  droppedShed: number;
   /** Messages past their expiry when their turn to be sent came (not in droppedMessages). */
   droppedExpired: number;
 }
@@ -47,6 +49,7 @@ export const newStats = (): BrokerStats => ({
   publishSentByQos: [0, 0, 0],
   droppedOutputFull: 0,
   droppedTooLarge: 0,
+  droppedShed: 0,
   droppedExpired: 0,
 });
 

@@ -85,6 +85,7 @@ export const LIMIT_CHECKS: Record<keyof BrokerLimits, Check> = {
   maxTopicLevels: integer(1, 32768),
   maxSubscriptionsPerClient: integer(0, U32),
   maxRetainedMessages: integer(0, U32),
+  maxRetainedBytes: integer(0, Number.MAX_SAFE_INTEGER),
   sysInterval: integer(0, 86400),
   topicAliasMaximum: integer(0, 65535),
   retainAvailable: boolean,
@@ -119,6 +120,24 @@ export const LOGIN_PROTECTION_CHECK: Check = object({
   cacheTime: integer(0, 86_400),
   failureDelay: integer(0, 60_000),
 });
+
+const fraction: Check = (v, path) => (typeof v === 'number' && v > 0 && v <= 1 ? v : fail(path, 'must be a number above 0 and at most 1'));
+
+/** `overload` (src/broker/overload.ts): every key optional; the low-water mark below the high one. */
+export const OVERLOAD_CHECK: Check = (v, path) => {
+  const o = object({
+    enabled: boolean,
+    memoryLimit: integer(0, Number.MAX_SAFE_INTEGER),
+    memoryHighWater: fraction,
+    memoryLowWater: fraction,
+    eventLoopLagMs: integer(0, 600_000),
+    sampleIntervalMs: integer(10, 3_600_000),
+  })(v, path) as Record<string, number | boolean | undefined>;
+  const high = (o.memoryHighWater as number | undefined) ?? 0.85;
+  const low = (o.memoryLowWater as number | undefined) ?? 0.7;
+  if (low >= high) fail(`${path}.memoryLowWater`, `must be below memoryHighWater (${high})`);
+  return o;
+};
 
 /** Throws ConfigError naming the first limit in `options` that is out of range (undefined ones are defaults). */
 export function checkLimits(options: Partial<Record<keyof BrokerLimits, unknown>>): void {

@@ -6,12 +6,14 @@ import { parse as parseYaml } from 'yaml';
 import { stringify as toYaml } from 'yaml';
 import { DEFAULT_LISTENERS, type BrokerOptions } from '../server/broker.js';
 import { DEFAULT_LIMITS } from '../broker/options.js';
+import { DEFAULT_OVERLOAD } from '../broker/overload.js';
+import { machineLimits } from '../server/machine-limits.js';
 import { DEFAULT_PORTS, DEFAULT_WS_PATH } from '../server/listeners.js';
 import { compileRule, type AclRule } from '../auth/acl.js';
 import { checkAddressEntry } from '../util/address.js';
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from '../http/options.js';
 import type { MemoryProfile } from '../runtime/v8-tuning.js';
-import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, object, oneOf, record, string, U32, type Check } from './checks.js';
+import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, object, OVERLOAD_CHECK, oneOf, record, string, U32, type Check } from './checks.js';
 import { isValidTopicName } from '../protocol/topic.js';
 
 export { ConfigError };
@@ -169,6 +171,8 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   bans: object({ clientIds: stringList, usernames: stringList, addresses: array(cidr) }),
   watchFiles: boolean,
   loginProtection: LOGIN_PROTECTION_CHECK,
+  // memory and event-loop overload (docs/security.md)
+  overload: OVERLOAD_CHECK,
   // per-client limits (listeners may override)
   maxPublishRate: positive,
   publishBurst: positive,
@@ -325,12 +329,18 @@ export function effectiveConfig(config: FileConfig): Record<string, unknown> {
   const list =
     listeners ?? (port !== undefined || host !== undefined ? [{ type: 'tcp' as const, host: host ?? '0.0.0.0', port: port ?? 1883 }] : DEFAULT_LISTENERS);
   const { connackUserProperties: _ignored, ...limits } = DEFAULT_LIMITS;
+  // The memory limits createBroker() derives from this machine where none is set (server/machine-limits.ts).
+  const { maxRetainedBytes, maxQueuedBytes, maxSubscriptionsPerClient } = machineLimits();
   return {
     logLevel: 'info',
     memoryProfile: 'compact',
     connectionLogRate: 100,
     ...limits,
+    maxRetainedBytes,
+    maxQueuedBytes,
+    maxSubscriptionsPerClient,
     ...rest,
+    overload: { ...DEFAULT_OVERLOAD, ...rest.overload },
     listeners: list.map(({ type = 'tcp', ...l }) => {
       if (type === 'http') return { type, host: DEFAULT_HTTP_HOST, port: DEFAULT_HTTP_PORT, ...l };
       const out: Record<string, unknown> = { type, host: '0.0.0.0', port: DEFAULT_PORTS[type], ...l };

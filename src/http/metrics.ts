@@ -163,7 +163,11 @@ export class BrokerMetrics {
     counter('sessions_expired_total', 'Offline sessions ended by their expiry interval ($SYS/broker/clients/expired)', () => stats().sessionsExpired);
     gauge('subscriptions', 'Subscriptions held, ordinary and shared ($SYS/broker/subscriptions/count)', () => counts().subscriptions);
     gauge('retained_messages', 'Topics with a retained message ($SYS/broker/retained messages/count)', () => counts().retained);
-    counter('retained_refused_total', 'Retained messages on new topics not kept: the store was full (maxRetainedMessages)', () => counts().retainedRefused);
+    counter('retained_refused_total', 'Retained messages not kept: maxRetainedMessages, maxRetainedBytes, or memory high', () => counts().retainedRefused);
+    gauge('overload', 'Overload guard state by resource (1: high, shedding; docs/security.md)', () => {
+      const o = broker.inspect.overload();
+      return [[{ resource: 'memory' }, o.memory === 'high' ? 1 : 0], [{ resource: 'event_loop' }, o.eventLoop === 'high' ? 1 : 0]];
+    }, ['resource']);
     // Messages
     counter('messages_received_total', 'PUBLISH packets received, by QoS ($SYS/broker/publish/messages/received)', () => byQos(stats().publishReceivedByQos), ['qos']);
     counter('messages_sent_total', 'PUBLISH packets sent, by QoS ($SYS/broker/publish/messages/sent)', () => byQos(stats().publishSentByQos), ['qos']);
@@ -174,8 +178,9 @@ export class BrokerMetrics {
         const s = stats();
         const all = counts().droppedMessages;
         return [
-          [{ reason: 'queue_full' }, all - s.droppedOutputFull - s.droppedTooLarge],
+          [{ reason: 'queue_full' }, all - s.droppedOutputFull - s.droppedTooLarge - s.droppedShed],
           [{ reason: 'output_full' }, s.droppedOutputFull],
+          [{ reason: 'shed' }, s.droppedShed],
           [{ reason: 'too_large' }, s.droppedTooLarge],
           [{ reason: 'expired' }, s.droppedExpired],
         ];

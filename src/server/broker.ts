@@ -11,7 +11,10 @@ import type { ClientRateLimits } from '../auth/limits.js';
 import { GRACEFUL_CLOSE_MS } from '../transport/batched-output.js';
 import { startListener, type ListenerOptions, type RunningListener } from './listeners.js';
 import { PemFileError } from '../transport/tls.js';
-import { BrokerCore, type Clock } from '../broker/core.js';
+import { BrokerCore, systemClock, type Clock } from '../broker/core.js';
+import { ResourceGuard, type OverloadOptions, type OverloadView, type ResourceSample } from '../broker/overload.js';
+import { machineLimits } from './machine-limits.js';
+import { ResourceMonitor } from './resource-monitor.js';
 import type { BrokerEvents, BrokerHooks, ClientInfo, ConnectSeen, DisconnectInfo } from '../broker/hooks.js';
 import type { HttpListenerOptions } from '../http/options.js';
 import { createMessage, type Message } from '../broker/message.js';
@@ -20,7 +23,7 @@ import type { AuthMethod } from '../broker/enhanced-auth.js';
 import { LogThrottle } from '../broker/log-throttle.js';
 import { BrokerInspector } from '../broker/inspect.js';
 import { PETREL_VERSION } from '../version.js';
-import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK } from '../config/checks.js';
+import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, OVERLOAD_CHECK } from '../config/checks.js';
 import { openStorage, storageOptionError, type OpenedStorage, type StorageOptions } from '../storage/open.js';
 
 export type { ListenerOptions, HttpListenerOptions };
@@ -57,6 +60,12 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
    * data directory (`{ type: 'sqlite', dir, durability }`), or memory (the default of createBroker()).
    */
   storage?: StorageOptions;
+  /**
+   * The overload guard (docs/security.md): above `memoryHighWater` new CONNECTs get 0x89 Server busy, QoS 0
+   * is shed and retained growth refused; while the event loop lags by `eventLoopLagMs`, CONNECTs get 0x89.
+   * `sample` replaces the process's figures (tests).
+   */
+  overload?: Partial<OverloadOptions> & { sample?: () => ResourceSample };
 }
 
 export interface BrokerEventMap {
@@ -91,6 +100,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private readonly disconnectedLines: LogThrottle;
   /** The SQLite stores, when `storage` asks for them. */
   private readonly storage: OpenedStorage | undefined;
+  /** Samples memory and event-loop lag for the core's overload guard while listening. */
+  private readonly monitor: ResourceMonitor;
 
   constructor(options: BrokerOptions = {}) {
     super();
@@ -110,6 +121,12 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     for (const [key, value] of Object.entries(options)) {
       if (key in DEFAULT_LIMITS && value !== undefined) (limits as Record<string, unknown>)[key] = value;
     }
+    // Memory limits nobody set come from the machine (server/machine-limits.ts); 0 set on purpose stays "no limit".
+    const machine = machineLimits();
+    for (const key of ['maxRetainedBytes', 'maxQueuedBytes', 'maxSubscriptionsPerClient'] as const) limits[key] ??= machine[key];
+    const { sample, ...overload } = options.overload ?? {};
+    const guard = new ResourceGuard({ ...overload, memoryLimit: overload.memoryLimit || machine.memoryLimit }, (options.clock ?? systemClock).now());
+    this.monitor = new ResourceMonitor(guard, this.logger, () => this.core.clock.now(), sample);
     const hooks: BrokerHooks = {
       authenticate: options.authenticate,
       authorizePublish: options.authorizePublish,
@@ -134,6 +151,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed },
         sessionStore: this.storage?.sessionStore,
         retainedStore: this.storage?.retainedStore,
+        guard,
       });
     } catch (err) {
       this.storage?.sessionStore.close();
@@ -265,6 +283,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       }
     }, this.tickInterval);
     this.ticker.unref();
+    this.monitor.start();
     if (this.lifecycle === 'starting') this.lifecycle = 'listening';
   }
 
@@ -289,6 +308,15 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Sums over every session, for metrics: outgoing messages in flight, messages queued and their payload bytes. */
   sessionTotals(): { inflight: number; queued: number; queuedBytes: number } {
     return this.inspect.sessionTotals();
+  }
+
+  /**
+   * Samples memory and event-loop lag now (the monitor does so every `overload.sampleIntervalMs` while
+   * listening) and applies the guard's rules; gives the state after it.
+   */
+  sampleResources(): OverloadView {
+    this.monitor.sampleNow();
+    return this.inspect.overload();
   }
 
   /** Where data is kept and what was loaded from it. */
@@ -358,6 +386,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.lifecycle = 'closed';
     if (this.ticker) clearInterval(this.ticker);
     this.ticker = undefined;
+    this.monitor.stop();
     this.security.close();
     // Every will is published (an asynchronous authorizePublish waited for, up to hookTimeout) before any
     // connection closes; then each gets DISCONNECT 0x8B.
@@ -381,6 +410,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   tickInterval: true,
   connectionLogRate: true,
   storage: true,
+  overload: true,
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,
@@ -403,6 +433,11 @@ function checkOptions(options: BrokerOptions): void {
   try {
     checkLimits(options);
     if (options.loginProtection !== undefined) LOGIN_PROTECTION_CHECK(options.loginProtection, 'loginProtection');
+    if (options.overload !== undefined) {
+      const { sample, ...rest } = options.overload;
+      if (sample !== undefined && typeof sample !== 'function') throw new ConfigError('overload.sample: must be a function');
+      OVERLOAD_CHECK(rest, 'overload');
+    }
   } catch (err) {
     throw new ConfigError(`createBroker: ${(err as Error).message}`);
   }

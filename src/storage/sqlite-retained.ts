@@ -72,6 +72,14 @@ export class SqliteRetainedStore implements RetainedStore {
     return this.memory.limitedSize;
   }
 
+  /**
+   * Payload bytes held in memory (maxRetainedBytes): a topic loaded at start-up counts once its payload is read,
+   * since the cap is about the broker's memory, not the file's size.
+   */
+  get payloadBytes(): number {
+    return this.memory.payloadBytes;
+  }
+
   /** The in-memory tree holds a level (leak checks). */
   get holdsLevels(): boolean {
     return this.memory.holdsLevels;

@@ -6,6 +6,7 @@ import type { QoS } from '../../protocol/constants.js';
 import type { ClientInfo } from '../hooks.js';
 import { messageExpired, type Message } from '../message.js';
 import type { BrokerLimits } from '../options.js';
+import type { ResourceGuard } from '../overload.js';
 import type { BrokerStats } from '../sys-topics.js';
 import { NOT_DUE } from '../timer-wheel.js';
 import type { InflightMessage, QueuedMessage, SessionJournal, SubscriptionEntry } from '../store/types.js';
@@ -17,6 +18,8 @@ export interface SessionContext {
   readonly limits: BrokerLimits;
   readonly clock: { now(): number };
   readonly stats: BrokerStats;
+  /** The overload guard: QoS 0 is shed while memory is high. */
+  readonly guard?: Pick<ResourceGuard, 'shedQos0'>;
 }
 
 /** A PUBLISH's encodings shared by every subscriber of one fan-out, by (version, QoS, retain) slot. */
@@ -240,6 +243,9 @@ export class Session {
         this.context.stats.droppedMessages++;
         this.context.stats.droppedOutputFull++;
         link.watchOutput();
+      } else if (this.context.guard?.shedQos0 === true) {
+        this.context.stats.droppedMessages++;
+        this.context.stats.droppedShed++;
       } else {
         link.writePublish(message, 0, retain, ids, undefined, false, encodings);
       }

@@ -127,6 +127,11 @@ export interface RetainedStore {
   /** Of size, those that count against the limit of set() (all but the broker's own $SYS topics). */
   readonly limitedSize: number;
   /**
+   * Payload bytes of the messages counted in limitedSize, when the store keeps the sum (maxRetainedBytes is
+   * enforced only then).
+   */
+  readonly payloadBytes?: number;
+  /**
    * Stores `message` (which must own its payload), or deletes the topic's message when the payload is empty.
    * False when the topic has none yet and `limit` (0: none) topics already have one: nothing is stored.
    */
