@@ -153,6 +153,11 @@ export class BrokerInspector {
     return channel === undefined ? undefined : { in: channel.topicAliases?.size ?? 0, out: channel.writer.aliasCount };
   }
 
+  /** The cluster as this node sees it (nodes, heartbeat ages, routes), or undefined on a single node. */
+  cluster(): unknown {
+    return this.core.routes.describe?.();
+  }
+
   /** Bytes, packets and sessions counted for $SYS and metrics. */
   stats(): Readonly<BrokerCore['stats']> {
     return { ...this.core.stats };

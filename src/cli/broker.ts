@@ -18,6 +18,8 @@ interface BrokerFlags extends HttpFlags {
   mqttsnPort?: string;
   dataDir?: string;
   storage?: string;
+  cluster?: string;
+  nodeName?: string;
 }
 
 /** Exit code of a configuration the broker cannot start with (a bad command line too). */
@@ -44,6 +46,8 @@ export function registerBrokerCommand(program: Command): void {
     .option('--mqttsn-port <port>', 'also an MQTT-SN 1.2 gateway on this UDP port (see docs/mqtt-sn.md)')
     .option('--data-dir <dir>', `where sessions, queues and retained messages are kept (default ${DEFAULT_DATA_DIR})`)
     .option('--storage <type>', 'sqlite (durable, the default) or memory (nothing kept across restarts)')
+    .option('--cluster <url>', 'run as a node of a cluster on this Redis, e.g. redis://127.0.0.1:6379 (see docs/cluster.md)')
+    .option('--node-name <name>', 'this node\'s name in the cluster (default: host name and process id)')
     .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
     .addHelpText(
       'after',
@@ -166,6 +170,8 @@ function overrides(flags: BrokerFlags, ConfigError: new (message: string) => Err
   if (flags.storage !== undefined || flags.dataDir !== undefined) {
     out.storage = { ...(flags.storage !== undefined ? { type: flags.storage } : {}), ...(flags.dataDir !== undefined ? { dir: flags.dataDir } : {}) };
   }
+  if (flags.nodeName !== undefined && flags.cluster === undefined) throw new ConfigError('--node-name: needs --cluster');
+  if (flags.cluster !== undefined) out.cluster = { redis: flags.cluster, ...(flags.nodeName !== undefined ? { nodeName: flags.nodeName } : {}) };
   // The data directory holds the HTTP API's token file too.
   if (flags.dataDir !== undefined) out.dataDir = flags.dataDir;
   return out;
