@@ -259,6 +259,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     }
   }
 
+  /**
+   * This node's view of the cluster's members (`on('node-down')`, `nodes()`, `isAlive()`), once listen() has
+   * connected it; undefined without `cluster`.
+   */
+  get clusterMembership(): ClusterPlane['membership'] | undefined {
+    return this.cluster?.membership;
+  }
+
   /** Opens every listener. Resolves when all are listening. */
   async listen(): Promise<void> {
     if (this.listenCalled) throw new Error('the broker is already listening (listen() was called before)');

@@ -44,3 +44,58 @@ describeOrSkip('cluster plane: messages between nodes', noRedis, () => {
     assert.equal(b!.view().forwarded.sent, 6);
   });
 });
+
+describeOrSkip('cluster plane: order, exactly once, shared subscriptions', noRedis, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.close();
+  });
+
+  it("keeps each publisher's order per topic, and QoS 2 is exactly once end to end", async (t) => {
+    const [a, b] = await startNodes(t, redis, ['a', 'b']);
+    const sub = await a!.mqtt('sub', { protocolVersion: 5 });
+    const got = inbox(sub);
+    await sub.subscribeAsync('o/#', { qos: 2 });
+    await eventually(() => b!.view().remoteRoutes === 1, 3000, 'the route on B');
+    const pub1 = await b!.mqtt('pub1', { protocolVersion: 5 });
+    const pub2 = await b!.mqtt('pub2', { protocolVersion: 4 });
+    const n = 300;
+    const sent: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) {
+      sent.push(pub1.publishAsync('o/q1', String(i), { qos: 1 }));
+      sent.push(pub2.publishAsync('o/q2', String(i), { qos: 2 }));
+    }
+    await Promise.all(sent);
+    await eventually(() => got.length >= 2 * n, 10_000, `${2 * n} messages`);
+    // A moment for any duplicate to show up.
+    await new Promise((r) => setTimeout(r, 200));
+    const seq = (topic: string) => got.filter((p) => p.topic === topic).map((p) => Number(p.payload.toString()));
+    const expected = Array.from({ length: n }, (_, i) => i);
+    assert.deepEqual(seq('o/q1'), expected, 'QoS 1: all, in order');
+    assert.deepEqual(seq('o/q2'), expected, 'QoS 2: each once, in order');
+    assert.equal(got.length, 2 * n);
+  });
+
+  it('a shared subscription gets each message once across the nodes, spread over them; a plain one gets all', async (t) => {
+    const [a, b, c] = await startNodes(t, redis, ['a', 'b', 'c']);
+    const members = [await a!.mqtt('m-a', { protocolVersion: 5 }), await b!.mqtt('m-b', { protocolVersion: 5 }), await c!.mqtt('m-c', { protocolVersion: 5 })];
+    const boxes = members.map(inbox);
+    for (const m of members) await m.subscribeAsync('$share/g/s/#', { qos: 1 });
+    const plain = await c!.mqtt('plain');
+    const plainBox = inbox(plain);
+    await plain.subscribeAsync('s/#', { qos: 1 });
+    await eventually(() => a!.view().remoteRoutes === 3, 3000, 'the routes of B and C on A');
+    const pub = await a!.mqtt('pub');
+    const n = 60;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`s/${i % 3}`, String(i), { qos: 1 });
+    await eventually(() => boxes.reduce((k, box) => k + box.length, 0) >= n && plainBox.length === n, 5000, 'every message delivered');
+    await new Promise((r) => setTimeout(r, 200));
+    const all = boxes.flatMap((box) => box.map((p) => Number(p.payload.toString()))).sort((x, y) => x - y);
+    assert.deepEqual(all, Array.from({ length: n }, (_, i) => i), 'each message to exactly one member of the group');
+    for (const box of boxes) assert.ok(box.length >= n / 6, `every node's member gets a share (${boxes.map((x) => x.length).join('/')})`);
+    assert.equal(plainBox.length, n);
+  });
+});

@@ -45,23 +45,27 @@ export class RedisServer {
   private process: ChildProcess | undefined;
   readonly dir = mkdtempSync(join(tmpdir(), 'petrel-redis-'));
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** AOF with fsync on every write: what Redis acknowledged survives its restart (else it comes back empty). */
+    private readonly persistent: boolean,
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   /** Starts one on a free port and waits until it answers PING. */
-  static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort());
+  static async start(options: { persistent?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), options.persistent ?? false);
     await server.restart();
     return server;
   }
 
-  /** Starts it again on the same port (after stop()): empty, as a Redis without persistence comes back. */
+  /** Starts it again on the same port (after stop()): empty unless persistent. */
   async restart(): Promise<void> {
     if (REDIS_SERVER === undefined) throw new Error('redis-server not installed');
-    const p = spawn(REDIS_SERVER, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--loglevel', 'warning'], { stdio: 'ignore' });
+    const p = spawn(REDIS_SERVER, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', this.persistent ? 'yes' : 'no', '--appendfsync', 'always', '--dir', this.dir, '--loglevel', 'warning'], { stdio: 'ignore' });
     this.process = p;
     running.add(p);
     p.once('exit', () => running.delete(p));
