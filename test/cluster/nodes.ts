@@ -55,8 +55,3 @@ export async function startNode(t: Ctx, redis: RedisServer, name: string, cluste
     },
   };
 }
-
-/** Until every node but `except` knows `count` routes of the others. */
-export async function routesKnown(nodes: Node[], count: number): Promise<void> {
-  await eventually(() => nodes.every((n) => n.view().remoteRoutes + n.view().localRoutes >= count), 5000, `${count} routes known everywhere`);
-}
