@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import type { IPublishPacket, MqttClient } from 'mqtt';
-import { noRedis, RedisServer } from '../helpers/redis.js';
+import { noRedis, redisCommand, RedisServer } from '../helpers/redis.js';
+import { freePort } from '../helpers/servers.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { delay, eventually } from '../helpers/wait.js';
 import { startNode, startNodes } from './nodes.js';
@@ -148,5 +149,47 @@ describeOrSkip('cluster plane: a node killed', noRedis, () => {
     assert.deepEqual(a.view().nodes.map((n) => n.name), ['a']);
     await delay(300);
     assert.equal(downs.length, 1, 'reported once');
+  });
+});
+
+describeOrSkip('cluster plane: --workers', noRedis, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.close();
+  });
+
+  it('`petrel broker --cluster URL --workers 2` runs two nodes sharing one port; messages cross between them', async (t) => {
+    const port = await freePort();
+    const bin = join(import.meta.dirname, '../../../bin/petrel.js');
+    const child = spawn(process.execPath, [bin, 'broker', '--cluster', redis.url, '--node-name', 'm', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--storage', 'memory', '--log-level', 'warn'], { stdio: 'ignore' });
+    t.after(() => child.kill('SIGKILL'));
+    const nodes = async () => (await redisCommand(redis.port, 'HKEYS', 'petrel:nodes')).split('\r\n').filter((l) => l.startsWith('m-'));
+    for (let i = 0; (await nodes()).length < 2; i++) {
+      if (i > 200) assert.fail('two workers did not join');
+      await delay(50);
+    }
+    assert.deepEqual((await nodes()).sort(), ['m-w1', 'm-w2']);
+    const mqtt = (await import('mqtt')).default;
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'sub', reconnectPeriod: 0 });
+    const got = inbox(sub);
+    await sub.subscribeAsync('w/#', { qos: 1 });
+    await delay(300); // the route reaches the other worker
+    // Connections go round robin over the workers: among four publishers, some are on the other node.
+    for (let i = 0; i < 4; i++) {
+      const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: `pub${i}`, reconnectPeriod: 0 });
+      await pub.publishAsync(`w/${i}`, String(i), { qos: 1 });
+      await pub.endAsync();
+    }
+    await eventually(() => got.length === 4, 5000, 'four messages');
+    await sub.endAsync();
+    const xadds = /cmdstat_xadd:calls=(\d+)/.exec(await redisCommand(redis.port, 'INFO', 'commandstats'))?.[1];
+    assert.ok(Number(xadds) >= 1, 'some went through Redis from one worker to the other');
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+    assert.deepEqual(await nodes(), [], 'both workers left the cluster on SIGTERM');
   });
 });

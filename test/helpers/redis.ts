@@ -32,13 +32,34 @@ export function redisCommand(port: number, ...args: string[]): Promise<string> {
     s.once('error', reject);
     s.on('data', (chunk) => {
       data += chunk;
-      if (data.endsWith('\r\n')) {
+      if (respEnd(data, 0) === data.length) {
         s.destroy();
         resolve(data);
       }
     });
     s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
   });
+}
+
+/** Where the RESP value starting at `i` ends, or -1 when it is not all there yet (bulk lengths count bytes: ASCII assumed). */
+function respEnd(text: string, i: number): number {
+  const eol = text.indexOf('\r\n', i);
+  if (eol < 0) return -1;
+  const kind = text[i];
+  if (kind === '$') {
+    const len = Number(text.slice(i + 1, eol));
+    if (len < 0) return eol + 2;
+    return text.length >= eol + 2 + len + 2 ? eol + 2 + len + 2 : -1;
+  }
+  if (kind === '*') {
+    let at = eol + 2;
+    for (let n = Number(text.slice(i + 1, eol)); n > 0; n--) {
+      at = respEnd(text, at);
+      if (at < 0) return -1;
+    }
+    return at;
+  }
+  return eol + 2;
 }
 
 export class RedisServer {
