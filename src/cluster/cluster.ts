@@ -111,10 +111,8 @@ export class ClusterPlane {
   async start(waitMs = 5000): Promise<void> {
     void this.cmd.connect().catch(() => {});
     void this.reader.connect().catch(() => {});
-    void this.sub
-      .connect()
-      .then(() => this.sub.subscribe(this.channel))
-      .catch(() => {});
+    // Queued until the connection is up (however late), and subscribed again after each reconnect.
+    void this.sub.subscribe(this.channel).catch(() => {});
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
     const ok = await Promise.race([this.firstReady.then(() => true), timeout]);

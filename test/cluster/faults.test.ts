@@ -193,3 +193,25 @@ describeOrSkip('cluster plane: --workers', noRedis, () => {
     assert.deepEqual(await nodes(), [], 'both workers left the cluster on SIGTERM');
   });
 });
+
+describeOrSkip('cluster plane: Redis not there at start', noRedis, () => {
+  it('a node started without Redis serves its own clients, and joins the cluster once Redis is up', async (t) => {
+    const redis = await RedisServer.start();
+    t.after(() => redis.close());
+    await redis.stop();
+    const a = await startNode(t, redis, 'a', { prefix: `late${process.pid}` }, {});
+    assert.equal(a.view().connected, false);
+    const sub = await a.mqtt('sub');
+    const got = inbox(sub);
+    await sub.subscribeAsync('z/#', { qos: 1 });
+    const pub = await a.mqtt('pub');
+    await pub.publishAsync('z/1', 'local', { qos: 1 });
+    await eventually(() => got.length === 1, 2000, 'local delivery');
+    await redis.restart();
+    const b = await startNode(t, redis, 'b', { prefix: `late${process.pid}` });
+    await eventually(() => a.view().connected && b.view().remoteRoutes === 1, 5000, "A joined and B learnt A's route");
+    const pubB = await b.mqtt('pubB');
+    await pubB.publishAsync('z/2', 'remote', { qos: 1 });
+    await eventually(() => got.length === 2, 3000, 'remote delivery');
+  });
+});
