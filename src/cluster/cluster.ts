@@ -82,6 +82,10 @@ export class ClusterPlane {
       this.routes.dropNode(name);
       this.logger.info({ cluster: options.prefix, node: name, nodes: this.membership.nodes().length }, `cluster: node ${name} left`);
     });
+    this.membership.on('rejoined', () => {
+      this.logger.warn({ cluster: options.prefix, node: self }, 'cluster: this node was missing from the node list (taken for dead, or Redis lost it); announcing it again');
+      void this.announce().catch(() => {});
+    });
     routes.onLocalChange = (key, added) => {
       if (this.closed) return;
       const routesKey = this.routesKey(self);

@@ -29,8 +29,11 @@ const FLAG_PROPS = 16;
 const FLAG_EXPIRY = 32;
 const FLAG_FROM = 64;
 
-/** Stream entries (batches) an inbox keeps at most when its node does not read it (a dead node). */
-const INBOX_MAX_ENTRIES = 10_000;
+/**
+ * Stream entries (batches) an inbox keeps at most: a cap on Redis memory for a node that stops reading
+ * without dying. A live node trims what it has read; a dead node's inbox is deleted when it is declared down.
+ */
+const INBOX_MAX_ENTRIES = 100_000;
 
 /** One message for one node: what the receiving node needs to deliver it locally. */
 export function encodeForward(message: Message, plain: boolean, groups: readonly string[] | undefined, now: number): Buffer {

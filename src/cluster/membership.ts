@@ -26,6 +26,8 @@ interface MembershipEvents {
   'node-up': [name: string];
   'node-down': [name: string];
   'node-left': [name: string];
+  /** This node's entry was gone from the list (Redis lost it, or the others took this node for dead): announce again. */
+  rejoined: [];
 }
 
 export class Membership extends EventEmitter<MembershipEvents> {
@@ -37,6 +39,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
   private beating = false;
   private ttlMs: number;
   private stopped = false;
+  private beats = 0;
 
   constructor(
     private readonly redis: RedisCaller,
@@ -74,7 +77,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
     try {
       const info = JSON.stringify({ ...this.options.info, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs, ttlMs: this.ttlMs });
       await this.redis.call('SET', this.key(this.self), String(Date.now()), 'PX', this.ttlMs);
-      await this.redis.call('HSET', this.listKey, this.self, info);
+      const added = (await this.redis.call('HSET', this.listKey, this.self, info)) as number;
+      if (added === 1 && this.beats > 0) this.emit('rejoined');
+      this.beats++;
       const listed = (await this.redis.call('HGETALL', this.listKey)) as string[];
       const now = Date.now();
       const names: string[] = [];
@@ -104,7 +109,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
         } else if (now >= this.graceUntil) {
           // Listed but its heartbeat expired: it died. Its entries go (any node may do it: idempotent).
           await this.redis.call('HDEL', this.listKey, name);
-          await this.redis.call('DEL', `${this.options.prefix}:routes:${name}`);
+          await this.redis.call('DEL', `${this.options.prefix}:routes:${name}`, `${this.options.prefix}:inbox:${name}`);
           this.markDown(name);
         }
       }
