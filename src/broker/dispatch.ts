@@ -68,7 +68,8 @@ export class Dispatcher {
     let skip: Set<string> | undefined;
     const routes = this.routes;
     if (remote === undefined && routes !== undefined && routes.hasRemoteNodes) {
-      skip = this.sharedElsewhere;
+      // A publish nested in another's fan-out (a will) must not clear the set the outer one still reads.
+      skip = this.fanningOut ? new Set<string>() : this.sharedElsewhere;
       skip.clear();
       forwarded = routes.forward!(message, groups, skip);
     }
