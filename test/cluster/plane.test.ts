@@ -2,6 +2,8 @@
 // published on one node reaches the subscribers of the others (and only the nodes with a matching route),
 // at QoS 0/1/2 with 3.1.1 and 5.0 clients, in order, exactly once at QoS 2, once per shared group.
 import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, it } from 'node:test';
 import type { IPublishPacket, MqttClient } from 'mqtt';
 import { noRedis, RedisServer } from '../helpers/redis.js';
@@ -129,5 +131,30 @@ describeOrSkip('cluster plane: order, exactly once, shared subscriptions', noRed
     assert.deepEqual(all, Array.from({ length: n }, (_, i) => i), 'each message to exactly one member of the group');
     for (const box of boxes) assert.ok(box.length >= n / 6, `every node's member gets a share (${boxes.map((x) => x.length).join('/')})`);
     assert.equal(plainBox.length, n);
+  });
+});
+
+const hasMosquittoClients = spawnSync('mosquitto_pub', ['--help']).error === undefined;
+
+describeOrSkip('cluster plane: Mosquitto command line tools', noRedis || (hasMosquittoClients ? false : 'mosquitto_pub / mosquitto_sub not installed'), () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.close();
+  });
+
+  it('mosquitto_sub on node A receives what mosquitto_pub sends to node B (3.1.1 and 5, QoS 1 and 2)', async (t) => {
+    const [a, b] = await startNodes(t, redis, ['a', 'b']);
+    const run = promisify(execFile);
+    for (const [v, qos] of [['mqttv311', '1'], ['mqttv5', '2']] as const) {
+      const sub = run('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(a!.port), '-V', v, '-t', `m/${v}`, '-q', qos, '-C', '1', '-W', '5']);
+      await eventually(() => b!.view().remoteRoutes === 1, 3000, 'the route of mosquitto_sub on B');
+      await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(b!.port), '-V', v, '-t', `m/${v}`, '-q', qos, '-m', `hello ${v}`]);
+      const { stdout } = await sub;
+      assert.equal(stdout.trim(), `hello ${v}`);
+      await eventually(() => b!.view().remoteRoutes === 0, 3000, 'the route gone with mosquitto_sub');
+    }
   });
 });
