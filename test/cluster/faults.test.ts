@@ -215,3 +215,34 @@ describeOrSkip('cluster plane: Redis not there at start', noRedis, () => {
     await eventually(() => got.length === 2, 3000, 'remote delivery');
   });
 });
+
+describeOrSkip('cluster plane: a node taken for dead', noRedis, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.close();
+  });
+
+  it('a node whose entries the others removed announces its routes again, and messages reach it again', async (t) => {
+    const prefix = `dead${process.pid}`;
+    const [a, b] = await startNodes(t, redis, ['a', 'b'], { prefix, heartbeatTimeout: 1 });
+    const sub = await b!.mqtt('sub');
+    const got = inbox(sub);
+    await sub.subscribeAsync('d/#', { qos: 1 });
+    await eventually(() => a!.view().remoteRoutes === 1, 3000, 'the route of B on A');
+    // What the survivors do to a node they take for dead (membership.ts): its list entry and routes go.
+    await redisCommand(redis.port, 'HDEL', `${prefix}:nodes`, 'b');
+    await redisCommand(redis.port, 'DEL', `${prefix}:routes:b`);
+    const routesOfB = async () => (await redisCommand(redis.port, 'SMEMBERS', `${prefix}:routes:b`)).includes('d/#');
+    for (let i = 0; !(await routesOfB()); i++) {
+      if (i > 100) assert.fail('B did not announce its routes again');
+      await delay(20);
+    }
+    await eventually(() => a!.view().remoteRoutes === 1 && a!.view().nodes.length === 2, 3000, 'A knows B and its route');
+    const pub = await a!.mqtt('pub');
+    await pub.publishAsync('d/1', 'again', { qos: 1 });
+    await eventually(() => got.length === 1, 3000, 'delivery to B');
+  });
+});
