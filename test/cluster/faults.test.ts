@@ -246,3 +246,60 @@ describeOrSkip('cluster plane: a node taken for dead', noRedis, () => {
     await eventually(() => got.length === 1, 3000, 'delivery to B');
   });
 });
+
+describeOrSkip('cluster plane: the publishing node killed', noRedis, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start({ persistent: true });
+  });
+  after(async () => {
+    await redis.close();
+  });
+
+  it('a node SIGKILLed mid-stream (Redis away just before) loses no QoS 1 message whose PUBACK reached its publisher', async (t) => {
+    // The CLI node uses the default prefix; this Redis is this test's alone.
+    const a = await startNode(t, redis, 'a', { prefix: 'petrel' });
+    const sub = await a.mqtt('sub');
+    const got = inbox(sub);
+    await sub.subscribeAsync('k/#', { qos: 1 });
+    const port = await freePort();
+    const bin = join(import.meta.dirname, '../../../bin/petrel.js');
+    const child = spawn(process.execPath, [bin, 'broker', '--cluster', redis.url, '--node-name', 'p', '--port', String(port), '--host', '127.0.0.1', '--storage', 'memory', '--log-level', 'warn'], { stdio: 'ignore' });
+    t.after(() => child.kill('SIGKILL'));
+    await eventually(() => a.view().nodes.length === 2, 10_000, 'the child node to join');
+    await delay(300); // it reads A's route
+    const mqtt = (await import('mqtt')).default;
+    const pub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'pub', reconnectPeriod: 0 });
+    pub.on('error', () => {});
+    let gone = false;
+    const closed = new Promise<void>((resolve) => pub.once('close', () => ((gone = true), resolve())));
+    const acked: number[] = [];
+    let i = 0;
+    const window = new Set<Promise<unknown>>();
+    const killed = (async () => {
+      await eventually(() => acked.length >= 200, 10_000, '200 acknowledged');
+      // Redis away, then the node killed: a message acknowledged meanwhile would be one Redis never had.
+      await redis.stop();
+      await delay(300);
+      child.kill('SIGKILL');
+      await redis.restart();
+    })();
+    // 20 in flight at a time, so some are unacknowledged when the node dies.
+    while (!gone && i < 100_000) {
+      const n = i++;
+      const p = pub.publishAsync(`k/${n}`, String(n), { qos: 1 }).then(
+        () => acked.push(n),
+        () => {},
+      );
+      window.add(p);
+      void p.finally(() => window.delete(p));
+      if (window.size >= 20) await Promise.race([...window, closed]);
+    }
+    await killed;
+    await eventually(() => acked.every((n) => got.some((p) => p.payload.toString() === String(n))), 5000, 'every acknowledged message at A').catch(() => {});
+    const have = new Set(got.map((p) => Number(p.payload.toString())));
+    assert.deepEqual(acked.filter((n) => !have.has(n)), [], 'acknowledged and lost');
+    assert.ok(acked.length >= 200);
+    await pub.endAsync(true).catch(() => {});
+  });
+});
