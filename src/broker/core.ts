@@ -16,7 +16,7 @@ import { TopicRouter, type RouteMemo } from './router.js';
 import type { Session } from './session/session.js';
 import { SharedGroups } from './shared-groups.js';
 import { MemorySessionStore, SingleNodeRoutes } from './store/memory.js';
-import type { RetainedStore, RouteTable, SessionStore } from './store/types.js';
+import type { RemoteDelivery, RetainedStore, RouteTable, SessionStore } from './store/types.js';
 import { newStats, SysTopics, type SysTopicsOptions } from './sys-topics.js';
 import { TimerWheel } from './timer-wheel.js';
 import { Wills } from './wills.js';
@@ -118,6 +118,7 @@ export class BrokerCore implements ChannelHost {
     this.guard = options.guard ?? new ResourceGuard();
     const shared = (this.shared = new SharedGroups(this.router, this.limits, random));
     this.dispatch = new Dispatcher(this.router, this.retained, shared, this.limits, this.stats, this.events, this.hooks, this.guard);
+    if (this.routes.forward !== undefined) this.dispatch.routes = this.routes;
     if (this.hooks.authorizeReceive !== undefined) shared.mayReceive = (session, topic) => this.dispatch.mayReceive(session, topic);
     this.wills = new Wills(this.clock, this.hooks, this.events, (message, client) => this.dispatch.publish(message, client, true));
     this.registry = new SessionRegistry(this, this.store, this.router, this.routes, shared, this.wills, random);
@@ -181,6 +182,11 @@ export class BrokerCore implements ChannelHost {
    */
   publish(message: Message, publisher?: ClientInfo, payloadOwned = false, memo?: RouteMemo<Session>): number {
     return this.dispatch.publish(message, publisher, payloadOwned, memo);
+  }
+
+  /** A message another node of a cluster forwarded here, payload owned: delivered to local subscribers only. */
+  publishRemote(message: Message, remote: RemoteDelivery): number {
+    return this.dispatch.publish(message, undefined, true, undefined, remote);
   }
 
   /** A broker-made message (the $SYS topics) whose payload it owns. */

@@ -9,7 +9,7 @@ import type { ResourceGuard } from './overload.js';
 import type { MatchResult, RouteMemo, TopicRouter } from './router.js';
 import type { FanOutEncodings, Session } from './session/session.js';
 import type { SharedGroups } from './shared-groups.js';
-import type { RetainedStore, SubscriptionEntry } from './store/types.js';
+import type { RemoteDelivery, RetainedStore, RouteTable, SubscriptionEntry } from './store/types.js';
 import { isSysTopic, type BrokerStats } from './sys-topics.js';
 
 /** (version 4 or 5) x QoS x retain slots. */
@@ -21,6 +21,10 @@ export class Dispatcher {
   private fanningOut = false;
   private retainedFull = false;
   private retainedBytesFull = false;
+  /** A cluster's route table (one with forward()), set by the core; undefined on a single node. */
+  routes: RouteTable | undefined;
+  /** Shared groups whose turn went to another node, for the message being dispatched (reused). */
+  private readonly sharedElsewhere = new Set<string>();
 
   constructor(
     private readonly router: TopicRouter<Session>,
@@ -54,14 +58,24 @@ export class Dispatcher {
    * Routes an application message to every matching subscription, stores it when retained. Returns the
    * number of subscriptions it was delivered or queued to. `payloadOwned`: the caller made the message with
    * its own payload (createMessage's copyPayload), so it is not copied again. `memo`: the publisher's last
-   * route (TopicRouter.matchRemembered).
+   * route (TopicRouter.matchRemembered). `remote`: the message comes from another node of a cluster: local
+   * delivery only, as RemoteDelivery says (the node it was published on kept it if retained).
    */
-  publish(message: Message, publisher: ClientInfo | undefined, payloadOwned: boolean, memo?: RouteMemo<Session>): number {
+  publish(message: Message, publisher: ClientInfo | undefined, payloadOwned: boolean, memo?: RouteMemo<Session>, remote?: RemoteDelivery): number {
     if (!payloadOwned && (message.qos > 0 || message.retain)) message = detach(message);
-    if (message.retain && this.limits.retainAvailable) this.retain(message);
+    if (message.retain && this.limits.retainAvailable && remote === undefined) this.retain(message);
     const match = memo === undefined ? this.router.match(message.topic) : this.router.matchRemembered(message.topic, memo);
     const entries = match.entries;
     const groups = match.groups;
+    let forwarded = 0;
+    let skip: Set<string> | undefined;
+    const routes = this.routes;
+    if (remote === undefined && routes !== undefined && routes.hasRemoteNodes) {
+      // A publish nested in another's fan-out (a will) must not clear the set the outer one still reads.
+      skip = this.fanningOut ? new Set<string>() : this.sharedElsewhere;
+      skip.clear();
+      forwarded = routes.forward!(message, groups, skip);
+    }
     // Encodings are shared only when there may be more than one recipient; a single subscriber's PUBLISH is
     // encoded with its packet id at once instead of encoded and then copied for the id. A publish inside
     // another one's fan-out (a will, when a subscriber's failed write closes it) gets encodings of its own.
@@ -71,11 +85,15 @@ export class Dispatcher {
       encodings = nested ? new Array<Buffer | undefined>(ENCODING_SLOTS).fill(undefined) : this.encodings;
       this.fanningOut = true;
     }
-    let count = 0;
+    let count = forwarded;
     try {
-      if (match.overlapping) count += this.fanOutMerged(match, message, encodings);
+      if (remote !== undefined && !remote.plain) {
+        // Only shared groups were asked of this node.
+      } else if (match.overlapping) count += this.fanOutMerged(match, message, encodings);
       else if (entries.length > 0) count += this.fanOut(match, message, encodings);
       for (const group of groups) {
+        if (skip !== undefined && skip.size > 0 && skip.has(group.key)) continue;
+        if (remote !== undefined && remote.groups?.has(group.key) !== true) continue;
         if (this.shared.deliver(group.key, group.members, group.subscribers, message, undefined, encodings)) count++;
       }
     } finally {
@@ -85,7 +103,7 @@ export class Dispatcher {
         this.fanningOut = nested;
       }
     }
-    this.events.published?.(message, publisher);
+    if (remote === undefined) this.events.published?.(message, publisher);
     return count;
   }
 

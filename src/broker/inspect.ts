@@ -171,6 +171,11 @@ export class BrokerInspector {
     };
   }
 
+  /** The cluster as this node sees it (nodes, heartbeat ages, routes), or undefined on a single node. */
+  cluster(): unknown {
+    return this.core.routes.describe?.();
+  }
+
   /** Bytes, packets and sessions counted for $SYS and metrics. */
   stats(): Readonly<BrokerCore['stats']> {
     return { ...this.core.stats };

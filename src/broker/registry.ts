@@ -156,6 +156,7 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
     const change = this.router.add(entry, session);
     session.putSubscription(key, entry);
     if (change === FilterChange.Filter) this.routes.addRoute(entry.filter);
+    if (change !== FilterChange.None) this.routes.subscriptionChanged?.(entry, true);
     return change === FilterChange.None;
   }
 
@@ -165,6 +166,7 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
     if (entry === undefined) return false;
     const change = this.router.remove(entry.clientId, entry.filter, entry.shareGroup);
     if (change === FilterChange.Filter) this.routes.deleteRoute(entry.filter);
+    if (change !== FilterChange.None) this.routes.subscriptionChanged?.(entry, false);
     if (entry.shareGroup !== undefined) this.shared.left(entry.shareGroup, entry.filter);
     return true;
   }
@@ -203,7 +205,9 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
       session.expiresAt = expiresAt;
       for (const [key, entry] of s.subscriptions) {
         session.restoreSubscription(key, entry);
-        if (this.router.add(entry, session) === FilterChange.Filter) this.routes.addRoute(entry.filter);
+        const change = this.router.add(entry, session);
+        if (change === FilterChange.Filter) this.routes.addRoute(entry.filter);
+        if (change !== FilterChange.None) this.routes.subscriptionChanged?.(entry, true);
       }
       for (const item of s.queue) session.restoreQueued(item);
       for (const m of s.inflight) session.restoreInflight(m);

@@ -58,6 +58,8 @@ export interface SysTopicsOptions {
   version: string;
   /** Bytes of JavaScript heap in use, when the process can tell. */
   heapUsed?: () => number;
+  /** More topics and values from outside the core (a cluster's $SYS/broker/cluster/...). */
+  extra?: () => [string, string][];
 }
 
 /** What the $SYS topics read and where they publish (the core). */
@@ -116,6 +118,8 @@ export class SysTopics {
       this.heapMaximum = Math.max(this.heapMaximum, heap);
       values.push(['$SYS/broker/heap/current', String(heap)], ['$SYS/broker/heap/maximum', String(this.heapMaximum)]);
     }
+    const extra = this.options.extra?.();
+    if (extra !== undefined) values.push(...extra);
     return values;
   }
 

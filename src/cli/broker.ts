@@ -18,6 +18,9 @@ interface BrokerFlags extends HttpFlags {
   mqttsnPort?: string;
   dataDir?: string;
   storage?: string;
+  cluster?: string;
+  nodeName?: string;
+  workers?: string;
 }
 
 /** Exit code of a configuration the broker cannot start with (a bad command line too). */
@@ -44,6 +47,9 @@ export function registerBrokerCommand(program: Command): void {
     .option('--mqttsn-port <port>', 'also an MQTT-SN 1.2 gateway on this UDP port (see docs/mqtt-sn.md)')
     .option('--data-dir <dir>', `where sessions, queues and retained messages are kept (default ${DEFAULT_DATA_DIR})`)
     .option('--storage <type>', 'sqlite (durable, the default) or memory (nothing kept across restarts)')
+    .option('--cluster <url>', 'run as a node of a cluster on this Redis, e.g. redis://127.0.0.1:6379 (see docs/cluster.md)')
+    .option('--node-name <name>', 'this node\'s name in the cluster (default: host name and process id)')
+    .option('--workers <n>', 'run N nodes of the cluster in N processes sharing the listeners (needs --cluster)')
     .option('--print-config [format]', 'print the effective configuration (yaml or json) and exit')
     .addHelpText(
       'after',
@@ -93,10 +99,21 @@ export function registerBrokerCommand(program: Command): void {
         if (err instanceof ConfigError) return configFailure(err.message);
         throw err;
       }
-      const [{ createBroker }, { tuneV8 }, { PemFileError }] = await Promise.all([import('../server/broker.js'), import('../runtime/v8-tuning.js'), import('../transport/tls.js')]);
-      const { logLevel, memoryProfile, ...options } = config;
+      const [{ createBroker, DEFAULT_LISTENERS }, { tuneV8 }, { PemFileError }] = await Promise.all([import('../server/broker.js'), import('../runtime/v8-tuning.js'), import('../transport/tls.js')]);
+      let { logLevel, memoryProfile, ...options } = config;
       tuneV8(memoryProfile ?? 'compact');
       const logger = createLogger(logLevel ?? 'info', logFormat);
+      if (flags.workers !== undefined) {
+        const count = /^\d+$/.test(flags.workers.trim()) ? Number(flags.workers) : NaN;
+        if (!(count >= 1 && count <= 256)) return configFailure(`--workers: must be a whole number from 1 to 256 (got "${flags.workers}")`);
+        if (options.cluster === undefined) return configFailure('--workers: needs --cluster (the workers are nodes of one cluster on Redis)');
+        const workers = await import('../cluster/workers.js');
+        if (workers.isPrimary()) {
+          workers.runPrimary(count, logger);
+          return;
+        }
+        options = workers.workerOptions(options, DEFAULT_LISTENERS);
+      }
       if (file !== undefined) logger.info({ file, found: flags.config === undefined ? 'in the working directory' : undefined }, 'config file');
       for (const w of warnings) logger.warn(w);
       let broker;
@@ -166,6 +183,8 @@ function overrides(flags: BrokerFlags, ConfigError: new (message: string) => Err
   if (flags.storage !== undefined || flags.dataDir !== undefined) {
     out.storage = { ...(flags.storage !== undefined ? { type: flags.storage } : {}), ...(flags.dataDir !== undefined ? { dir: flags.dataDir } : {}) };
   }
+  if (flags.nodeName !== undefined && flags.cluster === undefined) throw new ConfigError('--node-name: needs --cluster');
+  if (flags.cluster !== undefined) out.cluster = { redis: flags.cluster, ...(flags.nodeName !== undefined ? { nodeName: flags.nodeName } : {}) };
   // The data directory holds the HTTP API's token file too.
   if (flags.dataDir !== undefined) out.dataDir = flags.dataDir;
   return out;

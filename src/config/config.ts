@@ -15,6 +15,7 @@ import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT } from '../http/options.js';
 import type { MemoryProfile } from '../runtime/v8-tuning.js';
 import { array, boolean, ConfigError, fail, integer, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, object, OVERLOAD_CHECK, oneOf, record, string, U32, type Check } from './checks.js';
 import { isValidTopicName } from '../protocol/topic.js';
+import { clusterOptionError } from '../cluster/options.js';
 
 export { ConfigError };
 
@@ -179,6 +180,12 @@ export const CONFIG_SCHEMA: Record<string, Check> = {
   maxBytesRate: positive,
   // durable storage (docs/storage.md)
   storage: object({ type: oneOf('sqlite', 'memory'), dir: string, durability: oneOf('process', 'power'), maxSizeMB: positive }),
+  // a node of a cluster on Redis (docs/cluster.md)
+  cluster: (v, path) => {
+    const problem = clusterOptionError(v, path);
+    if (problem !== undefined) throw new ConfigError(problem);
+    return v;
+  },
 };
 
 export type FileConfig = Omit<BrokerOptions, 'logger' | 'clock' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeReceive' | 'authMethods' | 'tickInterval'> & {

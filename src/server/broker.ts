@@ -25,6 +25,11 @@ import { BrokerInspector } from '../broker/inspect.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, OVERLOAD_CHECK } from '../config/checks.js';
 import { openStorage, storageOptionError, type OpenedStorage, type StorageOptions } from '../storage/open.js';
+import { MemorySessionStore } from '../broker/store/memory.js';
+import { clusterOptionError, resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
+import { ClusterRouteTable } from '../cluster/route-table.js';
+import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
+import type { ClusterPlane } from '../cluster/cluster.js';
 
 export type { ListenerOptions, HttpListenerOptions };
 
@@ -66,6 +71,11 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
    * `sample` replaces the process's figures (tests).
    */
   overload?: Partial<OverloadOptions> & { sample?: () => ResourceSample };
+  /**
+   * Run as a node of a cluster on Redis (docs/cluster.md): `{ redis: 'redis://host:6379', nodeName }`. Messages
+   * reach subscribers on every node; without it the broker is alone and Redis is never loaded.
+   */
+  cluster?: ClusterOptions;
 }
 
 export interface BrokerEventMap {
@@ -102,6 +112,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private readonly storage: OpenedStorage | undefined;
   /** Samples memory and event-loop lag for the core's overload guard while listening. */
   private readonly monitor: ResourceMonitor;
+  /** The cluster's parts made with the core (no Redis yet), and the plane connected in listen(). */
+  private readonly clusterParts: { options: ResolvedClusterOptions; routes: ClusterRouteTable; forwarder: Forwarder } | undefined;
+  private cluster: ClusterPlane | undefined;
 
   constructor(options: BrokerOptions = {}) {
     super();
@@ -141,6 +154,22 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     });
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
     this.storage = openStorage(options.storage, (message, context) => this.logger.warn(context, message), options.clock);
+    let sessionStore = this.storage?.sessionStore;
+    if (options.cluster !== undefined) {
+      const resolved = resolveClusterOptions(options.cluster);
+      const routes = new ClusterRouteTable(resolved.nodeName);
+      const forwarder = new Forwarder(
+        resolved.nodeName,
+        resolved.prefix,
+        resolved.maxBuffered,
+        () => this.core.clock.now(),
+        (message, remote) => this.core.publishRemote(message, remote),
+        (message, context) => this.logger.warn(context, message),
+      );
+      routes.sink = forwarder;
+      sessionStore = new ForwardingStore(sessionStore ?? new MemorySessionStore(), forwarder);
+      this.clusterParts = { options: resolved, routes, forwarder };
+    }
     try {
       this.core = new BrokerCore({
         limits,
@@ -148,10 +177,11 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         events: this.coreEvents(),
         clock: options.clock,
         authMethods: options.authMethods,
-        sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed },
-        sessionStore: this.storage?.sessionStore,
+        sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed, extra: options.cluster && (() => this.cluster?.sysValues() ?? []) },
+        sessionStore,
         retainedStore: this.storage?.retainedStore,
         guard,
+        routes: this.clusterParts?.routes,
       });
     } catch (err) {
       this.storage?.sessionStore.close();
@@ -247,6 +277,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     }
   }
 
+  /**
+   * This node's view of the cluster's members (`on('node-down')`, `nodes()`, `isAlive()`), once listen() has
+   * connected it; undefined without `cluster`.
+   */
+  get clusterMembership(): ClusterPlane['membership'] | undefined {
+    return this.cluster?.membership;
+  }
+
   /** Opens every listener. Resolves when all are listening. */
   async listen(): Promise<void> {
     if (this.listenCalled) throw new Error('the broker is already listening (listen() was called before)');
@@ -254,6 +292,13 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.lifecycle = 'starting';
     this.logger.info({ version: PETREL_VERSION, node: process.version }, 'petrel broker starting');
     this.logStorage();
+    if (this.clusterParts !== undefined) {
+      // ioredis is loaded only for a cluster.
+      const { ClusterPlane } = await import('../cluster/cluster.js');
+      const { options, routes, forwarder } = this.clusterParts;
+      this.cluster = new ClusterPlane(options, routes, forwarder, this.logger);
+      await this.cluster.start();
+    }
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
       try {
@@ -391,6 +436,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     // Every will is published (an asynchronous authorizePublish waited for, up to hookTimeout) before any
     // connection closes; then each gets DISCONNECT 0x8B.
     await this.core.shutdown(this.core.limits.hookTimeout, (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
+    // The wills just published reach the other nodes before this one leaves the cluster.
+    await this.cluster?.close();
     // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the time the
     // transports allow a graceful close, then cut whatever is left.
     await Promise.all(this.running.splice(0).map((l) => l.close(GRACEFUL_CLOSE_MS)));
@@ -411,6 +458,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   connectionLogRate: true,
   storage: true,
   overload: true,
+  cluster: true,
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,
@@ -443,6 +491,10 @@ function checkOptions(options: BrokerOptions): void {
   }
   if (options.storage !== undefined) {
     const problem = storageOptionError(options.storage);
+    if (problem !== undefined) throw new ConfigError(`createBroker: ${problem}`);
+  }
+  if (options.cluster !== undefined) {
+    const problem = clusterOptionError(options.cluster);
     if (problem !== undefined) throw new ConfigError(`createBroker: ${problem}`);
   }
 }

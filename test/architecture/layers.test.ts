@@ -22,9 +22,9 @@ const ALLOWED: Record<string, string[]> = {
   // Password files, ACLs, bans, limits, SCRAM: hooks the broker calls.
   auth: ['protocol', 'broker', 'util'],
   // Config files: the options of everything they configure.
-  config: ['protocol', 'broker', 'transport', 'auth', 'util', 'runtime', 'server', 'mqttsn', 'http'],
+  config: ['protocol', 'broker', 'transport', 'auth', 'util', 'runtime', 'server', 'mqttsn', 'http', 'cluster'],
   // The facade and listener wiring: the composition root of a broker.
-  server: ['protocol', 'broker', 'transport', 'auth', 'config', 'util', 'version.ts', 'mqttsn', 'http', 'runtime', 'store', 'storage'],
+  server: ['protocol', 'broker', 'transport', 'auth', 'config', 'util', 'version.ts', 'mqttsn', 'http', 'runtime', 'store', 'storage', 'cluster'],
   // The client library: the codec, nothing of the broker.
   client: ['protocol', 'util'],
   // Benchmark library: a client-side load generator.
@@ -36,10 +36,12 @@ const ALLOWED: Record<string, string[]> = {
   http: ['protocol', 'broker', 'server', 'config', 'auth', 'util', 'version.ts', 'runtime'],
   // Durable stores (SQLite): the store interfaces of the broker, implemented with I/O.
   storage: ['protocol', 'broker', 'util'],
+  // The cluster plane on Redis: plugs into the core through its store interfaces, like storage.
+  cluster: ['protocol', 'broker', 'util'],
 };
 
 /** The `petrel` command may use public entry points and the composition roots, not the layers' internals. */
-const CLI_ALLOWED = ['index.ts', 'client/index.ts', 'protocol/index.ts', 'server', 'config', 'runtime', 'bench', 'version.ts', 'mqttsn', 'http/cli.ts', 'auth/password-file.ts'];
+const CLI_ALLOWED = ['index.ts', 'client/index.ts', 'protocol/index.ts', 'server', 'config', 'runtime', 'bench', 'version.ts', 'mqttsn', 'http/cli.ts', 'auth/password-file.ts', 'cluster/workers.ts'];
 
 function* files(dir: string): Generator<string> {
   for (const name of readdirSync(dir)) {

@@ -155,4 +155,27 @@ export interface RouteTable {
   deleteRoute(filter: string): void;
   /** The other nodes with a filter matching `topic`. */
   remoteNodes(topic: string): readonly string[];
+  /**
+   * Optional (a cluster): a subscription was added (new, not replaced) or removed, shared ones included, so
+   * the table can announce per share group what addRoute/deleteRoute tell per filter.
+   */
+  subscriptionChanged?(entry: SubscriptionEntry, added: boolean): void;
+  /**
+   * Optional (a cluster): hands a message published on this node to the other nodes that want it (asked per
+   * message, only while hasRemoteNodes). `localGroups`: the matching local shared groups; the keys of those
+   * whose turn went to another node are put in `skip` (empty on entry). Returns the number of nodes it went to.
+   */
+  forward?(message: Message, localGroups: readonly { key: string }[], skip: Set<string>): number;
+  /** Optional: a read-only view of the cluster for operators (broker.inspect.cluster()). */
+  describe?(): unknown;
+}
+
+/**
+ * A message another node forwarded here: delivered to local subscribers only (never forwarded again), to
+ * ordinary subscriptions when `plain`, and to the local members of the shared groups in `groups` (keys
+ * `group/filter`), which the publishing node chose this node for.
+ */
+export interface RemoteDelivery {
+  plain: boolean;
+  groups: ReadonlySet<string> | undefined;
 }

@@ -1,0 +1,268 @@
+// One node's part of the cluster plane on Redis: three connections (commands, pub/sub, the blocking inbox
+// reader), the membership, the announcement of this node's routes and the learning of the others', the
+// forwarder's transport, and what it tells operators ($SYS, broker.inspect.cluster(), the log). Loaded only
+// when a broker runs with `cluster` (ioredis is not imported otherwise).
+//
+// Redis keys (prefix p): `${p}:node:${name}` heartbeat (PX TTL), `${p}:nodes` hash of node names and info,
+// `${p}:routes:${name}` set of route keys, `${p}:inbox:${name}` stream of batches; channel `${p}:events`:
+// `+node\nkey` / `-node\nkey` a route added or removed, `*node` read the node's routes again, `!node` left.
+import { Cluster as RedisCluster, Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Forwarder, RedisCaller } from './forwarder.js';
+import { Membership, type NodeView } from './membership.js';
+import { describeRedis, type ClusterRedis, type ResolvedClusterOptions } from './options.js';
+import type { ClusterRouteTable } from './route-table.js';
+
+type Connection = Redis | RedisCluster;
+
+export interface ClusterView {
+  cluster: string;
+  redis: string;
+  node: string;
+  connected: boolean;
+  nodes: (NodeView & { routes: number })[];
+  localRoutes: number;
+  remoteRoutes: number;
+  /** Messages waiting for Redis on their way to other nodes. */
+  backlog: number;
+  forwarded: Forwarder['stats'];
+}
+
+function open(redis: ClusterRedis, name: string): Connection {
+  const common: RedisOptions = {
+    // Commands wait through a reconnect (the forwarder bounds what waits), never fail after N retries.
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    lazyConnect: true,
+    connectionName: name,
+    retryStrategy: (times) => Math.min(50 * times, 1000),
+  };
+  if (typeof redis === 'string') return new Redis(redis, common);
+  if ('sentinels' in redis) return new Redis({ ...common, sentinels: redis.sentinels, name: redis.name, password: redis.password });
+  return new RedisCluster(redis.nodes, { redisOptions: common, clusterRetryStrategy: (times) => Math.min(50 * times, 1000) });
+}
+
+export class ClusterPlane {
+  private readonly cmd: Connection;
+  private readonly sub: Connection;
+  private readonly reader: Connection;
+  readonly membership: Membership;
+  private connected = false;
+  private everReady = false;
+  private closed = false;
+  private readonly channel: string;
+  private readonly firstReady: Promise<void>;
+  private resolveFirst!: () => void;
+  private readerStarted = false;
+  private trimTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly options: ResolvedClusterOptions,
+    private readonly routes: ClusterRouteTable,
+    private readonly forwarder: Forwarder,
+    private readonly logger: Logger,
+  ) {
+    const self = options.nodeName;
+    this.channel = `${options.prefix}:events`;
+    this.cmd = open(options.redis, `petrel:${self}`);
+    this.sub = open(options.redis, `petrel:${self}:events`);
+    this.reader = open(options.redis, `petrel:${self}:inbox`);
+    this.firstReady = new Promise((resolve) => (this.resolveFirst = resolve));
+    const caller = this.cmd as unknown as RedisCaller;
+    this.membership = new Membership(caller, { prefix: options.prefix, self, heartbeatTimeoutMs: options.heartbeatTimeoutMs, heartbeatIntervalMs: options.heartbeatIntervalMs, info: { startedAt: Date.now(), epoch: forwarder.epoch } }, () => {});
+    this.membership.on('node-up', (name) => {
+      this.logger.info({ cluster: options.prefix, node: name, nodes: this.membership.nodes().length }, `cluster: node ${name} is up`);
+      void this.readRoutes(name);
+    });
+    this.membership.on('node-down', (name) => {
+      this.routes.dropNode(name);
+      this.logger.warn({ cluster: options.prefix, node: name, nodes: this.membership.nodes().length }, `cluster: node ${name} is down (no heartbeat for ${options.heartbeatTimeoutMs / 1000} s)`);
+    });
+    this.membership.on('node-left', (name) => {
+      this.routes.dropNode(name);
+      this.logger.info({ cluster: options.prefix, node: name, nodes: this.membership.nodes().length }, `cluster: node ${name} left`);
+    });
+    this.membership.on('rejoined', () => {
+      this.logger.warn({ cluster: options.prefix, node: self }, 'cluster: this node was missing from the node list (taken for dead, or Redis lost it); announcing it again');
+      void this.announce().catch(() => {});
+    });
+    routes.onLocalChange = (key, added) => {
+      if (this.closed) return;
+      const routesKey = this.routesKey(self);
+      void (added ? caller.call('SADD', routesKey, key) : caller.call('SREM', routesKey, key)).catch(() => {});
+      void caller.call('PUBLISH', this.channel, `${added ? '+' : '-'}${self}\n${key}`).catch(() => {});
+    };
+    routes.viewer = () => this.view();
+    this.sub.on('message', (_channel: string, text: string) => this.onEvent(text));
+    for (const c of [this.cmd, this.sub, this.reader]) c.on('error', () => {}); // reported once through 'close' / 'ready'
+    this.cmd.on('ready', () => void this.onReady());
+    this.cmd.on('close', () => {
+      if (!this.connected || this.closed) return;
+      this.connected = false;
+      this.logger.warn({ cluster: options.prefix, node: self, redis: describeRedis(options.redis) }, 'cluster: lost the connection to Redis; local traffic goes on, messages for other nodes wait (bounded) until it is back');
+    });
+    // Pub/sub reconnected: events may have been missed meanwhile, so every route is read again.
+    this.sub.on('ready', () => {
+      if (this.everReady) void this.readAllRoutes();
+    });
+  }
+
+  private routesKey(node: string): string {
+    return `${this.options.prefix}:routes:${node}`;
+  }
+
+  /** Connects (waiting up to `waitMs` for Redis: a node also starts without it, and joins once it is there). */
+  async start(waitMs = 5000): Promise<void> {
+    void this.cmd.connect().catch(() => {});
+    void this.reader.connect().catch(() => {});
+    // Queued until the connection is up (however late), and subscribed again after each reconnect.
+    void this.sub.subscribe(this.channel).catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+    const ok = await Promise.race([this.firstReady.then(() => true), timeout]);
+    clearTimeout(timer);
+    this.membership.start();
+    this.trimTimer = setInterval(() => void this.forwarder.trim(this.cmd as unknown as RedisCaller).catch(() => {}), Math.max(1000, this.options.heartbeatIntervalMs));
+    this.trimTimer.unref();
+    const nodes = this.membership.nodes();
+    if (ok) {
+      this.logger.info(
+        { cluster: this.options.prefix, redis: describeRedis(this.options.redis), node: this.options.nodeName, nodes: nodes.length, others: nodes.slice(1) },
+        `cluster "${this.options.prefix}" on ${describeRedis(this.options.redis)}: node ${this.options.nodeName}, ${nodes.length} node${nodes.length === 1 ? '' : 's'} seen`,
+      );
+    } else {
+      this.logger.warn({ cluster: this.options.prefix, redis: describeRedis(this.options.redis), node: this.options.nodeName }, 'cluster: Redis is not reachable yet; serving local clients and joining the cluster once it is');
+    }
+  }
+
+  private async onReady(): Promise<void> {
+    if (this.closed) return;
+    const caller = this.cmd as unknown as RedisCaller;
+    const first = !this.everReady;
+    this.everReady = true;
+    this.connected = true;
+    if (!first) this.logger.info({ cluster: this.options.prefix, node: this.options.nodeName }, 'cluster: reconnected to Redis; routes announced again');
+    this.membership.reconnected();
+    try {
+      if (first) {
+        // Entries left in our inbox by an earlier life of this node name are not delivered; the position is
+        // taken before any route is announced, so nothing sent for the new routes is skipped.
+        const last = (await caller.call('XREVRANGE', this.forwarder.inboxKey(this.options.nodeName), '+', '-', 'COUNT', 1)) as [string, string[]][];
+        this.forwarder.lastId = last.length > 0 ? last[0]![0] : '0-0';
+      }
+      await this.announce();
+      if (first) this.forwarder.connect(caller);
+      await this.membership.beat();
+      await this.readAllRoutes();
+    } catch (err) {
+      this.logger.warn({ error: String(err) }, 'cluster: announcing this node failed; retried at the next reconnect');
+    }
+    if (!this.readerStarted) {
+      this.readerStarted = true;
+      void this.forwarder.readLoop(this.reader as unknown as RedisCaller, () => {});
+    }
+    this.resolveFirst();
+  }
+
+  /** This node's routes, all of them (after a connect: Redis may have lost them in a restart). */
+  private async announce(): Promise<void> {
+    const caller = this.cmd as unknown as RedisCaller;
+    const key = this.routesKey(this.options.nodeName);
+    const keys = this.routes.localRoutes();
+    // Issued together: a route changed meanwhile is sent after these, in order.
+    const done = [caller.call('DEL', key)];
+    for (let i = 0; i < keys.length; i += 1000) done.push(caller.call('SADD', key, ...keys.slice(i, i + 1000)));
+    done.push(caller.call('PUBLISH', this.channel, `*${this.options.nodeName}`));
+    await Promise.all(done);
+  }
+
+  private async readRoutes(node: string): Promise<void> {
+    if (node === this.options.nodeName) return;
+    try {
+      const keys = (await (this.cmd as unknown as RedisCaller).call('SMEMBERS', this.routesKey(node))) as string[];
+      if (this.membership.isAlive(node) || keys.length > 0) this.routes.setRemote(node, keys);
+    } catch {
+      // read again on the next event or reconnect
+    }
+  }
+
+  private async readAllRoutes(): Promise<void> {
+    const listed = (await (this.cmd as unknown as RedisCaller).call('HKEYS', `${this.options.prefix}:nodes`)) as string[];
+    await Promise.all(listed.map((n) => this.readRoutes(n)));
+  }
+
+  private onEvent(text: string): void {
+    const op = text[0];
+    const nl = text.indexOf('\n');
+    const node = text.slice(1, nl < 0 ? undefined : nl);
+    if (node === this.options.nodeName) return;
+    if (op === '+') this.routes.addRemote(node, text.slice(nl + 1));
+    else if (op === '-') this.routes.deleteRemote(node, text.slice(nl + 1));
+    else if (op === '*') void this.readRoutes(node);
+    else if (op === '!') {
+      this.routes.dropNode(node);
+      this.membership.left(node);
+    }
+  }
+
+  /** $SYS/broker/cluster/... for this node. */
+  sysValues(): [string, string][] {
+    const v = this.view();
+    const out: [string, string][] = [
+      ['$SYS/broker/cluster/name', v.cluster],
+      ['$SYS/broker/cluster/node', v.node],
+      ['$SYS/broker/cluster/redis', v.connected ? 'connected' : 'disconnected'],
+      ['$SYS/broker/cluster/nodes', String(v.nodes.length)],
+      ['$SYS/broker/cluster/routes/local', String(v.localRoutes)],
+      ['$SYS/broker/cluster/routes/remote', String(v.remoteRoutes)],
+      ['$SYS/broker/cluster/messages/forwarded', String(v.forwarded.sent)],
+      ['$SYS/broker/cluster/messages/received', String(v.forwarded.received)],
+      ['$SYS/broker/cluster/messages/backlog', String(v.backlog)],
+    ];
+    for (const n of v.nodes) {
+      out.push([`$SYS/broker/cluster/nodes/${n.name}/heartbeat age`, String(Math.round((n.heartbeatAgeMs ?? 0) / 1000))], [`$SYS/broker/cluster/nodes/${n.name}/routes`, String(n.routes)]);
+    }
+    return out;
+  }
+
+  view(): ClusterView {
+    return {
+      cluster: this.options.prefix,
+      redis: describeRedis(this.options.redis),
+      node: this.options.nodeName,
+      connected: this.connected,
+      nodes: this.membership.view().map((n) => ({ ...n, routes: n.name === this.options.nodeName ? this.routes.localRouteCount : this.routes.remoteRouteCount(n.name) })),
+      localRoutes: this.routes.localRouteCount,
+      remoteRoutes: this.routes.remoteRouteCount(),
+      backlog: this.forwarder.backlog,
+      forwarded: { ...this.forwarder.stats },
+    };
+  }
+
+  /**
+   * Leaves the cluster: what was forwarded is given up to `waitMs` to reach Redis (the wills published at
+   * shutdown among it), then this node's entries are removed and the others told, and the connections close.
+   */
+  async close(waitMs = 2000): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    while (this.forwarder.backlog > 0 && this.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    this.closed = true;
+    this.forwarder.close();
+    if (this.trimTimer !== undefined) clearInterval(this.trimTimer);
+    const caller = this.cmd as unknown as RedisCaller;
+    const leave = async () => {
+      await this.membership.stop(true);
+      await caller.call('PUBLISH', this.channel, `!${this.options.nodeName}`);
+    };
+    if (this.connected) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([leave().catch(() => {}), new Promise((r) => (timer = setTimeout(r, Math.max(100, deadline - Date.now()))))]);
+      clearTimeout(timer);
+    } else {
+      await this.membership.stop(false);
+    }
+    this.reader.disconnect();
+    this.sub.disconnect();
+    this.cmd.disconnect();
+  }
+}

@@ -1,0 +1,400 @@
+// Messages between nodes over Redis Streams: one stream per node (`${p}:inbox:${node}`). The messages a node
+// sends another in one event-loop turn go as one stream entry (a batch), so a busy node makes one XADD per
+// target per turn, not one per message. A batch carries (origin, epoch, sequence): the receiver drops one it
+// has seen (a command resent after a reconnect), so the hand-over is at least once with duplicates removed.
+// One stream per (sender, receiver) order and in-order dispatch keep each publisher's order per topic.
+//
+// A publisher's PUBACK / PUBREC waits until Redis has taken the XADDs of its message: the core acknowledges
+// through SessionStore.afterCommit when the store is durable, so ForwardingStore (below) wraps the session
+// store, says it is durable, and runs `done` once the batches sent so far are in Redis (in order). While
+// Redis is away, batches wait in a bounded buffer; beyond it a QoS 1/2 message is refused (5.0: PUBACK
+// 0x97, 3.1.1: the connection closed), never acknowledged and dropped.
+import { Buffer } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
+import type { Message } from '../broker/message.js';
+import type { RemoteDelivery, SessionJournal, SessionStore, StoredSession, StoredWill } from '../broker/store/types.js';
+import type { QoS } from '../protocol/constants.js';
+import type { Properties } from '../protocol/packets.js';
+import type { MessageSink } from './route-table.js';
+
+/** What the forwarder needs of a Redis connection (ioredis' Redis or Cluster). */
+export interface RedisCaller {
+  call(command: string, ...args: (string | Buffer | number)[]): Promise<unknown>;
+  callBuffer(command: string, ...args: (string | Buffer | number)[]): Promise<unknown>;
+}
+
+const FLAG_RETAIN = 4;
+const FLAG_PLAIN = 8;
+const FLAG_PROPS = 16;
+const FLAG_EXPIRY = 32;
+const FLAG_FROM = 64;
+
+/**
+ * Stream entries (batches) an inbox keeps at most: a cap on Redis memory for a node that stops reading
+ * without dying. A live node trims what it has read; a dead node's inbox is deleted when it is declared down.
+ */
+const INBOX_MAX_ENTRIES = 100_000;
+
+/** One message for one node: what the receiving node needs to deliver it locally. */
+export function encodeForward(message: Message, plain: boolean, groups: readonly string[] | undefined, now: number): Buffer {
+  let flags = message.qos | (message.retain ? FLAG_RETAIN : 0) | (plain ? FLAG_PLAIN : 0);
+  const topicLen = Buffer.byteLength(message.topic);
+  let size = 1 + 2 + topicLen + 1 + 4 + message.payload.length;
+  let fromLen = 0;
+  if (message.from !== undefined) {
+    flags |= FLAG_FROM;
+    fromLen = Buffer.byteLength(message.from);
+    size += 2 + fromLen;
+  }
+  if (message.expiresAt !== undefined) {
+    flags |= FLAG_EXPIRY;
+    size += 4;
+  }
+  let props: string | undefined;
+  if (message.properties !== undefined) {
+    flags |= FLAG_PROPS;
+    props = JSON.stringify(message.properties);
+    size += 4 + Buffer.byteLength(props);
+  }
+  if (groups !== undefined) for (const g of groups) size += 2 + Buffer.byteLength(g);
+  const out = Buffer.allocUnsafe(size);
+  let o = out.writeUInt8(flags, 0);
+  o = out.writeUInt16BE(topicLen, o);
+  o += out.write(message.topic, o);
+  if (message.from !== undefined) {
+    o = out.writeUInt16BE(fromLen, o);
+    o += out.write(message.from, o);
+  }
+  if (message.expiresAt !== undefined) o = out.writeUInt32BE(Math.max(0, Math.min(0xffffffff, message.expiresAt - now)), o);
+  o = out.writeUInt8(groups?.length ?? 0, o);
+  if (groups !== undefined) {
+    for (const g of groups) {
+      o = out.writeUInt16BE(Buffer.byteLength(g), o);
+      o += out.write(g, o);
+    }
+  }
+  if (props !== undefined) {
+    o = out.writeUInt32BE(Buffer.byteLength(props), o);
+    o += out.write(props, o);
+  }
+  o = out.writeUInt32BE(message.payload.length, o);
+  message.payload.copy(out, o);
+  return out;
+}
+
+function reviveBuffers(_key: string, v: unknown): unknown {
+  if (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) return Buffer.from((v as { data: number[] }).data);
+  return v;
+}
+
+/** Every message of a batch, in order. */
+export function decodeBatch(batch: Buffer, now: number, each: (message: Message, remote: RemoteDelivery) => void): void {
+  let o = 0;
+  while (o < batch.length) {
+    const flags = batch.readUInt8(o++);
+    const topicLen = batch.readUInt16BE(o);
+    o += 2;
+    const topic = batch.toString('utf8', o, (o += topicLen));
+    let from: string | undefined;
+    if (flags & FLAG_FROM) {
+      const n = batch.readUInt16BE(o);
+      o += 2;
+      from = batch.toString('utf8', o, (o += n));
+    }
+    let expiresAt: number | undefined;
+    if (flags & FLAG_EXPIRY) {
+      expiresAt = now + batch.readUInt32BE(o);
+      o += 4;
+    }
+    const groupCount = batch.readUInt8(o++);
+    let groups: Set<string> | undefined;
+    for (let i = 0; i < groupCount; i++) {
+      const n = batch.readUInt16BE(o);
+      o += 2;
+      (groups ??= new Set()).add(batch.toString('utf8', o, (o += n)));
+    }
+    let properties: Properties | undefined;
+    if (flags & FLAG_PROPS) {
+      const n = batch.readUInt32BE(o);
+      o += 4;
+      properties = JSON.parse(batch.toString('utf8', o, (o += n)), reviveBuffers) as Properties;
+    }
+    const payloadLen = batch.readUInt32BE(o);
+    o += 4;
+    const payload = batch.subarray(o, (o += payloadLen));
+    each({ topic, payload, qos: (flags & 3) as QoS, retain: (flags & FLAG_RETAIN) !== 0, properties, expiresAt, from }, { plain: (flags & FLAG_PLAIN) !== 0, groups });
+  }
+}
+
+interface Waiter {
+  done: () => void;
+  failed: (error: Error) => void;
+}
+
+/** The batches of one event-loop turn: its waiters are told once all of them are in Redis. */
+interface FlushGroup {
+  messages: number;
+  remaining: number;
+  flushed: boolean;
+  error: Error | undefined;
+  waiters: Waiter[];
+}
+
+export interface ForwarderStats {
+  /** Messages handed to Redis for other nodes, and the batches (XADDs) they went in. */
+  sent: number;
+  batchesSent: number;
+  /** Messages and batches read from this node's inbox. */
+  received: number;
+  batchesReceived: number;
+  /** Batches dropped as already seen. */
+  duplicates: number;
+  /** Messages refused because the buffer for Redis was full (QoS 0 dropped, QoS 1/2 refused to the publisher). */
+  refused: number;
+}
+
+export class Forwarder implements MessageSink {
+  /** This node's life: a restarted node's sequences start again under a new epoch. */
+  readonly epoch = randomBytes(6).toString('hex');
+  readonly stats: ForwarderStats = { sent: 0, batchesSent: 0, received: 0, batchesReceived: 0, duplicates: 0, refused: 0 };
+  private pending = new Map<string, Buffer[]>();
+  private open: FlushGroup | undefined;
+  private readonly groups: FlushGroup[] = [];
+  /** Messages not yet in Redis (pending or in flight). */
+  private buffered = 0;
+  private refusedSinceCommit = false;
+  private fullWarned = false;
+  private readonly seq = new Map<string, number>();
+  /** Last (epoch, sequence) seen per origin node. */
+  private readonly seen = new Map<string, { epoch: string; seq: number }>();
+  private redis: RedisCaller | undefined;
+  private closed = false;
+  /** The last inbox entry read (undefined until the reader started). */
+  lastId: string | undefined;
+
+  constructor(
+    private readonly self: string,
+    private readonly prefix: string,
+    private readonly maxBuffered: number,
+    private readonly now: () => number,
+    /** Delivers a message from another node locally (BrokerCore.publishRemote). */
+    private readonly deliver: (message: Message, remote: RemoteDelivery) => void,
+    private readonly warn: (message: string, context: object) => void,
+  ) {}
+
+  inboxKey(node: string): string {
+    return `${this.prefix}:inbox:${node}`;
+  }
+
+  /** Messages waiting for Redis. */
+  get backlog(): number {
+    return this.buffered;
+  }
+
+  /** From here on, batches go through `redis` (a connection that queues commands while it reconnects). */
+  connect(redis: RedisCaller): void {
+    this.redis = redis;
+    if (this.open === undefined && this.pending.size > 0) this.scheduleFlush();
+  }
+
+  send(node: string, message: Message, plain: boolean, groups: readonly string[] | undefined): void {
+    if (this.buffered >= this.maxBuffered || this.closed) {
+      this.stats.refused++;
+      if (message.qos > 0) this.refusedSinceCommit = true;
+      if (!this.fullWarned) {
+        this.fullWarned = true;
+        this.warn('cluster: messages for other nodes are refused: Redis has not taken the buffered ones (QoS 0 dropped, QoS 1/2 refused to their publishers)', { buffered: this.buffered, maxBuffered: this.maxBuffered });
+      }
+      return;
+    }
+    let list = this.pending.get(node);
+    if (list === undefined) this.pending.set(node, (list = []));
+    list.push(encodeForward(message, plain, groups, this.now()));
+    this.buffered++;
+    this.stats.sent++;
+    if (this.open === undefined) {
+      this.open = { messages: 0, remaining: 0, flushed: false, error: undefined, waiters: [] };
+      this.groups.push(this.open);
+      this.scheduleFlush();
+    }
+    this.open.messages++;
+  }
+
+  private scheduleFlush(): void {
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    const group = this.open;
+    if (group === undefined || this.redis === undefined) return;
+    this.open = undefined;
+    const pending = this.pending;
+    this.pending = new Map();
+    for (const [node, list] of pending) {
+      const seq = (this.seq.get(node) ?? 0) + 1;
+      this.seq.set(node, seq);
+      const data = list.length === 1 ? list[0]! : Buffer.concat(list);
+      group.remaining++;
+      this.stats.batchesSent++;
+      this.redis
+        .callBuffer('XADD', this.inboxKey(node), 'MAXLEN', '~', INBOX_MAX_ENTRIES, '*', 'o', this.self, 'e', this.epoch, 's', seq, 'd', data)
+        .then(
+          () => this.batchDone(group, undefined),
+          (err: unknown) => this.batchDone(group, err instanceof Error ? err : new Error(String(err))),
+        );
+    }
+    group.flushed = true;
+    if (group.remaining === 0) this.drain();
+  }
+
+  private batchDone(group: FlushGroup, error: Error | undefined): void {
+    if (error !== undefined) group.error ??= error;
+    group.remaining--;
+    if (group.remaining === 0) this.drain();
+  }
+
+  /** Tells the waiters of finished groups, in order (PUBACKs go out in the order the PUBLISHes came). */
+  private drain(): void {
+    while (this.groups.length > 0) {
+      const g = this.groups[0]!;
+      if (!g.flushed || g.remaining > 0) break;
+      this.groups.shift();
+      this.buffered -= g.messages;
+      if (g.error !== undefined) this.warn('cluster: a batch for another node was not taken by Redis', { error: g.error.message, messages: g.messages });
+      for (const w of g.waiters) {
+        if (g.error !== undefined) w.failed(g.error);
+        else w.done();
+      }
+    }
+    if (this.buffered < this.maxBuffered / 2) this.fullWarned = false;
+  }
+
+  /**
+   * Runs `done` once every message sent so far is in Redis (at once when none waits), `failed` when one of
+   * them was refused since the last call (the buffer full) or Redis refused its batch.
+   */
+  afterSent(done: () => void, failed: (error: Error) => void): void {
+    if (this.takeRefused()) {
+      failed(new Error('cluster buffer full'));
+      return;
+    }
+    const last = this.groups[this.groups.length - 1];
+    if (last === undefined) done();
+    else last.waiters.push({ done, failed });
+  }
+
+  /** Whether a QoS 1/2 message was refused since the last call (then the publisher is told). */
+  takeRefused(): boolean {
+    const r = this.refusedSinceCommit;
+    this.refusedSinceCommit = false;
+    return r;
+  }
+
+  // ---- the inbox ----
+
+  /** Reads this node's inbox until close(), on `reader` (a connection of its own: XREAD BLOCK holds it). */
+  async readLoop(reader: RedisCaller, onError: (err: Error) => void): Promise<void> {
+    const key = this.inboxKey(this.self);
+    if (this.lastId === undefined) {
+      // Entries from an earlier life of this node name are not ours to deliver.
+      const last = (await reader.call('XREVRANGE', key, '+', '-', 'COUNT', 1)) as [string, string[]][];
+      this.lastId = last.length > 0 ? last[0]![0] : '0-0';
+    }
+    while (!this.closed) {
+      let reply: [Buffer, [Buffer, Buffer[]][]][] | null;
+      try {
+        reply = (await reader.callBuffer('XREAD', 'COUNT', 512, 'BLOCK', 1000, 'STREAMS', key, this.lastId)) as typeof reply;
+      } catch (err) {
+        if (this.closed) return;
+        onError(err instanceof Error ? err : new Error(String(err)));
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      if (reply === null) continue;
+      for (const [, entries] of reply) for (const [id, fields] of entries) this.receive(id.toString(), fields);
+    }
+  }
+
+  private receive(id: string, fields: Buffer[]): void {
+    this.lastId = id;
+    let origin = '';
+    let epoch = '';
+    let seq = 0;
+    let data: Buffer | undefined;
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const name = fields[i]!.toString();
+      const value = fields[i + 1]!;
+      if (name === 'o') origin = value.toString();
+      else if (name === 'e') epoch = value.toString();
+      else if (name === 's') seq = Number(value.toString());
+      else if (name === 'd') data = value;
+    }
+    if (data === undefined) return;
+    const seen = this.seen.get(origin);
+    if (seen !== undefined && seen.epoch === epoch && seq <= seen.seq) {
+      this.stats.duplicates++;
+      return;
+    }
+    this.seen.set(origin, { epoch, seq });
+    this.stats.batchesReceived++;
+    try {
+      decodeBatch(data, this.now(), (message, remote) => {
+        this.stats.received++;
+        this.deliver(message, remote);
+      });
+    } catch (err) {
+      this.warn('cluster: a batch from another node could not be read; skipped', { origin, id, error: String(err) });
+    }
+  }
+
+  /** Drops what this node has read from its inbox. */
+  async trim(redis: RedisCaller): Promise<void> {
+    if (this.lastId !== undefined && this.lastId !== '0-0') await redis.call('XTRIM', this.inboxKey(this.self), 'MINID', this.lastId);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+/**
+ * The session store a cluster node runs with: the store it wraps (memory or SQLite) for sessions, and
+ * acknowledgements that also wait for the messages forwarded to other nodes to be in Redis.
+ */
+export class ForwardingStore implements SessionStore {
+  readonly durable = true;
+
+  constructor(
+    private readonly inner: SessionStore,
+    private readonly forwarder: Forwarder,
+  ) {}
+
+  load(): Iterable<StoredSession> {
+    return this.inner.load();
+  }
+
+  journal(clientId: string): SessionJournal | undefined {
+    return this.inner.journal(clientId);
+  }
+
+  afterCommit(done: () => void, failed: (error: Error) => void = () => {}): void {
+    if (!this.inner.durable) {
+      this.forwarder.afterSent(done, failed);
+      return;
+    }
+    // Whether this message was refused is known now, not once the inner commit is done.
+    if (this.forwarder.takeRefused()) {
+      failed(new Error('cluster buffer full'));
+      return;
+    }
+    this.inner.afterCommit(() => this.forwarder.afterSent(done, failed), failed);
+  }
+
+  liveWill(clientId: string, will: StoredWill | undefined): void {
+    this.inner.liveWill?.(clientId, will);
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}

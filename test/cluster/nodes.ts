@@ -1,0 +1,57 @@
+// Nodes of a cluster in the test process: brokers (port 0) with the `cluster` option on the test's Redis,
+// MQTT.js clients to them, and waits on what a node has learnt (broker.inspect.cluster()).
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { createBroker, type Broker, type BrokerOptions } from '../../src/server/broker.js';
+import type { ClusterView } from '../../src/cluster/cluster.js';
+import type { ClusterOptions } from '../../src/cluster/options.js';
+import type { RedisServer } from '../helpers/redis.js';
+import { eventually } from '../helpers/wait.js';
+
+export interface Node {
+  broker: Broker;
+  name: string;
+  port: number;
+  view(): ClusterView;
+  mqtt(clientId: string, options?: IClientOptions): Promise<MqttClient>;
+}
+
+export interface Ctx {
+  after: (fn: () => unknown) => void;
+}
+
+let clusterCounter = 0;
+
+/** `names.length` nodes on `redis`, each under a fresh key prefix per call (tests never see each other's). */
+export async function startNodes(t: Ctx, redis: RedisServer, names: string[], cluster: Partial<ClusterOptions> = {}, options: BrokerOptions = {}): Promise<Node[]> {
+  const prefix = cluster.prefix ?? `t${process.pid}x${clusterCounter++}`;
+  const nodes: Node[] = [];
+  for (const name of names) nodes.push(await startNode(t, redis, name, { ...cluster, prefix }, options));
+  await eventually(() => nodes.every((n) => n.view().nodes.length === names.length), 5000, 'every node to see the others');
+  return nodes;
+}
+
+export async function startNode(t: Ctx, redis: RedisServer, name: string, cluster: Partial<ClusterOptions>, options: BrokerOptions = {}): Promise<Node> {
+  const broker = createBroker({ port: 0, host: '127.0.0.1', sysInterval: 0, cluster: { redis: redis.url, nodeName: name, heartbeatInterval: 100, ...cluster }, ...options });
+  await broker.listen();
+  let closed = false;
+  const clients: MqttClient[] = [];
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+    await broker.close();
+  };
+  t.after(close);
+  const port = broker.address().port;
+  return {
+    broker,
+    name,
+    port,
+    view: () => broker.inspect.cluster() as ClusterView,
+    async mqtt(clientId, opts = {}) {
+      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0, protocolVersion: 4, ...opts });
+      clients.push(c);
+      return c;
+    },
+  };
+}
