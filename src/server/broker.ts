@@ -19,6 +19,8 @@ import { DEFAULT_LIMITS, type BrokerLimits } from '../broker/options.js';
 import type { AuthMethod } from '../broker/enhanced-auth.js';
 import { LogThrottle } from '../broker/log-throttle.js';
 import { BrokerInspector } from '../broker/inspect.js';
+import { MemorySessionStore } from '../broker/store/memory.js';
+import type { RetainedStore, SessionStore } from '../broker/store/types.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK } from '../config/checks.js';
 import { openStorage, storageOptionError, type OpenedStorage, type StorageOptions } from '../storage/open.js';
@@ -57,6 +59,11 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
    * data directory (`{ type: 'sqlite', dir, durability }`), or memory (the default of createBroker()).
    */
   storage?: StorageOptions;
+  /**
+   * A cluster's stores (src/cluster/ownership.ts): a RetainedStore shared by every node, and a wrapper around
+   * the session store (the wills of live connections recorded for survivors). Set by the `cluster` option.
+   */
+  clusterStores?: { retained?: RetainedStore; wrapSessionStore?(store: SessionStore): SessionStore };
 }
 
 export interface BrokerEventMap {
@@ -125,15 +132,18 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
     this.storage = openStorage(options.storage, (message, context) => this.logger.warn(context, message), options.clock);
     try {
+      const cluster = options.clusterStores;
+      const sessionStore = this.storage?.sessionStore;
       this.core = new BrokerCore({
         limits,
-        hooks: this.security.hooks,
+        // The cluster's claim of a Client ID comes after the security hooks (authentication first).
+        hooks: options.claimClientId ? { ...this.security.hooks, claimClientId: options.claimClientId } : this.security.hooks,
         events: this.coreEvents(),
         clock: options.clock,
         authMethods: options.authMethods,
         sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed },
-        sessionStore: this.storage?.sessionStore,
-        retainedStore: this.storage?.retainedStore,
+        sessionStore: cluster?.wrapSessionStore ? cluster.wrapSessionStore(sessionStore ?? new MemorySessionStore()) : sessionStore,
+        retainedStore: cluster?.retained ?? this.storage?.retainedStore,
       });
     } catch (err) {
       this.storage?.sessionStore.close();
@@ -381,6 +391,8 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   tickInterval: true,
   connectionLogRate: true,
   storage: true,
+  clusterStores: true,
+  claimClientId: true,
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,

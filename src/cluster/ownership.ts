@@ -1,0 +1,240 @@
+// Client IDs cluster-wide (MQTT 3.1.4: a second connection with a Client ID takes it over, whatever node it
+// reaches). Each CONNECT claims its Client ID in Redis before its CONNACK (the core's claimClientId hook): one
+// Lua script reads the owner `${p}:client:${id}` ("node epoch"), writes this node with the next epoch, and
+// publishes a kick to the previous owner's channel `${p}:kick:${node}`. Redis runs scripts one at a time, so
+// the claims of one Client ID are totally ordered by epoch and the newest claim wins: a node that hears of a
+// claim with a higher epoch than its own connection's closes that connection (5.0: DISCONNECT 0x8E) and lets
+// the session go; a claim of its own that comes back older than one it has heard of is refused (0x89 Server
+// busy: another connection with that Client ID won the race). So 100 simultaneous CONNECTs with one Client ID
+// over 3 nodes end with exactly one connection. Redis unreachable: the takeover is local only (a warning once).
+import type { Redis } from 'ioredis';
+import type { BrokerCore } from '../broker/core.js';
+import type { ClaimRequest, ClientInfo } from '../broker/hooks.js';
+import type { RetainedStore, SessionStore } from '../broker/store/types.js';
+import { DeadWills } from './dead-wills.js';
+import { RedisRetainedStore } from './redis-retained.js';
+import { StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
+
+/** Reads the owner, writes this node with the next epoch, kicks the previous owner node. Returns the epoch. */
+const CLAIM_SCRIPT = `
+local prev = redis.call('GET', KEYS[1])
+local epoch = 1
+local node = nil
+if prev then
+  local sp = string.find(prev, ' ', 1, true)
+  node = string.sub(prev, 1, sp - 1)
+  epoch = tonumber(string.sub(prev, sp + 1)) + 1
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. epoch)
+if node and node ~= ARGV[1] then redis.call('PUBLISH', ARGV[2] .. node, epoch .. ' ' .. ARGV[3] .. ' ' .. ARGV[4]) end
+return epoch`;
+
+/** The connection ended: the owner record stays (its epoch orders later claims) but expires, if still ours. */
+const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
+/** 0x89 Server busy: the claim lost to a newer CONNECT with the same Client ID. */
+const SERVER_BUSY = 0x89;
+
+/** How long an owner record outlives its connection beyond the session's expiry (ms). */
+const RELEASED_TTL_MS = 60_000;
+
+/** What ownership needs of the broker: its core and its connection events (the Broker facade has both). */
+export interface OwnershipHost {
+  readonly core: BrokerCore;
+  on(event: 'clientConnected', listener: (client: ClientInfo) => void): unknown;
+  on(event: 'clientDisconnected', listener: (client: ClientInfo | undefined) => void): unknown;
+}
+
+interface LocalClaim {
+  epoch: number;
+  sessionExpiry: number;
+  /** The connection that took the claim up (set at clientConnected). */
+  info: ClientInfo | undefined;
+}
+
+export class ClientOwnership {
+  /** The claim of each Client ID connected here (or about to be). */
+  private readonly claims = new Map<string, LocalClaim>();
+  /** Claims in flight per Client ID, and the highest epoch another node claimed meanwhile. */
+  private readonly pending = new Map<string, { count: number; floor: number }>();
+  private readonly down: StateWarning;
+  private core: BrokerCore | undefined;
+  readonly channel: string;
+  /** Told when a Client ID left this node (its recorded will is dropped). */
+  onMovedAway: (clientId: string) => void = () => {};
+
+  constructor(private readonly ctx: ClusterContext) {
+    this.channel = `${ctx.prefix}:kick:${ctx.node}`;
+    this.down = new StateWarning(ctx.warn);
+  }
+
+  private keyOf(clientId: string): string {
+    return `${this.ctx.prefix}:client:${clientId}`;
+  }
+
+  /** The core's claimClientId hook. */
+  readonly claim = (client: ClientInfo, request: ClaimRequest): Promise<boolean | number> | boolean => {
+    const clientId = client.clientId;
+    const redis = this.ctx.redis;
+    if (redis.status !== 'ready') return this.claimLocally(clientId, request);
+    const pending = this.pending.get(clientId) ?? { count: 0, floor: 0 };
+    pending.count++;
+    this.pending.set(clientId, pending);
+    const settled = () => {
+      if (--pending.count === 0) this.pending.delete(clientId);
+    };
+    const result = redis.eval(CLAIM_SCRIPT, 1, this.keyOf(clientId), this.ctx.node, `${this.ctx.prefix}:kick:`, request.clean ? '1' : '0', clientId) as Promise<number>;
+    return result.then(
+      (epoch) => {
+        settled();
+        this.down.clear('Redis reachable again: Client IDs are claimed cluster-wide');
+        const mine = this.claims.get(clientId);
+        if (pending.floor > epoch || (mine !== undefined && mine.epoch > epoch)) return SERVER_BUSY;
+        this.claims.set(clientId, { epoch, sessionExpiry: request.sessionExpiry, info: undefined });
+        return true;
+      },
+      (err: unknown) => {
+        settled();
+        this.down.set('Client ID claim failed in Redis: taken over on this node only', { error: String(err) });
+        return this.claimLocally(clientId, request);
+      },
+    );
+  };
+
+  /** Redis unreachable: this node decides alone (the connection on another node is not closed). */
+  private claimLocally(clientId: string, request: ClaimRequest): true {
+    this.down.set('Redis unreachable: Client IDs are taken over on this node only until it is back', { clientId });
+    this.claims.set(clientId, { epoch: 0, sessionExpiry: request.sessionExpiry, info: undefined });
+    return true;
+  }
+
+  /** A kick from the channel: "epoch clean clientId". */
+  onKick(text: string): void {
+    const first = text.indexOf(' ');
+    const epoch = Number(text.slice(0, first));
+    const clean = text.charAt(first + 1) === '1';
+    const clientId = text.slice(first + 3);
+    const pending = this.pending.get(clientId);
+    if (pending !== undefined) pending.floor = Math.max(pending.floor, epoch);
+    const mine = this.claims.get(clientId);
+    if (mine !== undefined && mine.epoch >= epoch) return; // a newer claim of ours: that kick came late
+    this.claims.delete(clientId);
+    this.core?.registry.movedAway(clientId, clean);
+    this.onMovedAway(clientId);
+  }
+
+  /** Follows the connections of `host`: a claim is taken up at clientConnected, released at its disconnect. */
+  start(host: OwnershipHost): void {
+    this.core = host.core;
+    host.on('clientConnected', (client) => {
+      const mine = this.claims.get(client.clientId);
+      if (mine !== undefined && mine.info === undefined) mine.info = client;
+    });
+    host.on('clientDisconnected', (client) => {
+      if (client === undefined) return;
+      const mine = this.claims.get(client.clientId);
+      if (mine === undefined || mine.info !== client) return; // taken over, here or elsewhere
+      this.claims.delete(client.clientId);
+      if (mine.epoch === 0 || this.ctx.redis.status !== 'ready') return;
+      const ttl = mine.sessionExpiry >= 0xffffffff ? 0x7fffffff : mine.sessionExpiry * 1000 + RELEASED_TTL_MS;
+      this.ctx.redis.eval(RELEASE_SCRIPT, 1, this.keyOf(client.clientId), `${this.ctx.node} ${mine.epoch}`, Math.min(ttl, 0x7fffffff)).catch(() => {});
+    });
+  }
+
+  /** Client IDs this node holds (for tests and inspection). */
+  get size(): number {
+    return this.claims.size;
+  }
+}
+
+export interface ClusterOwnershipOptions {
+  /** ioredis connection for commands; pub/sub uses a duplicate. */
+  redis: Redis;
+  /** Which nodes are alive (the cluster plane's Membership). */
+  liveness: NodeLiveness;
+  /** Key prefix (default `petrel`). */
+  prefix?: string;
+  warn?: (message: string, context?: Record<string, unknown>) => void;
+  now?: () => number;
+}
+
+/**
+ * Client ID ownership, retained messages and dead nodes' wills for one node. `brokerOptions` go into
+ * createBroker() (the claim hook and the stores); `attach(broker)` then starts them.
+ */
+export class ClusterOwnership {
+  readonly ownership: ClientOwnership;
+  readonly retained: RedisRetainedStore;
+  readonly wills: DeadWills;
+  private readonly subscriber: Redis;
+  private readonly ctx: ClusterContext;
+  private started = false;
+
+  constructor(private readonly options: ClusterOwnershipOptions) {
+    this.ctx = {
+      redis: options.redis,
+      prefix: options.prefix ?? 'petrel',
+      node: options.liveness.self,
+      warn: options.warn ?? (() => {}),
+      now: options.now ?? Date.now,
+    };
+    this.ownership = new ClientOwnership(this.ctx);
+    this.retained = new RedisRetainedStore(this.ctx);
+    this.wills = new DeadWills(this.ctx);
+    this.ownership.onMovedAway = (clientId) => this.wills.record(clientId, undefined, 0);
+    this.subscriber = options.redis.duplicate({ lazyConnect: true });
+    this.subscriber.on('error', () => {}); // reported once through the state warnings, not per retry
+  }
+
+  /** For createBroker(): `{ ...ownership.brokerOptions, port, ... }`. */
+  get brokerOptions(): { claimClientId: ClientOwnership['claim']; clusterStores: { retained: RetainedStore; wrapSessionStore(store: SessionStore): SessionStore } } {
+    return {
+      claimClientId: this.ownership.claim,
+      clusterStores: { retained: this.retained, wrapSessionStore: (store) => this.wills.wrap(store) },
+    };
+  }
+
+  /** Subscribes to the kick and retained channels, loads the retained messages, follows the broker. */
+  async attach(host: OwnershipHost): Promise<void> {
+    if (this.started) throw new Error('cluster ownership is already attached');
+    this.started = true;
+    this.ownership.start(host);
+    this.wills.start(host.core, this.options.liveness);
+    const sub = this.subscriber;
+    sub.on('message', (channel: string, text: string) => {
+      if (channel === this.ownership.channel) this.ownership.onKick(text);
+      else if (channel === this.retained.channel) this.retained.onEvent(text);
+    });
+    await sub.connect();
+    await sub.subscribe(this.ownership.channel, this.retained.channel);
+    await this.retained.load();
+    // After an outage: subscribed again (ioredis does it on reconnect), then the changes missed are loaded.
+    let first = true;
+    sub.on('ready', () => {
+      if (first) return;
+      void sub
+        .subscribe(this.ownership.channel, this.retained.channel)
+        .then(() => this.retained.load())
+        .catch((err: unknown) => this.ctx.warn('retained messages not reloaded after a Redis outage', { error: String(err) }));
+    });
+    first = false;
+  }
+
+  /** Stops listening (the broker's own close does the rest; the command connection is the caller's). */
+  async close(): Promise<void> {
+    this.wills.close();
+    this.subscriber.disconnect();
+  }
+}
+
+/** Creates the ownership part of node `liveness.self`; pass `brokerOptions` to createBroker, then attachOwnership. */
+export function createClusterOwnership(options: ClusterOwnershipOptions): ClusterOwnership {
+  return new ClusterOwnership(options);
+}
+
+/** Starts `ownership` on `broker` (made with `ownership.brokerOptions`). */
+export function attachOwnership(broker: OwnershipHost, ownership: ClusterOwnership): Promise<void> {
+  return ownership.attach(broker);
+}
