@@ -211,21 +211,23 @@ export class ClusterOwnership {
     await sub.subscribe(this.ownership.channel, this.retained.channel);
     await this.retained.load();
     // After an outage: subscribed again (ioredis does it on reconnect), then the changes missed are loaded.
-    let first = true;
     sub.on('ready', () => {
-      if (first) return;
       void sub
         .subscribe(this.ownership.channel, this.retained.channel)
         .then(() => this.retained.load())
         .catch((err: unknown) => this.ctx.warn('retained messages not reloaded after a Redis outage', { error: String(err) }));
     });
-    first = false;
   }
 
-  /** Stops listening (the broker's own close does the rest; the command connection is the caller's). */
+  /**
+   * Stops listening; call it after broker.close(). A broker that closes publishes the wills of its live
+   * connections itself, so the wills recorded for survivors are deleted: a heartbeat that expires after a
+   * clean stop must not have them published twice. (The command connection is the caller's to close.)
+   */
   async close(): Promise<void> {
     this.wills.close();
     this.subscriber.disconnect();
+    if (this.ctx.redis.status === 'ready') await this.ctx.redis.del(this.wills.key).catch(() => {});
   }
 }
 

@@ -56,7 +56,7 @@ export class TestCluster {
     return node;
   }
 
-  /** `name` died: its Redis connections drop without any cleanup, and every other node hears 'node-down'. */
+  /** `name` died: its Redis connections drop without any cleanup (close() then deletes nothing), and every other node hears 'node-down'. */
   kill(name: string): void {
     const node = this.nodes.find((n) => n.name === name)!;
     node.redis.disconnect();
@@ -67,8 +67,8 @@ export class TestCluster {
 
   async stop(): Promise<void> {
     for (const node of this.nodes) {
-      await node.ownership.close();
       await node.broker.close();
+      await node.ownership.close();
       node.redis.disconnect();
     }
   }
