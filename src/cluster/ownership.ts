@@ -13,7 +13,7 @@ import type { ClaimRequest, ClientInfo } from '../broker/hooks.js';
 import type { RetainedStore, SessionStore } from '../broker/store/types.js';
 import { DeadWills } from './dead-wills.js';
 import { RedisRetainedStore } from './redis-retained.js';
-import { StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
+import { script, StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
 
 /** Reads the owner, writes this node with the next epoch, kicks the previous owner node. Returns the epoch. */
 const CLAIM_SCRIPT = `
@@ -65,9 +65,14 @@ export class ClientOwnership {
   /** Told when a Client ID left this node (its recorded will is dropped). */
   onMovedAway: (clientId: string) => void = () => {};
 
+  private readonly claimScript: (...args: (string | number)[]) => Promise<unknown>;
+  private readonly releaseScript: (...args: (string | number)[]) => Promise<unknown>;
+
   constructor(private readonly ctx: ClusterContext) {
     this.channel = `${ctx.prefix}:kick:${ctx.node}`;
     this.down = new StateWarning(ctx.warn);
+    this.claimScript = script(ctx.redis, 'petrelClaim', CLAIM_SCRIPT, 1);
+    this.releaseScript = script(ctx.redis, 'petrelRelease', RELEASE_SCRIPT, 1);
   }
 
   private keyOf(clientId: string): string {
@@ -85,7 +90,7 @@ export class ClientOwnership {
     const settled = () => {
       if (--pending.count === 0) this.pending.delete(clientId);
     };
-    const result = redis.eval(CLAIM_SCRIPT, 1, this.keyOf(clientId), this.ctx.node, `${this.ctx.prefix}:kick:`, request.clean ? '1' : '0', clientId) as Promise<number>;
+    const result = this.claimScript(this.keyOf(clientId), this.ctx.node, `${this.ctx.prefix}:kick:`, request.clean ? '1' : '0', clientId) as Promise<number>;
     return result.then(
       (epoch) => {
         settled();
@@ -139,7 +144,7 @@ export class ClientOwnership {
       this.claims.delete(client.clientId);
       if (mine.epoch === 0 || this.ctx.redis.status !== 'ready') return;
       const ttl = mine.sessionExpiry >= 0xffffffff ? 0x7fffffff : mine.sessionExpiry * 1000 + RELEASED_TTL_MS;
-      this.ctx.redis.eval(RELEASE_SCRIPT, 1, this.keyOf(client.clientId), `${this.ctx.node} ${mine.epoch}`, Math.min(ttl, 0x7fffffff)).catch(() => {});
+      this.releaseScript(this.keyOf(client.clientId), `${this.ctx.node} ${mine.epoch}`, Math.min(ttl, 0x7fffffff)).catch(() => {});
     });
   }
 

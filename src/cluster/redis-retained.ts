@@ -11,25 +11,27 @@ import type { Message } from '../broker/message.js';
 import { MemoryRetainedStore } from '../broker/retained.js';
 import type { RetainedStore } from '../broker/store/types.js';
 import { isSysTopic } from '../broker/sys-topics.js';
-import { decode, decodeMessage, encode, encodeMessage } from './codec.js';
-import { StateWarning, type ClusterContext } from './types.js';
+import { decodeMessage, encodeMessage } from './codec.js';
+import { script, StateWarning, type ClusterContext } from './types.js';
 
-/** HSET or HDEL, then PUBLISH the change: one atomic step, so hash order = channel order. */
+/**
+ * HSET or HDEL, then PUBLISH the change: one atomic step, so hash order = channel order. The event of a set
+ * is the stored message itself (it names its topic); a delete publishes ARGV[4], the topic's empty message.
+ */
 const WRITE_SCRIPT = `
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[2])
+end
 return 1`;
 
 /** Deletes an expired entry found while loading, unless it was replaced meanwhile. */
 const DELETE_IF_SCRIPT = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0`;
-
-/** An event of the channel: topic and the encoded message ('' deletes). */
-interface RetainedEvent {
-  t: string;
-  m: string;
-}
 
 export class RedisRetainedStore implements RetainedStore {
   /** The cluster's retained messages, as this node last heard them. */
@@ -43,11 +45,15 @@ export class RedisRetainedStore implements RetainedStore {
   private readonly down: StateWarning;
   readonly key: string;
   readonly channel: string;
+  private readonly writeScript: (...args: (string | number)[]) => Promise<unknown>;
+  private readonly deleteIfScript: (...args: (string | number)[]) => Promise<unknown>;
 
   constructor(private readonly ctx: ClusterContext) {
     this.key = `${ctx.prefix}:retained`;
     this.channel = `${ctx.prefix}:retained`;
     this.down = new StateWarning(ctx.warn);
+    this.writeScript = script(ctx.redis, 'petrelRetainedWrite', WRITE_SCRIPT, 1);
+    this.deleteIfScript = script(ctx.redis, 'petrelRetainedDeleteIf', DELETE_IF_SCRIPT, 1);
   }
 
   get size(): number {
@@ -88,8 +94,7 @@ export class RedisRetainedStore implements RetainedStore {
       this.down.set('Redis unreachable: retained messages are kept on this node and written to the cluster when it is back', { topics: this.unsynced.size });
       return;
     }
-    const event = encode({ t: topic, m: encoded } satisfies RetainedEvent);
-    redis.eval(WRITE_SCRIPT, 1, this.key, topic, encoded, this.channel, event).catch((err: unknown) => {
+    this.writeScript(this.key, topic, encoded, this.channel, encoded === '' ? deleteEvent(topic) : '').catch((err: unknown) => {
       this.unsynced.set(topic, encoded);
       this.down.set('retained message not written to Redis; kept on this node and written when Redis is back', { error: String(err) });
     });
@@ -105,14 +110,14 @@ export class RedisRetainedStore implements RetainedStore {
   }
 
   private apply(text: string): void {
-    let event: RetainedEvent;
+    let message: Message;
     try {
-      event = decode<RetainedEvent>(text);
+      message = decodeMessage(text);
     } catch {
       return; // not ours: a channel shared by mistake must not break the node
     }
-    if (event.m === '') this.replica.set({ topic: event.t, payload: Buffer.alloc(0), qos: 0, retain: true });
-    else this.replica.set(decodeMessage(event.m));
+    // An empty payload deletes the topic's message, as in the core.
+    if (typeof message.topic === 'string' && Buffer.isBuffer(message.payload)) this.replica.set(message);
   }
 
   /**
@@ -124,8 +129,7 @@ export class RedisRetainedStore implements RetainedStore {
     try {
       for (const [topic, encoded] of [...this.unsynced]) {
         this.unsynced.delete(topic);
-        const event = encode({ t: topic, m: encoded } satisfies RetainedEvent);
-        await this.ctx.redis.eval(WRITE_SCRIPT, 1, this.key, topic, encoded, this.channel, event);
+        await this.writeScript(this.key, topic, encoded, this.channel, encoded === '' ? deleteEvent(topic) : '');
       }
       const all = await this.ctx.redis.hgetall(this.key);
       const now = this.ctx.now();
@@ -133,7 +137,7 @@ export class RedisRetainedStore implements RetainedStore {
       for (const [topic, encoded] of Object.entries(all)) {
         const message = decodeMessage(encoded);
         if (message.expiresAt !== undefined && message.expiresAt < now) {
-          void this.ctx.redis.eval(DELETE_IF_SCRIPT, 1, this.key, topic, encoded).catch(() => {});
+          void this.deleteIfScript(this.key, topic, encoded).catch(() => {});
           continue;
         }
         replica.set(message);
@@ -148,3 +152,6 @@ export class RedisRetainedStore implements RetainedStore {
     }
   }
 }
+
+/** The event that deletes `topic` on every node: its message with an empty payload. */
+const deleteEvent = (topic: string): string => encodeMessage({ topic, payload: Buffer.alloc(0), qos: 0, retain: true });

@@ -40,3 +40,13 @@ export class StateWarning {
     if (message !== undefined) this.warn(message);
   }
 }
+
+/**
+ * A Lua script as a command of `redis` (ioredis defineCommand: EVALSHA, the script text sent only once).
+ * The first `keys` arguments are keys (Redis Cluster routes by them).
+ */
+export function script(redis: Redis, name: string, lua: string, keys: number): (...args: (string | number)[]) => Promise<unknown> {
+  const commands = redis as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>;
+  if (typeof commands[name] !== 'function') redis.defineCommand(name, { numberOfKeys: keys, lua });
+  return (...args) => commands[name]!(...args);
+}

@@ -10,9 +10,12 @@ const client = (clientId: string) => ({ clientId, protocolVersion: 5 as const, r
 /** A Redis whose EVAL answers when the test says. */
 function fakeRedis(): { redis: Redis; answer(epoch: number): void; status: string } {
   const waiting: ((epoch: number) => void)[] = [];
-  const fake = {
+  const fake: Record<string, unknown> & { status: string; answer(epoch: number): void } = {
     status: 'ready',
-    eval: () => new Promise<number>((resolve) => waiting.push(resolve)),
+    // Every script answers when the test says (EVALSHA through ioredis' defineCommand).
+    defineCommand: (name: string) => {
+      fake[name] = () => new Promise<number>((resolve) => waiting.push(resolve));
+    },
     answer: (epoch: number) => waiting.shift()!(epoch),
   };
   return { redis: fake as unknown as Redis, answer: fake.answer, get status() { return fake.status; }, set status(s: string) { fake.status = s; } };
