@@ -50,15 +50,22 @@ export interface OwnershipHost {
 interface LocalClaim {
   epoch: number;
   sessionExpiry: number;
-  /** The connection that took the claim up (set at clientConnected). */
-  info: ClientInfo | undefined;
+  /** The connection that claimed (its ClientInfo object, the same one its events carry). */
+  info: ClientInfo;
+  /** Its CONNECT was accepted (clientConnected). */
+  connected: boolean;
 }
+
+/** A claim whose CONNECT never got accepted (the client left while it waited) is forgotten after this (ms). */
+const UNACCEPTED_MS = 30_000;
 
 export class ClientOwnership {
   /** The claim of each Client ID connected here (or about to be). */
   private readonly claims = new Map<string, LocalClaim>();
   /** Claims in flight per Client ID, and the highest epoch another node claimed meanwhile. */
   private readonly pending = new Map<string, { count: number; floor: number }>();
+  /** Claims granted and not yet taken up by an accepted CONNECT, oldest first, with when they were granted. */
+  private readonly unaccepted = new Map<string, number>();
   private readonly down: StateWarning;
   private core: BrokerCore | undefined;
   readonly channel: string;
@@ -83,7 +90,7 @@ export class ClientOwnership {
   readonly claim = (client: ClientInfo, request: ClaimRequest): Promise<boolean | number> | boolean => {
     const clientId = client.clientId;
     const redis = this.ctx.redis;
-    if (redis.status !== 'ready') return this.claimLocally(clientId, request);
+    if (redis.status !== 'ready') return this.claimLocally(client, request);
     const pending = this.pending.get(clientId) ?? { count: 0, floor: 0 };
     pending.count++;
     this.pending.set(clientId, pending);
@@ -97,22 +104,45 @@ export class ClientOwnership {
         this.down.clear('Redis reachable again: Client IDs are claimed cluster-wide');
         const mine = this.claims.get(clientId);
         if (pending.floor > epoch || (mine !== undefined && mine.epoch > epoch)) return SERVER_BUSY;
-        this.claims.set(clientId, { epoch, sessionExpiry: request.sessionExpiry, info: undefined });
+        this.granted(client, { epoch, sessionExpiry: request.sessionExpiry, info: client, connected: false });
         return true;
       },
       (err: unknown) => {
         settled();
         this.down.set('Client ID claim failed in Redis: taken over on this node only', { error: String(err) });
-        return this.claimLocally(clientId, request);
+        return this.claimLocally(client, request);
       },
     );
   };
 
   /** Redis unreachable: this node decides alone (the connection on another node is not closed). */
-  private claimLocally(clientId: string, request: ClaimRequest): true {
-    this.down.set('Redis unreachable: Client IDs are taken over on this node only until it is back', { clientId });
-    this.claims.set(clientId, { epoch: 0, sessionExpiry: request.sessionExpiry, info: undefined });
+  private claimLocally(client: ClientInfo, request: ClaimRequest): true {
+    this.down.set('Redis unreachable: Client IDs are taken over on this node only until it is back', { clientId: client.clientId });
+    this.granted(client, { epoch: 0, sessionExpiry: request.sessionExpiry, info: client, connected: false });
     return true;
+  }
+
+  /** A claim won; claims granted long ago whose CONNECT never went through are released meanwhile. */
+  private granted(client: ClientInfo, claim: LocalClaim): void {
+    const now = this.ctx.now();
+    for (const [clientId, at] of this.unaccepted) {
+      if (at > now - UNACCEPTED_MS) break;
+      this.unaccepted.delete(clientId);
+      const stale = this.claims.get(clientId);
+      if (stale !== undefined && !stale.connected) this.release(stale);
+    }
+    this.claims.set(client.clientId, claim);
+    this.unaccepted.delete(client.clientId);
+    this.unaccepted.set(client.clientId, now);
+  }
+
+  /** This node no longer holds the claim: the owner record stays for later epochs but expires, if still ours. */
+  private release(claim: LocalClaim): void {
+    const clientId = claim.info.clientId;
+    this.claims.delete(clientId);
+    if (claim.epoch === 0 || this.ctx.redis.status !== 'ready') return;
+    const ttl = claim.sessionExpiry >= 0xffffffff ? 0x7fffffff : Math.min(claim.sessionExpiry * 1000 + RELEASED_TTL_MS, 0x7fffffff);
+    this.releaseScript(this.keyOf(clientId), `${this.ctx.node} ${claim.epoch}`, ttl).catch(() => {});
   }
 
   /** A kick from the channel: "epoch clean clientId". */
@@ -126,6 +156,7 @@ export class ClientOwnership {
     const mine = this.claims.get(clientId);
     if (mine !== undefined && mine.epoch >= epoch) return; // a newer claim of ours: that kick came late
     this.claims.delete(clientId);
+    this.unaccepted.delete(clientId);
     this.core?.registry.movedAway(clientId, clean);
     this.onMovedAway(clientId);
   }
@@ -135,22 +166,25 @@ export class ClientOwnership {
     this.core = host.core;
     host.on('clientConnected', (client) => {
       const mine = this.claims.get(client.clientId);
-      if (mine !== undefined && mine.info === undefined) mine.info = client;
+      if (mine === undefined || mine.info !== client) return;
+      mine.connected = true;
+      this.unaccepted.delete(client.clientId);
     });
     host.on('clientDisconnected', (client) => {
       if (client === undefined) return;
       const mine = this.claims.get(client.clientId);
-      if (mine === undefined || mine.info !== client) return; // taken over, here or elsewhere
-      this.claims.delete(client.clientId);
-      if (mine.epoch === 0 || this.ctx.redis.status !== 'ready') return;
-      const ttl = mine.sessionExpiry >= 0xffffffff ? 0x7fffffff : mine.sessionExpiry * 1000 + RELEASED_TTL_MS;
-      this.releaseScript(this.keyOf(client.clientId), `${this.ctx.node} ${mine.epoch}`, Math.min(ttl, 0x7fffffff)).catch(() => {});
+      if (mine !== undefined && mine.info === client) this.release(mine); // else taken over, here or elsewhere
     });
   }
 
-  /** Client IDs this node holds (for tests and inspection). */
+  /** How many Client IDs this node holds (for tests and inspection). */
   get size(): number {
     return this.claims.size;
+  }
+
+  /** The Client IDs this node holds, with their epoch and whether their CONNECT was accepted. */
+  held(): { clientId: string; epoch: number; connected: boolean }[] {
+    return [...this.claims].map(([clientId, c]) => ({ clientId, epoch: c.epoch, connected: c.connected }));
   }
 }
 

@@ -45,7 +45,7 @@ describeOrSkip('cluster: Client ID ownership across nodes', redisMissing(), () =
     watcher.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'wills/#', qos: 0 }] } as never);
     await watcher.next(9);
     const { client: first } = await RawClient.connect(a!.port, { clientId: 'dup4', will: { topic: 'wills/dup4', payload: Buffer.from('gone'), qos: 0, retain: false } });
-    const { connack } = await RawClient.connect(c!.port, { clientId: 'dup4' });
+    const { client: second, connack } = await RawClient.connect(c!.port, { clientId: 'dup4' });
     assert.equal(connack.reasonCode, 0);
     await first.waitClosed();
     assert.equal(first.packets.filter((p) => p.type === 14).length, 0, 'no DISCONNECT in 3.1.1');
@@ -54,6 +54,7 @@ describeOrSkip('cluster: Client ID ownership across nodes', redisMissing(), () =
     assert.equal((will as { topic: string }).topic, 'wills/dup4');
     await eventually(() => connectedCount('dup4') === 1, 2000, 'one connection of dup4');
     watcher.destroy();
+    second.destroy();
   });
 
   it('a session left on another node is dropped there when its client comes back elsewhere, and a delayed will is cancelled [MQTT-3.1.3-9]', async () => {
@@ -91,5 +92,14 @@ describeOrSkip('cluster: Client ID ownership across nodes', redisMissing(), () =
     const holder = cluster.nodes.find((n) => [...n.broker.inspect.connections()].some((c) => c.clientId === 'race'))!;
     assert.ok(owner?.startsWith(`${holder.name} `), `Redis names ${owner}, the connection is on ${holder.name}`);
     for (const c of attempts) c.destroy();
+  });
+
+  it('a claim is released when its connection ends: no node holds one, and the owner record expires', async () => {
+    // Every client of the tests above is gone (destroyed): their disconnects released the claims.
+    await eventually(() => cluster.nodes.every((n) => n.ownership.ownership.size === 0), 3000, 'no claim left').catch((err: Error) => {
+      throw new Error(`${err.message}: ${JSON.stringify(cluster.nodes.map((n) => [n.name, n.ownership.ownership.held()]))}`);
+    });
+    const ttl = await cluster.nodes[0]!.redis.pttl(`${cluster.prefix}:client:dup5`);
+    assert.ok(ttl > 0 && ttl <= 60_000, `owner record expires (PTTL ${ttl})`);
   });
 });
