@@ -20,13 +20,17 @@ export interface RunningRedis {
   url: string;
   /** A new ioredis connection to it (closed by stop()). */
   connect(options?: { lazy?: boolean }): Redis;
+  /** Kills the server (SIGKILL); start() brings a new one up on the same port (empty: no persistence). */
+  kill(): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export async function startRedis(): Promise<RunningRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'petrel-redis-'));
-  const proc: ChildProcess = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const spawnServer = (): ChildProcess => spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  let proc = spawnServer();
   const clients: Redis[] = [];
   const connect = (options: { lazy?: boolean } = {}): Redis => {
     const redis = new Redis({ port, host: '127.0.0.1', lazyConnect: options.lazy ?? false, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
@@ -35,30 +39,40 @@ export async function startRedis(): Promise<RunningRedis> {
     return redis;
   };
   const probe = connect();
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    try {
-      if ((await probe.ping()) === 'PONG') break;
-    } catch {
-      // not up yet
+  const ready = async () => {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        if ((await probe.ping()) === 'PONG') return;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > deadline || proc.exitCode !== null) {
+        proc.kill('SIGKILL');
+        throw new Error(`redis-server did not answer PING on port ${port}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    if (Date.now() > deadline || proc.exitCode !== null) {
-      proc.kill('SIGKILL');
-      throw new Error(`redis-server did not answer PING on port ${port}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  };
+  const kill = async () => {
+    if (proc.exitCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  };
+  await ready();
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
     connect,
+    kill,
+    async start() {
+      proc = spawnServer();
+      await ready();
+    },
     async stop() {
       for (const c of clients) c.disconnect();
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGKILL');
-        await exited;
-      }
+      await kill();
       rmSync(dir, { recursive: true, force: true });
     },
   };
