@@ -18,6 +18,10 @@ export class DeadWills {
   private readonly down: StateWarning;
   private readonly timers = new Set<NodeJS.Timeout>();
   private core: BrokerCore | undefined;
+  /** What this node's hash should hold (clientId → encoded will): written again whole after an outage. */
+  private readonly mirror = new Map<string, string>();
+  /** Writes were missed (Redis unreachable): the hash is rewritten from the mirror when it is back. */
+  private stale = false;
   /** Wills published for dead nodes (for tests and $SYS-like counters). */
   published = 0;
   readonly key: string;
@@ -38,19 +42,29 @@ export class DeadWills {
 
   /** The will of `clientId` now (undefined: none any more). Written in call order on one connection. */
   record(clientId: string, will: StoredWill | undefined, sessionExpiry: number): void {
+    const encoded = will === undefined ? undefined : encodeWill({ will: will.will, client: will.client, publishAt: will.publishAt, sessionExpiry });
+    if (encoded === undefined) this.mirror.delete(clientId);
+    else this.mirror.set(clientId, encoded);
     const redis = this.ctx.redis;
-    if (redis.status !== 'ready') {
-      this.down.set('Redis unreachable: wills of this node are not recorded for the survivors until it is back');
+    if (redis.status !== 'ready' || this.stale) {
+      this.stale = true;
+      this.down.set('Redis unreachable: wills of this node are recorded for the survivors again when it is back');
       return;
     }
-    const write =
-      will === undefined
-        ? redis.hdel(this.key, clientId)
-        : redis.hset(this.key, clientId, encodeWill({ will: will.will, client: will.client, publishAt: will.publishAt, sessionExpiry }));
-    write.then(
-      () => this.down.clear(),
-      (err: unknown) => this.down.set('will not recorded in Redis', { error: String(err) }),
-    );
+    const write = encoded === undefined ? redis.hdel(this.key, clientId) : redis.hset(this.key, clientId, encoded);
+    write.catch((err: unknown) => {
+      this.stale = true;
+      this.down.set('will not recorded in Redis', { error: String(err) });
+    });
+  }
+
+  /** Redis is back (or restarted empty): this node's hash is written again whole from what it should hold. */
+  async resync(): Promise<void> {
+    const multi = this.ctx.redis.multi().del(this.key);
+    if (this.mirror.size > 0) multi.hset(this.key, Object.fromEntries(this.mirror));
+    await multi.exec();
+    this.stale = false;
+    this.down.clear('Redis reachable again: wills of this node recorded again');
   }
 
   /** Starts watching the other nodes: `core` publishes the wills this node takes over. */

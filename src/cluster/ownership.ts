@@ -177,6 +177,20 @@ export class ClientOwnership {
     });
   }
 
+  /**
+   * Redis restarted without its data: the epochs it hands out start again at 1, so the claims held here count
+   * as older than any new one (as claims made while it was unreachable do), and are written back with epoch 0.
+   */
+  async redisRestarted(): Promise<void> {
+    const pipeline = this.ctx.redis.pipeline();
+    for (const [clientId, claim] of this.claims) {
+      claim.epoch = 0;
+      // Written back unless a claim came first, so the next claim elsewhere kicks this node (epoch 1 > 0).
+      if (claim.connected) pipeline.set(this.keyOf(clientId), `${this.ctx.node} 0`, 'NX');
+    }
+    await pipeline.exec();
+  }
+
   /** How many Client IDs this node holds (for tests and inspection). */
   get size(): number {
     return this.claims.size;
@@ -248,14 +262,30 @@ export class ClusterOwnership {
     });
     await sub.connect();
     await sub.subscribe(this.ownership.channel, this.retained.channel);
-    await this.retained.load();
-    // After an outage: subscribed again (ioredis does it on reconnect), then the changes missed are loaded.
-    sub.on('ready', () => {
-      void sub
-        .subscribe(this.ownership.channel, this.retained.channel)
-        .then(() => this.retained.load())
-        .catch((err: unknown) => this.ctx.warn('retained messages not reloaded after a Redis outage', { error: String(err) }));
-    });
+    this.runId = await this.redisRunId();
+    await this.retained.load(false);
+    // After an outage: subscribed again (ioredis does it on reconnect), then what was missed is caught up.
+    sub.on('ready', () => void this.afterOutage().catch((err: unknown) => this.ctx.warn('cluster state not caught up after a Redis outage', { error: String(err) })));
+  }
+
+  private runId: string | undefined;
+
+  private async redisRunId(): Promise<string | undefined> {
+    return /run_id:(\w+)/.exec(await this.ctx.redis.info('server'))?.[1];
+  }
+
+  /**
+   * Redis is back: a Redis that restarted (another run_id) may have lost its data, so claims held here become
+   * the oldest and this node's retained messages are offered back (HSETNX); the wills are written again.
+   */
+  private async afterOutage(): Promise<void> {
+    await this.subscriber.subscribe(this.ownership.channel, this.retained.channel);
+    const runId = await this.redisRunId();
+    const restarted = runId !== this.runId;
+    this.runId = runId;
+    if (restarted) await this.ownership.redisRestarted();
+    await this.wills.resync();
+    await this.retained.load(restarted);
   }
 
   /**

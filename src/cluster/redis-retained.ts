@@ -122,11 +122,19 @@ export class RedisRetainedStore implements RetainedStore {
 
   /**
    * Loads the hash into a new replica (at start, and when Redis is back: the changes missed meanwhile are in
-   * it). Call once the channel is subscribed. Changes made here during an outage are written back first.
+   * it). Call once the channel is subscribed. Changes made here during an outage are written back first;
+   * `restarted`: Redis came back from a restart and may have lost the hash, so this node's messages are
+   * offered back first (HSETNX: a message another node wrote since is kept).
    */
-  async load(): Promise<number> {
+  async load(restarted: boolean): Promise<number> {
     this.buffered ??= [];
     try {
+      if (restarted && this.replica.size > 0) {
+        const now = this.ctx.now();
+        const pipeline = this.ctx.redis.pipeline();
+        for (const m of this.replica.match('#', now)) pipeline.hsetnx(this.key, m.topic, encodeMessage(m));
+        await pipeline.exec();
+      }
       for (const [topic, encoded] of [...this.unsynced]) {
         this.unsynced.delete(topic);
         await this.writeScript(this.key, topic, encoded, this.channel, encoded === '' ? deleteEvent(topic) : '');

@@ -1,5 +1,6 @@
-// Redis goes away and comes back: nodes keep taking Client IDs over locally (one warning for the outage),
-// keep retained messages set meanwhile and write them to the cluster once Redis is back.
+// Redis goes away and comes back (restarted, empty: no persistence): nodes keep taking Client IDs over locally
+// (one warning for the outage), keep retained messages set meanwhile and write them to the cluster once Redis
+// is back, and write back what the restart lost: the retained messages and the Client IDs they hold.
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import type { DisconnectPacket, PublishPacket } from '../../../src/protocol/packets.js';
@@ -24,6 +25,9 @@ describeOrSkip('cluster: Redis unreachable for a while', redisMissing(), () => {
 
   it('takeover stays local with one warning, and retained messages set meanwhile reach the other node once Redis is back', async () => {
     const [a, b] = cluster.nodes;
+    b!.broker.publish('r/before', 'old', { retain: true });
+    const { client: held } = await RawClient.connect(a!.port, { protocolVersion: 5, clientId: 'held' });
+    await eventually(() => a!.broker.inspect.retained('r/before') !== undefined, 2000, 'r/before on a');
     await redis.kill();
     await eventually(() => a!.redis.status !== 'ready', 3000, 'a sees Redis gone');
     const { client: first, connack } = await RawClient.connect(a!.port, { protocolVersion: 5, clientId: 'out' });
@@ -38,7 +42,12 @@ describeOrSkip('cluster: Redis unreachable for a while', redisMissing(), () => {
     const { client: sub } = await RawClient.connect(b!.port);
     sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'r/#', qos: 0 }] } as never);
     await sub.next(9);
-    assert.equal(((await sub.next(3)) as PublishPacket).payload.toString(), 'kept');
-    for (const c of [second, sub]) c.destroy();
+    const got = [(await sub.next(3)) as PublishPacket, (await sub.next(3)) as PublishPacket].map((p) => `${p.topic}=${p.payload.toString()}`).sort();
+    // Redis restarted empty (no persistence): the nodes offered their retained messages back.
+    assert.deepEqual(got, ['r/before=old', 'r/during=kept']);
+    // ... and the Client IDs they hold: a CONNECT on b still takes over the connection on a.
+    const { client: moved } = await RawClient.connect(b!.port, { protocolVersion: 5, clientId: 'held' });
+    assert.equal(((await held.next(14)) as DisconnectPacket).reasonCode, 0x8e);
+    for (const c of [second, sub, moved]) c.destroy();
   });
 });
