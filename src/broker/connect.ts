@@ -168,7 +168,7 @@ export function authenticate(ch: Channel, pending: PendingConnect, password: Buf
   ch.after(
     verdict,
     (ok) => {
-      if (ok === true) accept(ch, pending, authProperties);
+      if (ok === true) claim(ch, pending, authProperties);
       else refuseConnect(ch, ok === false ? ReasonCode.BadUserNameOrPassword : ch.refusal('authenticate', ok), 'refused by authentication');
     },
     (err) => {
@@ -179,19 +179,47 @@ export function authenticate(ch: Channel, pending: PendingConnect, password: Buf
   );
 }
 
+/**
+ * A cluster claims the Client ID (the claimClientId hook) before the session is taken up; without a cluster
+ * the CONNECT goes straight on. A claim that fails with an error refuses with 0x88 Server unavailable.
+ */
+function claim(ch: Channel, pending: PendingConnect, authProperties?: Properties): void {
+  const hook = ch.host.hooks.claimClientId;
+  if (hook === undefined) {
+    accept(ch, pending, authProperties);
+    return;
+  }
+  const request = { clean: pending.packet.clean, sessionExpiry: sessionExpiryOf(ch, pending.packet) };
+  ch.after(
+    callHook(() => hook(ch.info!, request)),
+    (ok) => {
+      if (ok === true) accept(ch, pending, authProperties);
+      else refuseConnect(ch, ok === false ? ReasonCode.ServerUnavailable : ch.refusal('claimClientId', ok), 'Client ID claim refused by the cluster');
+    },
+    (err) => {
+      ch.host.events.warning?.('Client ID claim failed', { clientId: pending.clientId, error: String(err) });
+      refuseConnect(ch, ReasonCode.ServerUnavailable, 'Client ID claim failed with an error');
+    },
+    'Client ID claim',
+  );
+}
+
+/** The Session Expiry Interval a CONNECT gets (5.0: asked for, capped; 3.1.x: Clean Session says). */
+function sessionExpiryOf(ch: Channel, p: ConnectPacket): number {
+  if (ch.version !== 5) return p.clean ? 0 : ch.host.limits.sessionExpiry;
+  return Math.min(p.properties?.sessionExpiryInterval ?? 0, ch.host.limits.maxSessionExpiry);
+}
+
 function accept(ch: Channel, pending: PendingConnect, authProperties?: Properties): void {
   const { packet: p, clientId, assigned, keepAlive, serverKeepAlive } = pending;
   const host = ch.host;
   const limits = host.limits;
-  let expiry: number;
+  const expiry = sessionExpiryOf(ch, p);
   let expiryCapped = false;
   if (ch.version === 5) {
     const requested = p.properties?.sessionExpiryInterval ?? 0;
-    expiry = Math.min(requested, limits.maxSessionExpiry);
     expiryCapped = expiry !== requested;
     ch.connectExpiryWasZero = requested === 0;
-  } else {
-    expiry = p.clean ? 0 : limits.sessionExpiry;
   }
   const { session, present } = host.registry.attach(ch, clientId, p.clean, expiry, ch.info!);
   ch.session = session;

@@ -59,6 +59,20 @@ export interface BrokerHooks {
    * wildcard subscription and filters here what it may read.
    */
   authorizeReceive?(client: ClientInfo, topic: string): boolean;
+  /**
+   * A cluster's claim of the Client ID (src/cluster/ownership.ts), after authentication and before the session
+   * is taken up: true to go on (a connection holding the ID on another node is closed there), false or a
+   * reason code ≥ 0x80 to refuse the CONNECT. Its deadline is hookTimeout, like any asynchronous hook.
+   */
+  claimClientId?(client: ClientInfo, request: ClaimRequest): MaybePromise<boolean | number>;
+}
+
+/** What the claim of a Client ID is told of the CONNECT. */
+export interface ClaimRequest {
+  /** Clean Start (3.1.1: Clean Session): the session does not continue wherever it was. */
+  clean: boolean;
+  /** The Session Expiry Interval the session will have (seconds, capped by maxSessionExpiry). */
+  sessionExpiry: number;
 }
 
 export interface DisconnectInfo {

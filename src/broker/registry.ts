@@ -149,6 +149,36 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
     return connection !== undefined || session !== undefined;
   }
 
+  /**
+   * A cluster: a connection on another node took the Client ID up. The live connection here is taken over
+   * (5.0: DISCONNECT 0x8E) and the session leaves this node. With Clean Start it ends here (a will waiting out
+   * its delay is published now); else it goes on over there, so a waiting will is cancelled as for a resume
+   * [MQTT-3.1.3-9] and the local copy is dropped without a journal entry: the store now belongs to the other
+   * node. False when this node held nothing of the Client ID.
+   */
+  movedAway(clientId: string, clean: boolean): boolean {
+    const connection = this.connected.get(clientId);
+    connection?.takeOver();
+    const session = this.sessions.get(clientId);
+    if (session === undefined || clean) {
+      if (session !== undefined) this.endSession(session);
+      else if (clean) this.wills.sessionEnded(clientId);
+      else this.wills.resumed(clientId);
+      return connection !== undefined || session !== undefined;
+    }
+    // Out of the registry first, so the will's cancellation is not journaled (journalOf finds no session).
+    this.sessions.delete(clientId);
+    this.expiring.delete(session);
+    this.timers.cancel(session);
+    this.shared.redistribute(session);
+    for (const entry of session.subscriptions.values()) {
+      if (this.router.remove(entry.clientId, entry.filter, entry.shareGroup) === FilterChange.Filter) this.routes.deleteRoute(entry.filter);
+      if (entry.shareGroup !== undefined) this.shared.left(entry.shareGroup, entry.filter);
+    }
+    this.wills.resumed(clientId);
+    return true;
+  }
+
   // ---- subscriptions ----
 
   /** Adds or replaces subscription `key` of `session` ([MQTT-3.8.4-3]). True when it replaced one. */

@@ -22,10 +22,11 @@ import { DEFAULT_LIMITS, type BrokerLimits } from '../broker/options.js';
 import type { AuthMethod } from '../broker/enhanced-auth.js';
 import { LogThrottle } from '../broker/log-throttle.js';
 import { BrokerInspector } from '../broker/inspect.js';
+import { MemorySessionStore } from '../broker/store/memory.js';
+import type { RetainedStore, SessionStore } from '../broker/store/types.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, OVERLOAD_CHECK } from '../config/checks.js';
 import { openStorage, storageOptionError, type OpenedStorage, type StorageOptions } from '../storage/open.js';
-import { MemorySessionStore } from '../broker/store/memory.js';
 import { clusterOptionError, resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { ClusterRouteTable } from '../cluster/route-table.js';
 import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
@@ -76,6 +77,11 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
    * reach subscribers on every node; without it the broker is alone and Redis is never loaded.
    */
   cluster?: ClusterOptions;
+  /**
+   * A cluster's stores (src/cluster/ownership.ts): a RetainedStore shared by every node, and a wrapper around
+   * the session store (the wills of live connections recorded for survivors). Set by the `cluster` option.
+   */
+  clusterStores?: { retained?: RetainedStore; wrapSessionStore?(store: SessionStore): SessionStore };
 }
 
 export interface BrokerEventMap {
@@ -171,15 +177,17 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       this.clusterParts = { options: resolved, routes, forwarder };
     }
     try {
+      const cluster = options.clusterStores;
       this.core = new BrokerCore({
         limits,
-        hooks: this.security.hooks,
+        // The cluster's claim of a Client ID comes after the security hooks (authentication first).
+        hooks: options.claimClientId ? { ...this.security.hooks, claimClientId: options.claimClientId } : this.security.hooks,
         events: this.coreEvents(),
         clock: options.clock,
         authMethods: options.authMethods,
         sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed, extra: options.cluster && (() => this.cluster?.sysValues() ?? []) },
-        sessionStore,
-        retainedStore: this.storage?.retainedStore,
+        sessionStore: cluster?.wrapSessionStore ? cluster.wrapSessionStore(sessionStore ?? new MemorySessionStore()) : sessionStore,
+        retainedStore: cluster?.retained ?? this.storage?.retainedStore,
         guard,
         routes: this.clusterParts?.routes,
       });
@@ -459,6 +467,8 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   storage: true,
   overload: true,
   cluster: true,
+  clusterStores: true,
+  claimClientId: true,
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,

@@ -1,0 +1,311 @@
+// Client IDs cluster-wide (MQTT 3.1.4: a second connection with a Client ID takes it over, whatever node it
+// reaches). Each CONNECT claims its Client ID in Redis before its CONNACK (the core's claimClientId hook): one
+// Lua script reads the owner `${p}:client:${id}` ("node epoch"), writes this node with the next epoch, and
+// publishes a kick to the previous owner's channel `${p}:kick:${node}`. Redis runs scripts one at a time, so
+// the claims of one Client ID are totally ordered by epoch and the newest claim wins: a node that hears of a
+// claim with a higher epoch than its own connection's closes that connection (5.0: DISCONNECT 0x8E) and lets
+// the session go; a claim of its own that comes back older than one it has heard of is refused (0x89 Server
+// busy: another connection with that Client ID won the race). So 100 simultaneous CONNECTs with one Client ID
+// over 3 nodes end with exactly one connection. Redis unreachable: the takeover is local only (a warning once).
+import type { Redis } from 'ioredis';
+import type { BrokerCore } from '../broker/core.js';
+import type { ClaimRequest, ClientInfo } from '../broker/hooks.js';
+import type { RetainedStore, SessionStore } from '../broker/store/types.js';
+import { DeadWills } from './dead-wills.js';
+import { RedisRetainedStore } from './redis-retained.js';
+import { script, StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
+
+/** Reads the owner, writes this node with the next epoch, kicks the previous owner node. Returns the epoch. */
+const CLAIM_SCRIPT = `
+local prev = redis.call('GET', KEYS[1])
+local epoch = 1
+local node = nil
+if prev then
+  local sp = string.find(prev, ' ', 1, true)
+  node = string.sub(prev, 1, sp - 1)
+  epoch = tonumber(string.sub(prev, sp + 1)) + 1
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. epoch)
+if node and node ~= ARGV[1] then redis.call('PUBLISH', ARGV[2] .. node, epoch .. ' ' .. ARGV[3] .. ' ' .. ARGV[4]) end
+return epoch`;
+
+/** The connection ended: the owner record stays (its epoch orders later claims) but expires, if still ours. */
+const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
+/** 0x89 Server busy: the claim lost to a newer CONNECT with the same Client ID. */
+const SERVER_BUSY = 0x89;
+
+/** How long an owner record outlives its connection beyond the session's expiry (ms). */
+const RELEASED_TTL_MS = 60_000;
+
+/** What ownership needs of the broker: its core and its connection events (the Broker facade has both). */
+export interface OwnershipHost {
+  readonly core: BrokerCore;
+  on(event: 'clientConnected', listener: (client: ClientInfo) => void): unknown;
+  on(event: 'clientDisconnected', listener: (client: ClientInfo | undefined) => void): unknown;
+}
+
+interface LocalClaim {
+  epoch: number;
+  sessionExpiry: number;
+  /** The connection that claimed (its ClientInfo object, the same one its events carry). */
+  info: ClientInfo;
+  /** Its CONNECT was accepted (clientConnected). */
+  connected: boolean;
+}
+
+/** A claim whose CONNECT never got accepted (the client left while it waited) is forgotten after this (ms). */
+const UNACCEPTED_MS = 30_000;
+
+export class ClientOwnership {
+  /** The claim of each Client ID connected here (or about to be). */
+  private readonly claims = new Map<string, LocalClaim>();
+  /** Claims in flight per Client ID, and the highest epoch another node claimed meanwhile. */
+  private readonly pending = new Map<string, { count: number; floor: number }>();
+  /** Claims granted and not yet taken up by an accepted CONNECT, oldest first, with when they were granted. */
+  private readonly unaccepted = new Map<string, number>();
+  private readonly down: StateWarning;
+  private core: BrokerCore | undefined;
+  readonly channel: string;
+  /** Told when a Client ID left this node (its recorded will is dropped). */
+  onMovedAway: (clientId: string) => void = () => {};
+
+  private readonly claimScript: (...args: (string | number)[]) => Promise<unknown>;
+  private readonly releaseScript: (...args: (string | number)[]) => Promise<unknown>;
+
+  constructor(private readonly ctx: ClusterContext) {
+    this.channel = `${ctx.prefix}:kick:${ctx.node}`;
+    this.down = new StateWarning(ctx.warn);
+    this.claimScript = script(ctx.redis, 'petrelClaim', CLAIM_SCRIPT, 1);
+    this.releaseScript = script(ctx.redis, 'petrelRelease', RELEASE_SCRIPT, 1);
+  }
+
+  private keyOf(clientId: string): string {
+    return `${this.ctx.prefix}:client:${clientId}`;
+  }
+
+  /** The core's claimClientId hook. */
+  readonly claim = (client: ClientInfo, request: ClaimRequest): Promise<boolean | number> | boolean => {
+    const clientId = client.clientId;
+    const redis = this.ctx.redis;
+    if (redis.status !== 'ready') return this.claimLocally(client, request);
+    const pending = this.pending.get(clientId) ?? { count: 0, floor: 0 };
+    pending.count++;
+    this.pending.set(clientId, pending);
+    const settled = () => {
+      if (--pending.count === 0) this.pending.delete(clientId);
+    };
+    const result = this.claimScript(this.keyOf(clientId), this.ctx.node, `${this.ctx.prefix}:kick:`, request.clean ? '1' : '0', clientId) as Promise<number>;
+    return result.then(
+      (epoch) => {
+        settled();
+        this.down.clear('Redis reachable again: Client IDs are claimed cluster-wide');
+        const mine = this.claims.get(clientId);
+        if (pending.floor > epoch || (mine !== undefined && mine.epoch > epoch)) return SERVER_BUSY;
+        this.granted(client, { epoch, sessionExpiry: request.sessionExpiry, info: client, connected: false });
+        return true;
+      },
+      (err: unknown) => {
+        settled();
+        this.down.set('Client ID claim failed in Redis: taken over on this node only', { error: String(err) });
+        return this.claimLocally(client, request);
+      },
+    );
+  };
+
+  /** Redis unreachable: this node decides alone (the connection on another node is not closed). */
+  private claimLocally(client: ClientInfo, request: ClaimRequest): true {
+    this.down.set('Redis unreachable: Client IDs are taken over on this node only until it is back', { clientId: client.clientId });
+    this.granted(client, { epoch: 0, sessionExpiry: request.sessionExpiry, info: client, connected: false });
+    return true;
+  }
+
+  /** A claim won; claims granted long ago whose CONNECT never went through are released meanwhile. */
+  private granted(client: ClientInfo, claim: LocalClaim): void {
+    const now = this.ctx.now();
+    for (const [clientId, at] of this.unaccepted) {
+      if (at > now - UNACCEPTED_MS) break;
+      this.unaccepted.delete(clientId);
+      const stale = this.claims.get(clientId);
+      if (stale !== undefined && !stale.connected) this.release(stale);
+    }
+    this.claims.set(client.clientId, claim);
+    this.unaccepted.delete(client.clientId);
+    this.unaccepted.set(client.clientId, now);
+  }
+
+  /** This node no longer holds the claim: the owner record stays for later epochs but expires, if still ours. */
+  private release(claim: LocalClaim): void {
+    const clientId = claim.info.clientId;
+    this.claims.delete(clientId);
+    if (claim.epoch === 0 || this.ctx.redis.status !== 'ready') return;
+    const ttl = claim.sessionExpiry >= 0xffffffff ? 0x7fffffff : Math.min(claim.sessionExpiry * 1000 + RELEASED_TTL_MS, 0x7fffffff);
+    this.releaseScript(this.keyOf(clientId), `${this.ctx.node} ${claim.epoch}`, ttl).catch(() => {});
+  }
+
+  /** A kick from the channel: "epoch clean clientId". */
+  onKick(text: string): void {
+    const first = text.indexOf(' ');
+    const epoch = Number(text.slice(0, first));
+    const clean = text.charAt(first + 1) === '1';
+    const clientId = text.slice(first + 3);
+    const pending = this.pending.get(clientId);
+    if (pending !== undefined) pending.floor = Math.max(pending.floor, epoch);
+    const mine = this.claims.get(clientId);
+    if (mine !== undefined && mine.epoch >= epoch) return; // a newer claim of ours: that kick came late
+    this.claims.delete(clientId);
+    this.unaccepted.delete(clientId);
+    this.core?.registry.movedAway(clientId, clean);
+    this.onMovedAway(clientId);
+  }
+
+  /** Follows the connections of `host`: a claim is taken up at clientConnected, released at its disconnect. */
+  start(host: OwnershipHost): void {
+    this.core = host.core;
+    host.on('clientConnected', (client) => {
+      const mine = this.claims.get(client.clientId);
+      if (mine === undefined || mine.info !== client) return;
+      mine.connected = true;
+      this.unaccepted.delete(client.clientId);
+    });
+    host.on('clientDisconnected', (client) => {
+      if (client === undefined) return;
+      const mine = this.claims.get(client.clientId);
+      if (mine !== undefined && mine.info === client) this.release(mine); // else taken over, here or elsewhere
+    });
+  }
+
+  /**
+   * Redis restarted without its data: the epochs it hands out start again at 1, so the claims held here count
+   * as older than any new one (as claims made while it was unreachable do), and are written back with epoch 0.
+   */
+  async redisRestarted(): Promise<void> {
+    const pipeline = this.ctx.redis.pipeline();
+    for (const [clientId, claim] of this.claims) {
+      claim.epoch = 0;
+      // Written back unless a claim came first, so the next claim elsewhere kicks this node (epoch 1 > 0).
+      if (claim.connected) pipeline.set(this.keyOf(clientId), `${this.ctx.node} 0`, 'NX');
+    }
+    await pipeline.exec();
+  }
+
+  /** How many Client IDs this node holds (for tests and inspection). */
+  get size(): number {
+    return this.claims.size;
+  }
+
+  /** The Client IDs this node holds, with their epoch and whether their CONNECT was accepted. */
+  held(): { clientId: string; epoch: number; connected: boolean }[] {
+    return [...this.claims].map(([clientId, c]) => ({ clientId, epoch: c.epoch, connected: c.connected }));
+  }
+}
+
+export interface ClusterOwnershipOptions {
+  /** ioredis connection for commands; pub/sub uses a duplicate. */
+  redis: Redis;
+  /** Which nodes are alive (the cluster plane's Membership). */
+  liveness: NodeLiveness;
+  /** Key prefix (default `petrel`). */
+  prefix?: string;
+  warn?: (message: string, context?: Record<string, unknown>) => void;
+  now?: () => number;
+}
+
+/**
+ * Client ID ownership, retained messages and dead nodes' wills for one node. `brokerOptions` go into
+ * createBroker() (the claim hook and the stores); `attach(broker)` then starts them.
+ */
+export class ClusterOwnership {
+  readonly ownership: ClientOwnership;
+  readonly retained: RedisRetainedStore;
+  readonly wills: DeadWills;
+  private readonly subscriber: Redis;
+  private readonly ctx: ClusterContext;
+  private started = false;
+
+  constructor(private readonly options: ClusterOwnershipOptions) {
+    this.ctx = {
+      redis: options.redis,
+      prefix: options.prefix ?? 'petrel',
+      node: options.liveness.self,
+      warn: options.warn ?? (() => {}),
+      now: options.now ?? Date.now,
+    };
+    this.ownership = new ClientOwnership(this.ctx);
+    this.retained = new RedisRetainedStore(this.ctx);
+    this.wills = new DeadWills(this.ctx);
+    this.ownership.onMovedAway = (clientId) => this.wills.record(clientId, undefined, 0);
+    this.subscriber = options.redis.duplicate({ lazyConnect: true });
+    this.subscriber.on('error', () => {}); // reported once through the state warnings, not per retry
+  }
+
+  /** For createBroker(): `{ ...ownership.brokerOptions, port, ... }`. */
+  get brokerOptions(): { claimClientId: ClientOwnership['claim']; clusterStores: { retained: RetainedStore; wrapSessionStore(store: SessionStore): SessionStore } } {
+    return {
+      claimClientId: this.ownership.claim,
+      clusterStores: { retained: this.retained, wrapSessionStore: (store) => this.wills.wrap(store) },
+    };
+  }
+
+  /** Subscribes to the kick and retained channels, loads the retained messages, follows the broker. */
+  async attach(host: OwnershipHost): Promise<void> {
+    if (this.started) throw new Error('cluster ownership is already attached');
+    this.started = true;
+    this.ownership.start(host);
+    this.wills.start(host.core, this.options.liveness);
+    const sub = this.subscriber;
+    sub.on('message', (channel: string, text: string) => {
+      if (channel === this.ownership.channel) this.ownership.onKick(text);
+      else if (channel === this.retained.channel) this.retained.onEvent(text);
+    });
+    await sub.connect();
+    await sub.subscribe(this.ownership.channel, this.retained.channel);
+    this.runId = await this.redisRunId();
+    await this.retained.load(false);
+    // After an outage: subscribed again (ioredis does it on reconnect), then what was missed is caught up.
+    sub.on('ready', () => void this.afterOutage().catch((err: unknown) => this.ctx.warn('cluster state not caught up after a Redis outage', { error: String(err) })));
+  }
+
+  private runId: string | undefined;
+
+  private async redisRunId(): Promise<string | undefined> {
+    return /run_id:(\w+)/.exec(await this.ctx.redis.info('server'))?.[1];
+  }
+
+  /**
+   * Redis is back: a Redis that restarted (another run_id) may have lost its data, so claims held here become
+   * the oldest and this node's retained messages are offered back (HSETNX); the wills are written again.
+   */
+  private async afterOutage(): Promise<void> {
+    await this.subscriber.subscribe(this.ownership.channel, this.retained.channel);
+    const runId = await this.redisRunId();
+    const restarted = runId !== this.runId;
+    this.runId = runId;
+    if (restarted) await this.ownership.redisRestarted();
+    await this.wills.resync();
+    await this.retained.load(restarted);
+  }
+
+  /**
+   * Stops listening; call it after broker.close(). A broker that closes publishes the wills of its live
+   * connections itself, so the wills recorded for survivors are deleted: a heartbeat that expires after a
+   * clean stop must not have them published twice. (The command connection is the caller's to close.)
+   */
+  async close(): Promise<void> {
+    this.wills.close();
+    this.subscriber.disconnect();
+    if (this.ctx.redis.status === 'ready') await this.ctx.redis.del(this.wills.key).catch(() => {});
+  }
+}
+
+/** Creates the ownership part of node `liveness.self`; pass `brokerOptions` to createBroker, then attachOwnership. */
+export function createClusterOwnership(options: ClusterOwnershipOptions): ClusterOwnership {
+  return new ClusterOwnership(options);
+}
+
+/** Starts `ownership` on `broker` (made with `ownership.brokerOptions`). */
+export function attachOwnership(broker: OwnershipHost, ownership: ClusterOwnership): Promise<void> {
+  return ownership.attach(broker);
+}
