@@ -107,6 +107,11 @@ export class ClusterPlane {
     });
   }
 
+  /** The command connection, shared with the ownership part (ownership.ts). */
+  get commands(): Redis {
+    return this.cmd as Redis;
+  }
+
   private routesKey(node: string): string {
     return `${this.options.prefix}:routes:${node}`;
   }

@@ -13,7 +13,7 @@ import type { ClaimRequest, ClientInfo } from '../broker/hooks.js';
 import type { RetainedStore, SessionStore } from '../broker/store/types.js';
 import { DeadWills } from './dead-wills.js';
 import { RedisRetainedStore } from './redis-retained.js';
-import { script, StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
+import { NOT_CONNECTED, script, StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
 
 /** Reads the owner, writes this node with the next epoch, kicks the previous owner node. Returns the epoch. */
 const CLAIM_SCRIPT = `
@@ -78,8 +78,8 @@ export class ClientOwnership {
   constructor(private readonly ctx: ClusterContext) {
     this.channel = `${ctx.prefix}:kick:${ctx.node}`;
     this.down = new StateWarning(ctx.warn);
-    this.claimScript = script(ctx.redis, 'petrelClaim', CLAIM_SCRIPT, 1);
-    this.releaseScript = script(ctx.redis, 'petrelRelease', RELEASE_SCRIPT, 1);
+    this.claimScript = script(ctx, 'petrelClaim', CLAIM_SCRIPT, 1);
+    this.releaseScript = script(ctx, 'petrelRelease', RELEASE_SCRIPT, 1);
   }
 
   private keyOf(clientId: string): string {
@@ -203,10 +203,12 @@ export class ClientOwnership {
 }
 
 export interface ClusterOwnershipOptions {
-  /** ioredis connection for commands; pub/sub uses a duplicate. */
-  redis: Redis;
-  /** Which nodes are alive (the cluster plane's Membership). */
-  liveness: NodeLiveness;
+  /** ioredis connection for commands; pub/sub uses a duplicate. Or given to attach() (a broker's `cluster` option). */
+  redis?: Redis;
+  /** Which nodes are alive (the cluster plane's Membership). Or given to attach(). */
+  liveness?: NodeLiveness;
+  /** This node's name, when `liveness` comes only with attach(). */
+  node?: string;
   /** Key prefix (default `petrel`). */
   prefix?: string;
   warn?: (message: string, context?: Record<string, unknown>) => void;
@@ -221,15 +223,19 @@ export class ClusterOwnership {
   readonly ownership: ClientOwnership;
   readonly retained: RedisRetainedStore;
   readonly wills: DeadWills;
-  private readonly subscriber: Redis;
+  private subscriber: Redis | undefined;
+  private liveness: NodeLiveness | undefined;
   private readonly ctx: ClusterContext;
   private started = false;
 
   constructor(private readonly options: ClusterOwnershipOptions) {
+    const node = options.liveness?.self ?? options.node;
+    if (node === undefined) throw new Error('cluster ownership: a node name (liveness or node) is needed');
+    this.liveness = options.liveness;
     this.ctx = {
-      redis: options.redis,
+      redis: options.redis ?? NOT_CONNECTED,
       prefix: options.prefix ?? 'petrel',
-      node: options.liveness.self,
+      node,
       warn: options.warn ?? (() => {}),
       now: options.now ?? Date.now,
     };
@@ -237,8 +243,6 @@ export class ClusterOwnership {
     this.retained = new RedisRetainedStore(this.ctx);
     this.wills = new DeadWills(this.ctx);
     this.ownership.onMovedAway = (clientId) => this.wills.record(clientId, undefined, 0);
-    this.subscriber = options.redis.duplicate({ lazyConnect: true });
-    this.subscriber.on('error', () => {}); // reported once through the state warnings, not per retry
   }
 
   /** For createBroker(): `{ ...ownership.brokerOptions, port, ... }`. */
@@ -250,12 +254,19 @@ export class ClusterOwnership {
   }
 
   /** Subscribes to the kick and retained channels, loads the retained messages, follows the broker. */
-  async attach(host: OwnershipHost): Promise<void> {
+  async attach(host: OwnershipHost, bind?: { redis: Redis; liveness: NodeLiveness }): Promise<void> {
     if (this.started) throw new Error('cluster ownership is already attached');
     this.started = true;
+    if (bind !== undefined) {
+      this.ctx.redis = bind.redis;
+      this.liveness = bind.liveness;
+    }
+    const liveness = this.liveness;
+    if (this.ctx.redis === NOT_CONNECTED || liveness === undefined) throw new Error('cluster ownership: attach needs a Redis connection and the node liveness');
+    const sub = (this.subscriber = this.ctx.redis.duplicate({ lazyConnect: true }));
+    sub.on('error', () => {}); // reported once through the state warnings, not per retry
     this.ownership.start(host);
-    this.wills.start(host.core, this.options.liveness);
-    const sub = this.subscriber;
+    this.wills.start(host.core, liveness);
     sub.on('message', (channel: string, text: string) => {
       if (channel === this.ownership.channel) this.ownership.onKick(text);
       else if (channel === this.retained.channel) this.retained.onEvent(text);
@@ -279,7 +290,7 @@ export class ClusterOwnership {
    * the oldest and this node's retained messages are offered back (HSETNX); the wills are written again.
    */
   private async afterOutage(): Promise<void> {
-    await this.subscriber.subscribe(this.ownership.channel, this.retained.channel);
+    await this.subscriber!.subscribe(this.ownership.channel, this.retained.channel);
     const runId = await this.redisRunId();
     const restarted = runId !== this.runId;
     this.runId = runId;
@@ -295,7 +306,7 @@ export class ClusterOwnership {
    */
   async close(): Promise<void> {
     this.wills.close();
-    this.subscriber.disconnect();
+    this.subscriber?.disconnect();
     if (this.ctx.redis.status === 'ready') await this.ctx.redis.del(this.wills.key).catch(() => {});
   }
 }
@@ -306,6 +317,6 @@ export function createClusterOwnership(options: ClusterOwnershipOptions): Cluste
 }
 
 /** Starts `ownership` on `broker` (made with `ownership.brokerOptions`). */
-export function attachOwnership(broker: OwnershipHost, ownership: ClusterOwnership): Promise<void> {
-  return ownership.attach(broker);
+export function attachOwnership(broker: OwnershipHost, ownership: ClusterOwnership, bind?: { redis: Redis; liveness: NodeLiveness }): Promise<void> {
+  return ownership.attach(broker, bind);
 }

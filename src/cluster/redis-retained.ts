@@ -52,8 +52,8 @@ export class RedisRetainedStore implements RetainedStore {
     this.key = `${ctx.prefix}:retained`;
     this.channel = `${ctx.prefix}:retained`;
     this.down = new StateWarning(ctx.warn);
-    this.writeScript = script(ctx.redis, 'petrelRetainedWrite', WRITE_SCRIPT, 1);
-    this.deleteIfScript = script(ctx.redis, 'petrelRetainedDeleteIf', DELETE_IF_SCRIPT, 1);
+    this.writeScript = script(ctx, 'petrelRetainedWrite', WRITE_SCRIPT, 1);
+    this.deleteIfScript = script(ctx, 'petrelRetainedDeleteIf', DELETE_IF_SCRIPT, 1);
   }
 
   get size(): number {

@@ -12,8 +12,11 @@ export interface NodeLiveness {
 
 /** What the ownership modules share: the Redis connection, the key prefix, this node and a logger. */
 export interface ClusterContext {
-  /** Commands (ioredis). Pub/sub goes over a duplicate of it. */
-  readonly redis: Redis;
+  /**
+   * Commands (ioredis). Pub/sub goes over a duplicate of it. Until a broker's cluster connects (listen()), a
+   * stand-in whose status is never 'ready', so everything takes its Redis-unreachable path.
+   */
+  redis: Redis;
   /** Every key starts with `${prefix}:` (default `petrel`). */
   readonly prefix: string;
   readonly node: string;
@@ -41,12 +44,19 @@ export class StateWarning {
   }
 }
 
+/** The stand-in for a connection not made yet (ClusterContext.redis before the broker listens). */
+export const NOT_CONNECTED = { status: 'wait' } as unknown as Redis;
+
 /**
- * A Lua script as a command of `redis` (ioredis defineCommand: EVALSHA, the script text sent only once).
- * The first `keys` arguments are keys (Redis Cluster routes by them).
+ * A Lua script as a command of `ctx.redis` (ioredis defineCommand: EVALSHA, the script text sent only once),
+ * defined on first use, on the connection the context has then. The first `keys` arguments are keys (Redis
+ * Cluster routes by them).
  */
-export function script(redis: Redis, name: string, lua: string, keys: number): (...args: (string | number)[]) => Promise<unknown> {
-  const commands = redis as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>;
-  if (typeof commands[name] !== 'function') redis.defineCommand(name, { numberOfKeys: keys, lua });
-  return (...args) => commands[name]!(...args);
+export function script(ctx: { readonly redis: Redis }, name: string, lua: string, keys: number): (...args: (string | number)[]) => Promise<unknown> {
+  return (...args) => {
+    const redis = ctx.redis;
+    const commands = redis as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>;
+    if (typeof commands[name] !== 'function') redis.defineCommand(name, { numberOfKeys: keys, lua });
+    return commands[name]!(...args);
+  };
 }

@@ -31,6 +31,7 @@ import { clusterOptionError, resolveClusterOptions, type ClusterOptions, type Re
 import { ClusterRouteTable } from '../cluster/route-table.js';
 import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
 import type { ClusterPlane } from '../cluster/cluster.js';
+import { ClusterOwnership } from '../cluster/ownership.js';
 
 export type { ListenerOptions, HttpListenerOptions };
 
@@ -119,7 +120,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Samples memory and event-loop lag for the core's overload guard while listening. */
   private readonly monitor: ResourceMonitor;
   /** The cluster's parts made with the core (no Redis yet), and the plane connected in listen(). */
-  private readonly clusterParts: { options: ResolvedClusterOptions; routes: ClusterRouteTable; forwarder: Forwarder } | undefined;
+  private readonly clusterParts: { options: ResolvedClusterOptions; routes: ClusterRouteTable; forwarder: Forwarder; ownership: ClusterOwnership } | undefined;
   private cluster: ClusterPlane | undefined;
 
   constructor(options: BrokerOptions = {}) {
@@ -174,14 +175,18 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       );
       routes.sink = forwarder;
       sessionStore = new ForwardingStore(sessionStore ?? new MemorySessionStore(), forwarder);
-      this.clusterParts = { options: resolved, routes, forwarder };
+      // Client IDs, retained messages and dead nodes' wills cluster-wide: bound to Redis in listen().
+      const ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn: (message, context) => this.logger.warn(context ?? {}, message), now: () => this.core.clock.now() });
+      this.clusterParts = { options: resolved, routes, forwarder, ownership };
     }
+    const clusterOwnership = this.clusterParts?.ownership.brokerOptions;
+    const claimClientId = options.claimClientId ?? clusterOwnership?.claimClientId;
     try {
-      const cluster = options.clusterStores;
+      const cluster = options.clusterStores ?? clusterOwnership?.clusterStores;
       this.core = new BrokerCore({
         limits,
         // The cluster's claim of a Client ID comes after the security hooks (authentication first).
-        hooks: options.claimClientId ? { ...this.security.hooks, claimClientId: options.claimClientId } : this.security.hooks,
+        hooks: claimClientId ? { ...this.security.hooks, claimClientId } : this.security.hooks,
         events: this.coreEvents(),
         clock: options.clock,
         authMethods: options.authMethods,
@@ -303,9 +308,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     if (this.clusterParts !== undefined) {
       // ioredis is loaded only for a cluster.
       const { ClusterPlane } = await import('../cluster/cluster.js');
-      const { options, routes, forwarder } = this.clusterParts;
+      const { options, routes, forwarder, ownership } = this.clusterParts;
       this.cluster = new ClusterPlane(options, routes, forwarder, this.logger);
       await this.cluster.start();
+      const plane = this.cluster;
+      const attach = () => ownership.attach(this, { redis: plane.commands, liveness: plane.membership });
+      // Without Redis yet, Client IDs are claimed locally (one warning) until it is there.
+      if (plane.commands.status === 'ready') await attach();
+      else plane.commands.once('ready', () => void attach().catch((err: unknown) => this.logger.warn({ error: String(err) }, 'cluster: Client ID ownership and retained messages not started')));
     }
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
@@ -444,7 +454,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     // Every will is published (an asynchronous authorizePublish waited for, up to hookTimeout) before any
     // connection closes; then each gets DISCONNECT 0x8B.
     await this.core.shutdown(this.core.limits.hookTimeout, (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
-    // The wills just published reach the other nodes before this one leaves the cluster.
+    // The wills just published reach the other nodes before this one leaves the cluster; the wills recorded
+    // for survivors go, since this node published them itself.
+    await this.clusterParts?.ownership.close();
     await this.cluster?.close();
     // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the time the
     // transports allow a graceful close, then cut whatever is left.
