@@ -22,6 +22,7 @@ import { BrokerInspector } from '../broker/inspect.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK } from '../config/checks.js';
 import { openStorage, storageOptionError, type OpenedStorage, type StorageOptions } from '../storage/open.js';
+import type { SessionStore } from '../broker/store/types.js';
 
 export type { ListenerOptions, HttpListenerOptions };
 
@@ -57,6 +58,11 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
    * data directory (`{ type: 'sqlite', dir, durability }`), or memory (the default of createBroker()).
    */
   storage?: StorageOptions;
+  /**
+   * For tests and embedding: a SessionStore of your own (e.g. a RedisSessionStore from
+   * src/cluster/redis-sessions.ts, opened before), used instead of `storage`'s. The broker closes it.
+   */
+  sessionStore?: SessionStore;
 }
 
 export interface BrokerEventMap {
@@ -132,7 +138,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         clock: options.clock,
         authMethods: options.authMethods,
         sys: { version: `petrel version ${PETREL_VERSION}`, heapUsed: () => process.memoryUsage().heapUsed },
-        sessionStore: this.storage?.sessionStore,
+        sessionStore: this.storage?.sessionStore ?? options.sessionStore,
         retainedStore: this.storage?.retainedStore,
       });
     } catch (err) {
@@ -381,6 +387,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   tickInterval: true,
   connectionLogRate: true,
   storage: true,
+  sessionStore: true,
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,
@@ -409,6 +416,7 @@ function checkOptions(options: BrokerOptions): void {
   if (options.storage !== undefined) {
     const problem = storageOptionError(options.storage);
     if (problem !== undefined) throw new ConfigError(`createBroker: ${problem}`);
+    if (options.sessionStore !== undefined && options.storage.type !== 'memory') throw new ConfigError('createBroker: sessionStore: give either sessionStore or storage, not both');
   }
 }
 
