@@ -206,7 +206,10 @@ export class RedisSessionStore implements SessionStore {
   close(): void {
     if (this.closing !== undefined) return;
     this.closing = this.writer.close().then(async () => {
-      if (this.options.ownsClient === true) await this.redis.quit().catch(() => undefined);
+      if (this.options.ownsClient !== true) return;
+      // QUIT when connected (after what was sent); otherwise stop reconnecting.
+      if (this.redis.status === 'ready') await this.redis.quit().catch(() => undefined);
+      this.redis.disconnect();
     });
   }
 

@@ -173,6 +173,12 @@ describeOrSkip('cluster sessions: RedisSessionStore', noRedis, () => {
     assert.equal(store.writer.stats.commits - commitsBefore, 1, 'one commit');
     assert.equal((await multiCalls()) - before, 1, 'Redis saw one MULTI');
     assert.equal(seenAtDone, 1, 'what done() waited for is in Redis');
+    // Redis holding writes back (CLIENT PAUSE): done() waits for the EXEC's reply, however long.
+    store.journal('paused').expiry(60, undefined);
+    await redis.call('client', 'pause', 300, 'WRITE');
+    const start = Date.now();
+    await committed(store);
+    assert.ok(Date.now() - start >= 250, `done() ran ${Date.now() - start} ms after, before the reply`);
     // Nothing pending: at once.
     let now = false;
     store.afterCommit(() => (now = true));
@@ -193,13 +199,22 @@ describeOrSkip('cluster sessions: RedisSessionStore', noRedis, () => {
       const outcome = await new Promise<string>((resolve) => store.afterCommit(() => resolve('done'), (err) => resolve(`failed: ${err.message}`)));
       assert.match(outcome, /^failed/);
       assert.ok(store.writeProblem !== undefined);
-      // And a commit already sent when the connection drops fails too.
+      // Redis back: commits work again (ioredis reconnects).
       await own.restart();
       await new Promise((r) => setTimeout(r, 300));
       j.queued(queued(message('t2')));
       const ok = await new Promise<string>((resolve) => store.afterCommit(() => resolve('done'), (err) => resolve(`failed: ${err.message}`)));
       assert.equal(ok, 'done', 'works again once Redis is back');
       assert.equal(store.writeProblem, undefined);
+      // A commit already sent, whose reply never comes (Redis paused, then killed): failed, not resent.
+      const admin = new Redis(own.url);
+      await admin.call('client', 'pause', 5000, 'WRITE');
+      admin.disconnect();
+      j.queued(queued(message('t3')));
+      const sent = new Promise<string>((resolve) => store.afterCommit(() => resolve('done'), (err) => resolve(`failed: ${err.message}`)));
+      await new Promise((r) => setTimeout(r, 100));
+      await own.stop();
+      assert.match(await sent, /^failed/);
       store.close();
       await store.whenClosed();
     } finally {
