@@ -162,9 +162,10 @@ export class RedisSessionJournal implements SessionJournal {
   }
 
   private drop(packetId: number, row: Row): void {
-    // Written this turn and never before: the write goes; otherwise the record is deleted.
-    if (row.turn === this.writer.turn && row.op !== undefined && row.inserted) row.op.dead = true;
-    else this.inflightDeletes = this.deleteField(this.inflightDeletes, this.keys.inflight, packetId);
+    // A write of this turn goes (it could come after this turn's HDEL); a record written before is deleted.
+    const pending = row.turn === this.writer.turn && row.op !== undefined;
+    if (pending) row.op!.dead = true;
+    if (!pending || !row.inserted) this.inflightDeletes = this.deleteField(this.inflightDeletes, this.keys.inflight, packetId);
     this.writer.unref(row.ref);
   }
 

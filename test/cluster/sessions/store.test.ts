@@ -151,6 +151,23 @@ describeOrSkip('cluster sessions: RedisSessionStore', noRedis, () => {
     assert.equal(await redis.exists(msgKeys[0]!), 0);
   });
 
+  it('a record written in an earlier turn, moved on and released in one turn, is deleted (not written back after the HDEL)', async () => {
+    const { store, prefix } = await fresh();
+    const j = store.journal('order');
+    j.expiry(60, undefined);
+    const m1 = message('a', '1', { qos: 2 });
+    const m2 = message('a', '2', { qos: 2 });
+    j.inflight({ packetId: 1, message: m1, qos: 2, state: 'publish', retain: false, shareKey: undefined, order: 0 });
+    j.inflight({ packetId: 2, message: m2, qos: 2, state: 'publish', retain: false, shareKey: undefined, order: 1 });
+    await committed(store);
+    j.released(1); // this turn's HDEL comes first
+    j.inflight({ packetId: 2, message: m2, qos: 2, state: 'pubrel', retain: false, shareKey: undefined, order: 1 });
+    j.released(2);
+    await committed(store);
+    assert.equal(await redis.exists(`${prefix}:session:{order}:inflight`), 0);
+    assert.deepEqual((await keysOf(prefix)).filter((k) => k.includes(':msg:')), []);
+  });
+
   it('group commit: every change of one turn goes in ONE MULTI/EXEC, and afterCommit runs after its reply', async () => {
     const { store, prefix } = await fresh();
     const before = await multiCalls();
