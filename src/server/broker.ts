@@ -300,6 +300,10 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Where data is kept and what was loaded from it. */
   private logStorage(): void {
     const s = this.storage;
+    if (s === undefined && this.options.sessionStore !== undefined) {
+      this.logger.info({ storage: 'custom', sessions: this.core.registry.sessions.size }, `storage: sessions in the sessionStore given (durable: ${this.options.sessionStore.durable}); retained messages in memory`);
+      return;
+    }
     if (s === undefined) {
       this.logger.info({ storage: 'memory' }, 'storage: memory (sessions and retained messages are lost when the broker stops)');
       return;

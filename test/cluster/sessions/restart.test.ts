@@ -6,8 +6,8 @@ import { Buffer } from 'node:buffer';
 import { after, before, it, type TestContext } from 'node:test';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { Redis } from 'ioredis';
-import type { Broker, BrokerOptions } from '../../../src/server/broker.js';
-import type { PublishPacket } from '../../../src/protocol/packets.js';
+import { createBroker, type Broker, type BrokerOptions } from '../../../src/server/broker.js';
+import type { PubAckLikePacket, PublishPacket } from '../../../src/protocol/packets.js';
 import { openRedisSessionStore, type RedisSessionStore } from '../../../src/cluster/redis-sessions.js';
 import { startBroker } from '../../helpers/broker.js';
 import { FakeClock } from '../../helpers/fake-core.js';
@@ -21,7 +21,7 @@ let redis: Redis;
 let prefixes = 0;
 
 /** Brokers on one Redis prefix, one after the other; the last one is closed when the test ends. */
-function brokersOn(t: TestContext, options: BrokerOptions & { clock?: FakeClock } = {}) {
+function brokersOn(t: TestContext, options: BrokerOptions & { clock?: FakeClock; redis?: RedisServer } = {}) {
   const prefix = `r${prefixes++}`;
   let current: { broker: Broker; store: RedisSessionStore } | undefined;
   const stop = async (): Promise<void> => {
@@ -35,8 +35,9 @@ function brokersOn(t: TestContext, options: BrokerOptions & { clock?: FakeClock 
   return {
     prefix,
     async start(): Promise<{ broker: Broker; store: RedisSessionStore; port: number; url: string }> {
-      const store = await openRedisSessionStore(server.url, { prefix, clock: options.clock });
-      const { broker, port, url } = await startBroker({ ...options, sessionStore: store });
+      const { redis: own, ...brokerOptions } = options;
+      const store = await openRedisSessionStore((own ?? server).url, { prefix, clock: options.clock });
+      const { broker, port, url } = await startBroker({ ...brokerOptions, sessionStore: store });
       current = { broker, store };
       return { broker, store, port, url };
     },
@@ -185,5 +186,65 @@ describeOrSkip('cluster sessions: a broker on Redis, restarted', noRedis, () => 
     }
     assert.equal(store.writer.stats.commits, 0, 'no MULTI sent');
     assert.deepEqual(await redis.keys(`${brokers.prefix}:*`), []);
+  });
+
+  it('[MQTT-4.3.3-9] an incoming QoS 2 message acknowledged with PUBREC before a restart is not delivered again when resent after it', async (t) => {
+    const brokers = brokersOn(t);
+    let { port } = await brokers.start();
+    const v5 = (clientId: string) => ({ clientId, protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 3600 } });
+    const sub = (await RawClient.connect(port, v5('q2-sub'))).client;
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'q2', qos: 1 }] });
+    await sub.next(9);
+    sub.send({ type: 14, reasonCode: 0 });
+    await sub.waitClosed();
+    const pub = (await RawClient.connect(port, v5('q2-pub'))).client;
+    pub.send({ type: 3, topic: 'q2', payload: Buffer.from('once'), qos: 2, retain: false, dup: false, packetId: 7 });
+    assert.equal(((await pub.next(5)) as PubAckLikePacket).packetId, 7);
+    pub.destroy(); // PUBREL never sent
+    await brokers.stop();
+    ({ port } = await brokers.start());
+    const again = await RawClient.connect(port, v5('q2-pub'));
+    assert.equal(again.connack.sessionPresent, true);
+    again.client.send({ type: 3, topic: 'q2', payload: Buffer.from('once'), qos: 2, retain: false, dup: true, packetId: 7 });
+    await again.client.next(5);
+    again.client.send({ type: 6, packetId: 7 });
+    await again.client.next(7);
+    again.client.destroy();
+    const back = await RawClient.connect(port, v5('q2-sub'));
+    const m = (await back.client.next(3)) as PublishPacket;
+    assert.equal(m.payload.toString(), 'once');
+    back.client.send({ type: 4, packetId: m.packetId! });
+    await assert.rejects(back.client.next(3, 300), 'delivered once');
+    back.client.destroy();
+  });
+
+  it('Redis gone: a QoS 1 PUBLISH that cannot be stored is refused with a reason code (5.0: 0x97), never acknowledged', async (t) => {
+    const own = await RedisServer.start();
+    t.after(() => own.close());
+    const brokers = brokersOn(t, { redis: own });
+    const { port } = await brokers.start();
+    const sub = (await RawClient.connect(port, { clientId: 'offline', protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } })).client;
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'f', qos: 1 }] });
+    await sub.next(9);
+    sub.send({ type: 14, reasonCode: 0 });
+    await sub.waitClosed();
+    const pub = (await RawClient.connect(port, { clientId: 'p', protocolVersion: 5 })).client;
+    pub.send({ type: 3, topic: 'f', payload: Buffer.from('stored'), qos: 1, retain: false, dup: false, packetId: 1 });
+    assert.equal(((await pub.next(4)) as PubAckLikePacket).reasonCode ?? 0, 0, 'stored: success');
+    await own.stop();
+    pub.send({ type: 3, topic: 'f', payload: Buffer.from('lost'), qos: 1, retain: false, dup: false, packetId: 2 });
+    const refused = (await pub.next(4)) as PubAckLikePacket;
+    assert.equal(refused.packetId, 2);
+    assert.equal(refused.reasonCode, 0x97, 'Quota exceeded: not stored');
+    pub.destroy();
+  });
+
+  it('createBroker refuses sessionStore together with a storage other than memory: one line naming the option', async (t) => {
+    const store = await openRedisSessionStore(server.url, { prefix: 'refused' });
+    t.after(async () => {
+      store.close();
+      await store.whenClosed();
+    });
+    assert.throws(() => createBroker({ sessionStore: store, storage: { type: 'sqlite', dir: '/nonexistent' } }), /createBroker: sessionStore: give either sessionStore or storage, not both/);
   });
 });
