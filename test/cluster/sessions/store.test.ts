@@ -294,4 +294,19 @@ describeOrSkip('cluster sessions: RedisSessionStore', noRedis, () => {
     clock.time = 1_200_000;
     assert.equal(await node2.get('n')!.fetch('live'), undefined, 'expired: none');
   });
+
+  it('client ids holding key syntax (colons, braces, glob characters) come back as they were, each with its own keys', async () => {
+    const { store, prefix } = await fresh();
+    const ids = ['a', 'a}:subs', 'b:c', '{x}', 'star*[?]\\', 'ü/é'];
+    for (const id of ids) {
+      const j = store.journal(id);
+      j.expiry(60, 9_999_999_999_999);
+      j.subscribed('t', entry(id, 't'));
+    }
+    await committed(store);
+    const again = await RedisSessionStore.open(redis, { prefix });
+    const loaded = [...again.load()];
+    assert.deepEqual(loaded.map((s) => s.clientId).sort(), [...ids].sort());
+    for (const s of loaded) assert.deepEqual(s.subscriptions, [['t', entry(s.clientId, 't')]]);
+  });
 });
