@@ -83,6 +83,11 @@ export interface BrokerOptions extends Partial<BrokerLimits>, BrokerHooks, Secur
    * the session store (the wills of live connections recorded for survivors). Set by the `cluster` option.
    */
   clusterStores?: { retained?: RetainedStore; wrapSessionStore?(store: SessionStore): SessionStore };
+  /**
+   * For tests and embedding: a SessionStore of your own (e.g. a RedisSessionStore from
+   * src/cluster/redis-sessions.ts, opened before), used instead of `storage`'s. The broker closes it.
+   */
+  sessionStore?: SessionStore;
 }
 
 export interface BrokerEventMap {
@@ -161,7 +166,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     });
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
     this.storage = openStorage(options.storage, (message, context) => this.logger.warn(context, message), options.clock);
-    let sessionStore = this.storage?.sessionStore;
+    let sessionStore = this.storage?.sessionStore ?? options.sessionStore;
     if (options.cluster !== undefined) {
       const resolved = resolveClusterOptions(options.cluster);
       const routes = new ClusterRouteTable(resolved.nodeName);
@@ -385,6 +390,10 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Where data is kept and what was loaded from it. */
   private logStorage(): void {
     const s = this.storage;
+    if (s === undefined && this.options.sessionStore !== undefined) {
+      this.logger.info({ storage: 'custom', sessions: this.core.registry.sessions.size }, `storage: sessions in the sessionStore given (durable: ${this.options.sessionStore.durable}); retained messages in memory`);
+      return;
+    }
     if (s === undefined) {
       this.logger.info({ storage: 'memory' }, 'storage: memory (sessions and retained messages are lost when the broker stops)');
       return;
@@ -481,6 +490,7 @@ const OTHER_OPTIONS: Record<Exclude<keyof BrokerOptions, keyof BrokerLimits>, tr
   cluster: true,
   clusterStores: true,
   claimClientId: true,
+  sessionStore: true,
   authenticate: true,
   authorizePublish: true,
   authorizeSubscribe: true,
@@ -514,6 +524,7 @@ function checkOptions(options: BrokerOptions): void {
   if (options.storage !== undefined) {
     const problem = storageOptionError(options.storage);
     if (problem !== undefined) throw new ConfigError(`createBroker: ${problem}`);
+    if (options.sessionStore !== undefined && options.storage.type !== 'memory') throw new ConfigError('createBroker: sessionStore: give either sessionStore or storage, not both');
   }
   if (options.cluster !== undefined) {
     const problem = clusterOptionError(options.cluster);
