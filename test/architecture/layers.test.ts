@@ -36,8 +36,8 @@ const ALLOWED: Record<string, string[]> = {
   http: ['protocol', 'broker', 'server', 'config', 'auth', 'util', 'version.ts', 'runtime'],
   // Durable stores (SQLite): the store interfaces of the broker, implemented with I/O.
   storage: ['protocol', 'broker', 'util'],
-  // The cluster plane on Redis: plugs into the core through its store interfaces, like storage.
-  cluster: ['protocol', 'broker', 'util'],
+  // The cluster on Redis: plugs into the core through its store interfaces, like storage (and shares its row codec).
+  cluster: ['protocol', 'broker', 'util', 'storage/codec.ts'],
 };
 
 /** The `petrel` command may use public entry points and the composition roots, not the layers' internals. */
