@@ -3,6 +3,7 @@
 // $SYS) and its inspection API; only connection events (connect, refuse, disconnect) are counted as they come.
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { ClusterView } from '../cluster/cluster.js';
 import type { Broker, BrokerEventMap } from '../server/broker.js';
 import { PETREL_VERSION } from '../version.js';
 import { AUTH_FAILURE_CODES, codeHex, codeLabel, disconnectCause } from './causes.js';
@@ -194,6 +195,34 @@ export class BrokerMetrics {
     gauge('queued_messages', 'Messages waiting in session queues (offline sessions, or in-flight window full)', () => broker.sessionTotals().queued);
     gauge('queued_bytes', 'Payload bytes of the messages waiting in session queues', () => broker.sessionTotals().queuedBytes);
     gauge('inflight_messages', 'Outgoing QoS 1/2 messages sent and not yet acknowledged', () => broker.sessionTotals().inflight);
+    // Cluster (docs/cluster.md): no sample on a broker that is not a node of one (every gauge has a label, so an
+    // unset one prints nothing rather than a 0).
+    const cluster = () => broker.inspect.cluster() as ClusterView | undefined;
+    gauge('cluster_nodes', 'Nodes of the cluster this node sees, alive or not (alive: heartbeat within heartbeatTimeout)', () => {
+      const c = cluster();
+      if (c === undefined) return [];
+      const alive = c.nodes.filter((n) => n.alive).length;
+      return [[{ state: 'alive' }, alive], [{ state: 'down' }, c.nodes.length - alive]];
+    }, ['state']);
+    gauge('cluster_heartbeat_age_seconds', "Time since each node's last heartbeat, as this node sees it", () =>
+      (cluster()?.nodes ?? []).filter((n) => n.heartbeatAgeMs !== undefined).map((n) => [{ node: n.name }, n.heartbeatAgeMs! / 1000]),
+    ['node']);
+    gauge('cluster_routes', "Routes (topic filters) of this node and of the others", () => {
+      const c = cluster();
+      return c === undefined ? [] : [[{ owner: 'local' }, c.localRoutes], [{ owner: 'remote' }, c.remoteRoutes]];
+    }, ['owner']);
+    gauge('cluster_connected', 'This node is connected to the cluster\'s Redis (1) or not (0)', () => {
+      const c = cluster();
+      return c === undefined ? [] : [[{ node: c.node }, c.connected ? 1 : 0]];
+    }, ['node']);
+    gauge('cluster_backlog_messages', 'Messages waiting for Redis on their way to other nodes', () => {
+      const c = cluster();
+      return c === undefined ? [] : [[{ node: c.node }, c.backlog]];
+    }, ['node']);
+    counter('cluster_forwarded_total', 'Messages handed between nodes, by direction; duplicates dropped; refused for a full backlog', () => {
+      const f = cluster()?.forwarded;
+      return f === undefined ? [] : [[{ direction: 'sent' }, f.sent], [{ direction: 'received' }, f.received], [{ direction: 'duplicate' }, f.duplicates], [{ direction: 'refused' }, f.refused]];
+    }, ['direction']);
     // Process
     const memory = () => process.memoryUsage();
     gauge('heap_used_bytes', 'JavaScript heap in use ($SYS/broker/heap/current)', () => {

@@ -33,7 +33,7 @@ const ALLOWED: Record<string, string[]> = {
   // The MQTT-SN gateway: a transport of its own (UDP) onto the core's channel seam; cli.ts reads the config.
   mqttsn: ['protocol', 'broker', 'util', 'auth', 'server', 'config'],
   // The HTTP API: reads the broker through the facade (server) and its inspection API.
-  http: ['protocol', 'broker', 'server', 'config', 'auth', 'util', 'version.ts', 'runtime'],
+  http: ['protocol', 'broker', 'server', 'config', 'auth', 'util', 'version.ts', 'runtime', 'cluster/cluster.ts'],
   // Durable stores (SQLite): the store interfaces of the broker, implemented with I/O.
   storage: ['protocol', 'broker', 'util'],
   // The cluster on Redis: plugs into the core through its store interfaces, like storage (and shares its row codec).

@@ -11,6 +11,7 @@ import { noRedis, RedisServer } from '../helpers/redis.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { eventually } from '../helpers/wait.js';
 import { startNodes } from './nodes.js';
+import { BrokerMetrics } from '../../src/http/metrics.js';
 
 describe('cluster options', () => {
   it('createBroker refuses a wrong cluster option with one line naming the field', () => {
@@ -85,5 +86,31 @@ describeOrSkip('cluster observability', noRedis, () => {
     assert.equal(sys.get('$SYS/broker/cluster/nodes/b/routes'), '1');
     assert.ok(sys.has('$SYS/broker/cluster/nodes/b/heartbeat age'));
     assert.equal(b!.view().forwarded.received, 0, "A's $SYS messages are not forwarded");
+  });
+
+  it('/metrics of a node: petrel_cluster_nodes, _routes, _connected, _heartbeat_age_seconds, _forwarded_total', async (t) => {
+    const [a, b] = await startNodes(t, redis, ['a', 'b']);
+    const sub = await b!.mqtt('s');
+    await sub.subscribeAsync('m/+', { qos: 1 });
+    await eventually(() => a!.view().remoteRoutes === 1, 3000, 'the route of B on A');
+    const pub = await a!.mqtt('p');
+    await pub.publishAsync('m/1', 'x', { qos: 1 });
+    await eventually(() => a!.view().forwarded.sent === 1, 3000, 'the message forwarded');
+    const metrics = new BrokerMetrics(a!.broker);
+    t.after(() => metrics.close());
+    const text = await metrics.text();
+    assert.match(text, /^petrel_cluster_nodes\{state="alive"\} 2$/m);
+    assert.match(text, /^petrel_cluster_nodes\{state="down"\} 0$/m);
+    assert.match(text, /^petrel_cluster_routes\{owner="remote"\} 1$/m);
+    assert.match(text, /^petrel_cluster_connected\{node="a"\} 1$/m);
+    assert.match(text, /^petrel_cluster_heartbeat_age_seconds\{node="b"\} /m);
+    assert.match(text, /^petrel_cluster_forwarded_total\{direction="sent"\} 1$/m);
+  });
+
+  it('a broker that is not a node has no cluster samples in /metrics', async (t) => {
+    const broker = createBroker({ port: 0, host: '127.0.0.1' });
+    const metrics = new BrokerMetrics(broker);
+    t.after(() => metrics.close());
+    assert.doesNotMatch(await metrics.text(), /^petrel_cluster_\w+(\{.*\})? /m);
   });
 });
