@@ -9,6 +9,12 @@ import { InputGate, scheduleFlush, type GateTarget } from './input-gate.js';
 /** Bytes batched for one output that are written at once rather than at the end of the event-loop turn. */
 const FLUSH_AT_BYTES = 64 * 1024;
 
+/**
+ * Bytes a connection reads before its reading waits for the next event-loop turn. Without a share, a client
+ * flooding QoS 0 had each poll read up to 2 MiB from it (libuv's 32 reads of 64 KiB) while the others waited.
+ */
+export const READ_SHARE_BYTES = 64 * 1024;
+
 /** How long a graceful close may take (output flushed, FIN or close handshake) before the connection is cut. */
 export const GRACEFUL_CLOSE_MS = 2000;
 
@@ -17,6 +23,8 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
   private first: Buffer | undefined;
   private more: Buffer[] | undefined;
   private pendingBytes = 0;
+  /** Bytes read since reading last yielded its turn (READ_SHARE_BYTES). */
+  private readSinceYield = 0;
   protected closing = false;
   private inputClosed = false;
   /** Reading control, made on first need (a byte budget, or a hook the channel waits on): ~90 B less per idle connection. */
@@ -32,6 +40,10 @@ export abstract class BatchedOutput implements ChannelOutput, GateTarget {
   feed(chunk: Buffer): void {
     if (this.gate !== undefined) this.gate.feed(chunk);
     else if (!this.inputClosed) this.deliver(chunk);
+    if ((this.readSinceYield += chunk.length) >= READ_SHARE_BYTES) {
+      this.readSinceYield = 0;
+      if (!this.closing && !this.inputClosed) (this.gate ??= new InputGate(this)).yieldTurn();
+    }
   }
 
   /** The transport will read no more: whatever the gate holds back is dropped. */

@@ -1,5 +1,6 @@
 // Reading control shared by the socket and WebSocket adapters: input is paused while the channel
-// waits on an async hook, and while a client is over its bytes-per-second budget (throttling).
+// waits on an async hook, while a client is over its bytes-per-second budget (throttling), and for the rest
+// of an event-loop turn once a client has read its share (fairness).
 import { TokenBucket } from '../util/token-bucket.js';
 
 /** What a gate controls: the transport's reading, and where the bytes go. */
@@ -15,6 +16,7 @@ const NOTHING_HELD: Buffer[] = [];
 export class InputGate {
   private hookPaused = false;
   private throttled = false;
+  private yielding = false;
   private paused = false;
   private closed = false;
   private timer: NodeJS.Timeout | undefined;
@@ -80,6 +82,20 @@ export class InputGate {
     this.update();
   }
 
+  /**
+   * Pauses reading until the next event-loop turn: a client that has read its share lets every other
+   * connection's input be handled first (libuv reads up to 32 x 64 KiB from one socket per poll otherwise).
+   */
+  yieldTurn(): void {
+    if (this.yielding || this.closed) return;
+    this.yielding = true;
+    this.update();
+    setImmediate(() => {
+      this.yielding = false;
+      this.update();
+    });
+  }
+
   close(): void {
     this.closed = true;
     this.held = NOTHING_HELD;
@@ -89,7 +105,7 @@ export class InputGate {
 
   private update(): void {
     if (this.closed) return;
-    const want = this.hookPaused || this.throttled;
+    const want = this.hookPaused || this.throttled || this.yielding;
     if (want === this.paused) return;
     this.paused = want;
     if (want) this.target.pauseReading();

@@ -2,12 +2,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { BatchedOutput } from '../../src/transport/batched-output.js';
+import { BatchedOutput, READ_SHARE_BYTES } from '../../src/transport/batched-output.js';
 
 class RecordingOutput extends BatchedOutput {
   readonly sent: Buffer[] = [];
-  pauseReading(): void {}
-  resumeReading(): void {}
+  /** pauseReading / resumeReading calls, in order. */
+  readonly reading: ('pause' | 'resume')[] = [];
+  readonly received: number[] = [];
+  pauseReading(): void {
+    this.reading.push('pause');
+  }
+  resumeReading(): void {
+    this.reading.push('resume');
+  }
+  override deliver(chunk: Buffer): void {
+    this.received.push(chunk.length);
+  }
   protected writable(): boolean {
     return true;
   }
@@ -55,5 +65,28 @@ describe('BatchedOutput', () => {
     assert.deepEqual(out.sent, [Buffer.from('bye')]);
     out.write(Buffer.from('late'));
     assert.equal(out.sent.length, 1, 'nothing is written after close');
+  });
+
+  it('a connection that has read its share waits for the next turn, so a flood cannot starve the others', async () => {
+    const out = new RecordingOutput();
+    const chunk = Buffer.alloc(16 * 1024);
+    for (let read = 0; read + chunk.length < READ_SHARE_BYTES; read += chunk.length) out.feed(chunk);
+    assert.deepEqual(out.reading, [], 'below its share, reading goes on');
+    out.feed(chunk);
+    assert.deepEqual(out.reading, ['pause'], 'its share read: paused for the rest of the turn');
+    assert.equal(out.received.reduce((a, n) => a + n, 0), READ_SHARE_BYTES, 'what was read is handled, none held back');
+    await nextTurn();
+    assert.deepEqual(out.reading, ['pause', 'resume'], 'reading again on the next turn');
+  });
+
+  it('a yield does not resume reading that a pending hook paused', async () => {
+    const out = new RecordingOutput();
+    out.pauseInput();
+    assert.deepEqual(out.reading, ['pause']);
+    out.feed(Buffer.alloc(READ_SHARE_BYTES));
+    await nextTurn();
+    assert.deepEqual(out.reading, ['pause'], 'still paused for the hook');
+    out.resumeInput();
+    assert.deepEqual(out.reading, ['pause', 'resume']);
   });
 });
