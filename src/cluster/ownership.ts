@@ -227,6 +227,7 @@ export class ClusterOwnership {
   private liveness: NodeLiveness | undefined;
   private readonly ctx: ClusterContext;
   private started = false;
+  private closed = false;
 
   constructor(private readonly options: ClusterOwnershipOptions) {
     const node = options.liveness?.self ?? options.node;
@@ -255,6 +256,7 @@ export class ClusterOwnership {
 
   /** Subscribes to the kick and retained channels, loads the retained messages, follows the broker. */
   async attach(host: OwnershipHost, bind?: { redis: Redis; liveness: NodeLiveness }): Promise<void> {
+    if (this.closed) return; // the broker closed before Redis came (attach waits for it)
     if (this.started) throw new Error('cluster ownership is already attached');
     this.started = true;
     if (bind !== undefined) {
@@ -275,6 +277,7 @@ export class ClusterOwnership {
     await sub.subscribe(this.ownership.channel, this.retained.channel);
     this.runId = await this.redisRunId();
     await this.retained.load(false);
+    if (this.closed) return;
     // After an outage: subscribed again (ioredis does it on reconnect), then what was missed is caught up.
     sub.on('ready', () => void this.afterOutage().catch((err: unknown) => this.ctx.warn('cluster state not caught up after a Redis outage', { error: String(err) })));
   }
@@ -305,6 +308,7 @@ export class ClusterOwnership {
    * clean stop must not have them published twice. (The command connection is the caller's to close.)
    */
   async close(): Promise<void> {
+    this.closed = true;
     this.wills.close();
     this.subscriber?.disconnect();
     if (this.ctx.redis.status === 'ready') await this.ctx.redis.del(this.wills.key).catch(() => {});

@@ -127,6 +127,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** The cluster's parts made with the core (no Redis yet), and the plane connected in listen(). */
   private readonly clusterParts: { options: ResolvedClusterOptions; routes: ClusterRouteTable; forwarder: Forwarder; ownership: ClusterOwnership } | undefined;
   private cluster: ClusterPlane | undefined;
+  /** Drops the wait for Redis that starts the ownership part of a node started without it. */
+  private stopWaitingForRedis: (() => void) | undefined;
 
   constructor(options: BrokerOptions = {}) {
     super();
@@ -320,7 +322,11 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       const attach = () => ownership.attach(this, { redis: plane.commands, liveness: plane.membership });
       // Without Redis yet, Client IDs are claimed locally (one warning) until it is there.
       if (plane.commands.status === 'ready') await attach();
-      else plane.commands.once('ready', () => void attach().catch((err: unknown) => this.logger.warn({ error: String(err) }, 'cluster: Client ID ownership and retained messages not started')));
+      else {
+        const later = () => void attach().catch((err: unknown) => this.logger.warn({ error: String(err) }, 'cluster: Client ID ownership and retained messages not started'));
+        plane.commands.once('ready', later);
+        this.stopWaitingForRedis = () => plane.commands.off('ready', later);
+      }
     }
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
@@ -465,6 +471,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     await this.core.shutdown(this.core.limits.hookTimeout, (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
     // The wills just published reach the other nodes before this one leaves the cluster; the wills recorded
     // for survivors go, since this node published them itself.
+    this.stopWaitingForRedis?.();
     await this.clusterParts?.ownership.close();
     await this.cluster?.close();
     // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the time the

@@ -1,6 +1,6 @@
 // Nodes of a cluster in the test process: brokers (port 0) with the `cluster` option on the test's Redis,
 // MQTT.js clients to them, and waits on what a node has learnt (broker.inspect.cluster()).
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { createBroker, type Broker, type BrokerOptions } from '../../src/server/broker.js';
 import type { ClusterView } from '../../src/cluster/cluster.js';
 import type { ClusterOptions } from '../../src/cluster/options.js';
@@ -54,4 +54,11 @@ export async function startNode(t: Ctx, redis: RedisServer, name: string, cluste
       return c;
     },
   };
+}
+
+/** Every PUBLISH `client` receives from now on, in order. */
+export function inbox(client: MqttClient): IPublishPacket[] {
+  const got: IPublishPacket[] = [];
+  client.on('message', (_topic, _payload, packet) => got.push(packet));
+  return got;
 }

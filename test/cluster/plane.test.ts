@@ -5,17 +5,10 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, it } from 'node:test';
-import type { IPublishPacket, MqttClient } from 'mqtt';
 import { noRedis, RedisServer } from '../helpers/redis.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { eventually } from '../helpers/wait.js';
-import { startNodes } from './nodes.js';
-
-function inbox(client: MqttClient): IPublishPacket[] {
-  const got: IPublishPacket[] = [];
-  client.on('message', (_topic, _payload, packet) => got.push(packet));
-  return got;
-}
+import { inbox, startNodes } from './nodes.js';
 
 describeOrSkip('cluster plane: messages between nodes', noRedis, () => {
   let redis: RedisServer;
