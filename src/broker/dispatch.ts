@@ -118,11 +118,14 @@ export class Dispatcher {
     const maxBytes = this.limits.maxRetainedBytes;
     const memory = this.guard.refuseRetainedGrowth;
     if (length === 0 || (maxBytes === 0 && !memory) || isSysTopic(message.topic)) return undefined;
+    const bytes = this.retained.payloadBytes;
+    // Far below the cap (the usual case) the message fits whatever it replaces: no lookup of the topic, which
+    // for SQLite may read a payload from the file, on every retained PUBLISH.
+    if (!memory && (bytes === undefined || bytes + length <= maxBytes)) return undefined;
     const before = this.retained.get(message.topic)?.payload.length ?? -1;
     if (length <= before) return undefined;
     if (memory) return 'memory';
-    const bytes = this.retained.payloadBytes;
-    if (bytes !== undefined && bytes - (before < 0 ? 0 : before) + length > maxBytes) return 'bytes';
+    if (bytes! - (before < 0 ? 0 : before) + length > maxBytes) return 'bytes';
     return undefined;
   }
 
