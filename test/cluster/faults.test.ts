@@ -236,8 +236,9 @@ describeOrSkip('cluster plane: a node taken for dead', noRedis, () => {
     await redisCommand(redis.port, 'HDEL', `${prefix}:nodes`, 'b');
     await redisCommand(redis.port, 'DEL', `${prefix}:routes:b`);
     const routesOfB = async () => (await redisCommand(redis.port, 'SMEMBERS', `${prefix}:routes:b`)).includes('d/#');
-    for (let i = 0; !(await routesOfB()); i++) {
-      if (i > 100) assert.fail('B did not announce its routes again');
+    // A deadline, not a count of polls: each poll is a Redis round trip, slow on a busy machine.
+    for (const deadline = Date.now() + 5000; !(await routesOfB()); ) {
+      if (Date.now() > deadline) assert.fail('B did not announce its routes again');
       await delay(20);
     }
     await eventually(() => a!.view().remoteRoutes === 1 && a!.view().nodes.length === 2, 3000, 'A knows B and its route');
