@@ -176,6 +176,7 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
       if (entry.shareGroup !== undefined) this.shared.left(entry.shareGroup, entry.filter);
     }
     this.wills.resumed(clientId);
+    session.journal?.movedAway?.();
     return true;
   }
 

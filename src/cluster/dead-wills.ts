@@ -213,4 +213,7 @@ class WillRecordingJournal implements SessionJournal {
     this.inner?.will(will);
     this.wills.record(this.clientId, will, this.expiryInterval);
   }
+  movedAway(): void {
+    this.inner?.movedAway?.();
+  }
 }

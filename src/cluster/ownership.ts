@@ -15,7 +15,11 @@ import { DeadWills } from './dead-wills.js';
 import { RedisRetainedStore } from './redis-retained.js';
 import { NOT_CONNECTED, script, StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
 
-/** Reads the owner, writes this node with the next epoch, kicks the previous owner node. Returns the epoch. */
+/**
+ * Reads the owner, writes this node with the next epoch, kicks the previous owner node ("epoch clean node
+ * clientId": `node` is the claiming node, which the kicked node answers once it let the session go).
+ * Returns the epoch and the previous owner node ('' when none).
+ */
 const CLAIM_SCRIPT = `
 local prev = redis.call('GET', KEYS[1])
 local epoch = 1
@@ -26,8 +30,8 @@ if prev then
   epoch = tonumber(string.sub(prev, sp + 1)) + 1
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. epoch)
-if node and node ~= ARGV[1] then redis.call('PUBLISH', ARGV[2] .. node, epoch .. ' ' .. ARGV[3] .. ' ' .. ARGV[4]) end
-return epoch`;
+if node and node ~= ARGV[1] then redis.call('PUBLISH', ARGV[2] .. node, epoch .. ' ' .. ARGV[3] .. ' ' .. ARGV[1] .. ' ' .. ARGV[4]) end
+return {epoch, node or ''}`;
 
 /** The connection ended: the owner record stays (its epoch orders later claims) but expires, if still ours. */
 const RELEASE_SCRIPT = `
@@ -39,6 +43,17 @@ const SERVER_BUSY = 0x89;
 
 /** How long an owner record outlives its connection beyond the session's expiry (ms). */
 const RELEASED_TTL_MS = 60_000;
+
+/**
+ * How long a CONNECT waits for the node that held its Client ID to let the session go (ms). That node answers
+ * once what it recorded is committed; a node that does not answer in time is treated as gone.
+ */
+export const HANDOVER_TIMEOUT_MS = 5_000;
+
+/** The Redis key of the owner record of `clientId` ("node epoch"). */
+export function ownerKey(prefix: string, clientId: string): string {
+  return `${prefix}:client:${clientId}`;
+}
 
 /** What ownership needs of the broker: its core and its connection events (the Broker facade has both). */
 export interface OwnershipHost {
@@ -71,19 +86,30 @@ export class ClientOwnership {
   readonly channel: string;
   /** Told when a Client ID left this node (its recorded will is dropped). */
   onMovedAway: (clientId: string) => void = () => {};
+  /**
+   * A claim was won: the session of a resuming client is made ready here (a cluster with sessions in Redis
+   * fetches it) before the CONNECT goes on. After the node that held the Client ID let it go.
+   */
+  onClaimed: (clientId: string, clean: boolean, elsewhere: boolean) => Promise<void> | void = () => {};
+  /** The channel where other nodes say they let a session go that this node claimed. */
+  readonly releasedChannel: string;
+  /** Claims waiting for the previous owner node to let the session go: clientId -> (epoch, wake). */
+  private readonly handovers = new Map<string, { epoch: number; done: () => void }>();
+  private liveness: NodeLiveness | undefined;
 
   private readonly claimScript: (...args: (string | number)[]) => Promise<unknown>;
   private readonly releaseScript: (...args: (string | number)[]) => Promise<unknown>;
 
   constructor(private readonly ctx: ClusterContext) {
     this.channel = `${ctx.prefix}:kick:${ctx.node}`;
+    this.releasedChannel = `${ctx.prefix}:released:${ctx.node}`;
     this.down = new StateWarning(ctx.warn);
     this.claimScript = script(ctx, 'petrelClaim', CLAIM_SCRIPT, 1);
     this.releaseScript = script(ctx, 'petrelRelease', RELEASE_SCRIPT, 1);
   }
 
   private keyOf(clientId: string): string {
-    return `${this.ctx.prefix}:client:${clientId}`;
+    return ownerKey(this.ctx.prefix, clientId);
   }
 
   /** The core's claimClientId hook. */
@@ -97,16 +123,18 @@ export class ClientOwnership {
     const settled = () => {
       if (--pending.count === 0) this.pending.delete(clientId);
     };
-    const result = this.claimScript(this.keyOf(clientId), this.ctx.node, `${this.ctx.prefix}:kick:`, request.clean ? '1' : '0', clientId) as Promise<number>;
+    const result = this.claimScript(this.keyOf(clientId), this.ctx.node, `${this.ctx.prefix}:kick:`, request.clean ? '1' : '0', clientId) as Promise<[number, string]>;
     return result.then(
-      (epoch) => {
-        settled();
+      async ([epoch, previous]) => {
         this.down.clear('Redis reachable again: Client IDs are claimed cluster-wide');
-        const mine = this.claims.get(clientId);
-        if (pending.floor > epoch || (mine !== undefined && mine.epoch > epoch)) return SERVER_BUSY;
-        this.granted(client, { epoch, sessionExpiry: request.sessionExpiry, info: client, connected: false });
-        return true;
+        try {
+          return await this.afterClaim(client, request, epoch, previous, pending);
+        } finally {
+          // Counted as pending until decided, so a newer claim's kick meanwhile raises the floor.
+          settled();
+        }
       },
+
       (err: unknown) => {
         settled();
         this.down.set('Client ID claim failed in Redis: taken over on this node only', { error: String(err) });
@@ -114,6 +142,56 @@ export class ClientOwnership {
       },
     );
   };
+
+  /** The claim got `epoch`; `previous` held the Client ID before. True when this CONNECT may go on. */
+  private async afterClaim(client: ClientInfo, request: ClaimRequest, epoch: number, previous: string, pending: { floor: number }): Promise<boolean | number> {
+    const clientId = client.clientId;
+    // The node that held the Client ID commits what it recorded of the session and lets it go first, so the
+    // session read here is whole and nothing that node writes later lands on top of this node's writes.
+    if (previous !== '' && previous !== this.ctx.node && this.liveness?.isAlive(previous) !== false) await this.handedOver(clientId, epoch, previous);
+    const won = () => {
+      const mine = this.claims.get(clientId);
+      return !(pending.floor > epoch || (mine !== undefined && mine.epoch > epoch));
+    };
+    if (!won()) return SERVER_BUSY;
+    await this.onClaimed(clientId, request.clean, previous !== '' && previous !== this.ctx.node);
+    if (!won()) return SERVER_BUSY; // a newer CONNECT claimed it meanwhile
+    this.granted(client, { epoch, sessionExpiry: request.sessionExpiry, info: client, connected: false });
+    return true;
+  }
+
+  /** Resolves once `previous` said it let the session of claim `epoch` go, or after HANDOVER_TIMEOUT_MS. */
+  private handedOver(clientId: string, epoch: number, previous: string): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        if (this.handovers.get(clientId) !== waiting) return;
+        this.handovers.delete(clientId);
+        this.ctx.warn('cluster: the node that held a Client ID did not let its session go in time; going on', { clientId, node: previous, ms: HANDOVER_TIMEOUT_MS });
+        resolve();
+      }, HANDOVER_TIMEOUT_MS);
+      const waiting = {
+        epoch,
+        done: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      // A newer claim of the same Client ID here replaces an older wait: the older one is released at once.
+      this.handovers.get(clientId)?.done();
+      this.handovers.set(clientId, waiting);
+    });
+  }
+
+  /** Another node let a session go that this node claimed: "epoch clientId". */
+  onReleased(text: string): void {
+    const space = text.indexOf(' ');
+    const epoch = Number(text.slice(0, space));
+    const clientId = text.slice(space + 1);
+    const waiting = this.handovers.get(clientId);
+    if (waiting === undefined || waiting.epoch > epoch) return;
+    this.handovers.delete(clientId);
+    waiting.done();
+  }
 
   /** Redis unreachable: this node decides alone (the connection on another node is not closed). */
   private claimLocally(client: ClientInfo, request: ClaimRequest): true {
@@ -145,25 +223,36 @@ export class ClientOwnership {
     this.releaseScript(this.keyOf(clientId), `${this.ctx.node} ${claim.epoch}`, ttl).catch(() => {});
   }
 
-  /** A kick from the channel: "epoch clean clientId". */
+  /** A kick from the channel: "epoch clean node clientId" (node: the one that claimed). */
   onKick(text: string): void {
     const first = text.indexOf(' ');
     const epoch = Number(text.slice(0, first));
     const clean = text.charAt(first + 1) === '1';
-    const clientId = text.slice(first + 3);
+    const third = text.indexOf(' ', first + 3);
+    const claimant = text.slice(first + 3, third);
+    const clientId = text.slice(third + 1);
     const pending = this.pending.get(clientId);
     if (pending !== undefined) pending.floor = Math.max(pending.floor, epoch);
     const mine = this.claims.get(clientId);
-    if (mine !== undefined && mine.epoch >= epoch) return; // a newer claim of ours: that kick came late
-    this.claims.delete(clientId);
-    this.unaccepted.delete(clientId);
-    this.core?.registry.movedAway(clientId, clean);
-    this.onMovedAway(clientId);
+    // A newer claim of ours: that kick came late (the claimant is told, so it does not wait for nothing).
+    if (mine === undefined || mine.epoch < epoch) {
+      this.claims.delete(clientId);
+      this.unaccepted.delete(clientId);
+      this.core?.registry.movedAway(clientId, clean);
+      this.onMovedAway(clientId);
+    }
+    // Once what this node recorded of the session is in the store, the claimant may read it.
+    const answer = () => {
+      if (this.ctx.redis.status === 'ready') this.ctx.redis.publish(`${this.ctx.prefix}:released:${claimant}`, `${epoch} ${clientId}`).catch(() => {});
+    };
+    if (this.core === undefined) answer();
+    else this.core.store.afterCommit(answer, answer);
   }
 
   /** Follows the connections of `host`: a claim is taken up at clientConnected, released at its disconnect. */
-  start(host: OwnershipHost): void {
+  start(host: OwnershipHost, liveness?: NodeLiveness): void {
     this.core = host.core;
+    this.liveness = liveness;
     host.on('clientConnected', (client) => {
       const mine = this.claims.get(client.clientId);
       if (mine === undefined || mine.info !== client) return;
@@ -267,14 +356,15 @@ export class ClusterOwnership {
     if (this.ctx.redis === NOT_CONNECTED || liveness === undefined) throw new Error('cluster ownership: attach needs a Redis connection and the node liveness');
     const sub = (this.subscriber = this.ctx.redis.duplicate({ lazyConnect: true }));
     sub.on('error', () => {}); // reported once through the state warnings, not per retry
-    this.ownership.start(host);
+    this.ownership.start(host, liveness);
     this.wills.start(host.core, liveness);
     sub.on('message', (channel: string, text: string) => {
       if (channel === this.ownership.channel) this.ownership.onKick(text);
+      else if (channel === this.ownership.releasedChannel) this.ownership.onReleased(text);
       else if (channel === this.retained.channel) this.retained.onEvent(text);
     });
     await sub.connect();
-    await sub.subscribe(this.ownership.channel, this.retained.channel);
+    await sub.subscribe(this.ownership.channel, this.ownership.releasedChannel, this.retained.channel);
     this.runId = await this.redisRunId();
     await this.retained.load(false);
     if (this.closed) return;
@@ -293,7 +383,7 @@ export class ClusterOwnership {
    * the oldest and this node's retained messages are offered back (HSETNX); the wills are written again.
    */
   private async afterOutage(): Promise<void> {
-    await this.subscriber!.subscribe(this.ownership.channel, this.retained.channel);
+    await this.subscriber!.subscribe(this.ownership.channel, this.ownership.releasedChannel, this.retained.channel);
     const runId = await this.redisRunId();
     const restarted = runId !== this.runId;
     this.runId = runId;

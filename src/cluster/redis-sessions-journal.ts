@@ -179,6 +179,20 @@ export class RedisSessionJournal implements SessionJournal {
     this.writer.add(will === undefined ? ['hdel', this.keys.main, 'will'] : ['hset', this.keys.main, 'will', toJson(will)!]);
   }
 
+  /**
+   * The session went on to another node: nothing more is written for it from here (a late close of its old
+   * connection included), and this node's references to its messages are let go without touching Redis (the
+   * records, and the counts they hold, now belong to the node that fetches the session).
+   */
+  movedAway(): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const row of this.queueRows.values()) this.writer.disown(row.ref);
+    for (const row of this.inflightRows.values()) this.writer.disown(row.ref);
+    this.queueRows.clear();
+    this.inflightRows.clear();
+  }
+
   afterCommit(done: () => void): void {
     // A failed commit was logged; the broker goes on serving from memory (as with SQLite).
     this.writer.afterCommit(done, done);

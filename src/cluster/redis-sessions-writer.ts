@@ -64,7 +64,8 @@ export class RedisSessionWriter {
   readonly stats = { commits: 0, commands: 0, skipped: 0, failed: 0 };
 
   constructor(
-    readonly redis: Redis,
+    /** Set once by bind() when the store was made before its connection (a broker's cluster). */
+    public redis: Redis,
     options: RedisWriterOptions,
   ) {
     this.prefix = options.prefix;
@@ -106,6 +107,17 @@ export class RedisSessionWriter {
 
   unref(ref: MessageRef): void {
     ref.refs--;
+    this.touched.add(ref);
+    this.schedule();
+  }
+
+  /**
+   * A record of this node that refers to `ref` now belongs to another node (its session moved there): the
+   * count in Redis keeps it, only this node stops holding it. A count still to be written is written.
+   */
+  disown(ref: MessageRef): void {
+    ref.refs--;
+    ref.committed--;
     this.touched.add(ref);
     this.schedule();
   }
@@ -183,6 +195,12 @@ export class RedisSessionWriter {
     for (const r of releases) cmds.push(r);
     if (cmds.length === 0) {
       for (const w of waiting) this.afterCommit(w.done, w.failed);
+      return;
+    }
+    if (typeof this.redis.multi !== 'function') {
+      // Made before its connection (bound when the cluster connects): nothing can be stored yet.
+      const error = new Error('Redis not connected yet');
+      for (const w of waiting) w.failed?.(error);
       return;
     }
     const multi = this.redis.multi();

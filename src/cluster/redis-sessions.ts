@@ -4,12 +4,13 @@
 // (redis-sessions-writer.ts); open() reads every stored session before the broker starts, fetch() one session
 // later (a client resuming here after another node held it). The working copy stays in the broker's Session
 // objects: this store only records.
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import type { ClientInfo } from '../broker/hooks.js';
 import type { QueuedMessage, SessionStore, StoredSession, StoredWill, SubscriptionEntry } from '../broker/store/types.js';
 import { fromJson } from '../storage/codec.js';
 import { RedisSessionJournal, sessionKeys, type InflightRecord, type LoadedRows, type QueueRecord } from './redis-sessions-journal.js';
 import { decodeMessage, RedisSessionWriter } from './redis-sessions-writer.js';
+import { NOT_CONNECTED } from './types.js';
 
 export { sessionKeys } from './redis-sessions-journal.js';
 
@@ -56,27 +57,69 @@ export class RedisSessionStore implements SessionStore {
   private closing: Promise<void> | undefined;
 
   private constructor(
-    readonly redis: Redis,
+    private connection: Redis,
     private readonly options: RedisSessionStoreOptions,
   ) {
     this.prefix = options.prefix ?? 'petrel';
     this.clock = options.clock ?? { now: () => Date.now() };
-    this.writer = new RedisSessionWriter(redis, { prefix: this.prefix, warn: options.warn });
+    this.writer = new RedisSessionWriter(connection, { prefix: this.prefix, warn: options.warn });
+  }
+
+  get redis(): Redis {
+    return this.connection;
+  }
+
+  /**
+   * A store whose connection comes later (bind()): a cluster node's, made with the broker before Redis is
+   * connected. It loads nothing by itself; the node fetches sessions as their clients come (fetch()) and
+   * reads back the ones it held before a restart (loadOwned()).
+   */
+  static unbound(options: RedisSessionStoreOptions): RedisSessionStore {
+    return new RedisSessionStore(NOT_CONNECTED, options);
+  }
+
+  /** Gives an unbound store its connection. */
+  bind(redis: Redis): void {
+    if (this.connection !== NOT_CONNECTED) throw new Error('the Redis session store is bound already');
+    this.connection = redis;
+    this.writer.redis = redis;
+  }
+
+  /** The Client IDs of every stored session (SCAN over the session keys). */
+  private async storedIds(): Promise<string[]> {
+    const match = `${globEscape(this.prefix)}:session:{*}`;
+    let cursor = '0';
+    const ids: string[] = [];
+    const head = `${this.prefix}:session:{`.length;
+    do {
+      const [next, keys] = await this.connection.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+      cursor = next;
+      // The pattern also matches a client id holding '}:subs' etc.: only keys ending in '}' are session hashes.
+      for (const key of keys) if (key.endsWith('}')) ids.push(key.slice(head, -1));
+    } while (cursor !== '0');
+    return ids;
+  }
+
+  /**
+   * The stored sessions whose Client ID node `node` owns (`ownerKey(id)` holds "node epoch"): what a cluster
+   * node held when it stopped, read back when it starts again, so their subscriptions are served again.
+   */
+  async loadOwned(node: string, ownerKey: (clientId: string) => string): Promise<StoredSession[]> {
+    const ids = await this.storedIds();
+    const sessions: StoredSession[] = [];
+    for (let i = 0; i < ids.length; i += LOAD_BATCH) {
+      const batch = ids.slice(i, i + LOAD_BATCH);
+      const owners = await this.connection.mget(batch.map(ownerKey));
+      const mine = batch.filter((_, n) => owners[n]?.startsWith(`${node} `) === true);
+      if (mine.length > 0) for (const s of await this.read(mine)) sessions.push(s);
+    }
+    return sessions;
   }
 
   /** A store on `redis` with every stored session read (SCAN over the session keys, pipelined reads). */
   static async open(redis: Redis, options: RedisSessionStoreOptions = {}): Promise<RedisSessionStore> {
     const store = new RedisSessionStore(redis, options);
-    const match = `${globEscape(store.prefix)}:session:{*}`;
-    let cursor = '0';
-    const ids: string[] = [];
-    const head = `${store.prefix}:session:{`.length;
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-      cursor = next;
-      // The pattern also matches a client id holding '}:subs' etc.: only keys ending in '}' are session hashes.
-      for (const key of keys) if (key.endsWith('}')) ids.push(key.slice(head, -1));
-    } while (cursor !== '0');
+    const ids = await store.storedIds();
     for (let i = 0; i < ids.length; i += LOAD_BATCH) {
       for (const s of await store.read(ids.slice(i, i + LOAD_BATCH))) store.stored.push(s);
     }
@@ -99,6 +142,15 @@ export class RedisSessionStore implements SessionStore {
     if (session === undefined) return undefined;
     if (session.expiresAt !== undefined && session.expiresAt <= this.clock.now()) return undefined;
     return session;
+  }
+
+  /** A session fetched and then not used (the node had it already): this node's hold on its messages goes. */
+  dropFetched(clientId: string): void {
+    const rows = this.loaded.get(clientId);
+    if (rows === undefined) return;
+    this.loaded.delete(clientId);
+    for (const row of rows.queue.values()) this.writer.disown(row.ref);
+    for (const row of rows.inflight.values()) this.writer.disown(row.ref);
   }
 
   /** Reads sessions (pipelined), their messages, and adopts their records. */
@@ -206,7 +258,7 @@ export class RedisSessionStore implements SessionStore {
   close(): void {
     if (this.closing !== undefined) return;
     this.closing = this.writer.close().then(async () => {
-      if (this.options.ownsClient !== true) return;
+      if (this.options.ownsClient !== true || this.redis === NOT_CONNECTED) return;
       // QUIT when connected (after what was sent); otherwise stop reconnecting.
       if (this.redis.status === 'ready') await this.redis.quit().catch(() => undefined);
       this.redis.disconnect();
@@ -221,6 +273,8 @@ export class RedisSessionStore implements SessionStore {
 
 /** A store on its own connection to `url` (closed with the store), every stored session read. */
 export async function openRedisSessionStore(url: string, options: Omit<RedisSessionStoreOptions, 'ownsClient'> = {}): Promise<RedisSessionStore> {
+  // ioredis is loaded only when a Redis store is used (a broker's cluster imports this module).
+  const { Redis } = await import('ioredis');
   const redis = new Redis(url, { ...SESSION_CLIENT_OPTIONS, lazyConnect: true });
   // Connection errors surface as failed commits (reported once by the writer), not as unhandled events.
   redis.on('error', () => {});

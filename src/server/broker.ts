@@ -31,7 +31,8 @@ import { clusterOptionError, resolveClusterOptions, type ClusterOptions, type Re
 import { ClusterRouteTable } from '../cluster/route-table.js';
 import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
 import type { ClusterPlane } from '../cluster/cluster.js';
-import { ClusterOwnership } from '../cluster/ownership.js';
+import { ClusterOwnership, ownerKey } from '../cluster/ownership.js';
+import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
 
 export type { ListenerOptions, HttpListenerOptions };
 
@@ -125,7 +126,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Samples memory and event-loop lag for the core's overload guard while listening. */
   private readonly monitor: ResourceMonitor;
   /** The cluster's parts made with the core (no Redis yet), and the plane connected in listen(). */
-  private readonly clusterParts: { options: ResolvedClusterOptions; routes: ClusterRouteTable; forwarder: Forwarder; ownership: ClusterOwnership } | undefined;
+  private readonly clusterParts:
+    | { options: ResolvedClusterOptions; routes: ClusterRouteTable; forwarder: Forwarder; ownership: ClusterOwnership; sessions: RedisSessionStore | undefined }
+    | undefined;
   private cluster: ClusterPlane | undefined;
   /** Drops the wait for Redis that starts the ownership part of a node started without it. */
   private stopWaitingForRedis: (() => void) | undefined;
@@ -167,7 +170,9 @@ export class Broker extends EventEmitter<BrokerEventMap> {
       now: () => this.core.clock.now(),
     });
     this.rateLimits = { maxPublishRate: options.maxPublishRate, publishBurst: options.publishBurst, maxBytesRate: options.maxBytesRate };
-    this.storage = openStorage(options.storage, (message, context) => this.logger.warn(context, message), options.clock);
+    // A cluster keeps persistent sessions in its Redis (so a client resumes on any node): no local storage.
+    const clusterSessions = options.cluster !== undefined && options.sessionStore === undefined;
+    this.storage = clusterSessions ? undefined : openStorage(options.storage, (message, context) => this.logger.warn(context, message), options.clock);
     let sessionStore = this.storage?.sessionStore ?? options.sessionStore;
     if (options.cluster !== undefined) {
       const resolved = resolveClusterOptions(options.cluster);
@@ -181,10 +186,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         (message, context) => this.logger.warn(context, message),
       );
       routes.sink = forwarder;
-      sessionStore = new ForwardingStore(sessionStore ?? new MemorySessionStore(), forwarder);
+      const redisSessions = clusterSessions
+        ? RedisSessionStore.unbound({ prefix: resolved.prefix, clock: { now: () => this.core.clock.now() }, warn: (message, context) => this.logger.warn(context, message), ownsClient: true })
+        : undefined;
+      sessionStore = new ForwardingStore(redisSessions ?? sessionStore ?? new MemorySessionStore(), forwarder);
       // Client IDs, retained messages and dead nodes' wills cluster-wide: bound to Redis in listen().
       const ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn: (message, context) => this.logger.warn(context ?? {}, message), now: () => this.core.clock.now() });
-      this.clusterParts = { options: resolved, routes, forwarder, ownership };
+      this.clusterParts = { options: resolved, routes, forwarder, ownership, sessions: redisSessions };
+      if (redisSessions !== undefined) ownership.ownership.onClaimed = (clientId, clean, elsewhere) => this.resumeFromCluster(redisSessions, clientId, clean, elsewhere);
     }
     const clusterOwnership = this.clusterParts?.ownership.brokerOptions;
     const claimClientId = options.claimClientId ?? clusterOwnership?.claimClientId;
@@ -315,11 +324,14 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     if (this.clusterParts !== undefined) {
       // ioredis is loaded only for a cluster.
       const { ClusterPlane } = await import('../cluster/cluster.js');
-      const { options, routes, forwarder, ownership } = this.clusterParts;
+      const { options, routes, forwarder, ownership, sessions } = this.clusterParts;
       this.cluster = new ClusterPlane(options, routes, forwarder, this.logger);
       await this.cluster.start();
       const plane = this.cluster;
-      const attach = () => ownership.attach(this, { redis: plane.commands, liveness: plane.membership });
+      const attach = async () => {
+        await ownership.attach(this, { redis: plane.commands, liveness: plane.membership });
+        if (sessions !== undefined) await this.bindClusterSessions(sessions, plane);
+      };
       // Without Redis yet, Client IDs are claimed locally (one warning) until it is there.
       if (plane.commands.status === 'ready') await attach();
       else {
@@ -367,8 +379,10 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   }
 
   /** Where sessions and retained messages are kept, and why writes fail now, if they do. */
-  storageStatus(): { type: 'memory' | 'sqlite'; file?: string; problem?: string } {
+  storageStatus(): { type: 'memory' | 'sqlite' | 'redis'; file?: string; problem?: string } {
     const s = this.storage;
+    const redis = this.clusterParts?.sessions;
+    if (redis !== undefined) return redis.writeProblem === undefined ? { type: 'redis' } : { type: 'redis', problem: redis.writeProblem };
     if (s === undefined) return { type: 'memory' };
     const problem = (s.sessionStore as { storage?: { writeProblem?: string } }).storage?.writeProblem;
     return problem === undefined ? { type: 'sqlite', file: s.file } : { type: 'sqlite', file: s.file, problem };
@@ -393,9 +407,49 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     return this.inspect.overload();
   }
 
+  /**
+   * The cluster's session store gets a connection of its own (no offline queue: a write that cannot be made
+   * fails at once and its PUBLISH is refused), and the sessions this node held before it stopped come back.
+   */
+  private async bindClusterSessions(sessions: RedisSessionStore, plane: ClusterPlane): Promise<void> {
+    const connection = plane.commands.duplicate({ ...SESSION_CLIENT_OPTIONS, lazyConnect: true });
+    connection.on('error', () => {}); // failed writes are reported once by the store, not per retry
+    sessions.bind(connection);
+    await connection.connect();
+    if (this.lifecycle === 'closed') return;
+    const held = await sessions.loadOwned(plane.membership.self, (clientId) => ownerKey(sessions.prefix, clientId));
+    const restored = this.core.registry.restore(held);
+    this.logger.info({ storage: 'redis', sessions: restored }, `storage: sessions in the cluster's Redis; ${restored} sessions this node held were read back`);
+  }
+
+  /**
+   * A client whose Client ID this node just claimed: unless it starts clean, its session is read from Redis
+   * (after the node that held it let it go), replacing a copy this node kept that another node has held since.
+   */
+  private async resumeFromCluster(sessions: RedisSessionStore, clientId: string, clean: boolean, elsewhere: boolean): Promise<void> {
+    const registry = this.core.registry;
+    if (clean) return;
+    if (registry.sessions.has(clientId)) {
+      if (!elsewhere || registry.connected.has(clientId)) return;
+      registry.movedAway(clientId, false);
+    }
+    const stored = await sessions.fetch(clientId);
+    if (stored === undefined) return;
+    if (registry.sessions.has(clientId)) {
+      sessions.dropFetched(clientId);
+      return;
+    }
+    // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
+    registry.restore([{ ...stored, will: undefined }]);
+  }
+
   /** Where data is kept and what was loaded from it. */
   private logStorage(): void {
     const s = this.storage;
+    if (this.clusterParts?.sessions !== undefined) {
+      this.logger.info({ storage: 'redis' }, "storage: persistent sessions and retained messages in the cluster's Redis (local storage is not used)");
+      return;
+    }
     if (s === undefined && this.options.sessionStore !== undefined) {
       this.logger.info({ storage: 'custom', sessions: this.core.registry.sessions.size }, `storage: sessions in the sessionStore given (durable: ${this.options.sessionStore.durable}); retained messages in memory`);
       return;

@@ -11,8 +11,12 @@ export interface Node {
   broker: Broker;
   name: string;
   port: number;
+  /** The cluster's key prefix in Redis. */
+  prefix: string;
   view(): ClusterView;
   mqtt(clientId: string, options?: IClientOptions): Promise<MqttClient>;
+  /** Like mqtt(), with the CONNACK's Session Present and the messages received from the first one on. */
+  session(clientId: string, options?: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean; got: IPublishPacket[] }>;
 }
 
 export interface Ctx {
@@ -47,11 +51,21 @@ export async function startNode(t: Ctx, redis: RedisServer, name: string, cluste
     broker,
     name,
     port,
+    prefix: (broker.inspect.cluster() as ClusterView).cluster,
     view: () => broker.inspect.cluster() as ClusterView,
     async mqtt(clientId, opts = {}) {
       const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0, protocolVersion: 4, ...opts });
       clients.push(c);
       return c;
+    },
+    session(clientId, opts = {}) {
+      const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0, protocolVersion: 4, ...opts });
+      clients.push(c);
+      const got = inbox(c);
+      return new Promise((resolve, reject) => {
+        c.once('connect', (connack) => resolve({ client: c, sessionPresent: connack.sessionPresent, got }));
+        c.once('error', reject);
+      });
     },
   };
 }

@@ -77,6 +77,11 @@ export interface SessionJournal {
    * then, so a restart never sends again what the client was told is done ([MQTT-4.3.3-2], exactly once).
    */
   afterCommit?(done: () => void): void;
+  /**
+   * The session went on to another node of a cluster (its client connected there): nothing more is recorded
+   * here and the store forgets it locally, while what it stored stays for that node.
+   */
+  movedAway?(): void;
 }
 
 /** A will as stored: the CONNECT's will, who it is from, and when it is due once its connection ended. */

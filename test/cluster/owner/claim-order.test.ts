@@ -3,23 +3,30 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
-import { ClientOwnership } from '../../../src/cluster/ownership.js';
+import { ClientOwnership, HANDOVER_TIMEOUT_MS } from '../../../src/cluster/ownership.js';
 
 const client = (clientId: string) => ({ clientId, protocolVersion: 5 as const, remoteAddress: '127.0.0.1:1', listener: 'tcp' });
 
-/** A Redis whose EVAL answers when the test says. */
-function fakeRedis(): { redis: Redis; answer(epoch: number): void; status: string } {
-  const waiting: ((epoch: number) => void)[] = [];
-  const fake: Record<string, unknown> & { status: string; answer(epoch: number): void } = {
+/** A Redis whose EVAL answers when the test says (the claim's epoch and the node that held the Client ID). */
+function fakeRedis(): { redis: Redis; answer(epoch: number, previous?: string): void; status: string; published: [string, string][] } {
+  const waiting: ((reply: [number, string]) => void)[] = [];
+  const published: [string, string][] = [];
+  const fake: Record<string, unknown> & { status: string; answer(epoch: number, previous?: string): void } = {
     status: 'ready',
     // Every script answers when the test says (EVALSHA through ioredis' defineCommand).
     defineCommand: (name: string) => {
-      fake[name] = () => new Promise<number>((resolve) => waiting.push(resolve));
+      fake[name] = () => new Promise<[number, string]>((resolve) => waiting.push(resolve));
     },
-    answer: (epoch: number) => waiting.shift()!(epoch),
+    publish: (channel: string, text: string) => {
+      published.push([channel, text]);
+      return Promise.resolve(1);
+    },
+    answer: (epoch: number, previous = '') => waiting.shift()!([epoch, previous]),
   };
-  return { redis: fake as unknown as Redis, answer: fake.answer, get status() { return fake.status; }, set status(s: string) { fake.status = s; } };
+  return { redis: fake as unknown as Redis, answer: fake.answer, published, get status() { return fake.status; }, set status(s: string) { fake.status = s; } };
 }
+
+const tick = () => new Promise((r) => setImmediate(r));
 
 describe('cluster: the order of Client ID claims', () => {
   const request = { clean: true, sessionExpiry: 0 };
@@ -29,7 +36,7 @@ describe('cluster: the order of Client ID claims', () => {
     const warnings: string[] = [];
     const own = new ClientOwnership({ redis: r.redis, prefix: 'p', node: 'a', warn: (m) => warnings.push(m), now: Date.now });
     const answer = own.claim(client('x'), request) as Promise<boolean | number>;
-    own.onKick('8 1 x'); // claim 8 on another node, heard before our claim's answer
+    own.onKick('8 1 b x'); // claim 8 on node b, heard before our claim's answer
     r.answer(7);
     assert.equal(await answer, 0x89);
     assert.equal(own.size, 0);
@@ -41,10 +48,58 @@ describe('cluster: the order of Client ID claims', () => {
     const answer = own.claim(client('y'), request) as Promise<boolean | number>;
     r.answer(5);
     assert.equal(await answer, true);
-    own.onKick('4 1 y'); // an older claim's kick that came late
+    own.onKick('4 1 b y'); // an older claim's kick that came late
     assert.equal(own.size, 1);
-    own.onKick('6 0 y');
+    own.onKick('6 0 c y');
     assert.equal(own.size, 0);
+    // Each kick is answered (the claimant waits for it before it reads the session), even the late one.
+    assert.deepEqual(r.published, [
+      ['p:released:b', '4 y'],
+      ['p:released:c', '6 y'],
+    ]);
+  });
+
+  it('a claim of a Client ID another node held waits until that node let the session go, then reads it', async () => {
+    const r = fakeRedis();
+    const own = new ClientOwnership({ redis: r.redis, prefix: 'p', node: 'a', warn: () => {}, now: Date.now });
+    const resumed: string[] = [];
+    own.onClaimed = (clientId, clean, elsewhere) => void resumed.push(`${clientId} ${clean} ${elsewhere}`);
+    let settled = false;
+    const answer = (own.claim(client('w'), { clean: false, sessionExpiry: 60 }) as Promise<boolean | number>).then((v) => ((settled = true), v));
+    r.answer(3, 'b');
+    await tick();
+    assert.equal(settled, false, 'waits for node b');
+    own.onReleased('2 w'); // an older claim's answer: not this one
+    await tick();
+    assert.equal(settled, false);
+    own.onReleased('3 w');
+    assert.equal(await answer, true);
+    assert.deepEqual(resumed, ['w false true']);
+  });
+
+  it('a node that does not answer is waited for at most HANDOVER_TIMEOUT_MS, with a warning', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const r = fakeRedis();
+    const warnings: string[] = [];
+    const own = new ClientOwnership({ redis: r.redis, prefix: 'p', node: 'a', warn: (m) => warnings.push(m), now: Date.now });
+    let settled = false;
+    const answer = (own.claim(client('v'), { clean: false, sessionExpiry: 60 }) as Promise<boolean | number>).then((v) => ((settled = true), v));
+    r.answer(9, 'b');
+    await tick();
+    t.mock.timers.tick(HANDOVER_TIMEOUT_MS - 1);
+    await tick();
+    assert.equal(settled, false);
+    t.mock.timers.tick(1);
+    assert.equal(await answer, true);
+    assert.match(warnings.join('\n'), /did not let its session go in time/);
+  });
+
+  it('a claim of a Client ID this node held itself does not wait', async () => {
+    const r = fakeRedis();
+    const own = new ClientOwnership({ redis: r.redis, prefix: 'p', node: 'a', warn: () => {}, now: Date.now });
+    const answer = own.claim(client('u'), { clean: false, sessionExpiry: 60 }) as Promise<boolean | number>;
+    r.answer(2, 'a');
+    assert.equal(await answer, true);
   });
 
   it('Redis unreachable: the claim is decided on this node, with one warning for the whole outage', () => {
