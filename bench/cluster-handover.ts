@@ -1,0 +1,83 @@
+// What a cross-node session move costs the moving session (issue 21): a publisher on node C sends QoS 1
+// messages at a steady rate to a topic that a persistent session subscribes to; the session's client moves
+// between nodes A and B every MOVE_MS. Counts the acknowledged messages the session never got (published in
+// the window between the old node letting it go and the new node's routes being seen; docs/cluster.md) and
+// duplicates, and how long a move takes (CONNECT on the new node to CONNACK). Three nodes and one
+// redis-server on 127.0.0.1, all in this process but Redis.
+// Run: npm run build && node dist/bench/cluster-handover.js   (MOVES=20 MOVE_MS=200 RATE=1000)
+import { performance } from 'node:perf_hooks';
+import { noRedis, RedisServer } from '../test/helpers/redis.js';
+import { startNodes } from '../test/cluster/nodes.js';
+
+const MOVES = Number(process.env.MOVES ?? 20);
+const MOVE_MS = Number(process.env.MOVE_MS ?? 200);
+const RATE = Number(process.env.RATE ?? 1000);
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? NaN;
+
+async function main(): Promise<void> {
+  if (noRedis) {
+    console.log(`skipped: ${noRedis}`);
+    return;
+  }
+  const redis = await RedisServer.start();
+  const cleanups: (() => unknown)[] = [];
+  try {
+    const [a, b, c] = await startNodes({ after: (fn) => cleanups.push(fn) }, redis, ['a', 'b', 'c']);
+    const nodes = [a!, b!];
+    const received = new Map<number, number>();
+    const count = (payload: Buffer) => {
+      const n = Number(payload.toString());
+      received.set(n, (received.get(n) ?? 0) + 1);
+    };
+    const persistent = { clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 3600 } };
+    let holder = await a!.mqtt('mover', persistent);
+    holder.on('message', (_t, payload) => count(payload));
+    await holder.subscribeAsync('h/#', { qos: 1 });
+    await delay(200); // the route reaches C
+
+    const pub = await c!.mqtt('steady-publisher');
+    const acked: number[] = [];
+    let running = true;
+    const publishing = (async () => {
+      let n = 0;
+      const start = performance.now();
+      while (running) {
+        const due = start + (n * 1000) / RATE;
+        const wait = due - performance.now();
+        if (wait > 0) await delay(wait);
+        const i = n++;
+        void pub.publishAsync('h/x', String(i), { qos: 1 }).then(() => acked.push(i), () => {});
+      }
+    })();
+
+    const moveMs: number[] = [];
+    for (let m = 0; m < MOVES; m++) {
+      await delay(MOVE_MS);
+      const to = nodes[(m + 1) % 2]!;
+      const t0 = performance.now();
+      const next = await to.mqtt('mover', persistent);
+      moveMs.push(performance.now() - t0);
+      next.on('message', (_t, payload) => count(payload));
+      holder.removeAllListeners('message');
+      holder.end(true);
+      holder = next;
+    }
+    await delay(MOVE_MS);
+    running = false;
+    await publishing;
+    await delay(1000); // the last acknowledgements and deliveries
+    const lost = acked.filter((n) => !received.has(n));
+    const duplicates = [...received.values()].filter((k) => k > 1).length;
+    console.log(`cluster session moves: ${MOVES} moves A<->B every ${MOVE_MS} ms, QoS 1 publisher on C at ${RATE} msg/s`);
+    console.log(`  acknowledged ${acked.length}, received ${received.size} distinct, lost ${lost.length} (${(lost.length / MOVES).toFixed(1)} per move, ${((lost.length / MOVES / RATE) * 1000).toFixed(1)} ms of traffic), duplicates ${duplicates}`);
+    console.log(`  move (CONNECT to CONNACK on the other node): p50 ${pct(moveMs, 50).toFixed(1)} ms, max ${Math.max(...moveMs).toFixed(1)} ms`);
+    if (lost.length > 0) console.log(`  lost messages: ${lost.slice(0, 20).join(', ')}${lost.length > 20 ? ', ...' : ''}`);
+  } finally {
+    for (const fn of cleanups.reverse()) await fn();
+    await redis.close();
+  }
+}
+
+await main();
