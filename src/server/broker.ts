@@ -419,7 +419,11 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     if (this.lifecycle === 'closed') return;
     const held = await sessions.loadOwned(plane.membership.self, (clientId) => ownerKey(sessions.prefix, clientId));
     const restored = this.core.registry.restore(held);
-    this.logger.info({ storage: 'redis', sessions: restored }, `storage: sessions in the cluster's Redis; ${restored} sessions this node held were read back`);
+    const retained = this.clusterParts?.ownership.retained.size ?? 0;
+    this.logger.info(
+      { storage: 'redis', sessions: restored, retained },
+      `storage: persistent sessions and retained messages in the cluster's Redis (local storage is not used); read back ${restored} sessions this node held and ${retained} retained messages`,
+    );
   }
 
   /**
@@ -446,10 +450,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Where data is kept and what was loaded from it. */
   private logStorage(): void {
     const s = this.storage;
-    if (this.clusterParts?.sessions !== undefined) {
-      this.logger.info({ storage: 'redis' }, "storage: persistent sessions and retained messages in the cluster's Redis (local storage is not used)");
-      return;
-    }
+    if (this.clusterParts?.sessions !== undefined) return; // said once connected (bindClusterSessions)
     if (s === undefined && this.options.sessionStore !== undefined) {
       this.logger.info({ storage: 'custom', sessions: this.core.registry.sessions.size }, `storage: sessions in the sessionStore given (durable: ${this.options.sessionStore.durable}); retained messages in memory`);
       return;
