@@ -27,12 +27,9 @@ import type { RetainedStore, SessionStore } from '../broker/store/types.js';
 import { PETREL_VERSION } from '../version.js';
 import { checkLimits, ConfigError, LIMIT_CHECKS, LOGIN_PROTECTION_CHECK, OVERLOAD_CHECK } from '../config/checks.js';
 import { openStorage, storageOptionError, type OpenedStorage, type StorageOptions } from '../storage/open.js';
-import { clusterOptionError, resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
-import { ClusterRouteTable } from '../cluster/route-table.js';
-import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
+import { clusterOptionError, type ClusterOptions } from '../cluster/options.js';
 import type { ClusterPlane } from '../cluster/cluster.js';
-import { ClusterOwnership, ownerKey } from '../cluster/ownership.js';
-import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
+import { ClusterNode } from './cluster-node.js';
 
 export type { ListenerOptions, HttpListenerOptions };
 
@@ -125,13 +122,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   private readonly storage: OpenedStorage | undefined;
   /** Samples memory and event-loop lag for the core's overload guard while listening. */
   private readonly monitor: ResourceMonitor;
-  /** The cluster's parts made with the core (no Redis yet), and the plane connected in listen(). */
-  private readonly clusterParts:
-    | { options: ResolvedClusterOptions; routes: ClusterRouteTable; forwarder: Forwarder; ownership: ClusterOwnership; sessions: RedisSessionStore | undefined }
-    | undefined;
-  private cluster: ClusterPlane | undefined;
-  /** Drops the wait for Redis that starts the ownership part of a node started without it. */
-  private stopWaitingForRedis: (() => void) | undefined;
+  /** The `cluster` option's parts, made with the core (no Redis yet) and connected in listen(). */
+  private readonly cluster: ClusterNode | undefined;
 
   constructor(options: BrokerOptions = {}) {
     super();
@@ -175,27 +167,10 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.storage = clusterSessions ? undefined : openStorage(options.storage, (message, context) => this.logger.warn(context, message), options.clock);
     let sessionStore = this.storage?.sessionStore ?? options.sessionStore;
     if (options.cluster !== undefined) {
-      const resolved = resolveClusterOptions(options.cluster);
-      const routes = new ClusterRouteTable(resolved.nodeName);
-      const forwarder = new Forwarder(
-        resolved.nodeName,
-        resolved.prefix,
-        resolved.maxBuffered,
-        () => this.core.clock.now(),
-        (message, remote) => this.core.publishRemote(message, remote),
-        (message, context) => this.logger.warn(context, message),
-      );
-      routes.sink = forwarder;
-      const redisSessions = clusterSessions
-        ? RedisSessionStore.unbound({ prefix: resolved.prefix, clock: { now: () => this.core.clock.now() }, warn: (message, context) => this.logger.warn(context, message), ownsClient: true })
-        : undefined;
-      sessionStore = new ForwardingStore(redisSessions ?? sessionStore ?? new MemorySessionStore(), forwarder);
-      // Client IDs, retained messages and dead nodes' wills cluster-wide: bound to Redis in listen().
-      const ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn: (message, context) => this.logger.warn(context ?? {}, message), now: () => this.core.clock.now() });
-      this.clusterParts = { options: resolved, routes, forwarder, ownership, sessions: redisSessions };
-      if (redisSessions !== undefined) ownership.ownership.onClaimed = (clientId, clean, elsewhere) => this.resumeFromCluster(redisSessions, clientId, clean, elsewhere);
+      this.cluster = new ClusterNode(options.cluster, () => this.core, this.logger, clusterSessions);
+      sessionStore = this.cluster.sessionStore(sessionStore);
     }
-    const clusterOwnership = this.clusterParts?.ownership.brokerOptions;
+    const clusterOwnership = this.cluster?.brokerOptions;
     const claimClientId = options.claimClientId ?? clusterOwnership?.claimClientId;
     try {
       const cluster = options.clusterStores ?? clusterOwnership?.clusterStores;
@@ -210,7 +185,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
         sessionStore: cluster?.wrapSessionStore ? cluster.wrapSessionStore(sessionStore ?? new MemorySessionStore()) : sessionStore,
         retainedStore: cluster?.retained ?? this.storage?.retainedStore,
         guard,
-        routes: this.clusterParts?.routes,
+        routes: this.cluster?.routes,
       });
     } catch (err) {
       this.storage?.sessionStore.close();
@@ -321,25 +296,7 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     this.lifecycle = 'starting';
     this.logger.info({ version: PETREL_VERSION, node: process.version }, 'petrel broker starting');
     this.logStorage();
-    if (this.clusterParts !== undefined) {
-      // ioredis is loaded only for a cluster.
-      const { ClusterPlane } = await import('../cluster/cluster.js');
-      const { options, routes, forwarder, ownership, sessions } = this.clusterParts;
-      this.cluster = new ClusterPlane(options, routes, forwarder, this.logger);
-      await this.cluster.start();
-      const plane = this.cluster;
-      const attach = async () => {
-        await ownership.attach(this, { redis: plane.commands, liveness: plane.membership });
-        if (sessions !== undefined) await this.bindClusterSessions(sessions, plane);
-      };
-      // Without Redis yet, Client IDs are claimed locally (one warning) until it is there.
-      if (plane.commands.status === 'ready') await attach();
-      else {
-        const later = () => void attach().catch((err: unknown) => this.logger.warn({ error: String(err) }, 'cluster: Client ID ownership and retained messages not started'));
-        plane.commands.once('ready', later);
-        this.stopWaitingForRedis = () => plane.commands.off('ready', later);
-      }
-    }
+    await this.cluster?.start(this);
     for (const [index, options] of this.listenerOptions.entries()) {
       let listener: RunningListener;
       try {
@@ -381,8 +338,8 @@ export class Broker extends EventEmitter<BrokerEventMap> {
   /** Where sessions and retained messages are kept, and why writes fail now, if they do. */
   storageStatus(): { type: 'memory' | 'sqlite' | 'redis'; file?: string; problem?: string } {
     const s = this.storage;
-    const redis = this.clusterParts?.sessions;
-    if (redis !== undefined) return redis.writeProblem === undefined ? { type: 'redis' } : { type: 'redis', problem: redis.writeProblem };
+    const cluster = this.cluster?.storageStatus();
+    if (cluster !== undefined) return cluster;
     if (s === undefined) return { type: 'memory' };
     const problem = (s.sessionStore as { storage?: { writeProblem?: string } }).storage?.writeProblem;
     return problem === undefined ? { type: 'sqlite', file: s.file } : { type: 'sqlite', file: s.file, problem };
@@ -407,50 +364,10 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     return this.inspect.overload();
   }
 
-  /**
-   * The cluster's session store gets a connection of its own (no offline queue: a write that cannot be made
-   * fails at once and its PUBLISH is refused), and the sessions this node held before it stopped come back.
-   */
-  private async bindClusterSessions(sessions: RedisSessionStore, plane: ClusterPlane): Promise<void> {
-    const connection = plane.commands.duplicate({ ...SESSION_CLIENT_OPTIONS, lazyConnect: true });
-    connection.on('error', () => {}); // failed writes are reported once by the store, not per retry
-    sessions.bind(connection);
-    await connection.connect();
-    if (this.lifecycle === 'closed') return;
-    const held = await sessions.loadOwned(plane.membership.self, (clientId) => ownerKey(sessions.prefix, clientId));
-    const restored = this.core.registry.restore(held);
-    const retained = this.clusterParts?.ownership.retained.size ?? 0;
-    this.logger.info(
-      { storage: 'redis', sessions: restored, retained },
-      `storage: persistent sessions and retained messages in the cluster's Redis (local storage is not used); read back ${restored} sessions this node held and ${retained} retained messages`,
-    );
-  }
-
-  /**
-   * A client whose Client ID this node just claimed: unless it starts clean, its session is read from Redis
-   * (after the node that held it let it go), replacing a copy this node kept that another node has held since.
-   */
-  private async resumeFromCluster(sessions: RedisSessionStore, clientId: string, clean: boolean, elsewhere: boolean): Promise<void> {
-    const registry = this.core.registry;
-    if (clean) return;
-    if (registry.sessions.has(clientId)) {
-      if (!elsewhere || registry.connected.has(clientId)) return;
-      registry.movedAway(clientId, false);
-    }
-    const stored = await sessions.fetch(clientId);
-    if (stored === undefined) return;
-    if (registry.sessions.has(clientId)) {
-      sessions.dropFetched(clientId);
-      return;
-    }
-    // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
-    registry.restore([{ ...stored, will: undefined }]);
-  }
-
   /** Where data is kept and what was loaded from it. */
   private logStorage(): void {
     const s = this.storage;
-    if (this.clusterParts?.sessions !== undefined) return; // said once connected (bindClusterSessions)
+    if (this.cluster?.sessions !== undefined) return; // said once connected (cluster-node.ts)
     if (s === undefined && this.options.sessionStore !== undefined) {
       this.logger.info({ storage: 'custom', sessions: this.core.registry.sessions.size }, `storage: sessions in the sessionStore given (durable: ${this.options.sessionStore.durable}); retained messages in memory`);
       return;
@@ -526,8 +443,6 @@ export class Broker extends EventEmitter<BrokerEventMap> {
     await this.core.shutdown(this.core.limits.hookTimeout, (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref()));
     // The wills just published reach the other nodes before this one leaves the cluster; the wills recorded
     // for survivors go, since this node published them itself.
-    this.stopWaitingForRedis?.();
-    await this.clusterParts?.ownership.close();
     await this.cluster?.close();
     // Every connection is closing after its queued output and DISCONNECT 0x8B: give them the time the
     // transports allow a graceful close, then cut whatever is left.

@@ -1,0 +1,144 @@
+// The `cluster` option of a broker (docs/cluster.md): the parts made with the core, before any Redis (the
+// route table, the forwarder, Client ID ownership, the Redis session store), and the plane connected in
+// start(). Kept out of the facade (broker.ts) so that it stays about listeners and lifecycle.
+import type { Logger } from 'pino';
+import type { BrokerCore } from '../broker/core.js';
+import type { BrokerHooks } from '../broker/hooks.js';
+import { MemorySessionStore } from '../broker/store/memory.js';
+import type { RetainedStore, SessionStore } from '../broker/store/types.js';
+import type { ClusterPlane } from '../cluster/cluster.js';
+import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
+import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
+import { ClusterOwnership, ownerKey, type OwnershipHost } from '../cluster/ownership.js';
+import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
+import { ClusterRouteTable } from '../cluster/route-table.js';
+
+export class ClusterNode {
+  readonly options: ResolvedClusterOptions;
+  readonly routes: ClusterRouteTable;
+  readonly forwarder: Forwarder;
+  readonly ownership: ClusterOwnership;
+  /** Where persistent sessions live: Redis, unless the broker was given a sessionStore of its own. */
+  readonly sessions: RedisSessionStore | undefined;
+  private plane: ClusterPlane | undefined;
+  /** Drops the wait for Redis that starts the ownership part of a node started without it. */
+  private stopWaiting: (() => void) | undefined;
+  private closed = false;
+
+  /** `core()` is called only once the broker made its core (the parts are made before it). */
+  constructor(
+    options: ClusterOptions,
+    private readonly core: () => BrokerCore,
+    private readonly logger: Logger,
+    redisSessions: boolean,
+  ) {
+    const resolved = (this.options = resolveClusterOptions(options));
+    const now = () => this.core().clock.now();
+    const warn = (message: string, context?: object) => this.logger.warn(context ?? {}, message);
+    this.routes = new ClusterRouteTable(resolved.nodeName);
+    this.forwarder = new Forwarder(resolved.nodeName, resolved.prefix, resolved.maxBuffered, now, (message, remote) => this.core().publishRemote(message, remote), warn);
+    this.routes.sink = this.forwarder;
+    this.sessions = redisSessions ? RedisSessionStore.unbound({ prefix: resolved.prefix, clock: { now }, warn, ownsClient: true }) : undefined;
+    // Client IDs, retained messages and dead nodes' wills cluster-wide: bound to Redis in start().
+    this.ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn, now });
+    if (this.sessions !== undefined) {
+      const sessions = this.sessions;
+      this.ownership.ownership.onClaimed = (clientId, clean, elsewhere) => this.resume(sessions, clientId, clean, elsewhere);
+    }
+  }
+
+  /** The core's session store: sessions (Redis, or `local`), acknowledged once forwarded messages are in Redis. */
+  sessionStore(local: SessionStore | undefined): SessionStore {
+    return new ForwardingStore(this.sessions ?? local ?? new MemorySessionStore(), this.forwarder);
+  }
+
+  /** The claim hook and the cluster's stores, for the core. */
+  get brokerOptions(): { claimClientId: NonNullable<BrokerHooks['claimClientId']>; clusterStores: { retained: RetainedStore; wrapSessionStore(store: SessionStore): SessionStore } } {
+    return this.ownership.brokerOptions;
+  }
+
+  get membership(): ClusterPlane['membership'] | undefined {
+    return this.plane?.membership;
+  }
+
+  sysValues(): ReturnType<ClusterPlane['sysValues']> {
+    return this.plane?.sysValues() ?? [];
+  }
+
+  /** Connects the plane; ownership and sessions start now, or once Redis is there (a warning meanwhile). */
+  async start(host: OwnershipHost): Promise<void> {
+    // ioredis is loaded only for a cluster.
+    const { ClusterPlane } = await import('../cluster/cluster.js');
+    const plane = (this.plane = new ClusterPlane(this.options, this.routes, this.forwarder, this.logger));
+    await plane.start();
+    const attach = async () => {
+      await this.ownership.attach(host, { redis: plane.commands, liveness: plane.membership });
+      if (this.sessions !== undefined) await this.bindSessions(this.sessions, plane);
+    };
+    // Without Redis yet, Client IDs are claimed locally (one warning) until it is there.
+    if (plane.commands.status === 'ready') await attach();
+    else {
+      const later = () => void attach().catch((err: unknown) => this.logger.warn({ error: String(err) }, 'cluster: Client ID ownership and retained messages not started'));
+      plane.commands.once('ready', later);
+      this.stopWaiting = () => plane.commands.off('ready', later);
+    }
+  }
+
+  /**
+   * The session store gets a connection of its own (no offline queue: a write that cannot be made fails at
+   * once and its PUBLISH is refused), and the sessions this node held before it stopped come back.
+   */
+  private async bindSessions(sessions: RedisSessionStore, plane: ClusterPlane): Promise<void> {
+    const connection = plane.commands.duplicate({ ...SESSION_CLIENT_OPTIONS, lazyConnect: true });
+    connection.on('error', () => {}); // failed writes are reported once by the store, not per retry
+    sessions.bind(connection);
+    await connection.connect();
+    if (this.closed) return;
+    const held = await sessions.loadOwned(plane.membership.self, (clientId) => ownerKey(sessions.prefix, clientId));
+    const restored = this.core().registry.restore(held);
+    const retained = this.ownership.retained.size;
+    this.logger.info(
+      { storage: 'redis', sessions: restored, retained },
+      `storage: persistent sessions and retained messages in the cluster's Redis (local storage is not used); read back ${restored} sessions this node held and ${retained} retained messages`,
+    );
+  }
+
+  /**
+   * A client whose Client ID this node just claimed: unless it starts clean, its session is read from Redis
+   * (after the node that held it let it go), replacing a copy this node kept that another node has held since.
+   */
+  private async resume(sessions: RedisSessionStore, clientId: string, clean: boolean, elsewhere: boolean): Promise<void> {
+    const registry = this.core().registry;
+    if (clean) return;
+    if (registry.sessions.has(clientId)) {
+      if (!elsewhere || registry.connected.has(clientId)) return;
+      registry.movedAway(clientId, false);
+    }
+    const stored = await sessions.fetch(clientId);
+    if (stored === undefined) return;
+    if (registry.sessions.has(clientId)) {
+      sessions.dropFetched(clientId);
+      return;
+    }
+    // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
+    registry.restore([{ ...stored, will: undefined }]);
+  }
+
+  /** Where sessions are kept, for the broker's storage status (readiness). */
+  storageStatus(): { type: 'redis'; problem?: string } | undefined {
+    if (this.sessions === undefined) return undefined;
+    const problem = this.sessions.writeProblem;
+    return problem === undefined ? { type: 'redis' } : { type: 'redis', problem };
+  }
+
+  /**
+   * Leaves the cluster; call it after the core's shutdown, so the wills just published reach the other nodes
+   * first (the wills recorded for survivors go: this node published them itself).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stopWaiting?.();
+    await this.ownership.close();
+    await this.plane?.close();
+  }
+}
