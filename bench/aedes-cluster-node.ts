@@ -7,9 +7,11 @@
 //
 // Prints "aedes-cluster-node listening on 127.0.0.1:PORT" once both Redis connections and the listener are up;
 // SIGTERM / SIGINT close it (and exit after 2 s at the latest).
+import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import { createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
 
 const require = createRequire(import.meta.url);
 
@@ -29,10 +31,24 @@ async function main(): Promise<void> {
   const redis = { host: '127.0.0.1', port: redisPort, family: 4 };
 
   // Both packages are CommonJS factories; aedes-persistence-redis ships no types.
-  const mqemitterRedis = require('mqemitter-redis') as (opts: object) => { close(cb: () => void): void };
+  const mqemitterRedis = require('mqemitter-redis') as (opts: object) => { state: EventEmitter };
   const persistenceRedis = require('aedes-persistence-redis') as (opts: object) => unknown;
   const { Aedes } = await import('aedes');
-  const aedes = await Aedes.createBroker({ id: values.id, mq: mqemitterRedis(redis), persistence: persistenceRedis(redis) });
+  const mq = mqemitterRedis(redis);
+  // mqemitter-redis re-emits Redis connection errors on `state`; unheard, they would crash the process when
+  // Redis restarts. A deployment logs them (once per outage here) and lets ioredis reconnect.
+  let down = false;
+  const onError = (err: Error) => {
+    if (!down) console.error(`aedes-cluster-node ${port}: Redis: ${err.message}`);
+    down = true;
+  };
+  mq.state.on('error', onError);
+  mq.state.on('subConnect', () => (down = false));
+  // The persistence's own connection, made here only to hear its errors the same way (ioredis prints every
+  // reconnection attempt's error when nobody listens).
+  const conn = new Redis(redis);
+  conn.on('error', onError);
+  const aedes = await Aedes.createBroker({ id: values.id, mq, persistence: persistenceRedis({ conn }) });
 
   const server = createServer({ noDelay: true }, aedes.handle as (socket: Socket) => void);
   server.on('error', (err) => {
