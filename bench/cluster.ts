@@ -7,11 +7,12 @@
 // delivered message (INFO stats) and the messages lost (sent vs received, as mqttload reports them).
 // Then a "Redis blip" phase: pairs at QoS 1 at a fixed rate while Redis is paused for ~1 s (CLIENT PAUSE), while
 // every Redis client connection is dropped (CLIENT KILL), and while Redis is restarted (down ~1 s, its data
-// lost: no persistence): the messages each broker loses.
+// lost: no persistence), and while the subscribers' node alone is cut from Redis for 1 s (a TCP relay between
+// node 2 and Redis resets its connections and refuses new ones): the messages each broker loses.
 //
 // Environment: DURATION (s per scenario, default 5), SCENARIOS (comma list of pairs-q1, pairs-q0, fanin-q1,
 // fanin-q1-10k), BROKERS (comma list of petrel, aedes, alone; default all three), BLIP (comma list of pause,
-// drop, restart, or "off"; default all three), BLIP_RATE (msg/s in the blip phase, default 2000), BENCH_BUILD (where
+// drop, restart, partition, or "off"; default all four), BLIP_RATE (msg/s in the blip phase, default 1000: below Aedes' limit on a loaded machine), BENCH_BUILD (where
 // mqttload is built, default /tmp/mqttload-build), SHARED_BENCH (default ../shared/bench from the project root).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -25,12 +26,12 @@ const build = process.env.BENCH_BUILD ?? '/tmp/mqttload-build';
 const duration = Number(process.env.DURATION ?? 5);
 const scenarios = list('SCENARIOS', 'pairs-q1,pairs-q0,fanin-q1,fanin-q1-10k', ['pairs-q1', 'pairs-q0', 'fanin-q1', 'fanin-q1-10k']);
 const setups = list('BROKERS', 'petrel,aedes,alone', ['petrel', 'aedes', 'alone']) as Setup[];
-const blips = process.env.BLIP === 'off' ? [] : (list('BLIP', 'pause,drop,restart', ['pause', 'drop', 'restart']) as Blip[]);
-const blipRate = Number(process.env.BLIP_RATE ?? 2000);
+const blips = process.env.BLIP === 'off' ? [] : (list('BLIP', 'pause,drop,restart,partition', ['pause', 'drop', 'restart', 'partition']) as Blip[]);
+const blipRate = Number(process.env.BLIP_RATE ?? 1000);
 const hasTaskset = existsSync('/usr/bin/taskset');
 
 type Setup = 'petrel' | 'aedes' | 'alone';
-type Blip = 'pause' | 'drop' | 'restart';
+type Blip = 'pause' | 'drop' | 'restart' | 'partition';
 const SETUP_LABEL: Record<Setup, string> = { petrel: 'Petrel, 2 nodes', aedes: 'Aedes, 2 nodes', alone: 'Petrel, 1 node alone' };
 
 function list(name: string, fallback: string, allowed: string[]): string[] {
@@ -146,7 +147,39 @@ const BLIP_LABEL: Record<Blip, string> = {
   pause: 'Redis paused 1 s (CLIENT PAUSE 1000 ALL)',
   drop: 'Redis connections dropped (CLIENT KILL)',
   restart: 'Redis restarted, down 1 s, data lost',
+  partition: 'subscribers\' node cut from Redis for 1 s',
 };
+
+/** A TCP relay between one node and Redis that can cut the node off (connections reset, new ones refused). */
+class RedisLink {
+  private readonly pairs = new Set<net.Socket>();
+  private cutUntil = 0;
+  private readonly server = net.createServer((client) => {
+    if (Date.now() < this.cutUntil) return void client.destroy();
+    const upstream = net.connect({ port: this.redisPort, host: '127.0.0.1' });
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      this.pairs.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => (this.pairs.delete(a), b.destroy()));
+    }
+  });
+  constructor(private readonly redisPort: number) {}
+
+  listen(): Promise<number> {
+    return new Promise((res) => this.server.listen(0, '127.0.0.1', () => res((this.server.address() as net.AddressInfo).port)));
+  }
+
+  cut(ms: number): void {
+    this.cutUntil = Date.now() + ms;
+    for (const s of this.pairs) s.destroy();
+  }
+
+  close(): void {
+    for (const s of this.pairs) s.destroy();
+    this.server.close();
+  }
+}
 
 class Bench {
   private readonly bin = join(root, 'bin/petrel.js');
@@ -165,23 +198,23 @@ class Bench {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  private petrel(name: string, port: number, cluster: boolean): ChildProcess {
-    const clusterArgs = cluster ? ['--cluster', `redis://127.0.0.1:${this.redisPort}`, '--node-name', name] : [];
+  private petrel(name: string, port: number, cluster: boolean, redisPort = this.redisPort): ChildProcess {
+    const clusterArgs = cluster ? ['--cluster', `redis://127.0.0.1:${redisPort}`, '--node-name', name] : [];
     return start(process.execPath, [this.bin, 'broker', '--port', String(port), '--host', '127.0.0.1', '--storage', 'memory', '--log-level', 'warn', ...clusterArgs]);
   }
 
-  private aedes(name: string, port: number): ChildProcess {
-    return start(process.execPath, [this.aedesNode, '--port', String(port), '--redis-port', String(this.redisPort), '--id', name]);
+  private aedes(name: string, port: number, redisPort = this.redisPort): ChildProcess {
+    return start(process.execPath, [this.aedesNode, '--port', String(port), '--redis-port', String(redisPort), '--id', name]);
   }
 
-  /** Starts the setup's nodes on a flushed Redis; returns [publisher port, subscriber port, nodes]. */
-  async up(setup: Setup): Promise<[number, number, ChildProcess[]]> {
+  /** Starts the setup's nodes on a flushed Redis (node 2 through `link` if given); returns [publisher port, subscriber port, nodes]. */
+  async up(setup: Setup, link?: number): Promise<[number, number, ChildProcess[]]> {
     redisCli(this.redisPort, 'FLUSHALL');
     const [p1, p2] = [await freePort(), await freePort()];
     const nodes =
       setup === 'alone' ? [this.petrel('alone', p1, false)]
-      : setup === 'petrel' ? [this.petrel('bench1', p1, true), this.petrel('bench2', p2, true)]
-      : [this.aedes('aedes1', p1), this.aedes('aedes2', p2)];
+      : setup === 'petrel' ? [this.petrel('bench1', p1, true), this.petrel('bench2', p2, true, link)]
+      : [this.aedes('aedes1', p1), this.aedes('aedes2', p2, link)];
     await Promise.all(setup === 'alone' ? [waitPort(p1)] : [waitPort(p1), waitPort(p2)]);
     await sleep(1000); // cluster membership / Redis subscriptions settle
     return [p1, setup === 'alone' ? p1 : p2, nodes];
@@ -201,12 +234,14 @@ class Bench {
 
   /** pairs at QoS 1 at a fixed rate; ~1 s into the measured window Redis is paused or drops every client. */
   async blip(setup: Setup, kind: Blip): Promise<Result> {
-    const [pub, sub, nodes] = await this.up(setup);
+    const link = new RedisLink(this.redisPort);
+    const [pub, sub, nodes] = await this.up(setup, await link.listen());
     try {
       const run = mqttload(`pairs-q1`, pub, sub, nodes[0]!.pid, ['--rate', String(blipRate)]);
       await sleep(2500); // connect + 1 s warmup + ~1 s measured
       if (kind === 'pause') redisCli(this.redisPort, 'CLIENT', 'PAUSE', '1000', 'ALL');
       else if (kind === 'drop') for (const type of ['pubsub', 'normal']) redisCli(this.redisPort, 'CLIENT', 'KILL', 'TYPE', type);
+      else if (kind === 'partition') link.cut(1000);
       else {
         await stop(this.redis!);
         await sleep(1000);
@@ -215,6 +250,7 @@ class Bench {
       return await run;
     } finally {
       await Promise.all(nodes.map(stop));
+      link.close();
     }
   }
 }
