@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const redis = { host: '127.0.0.1', port: redisPort, family: 4 };
 
   // Both packages are CommonJS factories; aedes-persistence-redis ships no types.
-  const mqemitterRedis = require('mqemitter-redis') as (opts: object) => { state: EventEmitter };
+  const mqemitterRedis = require('mqemitter-redis') as (opts: object) => { state: EventEmitter; subConn: EventEmitter };
   const persistenceRedis = require('aedes-persistence-redis') as (opts: object) => unknown;
   const { Aedes } = await import('aedes');
   const mq = mqemitterRedis(redis);
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     down = true;
   };
   mq.state.on('error', onError);
-  mq.state.on('subConnect', () => (down = false));
+  mq.subConn.on('ready', () => (down = false));
   // The persistence's own connection, made here only to hear its errors the same way (ioredis prints every
   // reconnection attempt's error when nobody listens).
   const conn = new Redis(redis);

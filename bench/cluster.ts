@@ -297,7 +297,7 @@ async function main(): Promise<void> {
   if (rows.length > 0) console.log('| scenario | setup | msg/s | latency p50 / p99 | lost | Redis commands / msg | Redis bytes / msg | Petrel / Aedes |\n|---|---|---|---|---|---|---|---|');
   for (const r of rows) console.log(r);
   if (blipRows.length > 0) {
-    console.log(`\nRedis blip: pairs-q1 (100 pairs) at ${blipRate} msg/s for ${duration} s, the blip ~1 s into the measured window; lost = sent - received, as mqttload counts it (QoS 1: FAILED if any); publishers do not reconnect, so a broker that disconnects them also loses what was in flight`);
+    console.log(`\nRedis blip: pairs-q1 (100 pairs) at ${blipRate} msg/s for ${duration} s, the blip ~1 s into the measured window; lost = sent - received, as mqttload counts it (QoS 1: FAILED if any); publishers do not reconnect, so a broker that disconnects them also loses what was in flight; mqttload keeps about 1000 messages outstanding end to end, so lost messages stall it and about 1000 is the most one run can count`);
     console.log('| blip | setup | sent | received | lost | of which never acknowledged | duplicates | MQTT disconnects | latency p99 |');
     console.log('|---|---|---|---|---|---|---|---|---|');
     for (const r of blipRows) console.log(r);
