@@ -186,7 +186,10 @@ class Bench {
   private readonly aedesNode = join(root, 'dist/bench/aedes-cluster-node.js');
   private readonly dir = mkdtempSync(join(tmpdir(), 'petrel-bench-cluster-'));
   private redis: ChildProcess | undefined;
-  constructor(private readonly redisPort: number) {}
+  constructor(private readonly redisPort: number) {
+    // also when the run dies (e.g. EPIPE on a closed pipe): the children are killed on 'exit' above
+    process.on('exit', () => rmSync(this.dir, { recursive: true, force: true }));
+  }
 
   async startRedis(): Promise<void> {
     this.redis = start('redis-server', ['--port', String(this.redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, '--loglevel', 'warning']);
