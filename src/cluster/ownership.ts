@@ -134,7 +134,6 @@ export class ClientOwnership {
           settled();
         }
       },
-
       (err: unknown) => {
         settled();
         this.down.set('Client ID claim failed in Redis: taken over on this node only', { error: String(err) });
