@@ -5,10 +5,11 @@ import type { Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
 import type { BrokerHooks } from '../broker/hooks.js';
 import { MemorySessionStore } from '../broker/store/memory.js';
-import type { RetainedStore, SessionStore } from '../broker/store/types.js';
+import type { RetainedStore, SessionStore, StoredSession } from '../broker/store/types.js';
 import type { ClusterPlane } from '../cluster/cluster.js';
 import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
 import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
+import { adoptSessions } from '../cluster/adoption.js';
 import { ClusterOwnership, ownerKey, type OwnershipHost } from '../cluster/ownership.js';
 import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
 import { ClusterRouteTable } from '../cluster/route-table.js';
@@ -94,8 +95,19 @@ export class ClusterNode {
     sessions.bind(connection);
     await connection.connect();
     if (this.closed) return;
-    const held = await sessions.loadOwned(plane.membership.self, (clientId) => ownerKey(sessions.prefix, clientId));
-    const restored = this.core().registry.restore(held);
+    const self = plane.membership.self;
+    const owner = (clientId: string) => ownerKey(sessions.prefix, clientId);
+    const held = await sessions.loadOwned(self, owner);
+    const restored = this.restore(sessions, held);
+    // The offline sessions of a node that dies are served on by one survivor (adoption.ts).
+    plane.membership.on('node-down', (dead) => {
+      if (dead === self || this.closed) return;
+      const ctx = { redis: connection, prefix: sessions.prefix, node: self, sessions, ownerKey: owner, restore: (list: StoredSession[]) => this.restore(sessions, list) };
+      adoptSessions(ctx, dead).then(
+        (count) => count > 0 && this.logger.warn({ node: dead, sessions: count }, `cluster: this node serves the ${count} offline sessions of dead node ${dead}`),
+        (err: unknown) => this.logger.warn({ node: dead, error: String(err) }, 'cluster: the sessions of a dead node were not taken over'),
+      );
+    });
     const retained = this.ownership.retained.size;
     this.logger.info(
       { storage: 'redis', sessions: restored, retained },
@@ -122,6 +134,20 @@ export class ClusterNode {
     }
     // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
     registry.restore([{ ...stored, will: undefined }]);
+  }
+
+  /** Sessions read from Redis into the registry; a stale copy of one (its moves missed) is replaced. */
+  private restore(sessions: RedisSessionStore, list: StoredSession[]): number {
+    const registry = this.core().registry;
+    const fresh: StoredSession[] = [];
+    for (const s of list) {
+      if (registry.connected.has(s.clientId)) sessions.dropFetched(s.clientId);
+      else {
+        if (registry.sessions.has(s.clientId)) registry.movedAway(s.clientId, false);
+        fresh.push(s);
+      }
+    }
+    return registry.restore(fresh);
   }
 
   /** Where sessions are kept, for the broker's storage status (readiness). */

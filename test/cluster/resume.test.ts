@@ -97,7 +97,7 @@ describeOrSkip('cluster: a persistent session resumes on another node', noRedis,
     assert.equal(await redisCommand(redis.port, 'EXISTS', `${a!.prefix}:session:{fresh}`), ':0\r\n');
   });
 
-  it('node A SIGKILLed while holding an offline session: the client resumes on node B with its queued messages', async (t) => {
+  it('node A SIGKILLed while holding an offline session: node B takes the session over, queues what is published after the death, and the client resumes there with everything', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'petrel-resume-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const prefix = `kill${process.pid}r`;
@@ -123,10 +123,15 @@ describeOrSkip('cluster: a persistent session resumes on another node', noRedis,
     }
     await a.kill('SIGKILL');
     await eventually(() => b.view().nodes.length === 1, 5000, 'A seen down');
+    // The survivor serves the dead node's offline session: a message published now is queued for it.
+    await eventually(() => b.broker.inspect.hasSession('survivor'), 5000, 'B to take over the session of dead A');
+    assert.equal(await redisCommand(redis.port, 'GET', `${prefix}:client:survivor`), `$3\r\nb 2\r\n`, 'the owner record moved to B, next epoch');
+    await pub.publishAsync('k/x', 'after the death', { qos: 1 });
+    await eventually(() => b.broker.inspect.session('survivor')?.queued === 4, 3000, 'queued on B');
     const { sessionPresent, got } = await b.session('survivor', { clean: false });
     assert.equal(sessionPresent, true);
-    await eventually(() => got.length === 3, 3000, 'the queued messages on B');
-    assert.deepEqual(got.map((p) => p.payload.toString()), ['k0', 'k1', 'k2']);
+    await eventually(() => got.length === 4, 3000, 'the queued messages on B');
+    assert.deepEqual(got.map((p) => p.payload.toString()), ['k0', 'k1', 'k2', 'after the death']);
   });
 
   it('a node restarted under its name serves the offline sessions it held again (their messages are queued meanwhile)', async (t) => {
