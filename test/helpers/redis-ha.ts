@@ -158,6 +158,11 @@ export class SentinelGroup {
     return after;
   }
 
+  /** Whether `key` is in the group's data (on the master). */
+  async keyExists(key: string): Promise<boolean> {
+    return (await redisCommand(await this.masterPort(), 'EXISTS', key)).startsWith(':1');
+  }
+
   async close(): Promise<void> {
     await this.sentinel?.stop();
     await Promise.all([...this.data.values()].map((p) => p.stop()));
@@ -191,13 +196,30 @@ export class RedisClusterGroup {
         await node.start();
       }
       await runCli(['--cluster', 'create', ...group.ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
-      for (const port of group.ports) {
-        await until(async () => infoField(await redisCommand(port, 'CLUSTER', 'INFO'), 'cluster_state') === 'ok', 15_000, `cluster_state:ok on ${port}`);
-      }
+      await group.ready();
       return group;
     } catch (err) {
       await group.close();
       throw err;
+    }
+  }
+
+  /** Whether `key` is in the cluster (the node serving its slot says :1, the others -MOVED). */
+  async keyExists(key: string): Promise<boolean> {
+    const replies = await Promise.all(this.ports.map((p) => redisCommand(p, 'EXISTS', key)));
+    return replies.some((r) => r.startsWith(':1'));
+  }
+
+  /** Every node killed and started again (same ports, same cluster config, no data): the whole cluster restarted empty. */
+  async restart(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
+    for (const n of this.nodes) await n.start();
+    await this.ready();
+  }
+
+  private async ready(): Promise<void> {
+    for (const port of this.ports) {
+      await until(async () => infoField(await redisCommand(port, 'CLUSTER', 'INFO'), 'cluster_state') === 'ok', 15_000, `cluster_state:ok on ${port}`);
     }
   }
 
