@@ -39,7 +39,9 @@ function open(redis: ClusterRedis, name: string): Connection {
     retryStrategy: (times) => Math.min(50 * times, 1000),
   };
   if (typeof redis === 'string') return new Redis(redis, common);
-  if ('sentinels' in redis) return new Redis({ ...common, sentinels: redis.sentinels, name: redis.name, password: redis.password });
+  // failoverDetector: a connection moves to the new master when the sentinels announce it (+switch-master),
+  // not seconds later when the old master is demoted: what is written to the old one meanwhile is lost.
+  if ('sentinels' in redis) return new Redis({ ...common, sentinels: redis.sentinels, name: redis.name, password: redis.password, failoverDetector: true });
   // lazyConnect at the Cluster's level too: its duplicate() (the ownership part's subscriber) then waits for connect().
   return new RedisCluster(redis.nodes, { redisOptions: common, lazyConnect: true, enableOfflineQueue: true, clusterRetryStrategy: (times) => Math.min(50 * times, 1000) });
 }

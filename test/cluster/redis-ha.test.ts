@@ -174,12 +174,27 @@ describeOrSkip('cluster on Redis Sentinel (a master, a replica, one sentinel)', 
     await eventually(() => got.length === 1, 5000, 'the message before the failover');
 
     const oldMaster = await group.masterPort();
-    const newMaster = await group.failover();
+    const started = Date.now();
+    const newMaster = await group.promote();
+    const promoted = Date.now();
     assert.notEqual(newMaster, oldMaster);
+    // The nodes move to the new master as soon as the sentinel names it, not when the old master is demoted
+    // (seconds later): what they wrote to the old one meanwhile would be lost when it resyncs as a replica.
+    const names = async () => (await group.clientNames(newMaster)).filter((n) => /^petrel:[ab]$/.test(n)).sort();
+    const moveDeadline = Date.now() + 3000;
+    while ((await names()).length < 2) {
+      assert.ok(Date.now() < moveDeadline, `the nodes on the new master within 3 s of the promotion (there: ${(await names()).join(', ')})`);
+      await delay(50);
+    }
+    const moved = Date.now();
+    await group.settled();
+    const failedOver = Date.now();
 
     // Published after the failover: the QoS 1 PUBACK comes once the new master has the message.
     await pub.publishAsync('ha/fo/after', 'after', { qos: 1 });
+    const acked = Date.now();
     await eventually(() => got.length === 2, 15_000, 'the message after the failover');
+    t.diagnostic(`failover: new master named in ${promoted - started} ms, both nodes on it ${moved - promoted} ms later, the old master a replica after ${failedOver - started} ms; then PUBACK in ${acked - failedOver} ms, delivered on A ${Date.now() - acked} ms later`);
     assert.deepEqual(
       got.map((p) => p.payload.toString()),
       ['before', 'after'],

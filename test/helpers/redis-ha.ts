@@ -143,19 +143,30 @@ export class SentinelGroup {
     return Number(port);
   }
 
-  /**
-   * SENTINEL FAILOVER: the replica becomes the master, the old master its replica. Resolves once the new master
-   * takes writes and the old one follows it. Returns the new master's port.
-   */
-  async failover(): Promise<number> {
+  /** SENTINEL FAILOVER: resolves once the sentinel names the replica as the new master (its port). */
+  async promote(): Promise<number> {
     const before = await this.masterPort();
     const reply = await redisCommand(this.sentinel.port, 'SENTINEL', 'FAILOVER', this.name);
     if (!reply.startsWith('+OK')) throw new Error(`SENTINEL FAILOVER: ${reply.trim()}`);
     let after = before;
     await until(async () => (after = await this.masterPort()) !== before, 15_000, 'the sentinel to name a new master');
     await until(async () => infoField(await redisCommand(after, 'INFO', 'replication'), 'role') === 'master', 10_000, 'the new master to be a master');
-    await until(async () => infoField(await redisCommand(before, 'INFO', 'replication'), 'master_port') === String(after), 15_000, 'the old master to follow the new one');
+    this.formerMaster = before;
     return after;
+  }
+
+  private formerMaster: number | undefined;
+
+  /** After promote(): resolves once the old master is a replica of the new one (the failover is over). */
+  async settled(): Promise<void> {
+    const master = await this.masterPort();
+    if (this.formerMaster === undefined) return;
+    await until(async () => infoField(await redisCommand(this.formerMaster!, 'INFO', 'replication'), 'master_port') === String(master), 20_000, 'the old master to follow the new one');
+  }
+
+  /** The names of the connections to the data node on `port` (CLIENT SETNAME / ioredis connectionName). */
+  async clientNames(port: number): Promise<string[]> {
+    return [...(await redisCommand(port, 'CLIENT', 'LIST')).matchAll(/ name=(\S+)/g)].map((m) => m[1]!);
   }
 
   /** Whether `key` is in the group's data (on the master). */
