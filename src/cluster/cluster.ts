@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Forwarder, RedisCaller } from './forwarder.js';
 import { Membership, type NodeView } from './membership.js';
 import { describeRedis, type ClusterRedis, type ResolvedClusterOptions } from './options.js';
+import { whenRedisBack } from './redis-forms.js';
 import type { ClusterRouteTable } from './route-table.js';
 
 type Connection = Redis | RedisCluster;
@@ -38,8 +39,11 @@ function open(redis: ClusterRedis, name: string): Connection {
     retryStrategy: (times) => Math.min(50 * times, 1000),
   };
   if (typeof redis === 'string') return new Redis(redis, common);
-  if ('sentinels' in redis) return new Redis({ ...common, sentinels: redis.sentinels, name: redis.name, password: redis.password });
-  return new RedisCluster(redis.nodes, { redisOptions: common, clusterRetryStrategy: (times) => Math.min(50 * times, 1000) });
+  // failoverDetector: a connection moves to the new master when the sentinels announce it (+switch-master),
+  // not seconds later when the old master is demoted: what is written to the old one meanwhile is lost.
+  if ('sentinels' in redis) return new Redis({ ...common, sentinels: redis.sentinels, name: redis.name, password: redis.password, failoverDetector: true });
+  // lazyConnect at the Cluster's level too: its duplicate() (the ownership part's subscriber) then waits for connect().
+  return new RedisCluster(redis.nodes, { redisOptions: common, lazyConnect: true, enableOfflineQueue: true, clusterRetryStrategy: (times) => Math.min(50 * times, 1000) });
 }
 
 export class ClusterPlane {
@@ -101,9 +105,12 @@ export class ClusterPlane {
       this.connected = false;
       this.logger.warn({ cluster: options.prefix, node: self, redis: describeRedis(options.redis) }, 'cluster: lost the connection to Redis; local traffic goes on, messages for other nodes wait (bounded) until it is back');
     });
-    // Pub/sub reconnected: events may have been missed meanwhile, so every route is read again.
-    this.sub.on('ready', () => {
-      if (this.everReady) void this.readAllRoutes();
+    // Pub/sub reconnected: events may have been missed meanwhile, so every route is read again. On a Redis
+    // Cluster this also follows a node coming back (restarted, it lost its slots' keys): routes announced again.
+    whenRedisBack(this.cmd, this.sub, () => {
+      if (!this.everReady || this.closed) return;
+      const again = this.cmd.isCluster ? this.announce() : Promise.resolve();
+      void again.then(() => this.readAllRoutes()).catch(() => {});
     });
   }
 

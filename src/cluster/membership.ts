@@ -108,8 +108,9 @@ export class Membership extends EventEmitter<MembershipEvents> {
           if (!wasAlive) this.emit('node-up', name);
         } else if (now >= this.graceUntil) {
           // Listed but its heartbeat expired: it died. Its entries go (any node may do it: idempotent).
+          // One key per DEL: on a Redis Cluster the keys live in different slots (a DEL of both is CROSSSLOT).
           await this.redis.call('HDEL', this.listKey, name);
-          await this.redis.call('DEL', `${this.options.prefix}:routes:${name}`, `${this.options.prefix}:inbox:${name}`);
+          await Promise.all([this.redis.call('DEL', `${this.options.prefix}:routes:${name}`), this.redis.call('DEL', `${this.options.prefix}:inbox:${name}`)]);
           this.markDown(name);
         }
       }
@@ -162,6 +163,6 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (this.timer !== undefined) clearInterval(this.timer);
     if (!leave) return;
     await this.redis.call('HDEL', this.listKey, this.self);
-    await this.redis.call('DEL', this.key(this.self), `${this.options.prefix}:routes:${this.self}`);
+    await Promise.all([this.redis.call('DEL', this.key(this.self)), this.redis.call('DEL', `${this.options.prefix}:routes:${this.self}`)]);
   }
 }

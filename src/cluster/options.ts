@@ -46,9 +46,18 @@ export function clusterOptionError(c: unknown, path = 'cluster'): string | undef
     const ro = r as Record<string, unknown>;
     if ('sentinels' in ro) {
       if (!Array.isArray(ro.sentinels) || ro.sentinels.length === 0) return `${path}.redis.sentinels: must be a non-empty list of { host, port }`;
+      const bad = ro.sentinels.findIndex((e) => !isHostPort(e));
+      if (bad >= 0) return `${path}.redis.sentinels[${bad}]: must be { host, port } (got ${JSON.stringify(ro.sentinels[bad])})`;
       if (typeof ro.name !== 'string' || ro.name === '') return `${path}.redis.name: must name the Sentinel master group`;
+      if (ro.password !== undefined && typeof ro.password !== 'string') return `${path}.redis.password: must be a string`;
+      const unknown = Object.keys(ro).find((k) => !['sentinels', 'name', 'password'].includes(k));
+      if (unknown !== undefined) return `${path}.redis.${unknown}: unknown option (a Sentinel group takes sentinels, name, password)`;
     } else if ('nodes' in ro) {
       if (!Array.isArray(ro.nodes) || ro.nodes.length === 0) return `${path}.redis.nodes: must be a non-empty list of Redis Cluster nodes`;
+      const bad = ro.nodes.findIndex((e) => !(isHostPort(e) || (typeof e === 'string' && /^(rediss?:\/\/[^\s]+|[^\s:/]+:\d{1,5})$/.test(e))));
+      if (bad >= 0) return `${path}.redis.nodes[${bad}]: must be { host, port }, "host:port" or a redis:// URL (got ${JSON.stringify(ro.nodes[bad])})`;
+      const unknown = Object.keys(ro).find((k) => k !== 'nodes');
+      if (unknown !== undefined) return `${path}.redis.${unknown}: unknown option (a Redis Cluster takes nodes)`;
     } else return `${path}.redis: must be a URL, { sentinels, name } or { nodes }`;
   } else return `${path}.redis: required: a URL, { sentinels, name } or { nodes }`;
   if (o.nodeName !== undefined && (typeof o.nodeName !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(o.nodeName))) {
@@ -63,6 +72,13 @@ export function clusterOptionError(c: unknown, path = 'cluster'): string | undef
   }
   if (o.maxBuffered !== undefined && (!Number.isInteger(o.maxBuffered) || (o.maxBuffered as number) < 1)) return `${path}.maxBuffered: must be a positive whole number`;
   return undefined;
+}
+
+/** `{ host, port }` with a non-empty host and a port from 1 to 65535. */
+function isHostPort(e: unknown): boolean {
+  if (typeof e !== 'object' || e === null) return false;
+  const { host, port } = e as { host?: unknown; port?: unknown };
+  return typeof host === 'string' && host !== '' && Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65535;
 }
 
 export function resolveClusterOptions(c: ClusterOptions): ResolvedClusterOptions {

@@ -13,6 +13,7 @@ import type { ClaimRequest, ClientInfo } from '../broker/hooks.js';
 import type { RetainedStore, SessionStore } from '../broker/store/types.js';
 import { DeadWills } from './dead-wills.js';
 import { RedisRetainedStore } from './redis-retained.js';
+import { redisRunId, setEachNX, whenRedisBack } from './redis-forms.js';
 import { NOT_CONNECTED, script, StateWarning, type ClusterContext, type NodeLiveness } from './types.js';
 
 /**
@@ -270,13 +271,13 @@ export class ClientOwnership {
    * as older than any new one (as claims made while it was unreachable do), and are written back with epoch 0.
    */
   async redisRestarted(): Promise<void> {
-    const pipeline = this.ctx.redis.pipeline();
+    const entries: [string, string][] = [];
     for (const [clientId, claim] of this.claims) {
       claim.epoch = 0;
       // Written back unless a claim came first, so the next claim elsewhere kicks this node (epoch 1 > 0).
-      if (claim.connected) pipeline.set(this.keyOf(clientId), `${this.ctx.node} 0`, 'NX');
+      if (claim.connected) entries.push([this.keyOf(clientId), `${this.ctx.node} 0`]);
     }
-    await pipeline.exec();
+    await setEachNX(this.ctx.redis, entries);
   }
 
   /** How many Client IDs this node holds (for tests and inspection). */
@@ -368,13 +369,13 @@ export class ClusterOwnership {
     await this.retained.load(false);
     if (this.closed) return;
     // After an outage: subscribed again (ioredis does it on reconnect), then what was missed is caught up.
-    sub.on('ready', () => void this.afterOutage().catch((err: unknown) => this.ctx.warn('cluster state not caught up after a Redis outage', { error: String(err) })));
+    whenRedisBack(this.ctx.redis, sub, () => void this.afterOutage().catch((err: unknown) => this.ctx.warn('cluster state not caught up after a Redis outage', { error: String(err) })));
   }
 
   private runId: string | undefined;
 
   private async redisRunId(): Promise<string | undefined> {
-    return /run_id:(\w+)/.exec(await this.ctx.redis.info('server'))?.[1];
+    return redisRunId(this.ctx.redis);
   }
 
   /**

@@ -3,8 +3,7 @@
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { createBroker, type Broker, type BrokerOptions } from '../../src/server/broker.js';
 import type { ClusterView } from '../../src/cluster/cluster.js';
-import type { ClusterOptions } from '../../src/cluster/options.js';
-import type { RedisServer } from '../helpers/redis.js';
+import type { ClusterOptions, ClusterRedis } from '../../src/cluster/options.js';
 import { eventually } from '../helpers/wait.js';
 
 export interface Node {
@@ -19,6 +18,12 @@ export interface Node {
   session(clientId: string, options?: IClientOptions): Promise<{ client: MqttClient; sessionPresent: boolean; got: IPublishPacket[] }>;
 }
 
+/** Where the nodes' Redis is: a RedisServer (its URL), or a Sentinel / Redis Cluster config (test/helpers/redis-ha.ts). */
+export interface RedisAt {
+  readonly url?: string;
+  readonly config?: ClusterRedis;
+}
+
 export interface Ctx {
   after: (fn: () => unknown) => void;
 }
@@ -26,7 +31,7 @@ export interface Ctx {
 let clusterCounter = 0;
 
 /** `names.length` nodes on `redis`, each under a fresh key prefix per call (tests never see each other's). */
-export async function startNodes(t: Ctx, redis: RedisServer, names: string[], cluster: Partial<ClusterOptions> = {}, options: BrokerOptions = {}): Promise<Node[]> {
+export async function startNodes(t: Ctx, redis: RedisAt, names: string[], cluster: Partial<ClusterOptions> = {}, options: BrokerOptions = {}): Promise<Node[]> {
   const prefix = cluster.prefix ?? `t${process.pid}x${clusterCounter++}`;
   const nodes: Node[] = [];
   for (const name of names) nodes.push(await startNode(t, redis, name, { ...cluster, prefix }, options));
@@ -34,8 +39,8 @@ export async function startNodes(t: Ctx, redis: RedisServer, names: string[], cl
   return nodes;
 }
 
-export async function startNode(t: Ctx, redis: RedisServer, name: string, cluster: Partial<ClusterOptions>, options: BrokerOptions = {}): Promise<Node> {
-  const broker = createBroker({ port: 0, host: '127.0.0.1', sysInterval: 0, cluster: { redis: redis.url, nodeName: name, heartbeatInterval: 100, ...cluster }, ...options });
+export async function startNode(t: Ctx, redis: RedisAt, name: string, cluster: Partial<ClusterOptions>, options: BrokerOptions = {}): Promise<Node> {
+  const broker = createBroker({ port: 0, host: '127.0.0.1', sysInterval: 0, cluster: { redis: redis.config ?? redis.url!, nodeName: name, heartbeatInterval: 100, ...cluster }, ...options });
   await broker.listen();
   let closed = false;
   const clients: MqttClient[] = [];

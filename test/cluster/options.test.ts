@@ -23,6 +23,9 @@ describe('cluster options', () => {
       [{ redis: 'redis://x', maxBuffered: -1 }, /createBroker: cluster\.maxBuffered: must be a positive whole number/],
       [{ redis: 'redis://x', nodes: 3 }, /createBroker: cluster\.nodes: unknown option/],
       [{ redis: { sentinels: [] , name: 'm' } }, /createBroker: cluster\.redis\.sentinels: must be a non-empty list/],
+      [{ redis: { sentinels: [{ host: 'a', port: 26379 }, { host: 'b' }], name: 'm' } }, /createBroker: cluster\.redis\.sentinels\[1\]: must be \{ host, port \}/],
+      [{ redis: { sentinels: [{ host: 'a', port: 26379 }], name: 'm', sentinelPassword: 'x' } }, /createBroker: cluster\.redis\.sentinelPassword: unknown option/],
+      [{ redis: { nodes: [{ host: 'a', port: 7000 }, 'a:7001', 'redis://a:7002', { host: 'a', port: 70000 }] } }, /createBroker: cluster\.redis\.nodes\[3\]: must be \{ host, port \}, "host:port" or a redis:\/\/ URL/],
       ['redis://x', /createBroker: cluster: must be an object/],
     ];
     for (const [cluster, message] of cases) assert.throws(() => createBroker({ cluster: cluster as never }), message);

@@ -1,0 +1,63 @@
+// What differs between the three forms of Redis the cluster runs on (one server, a Sentinel group, a Redis
+// Cluster) for the commands that are not about one key. On a Sentinel group the connection is to the current
+// master, so everything is as on one server. On a Redis Cluster a command without a key goes to any node,
+// and a pipeline must stay on one node: the helpers here go to every master, or send one command per key.
+// No runtime import of ioredis here (the broker loads it only with `cluster`): a Cluster says `isCluster`.
+import type { Cluster, Redis } from 'ioredis';
+
+function asCluster(redis: Redis | Cluster): Cluster | undefined {
+  return (redis as { isCluster?: boolean }).isCluster === true ? (redis as Cluster) : undefined;
+}
+
+/**
+ * Which Redis this is, as its run_id(s): it changes when Redis restarted (and may have lost its data). On a
+ * Redis Cluster, every master's, sorted: one master restarted is a restart (its slots' data may be gone).
+ * After a Sentinel failover it is the new master's: a restart too (the replica may lack the last writes).
+ */
+export async function redisRunId(redis: Redis | Cluster): Promise<string | undefined> {
+  const cluster = asCluster(redis);
+  const servers: (Redis | Cluster)[] = cluster === undefined ? [redis] : cluster.nodes('master');
+  const ids = await Promise.all(servers.map(async (r) => /run_id:(\w+)/.exec(await r.info('server'))?.[1]));
+  if (ids.length === 0 || ids.some((id) => id === undefined)) return undefined;
+  return ids.sort().join(',');
+}
+
+/**
+ * SET key value NX for each entry, together: a pipeline on one server or a Sentinel master; one command per
+ * key on a Redis Cluster (an ioredis pipeline there must keep to one node's slots).
+ */
+export async function setEachNX(redis: Redis | Cluster, entries: [key: string, value: string][]): Promise<void> {
+  if (entries.length === 0) return;
+  if (asCluster(redis) !== undefined) {
+    await Promise.all(entries.map(([key, value]) => redis.set(key, value, 'NX')));
+    return;
+  }
+  const pipeline = redis.pipeline();
+  for (const [key, value] of entries) pipeline.set(key, value, 'NX');
+  await pipeline.exec();
+}
+
+/**
+ * Calls `back` each time Redis is back after an outage (what was missed is caught up there). One server or a
+ * Sentinel master: the pub/sub connection `sub` is ready again (ioredis subscribed it again). A Redis Cluster:
+ * its pub/sub connection moves to another node by itself and never says so, so the command connection `redis`
+ * tells: 'ready' after the whole cluster was lost, '+node' when a node (maybe restarted, without its slots'
+ * data) is back in its pool. Calls close together (one per node) are one call.
+ */
+export function whenRedisBack(redis: Redis | Cluster, sub: Redis | Cluster, back: () => void): void {
+  if (asCluster(redis) === undefined) {
+    sub.on('ready', back);
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const soon = () => {
+    if (timer !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (redis.status === 'ready') back();
+    }, 200);
+    timer.unref();
+  };
+  redis.on('ready', soon);
+  redis.on('+node', soon);
+}

@@ -1,0 +1,270 @@
+// The cluster on Redis' high-availability forms (docs/cluster.md, "Redis high availability"): two Petrel nodes
+// on a Sentinel group (`cluster: { redis: { sentinels, name } }`) and on a 3-master Redis Cluster
+// (`cluster: { redis: { nodes } }`), MQTT.js clients: QoS 1 across nodes, Client ID takeover across nodes,
+// retained messages across nodes; on Sentinel also a failover the nodes carry on through. (The same features
+// on a single redis-server: plane.test.ts, whole-node.test.ts.)
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { Cluster } from 'ioredis';
+import type { ClusterRedis } from '../../src/cluster/options.js';
+import { redisRunId } from '../../src/cluster/redis-forms.js';
+import { noRedisHa, RedisClusterGroup, SentinelGroup } from '../helpers/redis-ha.js';
+import { describeOrSkip } from '../helpers/skip.js';
+import { delay, eventually } from '../helpers/wait.js';
+import { inbox, startNodes, type RedisAt } from './nodes.js';
+
+/** `petrel broker -c config` as a child process (so it can be SIGKILLed) with `cluster` in its config file; resolves once it joined. */
+async function childNode(t: { after: (fn: () => unknown) => void }, redis: ClusterRedis, cluster: Record<string, unknown>) {
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-ha-node-'));
+  const config = join(dir, 'petrel.config.json');
+  writeFileSync(config, JSON.stringify({ cluster: { redis, heartbeatInterval: 100, ...cluster } }));
+  const bin = join(import.meta.dirname, '../../../bin/petrel.js');
+  const child = spawn(process.execPath, [bin, 'broker', '-c', config, '--port', '0', '--host', '127.0.0.1', '--storage', 'memory', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  await eventually(() => out.includes('"cluster \\"') && /"port":\d+/.test(out), 15_000, `the start-up log lines (${out})`);
+  const joined = JSON.parse(out.split('\n').find((l) => l.includes('"cluster \\"'))!) as { msg: string; nodes: number };
+  const port = Number(/"port":(\d+)/.exec(out)![1]);
+  return { child, joined, port, log: () => out };
+}
+
+/** The tests both forms pass: `at()` is where the Redis is (started by the suite's before()). */
+function sameAsOneServer(at: () => RedisAt & { keyExists(key: string): Promise<boolean> }): void {
+  it('QoS 1 messages published on node B reach a subscriber on node A, in order, and back', async (t) => {
+    const [a, b] = await startNodes(t, at(), ['a', 'b']);
+    const subA = await a!.mqtt('sub-a', { protocolVersion: 5 });
+    const subB = await b!.mqtt('sub-b', { protocolVersion: 4 });
+    const [gotA, gotB] = [inbox(subA), inbox(subB)];
+    await subA.subscribeAsync('ha/to-a/#', { qos: 1 });
+    await subB.subscribeAsync('ha/to-b/#', { qos: 1 });
+    await eventually(() => a!.view().remoteRoutes === 1 && b!.view().remoteRoutes === 1, 5000, 'each node to learn the other route');
+    const pubB = await b!.mqtt('pub-b', { protocolVersion: 5 });
+    const pubA = await a!.mqtt('pub-a', { protocolVersion: 4 });
+    for (let i = 0; i < 20; i++) await pubB.publishAsync(`ha/to-a/${i % 3}`, `m${i}`, { qos: 1 });
+    for (let i = 0; i < 20; i++) await pubA.publishAsync(`ha/to-b/${i % 3}`, `m${i}`, { qos: 1 });
+    const expected = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    await eventually(() => gotA.length >= 20 && gotB.length >= 20, 5000, 'twenty messages each way');
+    assert.deepEqual(
+      gotA.map((p) => p.payload.toString()),
+      expected,
+      'B → A: all, once, in order',
+    );
+    assert.deepEqual(
+      gotB.map((p) => p.payload.toString()),
+      expected,
+      'A → B: all, once, in order',
+    );
+    assert.ok(gotA.every((p) => p.qos === 1) && gotB.every((p) => p.qos === 1));
+    assert.equal(b!.view().forwarded.sent, 20);
+    assert.equal(a!.view().forwarded.received, 20);
+  });
+
+  it('a Client ID connected on node A is taken over by a CONNECT on node B: DISCONNECT 0x8E on A [MQTT-3.1.4-3]', async (t) => {
+    const [a, b] = await startNodes(t, at(), ['a', 'b']);
+    const first = await a!.mqtt('same-id', { protocolVersion: 5 });
+    const disconnected = new Promise<number | undefined>((resolve) => first.once('disconnect', (packet) => resolve(packet.reasonCode)));
+    const second = await b!.mqtt('same-id', { protocolVersion: 5 });
+    assert.equal(await disconnected, 0x8e, 'Session taken over');
+    await eventually(() => a!.broker.inspect.counts().connections === 0, 3000, 'the old connection gone from A');
+    assert.equal(second.connected, true);
+    assert.equal(b!.broker.inspect.counts().connections, 1);
+  });
+
+  it('a retained message published on node A is delivered to a new subscriber on node B; an empty one clears it on both', async (t) => {
+    const [a, b] = await startNodes(t, at(), ['a', 'b']);
+    const pub = await a!.mqtt('pub');
+    await pub.publishAsync('ha/r/1', 'kept', { qos: 1, retain: true });
+    await eventually(() => b!.broker.inspect.retained('ha/r/1')?.payload.toString() === 'kept', 3000, 'the retained message on B');
+    const sub = await b!.mqtt('sub', { protocolVersion: 5 });
+    const got = inbox(sub);
+    await sub.subscribeAsync('ha/r/#', { qos: 1 });
+    await eventually(() => got.length === 1, 3000, 'the retained message delivered on B');
+    assert.equal(got[0]!.retain, true, '[MQTT-3.3.1-8]');
+    assert.equal(got[0]!.payload.toString(), 'kept');
+    await pub.publishAsync('ha/r/1', '', { qos: 1, retain: true });
+    await eventually(() => b!.broker.inspect.retained('ha/r/1') === undefined && a!.broker.inspect.retained('ha/r/1') === undefined, 3000, 'cleared on both nodes');
+  });
+
+  it('a node stopped normally leaves (no node-down on the others): its client\'s will is published once, by itself', async (t) => {
+    const [a, b] = await startNodes(t, at(), ['a', 'b']);
+    const downs: string[] = [];
+    a!.broker.clusterMembership!.on('node-down', (name) => downs.push(name));
+    const sub = await a!.mqtt('watcher', { protocolVersion: 5 });
+    const got = inbox(sub);
+    await sub.subscribeAsync('ha/will/#', { qos: 1 });
+    await eventually(() => b!.view().remoteRoutes === 1, 5000, 'the route of A on B');
+    await b!.mqtt('mortal', { protocolVersion: 5, will: { topic: 'ha/will/mortal', payload: Buffer.from('gone'), qos: 1, retain: false } });
+    await b!.broker.close();
+    await eventually(() => a!.view().nodes.length === 1, 5000, 'B gone from A\'s view');
+    await eventually(() => got.length === 1, 5000, 'the will, published by B as it stopped');
+    await delay(1500); // over one heartbeatTimeout: a leave taken for a death would show now
+    assert.deepEqual(downs, [], 'B left: it did not die');
+    assert.deepEqual(
+      got.map((p) => p.payload.toString()),
+      ['gone'],
+      'the will once',
+    );
+  });
+
+  it('a node SIGKILLed is seen down within heartbeatTimeout and a survivor publishes its client\'s will, once', async (t) => {
+    const prefix = `kill${process.pid}x${Math.random().toString(36).slice(2, 8)}`;
+    const [a] = await startNodes(t, at(), ['a'], { prefix, heartbeatTimeout: 1 });
+    const c = await childNode(t, at().config!, { prefix, nodeName: 'c', heartbeatTimeout: 1 });
+    assert.equal(c.joined.nodes, 2, c.joined.msg);
+    await eventually(() => a!.view().nodes.length === 2, 5000, 'A to see C');
+    const downs: string[] = [];
+    a!.broker.clusterMembership!.on('node-down', (name) => downs.push(name));
+    const sub = await a!.mqtt('watcher', { protocolVersion: 5 });
+    const got = inbox(sub);
+    await sub.subscribeAsync('ha/will/#', { qos: 1 });
+    const mqtt = (await import('mqtt')).default;
+    const mortal = await mqtt.connectAsync(`mqtt://127.0.0.1:${c.port}`, { clientId: 'mortal', protocolVersion: 5, reconnectPeriod: 0, will: { topic: 'ha/will/mortal', payload: Buffer.from('died'), qos: 1, retain: false } });
+    mortal.on('error', () => {});
+    t.after(() => mortal.end(true));
+    // C has a route and an inbox in Redis: a dead node's entries are removed by the survivors.
+    await mortal.subscribeAsync('ha/to-c', { qos: 1 });
+    const mortalGot = inbox(mortal);
+    await eventually(() => a!.view().remoteRoutes === 1, 5000, 'the route of C on A');
+    const pub = await a!.mqtt('pub');
+    await pub.publishAsync('ha/to-c', 'hello c', { qos: 1 });
+    await eventually(() => mortalGot.length === 1, 5000, 'a message from A to C');
+    assert.ok((await at().keyExists(`${prefix}:inbox:c`)) && (await at().keyExists(`${prefix}:routes:c`)), 'C\'s inbox and routes in Redis');
+    await delay(300); // the will recorded in Redis
+    c.child.kill('SIGKILL');
+    await eventually(() => downs.length > 0, 5000, 'node-down of C');
+    assert.deepEqual(downs, ['c']);
+    await eventually(() => got.length === 1, 5000, 'the will of C\'s client, from A');
+    assert.equal(got[0]!.payload.toString(), 'died');
+    await delay(500);
+    assert.equal(got.length, 1, 'published once');
+    assert.equal(await at().keyExists(`${prefix}:inbox:c`), false, 'C\'s inbox removed');
+    assert.equal(await at().keyExists(`${prefix}:routes:c`), false, 'C\'s routes removed');
+    assert.equal(await at().keyExists(`${prefix}:node:c`), false);
+  });
+}
+
+describeOrSkip('cluster on Redis Sentinel (a master, a replica, one sentinel)', noRedisHa, () => {
+  let group: SentinelGroup;
+  before(async () => {
+    group = await SentinelGroup.start();
+  });
+  after(async () => {
+    await group?.close();
+  });
+
+  sameAsOneServer(() => group);
+
+  it('after a failover (SENTINEL FAILOVER) both nodes carry on: a QoS 1 message published afterwards crosses, takeover still works', async (t) => {
+    const [a, b] = await startNodes(t, group, ['a', 'b']);
+    const sub = await a!.mqtt('sub', { protocolVersion: 5 });
+    const got = inbox(sub);
+    await sub.subscribeAsync('ha/fo/#', { qos: 1 });
+    await eventually(() => b!.view().remoteRoutes === 1, 5000, 'the route of A on B');
+    const pub = await b!.mqtt('pub', { protocolVersion: 5 });
+    await pub.publishAsync('ha/fo/before', 'before', { qos: 1 });
+    await eventually(() => got.length === 1, 5000, 'the message before the failover');
+
+    const oldMaster = await group.masterPort();
+    const started = Date.now();
+    const newMaster = await group.promote();
+    const promoted = Date.now();
+    assert.notEqual(newMaster, oldMaster);
+    // The nodes move to the new master as soon as the sentinel names it, not when the old master is demoted
+    // (seconds later): what they wrote to the old one meanwhile would be lost when it resyncs as a replica.
+    const names = async () => (await group.clientNames(newMaster)).filter((n) => /^petrel:[ab]$/.test(n)).sort();
+    const moveDeadline = Date.now() + 3000;
+    while ((await names()).length < 2) {
+      assert.ok(Date.now() < moveDeadline, `the nodes on the new master within 3 s of the promotion (there: ${(await names()).join(', ')})`);
+      await delay(50);
+    }
+    const moved = Date.now();
+    await group.settled();
+    const failedOver = Date.now();
+
+    // Published after the failover: the QoS 1 PUBACK comes once the new master has the message.
+    await pub.publishAsync('ha/fo/after', 'after', { qos: 1 });
+    const acked = Date.now();
+    await eventually(() => got.length === 2, 15_000, 'the message after the failover');
+    t.diagnostic(`failover: new master named in ${promoted - started} ms, both nodes on it ${moved - promoted} ms later, the old master a replica after ${failedOver - started} ms; then PUBACK in ${acked - failedOver} ms, delivered on A ${Date.now() - acked} ms later`);
+    assert.deepEqual(
+      got.map((p) => p.payload.toString()),
+      ['before', 'after'],
+    );
+    await eventually(() => a!.view().connected && b!.view().connected && a!.view().nodes.length === 2 && b!.view().nodes.length === 2, 10_000, 'both nodes connected, seeing each other');
+    // A route made after the failover reaches the other node, and a takeover is still cluster-wide.
+    const sub2 = await b!.mqtt('sub2', { protocolVersion: 5 });
+    const got2 = inbox(sub2);
+    await sub2.subscribeAsync('ha/fo2', { qos: 1 });
+    await eventually(() => a!.view().remoteRoutes === 1, 5000, 'the new route of B on A');
+    const pubA = await a!.mqtt('pub-a', { protocolVersion: 5 });
+    await pubA.publishAsync('ha/fo2', 'new route', { qos: 1 });
+    await eventually(() => got2.length === 1, 5000, 'the message on the new route');
+    const disconnected = new Promise<number | undefined>((resolve) => sub.once('disconnect', (packet) => resolve(packet.reasonCode)));
+    await b!.mqtt('sub', { protocolVersion: 5 });
+    assert.equal(await disconnected, 0x8e, 'taken over after the failover [MQTT-3.1.4-3]');
+  });
+});
+
+describeOrSkip('cluster on a Redis Cluster (three masters)', noRedisHa, () => {
+  let group: RedisClusterGroup;
+  before(async () => {
+    group = await RedisClusterGroup.start();
+  });
+  after(async () => {
+    await group?.close();
+  });
+
+  sameAsOneServer(() => group);
+
+  it('which Redis this is (its run_id, to tell a restart) is every master\'s, the same whichever node answers', async () => {
+    const redis = new Cluster(group.ports.map((port) => ({ host: '127.0.0.1', port })));
+    try {
+      await redis.ping(); // connected: it knows the masters
+      const ids = new Set<string | undefined>();
+      for (let i = 0; i < 12; i++) ids.add(await redisRunId(redis));
+      assert.equal(ids.size, 1, `one identity, not one per node asked: ${[...ids].join(' | ')}`);
+      assert.equal([...ids][0]!.split(',').length, 3, 'the three masters');
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('the whole Redis Cluster restarted empty: the nodes reconnect, write back their Client IDs and retained messages, and messages cross again', async (t) => {
+    const [a, b] = await startNodes(t, group, ['a', 'b']);
+    // Several Client IDs held on A: their owner keys fall in slots of different Redis nodes.
+    const held = await Promise.all(['h0', 'h1', 'h2', 'h3', 'h4', 'h5'].map((id) => a!.mqtt(id, { protocolVersion: 5 })));
+    const sub = await a!.mqtt('sub', { protocolVersion: 5 });
+    const got = inbox(sub);
+    await sub.subscribeAsync('ha/rs/#', { qos: 1 });
+    await eventually(() => b!.view().remoteRoutes === 1, 5000, 'the route of A on B');
+    await held[0]!.publishAsync('ha/kept', 'kept', { qos: 1, retain: true });
+    await eventually(() => b!.broker.inspect.retained('ha/kept') !== undefined, 3000, 'the retained message on B');
+
+    await group.restart();
+    await eventually(() => a!.view().connected && b!.view().connected, 15_000, 'both nodes reconnected');
+    await eventually(() => b!.view().remoteRoutes === 1 && a!.view().nodes.length === 2 && b!.view().nodes.length === 2, 15_000, 'routes and nodes announced again');
+
+    const pub = await b!.mqtt('pub', { protocolVersion: 5 });
+    await pub.publishAsync('ha/rs/after', 'after', { qos: 1 });
+    await eventually(() => got.length === 1, 10_000, 'a QoS 1 message across after the restart');
+    // The retained message was offered back to Redis (a node that joins later loads it from there).
+    const deadline = Date.now() + 10_000;
+    while (!(await group.keyExists(`${a!.view().cluster}:retained`))) {
+      assert.ok(Date.now() < deadline, 'timed out waiting for the retained hash written back');
+      await delay(50);
+    }
+    // The Client IDs held on A were written back: a CONNECT on B still takes one over.
+    const disconnected = new Promise<number | undefined>((resolve) => held[3]!.once('disconnect', (packet) => resolve(packet.reasonCode)));
+    await b!.mqtt('h3', { protocolVersion: 5 });
+    assert.equal(await disconnected, 0x8e, 'taken over after the restart [MQTT-3.1.4-3]');
+  });
+});
