@@ -3,7 +3,7 @@
 // master, so everything is as on one server. On a Redis Cluster a command without a key goes to any node,
 // and a pipeline must stay on one node: the helpers here go to every master, or send one command per key.
 // No runtime import of ioredis here (the broker loads it only with `cluster`): a Cluster says `isCluster`.
-import type { Cluster, Redis } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 
 function asCluster(redis: Redis | Cluster): Cluster | undefined {
   return (redis as { isCluster?: boolean }).isCluster === true ? (redis as Cluster) : undefined;
@@ -60,4 +60,42 @@ export function whenRedisBack(redis: Redis | Cluster, sub: Redis | Cluster, back
   };
   redis.on('ready', soon);
   redis.on('+node', soon);
+}
+
+/** True for a Redis Cluster connection. */
+export function isCluster(redis: Redis | Cluster): boolean {
+  return asCluster(redis) !== undefined;
+}
+
+/**
+ * A second connection like `redis` with `options` for its servers (a Redis Cluster takes them as the options
+ * of each node's connection, and `enableOfflineQueue` for itself), not connected yet.
+ */
+export function duplicateWith(redis: Redis | Cluster, options: RedisOptions): Redis {
+  const cluster = asCluster(redis);
+  if (cluster === undefined) return (redis as Redis).duplicate({ ...options, lazyConnect: true });
+  return cluster.duplicate([], { lazyConnect: true, enableOfflineQueue: options.enableOfflineQueue, redisOptions: { ...cluster.options.redisOptions, ...options } }) as unknown as Redis;
+}
+
+/** Every key matching `match` (SCAN; on a Redis Cluster, on every master). */
+export async function scanKeys(redis: Redis | Cluster, match: string): Promise<string[]> {
+  const cluster = asCluster(redis);
+  const servers: Redis[] = cluster === undefined ? [redis as Redis] : cluster.nodes('master');
+  const keys: string[] = [];
+  for (const server of servers) {
+    let cursor = '0';
+    do {
+      const [next, found] = await server.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+      cursor = next;
+      for (const key of found) keys.push(key);
+    } while (cursor !== '0');
+  }
+  return keys;
+}
+
+/** GET of each key (MGET on one server; one GET per key on a Redis Cluster, the keys being in any slot). */
+export function getEach(redis: Redis | Cluster, keys: string[]): Promise<(string | null)[]> {
+  if (keys.length === 0) return Promise.resolve([]);
+  if (asCluster(redis) === undefined) return redis.mget(keys);
+  return Promise.all(keys.map((key) => redis.get(key)));
 }

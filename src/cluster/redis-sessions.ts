@@ -10,6 +10,7 @@ import type { QueuedMessage, SessionStore, StoredSession, StoredWill, Subscripti
 import { fromJson } from '../storage/codec.js';
 import { RedisSessionJournal, sessionKeys, type InflightRecord, type LoadedRows, type QueueRecord } from './redis-sessions-journal.js';
 import { decodeMessage, RedisSessionWriter } from './redis-sessions-writer.js';
+import { getEach, scanKeys } from './redis-forms.js';
 import { NOT_CONNECTED } from './types.js';
 
 export { sessionKeys } from './redis-sessions-journal.js';
@@ -87,16 +88,10 @@ export class RedisSessionStore implements SessionStore {
 
   /** The Client IDs of every stored session (SCAN over the session keys). */
   private async storedIds(): Promise<string[]> {
-    const match = `${globEscape(this.prefix)}:session:{*}`;
-    let cursor = '0';
     const ids: string[] = [];
     const head = `${this.prefix}:session:{`.length;
-    do {
-      const [next, keys] = await this.connection.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-      cursor = next;
-      // The pattern also matches a client id holding '}:subs' etc.: only keys ending in '}' are session hashes.
-      for (const key of keys) if (key.endsWith('}')) ids.push(key.slice(head, -1));
-    } while (cursor !== '0');
+    // The pattern also matches a client id holding '}:subs' etc.: only keys ending in '}' are session hashes.
+    for (const key of await scanKeys(this.connection, `${globEscape(this.prefix)}:session:{*}`)) if (key.endsWith('}')) ids.push(key.slice(head, -1));
     return ids;
   }
 
@@ -109,7 +104,7 @@ export class RedisSessionStore implements SessionStore {
     const sessions: StoredSession[] = [];
     for (let i = 0; i < ids.length; i += LOAD_BATCH) {
       const batch = ids.slice(i, i + LOAD_BATCH);
-      const owners = await this.connection.mget(batch.map(ownerKey));
+      const owners = await getEach(this.connection, batch.map(ownerKey));
       const mine = batch.filter((_, n) => owners[n]?.startsWith(`${node} `) === true);
       if (mine.length > 0) for (const s of await this.read(mine)) sessions.push(s);
     }

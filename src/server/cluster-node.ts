@@ -12,6 +12,7 @@ import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions
 import { adoptSessions } from '../cluster/adoption.js';
 import { ClusterOwnership, ownerKey, type OwnershipHost } from '../cluster/ownership.js';
 import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
+import { duplicateWith } from '../cluster/redis-forms.js';
 import { ClusterRouteTable } from '../cluster/route-table.js';
 
 export class ClusterNode {
@@ -39,7 +40,10 @@ export class ClusterNode {
     this.routes = new ClusterRouteTable(resolved.nodeName);
     this.forwarder = new Forwarder(resolved.nodeName, resolved.prefix, resolved.maxBuffered, now, (message, remote) => this.core().publishRemote(message, remote), warn);
     this.routes.sink = this.forwarder;
-    this.sessions = redisSessions ? RedisSessionStore.unbound({ prefix: resolved.prefix, clock: { now }, warn, ownsClient: true }) : undefined;
+    // On a Redis Cluster every key of the store gets one hash tag (the prefix in braces): a commit group is one
+    // MULTI, which cannot span slots, and a message is shared by the queues of many sessions.
+    const sessionPrefix = typeof resolved.redis === 'object' && 'nodes' in resolved.redis ? `{${resolved.prefix}}` : resolved.prefix;
+    this.sessions = redisSessions ? RedisSessionStore.unbound({ prefix: sessionPrefix, clock: { now }, warn, ownsClient: true }) : undefined;
     // Client IDs, retained messages and dead nodes' wills cluster-wide: bound to Redis in start().
     this.ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn, now });
     if (this.sessions !== undefined) {
@@ -90,19 +94,19 @@ export class ClusterNode {
    * once and its PUBLISH is refused), and the sessions this node held before it stopped come back.
    */
   private async bindSessions(sessions: RedisSessionStore, plane: ClusterPlane): Promise<void> {
-    const connection = plane.commands.duplicate({ ...SESSION_CLIENT_OPTIONS, lazyConnect: true });
+    const connection = duplicateWith(plane.commands, SESSION_CLIENT_OPTIONS);
     connection.on('error', () => {}); // failed writes are reported once by the store, not per retry
     sessions.bind(connection);
     await connection.connect();
     if (this.closed) return;
     const self = plane.membership.self;
-    const owner = (clientId: string) => ownerKey(sessions.prefix, clientId);
+    const owner = (clientId: string) => ownerKey(this.options.prefix, clientId);
     const held = await sessions.loadOwned(self, owner);
     const restored = this.restore(sessions, held);
     // The offline sessions of a node that dies are served on by one survivor (adoption.ts).
     plane.membership.on('node-down', (dead) => {
       if (dead === self || this.closed) return;
-      const ctx = { redis: connection, prefix: sessions.prefix, node: self, sessions, ownerKey: owner, restore: (list: StoredSession[]) => this.restore(sessions, list) };
+      const ctx = { redis: connection, prefix: this.options.prefix, node: self, sessions, ownerKey: owner, restore: (list: StoredSession[]) => this.restore(sessions, list) };
       adoptSessions(ctx, dead).then(
         (count) => count > 0 && this.logger.warn({ node: dead, sessions: count }, `cluster: this node serves the ${count} offline sessions of dead node ${dead}`),
         (err: unknown) => this.logger.warn({ node: dead, error: String(err) }, 'cluster: the sessions of a dead node were not taken over'),

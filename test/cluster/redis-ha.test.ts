@@ -79,6 +79,23 @@ function sameAsOneServer(at: () => RedisAt & { keyExists(key: string): Promise<b
     assert.equal(b!.broker.inspect.counts().connections, 1);
   });
 
+  it('a persistent session made on node A resumes on node B with the QoS 1 messages queued while its client was away [MQTT-3.1.2-4]', async (t) => {
+    const [a, b] = await startNodes(t, at(), ['a', 'b']);
+    const persistent = { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: 600 } };
+    const first = await a!.mqtt('ha-roamer', persistent);
+    await first.subscribeAsync('ha/q/#', { qos: 1 });
+    await first.endAsync();
+    await eventually(() => a!.broker.inspect.hasSession('ha-roamer') && !a!.broker.inspect.isConnected('ha-roamer'), 3000, 'offline on A');
+    const pub = await b!.mqtt('ha-publisher');
+    for (let i = 0; i < 3; i++) await pub.publishAsync('ha/q/x', `q${i}`, { qos: 1 });
+    await eventually(() => a!.broker.inspect.session('ha-roamer')?.queued === 3, 5000, 'queued on A');
+    const { sessionPresent, got } = await b!.session('ha-roamer', persistent);
+    assert.equal(sessionPresent, true);
+    await eventually(() => got.length === 3, 5000, 'the queued messages on B');
+    assert.deepEqual(got.map((p) => p.payload.toString()), ['q0', 'q1', 'q2']);
+    assert.equal(a!.broker.inspect.hasSession('ha-roamer'), false);
+  });
+
   it('a retained message published on node A is delivered to a new subscriber on node B; an empty one clears it on both', async (t) => {
     const [a, b] = await startNodes(t, at(), ['a', 'b']);
     const pub = await a!.mqtt('pub');
