@@ -1,6 +1,7 @@
 // The changes of one persistent session (store/types.ts SessionJournal), recorded for the next commit of
 // its SqliteStorage. Deletes of one commit go out as ranges; a QoS 1 message taken from a stored queue into
-// flight keeps its queue row as its record until its PUBACK, or until DEFER_INFLIGHT_MS has passed.
+// flight keeps its queue row as its record until its PUBACK, or until DEFER_INFLIGHT_MS has passed. A
+// message whose only row at its commit is one queue row is stored inline in it (one insert, no messages row).
 import type { ClientInfo } from '../broker/hooks.js';
 import type { InflightMessage, QueuedMessage, SessionJournal, StoredWill, SubscriptionEntry } from '../broker/store/types.js';
 import { idsToText, toJson } from './codec.js';
@@ -47,6 +48,10 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     this.ended = true;
     const s = this.storage.statements;
     const id = this.clientId;
+    // Rows inserted in this group are not written at all (and do not make messages rows for nothing).
+    const group = this.storage.group;
+    for (const row of this.queueRows.values()) if (row.group === group && row.op !== undefined) row.op.dead = true;
+    for (const row of this.inflightRows.values()) if (row.group === group && row.op !== undefined && row.inserted === true) row.op.dead = true;
     this.storage.add(() => {
       s.deleteSession.run(id);
       s.deleteSubscriptions.run(id);
@@ -81,9 +86,16 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const s = storage.statements;
     const id = this.clientId;
     const ref = storage.refMessage(item.message);
-    const messageId = ref.id;
     const seq = this.nextSeq++;
-    const op = storage.add(() => s.insertQueued.run(id, seq, messageId, item.qos, item.retain ? 1 : 0, idsToText(item.subscriptionIds), item.queuedAt, item.shareKey ?? null));
+    const op = storage.add(() => {
+      // Decided at the commit, once every row this group makes is known: the message's only row (and no
+      // messages row yet) holds it inline; otherwise the row refers to the messages row, written once.
+      const ids = idsToText(item.subscriptionIds);
+      if (ref.id === undefined && ref.refs <= 1) {
+        const m = item.message;
+        s.insertQueuedInline.run(id, seq, item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null, m.topic, m.payload, m.qos, m.retain ? 1 : 0, toJson(m.properties), m.expiresAt ?? null, m.from ?? null);
+      } else s.insertQueued.run(id, seq, storage.messageId(ref), item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null);
+    });
     this.queueRows.set(item, { key: seq, ref, group: storage.group, op });
   }
 
@@ -144,10 +156,11 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const storage = this.storage;
     const s = storage.statements;
     const id = this.clientId;
-    const messageId = row.ref.id;
+    const ref = row.ref;
     row.group = storage.group;
     row.inserted = true;
-    row.op = storage.add(() => s.upsertInflight.run(id, m.packetId, messageId, m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
+    // The messages row is made at the commit if the message has none yet (it was inline in its queue row).
+    row.op = storage.add(() => s.upsertInflight.run(id, m.packetId, storage.messageId(ref), m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
   }
 
   inflight(m: InflightMessage): void {

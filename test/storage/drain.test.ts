@@ -119,22 +119,24 @@ describe('storage: draining a queue', () => {
     again.destroy();
   });
 
-  it('a QoS 2 message taken from the queue is written in flight at once, referring to the message row it was queued with', async (t) => {
+  it('a QoS 2 message taken from the queue is written in flight at once: its inline queue row gives way to a messages row and an in-flight row in one commit', async (t) => {
     const dir = dataDir(t);
     const brokers = brokerOn(t, dir);
     const { port } = await brokers.start();
     await queueFor(port, 'q2', 'q2/x', 1, 2);
     const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
     t.after(() => db.close());
-    const queued = db.prepare('SELECT message_id FROM queue WHERE client_id = ?').all('q2') as { message_id: number }[];
-    assert.equal(queued.length, 1);
+    // Queued for one session only: held inline by its queue row.
+    assert.deepEqual(db.prepare('SELECT message_id, topic FROM queue WHERE client_id = ?').all('q2'), [{ message_id: null, topic: 'q2/x' }]);
+    assert.equal(rowCounts(dir).messages, 0);
     const back = (await RawClient.connect(port, session('q2'))).client;
     const m = (await back.next(3)) as PublishPacket;
     assert.equal(m.qos, 2);
-    // Exactly once: the PUBLISH goes out only once it is recorded in flight.
-    assert.deepEqual(db.prepare('SELECT packet_id, message_id FROM inflight WHERE client_id = ?').all('q2'), [{ packet_id: m.packetId!, message_id: queued[0]!.message_id }]);
-    await delay(50);
-    assert.deepEqual((db.prepare('SELECT id FROM messages').all() as { id: number }[]).map((r) => r.id), [queued[0]!.message_id], 'the same message row, not deleted and inserted again');
+    // Exactly once: the PUBLISH goes out only once it is recorded in flight, and the message is on disk once.
+    const inflight = db.prepare('SELECT packet_id, message_id FROM inflight WHERE client_id = ?').all('q2') as { packet_id: number; message_id: number }[];
+    assert.equal(inflight.length, 1);
+    assert.equal(inflight[0]!.packet_id, m.packetId);
+    assert.deepEqual(db.prepare('SELECT id, topic, payload FROM messages').all(), [{ id: inflight[0]!.message_id, topic: 'q2/x', payload: Buffer.from('m0') }]);
     assert.equal(rowsOf(dir, 'q2').queue, 0);
     back.destroy();
   });
