@@ -19,7 +19,7 @@ import { findMosquitto, freePort, killAllChildren, processCpuSeconds, processRss
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const STARTUP = Number(process.env.BENCH_STARTUP ?? 100_000);
 const WINDOW = 64;
-/** Scenarios to run, by the start of their name (BENCH_ONLY=fan-in,pairs); all by default. */
+/** Scenarios to run, by a word of their name (BENCH_ONLY=fan-in,pairs; BENCH_ONLY=queueing: the offline queue); all by default. */
 const ONLY = process.env.BENCH_ONLY?.split(',');
 /** Brokers to compare (BENCH_KINDS=sqlite,memory). */
 const KINDS = process.env.BENCH_KINDS?.split(',');
@@ -321,7 +321,7 @@ async function main(): Promise<void> {
   console.log(`persistence benchmark: ${MESSAGES} QoS 1 messages per scenario, 64-byte payloads, 3.1.1, window ${WINDOW}; ${kinds.join(', ')}`);
   const results: Record<string, Record<Kind, string>> = {};
   const scenario = async (name: string, run: (kind: Kind, dir: string) => Promise<string>) => {
-    if (ONLY !== undefined && !ONLY.some((o) => name.startsWith(o))) return;
+    if (ONLY !== undefined && !ONLY.some((o) => name.includes(o))) return;
     results[name] = {} as Record<Kind, string>;
     for (const kind of kinds) {
       if (KINDS !== undefined && !KINDS.includes(kind)) continue;
@@ -337,7 +337,7 @@ async function main(): Promise<void> {
   const rate = (r: number) => `${Math.round(r)} msg/s`;
   await scenario('fan-in 4 -> 1 persistent', async (k, d) => rate(await fanIn(k, d)));
   await scenario('4 pairs, persistent sessions', async (k, d) => rate(await pairs(k, d)));
-  await scenario(`offline queue ${MESSAGES} then drain`, async (k, d) => {
+  await scenario(`offline queue ${MESSAGES}: queueing, drain`, async (k, d) => {
     const r = await offlineDrain(k, d);
     return `queue ${Math.round(r.queue)} msg/s, drain ${Math.round(r.drain)} msg/s`;
   });
