@@ -94,6 +94,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
       if (ref.id === undefined && ref.refs <= 1) {
         const m = item.message;
         s.insertQueuedInline.run(id, seq, item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null, m.topic, m.payload, m.qos, m.retain ? 1 : 0, toJson(m.properties), m.expiresAt ?? null, m.from ?? null);
+        storage.forget(ref);
       } else s.insertQueued.run(id, seq, storage.messageId(ref), item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null);
     });
     this.queueRows.set(item, { key: seq, ref, group: storage.group, op });

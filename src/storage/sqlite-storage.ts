@@ -109,6 +109,11 @@ export class SqliteStorage {
   private scheduled = false;
   /** The current commit group: changes recorded now go out with it. */
   group = 0;
+  /**
+   * The messages some row refers to, so that another row referring to the same message in the same group
+   * shares its MessageRef. Those held only inline leave it at their commit (forget()): it stays as small as
+   * the messages with a messages row, not as large as every queue.
+   */
   private readonly messages = new Map<Message, MessageRef>();
   /** Messages whose last reference went this group: deleted at the commit unless referred to again by then. */
   private orphans: MessageRef[] = [];
@@ -246,7 +251,7 @@ export class SqliteStorage {
       // Referred to again (taken from a queue into flight), or already handled.
       if (ref.refs > 0 || ref.gone) continue;
       ref.gone = true;
-      this.messages.delete(ref.message);
+      this.forget(ref);
       // Written by an earlier commit (a message only ever inline, or never committed, has no row).
       if (ref.id !== undefined) ids.push(ref.id);
     }
@@ -319,6 +324,14 @@ export class SqliteStorage {
   }
 
   /**
+   * `ref`'s message is held inline by its one row: no later row needs to find it (one that does gets a
+   * MessageRef of its own and, if it cannot be inline, a messages row of its own).
+   */
+  forget(ref: MessageRef): void {
+    if (this.messages.get(ref.message) === ref) this.messages.delete(ref.message);
+  }
+
+  /**
    * The id of `ref`'s messages row, inserting it now if it has none: called by the ops of a commit (inside
    * its transaction) whose row refers to the message rather than holding it inline.
    */
@@ -346,7 +359,7 @@ export class SqliteStorage {
    */
   adoptMessage(message: Message, id: number | undefined): MessageRef {
     const ref: MessageRef = { message, id, refs: 0, gone: false };
-    this.messages.set(message, ref);
+    if (id !== undefined) this.messages.set(message, ref);
     return ref;
   }
 
