@@ -86,10 +86,10 @@ const MIGRATIONS: Record<number, string> = {
   // Start-up reads the retained topics without their payloads (read on demand): from this index alone,
   // however large the payloads are.
   2: 'CREATE INDEX retained_topics ON retained (topic, qos, expires_at);',
-  // A message queued for one session only (the common offline case) is stored inline in its queue row:
-  // one row per queued message instead of a messages row and a queue row. message_id becomes optional
-  // (NULL: inline), which SQLite's ALTER TABLE cannot do, so the table is rebuilt; its rows are copied as
-  // they are (they keep referring to their messages rows).
+  // A message with one row only (queued for one offline session, or in flight to one session: the common
+  // cases) is stored inline in that queue or in-flight row: one row per message instead of a messages row
+  // and a row referring to it. message_id becomes optional (NULL: inline), which SQLite's ALTER TABLE cannot
+  // do, so both tables are rebuilt; their rows are copied as they are (they keep referring to their messages).
   3: `
 CREATE TABLE queue_v3 (
   client_id TEXT NOT NULL,
@@ -113,6 +113,29 @@ INSERT INTO queue_v3 (client_id, seq, message_id, qos, retain, subscription_ids,
   SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key FROM queue;
 DROP TABLE queue;
 ALTER TABLE queue_v3 RENAME TO queue;
+CREATE TABLE inflight_v3 (
+  client_id TEXT NOT NULL,
+  packet_id INTEGER NOT NULL,
+  message_id INTEGER,          -- NULL when the message is inline (the columns below)
+  qos INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  retain INTEGER NOT NULL,
+  subscription_ids TEXT,
+  share_key TEXT,
+  send_order INTEGER NOT NULL,
+  topic TEXT,
+  payload BLOB,
+  message_qos INTEGER,
+  message_retain INTEGER,
+  properties TEXT,
+  expires_at INTEGER,
+  from_client TEXT,
+  PRIMARY KEY (client_id, packet_id)
+) WITHOUT ROWID;
+INSERT INTO inflight_v3 (client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order)
+  SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order FROM inflight;
+DROP TABLE inflight;
+ALTER TABLE inflight_v3 RENAME TO inflight;
 `,
 };
 

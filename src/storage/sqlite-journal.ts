@@ -1,7 +1,8 @@
 // The changes of one persistent session (store/types.ts SessionJournal), recorded for the next commit of
 // its SqliteStorage. Deletes of one commit go out as ranges; a QoS 1 message taken from a stored queue into
 // flight keeps its queue row as its record until its PUBACK, or until DEFER_INFLIGHT_MS has passed. A
-// message whose only row at its commit is one queue row is stored inline in it (one insert, no messages row).
+// message whose only row at its commit is one queue or in-flight row is stored inline in it (one insert, no
+// messages row).
 import type { ClientInfo } from '../broker/hooks.js';
 import type { InflightMessage, QueuedMessage, SessionJournal, StoredWill, SubscriptionEntry } from '../broker/store/types.js';
 import { idsToText, toJson } from './codec.js';
@@ -160,8 +161,16 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const ref = row.ref;
     row.group = storage.group;
     row.inserted = true;
-    // The messages row is made at the commit if the message has none yet (it was inline in its queue row).
-    row.op = storage.add(() => s.upsertInflight.run(id, m.packetId, storage.messageId(ref), m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
+    row.op = storage.add(() => {
+      // As for a queue row: inline when it is the message's only row at the commit and it has no messages
+      // row; otherwise it refers to the messages row, made now if the message has none yet.
+      const ids = idsToText(m.subscriptionIds);
+      if (ref.id === undefined && ref.refs <= 1) {
+        const msg = m.message;
+        s.upsertInflightInline.run(id, m.packetId, m.qos, m.state, m.retain ? 1 : 0, ids, m.shareKey ?? null, m.order, msg.topic, msg.payload, msg.qos, msg.retain ? 1 : 0, toJson(msg.properties), msg.expiresAt ?? null, msg.from ?? null);
+        storage.forget(ref);
+      } else s.upsertInflight.run(id, m.packetId, storage.messageId(ref), m.qos, m.state, m.retain ? 1 : 0, ids, m.shareKey ?? null, m.order);
+    });
   }
 
   inflight(m: InflightMessage): void {

@@ -406,6 +406,7 @@ const SQL = {
   insertQueuedInline: 'INSERT OR REPLACE INTO queue (client_id, seq, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   deleteQueued: 'DELETE FROM queue WHERE client_id = ? AND seq BETWEEN ? AND ?',
   upsertInflight: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  upsertInflightInline: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, qos, state, retain, subscription_ids, share_key, send_order, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   setInflightState: 'UPDATE inflight SET state = ? WHERE client_id = ? AND packet_id = ?',
   deleteInflightRows: 'DELETE FROM inflight WHERE client_id = ? AND packet_id BETWEEN ? AND ?',
   holdIncoming: 'INSERT OR IGNORE INTO incoming_qos2 (client_id, packet_id) VALUES (?, ?)',

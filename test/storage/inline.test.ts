@@ -1,7 +1,7 @@
-// Schema version 3: a message whose only row at its commit is one queue row (queued for one offline session,
-// the common case) is held inline in that row: one insert per queued message, no messages row. A message
-// with more than one row (several sessions, or a queue and an in-flight window) is still stored once in
-// `messages`, and the rows refer to it.
+// Schema version 3: a message whose only row at its commit is one queue or in-flight row (queued for one
+// offline session, or in flight to one session: the common cases) is held inline in that row: one insert per
+// message, no messages row. A message with more than one row (several sessions, or a queue and an in-flight
+// window) is still stored once in `messages`, and the rows refer to it.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -72,6 +72,31 @@ describe('storage: messages inline in their queue row', () => {
     assert.deepEqual(db.prepare('SELECT message_id FROM inflight').all(), [{ message_id: messages[0]!.id }]);
     here.destroy();
     pub.destroy();
+  });
+
+  it('[MQTT-4.4.0-1] a message in flight to one online session only is held inline in its in-flight row, and is resent whole with DUP after a restart', async (t) => {
+    const dir = dataDir(t);
+    const brokers = brokerOn(t, dir);
+    let { port } = await brokers.start();
+    const here = await subscribe(port, 'online', 'on/#', true);
+    const pub = (await RawClient.connect(port, { clientId: 'on-pub', protocolVersion: 5 })).client;
+    pub.send({ type: 3, topic: 'on/x', payload: Buffer.from('flying'), qos: 1, retain: false, dup: false, packetId: 1, properties: { contentType: 'text/plain' } });
+    await pub.next(4);
+    const first = (await here.next(3)) as PublishPacket; // never acknowledged
+    const db = readOnly(dir);
+    assert.deepEqual(db.prepare('SELECT packet_id, message_id, topic, payload FROM inflight').all(), [{ packet_id: first.packetId!, message_id: null, topic: 'on/x', payload: Buffer.from('flying') }]);
+    assert.equal(rowCounts(dir).messages, 0);
+    db.close();
+    here.destroy();
+    pub.destroy();
+    await brokers.stop();
+    ({ port } = await brokers.start());
+    const back = (await RawClient.connect(port, v5('online'))).client;
+    const again = (await back.next(3)) as PublishPacket;
+    assert.deepEqual([again.topic, again.payload.toString(), again.dup, again.packetId, again.properties?.contentType], ['on/x', 'flying', true, first.packetId, 'text/plain']);
+    back.send({ type: 4, packetId: again.packetId! });
+    await back.sync();
+    back.destroy();
   });
 
   it('after a restart an inline message comes back whole (retain flag, properties, expiry), and a messages row no row refers to is deleted beside inline rows', async (t) => {

@@ -70,7 +70,10 @@ describe('storage: schema migration', () => {
     const columns = db.prepare("SELECT name, \"notnull\" AS required FROM pragma_table_info('queue')").all() as { name: string; required: number }[];
     assert.equal(columns.find((c) => c.name === 'message_id')?.required, 0);
     assert.deepEqual(columns.map((c) => c.name).slice(8), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client']);
-    assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE name LIKE 'queue%' ORDER BY name").all(), [{ name: 'queue' }], 'no table of the rebuild left');
+    const inflightColumns = db.prepare("SELECT name, \"notnull\" AS required FROM pragma_table_info('inflight')").all() as { name: string; required: number }[];
+    assert.equal(inflightColumns.find((c) => c.name === 'message_id')?.required, 0);
+    assert.deepEqual(inflightColumns.map((c) => c.name).slice(9), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client']);
+    assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE name LIKE '%_v3'").all(), [], 'no table of the rebuild left');
 
     const back = await RawClient.connect(port, { clientId: 'old-1', clean: false });
     assert.equal(back.connack.sessionPresent, true, 'the session of the v1 file');
