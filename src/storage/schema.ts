@@ -107,6 +107,8 @@ CREATE TABLE queue_v3 (
   properties TEXT,
   expires_at INTEGER,
   from_client TEXT,
+  packet_id INTEGER,           -- set when the message taken from this row is in flight (QoS 1, its PUBACK late)
+  send_order INTEGER,
   PRIMARY KEY (client_id, seq)
 ) WITHOUT ROWID;
 INSERT INTO queue_v3 (client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key)

@@ -144,12 +144,29 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     batch.keys.push(packetId);
   }
 
-  /** A deferred move is due (or the broker stops): the queue row goes and the in-flight row is written. */
+  /**
+   * A deferred move is due (or the broker stops): its queue row is marked in flight with the packet id and
+   * send order (a small update: the message is not written again); the PUBACK deletes the row.
+   */
   writeMove(row: RowRef, m: InflightMessage): void {
     const seq = row.queueSeq;
     if (this.ended || seq === undefined || this.inflightRows.get(m.packetId) !== row) return;
+    const storage = this.storage;
+    if (m.state === 'publish') {
+      if (row.moved === true) return;
+      row.moved = true;
+      storage.stats.movesWritten++;
+      const s = storage.statements;
+      const id = this.clientId;
+      const packetId = m.packetId;
+      const order = m.order;
+      storage.add(() => s.markQueuedInflight.run(packetId, order, id, seq));
+      return;
+    }
+    // A step on (PUBREL sent; QoS 1 alone is deferred, so not expected): an in-flight row of its own.
     row.queueSeq = undefined;
-    this.storage.stats.movesWritten++;
+    row.moved = undefined;
+    storage.stats.movesWritten++;
     this.deleteQueued(seq);
     this.writeInflight(row, m);
   }
@@ -220,7 +237,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
   private dropInflight(row: RowRef): void {
     const storage = this.storage;
     if (row.queueSeq !== undefined) {
-      // Never written as in flight: its queue row goes.
+      // Recorded by its queue row (marked in flight or not): the row goes.
       this.deleteQueued(row.queueSeq);
       row.queueSeq = undefined;
     } else if (row.group === storage.group && row.op !== undefined && row.inserted === true) {

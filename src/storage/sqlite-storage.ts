@@ -63,6 +63,8 @@ export interface RowRef {
    * PUBACK before the deferral ends deletes just that queue row; otherwise the move is written then.
    */
   queueSeq?: number;
+  /** That queue row is marked in flight (packet id, send order): the deferral ended before the PUBACK came. */
+  moved?: boolean;
 }
 
 /** A queue-to-in-flight move not written yet, and when it is written if the PUBACK has not come. */
@@ -404,6 +406,7 @@ const SQL = {
   deleteMessages: 'DELETE FROM messages WHERE id BETWEEN ? AND ?',
   insertQueued: 'INSERT OR REPLACE INTO queue (client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   insertQueuedInline: 'INSERT OR REPLACE INTO queue (client_id, seq, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  markQueuedInflight: 'UPDATE queue SET packet_id = ?, send_order = ? WHERE client_id = ? AND seq = ?',
   deleteQueued: 'DELETE FROM queue WHERE client_id = ? AND seq BETWEEN ? AND ?',
   upsertInflight: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   upsertInflightInline: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, qos, state, retain, subscription_ids, share_key, send_order, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',

@@ -92,10 +92,11 @@ export class SqliteSessionStore implements SessionStore {
     type SubscriptionRow = [clientId: string, key: string, entry: string];
     // The last seven columns of a queue or in-flight row hold the message when it is inline (messageId null).
     type InlineColumns = [topic: string | null, payload: Buffer | null, messageQos: number | null, messageRetain: number | null, properties: string | null, expiresAt: number | null, from: string | null];
-    type QueueRow = [clientId: string, seq: number, messageId: number | null, qos: number, retain: number, subscriptionIds: string | null, queuedAt: number, shareKey: string | null, ...inline: InlineColumns];
+    // packetId set: the message is in flight, recorded by its queue row (a deferred move, sqlite-journal.ts).
+    type QueueRow = [clientId: string, seq: number, messageId: number | null, qos: number, retain: number, subscriptionIds: string | null, queuedAt: number, shareKey: string | null, ...inline: InlineColumns, packetId: number | null, order: number | null];
     type InflightRow = [clientId: string, packetId: number, messageId: number | null, qos: number, state: string, retain: number, subscriptionIds: string | null, shareKey: string | null, order: number, ...inline: InlineColumns];
     const subscriptions = new Cursor<SubscriptionRow>(db.prepare('SELECT client_id, key, entry FROM subscriptions ORDER BY client_id, key'));
-    const queue = new Cursor<QueueRow>(db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client FROM queue ORDER BY client_id, seq'));
+    const queue = new Cursor<QueueRow>(db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client, packet_id, send_order FROM queue ORDER BY client_id, seq'));
     const inflight = new Cursor<InflightRow>(db.prepare('SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order, topic, payload, message_qos, message_retain, properties, expires_at, from_client FROM inflight ORDER BY client_id, packet_id'));
     const incoming = new Cursor<[clientId: string, packetId: number]>(db.prepare('SELECT client_id, packet_id FROM incoming_qos2 ORDER BY client_id, packet_id'));
     const messages = new Map<number, MessageRef>();
@@ -139,11 +140,18 @@ export class SqliteSessionStore implements SessionStore {
         for (const r of queue.rowsOf(clientId)) {
           const ref = r[2] === null ? inlineMessage(r, 8) : messageOf(r[2]);
           if (ref === undefined) continue;
+          const rows = this.rowsOf(clientId);
+          rows.nextSeq = r[1] + 1;
+          const packetId = r[15];
+          if (packetId !== null) {
+            // In flight (QoS 1, PUBLISH sent), recorded by this row: resent with DUP, deleted by its PUBACK.
+            session.inflight.push({ packetId, message: ref.message, qos: r[3] as QoS, state: 'publish', subscriptionIds: idsFromText(r[5]), retain: r[4] === 1, shareKey: r[7] ?? undefined, order: r[16] ?? 0 });
+            rows.inflight.set(packetId, { key: packetId, ref, group: -1, op: undefined, queueSeq: r[1], moved: true });
+            continue;
+          }
           const item: QueuedMessage = { message: ref.message, qos: r[3] as QoS, retain: r[4] === 1, subscriptionIds: idsFromText(r[5]), queuedAt: r[6], shareKey: r[7] ?? undefined };
           session.queue.push(item);
-          const rows = this.rowsOf(clientId);
           rows.queue.set(item, { key: r[1], ref, group: -1, op: undefined });
-          rows.nextSeq = r[1] + 1;
         }
         for (const r of inflight.rowsOf(clientId)) {
           const ref = r[2] === null ? inlineMessage(r, 9) : messageOf(r[2]);

@@ -69,7 +69,7 @@ describe('storage: schema migration', () => {
     assert.deepEqual(db.prepare('SELECT client_id, seq, message_id, topic FROM queue').all(), [{ client_id: 'old-1', seq: 0, message_id: 7, topic: null }]);
     const columns = db.prepare("SELECT name, \"notnull\" AS required FROM pragma_table_info('queue')").all() as { name: string; required: number }[];
     assert.equal(columns.find((c) => c.name === 'message_id')?.required, 0);
-    assert.deepEqual(columns.map((c) => c.name).slice(8), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client']);
+    assert.deepEqual(columns.map((c) => c.name).slice(8), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client', 'packet_id', 'send_order']);
     const inflightColumns = db.prepare("SELECT name, \"notnull\" AS required FROM pragma_table_info('inflight')").all() as { name: string; required: number }[];
     assert.equal(inflightColumns.find((c) => c.name === 'message_id')?.required, 0);
     assert.deepEqual(inflightColumns.map((c) => c.name).slice(9), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client']);
