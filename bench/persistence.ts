@@ -19,7 +19,7 @@ import { findMosquitto, freePort, killAllChildren, processCpuSeconds, processRss
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 100_000);
 const STARTUP = Number(process.env.BENCH_STARTUP ?? 100_000);
 const WINDOW = 64;
-/** Scenarios to run, by the start of their name (BENCH_ONLY=fan-in,pairs); all by default. */
+/** Scenarios to run, by a word of their name (BENCH_ONLY=fan-in,pairs; BENCH_ONLY=queueing: the offline queue); all by default. */
 const ONLY = process.env.BENCH_ONLY?.split(',');
 /** Brokers to compare (BENCH_KINDS=sqlite,memory). */
 const KINDS = process.env.BENCH_KINDS?.split(',');
@@ -243,22 +243,29 @@ async function pairs(kind: Kind, dir: string): Promise<number> {
   return rate;
 }
 
-async function offlineDrain(kind: Kind, dir: string): Promise<{ queue: number; drain: number }> {
+/** The broker's CPU time (user + system) since `from`, in µs per message: steadier than msg/s on a shared machine. */
+const cpuPerMessage = (pid: number, from: number, messages: number) => (((processCpuSeconds(pid) ?? NaN) - from) * 1e6) / messages;
+
+async function offlineDrain(kind: Kind, dir: string): Promise<{ queue: number; drain: number; queueCpu: number; drainCpu: number }> {
   const b = await start(kind, dir);
   const got = new Set<string>();
   const sub = await subscriber(b.port, 'drain-sub', 'drain/#', got);
   sub.send({ type: 14 });
   await sub.waitClosed();
+  const cpu0 = processCpuSeconds(b.pid) ?? NaN;
   const t0 = performance.now();
   await publisher(b.port, 'drain-pub', 'drain/x', MESSAGES, 'd');
   const queue = MESSAGES / ((performance.now() - t0) / 1000);
+  const queueCpu = cpuPerMessage(b.pid, cpu0, MESSAGES);
+  const cpu1 = processCpuSeconds(b.pid) ?? NaN;
   const t1 = performance.now();
   const back = await subscriber(b.port, 'drain-sub', 'drain/#', got);
   await until(() => got.size >= MESSAGES, 120_000);
   const drain = got.size / ((performance.now() - t1) / 1000);
+  const drainCpu = cpuPerMessage(b.pid, cpu1, got.size);
   back.destroy();
   await b.kill('SIGTERM');
-  return { queue, drain };
+  return { queue, drain, queueCpu, drainCpu };
 }
 
 /** Fan-in, kill -9 after `afterMs`, restart, and count acknowledged messages the subscriber never gets. */
@@ -321,7 +328,7 @@ async function main(): Promise<void> {
   console.log(`persistence benchmark: ${MESSAGES} QoS 1 messages per scenario, 64-byte payloads, 3.1.1, window ${WINDOW}; ${kinds.join(', ')}`);
   const results: Record<string, Record<Kind, string>> = {};
   const scenario = async (name: string, run: (kind: Kind, dir: string) => Promise<string>) => {
-    if (ONLY !== undefined && !ONLY.some((o) => name.startsWith(o))) return;
+    if (ONLY !== undefined && !ONLY.some((o) => name.includes(o))) return;
     results[name] = {} as Record<Kind, string>;
     for (const kind of kinds) {
       if (KINDS !== undefined && !KINDS.includes(kind)) continue;
@@ -337,9 +344,9 @@ async function main(): Promise<void> {
   const rate = (r: number) => `${Math.round(r)} msg/s`;
   await scenario('fan-in 4 -> 1 persistent', async (k, d) => rate(await fanIn(k, d)));
   await scenario('4 pairs, persistent sessions', async (k, d) => rate(await pairs(k, d)));
-  await scenario(`offline queue ${MESSAGES} then drain`, async (k, d) => {
+  await scenario(`offline queue ${MESSAGES}: queueing, drain`, async (k, d) => {
     const r = await offlineDrain(k, d);
-    return `queue ${Math.round(r.queue)} msg/s, drain ${Math.round(r.drain)} msg/s`;
+    return `queue ${Math.round(r.queue)} msg/s (broker ${r.queueCpu.toFixed(1)} cpu-µs/msg), drain ${Math.round(r.drain)} msg/s (${r.drainCpu.toFixed(1)} cpu-µs/msg)`;
   });
   await scenario('kill -9 after 1 s: acknowledged lost', async (k, d) => {
     if (k === 'memory') return '(not durable: everything queued is lost)';

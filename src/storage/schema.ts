@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3';
 /** PRAGMA application_id of a Petrel data file: "PTRL". */
 export const APPLICATION_ID = 0x5054524c;
 /** PRAGMA user_version: the schema this code writes. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** Why the data file cannot be used; the message is one line naming the file and the problem. */
 export class StorageError extends Error {
@@ -29,7 +29,8 @@ CREATE TABLE subscriptions (
   entry TEXT NOT NULL,         -- SubscriptionEntry as JSON (QoS, No Local, RAP, Retain Handling, identifiers)
   PRIMARY KEY (client_id, key)
 ) WITHOUT ROWID;
--- A message queued for many sessions is stored once; queue and inflight rows refer to it.
+-- A message queued for many sessions is stored once; queue and inflight rows refer to it (version 3: a
+-- message queued for one session only is stored in its queue row instead).
 CREATE TABLE messages (
   id INTEGER PRIMARY KEY,
   topic TEXT NOT NULL,
@@ -85,6 +86,59 @@ const MIGRATIONS: Record<number, string> = {
   // Start-up reads the retained topics without their payloads (read on demand): from this index alone,
   // however large the payloads are.
   2: 'CREATE INDEX retained_topics ON retained (topic, qos, expires_at);',
+  // A message with one row only (queued for one offline session, or in flight to one session: the common
+  // cases) is stored inline in that queue or in-flight row: one row per message instead of a messages row
+  // and a row referring to it. message_id becomes optional (NULL: inline), which SQLite's ALTER TABLE cannot
+  // do, so both tables are rebuilt; their rows are copied as they are (they keep referring to their messages).
+  3: `
+CREATE TABLE queue_v3 (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  message_id INTEGER,          -- the shared messages row; NULL when the message is inline (the columns below)
+  qos INTEGER NOT NULL,
+  retain INTEGER NOT NULL,
+  subscription_ids TEXT,
+  queued_at INTEGER NOT NULL,
+  share_key TEXT,
+  topic TEXT,                  -- inline message: as in messages
+  payload BLOB,
+  message_qos INTEGER,
+  message_retain INTEGER,
+  properties TEXT,
+  expires_at INTEGER,
+  from_client TEXT,
+  packet_id INTEGER,           -- set when the message taken from this row is in flight (QoS 1, its PUBACK late)
+  send_order INTEGER,
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+INSERT INTO queue_v3 (client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key)
+  SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key FROM queue;
+DROP TABLE queue;
+ALTER TABLE queue_v3 RENAME TO queue;
+CREATE TABLE inflight_v3 (
+  client_id TEXT NOT NULL,
+  packet_id INTEGER NOT NULL,
+  message_id INTEGER,          -- NULL when the message is inline (the columns below)
+  qos INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  retain INTEGER NOT NULL,
+  subscription_ids TEXT,
+  share_key TEXT,
+  send_order INTEGER NOT NULL,
+  topic TEXT,
+  payload BLOB,
+  message_qos INTEGER,
+  message_retain INTEGER,
+  properties TEXT,
+  expires_at INTEGER,
+  from_client TEXT,
+  PRIMARY KEY (client_id, packet_id)
+) WITHOUT ROWID;
+INSERT INTO inflight_v3 (client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order)
+  SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order FROM inflight;
+DROP TABLE inflight;
+ALTER TABLE inflight_v3 RENAME TO inflight;
+`,
 };
 
 function migrate(db: Database.Database, from: number): void {

@@ -1,6 +1,8 @@
 // The changes of one persistent session (store/types.ts SessionJournal), recorded for the next commit of
 // its SqliteStorage. Deletes of one commit go out as ranges; a QoS 1 message taken from a stored queue into
-// flight keeps its queue row as its record until its PUBACK, or until DEFER_INFLIGHT_MS has passed.
+// flight keeps its queue row as its record until its PUBACK, or until DEFER_INFLIGHT_MS has passed. A
+// message whose only row at its commit is one queue or in-flight row is stored inline in it (one insert, no
+// messages row).
 import type { ClientInfo } from '../broker/hooks.js';
 import type { InflightMessage, QueuedMessage, SessionJournal, StoredWill, SubscriptionEntry } from '../broker/store/types.js';
 import { idsToText, toJson } from './codec.js';
@@ -47,6 +49,10 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     this.ended = true;
     const s = this.storage.statements;
     const id = this.clientId;
+    // Rows inserted in this group are not written at all (and do not make messages rows for nothing).
+    const group = this.storage.group;
+    for (const row of this.queueRows.values()) if (row.group === group && row.op !== undefined) row.op.dead = true;
+    for (const row of this.inflightRows.values()) if (row.group === group && row.op !== undefined && row.inserted === true) row.op.dead = true;
     this.storage.add(() => {
       s.deleteSession.run(id);
       s.deleteSubscriptions.run(id);
@@ -81,9 +87,17 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const s = storage.statements;
     const id = this.clientId;
     const ref = storage.refMessage(item.message);
-    const messageId = ref.id;
     const seq = this.nextSeq++;
-    const op = storage.add(() => s.insertQueued.run(id, seq, messageId, item.qos, item.retain ? 1 : 0, idsToText(item.subscriptionIds), item.queuedAt, item.shareKey ?? null));
+    const op = storage.add(() => {
+      // Decided at the commit, once every row this group makes is known: the message's only row (and no
+      // messages row yet) holds it inline; otherwise the row refers to the messages row, written once.
+      const ids = idsToText(item.subscriptionIds);
+      if (ref.id === undefined && ref.refs <= 1) {
+        const m = item.message;
+        s.insertQueuedInline.run(id, seq, item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null, m.topic, m.payload, m.qos, m.retain ? 1 : 0, toJson(m.properties), m.expiresAt ?? null, m.from ?? null);
+        storage.forget(ref);
+      } else s.insertQueued.run(id, seq, storage.messageId(ref), item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null);
+    });
     this.queueRows.set(item, { key: seq, ref, group: storage.group, op });
   }
 
@@ -130,12 +144,29 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     batch.keys.push(packetId);
   }
 
-  /** A deferred move is due (or the broker stops): the queue row goes and the in-flight row is written. */
+  /**
+   * A deferred move is due (or the broker stops): its queue row is marked in flight with the packet id and
+   * send order (a small update: the message is not written again); the PUBACK deletes the row.
+   */
   writeMove(row: RowRef, m: InflightMessage): void {
     const seq = row.queueSeq;
     if (this.ended || seq === undefined || this.inflightRows.get(m.packetId) !== row) return;
+    const storage = this.storage;
+    if (m.state === 'publish') {
+      if (row.moved === true) return;
+      row.moved = true;
+      storage.stats.movesWritten++;
+      const s = storage.statements;
+      const id = this.clientId;
+      const packetId = m.packetId;
+      const order = m.order;
+      storage.add(() => s.markQueuedInflight.run(packetId, order, id, seq));
+      return;
+    }
+    // A step on (PUBREL sent; QoS 1 alone is deferred, so not expected): an in-flight row of its own.
     row.queueSeq = undefined;
-    this.storage.stats.movesWritten++;
+    row.moved = undefined;
+    storage.stats.movesWritten++;
     this.deleteQueued(seq);
     this.writeInflight(row, m);
   }
@@ -144,10 +175,19 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const storage = this.storage;
     const s = storage.statements;
     const id = this.clientId;
-    const messageId = row.ref.id;
+    const ref = row.ref;
     row.group = storage.group;
     row.inserted = true;
-    row.op = storage.add(() => s.upsertInflight.run(id, m.packetId, messageId, m.qos, m.state, m.retain ? 1 : 0, idsToText(m.subscriptionIds), m.shareKey ?? null, m.order));
+    row.op = storage.add(() => {
+      // As for a queue row: inline when it is the message's only row at the commit and it has no messages
+      // row; otherwise it refers to the messages row, made now if the message has none yet.
+      const ids = idsToText(m.subscriptionIds);
+      if (ref.id === undefined && ref.refs <= 1) {
+        const msg = m.message;
+        s.upsertInflightInline.run(id, m.packetId, m.qos, m.state, m.retain ? 1 : 0, ids, m.shareKey ?? null, m.order, msg.topic, msg.payload, msg.qos, msg.retain ? 1 : 0, toJson(msg.properties), msg.expiresAt ?? null, msg.from ?? null);
+        storage.forget(ref);
+      } else s.upsertInflight.run(id, m.packetId, storage.messageId(ref), m.qos, m.state, m.retain ? 1 : 0, ids, m.shareKey ?? null, m.order);
+    });
   }
 
   inflight(m: InflightMessage): void {
@@ -197,7 +237,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
   private dropInflight(row: RowRef): void {
     const storage = this.storage;
     if (row.queueSeq !== undefined) {
-      // Never written as in flight: its queue row goes.
+      // Recorded by its queue row (marked in flight or not): the row goes.
       this.deleteQueued(row.queueSeq);
       row.queueSeq = undefined;
     } else if (row.group === storage.group && row.op !== undefined && row.inserted === true) {

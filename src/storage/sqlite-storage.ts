@@ -1,7 +1,8 @@
 // The SQLite file of a broker and its commit groups: changes recorded during one event-loop turn are committed
 // in one transaction, and the callbacks waiting for them run after it (the broker acknowledges there). Also
-// the rows of messages shared by queues and in-flight windows (stored once, deleted with the last reference),
-// and the queue-to-in-flight moves written only when their PUBACK is late.
+// the rows of messages shared by queues and in-flight windows (stored once, deleted with the last reference;
+// a message queued for one session only is stored inline in its queue row and has none), and the
+// queue-to-in-flight moves written only when their PUBACK is late.
 //
 // Durability contract: a change recorded now is committed before the callbacks given to afterCommit() now
 // run. A change made and undone within one turn (a message put in flight and acknowledged, queued and sent)
@@ -34,16 +35,18 @@ export interface Op {
   dead: boolean;
 }
 
-/** A message row shared by the queue and in-flight rows that refer to it. */
+/**
+ * A message and the queue and in-flight rows that refer to it (`refs`). Its messages row is written at the
+ * first commit with a row that needs it (messageId()): never while its only row is a queue row, which then
+ * holds it inline.
+ */
 export interface MessageRef {
   message: Message;
-  id: number;
+  /** Its messages row, once written (undefined: none, as long as the message lives only inline). */
+  id: number | undefined;
   refs: number;
-  /** Its row is deleted (or its insert undone): a new reference makes a new row. */
+  /** No row refers to it any more (its messages row deleted): a new reference makes a new MessageRef. */
   gone: boolean;
-  /** The group its insert is in (still pending while it is the current group). */
-  group: number;
-  insert: Op | undefined;
 }
 
 /** A queue or in-flight row of a session, with the group that wrote it last. */
@@ -60,6 +63,8 @@ export interface RowRef {
    * PUBACK before the deferral ends deletes just that queue row; otherwise the move is written then.
    */
   queueSeq?: number;
+  /** That queue row is marked in flight (packet id, send order): the deferral ended before the PUBACK came. */
+  moved?: boolean;
 }
 
 /** A queue-to-in-flight move not written yet, and when it is written if the PUBACK has not come. */
@@ -106,6 +111,11 @@ export class SqliteStorage {
   private scheduled = false;
   /** The current commit group: changes recorded now go out with it. */
   group = 0;
+  /**
+   * The messages some row refers to, so that another row referring to the same message in the same group
+   * shares its MessageRef. Those held only inline leave it at their commit (forget()): it stays as small as
+   * the messages with a messages row, not as large as every queue.
+   */
   private readonly messages = new Map<Message, MessageRef>();
   /** Messages whose last reference went this group: deleted at the commit unless referred to again by then. */
   private orphans: MessageRef[] = [];
@@ -114,6 +124,8 @@ export class SqliteStorage {
   private deferredHead = 0;
   private deferTimer: NodeJS.Timeout | undefined;
   private nextMessageId = 1;
+  /** Messages rows inserted by the commit under way: forgotten again if it fails (rolled back). */
+  private inserted: MessageRef[] = [];
   private failing: string | undefined;
   /**
    * Transactions committed, changes written and skipped (undone in their group), and queue-to-in-flight
@@ -241,9 +253,9 @@ export class SqliteStorage {
       // Referred to again (taken from a queue into flight), or already handled.
       if (ref.refs > 0 || ref.gone) continue;
       ref.gone = true;
-      this.messages.delete(ref.message);
-      if (ref.group === this.group && ref.insert !== undefined) ref.insert.dead = true;
-      else ids.push(ref.id);
+      this.forget(ref);
+      // Written by an earlier commit (a message only ever inline, or never committed, has no row).
+      if (ref.id !== undefined) ids.push(ref.id);
     }
     if (ids.length === 0) return;
     const s = this.statements;
@@ -279,6 +291,7 @@ export class SqliteStorage {
     if (ops.length > 0) {
       try {
         this.commit(ops);
+        this.inserted.length = 0;
         this.stats.commits++;
         if (this.failing !== undefined) {
           this.warn('storage writes work again', { file: this.file });
@@ -286,6 +299,9 @@ export class SqliteStorage {
         }
       } catch (err) {
         error = err as Error;
+        // Rolled back: those messages have no row after all (a later commit writes them again if needed).
+        for (const ref of this.inserted) ref.id = undefined;
+        this.inserted.length = 0;
         const cause = describeWriteError(err);
         if (this.failing !== cause) this.warn(`storage write failed: ${cause}; QoS 1/2 messages that cannot be stored are refused until it works again`, { file: this.file });
         this.failing = cause;
@@ -298,17 +314,38 @@ export class SqliteStorage {
     if (this.deferTimer === undefined) this.armDeferTimer();
   };
 
-  /** A queue or in-flight row now refers to `message`: its row is written once, with the first reference. */
+  /** A queue or in-flight row now refers to `message` (its messages row is written only if one needs it). */
   refMessage(message: Message): MessageRef {
     let ref = this.messages.get(message);
     if (ref === undefined) {
-      const id = this.nextMessageId++;
-      const insert = this.add(() => this.statements.insertMessage.run(id, message.topic, message.payload, message.qos, message.retain ? 1 : 0, toJson(message.properties), message.expiresAt ?? null, message.from ?? null));
-      ref = { message, id, refs: 0, gone: false, group: this.group, insert };
+      ref = { message, id: undefined, refs: 0, gone: false };
       this.messages.set(message, ref);
     }
     ref.refs++;
     return ref;
+  }
+
+  /**
+   * `ref`'s message is held inline by its one row: no later row needs to find it (one that does gets a
+   * MessageRef of its own and, if it cannot be inline, a messages row of its own).
+   */
+  forget(ref: MessageRef): void {
+    if (this.messages.get(ref.message) === ref) this.messages.delete(ref.message);
+  }
+
+  /**
+   * The id of `ref`'s messages row, inserting it now if it has none: called by the ops of a commit (inside
+   * its transaction) whose row refers to the message rather than holding it inline.
+   */
+  messageId(ref: MessageRef): number {
+    let id = ref.id;
+    if (id === undefined) {
+      ref.id = id = this.nextMessageId++;
+      const m = ref.message;
+      this.statements.insertMessage.run(id, m.topic, m.payload, m.qos, m.retain ? 1 : 0, toJson(m.properties), m.expiresAt ?? null, m.from ?? null);
+      this.inserted.push(ref);
+    }
+    return id;
   }
 
   /** A row stopped referring to a message; its row goes at the commit if nothing refers to it by then. */
@@ -318,10 +355,13 @@ export class SqliteStorage {
     this.schedule();
   }
 
-  /** A message loaded from the file (its references are counted as the rows referring to it are read). */
-  adoptMessage(message: Message, id: number): MessageRef {
-    const ref: MessageRef = { message, id, refs: 0, gone: false, group: -1, insert: undefined };
-    this.messages.set(message, ref);
+  /**
+   * A message loaded from the file, from its messages row `id` or inline in a queue row (id undefined); its
+   * references are counted as the rows referring to it are read.
+   */
+  adoptMessage(message: Message, id: number | undefined): MessageRef {
+    const ref: MessageRef = { message, id, refs: 0, gone: false };
+    if (id !== undefined) this.messages.set(message, ref);
     return ref;
   }
 
@@ -365,8 +405,11 @@ const SQL = {
   insertMessage: 'INSERT INTO messages (id, topic, payload, qos, retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   deleteMessages: 'DELETE FROM messages WHERE id BETWEEN ? AND ?',
   insertQueued: 'INSERT OR REPLACE INTO queue (client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+  insertQueuedInline: 'INSERT OR REPLACE INTO queue (client_id, seq, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  markQueuedInflight: 'UPDATE queue SET packet_id = ?, send_order = ? WHERE client_id = ? AND seq = ?',
   deleteQueued: 'DELETE FROM queue WHERE client_id = ? AND seq BETWEEN ? AND ?',
   upsertInflight: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  upsertInflightInline: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, qos, state, retain, subscription_ids, share_key, send_order, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   setInflightState: 'UPDATE inflight SET state = ? WHERE client_id = ? AND packet_id = ?',
   deleteInflightRows: 'DELETE FROM inflight WHERE client_id = ? AND packet_id BETWEEN ? AND ?',
   holdIncoming: 'INSERT OR IGNORE INTO incoming_qos2 (client_id, packet_id) VALUES (?, ?)',

@@ -90,11 +90,14 @@ export class SqliteSessionStore implements SessionStore {
     const aliveAt = aliveRow !== undefined ? Math.min(Number(aliveRow.value), now) : now;
     const s = storage.statements;
     type SubscriptionRow = [clientId: string, key: string, entry: string];
-    type QueueRow = [clientId: string, seq: number, messageId: number, qos: number, retain: number, subscriptionIds: string | null, queuedAt: number, shareKey: string | null];
-    type InflightRow = [clientId: string, packetId: number, messageId: number, qos: number, state: string, retain: number, subscriptionIds: string | null, shareKey: string | null, order: number];
+    // The last seven columns of a queue or in-flight row hold the message when it is inline (messageId null).
+    type InlineColumns = [topic: string | null, payload: Buffer | null, messageQos: number | null, messageRetain: number | null, properties: string | null, expiresAt: number | null, from: string | null];
+    // packetId set: the message is in flight, recorded by its queue row (a deferred move, sqlite-journal.ts).
+    type QueueRow = [clientId: string, seq: number, messageId: number | null, qos: number, retain: number, subscriptionIds: string | null, queuedAt: number, shareKey: string | null, ...inline: InlineColumns, packetId: number | null, order: number | null];
+    type InflightRow = [clientId: string, packetId: number, messageId: number | null, qos: number, state: string, retain: number, subscriptionIds: string | null, shareKey: string | null, order: number, ...inline: InlineColumns];
     const subscriptions = new Cursor<SubscriptionRow>(db.prepare('SELECT client_id, key, entry FROM subscriptions ORDER BY client_id, key'));
-    const queue = new Cursor<QueueRow>(db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key FROM queue ORDER BY client_id, seq'));
-    const inflight = new Cursor<InflightRow>(db.prepare('SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order FROM inflight ORDER BY client_id, packet_id'));
+    const queue = new Cursor<QueueRow>(db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client, packet_id, send_order FROM queue ORDER BY client_id, seq'));
+    const inflight = new Cursor<InflightRow>(db.prepare('SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order, topic, payload, message_qos, message_retain, properties, expires_at, from_client FROM inflight ORDER BY client_id, packet_id'));
     const incoming = new Cursor<[clientId: string, packetId: number]>(db.prepare('SELECT client_id, packet_id FROM incoming_qos2 ORDER BY client_id, packet_id'));
     const messages = new Map<number, MessageRef>();
     const selectMessage = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?');
@@ -106,6 +109,15 @@ export class SqliteSessionStore implements SessionStore {
         ref = storage.adoptMessage(messageFromRow(row, row.retain === 1), id);
         messages.set(id, ref);
       }
+      ref.refs++;
+      return ref;
+    };
+    /** The message held inline by a row (its columns from `at`; no messages row): its own MessageRef, one reference. */
+    const inlineMessage = (r: unknown[], at: number): MessageRef | undefined => {
+      const [topic, payload, qos, retain, properties, expiresAt, from] = r.slice(at) as InlineColumns;
+      if (topic === null || payload === null) return undefined;
+      const message = messageFromRow({ topic, payload, qos: qos ?? (r[3] as number), properties, expires_at: expiresAt, from_client: from }, retain === 1);
+      const ref = storage.adoptMessage(message, undefined);
       ref.refs++;
       return ref;
     };
@@ -126,16 +138,23 @@ export class SqliteSessionStore implements SessionStore {
         const session: StoredSession = { clientId, expiryInterval, expiresAt, client: fromJson<ClientInfo>(row[3]), subscriptions: [], queue: [], inflight: [], incomingQos2: [], will };
         for (const r of subscriptions.rowsOf(clientId)) session.subscriptions.push([r[1], fromJson<SubscriptionEntry>(r[2])!]);
         for (const r of queue.rowsOf(clientId)) {
-          const ref = messageOf(r[2]);
+          const ref = r[2] === null ? inlineMessage(r, 8) : messageOf(r[2]);
           if (ref === undefined) continue;
+          const rows = this.rowsOf(clientId);
+          rows.nextSeq = r[1] + 1;
+          const packetId = r[15];
+          if (packetId !== null) {
+            // In flight (QoS 1, PUBLISH sent), recorded by this row: resent with DUP, deleted by its PUBACK.
+            session.inflight.push({ packetId, message: ref.message, qos: r[3] as QoS, state: 'publish', subscriptionIds: idsFromText(r[5]), retain: r[4] === 1, shareKey: r[7] ?? undefined, order: r[16] ?? 0 });
+            rows.inflight.set(packetId, { key: packetId, ref, group: -1, op: undefined, queueSeq: r[1], moved: true });
+            continue;
+          }
           const item: QueuedMessage = { message: ref.message, qos: r[3] as QoS, retain: r[4] === 1, subscriptionIds: idsFromText(r[5]), queuedAt: r[6], shareKey: r[7] ?? undefined };
           session.queue.push(item);
-          const rows = this.rowsOf(clientId);
           rows.queue.set(item, { key: r[1], ref, group: -1, op: undefined });
-          rows.nextSeq = r[1] + 1;
         }
         for (const r of inflight.rowsOf(clientId)) {
-          const ref = messageOf(r[2]);
+          const ref = r[2] === null ? inlineMessage(r, 9) : messageOf(r[2]);
           if (ref === undefined) continue;
           session.inflight.push({ packetId: r[1], message: ref.message, qos: r[3] as QoS, state: r[4] === 'pubrel' ? 'pubrel' : 'publish', subscriptionIds: idsFromText(r[6]), retain: r[5] === 1, shareKey: r[7] ?? undefined, order: r[8] });
           this.rowsOf(clientId).inflight.set(r[1], { key: r[1], ref, group: -1, op: undefined });
@@ -161,7 +180,8 @@ export class SqliteSessionStore implements SessionStore {
     }
     if (ended.length > 0) storage.add(() => db.prepare('DELETE FROM live_wills').run());
     // Messages no row refers to (left by a failed write): garbage.
-    db.prepare('DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue UNION SELECT message_id FROM inflight)').run();
+    // (Inline queue rows have message_id NULL, and NOT IN over a list holding NULL is never true.)
+    db.prepare('DELETE FROM messages WHERE id NOT IN (SELECT message_id FROM queue WHERE message_id IS NOT NULL UNION SELECT message_id FROM inflight WHERE message_id IS NOT NULL)').run();
     yield* ended;
   }
 

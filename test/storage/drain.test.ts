@@ -34,12 +34,15 @@ async function queueFor(port: number, clientId: string, filter: string, count: n
   pub.destroy();
 }
 
-/** The queue and in-flight rows of `clientId` on disk. */
+/**
+ * The queued and in-flight messages of `clientId` on disk: in flight are its in-flight rows and its queue rows
+ * marked in flight (a move written after the deferral).
+ */
 function rowsOf(dir: string, clientId: string): { queue: number; inflight: { packet_id: number }[] } {
   const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
   try {
-    const queue = (db.prepare('SELECT count(*) AS n FROM queue WHERE client_id = ?').get(clientId) as { n: number }).n;
-    const inflight = db.prepare('SELECT packet_id FROM inflight WHERE client_id = ?').all(clientId) as { packet_id: number }[];
+    const queue = (db.prepare('SELECT count(*) AS n FROM queue WHERE client_id = ? AND packet_id IS NULL').get(clientId) as { n: number }).n;
+    const inflight = db.prepare('SELECT packet_id FROM inflight WHERE client_id = ? UNION ALL SELECT packet_id FROM queue WHERE client_id = ? AND packet_id IS NOT NULL').all(clientId, clientId) as { packet_id: number }[];
     return { queue, inflight };
   } finally {
     db.close();
@@ -97,6 +100,11 @@ describe('storage: draining a queue', () => {
     }
     assert.ok(seen.has('in flight'), 'written as in flight after the deferral');
     assert.deepEqual(rowsOf(dir, 'slow').inflight, [{ packet_id: m.packetId! }], 'with the packet id it was sent with');
+    // Recorded by marking its queue row (the message is not written a second time).
+    const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
+    t.after(() => db.close());
+    assert.deepEqual(db.prepare('SELECT packet_id, payload FROM queue').all(), [{ packet_id: m.packetId!, payload: Buffer.from('m0') }]);
+    assert.deepEqual({ inflight: rowCounts(dir).inflight, messages: rowCounts(dir).messages }, { inflight: 0, messages: 0 });
     back.destroy();
   });
 
@@ -116,25 +124,34 @@ describe('storage: draining a queue', () => {
     assert.equal(resent.payload.toString(), first.payload.toString());
     assert.equal(resent.dup, true);
     assert.equal(resent.packetId, first.packetId);
+    // Acknowledged after the restart: the queue rows that recorded them in flight go.
+    again.send({ type: 4, packetId: resent.packetId! });
+    for (let i = 1; i < 3; i++) {
+      const p = (await again.next(3)) as PublishPacket;
+      again.send({ type: 4, packetId: p.packetId! });
+    }
+    await again.sync();
+    await delay(50);
+    assert.deepEqual({ queue: rowCounts(dir).queue, inflight: rowCounts(dir).inflight, messages: rowCounts(dir).messages }, { queue: 0, inflight: 0, messages: 0 });
     again.destroy();
   });
 
-  it('a QoS 2 message taken from the queue is written in flight at once, referring to the message row it was queued with', async (t) => {
+  it('a QoS 2 message taken from the queue is written in flight at once: its inline queue row gives way to an inline in-flight row in one commit', async (t) => {
     const dir = dataDir(t);
     const brokers = brokerOn(t, dir);
     const { port } = await brokers.start();
     await queueFor(port, 'q2', 'q2/x', 1, 2);
     const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
     t.after(() => db.close());
-    const queued = db.prepare('SELECT message_id FROM queue WHERE client_id = ?').all('q2') as { message_id: number }[];
-    assert.equal(queued.length, 1);
+    // Queued for one session only: held inline by its queue row.
+    assert.deepEqual(db.prepare('SELECT message_id, topic FROM queue WHERE client_id = ?').all('q2'), [{ message_id: null, topic: 'q2/x' }]);
+    assert.equal(rowCounts(dir).messages, 0);
     const back = (await RawClient.connect(port, session('q2'))).client;
     const m = (await back.next(3)) as PublishPacket;
     assert.equal(m.qos, 2);
-    // Exactly once: the PUBLISH goes out only once it is recorded in flight.
-    assert.deepEqual(db.prepare('SELECT packet_id, message_id FROM inflight WHERE client_id = ?').all('q2'), [{ packet_id: m.packetId!, message_id: queued[0]!.message_id }]);
-    await delay(50);
-    assert.deepEqual((db.prepare('SELECT id FROM messages').all() as { id: number }[]).map((r) => r.id), [queued[0]!.message_id], 'the same message row, not deleted and inserted again');
+    // Exactly once: the PUBLISH goes out only once it is recorded in flight, and the message is on disk once.
+    assert.deepEqual(db.prepare('SELECT packet_id, message_id, topic, payload FROM inflight WHERE client_id = ?').all('q2'), [{ packet_id: m.packetId!, message_id: null, topic: 'q2/x', payload: Buffer.from('m0') }]);
+    assert.equal(rowCounts(dir).messages, 0);
     assert.equal(rowsOf(dir, 'q2').queue, 0);
     back.destroy();
   });

@@ -1,6 +1,8 @@
-// An older schema is migrated in one transaction: a data file of schema version 1 (its DDL written out here,
-// as Petrel 0.1 made it) is opened by this Petrel, its data survives and its version goes up; a migration
-// that fails half-way leaves the file exactly as it was and stops start-up with one line naming the file.
+// An older schema is migrated in one transaction: a data file of schema version 1 or 2 (their DDL written out
+// here, as the Petrel of each made it) is opened by this Petrel, its data survives and its version goes up; a
+// migration that fails half-way leaves the file exactly as it was and stops start-up with one line naming
+// the file. Version 2 -> 3 rebuilds the queue table (message_id optional: a message queued for one session
+// is held inline in its queue row).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -26,14 +28,17 @@ CREATE TABLE live_wills (client_id TEXT PRIMARY KEY, will TEXT NOT NULL) WITHOUT
 CREATE TABLE retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL, qos INTEGER NOT NULL, properties TEXT, expires_at INTEGER, from_client TEXT) WITHOUT ROWID;
 `;
 
-/** A version 1 file holding a session with a subscription and a queued message, and a retained message. */
-function writeV1(dir: string, extraSql = ''): string {
+/** Version 2: version 1 and the index of the retained topics. */
+const V2 = `${V1}CREATE INDEX retained_topics ON retained (topic, qos, expires_at);\n`;
+
+/** A version 1 (or 2) file holding a session with a subscription and a queued message, and a retained message. */
+function writeV1(dir: string, extraSql = '', version: 1 | 2 = 1): string {
   const file = join(dir, 'petrel.db');
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
-  db.exec(V1);
+  db.exec(version === 1 ? V1 : V2);
   db.pragma(`application_id = ${APPLICATION_ID}`);
-  db.pragma('user_version = 1');
+  db.pragma(`user_version = ${version}`);
   const entry = { clientId: 'old-1', filter: 'old/+', qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 };
   db.prepare('INSERT INTO sessions VALUES (?, ?, NULL, ?, NULL)').run('old-1', 0xffffffff, JSON.stringify({ clientId: 'old-1', protocolVersion: 4, remoteAddress: '127.0.0.1:1', listener: 'tcp' }));
   db.prepare('INSERT INTO subscriptions VALUES (?, ?, ?)').run('old-1', 'old/+', JSON.stringify(entry));
@@ -48,10 +53,11 @@ function writeV1(dir: string, extraSql = ''): string {
 const hash = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 describe('storage: schema migration', () => {
-  it('a version 1 file is migrated at start: the version goes up, the retained index is made, and the session, its queue and the retained message are back', async (t) => {
-    assert.equal(SCHEMA_VERSION, 2, 'this test migrates 1 -> 2; add the next step when the schema changes again');
+  for (const version of [1, 2] as const) {
+  it(`a version ${version} file is migrated at start: the version goes up, the retained index is there, the queue table takes inline messages, and the session, its queue and the retained message are back`, async (t) => {
+    assert.equal(SCHEMA_VERSION, 3, 'this test migrates 1 -> 3 and 2 -> 3; add the next step when the schema changes again');
     const dir = dataDir(t);
-    const file = writeV1(dir);
+    const file = writeV1(dir, '', version);
     const brokers = brokerOn(t, dir);
     const { port } = await brokers.start();
 
@@ -59,6 +65,15 @@ describe('storage: schema migration', () => {
     t.after(() => db.close());
     assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
     assert.ok(db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'retained_topics'").get(), 'the index of version 2');
+    // Version 3: the old queue row as it was (referring to message 7), and message_id may be NULL now.
+    assert.deepEqual(db.prepare('SELECT client_id, seq, message_id, topic FROM queue').all(), [{ client_id: 'old-1', seq: 0, message_id: 7, topic: null }]);
+    const columns = db.prepare("SELECT name, \"notnull\" AS required FROM pragma_table_info('queue')").all() as { name: string; required: number }[];
+    assert.equal(columns.find((c) => c.name === 'message_id')?.required, 0);
+    assert.deepEqual(columns.map((c) => c.name).slice(8), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client', 'packet_id', 'send_order']);
+    const inflightColumns = db.prepare("SELECT name, \"notnull\" AS required FROM pragma_table_info('inflight')").all() as { name: string; required: number }[];
+    assert.equal(inflightColumns.find((c) => c.name === 'message_id')?.required, 0);
+    assert.deepEqual(inflightColumns.map((c) => c.name).slice(9), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client']);
+    assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE name LIKE '%_v3'").all(), [], 'no table of the rebuild left');
 
     const back = await RawClient.connect(port, { clientId: 'old-1', clean: false });
     assert.equal(back.connack.sessionPresent, true, 'the session of the v1 file');
@@ -75,10 +90,19 @@ describe('storage: schema migration', () => {
     // And the subscription: a new message reaches the old session.
     reader.send({ type: 3, topic: 'old/new', payload: Buffer.from('after'), qos: 1, retain: false, dup: false, packetId: 2 });
     await reader.next(4);
-    assert.equal(((await back.client.next(3)) as PublishPacket).payload.toString(), 'after');
+    const after = (await back.client.next(3)) as PublishPacket;
+    assert.equal(after.payload.toString(), 'after');
+    back.client.send({ type: 4, packetId: after.packetId! });
+    // Queued for it alone after the migration: inline, no messages row (the others went with their PUBACKs).
+    back.client.send({ type: 14 });
+    await back.client.waitClosed();
+    reader.send({ type: 3, topic: 'old/later', payload: Buffer.from('inline'), qos: 1, retain: false, dup: false, packetId: 3 });
+    await reader.next(4);
+    assert.deepEqual(db.prepare('SELECT message_id, topic, payload FROM queue').all(), [{ message_id: null, topic: 'old/later', payload: Buffer.from('inline') }]);
+    assert.equal((db.prepare('SELECT count(*) AS n FROM messages').get() as { n: number }).n, 0);
     reader.destroy();
-    back.client.destroy();
   });
+  }
 
   it('a migration that fails half-way is rolled back: one line naming the file and the versions, the file byte for byte as it was', (t) => {
     const dir = dataDir(t);
@@ -92,13 +116,33 @@ describe('storage: schema migration', () => {
     } catch (err) {
       message = (err as Error).message;
     }
-    assert.match(message, /petrel\.db: migrating the schema from version 1 to 2 failed \(.*retained_topics.*\); the file is left as it was/);
+    assert.match(message, /petrel\.db: migrating the schema from version 1 to 3 failed \(.*retained_topics.*\); the file is left as it was/);
     assert.ok(message.includes(file));
     assert.ok(!message.includes('\n'), 'one line');
     assert.equal(hash(file), before, 'the file is untouched');
     const db = new Database(file, { readonly: true });
     assert.equal(db.pragma('user_version', { simple: true }), 1);
     assert.equal((db.prepare('SELECT count(*) AS n FROM queue').get() as { n: number }).n, 1);
+    db.close();
+  });
+
+  it('a migration from version 2 to 3 that fails half-way is rolled back: the queue table and its rows as they were', (t) => {
+    const dir = dataDir(t);
+    // A table already named like the one the rebuild makes: the migration fails at its first statement.
+    const file = writeV1(dir, 'CREATE TABLE queue_v3 (x);', 2);
+    const before = hash(file);
+    let message = '(started)';
+    try {
+      const broker = createBroker({ port: 0, storage: { type: 'sqlite', dir } });
+      void broker.close();
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    assert.match(message, /petrel\.db: migrating the schema from version 2 to 3 failed \(.*queue_v3.*\); the file is left as it was/);
+    assert.equal(hash(file), before, 'the file is untouched');
+    const db = new Database(file, { readonly: true });
+    assert.equal(db.pragma('user_version', { simple: true }), 2);
+    assert.deepEqual(db.prepare('SELECT client_id, message_id FROM queue').all(), [{ client_id: 'old-1', message_id: 7 }]);
     db.close();
   });
 });
