@@ -240,6 +240,11 @@ export class Session {
       else link.writePublish(message, 0, retain, ids, undefined, false, encodings);
       return;
     }
+    this.deliverTracked(link, message, qos, retain, ids, shareKey, encodings);
+  }
+
+  /** QoS 1/2 online: into the in-flight window, or the queue when it or the output is full, or older messages wait. */
+  private deliverTracked(link: SessionLink, message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, shareKey: string | undefined, encodings: FanOutEncodings | undefined): void {
     if (link.outputFull() || this.hasBacklog || this.inflightCount >= link.sendWindow) this.queueBehind(link, message, qos, retain, ids, shareKey);
     else this.sendTracked(link, message, qos, retain, ids, shareKey, encodings);
   }
