@@ -229,10 +229,11 @@ export class Session {
    */
   deliver(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, shareKey: string | undefined, encodings?: FanOutEncodings): void {
     const link = this.link;
-    if (link === undefined || (message.expiresAt !== undefined && this.expiredNow(message))) {
-      if (link === undefined) this.deliverOffline(message, qos, retain, ids, shareKey);
+    if (link === undefined) {
+      this.deliverOffline(message, qos, retain, ids, shareKey);
       return;
     }
+    if (message.expiresAt !== undefined && this.expiredNow(message)) return;
     if (qos === 0) {
       // A slow reader loses QoS 0 messages rather than growing the broker's memory; so does everyone while
       // the overload guard sheds them.
