@@ -47,10 +47,10 @@ class FakeLink implements SessionLink {
   }
 }
 
-function setup(limits: Partial<BrokerLimits> = {}) {
+function setup(limits: Partial<BrokerLimits> = {}, guard?: { shedQos0: boolean }) {
   const clock = { time: 1_000, now() { return this.time; } };
   const stats = newStats();
-  const session = new Session('c', 60, { limits: { ...DEFAULT_LIMITS, ...limits }, clock, stats });
+  const session = new Session('c', 60, { limits: { ...DEFAULT_LIMITS, ...limits }, clock, stats, guard });
   const link = new FakeLink();
   return { clock, stats, session, link };
 }
@@ -84,6 +84,24 @@ describe('Session delivery', () => {
     assert.equal(session.queuedCount, 0, 'QoS 0 is not queued for a slow reader');
     assert.equal(stats.droppedMessages, 1);
     assert.equal(stats.droppedOutputFull, 1);
+  });
+
+  it('while the overload guard sheds QoS 0: dropped and counted as shed (as output full when the output is full too); QoS 1/2 still flow', () => {
+    const guard = { shedQos0: true };
+    const { session, link, stats } = setup({}, guard);
+    session.resume(link);
+    session.deliver(msg('a', 0), 0, false, undefined, undefined);
+    session.deliver(msg('b', 1), 1, false, undefined, undefined);
+    assert.deepEqual(link.names(), ['b']);
+    assert.deepEqual([stats.droppedMessages, stats.droppedShed, stats.droppedOutputFull, link.watched], [1, 1, 0, 0]);
+    link.full = true;
+    session.deliver(msg('c', 0), 0, false, undefined, undefined);
+    assert.deepEqual([stats.droppedMessages, stats.droppedShed, stats.droppedOutputFull, link.watched], [2, 1, 1, 1]);
+    link.full = false;
+    guard.shedQos0 = false;
+    session.deliver(msg('d', 0), 0, false, undefined, undefined);
+    assert.deepEqual(link.names(), ['d']);
+    assert.equal(stats.droppedMessages, 2);
   });
 
   it('QoS 1/2 go into the window up to sendWindow, then queue, and leave in order as acknowledgements come', () => {
