@@ -117,9 +117,10 @@ function route(ch: Channel, p: PublishPacket, message: Message): void {
   if (p.qos === 2 && store.durable && session.journal !== undefined) session.holdIncomingQos2(p.packetId!);
   // The payload was copied when the message was made, if it had to be.
   const delivered = ch.host.publish(message, ch.info, true, (ch.routeMemo ??= newRouteMemo()));
+  if (p.qos === 0) return; // nothing to acknowledge (no call on the QoS 0 path)
   const code = delivered === 0 ? ReasonCode.NoMatchingSubscribers : ReasonCode.Success;
   // A durable store: acknowledged only once what the message changed is committed.
-  if (p.qos !== 0 && store.durable) store.afterCommit(() => ackPublish(ch, p, code), () => notStored(ch, p));
+  if (store.durable) store.afterCommit(() => ackPublish(ch, p, code), () => notStored(ch, p));
   else ackPublish(ch, p, code);
 }
 
