@@ -62,11 +62,6 @@ export function whenRedisBack(redis: Redis | Cluster, sub: Redis | Cluster, back
   redis.on('+node', soon);
 }
 
-/** True for a Redis Cluster connection. */
-export function isCluster(redis: Redis | Cluster): boolean {
-  return asCluster(redis) !== undefined;
-}
-
 /**
  * A second connection like `redis` with `options` for its servers (a Redis Cluster takes them as the options
  * of each node's connection, and `enableOfflineQueue` for itself), not connected yet.
