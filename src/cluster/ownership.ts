@@ -47,9 +47,10 @@ const RELEASED_TTL_MS = 60_000;
 
 /**
  * How long a CONNECT waits for the node that held its Client ID to let the session go (ms). That node answers
- * once what it recorded is committed; a node that does not answer in time is treated as gone.
+ * once what it recorded is committed (milliseconds); one that does not answer in time is treated as gone. Well
+ * under the default hookTimeout (5 s), which bounds the whole claim.
  */
-export const HANDOVER_TIMEOUT_MS = 5_000;
+export const HANDOVER_TIMEOUT_MS = 2_000;
 
 /** The Redis key of the owner record of `clientId` ("node epoch"). */
 export function ownerKey(prefix: string, clientId: string): string {
