@@ -1,4 +1,4 @@
-// Redis in its two high-availability forms, for the tests of the cluster on them (test/cluster/redis-ha.test.ts):
+// Redis in its two high-availability forms, for the tests of the cluster on them (test/cluster/redis-ha-*.test.ts):
 // a Sentinel group (a master, a replica and one sentinel) and a Redis Cluster of three masters. Each process
 // runs on free loopback ports in a temp dir of the group, saves nothing to disk, is waited for, and is killed
 // by close() (or when the test process exits). The single server of the other tests is test/helpers/redis.ts.

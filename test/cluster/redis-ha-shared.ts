@@ -1,24 +1,20 @@
-// The cluster on Redis' high-availability forms (docs/cluster.md, "Redis high availability"): two Petrel nodes
-// on a Sentinel group (`cluster: { redis: { sentinels, name } }`) and on a 3-master Redis Cluster
-// (`cluster: { redis: { nodes } }`), MQTT.js clients: QoS 1 across nodes, Client ID takeover across nodes,
-// retained messages across nodes; on Sentinel also a failover the nodes carry on through. (The same features
-// on a single redis-server: plane.test.ts, whole-node.test.ts.)
+// The tests the cluster passes on each high-availability form of Redis (docs/cluster.md, "Redis high
+// availability"), run by redis-ha-sentinel.test.ts and redis-ha-cluster.test.ts (one file each, so each stays
+// well inside the runner's per-file timeout): two Petrel nodes with MQTT.js clients, QoS 1 across nodes, Client
+// ID takeover, a session resumed on the other node, retained messages, a clean leave, a SIGKILLed node. (The
+// same features on a single redis-server: plane.test.ts, whole-node.test.ts, resume.test.ts.)
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, it } from 'node:test';
-import { Cluster } from 'ioredis';
+import { it } from 'node:test';
 import type { ClusterRedis } from '../../src/cluster/options.js';
-import { redisRunId } from '../../src/cluster/redis-forms.js';
-import { noRedisHa, RedisClusterGroup, SentinelGroup } from '../helpers/redis-ha.js';
-import { describeOrSkip } from '../helpers/skip.js';
 import { delay, eventually } from '../helpers/wait.js';
 import { inbox, startNodes, type RedisAt } from './nodes.js';
 
 /** `petrel broker -c config` as a child process (so it can be SIGKILLed) with `cluster` in its config file; resolves once it joined. */
-async function childNode(t: { after: (fn: () => unknown) => void }, redis: ClusterRedis, cluster: Record<string, unknown>) {
+export async function childNode(t: { after: (fn: () => unknown) => void }, redis: ClusterRedis, cluster: Record<string, unknown>) {
   const dir = mkdtempSync(join(tmpdir(), 'petrel-ha-node-'));
   const config = join(dir, 'petrel.config.json');
   writeFileSync(config, JSON.stringify({ cluster: { redis, heartbeatInterval: 100, ...cluster } }));
@@ -38,7 +34,7 @@ async function childNode(t: { after: (fn: () => unknown) => void }, redis: Clust
 }
 
 /** The tests both forms pass: `at()` is where the Redis is (started by the suite's before()). */
-function sameAsOneServer(at: () => RedisAt & { keyExists(key: string): Promise<boolean> }): void {
+export function sameAsOneServer(at: () => RedisAt & { keyExists(key: string): Promise<boolean> }): void {
   it('QoS 1 messages published on node B reach a subscriber on node A, in order, and back', async (t) => {
     const [a, b] = await startNodes(t, at(), ['a', 'b']);
     const subA = await a!.mqtt('sub-a', { protocolVersion: 5 });
@@ -169,119 +165,3 @@ function sameAsOneServer(at: () => RedisAt & { keyExists(key: string): Promise<b
   });
 }
 
-describeOrSkip('cluster on Redis Sentinel (a master, a replica, one sentinel)', noRedisHa, () => {
-  let group: SentinelGroup;
-  before(async () => {
-    group = await SentinelGroup.start();
-  });
-  after(async () => {
-    await group?.close();
-  });
-
-  sameAsOneServer(() => group);
-
-  it('after a failover (SENTINEL FAILOVER) both nodes carry on: a QoS 1 message published afterwards crosses, takeover still works', async (t) => {
-    const [a, b] = await startNodes(t, group, ['a', 'b']);
-    const sub = await a!.mqtt('sub', { protocolVersion: 5 });
-    const got = inbox(sub);
-    await sub.subscribeAsync('ha/fo/#', { qos: 1 });
-    await eventually(() => b!.view().remoteRoutes === 1, 5000, 'the route of A on B');
-    const pub = await b!.mqtt('pub', { protocolVersion: 5 });
-    await pub.publishAsync('ha/fo/before', 'before', { qos: 1 });
-    await eventually(() => got.length === 1, 5000, 'the message before the failover');
-
-    const oldMaster = await group.masterPort();
-    const started = Date.now();
-    const newMaster = await group.promote();
-    const promoted = Date.now();
-    assert.notEqual(newMaster, oldMaster);
-    // The nodes move to the new master as soon as the sentinel names it, not when the old master is demoted
-    // (seconds later): what they wrote to the old one meanwhile would be lost when it resyncs as a replica.
-    const names = async () => (await group.clientNames(newMaster)).filter((n) => /^petrel:[ab]$/.test(n)).sort();
-    const moveDeadline = Date.now() + 3000;
-    while ((await names()).length < 2) {
-      assert.ok(Date.now() < moveDeadline, `the nodes on the new master within 3 s of the promotion (there: ${(await names()).join(', ')})`);
-      await delay(50);
-    }
-    const moved = Date.now();
-    await group.settled();
-    const failedOver = Date.now();
-
-    // Published after the failover: the QoS 1 PUBACK comes once the new master has the message.
-    await pub.publishAsync('ha/fo/after', 'after', { qos: 1 });
-    const acked = Date.now();
-    await eventually(() => got.length === 2, 15_000, 'the message after the failover');
-    t.diagnostic(`failover: new master named in ${promoted - started} ms, both nodes on it ${moved - promoted} ms later, the old master a replica after ${failedOver - started} ms; then PUBACK in ${acked - failedOver} ms, delivered on A ${Date.now() - acked} ms later`);
-    assert.deepEqual(
-      got.map((p) => p.payload.toString()),
-      ['before', 'after'],
-    );
-    await eventually(() => a!.view().connected && b!.view().connected && a!.view().nodes.length === 2 && b!.view().nodes.length === 2, 10_000, 'both nodes connected, seeing each other');
-    // A route made after the failover reaches the other node, and a takeover is still cluster-wide.
-    const sub2 = await b!.mqtt('sub2', { protocolVersion: 5 });
-    const got2 = inbox(sub2);
-    await sub2.subscribeAsync('ha/fo2', { qos: 1 });
-    await eventually(() => a!.view().remoteRoutes === 1, 5000, 'the new route of B on A');
-    const pubA = await a!.mqtt('pub-a', { protocolVersion: 5 });
-    await pubA.publishAsync('ha/fo2', 'new route', { qos: 1 });
-    await eventually(() => got2.length === 1, 5000, 'the message on the new route');
-    const disconnected = new Promise<number | undefined>((resolve) => sub.once('disconnect', (packet) => resolve(packet.reasonCode)));
-    await b!.mqtt('sub', { protocolVersion: 5 });
-    assert.equal(await disconnected, 0x8e, 'taken over after the failover [MQTT-3.1.4-3]');
-  });
-});
-
-describeOrSkip('cluster on a Redis Cluster (three masters)', noRedisHa, () => {
-  let group: RedisClusterGroup;
-  before(async () => {
-    group = await RedisClusterGroup.start();
-  });
-  after(async () => {
-    await group?.close();
-  });
-
-  sameAsOneServer(() => group);
-
-  it('which Redis this is (its run_id, to tell a restart) is every master\'s, the same whichever node answers', async () => {
-    const redis = new Cluster(group.ports.map((port) => ({ host: '127.0.0.1', port })));
-    try {
-      await redis.ping(); // connected: it knows the masters
-      const ids = new Set<string | undefined>();
-      for (let i = 0; i < 12; i++) ids.add(await redisRunId(redis));
-      assert.equal(ids.size, 1, `one identity, not one per node asked: ${[...ids].join(' | ')}`);
-      assert.equal([...ids][0]!.split(',').length, 3, 'the three masters');
-    } finally {
-      redis.disconnect();
-    }
-  });
-
-  it('the whole Redis Cluster restarted empty: the nodes reconnect, write back their Client IDs and retained messages, and messages cross again', async (t) => {
-    const [a, b] = await startNodes(t, group, ['a', 'b']);
-    // Several Client IDs held on A: their owner keys fall in slots of different Redis nodes.
-    const held = await Promise.all(['h0', 'h1', 'h2', 'h3', 'h4', 'h5'].map((id) => a!.mqtt(id, { protocolVersion: 5 })));
-    const sub = await a!.mqtt('sub', { protocolVersion: 5 });
-    const got = inbox(sub);
-    await sub.subscribeAsync('ha/rs/#', { qos: 1 });
-    await eventually(() => b!.view().remoteRoutes === 1, 5000, 'the route of A on B');
-    await held[0]!.publishAsync('ha/kept', 'kept', { qos: 1, retain: true });
-    await eventually(() => b!.broker.inspect.retained('ha/kept') !== undefined, 3000, 'the retained message on B');
-
-    await group.restart();
-    await eventually(() => a!.view().connected && b!.view().connected, 15_000, 'both nodes reconnected');
-    await eventually(() => b!.view().remoteRoutes === 1 && a!.view().nodes.length === 2 && b!.view().nodes.length === 2, 15_000, 'routes and nodes announced again');
-
-    const pub = await b!.mqtt('pub', { protocolVersion: 5 });
-    await pub.publishAsync('ha/rs/after', 'after', { qos: 1 });
-    await eventually(() => got.length === 1, 10_000, 'a QoS 1 message across after the restart');
-    // The retained message was offered back to Redis (a node that joins later loads it from there).
-    const deadline = Date.now() + 10_000;
-    while (!(await group.keyExists(`${a!.view().cluster}:retained`))) {
-      assert.ok(Date.now() < deadline, 'timed out waiting for the retained hash written back');
-      await delay(50);
-    }
-    // The Client IDs held on A were written back: a CONNECT on B still takes one over.
-    const disconnected = new Promise<number | undefined>((resolve) => held[3]!.once('disconnect', (packet) => resolve(packet.reasonCode)));
-    await b!.mqtt('h3', { protocolVersion: 5 });
-    assert.equal(await disconnected, 0x8e, 'taken over after the restart [MQTT-3.1.4-3]');
-  });
-});
