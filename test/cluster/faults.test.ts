@@ -164,14 +164,25 @@ describeOrSkip('cluster plane: --workers', noRedis, () => {
   it('`petrel broker --cluster URL --workers 2` runs two nodes sharing one port; messages cross between them', async (t) => {
     const port = await freePort();
     const bin = join(import.meta.dirname, '../../../bin/petrel.js');
-    const child = spawn(process.execPath, [bin, 'broker', '--cluster', redis.url, '--node-name', 'm', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--storage', 'memory', '--log-level', 'warn'], { stdio: 'ignore' });
-    t.after(() => child.kill('SIGKILL'));
+    // A process group of its own, so that a failed test kills the workers too, not only the primary.
+    const child = spawn(process.execPath, [bin, 'broker', '--cluster', redis.url, '--node-name', 'm', '--workers', '2', '--port', String(port), '--host', '127.0.0.1', '--storage', 'memory', '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    t.after(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
     const nodes = async () => (await redisCommand(redis.port, 'HKEYS', 'petrel:nodes')).split('\r\n').filter((l) => l.startsWith('m-'));
     for (let i = 0; (await nodes()).length < 2; i++) {
       if (i > 200) assert.fail('two workers did not join');
       await delay(50);
     }
     assert.deepEqual((await nodes()).sort(), ['m-w1', 'm-w2']);
+    // A worker joins the cluster before its listener opens (it reads its sessions back from Redis first).
+    await eventually(() => out.split('"msg":"listening"').length - 1 === 2, 10_000, 'both workers listening');
     const mqtt = (await import('mqtt')).default;
     const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'sub', reconnectPeriod: 0 });
     const got = inbox(sub);
