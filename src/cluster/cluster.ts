@@ -107,11 +107,17 @@ export class ClusterPlane {
     });
     // Pub/sub reconnected: events may have been missed meanwhile, so every route is read again. On a Redis
     // Cluster this also follows a node coming back (restarted, it lost its slots' keys): routes announced again.
-    whenRedisBack(this.cmd, this.sub, () => {
-      if (!this.everReady || this.closed) return;
-      const again = this.cmd.isCluster ? this.announce() : Promise.resolve();
-      void again.then(() => this.readAllRoutes()).catch(() => {});
-    });
+    whenRedisBack(
+      this.cmd,
+      this.sub,
+      async () => {
+        if (!this.everReady) return;
+        if (this.cmd.isCluster) await this.announce();
+        await this.readAllRoutes();
+      },
+      () => this.closed,
+      (err) => this.logger.warn({ cluster: options.prefix, node: self, error: String(err) }, 'cluster: routes not announced again after a Redis outage yet; tried again until they are'),
+    );
   }
 
   /** The command connection, shared with the ownership part (ownership.ts). */

@@ -370,7 +370,7 @@ export class ClusterOwnership {
     await this.retained.load(false);
     if (this.closed) return;
     // After an outage: subscribed again (ioredis does it on reconnect), then what was missed is caught up.
-    whenRedisBack(this.ctx.redis, sub, () => void this.afterOutage().catch((err: unknown) => this.ctx.warn('cluster state not caught up after a Redis outage', { error: String(err) })));
+    whenRedisBack(this.ctx.redis, sub, () => this.afterOutage(), () => this.closed, (err) => this.ctx.warn('cluster state not caught up after a Redis outage yet; tried again until it is', { error: String(err) }));
   }
 
   private runId: string | undefined;
@@ -387,10 +387,11 @@ export class ClusterOwnership {
     await this.subscriber!.subscribe(this.ownership.channel, this.ownership.releasedChannel, this.retained.channel);
     const runId = await this.redisRunId();
     const restarted = runId !== this.runId;
-    this.runId = runId;
     if (restarted) await this.ownership.redisRestarted();
     await this.wills.resync();
     await this.retained.load(restarted);
+    // Only now: a catch-up that failed half-way (CLUSTERDOWN while the last nodes return) is done again whole.
+    this.runId = runId;
   }
 
   /**

@@ -37,29 +37,60 @@ export async function setEachNX(redis: Redis | Cluster, entries: [key: string, v
   await pipeline.exec();
 }
 
+/** How long a catch-up that failed waits before it is tried again (Redis may be back before it serves). */
+export const CATCH_UP_RETRY_MS = 500;
+
 /**
  * Calls `back` each time Redis is back after an outage (what was missed is caught up there). One server or a
  * Sentinel master: the pub/sub connection `sub` is ready again (ioredis subscribed it again). A Redis Cluster:
  * its pub/sub connection moves to another node by itself and never says so, so the command connection `redis`
  * tells: 'ready' after the whole cluster was lost, '+node' when a node (maybe restarted, without its slots'
- * data) is back in its pool. Calls close together (one per node) are one call.
+ * data) is back in its pool. Calls close together (one per node) are one call, one runs at a time, and one
+ * that fails (a Redis Cluster answers CLUSTERDOWN until every node is back) is tried again until it works or
+ * `stopped()` says so: no event may come after the last node returns, so a failed catch-up is never left.
  */
-export function whenRedisBack(redis: Redis | Cluster, sub: Redis | Cluster, back: () => void): void {
-  if (asCluster(redis) === undefined) {
-    sub.on('ready', back);
-    return;
-  }
+export function whenRedisBack(redis: Redis | Cluster, sub: Redis | Cluster, back: () => Promise<void>, stopped: () => boolean, failed: (err: unknown) => void): void {
   let timer: NodeJS.Timeout | undefined;
-  const soon = () => {
-    if (timer !== undefined) return;
+  let running = false;
+  let again = false;
+  let reported = false;
+  const run = async (): Promise<void> => {
+    if (stopped()) return;
+    if (running) {
+      again = true; // once this one ends: what changed meanwhile is caught up too
+      return;
+    }
+    running = true;
+    let ok = false;
+    try {
+      await back();
+      ok = true;
+      reported = false;
+    } catch (err) {
+      if (!reported) failed(err); // once per outage, not per retry
+      reported = true;
+    }
+    running = false;
+    if (again || !ok) {
+      again = false;
+      soon(ok ? 0 : CATCH_UP_RETRY_MS);
+    }
+  };
+  const soon = (ms: number) => {
+    if (timer !== undefined || stopped()) return;
     timer = setTimeout(() => {
       timer = undefined;
-      if (redis.status === 'ready') back();
-    }, 200);
+      if (redis.status === 'ready' || asCluster(redis) === undefined) void run();
+      else soon(CATCH_UP_RETRY_MS); // not connected yet: its 'ready' may already be past
+    }, ms);
     timer.unref();
   };
-  redis.on('ready', soon);
-  redis.on('+node', soon);
+  if (asCluster(redis) === undefined) {
+    sub.on('ready', () => void run());
+    return;
+  }
+  redis.on('ready', () => soon(200));
+  redis.on('+node', () => soon(200));
 }
 
 /**
