@@ -85,6 +85,7 @@ export class Dispatcher {
       encodings = nested ? new Array<Buffer | undefined>(ENCODING_SLOTS).fill(undefined) : this.encodings;
       this.fanningOut = true;
     }
+    if (remote?.only !== undefined) return this.deliverOnly(match, message, remote.only);
     let count = forwarded;
     try {
       if (remote !== undefined && !remote.plain) {
@@ -155,6 +156,20 @@ export class Dispatcher {
     // Once each time the store fills up, not once per message.
     this.retainedFull = true;
     this.events.warning?.('retained store full: retained messages on new topics are delivered but not kept', { maxRetainedMessages: limit, topic: message.topic });
+  }
+
+  /** A message for some sessions only (RemoteDelivery.only): their subscriptions that match, none shared. */
+  private deliverOnly(match: MatchResult<Session>, message: Message, only: ReadonlySet<string>): number {
+    const entries: SubscriptionEntry[] = [];
+    const subscribers: Session[] = [];
+    for (let i = 0; i < match.entries.length; i++) {
+      const e = match.entries[i]!;
+      if (!only.has(e.clientId)) continue;
+      entries.push(e);
+      subscribers.push(match.subscribers[i]!);
+    }
+    if (entries.length === 0) return 0;
+    return this.fanOutMerged({ ...match, entries, subscribers, groups: [], overlapping: true }, message, undefined);
   }
 
   /** Every entry is another client: one delivery each, in the router's order. */

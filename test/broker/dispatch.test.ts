@@ -92,6 +92,25 @@ describe('Dispatcher', () => {
     assert.deepEqual(Array.isArray(ids) ? [...ids].sort((x, y) => x - y) : [ids], [7, 2333]);
   });
 
+  it('a message for some sessions only (RemoteDelivery.only): their matching subscriptions merged, nobody else, no shared group, not kept', () => {
+    const { dispatch, client, retained } = setup();
+    const a = client('a');
+    const b = client('b');
+    const g = client('g');
+    a.subscribe(sub('a', 'x/+', { qos: 0, subscriptionIds: [1] }));
+    a.subscribe(sub('a', 'x/#', { qos: 1, subscriptionIds: [2] }));
+    b.subscribe(sub('b', 'x/y'));
+    g.subscribe(sub('g', 'x/y', { shareGroup: 'grp' }));
+    const only = { plain: true, groups: new Set(['grp/x/y']), only: new Set(['a', 'nobody']) };
+    assert.equal(dispatch.publish(msg('x/y', { retain: true }), undefined, true, undefined, only), 1);
+    assert.equal(a.link.got.length, 1, 'one copy for a');
+    assert.equal(a.link.got[0]!.qos, 1, 'at its highest matching QoS');
+    assert.equal(b.link.got.length, 0, 'b is not among them');
+    assert.equal(g.link.got.length, 0, 'no shared group');
+    assert.equal(retained.get('x/y'), undefined, 'a forwarded message is not retained again');
+    assert.equal(dispatch.publish(msg('z'), undefined, true, undefined, only), 0, 'none of theirs matches');
+  });
+
   it('two overlapping subscriptions with the same identifier give [2333], not [2333, 2333]', () => {
     const { dispatch, client } = setup();
     const a = client('a');

@@ -183,4 +183,9 @@ export interface RouteTable {
 export interface RemoteDelivery {
   plain: boolean;
   groups: ReadonlySet<string> | undefined;
+  /**
+   * Delivered to these local sessions only (by Client ID), each as its subscriptions say, and to no shared
+   * group: a message one node hands another for sessions that moved there, or replays for sessions it took over.
+   */
+  only?: ReadonlySet<string>;
 }
