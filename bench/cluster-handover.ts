@@ -26,14 +26,22 @@ async function main(): Promise<void> {
   try {
     const [a, b, c] = await startNodes({ after: (fn) => cleanups.push(fn) }, redis, ['a', 'b', 'c']);
     const nodes = [a!, b!];
+    /** Copies of each message, and those that came again without DUP (a resend of one in flight has DUP). */
     const received = new Map<number, number>();
-    const count = (payload: Buffer) => {
+    const againWithoutDup = new Set<number>();
+    const count = (payload: Buffer, dup: boolean) => {
       const n = Number(payload.toString());
-      received.set(n, (received.get(n) ?? 0) + 1);
+      const k = (received.get(n) ?? 0) + 1;
+      received.set(n, k);
+      if (k > 1 && !dup) againWithoutDup.add(n);
     };
     const persistent = { clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 3600 } };
-    let holder = await a!.mqtt('mover', persistent);
-    holder.on('message', (_t, payload) => count(payload));
+    // Each connection's messages are counted from its first packet on (one that comes in the CONNACK's TCP
+    // segment is emitted before connectAsync resolves), and until it is closed.
+    const inboxes: { payload: Buffer | string; dup: boolean }[][] = [];
+    const first = await a!.session('mover', persistent);
+    inboxes.push(first.got);
+    let holder = first.client;
     await holder.subscribeAsync('h/#', { qos: 1 });
     await delay(200); // the route reaches C
 
@@ -57,10 +65,9 @@ async function main(): Promise<void> {
       await delay(MOVE_MS);
       const to = nodes[(m + 1) % 2]!;
       const t0 = performance.now();
-      const next = await to.mqtt('mover', persistent);
+      const { client: next, got } = await to.session('mover', persistent);
       moveMs.push(performance.now() - t0);
-      next.on('message', (_t, payload) => count(payload));
-      holder.removeAllListeners('message');
+      inboxes.push(got);
       holder.end(true);
       holder = next;
     }
@@ -68,11 +75,14 @@ async function main(): Promise<void> {
     running = false;
     await publishing;
     await delay(1000); // the last acknowledgements and deliveries
+    for (const got of inboxes) for (const p of got) count(Buffer.from(p.payload), p.dup);
     const lost = acked.filter((n) => !received.has(n));
     const duplicates = [...received.values()].filter((k) => k > 1).length;
     console.log(`cluster session moves: ${MOVES} moves A<->B every ${MOVE_MS} ms, QoS 1 publisher on C at ${RATE} msg/s`);
-    console.log(`  acknowledged ${acked.length}, received ${received.size} distinct, lost ${lost.length} (${(lost.length / MOVES).toFixed(1)} per move, ${((lost.length / MOVES / RATE) * 1000).toFixed(1)} ms of traffic), duplicates ${duplicates}`);
+    console.log(`  acknowledged ${acked.length}, received ${received.size} distinct, lost ${lost.length} (${(lost.length / MOVES).toFixed(1)} per move, ${((lost.length / MOVES / RATE) * 1000).toFixed(1)} ms of traffic), duplicates ${duplicates} (${againWithoutDup.size} of them without DUP: not a resend of a message in flight at a move)`);
     console.log(`  move (CONNECT to CONNACK on the other node): p50 ${pct(moveMs, 50).toFixed(1)} ms, max ${Math.max(...moveMs).toFixed(1)} ms`);
+    const f = [a!, b!].map((n) => n.view().forwarded);
+    console.log(`  handed on by the node a session left (A, B): ${f.map((x) => x.relayed).join(', ')}; dropped there as already delivered: ${f.map((x) => x.relayDuplicates).join(', ')}`);
     if (lost.length > 0) console.log(`  lost messages: ${lost.slice(0, 20).join(', ')}${lost.length > 20 ? ', ...' : ''}`);
   } finally {
     for (const fn of cleanups.reverse()) await fn();

@@ -76,6 +76,7 @@ export class Dispatcher {
       skip.clear();
       forwarded = routes.forward!(message, groups, skip);
     }
+    if (remote?.only !== undefined) return this.deliverOnly(match, message, remote.only);
     // Encodings are shared only when there may be more than one recipient; a single subscriber's PUBLISH is
     // encoded with its packet id at once instead of encoded and then copied for the id. A publish inside
     // another one's fan-out (a will, when a subscriber's failed write closes it) gets encodings of its own.
@@ -85,7 +86,6 @@ export class Dispatcher {
       encodings = nested ? new Array<Buffer | undefined>(ENCODING_SLOTS).fill(undefined) : this.encodings;
       this.fanningOut = true;
     }
-    if (remote?.only !== undefined) return this.deliverOnly(match, message, remote.only);
     let count = forwarded;
     try {
       if (remote !== undefined && !remote.plain) {

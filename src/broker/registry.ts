@@ -2,6 +2,7 @@
 // resume, expiry; and subscriptions, changed here only, so the session, the subscription index and the
 // route table always agree.
 import type { ClientInfo } from './hooks.js';
+import type { Message } from './message.js';
 import { FilterChange, type TopicRouter } from './router.js';
 import { Session, type SessionContext } from './session/session.js';
 import type { SharedGroups } from './shared-groups.js';
@@ -150,6 +151,35 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
   }
 
   /**
+   * A cluster: a connection on another node took the Client ID up and resumes the session there. As in
+   * movedAway() (not clean), the connection here is taken over and nothing more of the session is recorded
+   * here, but the session stays subscribed until the other node serves it: what it is delivered meanwhile goes
+   * to `divert` (cluster/handover.ts), not its queue. Its shared subscriptions leave at once (a group's messages
+   * go to its other members). movedAway() ends it. False when this node held no session of the Client ID.
+   */
+  leave(clientId: string, divert: (message: Message) => void): boolean {
+    this.connected.get(clientId)?.takeOver();
+    const session = this.sessions.get(clientId);
+    if (session === undefined) {
+      this.wills.resumed(clientId);
+      return false;
+    }
+    // The store is the other node's from now on: nothing below is journaled.
+    session.journal?.movedAway?.();
+    this.expiring.delete(session);
+    this.timers.cancel(session);
+    this.shared.redistribute(session);
+    for (const [key, entry] of [...session.subscriptions]) {
+      if (entry.shareGroup === undefined) continue;
+      session.deleteSubscription(key);
+      this.unroute(entry);
+    }
+    this.wills.resumed(clientId);
+    session.divert = divert;
+    return true;
+  }
+
+  /**
    * A cluster: a connection on another node took the Client ID up. The live connection here is taken over
    * (5.0: DISCONNECT 0x8E) and the session leaves this node. With Clean Start it ends here (a will waiting out
    * its delay is published now); else it goes on over there, so a waiting will is cancelled as for a resume
@@ -171,10 +201,7 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
     this.expiring.delete(session);
     this.timers.cancel(session);
     this.shared.redistribute(session);
-    for (const entry of session.subscriptions.values()) {
-      if (this.router.remove(entry.clientId, entry.filter, entry.shareGroup) === FilterChange.Filter) this.routes.deleteRoute(entry.filter);
-      if (entry.shareGroup !== undefined) this.shared.left(entry.shareGroup, entry.filter);
-    }
+    for (const entry of session.subscriptions.values()) this.unroute(entry);
     this.wills.resumed(clientId);
     session.journal?.movedAway?.();
     return true;
@@ -195,11 +222,16 @@ export class SessionRegistry<C extends LiveConnection = LiveConnection> {
   unsubscribe(session: Session, key: string): boolean {
     const entry = session.deleteSubscription(key);
     if (entry === undefined) return false;
+    this.unroute(entry);
+    return true;
+  }
+
+  /** A subscription taken out of the router, the route table (a cluster's routes too) and its shared group. */
+  private unroute(entry: SubscriptionEntry): void {
     const change = this.router.remove(entry.clientId, entry.filter, entry.shareGroup);
     if (change === FilterChange.Filter) this.routes.deleteRoute(entry.filter);
     if (change !== FilterChange.None) this.routes.subscriptionChanged?.(entry, false);
     if (entry.shareGroup !== undefined) this.shared.left(entry.shareGroup, entry.filter);
-    return true;
   }
 
   /**

@@ -1,5 +1,9 @@
-// One message for one node as it goes in a stream entry (forwarder.ts): flags, topic, publisher, expiry,
-// shared groups asked of the receiver, properties, payload. A batch is such messages one after the other.
+// One message for one node as it goes in a stream entry (forwarder.ts): flags, its number, topic, publisher,
+// expiry, shared groups asked of the receiver, properties, payload. A batch is such messages one after the
+// other. The number makes a message's identity cluster-wide with the origin node and epoch of its batch:
+// (origin, epoch, number), the same in every node's copy. A message one node hands on to another for a
+// session that moved there (handover.ts) keeps its identity (the relay's origin and epoch are written in it)
+// and names the sessions it is for.
 import { Buffer } from 'node:buffer';
 import type { Message } from '../broker/message.js';
 import type { RemoteDelivery } from '../broker/store/types.js';
@@ -11,12 +15,32 @@ const FLAG_PLAIN = 8;
 const FLAG_PROPS = 16;
 const FLAG_EXPIRY = 32;
 const FLAG_FROM = 64;
+/** A handed-on message: its first node and epoch, and the sessions it is for, follow the number. */
+const FLAG_RELAY = 128;
+
+/** A message's identity cluster-wide: the node it was published on, that node's life, its number there. */
+export interface MessageId {
+  origin: string;
+  epoch: string;
+  no: number;
+}
+
+/** What a handed-on message carries besides the message: its identity and the sessions it is for. */
+export interface Relay {
+  id: MessageId;
+  only: readonly string[];
+}
 
 /** One message for one node: what the receiving node needs to deliver it locally. */
-export function encodeForward(message: Message, plain: boolean, groups: readonly string[] | undefined, now: number): Buffer {
+export function encodeForward(message: Message, no: number, plain: boolean, groups: readonly string[] | undefined, now: number, relay?: Relay): Buffer {
   let flags = message.qos | (message.retain ? FLAG_RETAIN : 0) | (plain ? FLAG_PLAIN : 0);
   const topicLen = Buffer.byteLength(message.topic);
-  let size = 1 + 2 + topicLen + 1 + 4 + message.payload.length;
+  let size = 1 + 4 + 2 + topicLen + 1 + 4 + message.payload.length;
+  if (relay !== undefined) {
+    flags |= FLAG_RELAY;
+    size += 2 + Buffer.byteLength(relay.id.origin) + 2 + Buffer.byteLength(relay.id.epoch) + 2;
+    for (const c of relay.only) size += 2 + Buffer.byteLength(c);
+  }
   let fromLen = 0;
   if (message.from !== undefined) {
     flags |= FLAG_FROM;
@@ -36,6 +60,13 @@ export function encodeForward(message: Message, plain: boolean, groups: readonly
   if (groups !== undefined) for (const g of groups) size += 2 + Buffer.byteLength(g);
   const out = Buffer.allocUnsafe(size);
   let o = out.writeUInt8(flags, 0);
+  o = out.writeUInt32BE((relay?.id.no ?? no) >>> 0, o);
+  if (relay !== undefined) {
+    o = writeString(out, relay.id.origin, o);
+    o = writeString(out, relay.id.epoch, o);
+    o = out.writeUInt16BE(relay.only.length, o);
+    for (const c of relay.only) o = writeString(out, c, o);
+  }
   o = out.writeUInt16BE(topicLen, o);
   o += out.write(message.topic, o);
   if (message.from !== undefined) {
@@ -44,12 +75,7 @@ export function encodeForward(message: Message, plain: boolean, groups: readonly
   }
   if (message.expiresAt !== undefined) o = out.writeUInt32BE(Math.max(0, Math.min(0xffffffff, message.expiresAt - now)), o);
   o = out.writeUInt8(groups?.length ?? 0, o);
-  if (groups !== undefined) {
-    for (const g of groups) {
-      o = out.writeUInt16BE(Buffer.byteLength(g), o);
-      o += out.write(g, o);
-    }
-  }
+  if (groups !== undefined) for (const g of groups) o = writeString(out, g, o);
   if (props !== undefined) {
     o = out.writeUInt32BE(Buffer.byteLength(props), o);
     o += out.write(props, o);
@@ -59,25 +85,46 @@ export function encodeForward(message: Message, plain: boolean, groups: readonly
   return out;
 }
 
+function writeString(out: Buffer, s: string, o: number): number {
+  const at = out.writeUInt16BE(Buffer.byteLength(s), o);
+  return at + out.write(s, at);
+}
+
 function reviveBuffers(_key: string, v: unknown): unknown {
   if (typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) return Buffer.from((v as { data: number[] }).data);
   return v;
 }
 
-/** Every message of a batch, in order. */
-export function decodeBatch(batch: Buffer, now: number, each: (message: Message, remote: RemoteDelivery) => void): void {
+/**
+ * Every message of a batch from `origin` (life `epoch`), in order, with its identity (`id`, one object reused
+ * for every message: read it in the callback) and, for a handed-on one, the sessions it is for.
+ */
+export function decodeBatch(batch: Buffer, now: number, origin: string, epoch: string, each: (message: Message, remote: RemoteDelivery, id: MessageId) => void): void {
   let o = 0;
+  const id: MessageId = { origin, epoch, no: 0 };
+  const readString = (): string => {
+    const n = batch.readUInt16BE(o);
+    o += 2;
+    return batch.toString('utf8', o, (o += n));
+  };
   while (o < batch.length) {
     const flags = batch.readUInt8(o++);
-    const topicLen = batch.readUInt16BE(o);
-    o += 2;
-    const topic = batch.toString('utf8', o, (o += topicLen));
-    let from: string | undefined;
-    if (flags & FLAG_FROM) {
-      const n = batch.readUInt16BE(o);
+    id.no = batch.readUInt32BE(o);
+    o += 4;
+    let only: Set<string> | undefined;
+    if (flags & FLAG_RELAY) {
+      id.origin = readString();
+      id.epoch = readString();
+      const count = batch.readUInt16BE(o);
       o += 2;
-      from = batch.toString('utf8', o, (o += n));
+      only = new Set();
+      for (let i = 0; i < count; i++) only.add(readString());
+    } else {
+      id.origin = origin;
+      id.epoch = epoch;
     }
+    const topic = readString();
+    const from = flags & FLAG_FROM ? readString() : undefined;
     let expiresAt: number | undefined;
     if (flags & FLAG_EXPIRY) {
       expiresAt = now + batch.readUInt32BE(o);
@@ -85,11 +132,7 @@ export function decodeBatch(batch: Buffer, now: number, each: (message: Message,
     }
     const groupCount = batch.readUInt8(o++);
     let groups: Set<string> | undefined;
-    for (let i = 0; i < groupCount; i++) {
-      const n = batch.readUInt16BE(o);
-      o += 2;
-      (groups ??= new Set()).add(batch.toString('utf8', o, (o += n)));
-    }
+    for (let i = 0; i < groupCount; i++) (groups ??= new Set()).add(readString());
     let properties: Properties | undefined;
     if (flags & FLAG_PROPS) {
       const n = batch.readUInt32BE(o);
@@ -99,6 +142,7 @@ export function decodeBatch(batch: Buffer, now: number, each: (message: Message,
     const payloadLen = batch.readUInt32BE(o);
     o += 4;
     const payload = batch.subarray(o, (o += payloadLen));
-    each({ topic, payload, qos: (flags & 3) as QoS, retain: (flags & FLAG_RETAIN) !== 0, properties, expiresAt, from }, { plain: (flags & FLAG_PLAIN) !== 0, groups });
+    const message: Message = { topic, payload, qos: (flags & 3) as QoS, retain: (flags & FLAG_RETAIN) !== 0, properties, expiresAt, from };
+    each(message, only === undefined ? { plain: (flags & FLAG_PLAIN) !== 0, groups } : { plain: true, groups: undefined, only }, id);
   }
 }

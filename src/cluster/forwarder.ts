@@ -13,7 +13,7 @@ import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Message } from '../broker/message.js';
 import type { RemoteDelivery, SessionJournal, SessionStore, StoredSession, StoredWill } from '../broker/store/types.js';
-import { decodeBatch, encodeForward } from './forward-codec.js';
+import { decodeBatch, encodeForward, type MessageId } from './forward-codec.js';
 import type { MessageSink } from './route-table.js';
 
 /** What the forwarder needs of a Redis connection (ioredis' Redis or Cluster). */
@@ -51,6 +51,9 @@ export interface ForwarderStats {
   batchesReceived: number;
   /** Batches dropped as already seen. */
   duplicates: number;
+  /** Messages handed on to another node for sessions that moved there, and those dropped there as already delivered. */
+  relayed: number;
+  relayDuplicates: number;
   /** Messages refused because the buffer for Redis was full (QoS 0 dropped, QoS 1/2 refused to the publisher). */
   refused: number;
 }
@@ -58,7 +61,7 @@ export interface ForwarderStats {
 export class Forwarder implements MessageSink {
   /** This node's life: a restarted node's sequences start again under a new epoch. */
   readonly epoch = randomBytes(6).toString('hex');
-  readonly stats: ForwarderStats = { sent: 0, batchesSent: 0, received: 0, batchesReceived: 0, duplicates: 0, refused: 0 };
+  readonly stats: ForwarderStats = { sent: 0, batchesSent: 0, received: 0, batchesReceived: 0, duplicates: 0, relayed: 0, relayDuplicates: 0, refused: 0 };
   private pending = new Map<string, Buffer[]>();
   private open: FlushGroup | undefined;
   private readonly groups: FlushGroup[] = [];
@@ -73,6 +76,19 @@ export class Forwarder implements MessageSink {
   private closed = false;
   /** The last inbox entry read (undefined until the reader started). */
   lastId: string | undefined;
+  /** Number of the last message sent (its identity is (self, epoch, no)), and that message. */
+  private no = 0;
+  private lastSent: Message | undefined;
+  /** The message being delivered from the inbox now, and its identity. */
+  private receiving: Message | undefined;
+  private receivingId: MessageId | undefined;
+  /**
+   * Told the identity of each message this node delivers from its inbox or sends to another node, while set
+   * (handover.ts: what sessions that just moved here got directly).
+   */
+  observer: ((id: MessageId) => void) | undefined;
+  /** Whether a handed-on message is delivered to the sessions it names (false: they had it already). */
+  acceptRelay: ((id: MessageId, only: ReadonlySet<string>) => boolean) | undefined;
 
   constructor(
     private readonly self: string,
@@ -109,11 +125,48 @@ export class Forwarder implements MessageSink {
       }
       return;
     }
+    if (message !== this.lastSent) {
+      // One number per message, whatever the number of nodes it goes to (they get it one after the other).
+      this.lastSent = message;
+      this.no = (this.no + 1) >>> 0;
+      this.observer?.({ origin: this.self, epoch: this.epoch, no: this.no });
+    }
+    this.enqueue(node, encodeForward(message, this.no, plain, groups, this.now()));
+    this.stats.sent++;
+  }
+
+  /**
+   * The identity of `message`, being dispatched on this node now: the one it came with from the inbox, the one
+   * it was sent to other nodes with, or a new number (it went to no other node).
+   */
+  identityOf(message: Message): MessageId {
+    if (message === this.receiving) return { ...this.receivingId! };
+    if (message !== this.lastSent) {
+      this.lastSent = message;
+      this.no = (this.no + 1) >>> 0;
+    }
+    return { origin: this.self, epoch: this.epoch, no: this.no };
+  }
+
+  /**
+   * Hands `message` (identity `id`) on to `node` for its sessions `only` (they moved there). Not tied to any
+   * PUBACK (the publisher was answered when the message reached this node), so a full buffer drops it, counted.
+   */
+  relay(node: string, message: Message, id: MessageId, only: readonly string[]): boolean {
+    if (this.buffered >= this.maxBuffered || this.closed) {
+      this.stats.refused++;
+      return false;
+    }
+    this.enqueue(node, encodeForward(message, id.no, true, undefined, this.now(), { id, only }));
+    this.stats.relayed++;
+    return true;
+  }
+
+  private enqueue(node: string, entry: Buffer): void {
     let list = this.pending.get(node);
     if (list === undefined) this.pending.set(node, (list = []));
-    list.push(encodeForward(message, plain, groups, this.now()));
+    list.push(entry);
     this.buffered++;
-    this.stats.sent++;
     if (this.open === undefined) {
       this.open = { messages: 0, remaining: 0, flushed: false, error: undefined, waiters: [] };
       this.groups.push(this.open);
@@ -240,9 +293,21 @@ export class Forwarder implements MessageSink {
     this.seen.set(origin, { epoch, seq });
     this.stats.batchesReceived++;
     try {
-      decodeBatch(data, this.now(), (message, remote) => {
+      decodeBatch(data, this.now(), origin, epoch, (message, remote, messageId) => {
         this.stats.received++;
-        this.deliver(message, remote);
+        if (remote.only !== undefined) {
+          if (this.acceptRelay !== undefined && !this.acceptRelay(messageId, remote.only)) {
+            this.stats.relayDuplicates++;
+            return;
+          }
+        } else this.observer?.(messageId);
+        this.receiving = message;
+        this.receivingId = messageId;
+        try {
+          this.deliver(message, remote);
+        } finally {
+          this.receiving = undefined;
+        }
       });
     } catch (err) {
       this.warn('cluster: a batch from another node could not be read; skipped', { origin, id, error: String(err) });

@@ -92,7 +92,14 @@ export class ClientOwnership {
    * A claim was won: the session of a resuming client is made ready here (a cluster with sessions in Redis
    * fetches it) before the CONNECT goes on. After the node that held the Client ID let it go.
    */
-  onClaimed: (clientId: string, clean: boolean, elsewhere: boolean) => Promise<void> | void = () => {};
+  onClaimed: (clientId: string, clean: boolean, previous: string | undefined, epoch: number) => Promise<void> | void = () => {};
+  /**
+   * Claim `epoch` of node `claimant` took a Client ID held here: its connection is taken over and the session
+   * leaves (a cluster with sessions in Redis hands it over: handover.ts). By default it is dropped at once.
+   */
+  onTaken: (clientId: string, clean: boolean, claimant: string, epoch: number) => void = (clientId, clean) => void this.core?.registry.movedAway(clientId, clean);
+  /** Node `from` serves a session of claim `epoch` that left this node (handover.ts). */
+  onRestored: (clientId: string, from: string, epoch: number) => void = () => {};
   /** The channel where other nodes say they let a session go that this node claimed. */
   readonly releasedChannel: string;
   /** Claims waiting for the previous owner node to let the session go: clientId -> (epoch, wake). */
@@ -155,7 +162,7 @@ export class ClientOwnership {
       return !(pending.floor > epoch || (mine !== undefined && mine.epoch > epoch));
     };
     if (!won()) return SERVER_BUSY;
-    await this.onClaimed(clientId, request.clean, previous !== '' && previous !== this.ctx.node);
+    await this.onClaimed(clientId, request.clean, previous !== '' && previous !== this.ctx.node ? previous : undefined, epoch);
     if (!won()) return SERVER_BUSY; // a newer CONNECT claimed it meanwhile
     this.granted(client, { epoch, sessionExpiry: request.sessionExpiry, info: client, connected: false });
     return true;
@@ -224,8 +231,22 @@ export class ClientOwnership {
     this.releaseScript(this.keyOf(clientId), `${this.ctx.node} ${claim.epoch}`, ttl).catch(() => {});
   }
 
-  /** A kick from the channel: "epoch clean node clientId" (node: the one that claimed). */
+  /** Tells `node` that this node serves a session it let go: "R epoch node clientId" on its kick channel. */
+  sendRestored(node: string, epoch: number, clientId: string): void {
+    if (this.ctx.redis.status === 'ready') this.ctx.redis.publish(`${this.ctx.prefix}:kick:${node}`, `R ${epoch} ${this.ctx.node} ${clientId}`).catch(() => {});
+  }
+
+  /**
+   * A message on this node's kick channel: a kick, "epoch clean node clientId" (node: the one that claimed),
+   * or "R epoch node clientId": that node serves a session that left this node.
+   */
   onKick(text: string): void {
+    if (text.startsWith('R ')) {
+      const second = text.indexOf(' ', 2);
+      const third = text.indexOf(' ', second + 1);
+      this.onRestored(text.slice(third + 1), text.slice(second + 1, third), Number(text.slice(2, second)));
+      return;
+    }
     const first = text.indexOf(' ');
     const epoch = Number(text.slice(0, first));
     const clean = text.charAt(first + 1) === '1';
@@ -239,7 +260,7 @@ export class ClientOwnership {
     if (mine === undefined || mine.epoch < epoch) {
       this.claims.delete(clientId);
       this.unaccepted.delete(clientId);
-      this.core?.registry.movedAway(clientId, clean);
+      this.onTaken(clientId, clean, claimant, epoch);
       this.onMovedAway(clientId);
     }
     // Once what this node recorded of the session is in the store, the claimant may read it.

@@ -10,6 +10,7 @@ import type { ClusterPlane } from '../cluster/cluster.js';
 import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
 import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { adoptSessions } from '../cluster/adoption.js';
+import { Handover } from '../cluster/handover.js';
 import { ClusterOwnership, ownerKey, type OwnershipHost } from '../cluster/ownership.js';
 import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
 import { duplicateWith } from '../cluster/redis-forms.js';
@@ -22,6 +23,8 @@ export class ClusterNode {
   readonly ownership: ClusterOwnership;
   /** Where persistent sessions live: Redis, unless the broker was given a sessionStore of its own. */
   readonly sessions: RedisSessionStore | undefined;
+  /** Sessions moving between this node and others (with sessions in Redis). */
+  readonly handover: Handover | undefined;
   private plane: ClusterPlane | undefined;
   /** Drops the wait for Redis that starts the ownership part of a node started without it. */
   private stopWaiting: (() => void) | undefined;
@@ -48,7 +51,30 @@ export class ClusterNode {
     this.ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn, now });
     if (this.sessions !== undefined) {
       const sessions = this.sessions;
-      this.ownership.ownership.onClaimed = (clientId, clean, elsewhere) => this.resume(sessions, clientId, clean, elsewhere);
+      const owner = this.ownership.ownership;
+      const forwarder = this.forwarder;
+      const handover = (this.handover = new Handover({
+        leave: (clientId, divert) => this.core().registry.leave(clientId, divert),
+        drop: (clientId) => void this.core().registry.movedAway(clientId, false),
+        deliverTo: (clientId, message) => void this.core().publishRemote(message, { plain: true, groups: undefined, only: new Set([clientId]) }),
+        identityOf: (message) => forwarder.identityOf(message),
+        relay: (node, message, id, clientId) => forwarder.relay(node, message, id, [clientId]),
+        sendRestored: (node, epoch, clientId) => owner.sendRestored(node, epoch, clientId),
+        observe: (on) => (forwarder.observer = on),
+        setTimer: (fn, ms) => {
+          const timer = setTimeout(fn, ms);
+          timer.unref();
+          return () => clearTimeout(timer);
+        },
+        now,
+        warn: (message, context) => warn(message, context),
+      }));
+      forwarder.acceptRelay = (id, only) => handover.accept(id, only);
+      owner.onClaimed = (clientId, clean, previous, epoch) => this.resume(sessions, clientId, clean, previous, epoch);
+      owner.onTaken = (clientId, clean, claimant, epoch) => {
+        if (clean || !handover.leave(clientId, claimant, epoch)) this.core().registry.movedAway(clientId, clean);
+      };
+      owner.onRestored = (clientId, from, epoch) => handover.restored(clientId, from, epoch);
     }
   }
 
@@ -120,24 +146,33 @@ export class ClusterNode {
   }
 
   /**
-   * A client whose Client ID this node just claimed: unless it starts clean, its session is read from Redis
-   * (after the node that held it let it go), replacing a copy this node kept that another node has held since.
+   * A client whose Client ID this node just claimed (claim `epoch`; `previous`: the other node that held it):
+   * unless it starts clean, its session is read from Redis (after that node let it go), replacing a copy this
+   * node kept that another node has held since; then that node hands on what it received meanwhile (handover.ts).
    */
-  private async resume(sessions: RedisSessionStore, clientId: string, clean: boolean, elsewhere: boolean): Promise<void> {
+  private async resume(sessions: RedisSessionStore, clientId: string, clean: boolean, previous: string | undefined, epoch: number): Promise<void> {
     const registry = this.core().registry;
+    const handover = this.handover!;
     if (clean) return;
-    if (registry.sessions.has(clientId)) {
-      if (!elsewhere || registry.connected.has(clientId)) return;
-      registry.movedAway(clientId, false);
-    }
+    // A session leaving this node whose client came back: read again (the other node may have changed it).
+    const back = handover.comeBack(clientId);
+    const stale = registry.sessions.get(clientId);
+    if (stale !== undefined && !back && (previous === undefined || registry.connected.has(clientId))) return;
+    // The copy here stays subscribed while the session is read: nothing arriving meanwhile is missed.
     const stored = await sessions.fetch(clientId);
-    if (stored === undefined) return;
-    if (registry.sessions.has(clientId)) {
-      sessions.dropFetched(clientId);
+    if (registry.sessions.get(clientId) !== stale) {
+      // Another CONNECT of this Client ID read it meanwhile.
+      if (stored !== undefined) sessions.dropFetched(clientId);
+      handover.returned(clientId, true);
       return;
     }
-    // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
-    registry.restore([{ ...stored, will: undefined }]);
+    if (stale !== undefined) registry.movedAway(clientId, false);
+    if (stored !== undefined) {
+      // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
+      registry.restore([{ ...stored, will: undefined }]);
+      if (previous !== undefined) handover.arrivedHere(clientId, previous, epoch);
+    }
+    handover.returned(clientId, stored !== undefined);
   }
 
   /** Sessions read from Redis into the registry; a stale copy of one (its moves missed) is replaced. */
@@ -168,6 +203,7 @@ export class ClusterNode {
   async close(): Promise<void> {
     this.closed = true;
     this.stopWaiting?.();
+    this.handover?.close();
     await this.ownership.close();
     await this.plane?.close();
   }

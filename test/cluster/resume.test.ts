@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { promisify } from 'node:util';
+import { GRACE_MS } from '../../src/cluster/handover.js';
 import { PacketType } from '../../src/protocol/constants.js';
 import type { PublishPacket } from '../../src/protocol/packets.js';
 import { startChildBroker } from '../helpers/child-broker.js';
@@ -48,13 +49,17 @@ describeOrSkip('cluster: a persistent session resumes on another node', noRedis,
       await eventually(() => got.length === 6, 3000, 'the queued messages on B');
       assert.deepEqual(got.map((p) => p.payload.toString()), ['m0', 'm1', 'm2', 'm3', 'm4', 'q2']);
       assert.deepEqual(got.map((p) => p.qos), [1, 1, 1, 1, 1, 2]);
-      // A let it go; B holds it, and its subscription is served on B now, wherever the publisher is.
-      assert.equal(a!.broker.inspect.hasSession('roamer'), false);
+      // B holds it, and its subscription is served on B now, wherever the publisher is: published on A while A
+      // still hands on what arrives for it (handover.ts GRACE_MS), and after A let it go.
       assert.deepEqual(b!.broker.inspect.session('roamer')?.subscriptions.map((s) => [s.topicFilter, s.qos]), [['cmd/#', 2]]);
       const pubA = await a!.mqtt('publisher-a');
       await pubA.publishAsync('cmd/y', 'after', { qos: 1 });
       await eventually(() => got.length === 7, 3000, 'a message published on A after the move');
       assert.equal(got[6]!.payload.toString(), 'after');
+      await eventually(() => !a!.broker.inspect.hasSession('roamer'), GRACE_MS + 2000, 'A to let the session go');
+      await pubA.publishAsync('cmd/y', 'later', { qos: 1 });
+      await eventually(() => got.length === 8, 3000, 'a message published on A once A let it go');
+      assert.deepEqual(got.slice(6).map((p) => p.payload.toString()), ['after', 'later'], 'each once');
     });
   }
 

@@ -63,7 +63,7 @@ describe('cluster: the order of Client ID claims', () => {
     const r = fakeRedis();
     const own = new ClientOwnership({ redis: r.redis, prefix: 'p', node: 'a', warn: () => {}, now: Date.now });
     const resumed: string[] = [];
-    own.onClaimed = (clientId, clean, elsewhere) => void resumed.push(`${clientId} ${clean} ${elsewhere}`);
+    own.onClaimed = (clientId, clean, previous, epoch) => void resumed.push(`${clientId} ${clean} ${previous} ${epoch}`);
     let settled = false;
     const answer = (own.claim(client('w'), { clean: false, sessionExpiry: 60 }) as Promise<boolean | number>).then((v) => ((settled = true), v));
     r.answer(3, 'b');
@@ -74,7 +74,7 @@ describe('cluster: the order of Client ID claims', () => {
     assert.equal(settled, false);
     own.onReleased('3 w');
     assert.equal(await answer, true);
-    assert.deepEqual(resumed, ['w false true']);
+    assert.deepEqual(resumed, ['w false b 3'], 'the session is read after node b let it go, and b is told when it is served here');
   });
 
   it('a node that does not answer is waited for at most HANDOVER_TIMEOUT_MS, with a warning', async (t) => {
