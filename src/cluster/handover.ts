@@ -146,6 +146,12 @@ export class Handover {
     if (leaving === undefined) return false;
     leaving.cancelTimer();
     leaving.mode = 'returning';
+    // Should the read fail (Redis away), the copy here does not keep collecting for ever.
+    leaving.cancelTimer = this.host.setTimer(() => {
+      if (this.leaving.get(clientId) !== leaving) return;
+      this.stats.lost += leaving.captured.length;
+      this.finish(clientId, leaving);
+    }, RESTORE_TIMEOUT_MS);
     return true;
   }
 
@@ -153,6 +159,7 @@ export class Handover {
   returned(clientId: string, deliver: boolean): void {
     const leaving = this.leaving.get(clientId);
     if (leaving === undefined || leaving.mode !== 'returning') return;
+    leaving.cancelTimer();
     this.leaving.delete(clientId);
     for (const c of leaving.captured) {
       if (!deliver) continue;

@@ -118,12 +118,19 @@ describe('Handover: the node a session leaves', () => {
       h.restored('s', 'b', 1);
       assert.equal(h.comeBack('s'), true);
       f.deliver(msg(5), id('c', 5));
-      f.advance(RESTORE_TIMEOUT_MS * 2);
+      f.advance(RESTORE_TIMEOUT_MS - 1);
       assert.ok(!f.events.some((e) => e.startsWith('relay') || e.startsWith('drop')), 'kept here, not handed on, not dropped');
       h.returned('s', true);
       assert.equal(f.events.at(-1), 'deliver s 5');
       assert.equal(h.isLeaving('s'), false);
       assert.equal(h.comeBack('s'), false);
+      f.advance(RESTORE_TIMEOUT_MS);
+      assert.notEqual(f.events.at(-1), 'drop s', 'the session read back is not dropped later');
+      // A read that never ends: the copy here stops collecting after RESTORE_TIMEOUT_MS.
+      h.leave('s', 'b', 2);
+      h.comeBack('s');
+      f.advance(RESTORE_TIMEOUT_MS);
+      assert.equal(f.events.at(-1), 'drop s');
     } finally {
       mock.timers.reset();
     }
