@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { canConnect, freePort } from './servers.js';
 import { delay } from './wait.js';
+import { killWithTest } from './children.js';
 
 /** The mosquitto binary on PATH (or in /usr/sbin, /usr/local/sbin), if any. */
 export function findMosquitto(): string | undefined {
@@ -66,10 +67,6 @@ export interface RunningMosquitto {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
 
 /**
  * Starts Mosquitto with `options`; rejects with the error lines of its log when it refuses the configuration.
@@ -122,12 +119,12 @@ export async function startMosquitto(arg: MosquittoOptions | string[] = {}, conf
   const file = join(dir, 'mosquitto.conf');
   writeFileSync(file, text, { mode: 0o644 });
   const child = spawn(bin, ['-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
+  killWithTest(child);
   let log = '';
   child.stdout!.on('data', (b: Buffer) => (log += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
   let exited = false;
-  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), running.delete(child), resolve())));
+  const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
   const cleanUp = () => rmSync(dir, { recursive: true, force: true });
   try {
     for (const p of [port, ...extra]) {

@@ -10,6 +10,7 @@ import type { ClusterRedis } from '../../src/cluster/options.js';
 import { REDIS_SERVER, redisCommand } from './redis.js';
 import { freePort } from './servers.js';
 import { delay } from './wait.js';
+import { killWithTest } from './children.js';
 
 /** The redis-cli binary (REDIS_CLI=/path chooses another), if installed: it creates the Redis Cluster. */
 export const REDIS_CLI: string | undefined = (() => {
@@ -21,10 +22,6 @@ export const REDIS_CLI: string | undefined = (() => {
 /** A reason to skip the Sentinel / Redis Cluster tests, or false. */
 export const noRedisHa: string | false = REDIS_SERVER === undefined ? 'redis-server not installed' : REDIS_CLI === undefined ? 'redis-cli not installed (it creates the Redis Cluster)' : false;
 
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of running) p.kill('SIGKILL');
-});
 
 /** Polls `check` (async) every 50 ms until true; throws naming `what` after `timeoutMs`. */
 async function until(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -53,8 +50,7 @@ class RedisProcess {
     if (REDIS_SERVER === undefined) throw new Error('redis-server not installed');
     const p = spawn(REDIS_SERVER, this.args, { stdio: 'ignore' });
     this.process = p;
-    running.add(p);
-    p.once('exit', () => running.delete(p));
+    killWithTest(p);
     await until(async () => {
       if (p.exitCode !== null) throw new Error(`redis-server on port ${this.port} exited (${p.exitCode})`);
       return (await redisCommand(this.port, 'PING')).startsWith('+PONG');

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { freePort } from './servers.js';
 import { delay } from './wait.js';
+import { killWithTest } from './children.js';
 
 /** The redis-server binary (REDIS_SERVER=/path chooses another), if installed. */
 export const REDIS_SERVER: string | undefined = (() => {
@@ -18,10 +19,6 @@ export const REDIS_SERVER: string | undefined = (() => {
 /** A reason to skip, when redis-server is missing. */
 export const noRedis: string | false = REDIS_SERVER === undefined ? 'redis-server not installed' : false;
 
-const running = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const p of running) p.kill('SIGKILL');
-});
 
 /** One answer to one command in RESP, on a connection of its own (no client library needed). */
 export function redisCommand(port: number, ...args: string[]): Promise<string> {
@@ -88,8 +85,7 @@ export class RedisServer {
     if (REDIS_SERVER === undefined) throw new Error('redis-server not installed');
     const p = spawn(REDIS_SERVER, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', this.persistent ? 'yes' : 'no', '--appendfsync', 'always', '--dir', this.dir, '--loglevel', 'warning'], { stdio: 'ignore' });
     this.process = p;
-    running.add(p);
-    p.once('exit', () => running.delete(p));
+    killWithTest(p);
     const deadline = Date.now() + 10_000;
     for (;;) {
       try {
