@@ -88,7 +88,9 @@ export class Forwarder implements MessageSink {
    */
   observer: ((id: MessageId) => void) | undefined;
   /** Whether a handed-on message is delivered to the sessions it names (false: they had it already). */
-  acceptRelay: ((id: MessageId, only: ReadonlySet<string>) => boolean) | undefined;
+  acceptRelay: ((id: MessageId, only: ReadonlySet<string>, message: Message) => boolean) | undefined;
+  /** Node `from` has handed on everything it held for sessions `only` (handover.ts). */
+  onRelayEnd: ((from: string, only: ReadonlySet<string>) => void) | undefined;
 
   constructor(
     private readonly self: string,
@@ -160,6 +162,42 @@ export class Forwarder implements MessageSink {
     this.enqueue(node, encodeForward(message, id.no, true, undefined, this.now(), { id, only }));
     this.stats.relayed++;
     return true;
+  }
+
+  /** Waiting for the reader to reach an inbox entry: the entry id and what to call then. */
+  private readonly catchUps: { id: string; done: () => void }[] = [];
+
+  /**
+   * Calls `done` once this node has read every entry its inbox holds now (what other nodes sent it so far),
+   * or after `maxMs`.
+   */
+  whenCaughtUp(done: () => void, maxMs: number): void {
+    const redis = this.redis;
+    if (redis === undefined || this.lastId === undefined || this.closed) {
+      done();
+      return;
+    }
+    let called = false;
+    const finish = () => {
+      if (called) return;
+      called = true;
+      clearTimeout(timer);
+      done();
+    };
+    const timer = setTimeout(finish, maxMs);
+    timer.unref();
+    (redis.call('XREVRANGE', this.inboxKey(this.self), '+', '-', 'COUNT', 1) as Promise<[string, unknown][]>).then((last) => {
+      const end = last.length > 0 ? last[0]![0] : '0-0';
+      if (compareIds(this.lastId ?? '0-0', end) >= 0) finish();
+      else this.catchUps.push({ id: end, done: finish });
+    }, finish);
+  }
+
+  /** Tells `node`, after what was handed on to it so far, that nothing more is held here for `only`. */
+  relayEnd(node: string, only: readonly string[]): void {
+    if (this.closed) return;
+    const marker: Message = { topic: '', payload: Buffer.alloc(0), qos: 0, retain: false };
+    this.enqueue(node, encodeForward(marker, 0, true, undefined, this.now(), { id: { origin: this.self, epoch: this.epoch, no: 0 }, only }));
   }
 
   private enqueue(node: string, entry: Buffer): void {
@@ -272,6 +310,7 @@ export class Forwarder implements MessageSink {
 
   private receive(id: string, fields: Buffer[]): void {
     this.lastId = id;
+    if (this.catchUps.length > 0) queueMicrotask(() => this.caughtUp(id)); // once this entry is delivered
     let origin = '';
     let epoch = '';
     let seq = 0;
@@ -296,7 +335,12 @@ export class Forwarder implements MessageSink {
       decodeBatch(data, this.now(), origin, epoch, (message, remote, messageId) => {
         this.stats.received++;
         if (remote.only !== undefined) {
-          if (this.acceptRelay !== undefined && !this.acceptRelay(messageId, remote.only)) {
+          // No message has an empty topic: this one marks the end of what a node handed on.
+          if (message.topic === '') {
+            this.onRelayEnd?.(origin, remote.only);
+            return;
+          }
+          if (this.acceptRelay !== undefined && !this.acceptRelay(messageId, remote.only, message)) {
             this.stats.relayDuplicates++;
             return;
           }
@@ -311,6 +355,15 @@ export class Forwarder implements MessageSink {
       });
     } catch (err) {
       this.warn('cluster: a batch from another node could not be read; skipped', { origin, id, error: String(err) });
+    }
+  }
+
+  private caughtUp(id: string): void {
+    for (let i = this.catchUps.length - 1; i >= 0; i--) {
+      const w = this.catchUps[i]!;
+      if (compareIds(id, w.id) < 0) continue;
+      this.catchUps.splice(i, 1);
+      w.done();
     }
   }
 
@@ -364,4 +417,11 @@ export class ForwardingStore implements SessionStore {
   close(): void {
     this.inner.close();
   }
+}
+
+/** Orders two stream entry ids ("ms-seq"). */
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-');
+  const [bm, bs] = b.split('-');
+  return Number(am) - Number(bm) || Number(as) - Number(bs);
 }

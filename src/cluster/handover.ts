@@ -4,8 +4,10 @@
 //     state in Redis is B's to read), but keeps it subscribed: what it is delivered from then on is captured
 //     (`pendings`) instead of queued, since B has not read the session yet.
 //  2. B reads the session, serves it (its routes announced), and tells A "restored".
-//  3. A hands the pendings on to B, then for GRACE_MS goes on handing on what still arrives for the session
-//     (publishers that had not yet seen B's routes sent it to A only), then drops it and its routes.
+//  3. A hands the pendings on to B, then a marker saying that was all, then for GRACE_MS goes on handing on what
+//     still arrives for the session (publishers that had not yet seen B's routes sent it to A only), then drops
+//     it and its routes. B holds back what reaches the session directly until the marker (at most
+//     PENDINGS_WAIT_MS), so the pendings, older, come first; then the CONNACK goes out.
 // Each handed-on message keeps its identity (origin node, epoch, number: forward-codec.ts). B remembers the
 // identities it delivered itself from its inbox since the session arrived, so a message that reached B
 // directly and was also handed on by A is delivered once.
@@ -16,6 +18,10 @@ import type { MessageId } from './forward-codec.js';
 export const GRACE_MS = 3000;
 /** How long the old node waits for the new one to say it serves the session before it drops it (ms). */
 export const RESTORE_TIMEOUT_MS = 10_000;
+/** How long the old node waits to have read what was sent to it before the new node served the session (ms). */
+export const SETTLE_MAX_MS = 500;
+/** How long the new node holds back a session's direct messages waiting for the old node's pendings (ms). */
+export const PENDINGS_WAIT_MS = 2000;
 /** Messages kept for one session while the new node reads it; beyond, the oldest are dropped (counted). */
 export const MAX_PENDINGS = 100_000;
 /** Identities remembered at most while sessions arrive (a bound on memory under a flood). */
@@ -33,6 +39,15 @@ export interface HandoverHost {
   identityOf(message: Message): MessageId;
   /** Hands `message` on to `node` for session `clientId` (Forwarder.relay); false when it could not. */
   relay(node: string, message: Message, id: MessageId, clientId: string): boolean;
+  /**
+   * Calls `done` once this node has read what other nodes had sent it so far (Forwarder.whenCaughtUp): what
+   * publishers sent here before they saw the new node's routes is then in the pendings.
+   */
+  settle(done: () => void): void;
+  /** Tells `node`, after what was handed on, that nothing more is held for `clientId` (Forwarder.relayEnd). */
+  relayEnd(node: string, clientId: string): void;
+  /** What the local session `clientId` is delivered goes to `divert` (undefined: its queue again); false: no session. */
+  hold(clientId: string, divert: ((message: Message) => void) | undefined): boolean;
   /** Tells `node` that this node serves session `clientId` of claim `epoch` now. */
   sendRestored(node: string, epoch: number, clientId: string): void;
   /** Starts or stops being told the identity of every message delivered from the inbox or sent (Forwarder.observer). */
@@ -56,6 +71,16 @@ interface Leaving {
   captured: Captured[];
   dropped: number;
   cancelTimer: () => void;
+  /** The new node said it serves the session; what was sent here meanwhile is being read. */
+  settling?: boolean;
+}
+
+/** A session that arrived here, its direct messages held back until the old node's pendings are in. */
+interface Waiting {
+  from: string;
+  relayed: Message[];
+  held: Message[];
+  release: () => void;
 }
 
 export interface HandoverStats {
@@ -77,6 +102,9 @@ export class Handover {
   private readonly seen = new Map<string, number>();
   private order = 0;
   private cancelPrune: (() => void) | undefined;
+  private readonly waiting = new Map<string, Waiting>();
+  /** The handed-on message being delivered now (accept() said yes). */
+  private relaying: Message | undefined;
   readonly stats: HandoverStats = { left: 0, arrived: 0, handedOn: 0, lost: 0 };
 
   constructor(private readonly host: HandoverHost) {}
@@ -126,12 +154,26 @@ export class Handover {
   /** Node `from` serves session `clientId` of claim `epoch` now: what was captured goes there, then GRACE_MS more. */
   restored(clientId: string, from: string, epoch: number): void {
     const leaving = this.leaving.get(clientId);
-    if (leaving === undefined || leaving.mode !== 'holding' || leaving.to !== from || leaving.epoch !== epoch) return;
+    if (leaving === undefined || leaving.mode !== 'holding' || leaving.to !== from || leaving.epoch !== epoch) {
+      this.host.relayEnd(from, clientId); // nothing held here for it: the new node need not wait
+      return;
+    }
+    if (leaving.settling) return;
+    leaving.settling = true;
+    // Publishers that had not seen the new node's routes yet sent to this node: read that first, so it goes
+    // with the pendings, before the end marker (the new node holds back newer messages until then).
+    this.host.settle(() => {
+      if (this.leaving.get(clientId) === leaving && leaving.mode === 'holding') this.handOver(clientId, from, leaving);
+    });
+  }
+
+  private handOver(clientId: string, from: string, leaving: Leaving): void {
     leaving.cancelTimer();
     leaving.mode = 'handing';
     if (leaving.dropped > 0) this.host.warn('cluster: more messages arrived for a moving session than are kept; the oldest were dropped', { clientId, dropped: leaving.dropped, kept: MAX_PENDINGS });
     for (const c of leaving.captured) this.handOn(clientId, leaving, c);
     leaving.captured = [];
+    this.host.relayEnd(from, clientId);
     leaving.cancelTimer = this.host.setTimer(() => {
       if (this.leaving.get(clientId) === leaving) this.finish(clientId, leaving);
     }, GRACE_MS);
@@ -155,17 +197,18 @@ export class Handover {
     return true;
   }
 
-  /** The session that came back is served here again (or is gone: `deliver` false): what was kept is delivered. */
-  returned(clientId: string, deliver: boolean): void {
+  /**
+   * The session that came back is served here again (or is gone): what was kept for it, to be delivered to it
+   * (after what the other node hands back, which is older: pendingsFrom()). Remembered as delivered here after
+   * its arrival, so the same messages handed back by the other node are dropped.
+   */
+  returned(clientId: string): Message[] {
     const leaving = this.leaving.get(clientId);
-    if (leaving === undefined || leaving.mode !== 'returning') return;
+    if (leaving === undefined || leaving.mode !== 'returning') return [];
     leaving.cancelTimer();
     this.leaving.delete(clientId);
-    for (const c of leaving.captured) {
-      if (!deliver) continue;
-      this.host.deliverTo(clientId, c.message);
-      this.observed(c.id); // delivered here after the arrival: the same message handed back by the other node is not
-    }
+    for (const c of leaving.captured) this.observed(c.id);
+    return leaving.captured.map((c) => c.message);
   }
 
   private finish(clientId: string, leaving: Leaving): void {
@@ -191,6 +234,48 @@ export class Handover {
     this.cancelPrune ??= this.host.setTimer(() => this.prune(), GRACE_MS);
   }
 
+  /**
+   * Holds back what reaches session `clientId` directly until node `from` has handed on what it kept for it
+   * (its end marker, relayEnd()) or PENDINGS_WAIT_MS passed; then the handed-on messages go into the session
+   * first, then `kept` (returned()), then the held ones, in the order they came. Resolves then.
+   */
+  pendingsFrom(clientId: string, from: string, kept: Message[] = []): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.get(clientId)?.release();
+      let cancel = () => {};
+      const waiting: Waiting = {
+        from,
+        relayed: [],
+        held: kept,
+        release: () => {
+          if (this.waiting.get(clientId) !== waiting) return;
+          this.waiting.delete(clientId);
+          cancel();
+          this.host.hold(clientId, undefined);
+          for (const m of waiting.relayed) this.host.deliverTo(clientId, m);
+          for (const m of waiting.held) this.host.deliverTo(clientId, m);
+          resolve();
+        },
+      };
+      this.waiting.set(clientId, waiting);
+      if (!this.host.hold(clientId, (m) => (m === this.relaying ? waiting.relayed : waiting.held).push(m))) {
+        this.waiting.delete(clientId);
+        for (const m of kept) this.host.deliverTo(clientId, m);
+        resolve();
+        return;
+      }
+      cancel = this.host.setTimer(() => waiting.release(), PENDINGS_WAIT_MS);
+    });
+  }
+
+  /** Node `from` handed on everything it kept for sessions `only`. */
+  relayEnd(from: string, only: ReadonlySet<string>): void {
+    for (const clientId of only) {
+      const waiting = this.waiting.get(clientId);
+      if (waiting !== undefined && waiting.from === from) waiting.release();
+    }
+  }
+
   private observed(id: MessageId): void {
     if (this.arrived.size === 0) return;
     if (this.seen.size >= MAX_SEEN) this.seen.delete(this.seen.keys().next().value!);
@@ -198,7 +283,13 @@ export class Handover {
   }
 
   /** Whether a message handed on for `only` is delivered: not when each of them had it here already. */
-  accept(id: MessageId, only: ReadonlySet<string>): boolean {
+  accept(id: MessageId, only: ReadonlySet<string>, message?: Message): boolean {
+    if (!this.isNew(id, only)) return false;
+    this.relaying = message;
+    return true;
+  }
+
+  private isNew(id: MessageId, only: ReadonlySet<string>): boolean {
     const at = this.seen.get(keyOf(id));
     if (at === undefined) return true;
     for (const clientId of only) {
@@ -231,6 +322,7 @@ export class Handover {
   }
 
   close(): void {
+    for (const waiting of [...this.waiting.values()]) waiting.release();
     for (const [clientId, leaving] of [...this.leaving]) this.finish(clientId, leaving);
     this.cancelPrune?.();
     this.cancelPrune = undefined;

@@ -4,13 +4,14 @@
 import type { Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
 import type { BrokerHooks } from '../broker/hooks.js';
+import type { Message } from '../broker/message.js';
 import { MemorySessionStore } from '../broker/store/memory.js';
 import type { RetainedStore, SessionStore, StoredSession } from '../broker/store/types.js';
 import type { ClusterPlane } from '../cluster/cluster.js';
 import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
 import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { adoptSessions } from '../cluster/adoption.js';
-import { Handover } from '../cluster/handover.js';
+import { Handover, SETTLE_MAX_MS } from '../cluster/handover.js';
 import { ClusterOwnership, ownerKey, type OwnershipHost } from '../cluster/ownership.js';
 import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
 import { duplicateWith } from '../cluster/redis-forms.js';
@@ -59,6 +60,14 @@ export class ClusterNode {
         deliverTo: (clientId, message) => void this.core().publishRemote(message, { plain: true, groups: undefined, only: new Set([clientId]) }),
         identityOf: (message) => forwarder.identityOf(message),
         relay: (node, message, id, clientId) => forwarder.relay(node, message, id, [clientId]),
+        relayEnd: (node, clientId) => forwarder.relayEnd(node, [clientId]),
+        settle: (done) => forwarder.whenCaughtUp(done, SETTLE_MAX_MS),
+        hold: (clientId, divert) => {
+          const session = this.core().registry.sessions.get(clientId);
+          if (session === undefined) return false;
+          session.divert = divert;
+          return true;
+        },
         sendRestored: (node, epoch, clientId) => owner.sendRestored(node, epoch, clientId),
         observe: (on) => (forwarder.observer = on),
         setTimer: (fn, ms) => {
@@ -69,7 +78,8 @@ export class ClusterNode {
         now,
         warn: (message, context) => warn(message, context),
       }));
-      forwarder.acceptRelay = (id, only) => handover.accept(id, only);
+      forwarder.acceptRelay = (id, only, message) => handover.accept(id, only, message);
+      forwarder.onRelayEnd = (from, only) => handover.relayEnd(from, only);
       owner.onClaimed = (clientId, clean, previous, epoch) => this.resume(sessions, clientId, clean, previous, epoch);
       owner.onTaken = (clientId, clean, claimant, epoch) => {
         if (clean || !handover.leave(clientId, claimant, epoch)) this.core().registry.movedAway(clientId, clean);
@@ -160,19 +170,31 @@ export class ClusterNode {
     if (stale !== undefined && !back && (previous === undefined || registry.connected.has(clientId))) return;
     // The copy here stays subscribed while the session is read: nothing arriving meanwhile is missed.
     const stored = await sessions.fetch(clientId);
+    const deliver = (messages: Message[]) => {
+      for (const m of messages) this.core().publishRemote(m, { plain: true, groups: undefined, only: new Set([clientId]) });
+    };
     if (registry.sessions.get(clientId) !== stale) {
       // Another CONNECT of this Client ID read it meanwhile.
       if (stored !== undefined) sessions.dropFetched(clientId);
-      handover.returned(clientId, true);
+      deliver(handover.returned(clientId));
       return;
     }
     if (stale !== undefined) registry.movedAway(clientId, false);
-    if (stored !== undefined) {
-      // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
-      registry.restore([{ ...stored, will: undefined }]);
-      if (previous !== undefined) handover.arrivedHere(clientId, previous, epoch);
+    if (stored === undefined) {
+      handover.returned(clientId);
+      return;
     }
-    handover.returned(clientId, stored !== undefined);
+    // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
+    registry.restore([{ ...stored, will: undefined }]);
+    if (previous === undefined) {
+      deliver(handover.returned(clientId));
+      return;
+    }
+    handover.arrivedHere(clientId, previous, epoch);
+    const kept = handover.returned(clientId);
+    // What the old node kept for the session is older than what reached this node for it (unless that node is dead).
+    if (this.plane?.membership.isAlive(previous) !== false) await handover.pendingsFrom(clientId, previous, kept);
+    else deliver(kept);
   }
 
   /** Sessions read from Redis into the registry; a stale copy of one (its moves missed) is replaced. */

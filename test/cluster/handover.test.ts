@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import type { Message } from '../../src/broker/message.js';
 import type { MessageId } from '../../src/cluster/forward-codec.js';
-import { GRACE_MS, Handover, RESTORE_TIMEOUT_MS, type HandoverHost } from '../../src/cluster/handover.js';
+import { GRACE_MS, Handover, PENDINGS_WAIT_MS, RESTORE_TIMEOUT_MS, type HandoverHost } from '../../src/cluster/handover.js';
 
 const msg = (n: number): Message => ({ topic: 't', payload: Buffer.from(String(n)), qos: 1, retain: false });
 const id = (origin: string, no: number): MessageId => ({ origin, epoch: 'e', no });
@@ -15,6 +15,8 @@ function fakeHost() {
   const events: string[] = [];
   let divert: ((m: Message) => void) | undefined;
   let observer: ((id: MessageId) => void) | undefined;
+  let held: ((m: Message) => void) | undefined;
+  let settling: (() => void)[] | undefined;
   const ids = new Map<Message, MessageId>();
   let now = 0;
   const host: HandoverHost = {
@@ -28,6 +30,14 @@ function fakeHost() {
     deliverTo: (clientId, m) => events.push(`deliver ${clientId} ${m.payload}`),
     identityOf: (m) => ids.get(m) ?? id('x', 0),
     relay: (node, m, i, clientId) => (events.push(`relay ${node} ${clientId} ${m.payload} ${i.origin}/${i.no}`), true),
+    relayEnd: (node, clientId) => events.push(`end ${node} ${clientId}`),
+    settle: (done) => (settling ? settling.push(done) : done()),
+    hold: (clientId, d) => {
+      if (clientId === 'none') return false;
+      held = d;
+      events.push(d === undefined ? `release ${clientId}` : `hold ${clientId}`);
+      return true;
+    },
     sendRestored: (node, epoch, clientId) => events.push(`restored ${node} ${epoch} ${clientId}`),
     observe: (on) => (observer = on),
     setTimer: (fn, ms) => {
@@ -46,8 +56,22 @@ function fakeHost() {
       divert!(m);
     },
     observe: (i: MessageId) => observer?.(i),
+    /** A message dispatched on this node to an arrived session (held back or not). */
+    arrive(m: Message) {
+      if (held !== undefined) held(m);
+      else events.push(`deliver-direct ${m.payload}`);
+    },
     get observing() {
       return observer !== undefined;
+    },
+    /** From now on settle() waits until settled(). */
+    holdSettle() {
+      settling = [];
+    },
+    settled() {
+      const waiting = settling ?? [];
+      settling = undefined;
+      for (const done of waiting) done();
     },
     advance(ms: number) {
       now += ms;
@@ -66,11 +90,11 @@ describe('Handover: the node a session leaves', () => {
       f.deliver(msg(1), id('c', 1));
       f.deliver(msg(2), id('c', 2));
       assert.deepEqual(f.events, ['leave s'], 'nothing handed on before the new node serves it');
-      h.restored('s', 'x', 7); // another node: ignored
-      h.restored('s', 'b', 6); // an older claim: ignored
-      assert.equal(f.events.length, 1);
+      h.restored('s', 'x', 7); // another node: nothing handed on (it is told not to wait)
+      h.restored('s', 'b', 6); // an older claim: likewise
+      assert.deepEqual(f.events.slice(1), ['end x s', 'end b s']);
       h.restored('s', 'b', 7);
-      assert.deepEqual(f.events.slice(1), ['relay b s 1 c/1', 'relay b s 2 c/2']);
+      assert.deepEqual(f.events.slice(3), ['relay b s 1 c/1', 'relay b s 2 c/2', 'end b s'], 'the pendings in order, then the end marker');
       f.deliver(msg(3), id('a', 9)); // publishers that had not seen b's routes yet
       assert.equal(f.events.at(-1), 'relay b s 3 a/9', 'handed on at once during the grace');
       f.advance(GRACE_MS - 1);
@@ -84,6 +108,21 @@ describe('Handover: the node a session leaves', () => {
     }
   });
 
+  it('told the new node serves it, it first reads what was sent to it before (settle): that goes with the pendings, before the end marker', () => {
+    const f = fakeHost();
+    const h = new Handover(f.host);
+    h.leave('s', 'b', 3);
+    f.deliver(msg(1), id('c', 1));
+    f.holdSettle();
+    h.restored('s', 'b', 3);
+    h.restored('s', 'b', 3); // said twice: settled once
+    f.deliver(msg(2), id('c', 2)); // sent here before c saw b's routes, read now
+    assert.deepEqual(f.events, ['leave s'], 'nothing handed on while reading');
+    f.settled();
+    assert.deepEqual(f.events.slice(1), ['relay b s 1 c/1', 'relay b s 2 c/2', 'end b s']);
+    h.close();
+  });
+
   it('a new node that never says it serves the session: dropped after RESTORE_TIMEOUT_MS, with a warning and the loss counted', () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
@@ -95,8 +134,9 @@ describe('Handover: the node a session leaves', () => {
       assert.match(f.events.join('\n'), /did not say it serves it/);
       assert.equal(f.events.at(-1), 'drop s');
       assert.equal(h.stats.lost, 1);
-      h.restored('s', 'b', 1); // too late: nothing happens
-      assert.equal(f.events.at(-1), 'drop s');
+      h.restored('s', 'b', 1); // too late: nothing handed on
+      assert.equal(f.events.at(-1), 'end b s');
+      assert.ok(!f.events.some((e) => e.startsWith('relay')));
     } finally {
       mock.timers.reset();
     }
@@ -120,8 +160,7 @@ describe('Handover: the node a session leaves', () => {
       f.deliver(msg(5), id('c', 5));
       f.advance(RESTORE_TIMEOUT_MS - 1);
       assert.ok(!f.events.some((e) => e.startsWith('relay') || e.startsWith('drop')), 'kept here, not handed on, not dropped');
-      h.returned('s', true);
-      assert.equal(f.events.at(-1), 'deliver s 5');
+      assert.deepEqual(h.returned('s').map((m) => m.payload.toString()), ['5'], 'what came meanwhile, for the session read back');
       assert.equal(h.isLeaving('s'), false);
       assert.equal(h.comeBack('s'), false);
       f.advance(RESTORE_TIMEOUT_MS);
@@ -163,7 +202,38 @@ describe('Handover: the node a session arrives at', () => {
     }
   });
 
-  it('a session that came back: what was kept for it is remembered as delivered after its arrival (the other node\'s copies are dropped)', () => {
+  it('holds back what reaches the session directly until the old node\'s end marker: its handed-on messages go first, then the held ones, in order', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const f = fakeHost();
+      const h = new Handover(f.host);
+      h.arrivedHere('s', 'a', 1);
+      let done = false;
+      const waiting = h.pendingsFrom('s', 'a').then(() => (done = true));
+      f.arrive(msg(10)); // direct, newer
+      const relayed = msg(3);
+      assert.equal(h.accept(id('c', 3), new Set(['s']), relayed), true);
+      f.arrive(relayed); // delivered now, as the forwarder does after accept()
+      f.arrive(msg(11));
+      h.relayEnd('x', new Set(['s'])); // not from the old node
+      await Promise.resolve();
+      assert.equal(done, false);
+      h.relayEnd('a', new Set(['s']));
+      await waiting;
+      assert.deepEqual(f.events.filter((e) => e.startsWith('deliver') || e.startsWith('hold') || e.startsWith('release')), ['hold s', 'release s', 'deliver s 3', 'deliver s 10', 'deliver s 11']);
+      // Without an end marker: released after PENDINGS_WAIT_MS.
+      const again = h.pendingsFrom('s', 'a');
+      f.arrive(msg(12));
+      f.advance(PENDINGS_WAIT_MS);
+      await again;
+      assert.equal(f.events.at(-1), 'deliver s 12');
+      assert.equal(await h.pendingsFrom('none', 'a'), undefined, 'no session: nothing to wait for');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('a session that came back: what was kept for it goes after what the other node hands back (older) and before what comes here meanwhile; the other node\'s copies of it are dropped', async () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       const f = fakeHost();
@@ -172,8 +242,16 @@ describe('Handover: the node a session arrives at', () => {
       h.comeBack('s');
       f.deliver(msg(8), id('c', 8));
       h.arrivedHere('s', 'b', 2);
-      h.returned('s', true);
-      assert.equal(h.accept(id('c', 8), new Set(['s'])), false);
+      const kept = h.returned('s');
+      const waiting = h.pendingsFrom('s', 'b', kept);
+      assert.equal(h.accept(id('c', 8), new Set(['s'])), false, 'handed back by b too: dropped');
+      const older = msg(2);
+      assert.equal(h.accept(id('c', 2), new Set(['s']), older), true);
+      f.arrive(older);
+      f.arrive(msg(9));
+      h.relayEnd('b', new Set(['s']));
+      await waiting;
+      assert.deepEqual(f.events.filter((e) => e.startsWith('deliver')), ['deliver s 2', 'deliver s 8', 'deliver s 9']);
     } finally {
       mock.timers.reset();
     }

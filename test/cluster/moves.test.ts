@@ -1,7 +1,7 @@
 // A persistent session moving between nodes while messages flow (issue 21: "at QoS 1/2 the hand-over between
 // nodes is at least once with duplicates removed"): a publisher on node C sends a steady stream; the
 // subscriber's client moves A -> B -> A ... mid-stream. Every acknowledged message arrives; a message comes
-// twice only as the resend (DUP) of one in flight at a move [MQTT-4.4.0-1]; once the old node let the session
+// twice only as the resend (DUP) of one in flight at a move [MQTT-4.4.0-1], in publisher order; once the old node let the session
 // go, it no longer announces a route for it. (src/cluster/handover.ts; the same with numbers:
 // bench/cluster-handover.ts.)
 import assert from 'node:assert/strict';
@@ -76,6 +76,21 @@ describeOrSkip('cluster: a session moving between nodes while messages flow', no
         'every acknowledged message at the subscriber',
       );
       assert.deepEqual(withoutDup, [], 'no message twice but as the resend of one in flight at a move');
+      // Publisher order [MQTT-4.6.0-5]: the first copy of each message, connection after connection, never after
+      // a later one (what the old node kept goes into the session before what reached the new node directly).
+      const seen = new Set<number>();
+      const late: number[] = [];
+      let highest = -1;
+      for (const got of inboxes) {
+        for (const p of got) {
+          const n = Number(p.payload.toString());
+          if (p.dup || seen.has(n)) continue;
+          seen.add(n);
+          if (n < highest) late.push(n);
+          else highest = n;
+        }
+      }
+      assert.deepEqual(late, [], 'in publisher order');
 
       // The node the session left last lets it go after the grace, and its route with it.
       const left = nodes[(MOVES + 1) % 2]!;
