@@ -118,13 +118,20 @@ interface PendingHook {
 }
 
 export class Channel implements SessionLink {
+  // The fields every PUBLISH reads come first (after the constructor's host, output and transport): V8 lays
+  // them out in this order, so a message touches one or two cache lines of each channel rather than five.
   state: State = 'connecting';
   version: ProtocolVersion = 4;
+  private hook: PendingHook | undefined;
+  readonly writer: PublishWriter;
+  private readonly decoder: PacketDecoder;
   info: ClientInfo | undefined;
   session: Session | undefined;
-  readonly openedAt: number;
+  /** This client's last published topic and its subscribers (made on its first PUBLISH). */
+  routeMemo: RouteMemo<Session> | undefined;
   /** The broker clock when the last bytes arrived (keep alive; a message's time without a clock read each). */
   lastReceived: number;
+  readonly openedAt: number;
   keepAliveMs = 0;
   will: WillMessage | undefined;
   /** The will was taken at shutdown (takeWill) and published there. */
@@ -136,8 +143,6 @@ export class Channel implements SessionLink {
   connectExpiryWasZero = false;
   /** Topic aliases the client set on its PUBLISHes (5.0). */
   topicAliases: Map<number, string> | undefined;
-  /** This client's last published topic and its subscribers (made on its first PUBLISH). */
-  routeMemo: RouteMemo<Session> | undefined;
   /** Enhanced authentication: the method chosen in CONNECT and the exchange in progress. */
   authMethod: string | undefined;
   exchange: AuthExchange | undefined;
@@ -147,14 +152,11 @@ export class Channel implements SessionLink {
   publishHookPending = false;
   /** The core's timer slot for this channel's next deadline (TimerWheel). */
   dueSlot = NOT_DUE;
-  readonly writer: PublishWriter;
-  private readonly decoder: PacketDecoder;
   /** When the output buffer went over the high-water mark (slow consumer), while it stays there. */
   private stalledSince: number | undefined;
   /** Packets that arrived while an async hook was pending, in order. */
   private backlog: Packet[] | undefined;
   private backlogHead = 0;
-  private hook: PendingHook | undefined;
   /** Bumped when a hook is settled (answered or timed out): a late answer of an earlier one is ignored. */
   private hookToken = 0;
 
@@ -337,6 +339,21 @@ export class Channel implements SessionLink {
   // ---- dispatch ----
 
   private dispatch(packet: Packet): void {
+    // PUBLISH on an open connection first: small enough for V8 to inline into onPacket (the handshake is a
+    // method of its own).
+    if (this.state === 'connected' && packet.type === PacketType.PUBLISH) {
+      onPublish(this, packet);
+      return;
+    }
+    if (this.state !== 'connected') {
+      this.dispatchHandshake(packet);
+      return;
+    }
+    this.dispatchConnected(packet);
+  }
+
+  /** A packet before the connection is accepted: CONNECT, or AUTH of an enhanced authentication exchange. */
+  private dispatchHandshake(packet: Packet): void {
     if (this.state === 'connecting') {
       if (packet.type !== PacketType.CONNECT) {
         // [MQTT-3.1.0-1] the first packet must be CONNECT.
@@ -353,6 +370,11 @@ export class Channel implements SessionLink {
       else refuseConnect(this, ReasonCode.ProtocolError, `packet type ${packet.type} before the authentication finished`);
       return;
     }
+    this.dispatchConnected(packet);
+  }
+
+  /** Any packet of an accepted connection. */
+  private dispatchConnected(packet: Packet): void {
     switch (packet.type) {
       case PacketType.PUBLISH:
         onPublish(this, packet);

@@ -10,8 +10,12 @@ import type { FanOutEncodings } from './session/session.js';
 export class PublishWriter {
   /** 5.0 Topic Alias Maximum of the client: aliases the broker may use toward it. */
   topicAliasMaximum = 0;
-  /** The client's Maximum Packet Size (5.0). */
-  maxPacketSize = Infinity;
+  /**
+   * The client's Maximum Packet Size (5.0). Without one, 2^31 - 1, more than any MQTT packet can be (268,435,460
+   * bytes): a small integer, which V8 keeps in the object, where Infinity is a number boxed apart that every
+   * delivery would read.
+   */
+  maxPacketSize = 0x7fffffff;
   /** Aliases assigned toward the client: topic → alias. */
   private aliases: Map<string, number> | undefined;
 
