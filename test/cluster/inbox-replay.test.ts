@@ -93,7 +93,7 @@ describeOrSkip('cluster: a killed node\'s inbox is replayed', noRedis, () => {
     assert.ok(got.every((p) => p.qos === 1));
   });
 
-  it('a burst acknowledged just before the kill (read and dispatched, some not yet committed): none of them missing on the survivor, none twice, in order [MQTT-4.6.0-6]', async (t) => {
+  it('a burst acknowledged just before the kill (A reading and committing as it dies): none of them missing on the survivor, none twice, in order [MQTT-4.6.0-6]', async (t) => {
     const prefix = `replay${process.pid}x${prefixes++}`;
     const cluster = { prefix, heartbeatTimeout: 1, heartbeatInterval: 100 };
     const a = await childNode(t, redis, 'a', cluster);

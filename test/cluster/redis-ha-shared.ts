@@ -159,7 +159,11 @@ export function sameAsOneServer(at: () => RedisAt & { keyExists(key: string): Pr
     assert.equal(got[0]!.payload.toString(), 'died');
     await delay(500);
     assert.equal(got.length, 1, 'published once');
-    assert.equal(await at().keyExists(`${prefix}:inbox:c`), false, 'C\'s inbox removed');
+    // C's inbox outlives it (a TTL) until the survivor that adopts its sessions has replayed it, then goes.
+    for (let i = 0; await at().keyExists(`${prefix}:inbox:c`); i++) {
+      assert.ok(i < 100, 'C\'s inbox removed by the adopter');
+      await delay(50);
+    }
     assert.equal(await at().keyExists(`${prefix}:routes:c`), false, 'C\'s routes removed');
     assert.equal(await at().keyExists(`${prefix}:node:c`), false);
   });
