@@ -76,12 +76,13 @@ export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise
   const adopt = script(ctx, 'petrelAdopt', ADOPT_SCRIPT, 1);
   const held = await ctx.sessions.loadOwned(dead, (clientId) => ctx.ownerKey(clientId));
   const adopted: StoredSession[] = [];
-  for (const session of held) {
-    const epoch = Number(await adopt(ctx.ownerKey(session.clientId), dead, ctx.node));
+  // All at once (pipelined): until they are restored, what is published for these sessions reaches nobody.
+  const epochs = await Promise.all(held.map((session) => adopt(ctx.ownerKey(session.clientId), dead, ctx.node)));
+  held.forEach((session, i) => {
     // Its client came back on some node meanwhile: that node reads the session, not this one.
-    if (epoch > 0) adopted.push({ ...session, will: undefined });
+    if (Number(epochs[i]) > 0) adopted.push({ ...session, will: undefined });
     else ctx.sessions.dropFetched(session.clientId);
-  }
+  });
   const ids = adopted.map((s) => s.clientId);
   const redis = ctx.redis as unknown as RedisCaller;
   const inbox = ctx.inboxKey(dead);
