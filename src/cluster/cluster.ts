@@ -4,7 +4,8 @@
 // when a broker runs with `cluster` (ioredis is not imported otherwise).
 //
 // Redis keys (prefix p): `${p}:node:${name}` heartbeat (PX TTL), `${p}:nodes` hash of node names and info,
-// `${p}:routes:${name}` set of route keys, `${p}:inbox:${name}` stream of batches; channel `${p}:events`:
+// `${p}:routes:${name}` set of route keys, `${p}:inbox:${name}` stream of batches (its committed read position
+// `${p}:inboxpos:${name}` goes with the session store's commits: inbox-replay.ts); channel `${p}:events`:
 // `+node\nkey` / `-node\nkey` a route added or removed, `*node` read the node's routes again, `!node` left.
 import { Cluster as RedisCluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
