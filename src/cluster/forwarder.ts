@@ -89,6 +89,7 @@ export class Forwarder implements MessageSink {
   private trimmedAt: string | undefined;
   /** The position stays where it is while an earlier life's entries wait for replayOwn(). */
   private holdPosition = false;
+  private trimming = false;
   private unreplayed: { after: string; until: string } | undefined;
 
   constructor(
@@ -324,10 +325,21 @@ export class Forwarder implements MessageSink {
       if (this.lastId !== undefined && this.lastId !== '0-0') await redis.call('XTRIM', this.inboxKey(this.self), 'MINID', this.lastId);
       return;
     }
-    if (this.holdPosition || this.lastId === undefined || this.lastId === '0-0') return;
-    if (this.lastId !== this.sentPosition) {
-      this.sentPosition = this.lastId;
-      p.writer.add(['set', p.key, this.lastId]);
+    // One at a time: a commit slower than the trim interval does not stack waiters.
+    if (this.holdPosition || this.trimming || this.lastId === undefined || this.lastId === '0-0') return;
+    this.trimming = true;
+    try {
+      await this.trimCommitted(redis, p);
+    } finally {
+      this.trimming = false;
+    }
+  }
+
+  private async trimCommitted(redis: RedisCaller, p: { writer: PositionWriter; key: string }): Promise<void> {
+    const read = this.lastId!;
+    if (read !== this.sentPosition) {
+      this.sentPosition = read;
+      p.writer.add(['set', p.key, read]);
     }
     const at = this.sentPosition!;
     const committed = await new Promise<boolean>((resolve) => p.writer.afterCommit(() => resolve(true), () => resolve(false)));

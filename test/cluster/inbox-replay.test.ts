@@ -12,7 +12,7 @@ import { startChildBroker, type ChildBroker } from '../helpers/child-broker.js';
 import { noRedis, redisCommand, RedisServer } from '../helpers/redis.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { delay, eventually } from '../helpers/wait.js';
-import { inbox, startNode, type Ctx } from './nodes.js';
+import { inbox, startNode, startNodes, type Ctx } from './nodes.js';
 
 let prefixes = 0;
 
@@ -55,6 +55,30 @@ describeOrSkip('cluster: a killed node\'s inbox is replayed', noRedis, () => {
   });
   after(async () => {
     await redis.close();
+  });
+
+  it('a live node commits its read position (with the queued messages, or on its own when nothing was queued) and trims its inbox at it', async (t) => {
+    const [a, b] = await startNodes(t, redis, ['a', 'b']);
+    const key = `${a!.prefix}:inbox:a`;
+    const position = async () => /^\$\d+\r\n(.*)\r\n$/.exec(await redisCommand(redis.port, 'GET', `${a!.prefix}:inboxpos:a`))?.[1];
+    const lastEntry = async () => /(\d+-\d+)/.exec(await redisCommand(redis.port, 'XREVRANGE', key, '+', '-', 'COUNT', '1'))?.[1];
+    const waitCommitted = async (what: string) => {
+      for (let i = 0; ; i++) {
+        const [pos, last, len] = [await position(), await lastEntry(), await xlen(redis, key)];
+        if (pos !== undefined && pos === last && len <= 1) return;
+        assert.ok(i < 80, `${what}: position ${pos}, last entry ${last}, ${len} entries`);
+        await delay(50);
+      }
+    };
+    await offlineSession(a!.port, 'kept', 'kept/#', v311);
+    const live = await a!.mqtt('live');
+    await live.subscribeAsync('live/#', { qos: 1 });
+    await eventually(() => b!.view().remoteRoutes === 2, 5000, 'the routes of A on B');
+    const pub = await b!.mqtt('publisher');
+    for (let i = 0; i < 20; i++) await pub.publishAsync('kept/x', `k${i}`, { qos: 1 });
+    await waitCommitted('queued for the offline session');
+    for (let i = 0; i < 20; i++) await pub.publishAsync('live/x', `l${i}`, { qos: 1 });
+    await waitCommitted('delivered to a clean session only (no session change to carry it)');
   });
 
   it('messages acknowledged while the node was stopped (unread in its inbox) reach the session on the survivor: every one, once, in order', async (t) => {
