@@ -4,8 +4,17 @@
 // record still names the dead node: one Lua script per Client ID moves the record to the survivor with the
 // next epoch (so a client reconnecting anywhere meanwhile wins: the script only takes what the dead node
 // still holds), and the survivor serves those sessions as its own offline sessions from then on.
+//
+// What the dead node had not committed is replayed (inbox-replay.ts): the entries of its inbox after its
+// committed read position (`inboxpos`, set with each of its session commits) were acknowledged to their
+// publishers but never reached these sessions' queues in Redis. The survivor delivers them to the adopted
+// sessions (and a shared group's to a local member of the group), waits until Redis has what they queued,
+// then deletes the inbox and the position (membership.ts gave the inbox a TTL for the meantime).
 import type { Redis } from 'ioredis';
-import type { StoredSession } from '../broker/store/types.js';
+import type { Message } from '../broker/message.js';
+import type { RemoteDelivery, StoredSession } from '../broker/store/types.js';
+import type { RedisCaller } from './forwarder.js';
+import { inboxPositionKey, nextId, replayInbox } from './inbox-replay.js';
 import type { RedisSessionStore } from './redis-sessions.js';
 import { script } from './types.js';
 
@@ -20,6 +29,21 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. epoch, 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. epoch) end
 return epoch`;
 
+/**
+ * Drops the replayed entries (ARGV[1]: the first id kept) of a dead node's inbox and deletes it when nothing
+ * came after them. Returns the entries left, or -1 when the inbox has no TTL any more: its node is back
+ * (membership.ts PERSISTs it) and reads it itself.
+ */
+const FINISH_SCRIPT = `
+if redis.call('PTTL', KEYS[1]) == -1 then return -1 end
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1])
+local left = redis.call('XLEN', KEYS[1])
+if left == 0 then redis.call('DEL', KEYS[1]) end
+return left`;
+
+/** Rounds of replay for entries that reached the dead inbox while it was replayed (nodes not yet aware of the death). */
+const FINISH_ROUNDS = 3;
+
 /** How long the lock on a dead node's sessions is held (ms): the adoption is one pass. */
 const LOCK_MS = 60_000;
 
@@ -32,21 +56,71 @@ export interface AdoptionContext {
   ownerKey(clientId: string): string;
   /** Puts the adopted sessions in this node's registry (offline, their wills left to the survivors' wills). */
   restore(sessions: StoredSession[]): void;
+  /** The key of a node's inbox (Forwarder.inboxKey). */
+  inboxKey(node: string): string;
+  /** Delivers a message on this node (BrokerCore.publishRemote). */
+  deliver(message: Message, remote: RemoteDelivery): void;
+  warn(message: string, context: object): void;
 }
 
-/** Node `dead` died: if this node wins the lock, it takes over its offline sessions. Resolves with how many. */
-export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise<number> {
+export interface Adoption {
+  /** Sessions taken over, and messages of the dead node's inbox replayed (inbox-replay.ts). */
+  sessions: number;
+  replayed: number;
+}
+
+/** Node `dead` died: if this node wins the lock, it takes over its offline sessions and replays its inbox. */
+export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise<Adoption | undefined> {
   const won = await ctx.redis.set(`${ctx.prefix}:adopt:${dead}`, ctx.node, 'PX', LOCK_MS, 'NX');
-  if (won === null) return 0;
+  if (won === null) return undefined;
   const adopt = script(ctx, 'petrelAdopt', ADOPT_SCRIPT, 1);
   const held = await ctx.sessions.loadOwned(dead, (clientId) => ctx.ownerKey(clientId));
   const adopted: StoredSession[] = [];
-  for (const session of held) {
-    const epoch = Number(await adopt(ctx.ownerKey(session.clientId), dead, ctx.node));
+  // All at once (pipelined): until they are restored, what is published for these sessions reaches nobody.
+  const epochs = await Promise.all(held.map((session) => adopt(ctx.ownerKey(session.clientId), dead, ctx.node)));
+  held.forEach((session, i) => {
     // Its client came back on some node meanwhile: that node reads the session, not this one.
-    if (epoch > 0) adopted.push({ ...session, will: undefined });
+    if (Number(epochs[i]) > 0) adopted.push({ ...session, will: undefined });
     else ctx.sessions.dropFetched(session.clientId);
+  });
+  const ids = adopted.map((s) => s.clientId);
+  const redis = ctx.redis as unknown as RedisCaller;
+  const inbox = ctx.inboxKey(dead);
+  const positionKey = inboxPositionKey(ctx.sessions.prefix, dead);
+  let replayed = 0;
+  let restored = false;
+  const restore = (): string[] => {
+    restored = true;
+    ctx.restore(adopted);
+    return ids;
+  };
+  let last: string;
+  try {
+    last = ((await redis.call('GET', positionKey)) as string | null) ?? '0-0';
+    // The sessions are restored once the first part of the inbox is read, and it is delivered in that turn.
+    const first = await replayInbox({ redis, key: inbox, after: last, restore, deliver: ctx.deliver, warn: ctx.warn });
+    replayed = first.messages;
+    last = first.last;
+  } catch (err) {
+    // The sessions are served all the same; the inbox expires (its messages for them are lost).
+    if (!restored) restore();
+    ctx.warn('cluster: the inbox of a dead node was not replayed', { node: dead, error: String(err) });
+    return { sessions: adopted.length, replayed };
   }
-  ctx.restore(adopted);
-  return adopted.length;
+  try {
+    for (let round = 0; ; round++) {
+      // What the replay queued is in Redis before the entries go.
+      await new Promise<void>((resolve, reject) => ctx.sessions.afterCommit(resolve, reject));
+      const left = Number(await script(ctx, 'petrelInboxDone', FINISH_SCRIPT, 1)(inbox, nextId(last)));
+      if (left === 0) await redis.call('DEL', positionKey);
+      if (left <= 0 || round === FINISH_ROUNDS) break;
+      const more = await replayInbox({ redis, key: inbox, after: last, restore: () => ids, deliver: ctx.deliver, warn: ctx.warn });
+      replayed += more.messages;
+      last = more.last;
+    }
+  } catch (err) {
+    // Delivered, but not known to be in Redis: the inbox is left to expire (its TTL), not deleted.
+    ctx.warn('cluster: the replayed inbox of a dead node was not deleted', { node: dead, error: String(err) });
+  }
+  return { sessions: adopted.length, replayed };
 }

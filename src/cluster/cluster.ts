@@ -4,7 +4,8 @@
 // when a broker runs with `cluster` (ioredis is not imported otherwise).
 //
 // Redis keys (prefix p): `${p}:node:${name}` heartbeat (PX TTL), `${p}:nodes` hash of node names and info,
-// `${p}:routes:${name}` set of route keys, `${p}:inbox:${name}` stream of batches; channel `${p}:events`:
+// `${p}:routes:${name}` set of route keys, `${p}:inbox:${name}` stream of batches (its committed read position
+// `${p}:inboxpos:${name}` goes with the session store's commits: inbox-replay.ts); channel `${p}:events`:
 // `+node\nkey` / `-node\nkey` a route added or removed, `*node` read the node's routes again, `!node` left.
 import { Cluster as RedisCluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
@@ -162,12 +163,10 @@ export class ClusterPlane {
     if (!first) this.logger.info({ cluster: this.options.prefix, node: this.options.nodeName }, 'cluster: reconnected to Redis; routes announced again');
     this.membership.reconnected();
     try {
-      if (first) {
-        // Entries left in our inbox by an earlier life of this node name are not delivered; the position is
-        // taken before any route is announced, so nothing sent for the new routes is skipped.
-        const last = (await caller.call('XREVRANGE', this.forwarder.inboxKey(this.options.nodeName), '+', '-', 'COUNT', 1)) as [string, string[]][];
-        this.forwarder.lastId = last.length > 0 ? last[0]![0] : '0-0';
-      }
+      // Entries left in our inbox by an earlier life of this node name are replayed for the sessions it read
+      // back (cluster-node.ts), not read as new; the position is taken before any route is announced, so
+      // nothing sent for the new routes is skipped.
+      if (first) await this.forwarder.startPosition(caller);
       await this.announce();
       if (first) this.forwarder.connect(caller);
       await this.membership.beat();

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { Message } from '../broker/message.js';
 import type { RemoteDelivery, SessionJournal, SessionStore, StoredSession, StoredWill } from '../broker/store/types.js';
 import { decodeBatch, encodeForward, type MessageId } from './forward-codec.js';
+import { compareIds, parseEntry, replayInbox } from './inbox-replay.js';
 import type { MessageSink } from './route-table.js';
 
 /** What the forwarder needs of a Redis connection (ioredis' Redis or Cluster). */
@@ -24,9 +25,18 @@ export interface RedisCaller {
 
 /**
  * Stream entries (batches) an inbox keeps at most: a cap on Redis memory for a node that stops reading
- * without dying. A live node trims what it has read; a dead node's inbox is deleted when it is declared down.
+ * without dying. A live node trims what it has read and committed; a dead node's inbox is replayed by the
+ * survivor that adopts its sessions (adoption.ts), then deleted (it expires if nobody does).
  */
 const INBOX_MAX_ENTRIES = 100_000;
+
+/** The commits an inbox read position goes with (RedisSessionWriter). */
+export interface PositionWriter {
+  /** Called as each commit is built: commands that go in it. */
+  extraCommands: (() => (string | number | Buffer)[][]) | undefined;
+  add(cmd: (string | number | Buffer)[]): unknown;
+  afterCommit(done: () => void, failed?: (error: Error) => void): void;
+}
 
 interface Waiter {
   done: () => void;
@@ -91,6 +101,14 @@ export class Forwarder implements MessageSink {
   acceptRelay: ((id: MessageId, only: ReadonlySet<string>, message: Message) => boolean) | undefined;
   /** Node `from` has handed on everything it held for sessions `only` (handover.ts). */
   onRelayEnd: ((from: string, only: ReadonlySet<string>) => void) | undefined;
+  /** Where the read position is committed (commitPositionWith()), the last one put in a commit, and trimmed at. */
+  private position: { writer: PositionWriter; key: string } | undefined;
+  private sentPosition: string | undefined;
+  private trimmedAt: string | undefined;
+  /** The position stays where it is while an earlier life's entries wait for replayOwn(). */
+  private holdPosition = false;
+  private trimming = false;
+  private unreplayed: { after: string; until: string } | undefined;
 
   constructor(
     private readonly self: string,
@@ -285,18 +303,76 @@ export class Forwarder implements MessageSink {
 
   // ---- the inbox ----
 
+  /**
+   * This node's inbox read position is committed with its session store's commits (cluster-node.ts):
+   * each MULTI of `writer` also sets `key` to the last entry read, so a survivor (adoption.ts) or this node
+   * after a restart replays only what came after the entries whose effects Redis has.
+   */
+  commitPositionWith(writer: PositionWriter, key: string): void {
+    this.position = { writer, key };
+    writer.extraCommands = () => this.positionCommands();
+  }
+
+  /** The commands that move the committed position to lastId, for a commit being built (written when it changed). */
+  private positionCommands(): (string | number | Buffer)[][] {
+    const p = this.position;
+    if (p === undefined || this.holdPosition || this.lastId === undefined || this.lastId === this.sentPosition) return [];
+    this.sentPosition = this.lastId;
+    return [['set', p.key, this.lastId]];
+  }
+
+  /**
+   * At start: reading begins at the inbox's end; the entries after the committed position (an earlier life
+   * of this node name read them or not, but their effects never reached Redis) are kept for replayOwn().
+   * Call before any route is announced, so nothing sent for the new routes is skipped.
+   */
+  async startPosition(redis: RedisCaller): Promise<void> {
+    const key = this.inboxKey(this.self);
+    const last = (await redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)) as [string, string[]][];
+    this.lastId = last.length > 0 ? last[0]![0] : '0-0';
+    if (this.position === undefined || this.lastId === '0-0') return;
+    const committed = (await redis.call('GET', this.position.key)) as string | null;
+    if (committed !== null && compareIds(committed, this.lastId) >= 0) return;
+    // Not written yet (the first commit of this node name): the whole inbox is unread.
+    this.unreplayed = { after: committed ?? '0-0', until: this.lastId };
+    this.holdPosition = true;
+  }
+
+  /**
+   * Replays the entries an earlier life of this node left unread or uncommitted (startPosition()) for the
+   * sessions it read back: `restore()` puts them in the registry and names them, in the same turn as the
+   * replay's first part is delivered (their new messages come after). Resolves with the messages replayed.
+   */
+  async replayOwn(redis: RedisCaller, restore: () => Iterable<string>): Promise<number> {
+    const range = this.unreplayed;
+    this.unreplayed = undefined;
+    let restored = false;
+    const once = (): Iterable<string> => {
+      restored = true;
+      return restore();
+    };
+    try {
+      if (range === undefined) return 0;
+      const done = await replayInbox({ redis, key: this.inboxKey(this.self), after: range.after, until: range.until, restore: once, deliver: this.deliver, warn: this.warn });
+      return done.messages;
+    } catch (err) {
+      this.warn('cluster: the entries an earlier life of this node left in its inbox were not replayed', { error: String(err) });
+      return 0;
+    } finally {
+      if (!restored) once();
+      // Its deliveries are recorded: the next commit carries them and the position after them.
+      this.holdPosition = false;
+    }
+  }
+
   /** Reads this node's inbox until close(), on `reader` (a connection of its own: XREAD BLOCK holds it). */
   async readLoop(reader: RedisCaller, onError: (err: Error) => void): Promise<void> {
     const key = this.inboxKey(this.self);
-    if (this.lastId === undefined) {
-      // Entries from an earlier life of this node name are not ours to deliver.
-      const last = (await reader.call('XREVRANGE', key, '+', '-', 'COUNT', 1)) as [string, string[]][];
-      this.lastId = last.length > 0 ? last[0]![0] : '0-0';
-    }
+    if (this.lastId === undefined) await this.startPosition(reader);
     while (!this.closed) {
       let reply: [Buffer, [Buffer, Buffer[]][]][] | null;
       try {
-        reply = (await reader.callBuffer('XREAD', 'COUNT', 512, 'BLOCK', 1000, 'STREAMS', key, this.lastId)) as typeof reply;
+        reply = (await reader.callBuffer('XREAD', 'COUNT', 512, 'BLOCK', 1000, 'STREAMS', key, this.lastId!)) as typeof reply;
       } catch (err) {
         if (this.closed) return;
         onError(err instanceof Error ? err : new Error(String(err)));
@@ -311,33 +387,22 @@ export class Forwarder implements MessageSink {
   private receive(id: string, fields: Buffer[]): void {
     this.lastId = id;
     if (this.catchUps.length > 0) queueMicrotask(() => this.caughtUp(id)); // once this entry is delivered
-    let origin = '';
-    let epoch = '';
-    let seq = 0;
-    let data: Buffer | undefined;
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      const name = fields[i]!.toString();
-      const value = fields[i + 1]!;
-      if (name === 'o') origin = value.toString();
-      else if (name === 'e') epoch = value.toString();
-      else if (name === 's') seq = Number(value.toString());
-      else if (name === 'd') data = value;
-    }
-    if (data === undefined) return;
-    const seen = this.seen.get(origin);
-    if (seen !== undefined && seen.epoch === epoch && seq <= seen.seq) {
+    const entry = parseEntry(fields);
+    if (entry === undefined) return;
+    const seen = this.seen.get(entry.origin);
+    if (seen !== undefined && seen.epoch === entry.epoch && entry.seq <= seen.seq) {
       this.stats.duplicates++;
       return;
     }
-    this.seen.set(origin, { epoch, seq });
+    this.seen.set(entry.origin, { epoch: entry.epoch, seq: entry.seq });
     this.stats.batchesReceived++;
     try {
-      decodeBatch(data, this.now(), origin, epoch, (message, remote, messageId) => {
+      decodeBatch(entry.data, this.now(), entry.origin, entry.epoch, (message, remote, messageId) => {
         this.stats.received++;
         if (remote.only !== undefined) {
           // No message has an empty topic: this one marks the end of what a node handed on.
           if (message.topic === '') {
-            this.onRelayEnd?.(origin, remote.only);
+            this.onRelayEnd?.(entry.origin, remote.only);
             return;
           }
           if (this.acceptRelay !== undefined && !this.acceptRelay(messageId, remote.only, message)) {
@@ -354,7 +419,7 @@ export class Forwarder implements MessageSink {
         }
       });
     } catch (err) {
-      this.warn('cluster: a batch from another node could not be read; skipped', { origin, id, error: String(err) });
+      this.warn('cluster: a batch from another node could not be read; skipped', { origin: entry.origin, id, error: String(err) });
     }
   }
 
@@ -367,9 +432,43 @@ export class Forwarder implements MessageSink {
     }
   }
 
-  /** Drops what this node has read from its inbox. */
+  /**
+   * Drops what this node has read from its inbox: up to the committed position when there is one (entries
+   * after it are a survivor's to replay should this node die now), else up to the last entry read. With a
+   * committed position, also commits it when no session change carried it (nothing was queued meanwhile).
+   */
   async trim(redis: RedisCaller): Promise<void> {
-    if (this.lastId !== undefined && this.lastId !== '0-0') await redis.call('XTRIM', this.inboxKey(this.self), 'MINID', this.lastId);
+    const p = this.position;
+    if (p === undefined) {
+      if (this.lastId !== undefined && this.lastId !== '0-0') await redis.call('XTRIM', this.inboxKey(this.self), 'MINID', this.lastId);
+      return;
+    }
+    // One at a time: a commit slower than the trim interval does not stack waiters.
+    if (this.holdPosition || this.trimming || this.lastId === undefined || this.lastId === '0-0') return;
+    this.trimming = true;
+    try {
+      await this.trimCommitted(redis, p);
+    } finally {
+      this.trimming = false;
+    }
+  }
+
+  private async trimCommitted(redis: RedisCaller, p: { writer: PositionWriter; key: string }): Promise<void> {
+    const read = this.lastId!;
+    if (read !== this.sentPosition) {
+      this.sentPosition = read;
+      p.writer.add(['set', p.key, read]);
+    }
+    const at = this.sentPosition!;
+    const committed = await new Promise<boolean>((resolve) => p.writer.afterCommit(() => resolve(true), () => resolve(false)));
+    if (!committed) {
+      // Written again at the next commit or trim.
+      if (this.sentPosition === at) this.sentPosition = undefined;
+      return;
+    }
+    if (at === this.trimmedAt) return;
+    this.trimmedAt = at;
+    await redis.call('XTRIM', this.inboxKey(this.self), 'MINID', at);
   }
 
   close(): void {
@@ -417,11 +516,4 @@ export class ForwardingStore implements SessionStore {
   close(): void {
     this.inner.close();
   }
-}
-
-/** Orders two stream entry ids ("ms-seq"). */
-function compareIds(a: string, b: string): number {
-  const [am, as] = a.split('-');
-  const [bm, bs] = b.split('-');
-  return Number(am) - Number(bm) || Number(as) - Number(bs);
 }

@@ -3,6 +3,8 @@
 // key expired is down (`node-down`: it crashed or lost Redis for longer than the timeout); a node that
 // leaves on purpose removes both (no `node-down`: it published its wills itself). After Redis comes back
 // (a restart empties it), nobody is declared down for one timeout while the nodes announce themselves again.
+// A dead node's inbox is not deleted but given a TTL: the survivor that adopts its sessions replays what it
+// holds, then deletes it (adoption.ts); a node that comes back under its name keeps its inbox (PERSIST).
 import { EventEmitter } from 'node:events';
 import type { RedisCaller } from './forwarder.js';
 
@@ -21,6 +23,12 @@ export interface NodeView {
   /** Time since its last heartbeat (ms), as its key's remaining TTL tells; 0 for this node. */
   heartbeatAgeMs: number | undefined;
 }
+
+/**
+ * How long a dead node's inbox stays for the survivor that replays it (adoption.ts) before Redis drops it
+ * (nobody adopts the sessions: no Redis session store, or the adopter died too).
+ */
+export const DEAD_INBOX_TTL_MS = 10 * 60_000;
 
 interface MembershipEvents {
   'node-up': [name: string];
@@ -56,6 +64,10 @@ export class Membership extends EventEmitter<MembershipEvents> {
     return `${this.options.prefix}:node:${name}`;
   }
 
+  private inboxKey(name: string): string {
+    return `${this.options.prefix}:inbox:${name}`;
+  }
+
   private get listKey(): string {
     return `${this.options.prefix}:nodes`;
   }
@@ -78,6 +90,8 @@ export class Membership extends EventEmitter<MembershipEvents> {
       const info = JSON.stringify({ ...this.options.info, heartbeatTimeoutMs: this.options.heartbeatTimeoutMs, ttlMs: this.ttlMs });
       await this.redis.call('SET', this.key(this.self), String(Date.now()), 'PX', this.ttlMs);
       const added = (await this.redis.call('HSET', this.listKey, this.self, info)) as number;
+      // Listed anew (a start, or back after being taken for dead): its inbox is its own again, without a TTL.
+      if (added === 1) await this.redis.call('PERSIST', this.inboxKey(this.self));
       if (added === 1 && this.beats > 0) this.emit('rejoined');
       this.beats++;
       const listed = (await this.redis.call('HGETALL', this.listKey)) as string[];
@@ -107,10 +121,11 @@ export class Membership extends EventEmitter<MembershipEvents> {
           this.reportedDown.delete(name);
           if (!wasAlive) this.emit('node-up', name);
         } else if (now >= this.graceUntil) {
-          // Listed but its heartbeat expired: it died. Its entries go (any node may do it: idempotent).
-          // One key per DEL: on a Redis Cluster the keys live in different slots (a DEL of both is CROSSSLOT).
+          // Listed but its heartbeat expired: it died. Its entries go (any node may do it: idempotent), its
+          // inbox waits for the adopter's replay. One key per command: on a Redis Cluster the keys live in
+          // different slots (a DEL of both is CROSSSLOT).
           await this.redis.call('HDEL', this.listKey, name);
-          await Promise.all([this.redis.call('DEL', `${this.options.prefix}:routes:${name}`), this.redis.call('DEL', `${this.options.prefix}:inbox:${name}`)]);
+          await Promise.all([this.redis.call('DEL', `${this.options.prefix}:routes:${name}`), this.redis.call('PEXPIRE', this.inboxKey(name), DEAD_INBOX_TTL_MS)]);
           this.markDown(name);
         }
       }

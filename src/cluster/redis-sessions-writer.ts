@@ -60,6 +60,8 @@ export class RedisSessionWriter {
   private failing: string | undefined;
   private closed = false;
   private readonly warn: (message: string, context: Record<string, unknown>) => void;
+  /** Commands added to each commit as it is built: a cluster node's inbox read position (forwarder.ts). */
+  extraCommands: (() => (string | number | Buffer)[][]) | undefined;
   /** MULTI/EXECs sent, commands in them, and changes skipped (undone within their turn). */
   readonly stats = { commits: 0, commands: 0, skipped: 0, failed: 0 };
 
@@ -193,6 +195,7 @@ export class RedisSessionWriter {
       else cmds.push(op.cmd);
     }
     for (const r of releases) cmds.push(r);
+    if (this.extraCommands !== undefined) for (const c of this.extraCommands()) cmds.push(c);
     if (cmds.length === 0) {
       for (const w of waiting) this.afterCommit(w.done, w.failed);
       return;

@@ -6,9 +6,10 @@ import type { BrokerCore } from '../broker/core.js';
 import type { BrokerHooks } from '../broker/hooks.js';
 import type { Message } from '../broker/message.js';
 import { MemorySessionStore } from '../broker/store/memory.js';
-import type { RetainedStore, SessionStore, StoredSession } from '../broker/store/types.js';
+import type { RemoteDelivery, RetainedStore, SessionStore, StoredSession } from '../broker/store/types.js';
 import type { ClusterPlane } from '../cluster/cluster.js';
-import { Forwarder, ForwardingStore } from '../cluster/forwarder.js';
+import { Forwarder, ForwardingStore, type RedisCaller } from '../cluster/forwarder.js';
+import { inboxPositionKey } from '../cluster/inbox-replay.js';
 import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { adoptSessions } from '../cluster/adoption.js';
 import { Handover, SETTLE_MAX_MS } from '../cluster/handover.js';
@@ -48,6 +49,8 @@ export class ClusterNode {
     // MULTI, which cannot span slots, and a message is shared by the queues of many sessions.
     const sessionPrefix = typeof resolved.redis === 'object' && 'nodes' in resolved.redis ? `{${resolved.prefix}}` : resolved.prefix;
     this.sessions = redisSessions ? RedisSessionStore.unbound({ prefix: sessionPrefix, clock: { now }, warn, ownsClient: true }) : undefined;
+    // The inbox read position goes with the session commits: what a dead node had not committed is replayed.
+    if (this.sessions !== undefined) this.forwarder.commitPositionWith(this.sessions.writer, inboxPositionKey(sessionPrefix, resolved.nodeName));
     // Client IDs, retained messages and dead nodes' wills cluster-wide: bound to Redis in start().
     this.ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn, now });
     if (this.sessions !== undefined) {
@@ -138,19 +141,37 @@ export class ClusterNode {
     const self = plane.membership.self;
     const owner = (clientId: string) => ownerKey(this.options.prefix, clientId);
     const held = await sessions.loadOwned(self, owner);
-    const restored = this.restore(sessions, held);
+    let restored = 0;
+    // What an earlier life of this node name left unread or uncommitted in its inbox, for these sessions.
+    const replayed = await this.forwarder.replayOwn(plane.commands as unknown as RedisCaller, () => {
+      restored = this.restore(sessions, held);
+      return held.map((s) => s.clientId);
+    });
     // The offline sessions of a node that dies are served on by one survivor (adoption.ts).
     plane.membership.on('node-down', (dead) => {
       if (dead === self || this.closed) return;
-      const ctx = { redis: connection, prefix: this.options.prefix, node: self, sessions, ownerKey: owner, restore: (list: StoredSession[]) => this.restore(sessions, list) };
+      const ctx = {
+        redis: connection,
+        prefix: this.options.prefix,
+        node: self,
+        sessions,
+        ownerKey: owner,
+        restore: (list: StoredSession[]) => this.restore(sessions, list),
+        inboxKey: (node: string) => this.forwarder.inboxKey(node),
+        deliver: (message: Message, remote: RemoteDelivery) => this.core().publishRemote(message, remote),
+        warn: (message: string, context: object) => this.logger.warn(context, message),
+      };
       adoptSessions(ctx, dead).then(
-        (count) => count > 0 && this.logger.warn({ node: dead, sessions: count }, `cluster: this node serves the ${count} offline sessions of dead node ${dead}`),
+        (done) =>
+          done !== undefined &&
+          (done.sessions > 0 || done.replayed > 0) &&
+          this.logger.warn({ node: dead, sessions: done.sessions, replayed: done.replayed }, `cluster: this node serves the ${done.sessions} offline sessions of dead node ${dead} (${done.replayed} messages of its inbox replayed)`),
         (err: unknown) => this.logger.warn({ node: dead, error: String(err) }, 'cluster: the sessions of a dead node were not taken over'),
       );
     });
     const retained = this.ownership.retained.size;
     this.logger.info(
-      { storage: 'redis', sessions: restored, retained },
+      { storage: 'redis', sessions: restored, retained, replayed },
       `storage: persistent sessions and retained messages in the cluster's Redis (local storage is not used); read back ${restored} sessions this node held and ${retained} retained messages`,
     );
   }

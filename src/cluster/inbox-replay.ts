@@ -1,0 +1,156 @@
+// Replaying a node's inbox (`${p}:inbox:${node}`, forwarder.ts) from its committed read position: the
+// entries whose effects never reached Redis because the node died (or stopped) before it read them, or
+// read them and died before the commit that carried their queued messages. The survivor that adopts a dead
+// node's sessions (adoption.ts) replays them for those sessions; a node restarted under its name replays its
+// own (Forwarder.replayOwn). Each message goes to the replayed-for sessions only (RemoteDelivery.only), and
+// a message asked of the node for a shared group goes to a local member of that group.
+//
+// Order: the first part of the inbox (up to PREFETCH_BYTES) is read *before* the sessions are put in the
+// registry and delivered in the same turn as they are, so a message published after they are served here
+// cannot overtake a replayed one. Beyond that part, pages are delivered as they are read (logged once).
+import type { Buffer } from 'node:buffer';
+import type { Message } from '../broker/message.js';
+import type { RemoteDelivery } from '../broker/store/types.js';
+import { decodeBatch } from './forward-codec.js';
+import type { RedisCaller } from './forwarder.js';
+
+/** Entries per XRANGE. */
+const PAGE = 256;
+/**
+ * Bytes of batches read before the sessions are restored and delivered in one turn (beyond: delivered page by
+ * page as read, where newer messages may overtake them). It bounds that turn and the commit after it: 1 MB is
+ * about 12,000 small messages, 0.15 s to deliver and ~1.5 s to commit here (docs/cluster.md).
+ */
+const PREFETCH_BYTES = 1024 * 1024;
+
+/** The key of a node's committed inbox read position: in the session store's slot (`storePrefix` carries its hash tag). */
+export function inboxPositionKey(storePrefix: string, node: string): string {
+  return `${storePrefix}:inboxpos:${node}`;
+}
+
+/** Compares two stream entry ids ("ms-seq"). */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = splitId(a);
+  const [bm, bs] = splitId(b);
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
+function splitId(id: string): [bigint, bigint] {
+  const dash = id.indexOf('-');
+  return dash < 0 ? [BigInt(id), 0n] : [BigInt(id.slice(0, dash)), BigInt(id.slice(dash + 1))];
+}
+
+/** The smallest id after `id` (XRANGE and XTRIM MINID take inclusive bounds). */
+export function nextId(id: string): string {
+  const [ms, seq] = splitId(id);
+  return `${ms}-${seq + 1n}`;
+}
+
+/** One inbox entry: a batch from node `origin` (its life `epoch`, its `seq`-th batch to this inbox). */
+export interface InboxEntry {
+  origin: string;
+  epoch: string;
+  seq: number;
+  data: Buffer;
+}
+
+export function parseEntry(fields: Buffer[]): InboxEntry | undefined {
+  let origin = '';
+  let epoch = '';
+  let seq = 0;
+  let data: Buffer | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!.toString();
+    const value = fields[i + 1]!;
+    if (name === 'o') origin = value.toString();
+    else if (name === 'e') epoch = value.toString();
+    else if (name === 's') seq = Number(value.toString());
+    else if (name === 'd') data = value;
+  }
+  return data === undefined ? undefined : { origin, epoch, seq, data };
+}
+
+export interface ReplayOptions {
+  redis: RedisCaller;
+  /** The inbox. */
+  key: string;
+  /** Entries after this id are replayed ('0-0': all). */
+  after: string;
+  /** ... up to this one (default: the inbox's end). */
+  until?: string;
+  /**
+   * Puts the sessions replayed for in the registry (once, after the first part is read, before it is
+   * delivered) and names them.
+   */
+  restore: () => Iterable<string>;
+  deliver: (message: Message, remote: RemoteDelivery) => void;
+  warn: (message: string, context: object) => void;
+}
+
+export interface ReplayResult {
+  /** Messages read from the replayed batches (each delivered to the sessions' matching subscriptions, or its shared group), batches, the last entry read. */
+  messages: number;
+  batches: number;
+  last: string;
+}
+
+type Page = [Buffer, Buffer[]][];
+
+/** Replays the inbox from `after` (module comment). */
+export async function replayInbox(options: ReplayOptions): Promise<ReplayResult> {
+  const { redis, key, until } = options;
+  const result: ReplayResult = { messages: 0, batches: 0, last: options.after };
+  const seen = new Map<string, { epoch: string; seq: number }>();
+  let done = false;
+  const readPage = async (): Promise<Page> => {
+    if (done) return [];
+    const page = (await redis.callBuffer('XRANGE', key, nextId(result.last), until ?? '+', 'COUNT', PAGE)) as Page;
+    if (page.length < PAGE) done = true;
+    if (page.length > 0) result.last = page[page.length - 1]![0].toString();
+    if (until !== undefined && compareIds(result.last, until) >= 0) done = true;
+    return page;
+  };
+  const first: Page[] = [];
+  let bytes = 0;
+  while (!done && bytes < PREFETCH_BYTES) {
+    const page = await readPage();
+    for (const [, fields] of page) for (const f of fields) bytes += f.length;
+    first.push(page);
+  }
+  const only = new Set(options.restore());
+  const deliverPage = (page: Page): void => {
+    for (const [id, fields] of page) {
+      const entry = parseEntry(fields);
+      if (entry === undefined) continue;
+      // A batch written twice (a resent XADD) is replayed once.
+      const prev = seen.get(entry.origin);
+      if (prev !== undefined && prev.epoch === entry.epoch && entry.seq <= prev.seq) continue;
+      seen.set(entry.origin, { epoch: entry.epoch, seq: entry.seq });
+      result.batches++;
+      // Expiry counts from when Redis took the entry (its id's time), not from now.
+      const sentAt = Number(splitId(id.toString())[0]);
+      try {
+        decodeBatch(entry.data, sentAt, entry.origin, entry.epoch, (message, remote) => {
+          if (message.topic === '') return; // the end marker of a session hand-over (handover.ts)
+          result.messages++;
+          if (remote.only !== undefined) {
+            // Handed on for sessions that moved to the dead node: to those of them taken over here.
+            const to = new Set([...remote.only].filter((clientId) => only.has(clientId)));
+            if (to.size > 0) options.deliver(message, { plain: true, groups: undefined, only: to });
+            return;
+          }
+          if (remote.plain && only.size > 0) options.deliver(message, { plain: true, groups: undefined, only });
+          if (remote.groups !== undefined && remote.groups.size > 0) options.deliver(message, { plain: false, groups: remote.groups });
+        });
+      } catch (err) {
+        options.warn('cluster: a batch of a replayed inbox could not be read; skipped', { key, id: id.toString(), error: String(err) });
+      }
+    }
+  };
+  for (const page of first) deliverPage(page);
+  if (!done) {
+    options.warn('cluster: a large inbox is replayed in parts; messages published meanwhile may reach its sessions before older ones', { key, bytes });
+    while (!done) deliverPage(await readPage());
+  }
+  return result;
+}
