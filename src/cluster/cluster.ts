@@ -7,6 +7,7 @@
 // `${p}:routes:${name}` set of route keys, `${p}:inbox:${name}` stream of batches (its committed read position
 // `${p}:inboxpos:${name}` goes with the session store's commits: inbox-replay.ts); channel `${p}:events`:
 // `+node\nkey` / `-node\nkey` a route added or removed, `*node` read the node's routes again, `!node` left.
+import { randomBytes } from 'node:crypto';
 import { Cluster as RedisCluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Forwarder, RedisCaller } from './forwarder.js';
@@ -74,6 +75,12 @@ export class ClusterPlane {
     this.reader = open(options.redis, `petrel:${self}:inbox`);
     this.firstReady = new Promise((resolve) => (this.resolveFirst = resolve));
     const caller = this.cmd as unknown as RedisCaller;
+    forwarder.onBarrier = (from, token) => {
+      const b = this.barriers.get(token);
+      if (b === undefined) return;
+      b.waiting.delete(from);
+      if (b.waiting.size === 0) b.done();
+    };
     this.membership = new Membership(caller, { prefix: options.prefix, self, heartbeatTimeoutMs: options.heartbeatTimeoutMs, heartbeatIntervalMs: options.heartbeatIntervalMs, info: { startedAt: Date.now(), epoch: forwarder.epoch } }, () => {});
     this.membership.on('node-up', (name) => {
       this.logger.info({ cluster: options.prefix, node: name, nodes: this.membership.nodes().length }, `cluster: node ${name} is up`);
@@ -216,10 +223,42 @@ export class ClusterPlane {
     if (op === '+') this.routes.addRemote(node, text.slice(nl + 1));
     else if (op === '-') this.routes.deleteRemote(node, text.slice(nl + 1));
     else if (op === '*') void this.readRoutes(node);
+    else if (op === '?') this.forwarder.barrier(node, text.slice(nl + 1));
     else if (op === '!') {
       this.routes.dropNode(node);
       this.membership.left(node);
     }
+  }
+
+  /** Barriers this node asked for: token -> the nodes whose barrier has not been read yet. */
+  private readonly barriers = new Map<string, { waiting: Set<string>; done: () => void }>();
+
+  /**
+   * Calls `done` once this node has read a barrier from every other live node, each put in its inbox after
+   * what that node had sent it before it heard this request (so after the route changes it heard before), or
+   * after `maxMs`. A node that handed a session on waits for it: what publishers sent it before they saw the
+   * new node's routes is then read (handover.ts).
+   */
+  barrier(done: () => void, maxMs: number): void {
+    const self = this.options.nodeName;
+    const others = this.membership.nodes().filter((n) => n !== self);
+    if (others.length === 0 || !this.connected || this.closed) {
+      done();
+      return;
+    }
+    const token = randomBytes(6).toString('hex');
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      this.barriers.delete(token);
+      done();
+    };
+    const timer = setTimeout(finish, maxMs);
+    timer.unref();
+    this.barriers.set(token, { waiting: new Set(others), done: finish });
+    (this.cmd as unknown as RedisCaller).call('PUBLISH', this.channel, `?${self}\n${token}`).catch(finish);
   }
 
   /** $SYS/broker/cluster/... for this node. */

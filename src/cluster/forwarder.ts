@@ -23,6 +23,10 @@ export interface RedisCaller {
   callBuffer(command: string, ...args: (string | Buffer | number)[]): Promise<unknown>;
 }
 
+/** Marker kinds (payloads of an entry with an empty topic). */
+const MARK_END = Buffer.from('E');
+const MARK_BARRIER = Buffer.from('B');
+
 /**
  * Stream entries (batches) an inbox keeps at most: a cap on Redis memory for a node that stops reading
  * without dying. A live node trims what it has read and committed; a dead node's inbox is replayed by the
@@ -101,6 +105,8 @@ export class Forwarder implements MessageSink {
   acceptRelay: ((id: MessageId, only: ReadonlySet<string>, message: Message) => boolean) | undefined;
   /** Node `from` has handed on everything it held for sessions `only` (handover.ts). */
   onRelayEnd: ((from: string, only: ReadonlySet<string>) => void) | undefined;
+  /** Node `from` put barrier `token` in this node's inbox (barrier()). */
+  onBarrier: ((from: string, token: string) => void) | undefined;
   /** Where the read position is committed (commitPositionWith()), the last one put in a commit, and trimmed at. */
   private position: { writer: PositionWriter; key: string } | undefined;
   private sentPosition: string | undefined;
@@ -182,39 +188,23 @@ export class Forwarder implements MessageSink {
     return true;
   }
 
-  /** Waiting for the reader to reach an inbox entry: the entry id and what to call then. */
-  private readonly catchUps: { id: string; done: () => void }[] = [];
-
-  /**
-   * Calls `done` once this node has read every entry its inbox holds now (what other nodes sent it so far),
-   * or after `maxMs`.
-   */
-  whenCaughtUp(done: () => void, maxMs: number): void {
-    const redis = this.redis;
-    if (redis === undefined || this.lastId === undefined || this.closed) {
-      done();
-      return;
-    }
-    let called = false;
-    const finish = () => {
-      if (called) return;
-      called = true;
-      clearTimeout(timer);
-      done();
-    };
-    const timer = setTimeout(finish, maxMs);
-    timer.unref();
-    (redis.call('XREVRANGE', this.inboxKey(this.self), '+', '-', 'COUNT', 1) as Promise<[string, unknown][]>).then((last) => {
-      const end = last.length > 0 ? last[0]![0] : '0-0';
-      if (compareIds(this.lastId ?? '0-0', end) >= 0) finish();
-      else this.catchUps.push({ id: end, done: finish });
-    }, finish);
-  }
-
   /** Tells `node`, after what was handed on to it so far, that nothing more is held here for `only`. */
   relayEnd(node: string, only: readonly string[]): void {
+    this.marker(node, MARK_END, only);
+  }
+
+  /**
+   * Puts barrier `token` in `node`'s inbox after every message sent to it so far (a node that handed a
+   * session on waits for one from each node: then it has read what they sent before they saw the new routes).
+   */
+  barrier(node: string, token: string): void {
+    this.marker(node, MARK_BARRIER, [token]);
+  }
+
+  /** A marker: no message has an empty topic; the payload says which (MARK_*), `only` what it is about. */
+  private marker(node: string, kind: Buffer, only: readonly string[]): void {
     if (this.closed) return;
-    const marker: Message = { topic: '', payload: Buffer.alloc(0), qos: 0, retain: false };
+    const marker: Message = { topic: '', payload: kind, qos: 0, retain: false };
     this.enqueue(node, encodeForward(marker, 0, true, undefined, this.now(), { id: { origin: this.self, epoch: this.epoch, no: 0 }, only }));
   }
 
@@ -386,7 +376,6 @@ export class Forwarder implements MessageSink {
 
   private receive(id: string, fields: Buffer[]): void {
     this.lastId = id;
-    if (this.catchUps.length > 0) queueMicrotask(() => this.caughtUp(id)); // once this entry is delivered
     const entry = parseEntry(fields);
     if (entry === undefined) return;
     const seen = this.seen.get(entry.origin);
@@ -402,7 +391,8 @@ export class Forwarder implements MessageSink {
         if (remote.only !== undefined) {
           // No message has an empty topic: this one marks the end of what a node handed on.
           if (message.topic === '') {
-            this.onRelayEnd?.(entry.origin, remote.only);
+            if (message.payload.equals(MARK_BARRIER)) for (const token of remote.only) this.onBarrier?.(entry.origin, token);
+            else this.onRelayEnd?.(entry.origin, remote.only);
             return;
           }
           if (this.acceptRelay !== undefined && !this.acceptRelay(messageId, remote.only, message)) {
@@ -420,15 +410,6 @@ export class Forwarder implements MessageSink {
       });
     } catch (err) {
       this.warn('cluster: a batch from another node could not be read; skipped', { origin: entry.origin, id, error: String(err) });
-    }
-  }
-
-  private caughtUp(id: string): void {
-    for (let i = this.catchUps.length - 1; i >= 0; i--) {
-      const w = this.catchUps[i]!;
-      if (compareIds(id, w.id) < 0) continue;
-      this.catchUps.splice(i, 1);
-      w.done();
     }
   }
 

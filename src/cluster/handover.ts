@@ -18,7 +18,7 @@ import type { MessageId } from './forward-codec.js';
 export const GRACE_MS = 3000;
 /** How long the old node waits for the new one to say it serves the session before it drops it (ms). */
 export const RESTORE_TIMEOUT_MS = 10_000;
-/** How long the old node waits to have read what was sent to it before the new node served the session (ms). */
+/** How long the old node waits for the other nodes' barriers before it hands the pendings on (ms). */
 export const SETTLE_MAX_MS = 500;
 /** How long the new node holds back a session's direct messages waiting for the old node's pendings (ms). */
 export const PENDINGS_WAIT_MS = 2000;
@@ -40,8 +40,8 @@ export interface HandoverHost {
   /** Hands `message` on to `node` for session `clientId` (Forwarder.relay); false when it could not. */
   relay(node: string, message: Message, id: MessageId, clientId: string): boolean;
   /**
-   * Calls `done` once this node has read what other nodes had sent it so far (Forwarder.whenCaughtUp): what
-   * publishers sent here before they saw the new node's routes is then in the pendings.
+   * Calls `done` once this node has read what other nodes sent it before they heard of the new node's routes
+   * (ClusterPlane.barrier): that is then in the pendings.
    */
   settle(done: () => void): void;
   /** Tells `node`, after what was handed on, that nothing more is held for `clientId` (Forwarder.relayEnd). */

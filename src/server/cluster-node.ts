@@ -64,7 +64,7 @@ export class ClusterNode {
         identityOf: (message) => forwarder.identityOf(message),
         relay: (node, message, id, clientId) => forwarder.relay(node, message, id, [clientId]),
         relayEnd: (node, clientId) => forwarder.relayEnd(node, [clientId]),
-        settle: (done) => forwarder.whenCaughtUp(done, SETTLE_MAX_MS),
+        settle: (done) => (this.plane === undefined ? done() : this.plane.barrier(done, SETTLE_MAX_MS)),
         hold: (clientId, divert) => {
           const session = this.core().registry.sessions.get(clientId);
           if (session === undefined) return false;
