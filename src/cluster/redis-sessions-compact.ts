@@ -22,10 +22,12 @@ interface KeyPatch {
   refs: number | undefined;
   /** The last SET of a string key. */
   string: Cmd | undefined;
+  /** A stored message's text written (`message`). */
+  message: Cmd | undefined;
 }
 
 function patch(key: Value): KeyPatch {
-  return { key, deleted: false, fields: new Map(), fresh: new Set(), members: new Map(), incr: new Map(), refs: undefined, string: undefined };
+  return { key, deleted: false, fields: new Map(), fresh: new Set(), members: new Map(), incr: new Map(), refs: undefined, string: undefined, message: undefined };
 }
 
 /**
@@ -93,6 +95,9 @@ export function compact(cmds: readonly Cmd[], creating: WeakSet<Cmd>): Cmd[] {
       case 'set':
         at(cmd[1]!).string = cmd;
         break;
+      case 'message':
+        at(cmd[1]!).message = cmd;
+        break;
       default:
         others.push(cmd);
     }
@@ -100,7 +105,8 @@ export function compact(cmds: readonly Cmd[], creating: WeakSet<Cmd>): Cmd[] {
   const out: Cmd[] = [];
   for (const p of keys.values()) {
     // A message written and let go within the list: as if it never was.
-    if (p.refs !== undefined && p.refs <= 0 && !p.deleted && p.fields.get('m')?.value != null) continue;
+    if (p.message !== undefined && (p.refs ?? 0) <= 0) continue;
+    if (p.message !== undefined) out.push(p.message);
     if (p.deleted) out.push(['del', p.key]);
     if (p.string !== undefined) out.push(p.string);
     const hdel: Cmd = ['hdel', p.key];

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Message } from '../broker/message.js';
 import { fromJson, toJson } from '../storage/codec.js';
-import { GUARD_LUA, GUARD_SHA, guardArgs, isCount, type Cmd } from './redis-sessions-commit.js';
+import { GUARD_LUA, GUARD_SHA, guardArgs, isGuarded, type Cmd } from './redis-sessions-commit.js';
 import { compact } from './redis-sessions-compact.js';
 
 /** One Redis command of a commit group; `dead` when a later change of the same group undid it. */
@@ -63,6 +63,8 @@ interface Batch {
   waiters: Waiter[];
   /** open: the backlog, still taking changes; sent: the reply has not come; failed: to be sent again. */
   state: 'open' | 'sent' | 'failed';
+  /** Times sent: a reply to an earlier sending (given up on when the connection closed) is ignored. */
+  sent: number;
 }
 
 export class RedisSessionWriter {
@@ -227,7 +229,7 @@ export class RedisSessionWriter {
   private backlog(): Batch {
     const last = this.batches[this.batches.length - 1];
     if (last !== undefined && last.state === 'open') return last;
-    const batch: Batch = { seq: 0, cmds: [], waiters: [], state: 'open' };
+    const batch: Batch = { seq: 0, cmds: [], waiters: [], state: 'open', sent: 0 };
     this.batches.push(batch);
     return batch;
   }
@@ -251,7 +253,7 @@ export class RedisSessionWriter {
         const key = this.messageKey(ref.id);
         if (!ref.written) {
           ref.written = true;
-          cmds.push(['hset', key, 'm', encodeMessage(ref.message)]);
+          cmds.push(['message', key, encodeMessage(ref.message)]);
         }
         cmds.push(['incr', key, delta]);
       } else if (delta < 0 && ref.written) releases.push(['release', this.messageKey(ref.id), -delta]);
@@ -278,7 +280,7 @@ export class RedisSessionWriter {
       this.keep(cmds, waiting);
       return;
     }
-    const batch: Batch = { seq: 0, cmds, waiters: waiting, state: 'open' };
+    const batch: Batch = { seq: 0, cmds, waiters: waiting, state: 'open', sent: 0 };
     this.batches.push(batch);
     this.send(batch);
   };
@@ -303,6 +305,8 @@ export class RedisSessionWriter {
     // Every commit before this one is applied (none is waiting): a missing or older mark in Redis is passed over.
     const force = this.batches[0] === batch;
     batch.state = 'sent';
+    const sending = ++batch.sent;
+    const current = () => batch.state === 'sent' && batch.sent === sending;
     this.stats.commits++;
     this.stats.commands += batch.cmds.length;
     const multi = this.redis.multi();
@@ -314,9 +318,10 @@ export class RedisSessionWriter {
       this.scriptSent = true;
       multi.call('eval', GUARD_LUA, ...guard);
     }
-    for (const cmd of batch.cmds) if (!isCount(cmd)) multi.call(...(cmd as [string, ...(string | number | Buffer)[]]));
+    for (const cmd of batch.cmds) if (!isGuarded(cmd)) multi.call(...(cmd as [string, ...(string | number | Buffer)[]]));
     void multi.exec().then(
       (replies) => {
+        if (!current()) return;
         if (replies === null) return this.replied(batch, new Error('MULTI aborted'), false);
         const [guardError] = replies[0] ?? [new Error('no reply')];
         if (guardError) {
@@ -327,8 +332,16 @@ export class RedisSessionWriter {
         const failed = replies.find(([err]) => err);
         this.replied(batch, failed?.[0] ?? undefined, true);
       },
-      (err: unknown) => this.replied(batch, err instanceof Error ? err : new Error(String(err)), false),
+      (err: unknown) => current() && this.replied(batch, err instanceof Error ? err : new Error(String(err)), false),
     );
+  }
+
+  /**
+   * The connection closed: the commits sent on it get no reply (ioredis, not resending, drops them at the
+   * reconnect without settling them). Whether Redis ran them is unknown: they are sent again.
+   */
+  connectionClosed(): void {
+    for (const b of this.batches) if (b.state === 'sent') this.replied(b, new Error('connection to Redis lost before the reply'), false);
   }
 
   /** The reply of `batch`: `applied` when Redis ran it (a command of it may have failed: `error`). */
@@ -353,12 +366,11 @@ export class RedisSessionWriter {
     if (!this.batches.some((b) => b.state === 'sent')) for (const f of this.idle.splice(0)) f();
   }
 
+  /** Commits fail: said once until they work again (the first cause; writeProblem follows the latest). */
   private startRetrying(reason: string): void {
-    if (this.failing !== reason && !reason.startsWith('PETRELGAP')) {
-      this.warn(`redis session write failed: ${reason}; QoS 1/2 messages that cannot be stored are refused until it works again, the changes are written then`, {});
-      this.failing = reason;
-    }
-    this.failing ??= reason;
+    if (this.failing === undefined) this.warn(`redis session write failed: ${reason}; QoS 1/2 messages that cannot be stored are refused until it works again, the changes are written then`, {});
+    // A gap only follows the failure that caused it.
+    if (!reason.startsWith('PETRELGAP') || this.failing === undefined) this.failing = reason;
     this.retrying = true;
   }
 
@@ -391,6 +403,11 @@ export class RedisSessionWriter {
   private retry(): void {
     if (this.batches.some((b) => b.state === 'sent')) return; // its reply calls back
     if (typeof this.redis.multi !== 'function') return; // bind() and its 'ready' come first
+    if (this.redis.status !== 'ready') {
+      // It would fail at once: wait for 'ready' (connectionReady), or the backoff for a client not watched.
+      this.later();
+      return;
+    }
     const failed = this.batches.filter((b) => b.state === 'failed');
     if (failed.length > 0) {
       for (const b of failed) this.send(b);
@@ -398,6 +415,8 @@ export class RedisSessionWriter {
     }
     const backlog = this.batches[0];
     if (backlog !== undefined && backlog.cmds.length > 0) {
+      // The changes of many turns as one commit: their net effect (a message stored and let go meanwhile is not).
+      if (backlog.seq === 0) backlog.cmds = compact(backlog.cmds, this.creating);
       this.send(backlog);
       return;
     }

@@ -68,14 +68,19 @@ export class RedisSessionStore implements SessionStore {
     this.prefix = options.prefix ?? 'petrel';
     this.clock = options.clock ?? { now: () => Date.now() };
     this.writer = new RedisSessionWriter(connection, { prefix: this.prefix, warn: options.warn, maxKept: options.maxKept, retryMs: options.retryMs });
-    if (options.ownsClient === true && connection !== NOT_CONNECTED) this.watch(connection);
+    if (connection !== NOT_CONNECTED) this.watch(connection);
   }
 
   /** Failed commits are sent again as soon as the connection is back (not only at the end of a backoff). */
   private readonly ready = (): void => this.writer.connectionReady();
+  /** Commits in flight on a connection that closed never get their reply: they are sent again. */
+  private readonly closed = (): void => this.writer.connectionClosed();
 
   private watch(redis: Redis): void {
+    // Several stores may share one client (tests, embedding): not a listener leak.
+    if (redis.listenerCount('close') + 1 > redis.getMaxListeners()) redis.setMaxListeners(redis.listenerCount('close') + 10);
     redis.on('ready', this.ready);
+    redis.on('close', this.closed);
   }
 
   get redis(): Redis {
@@ -269,6 +274,7 @@ export class RedisSessionStore implements SessionStore {
     if (this.closing !== undefined) return;
     this.closing = this.writer.close().then(async () => {
       this.redis.off?.('ready', this.ready);
+      this.redis.off?.('close', this.closed);
       if (this.options.ownsClient !== true || this.redis === NOT_CONNECTED) return;
       // QUIT when connected (after what was sent); otherwise stop reconnecting.
       if (this.redis.status === 'ready') await this.redis.quit().catch(() => undefined);
