@@ -3,15 +3,17 @@
 // stopped, or while the store's connection is killed again and again, or while replies are lost after Redis ran
 // the commit; afterwards a second store (another node) reads exactly what the first holds, and every stored
 // message's count equals the records that refer to it. Waiters of a failed commit fail and are never called
-// again (no late acknowledgement).
+// again (no late acknowledgement). Last, a broker on the store over MQTT: its sessions (broker.inspect) against Redis.
 import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { after, before, it } from 'node:test';
 import { Redis } from 'ioredis';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Message } from '../../../src/broker/message.js';
 import type { InflightMessage, QueuedMessage, StoredSession, SubscriptionEntry } from '../../../src/broker/store/types.js';
 import { openRedisSessionStore, RedisSessionStore } from '../../../src/cluster/redis-sessions.js';
 import type { RedisSessionJournal } from '../../../src/cluster/redis-sessions-journal.js';
+import { startBroker } from '../../helpers/broker.js';
 import { RedisServer, noRedis } from '../../helpers/redis.js';
 import { seededRandom } from '../../helpers/seeded.js';
 import { describeOrSkip } from '../../helpers/skip.js';
@@ -379,6 +381,65 @@ describeOrSkip('cluster sessions: failed commits retried', noRedis, () => {
       store.close();
       await store.whenClosed();
       ownAdmin.disconnect();
+      await own.close();
+    }
+  });
+
+  it('a broker on the store: what happens while Redis is stopped (QoS 1 refused with 0x97 but queued, a resumed session acknowledging) is in Redis once it is back', async () => {
+    const own = await RedisServer.start({ persistent: true });
+    const prefix = `s${prefixes++}`;
+    const store = await openRedisSessionStore(own.url, { prefix, retryMs: FAST_RETRY });
+    const { broker, url } = await startBroker({ sessionStore: store });
+    const clients: MqttClient[] = [];
+    const connect = (o: IClientOptions, onMessage?: (topic: string, payload: Buffer) => void): Promise<MqttClient> => {
+      const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 5, ...o });
+      clients.push(c);
+      // Queued messages come right after the CONNACK.
+      if (onMessage !== undefined) c.on('message', onMessage);
+      return new Promise((resolve, reject) => c.once('connect', () => resolve(c)).once('error', reject));
+    };
+    const end = (c: MqttClient) => new Promise<void>((r) => c.end(false, {}, () => r()));
+    try {
+      const persistent = { clean: false, properties: { sessionExpiryInterval: 3600 } };
+      for (const id of ['keep', 'reader']) {
+        const c = await connect({ clientId: id, ...persistent });
+        await c.subscribeAsync(id === 'keep' ? 'q/#' : 'r/#', { qos: 1 });
+        await end(c);
+      }
+      const pub = await connect({ clientId: 'pub' });
+      for (let i = 0; i < 3; i++) await pub.publishAsync(`r/${i}`, `early${i}`, { qos: 1 });
+      await eventually(() => broker.inspect.session('reader')?.queued === 3);
+
+      await own.stop();
+      await eventually(() => store.redis.status !== 'ready', 3000, 'the store sees Redis gone');
+      // Not acknowledged: it cannot be stored now (5.0: 0x97); the broker still holds it for 'keep'.
+      await assert.rejects(pub.publishAsync('q/1', 'during', { qos: 1 }), (err: Error & { code?: number }) => err.code === 0x97);
+      await eventually(() => broker.inspect.session('keep')?.queued === 1);
+      // 'reader' comes back and takes its three queued messages (acknowledged: gone from its session).
+      const got: string[] = [];
+      const reader = await connect({ clientId: 'reader', ...persistent }, (topic, payload) => got.push(`${topic}=${payload.toString()}`));
+      await eventually(() => got.length === 3 && broker.inspect.session('reader')?.inflight === 0, 3000, 'reader drained');
+      await end(reader);
+
+      await own.restart();
+      await caughtUp(store);
+      const stored = new Map((await storedShapes(own.url, prefix)).map((x) => [x.clientId, x]));
+      for (const id of ['keep', 'reader']) {
+        const view = broker.inspect.session(id)!;
+        const s = stored.get(id)!;
+        assert.equal(s.queue.length, view.queued, `${id}: queued as the broker holds it`);
+        assert.equal(s.inflight.length, view.inflight, `${id}: in flight as the broker holds it`);
+        assert.deepEqual(s.subs.map(([k]) => k), view.subscriptions.map((v) => v.topicFilter), `${id}: subscriptions`);
+        assert.equal(s.expiry, view.expiryInterval);
+      }
+      assert.deepEqual(stored.get('keep')!.queue, ['q/1=during'], 'the message queued while Redis was away is stored');
+      assert.deepEqual(stored.get('reader')!.queue, [], 'the acknowledgements made while Redis was away are stored');
+      const check = new Redis(own.url);
+      await checkCounts(check, prefix).finally(() => check.disconnect());
+    } finally {
+      for (const c of clients) c.end(true);
+      await broker.close();
+      await store.whenClosed();
       await own.close();
     }
   });
