@@ -55,7 +55,7 @@ describeOrSkip('cluster sessions: compaction of kept commands', noRedis, () => {
       const exists = new Map<string, Set<string>>([['P:h1', new Set(['f0', 'f1'])], ['P:h2', new Set(['f2'])], ['P:h3', new Set()]]);
       const creating = new WeakSet<Cmd>();
       const cmds: Cmd[] = [];
-      for (let i = 0; i < 300; i++) {
+      for (let i = 0; i < 120; i++) {
         const r = random();
         const key = pick(hashes);
         const f = `f${Math.floor(random() * 6)}`;
@@ -67,10 +67,11 @@ describeOrSkip('cluster sessions: compaction of kept commands', noRedis, () => {
         } else if (r < 0.8) {
           cmds.push(['hdel', key, f, `f${Math.floor(random() * 6)}`]);
           exists.get(key)!.delete(f);
-        } else if (r < 0.85) {
+        } else if (r < 0.81 && round % 2 === 0) {
+          // Rare (and in half the rounds only): a delete makes what came before moot.
           cmds.push(['del', key]);
           exists.set(key, new Set());
-        } else if (r < 0.95) cmds.push([random() < 0.5 ? 'sadd' : 'srem', 'P:s1', String(Math.floor(random() * 4))]);
+        } else if (r < 0.98 || round % 2 === 1) cmds.push([random() < 0.5 ? 'sadd' : 'srem', 'P:s1', String(Math.floor(random() * 4))]);
         else cmds.push(['del', 'P:s1']);
       }
       await apply(redis, `a${round}`, start);
