@@ -262,7 +262,8 @@ export class RedisSessionWriter {
         this.byId.delete(ref.id);
       }
     }
-    // Counts go up before the records that refer to them are written, and down after they are deleted.
+    // The stored messages (text, counts) go to the guard, which runs first in the MULTI: one atomic step with
+    // the records that refer to them.
     for (const op of ops) {
       if (op.dead) this.stats.skipped++;
       else {
