@@ -108,7 +108,7 @@ export class RedisSessionJournal implements SessionJournal {
     const ref = writer.ref(item.message);
     const seq = this.nextSeq++;
     const record: QueueRecord = { m: ref.id, q: item.qos, r: item.retain ? 1 : 0, i: item.subscriptionIds, t: item.queuedAt, s: item.shareKey };
-    const op = writer.add(['hset', this.keys.queue, seq, JSON.stringify(record)]);
+    const op = writer.add(['hset', this.keys.queue, seq, JSON.stringify(record)], true);
     this.queueRows.set(item, { seq, ref, turn: writer.turn, op, inserted: true });
   }
 
@@ -150,7 +150,8 @@ export class RedisSessionJournal implements SessionJournal {
     if (row !== undefined) this.drop(m.packetId, row);
     const ref = writer.ref(m.message);
     record.m = ref.id;
-    const op = writer.add(['hset', this.keys.inflight, m.packetId, JSON.stringify(record)]);
+    // A new packet id: its field is not in Redis (a reused one may be: then its HDEL comes first).
+    const op = writer.add(['hset', this.keys.inflight, m.packetId, JSON.stringify(record)], row === undefined);
     this.inflightRows.set(m.packetId, { ref, turn: writer.turn, op, inserted: true });
   }
 

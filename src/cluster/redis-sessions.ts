@@ -30,6 +30,10 @@ export interface RedisSessionStoreOptions {
   warn?: (message: string, context: Record<string, unknown>) => void;
   /** Quit the client at close() (the factory sets it for the client it made). */
   ownsClient?: boolean;
+  /** Commands kept for a retry while Redis is away past which they are kept as their net effect. */
+  maxKept?: number;
+  /** Backoff between retries of failed commits (ms). */
+  retryMs?: { first: number; max: number };
 }
 
 /**
@@ -63,7 +67,20 @@ export class RedisSessionStore implements SessionStore {
   ) {
     this.prefix = options.prefix ?? 'petrel';
     this.clock = options.clock ?? { now: () => Date.now() };
-    this.writer = new RedisSessionWriter(connection, { prefix: this.prefix, warn: options.warn });
+    this.writer = new RedisSessionWriter(connection, { prefix: this.prefix, warn: options.warn, maxKept: options.maxKept, retryMs: options.retryMs });
+    if (connection !== NOT_CONNECTED) this.watch(connection);
+  }
+
+  /** Failed commits are sent again as soon as the connection is back (not only at the end of a backoff). */
+  private readonly ready = (): void => this.writer.connectionReady();
+  /** Commits in flight on a connection that closed never get their reply: they are sent again. */
+  private readonly closed = (): void => this.writer.connectionClosed();
+
+  private watch(redis: Redis): void {
+    // Several stores may share one client (tests, embedding): not a listener leak.
+    if (redis.listenerCount('close') + 1 > redis.getMaxListeners()) redis.setMaxListeners(redis.listenerCount('close') + 10);
+    redis.on('ready', this.ready);
+    redis.on('close', this.closed);
   }
 
   get redis(): Redis {
@@ -84,6 +101,9 @@ export class RedisSessionStore implements SessionStore {
     if (this.connection !== NOT_CONNECTED) throw new Error('the Redis session store is bound already');
     this.connection = redis;
     this.writer.redis = redis;
+    this.watch(redis);
+    // Changes recorded before the connection: written once it is ready.
+    if (redis.status === 'ready') this.writer.connectionReady();
   }
 
   /** The Client IDs of every stored session (SCAN over the session keys). */
@@ -253,6 +273,8 @@ export class RedisSessionStore implements SessionStore {
   close(): void {
     if (this.closing !== undefined) return;
     this.closing = this.writer.close().then(async () => {
+      this.redis.off?.('ready', this.ready);
+      this.redis.off?.('close', this.closed);
       if (this.options.ownsClient !== true || this.redis === NOT_CONNECTED) return;
       // QUIT when connected (after what was sent); otherwise stop reconnecting.
       if (this.redis.status === 'ready') await this.redis.quit().catch(() => undefined);
