@@ -424,9 +424,18 @@ export class ClusterOwnership {
     this.closed = true;
     this.wills.close();
     this.subscriber?.disconnect();
-    if (this.ctx.redis.status === 'ready') await this.ctx.redis.del(this.wills.key).catch(() => {});
+    if (this.ctx.redis.status !== 'ready') return;
+    // Bounded: Redis may be going away at the same moment (the command then waits for a reconnect that never
+    // comes, and the broker's close with it).
+    let timer: NodeJS.Timeout | undefined;
+    const deleted = this.ctx.redis.del(this.wills.key).catch(() => 0);
+    await Promise.race([deleted, new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 }
+
+/** How long a closing node waits for Redis to delete its wills record (ms). */
+const CLOSE_WAIT_MS = 1000;
 
 /** Creates the ownership part of node `liveness.self`; pass `brokerOptions` to createBroker, then attachOwnership. */
 export function createClusterOwnership(options: ClusterOwnershipOptions): ClusterOwnership {
