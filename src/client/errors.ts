@@ -217,6 +217,9 @@ function opensslReason(message: string): string | undefined {
 const LOCAL_TLS_ERRORS: Record<string, [message: string, hint: string]> = {
   ERR_OSSL_BAD_DECRYPT: ['the client key cannot be decrypted: wrong or missing passphrase', 'check the passphrase option (--key-passphrase)'],
   ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED: ['the client key is encrypted and no passphrase was given', 'pass the passphrase option (--key-passphrase)'],
+  // A wrong passphrase sometimes gets past the decryption's padding check (about 1 time in 256) and then fails
+  // as a key OpenSSL cannot decode.
+  ERR_OSSL_UNSUPPORTED: ['the client key cannot be decoded: a wrong passphrase, or a key format OpenSSL does not read', 'check the key (--key) and its passphrase (--key-passphrase)'],
   ERR_OSSL_X509_KEY_VALUES_MISMATCH: ['the client certificate and key do not match', 'pass the key of this certificate (--cert / --key)'],
   ERR_OSSL_PEM_NO_START_LINE: ['a certificate or key option holds no PEM data', 'pass PEM text ("-----BEGIN ...") in the cert, key and ca options (--cert, --key, --cafile)'],
 };

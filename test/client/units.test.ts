@@ -104,6 +104,11 @@ test('errors are explained in words, with the code', () => {
   assert.match(alt.message, /hostname mismatch/);
   const certReq = explainNetworkError(Object.assign(new Error('x'), { code: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' }), { host: 'h', port: 8883 });
   assert.match(certReq.message, /client certificate required/);
+  // A wrong passphrase that gets past the decryption's padding check (about 1 in 256) fails as an undecodable key.
+  const undecodable = explainNetworkError(Object.assign(new Error('error:1E08010C:DECODER routines::unsupported'), { code: 'ERR_OSSL_UNSUPPORTED' }), { host: 'h', port: 8883, tls: true });
+  assert.equal(undecodable.code, 'INVALID_ARGUMENT');
+  assert.doesNotMatch(undecodable.message, /^connection to /);
+  assert.match(undecodable.message, /passphrase/);
   assert.equal(connackError(0x86, 5).message, 'connection refused by the server: 0x86 Bad User Name or Password');
   assert.equal(connackError(4, 4).message, 'connection refused by the server: 0x04 Bad user name or password');
   assert.match(connackError(0x87, 5, 'no access to tenant').message, /0x87 Not authorized: no access to tenant/);
