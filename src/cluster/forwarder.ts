@@ -151,12 +151,8 @@ export class Forwarder implements MessageSink {
       }
       return;
     }
-    if (message !== this.lastSent) {
-      // One number per message, whatever the number of nodes it goes to (they get it one after the other).
-      this.lastSent = message;
-      this.no = (this.no + 1) >>> 0;
-      this.observer?.({ origin: this.self, epoch: this.epoch, no: this.no });
-    }
+    // One number per message, whatever the number of nodes it goes to (they get it one after the other).
+    if (this.number(message)) this.observer?.({ origin: this.self, epoch: this.epoch, no: this.no });
     this.enqueue(node, encodeForward(message, this.no, plain, groups, this.now()));
     this.stats.sent++;
   }
@@ -167,11 +163,16 @@ export class Forwarder implements MessageSink {
    */
   identityOf(message: Message): MessageId {
     if (message === this.receiving) return { ...this.receivingId! };
-    if (message !== this.lastSent) {
-      this.lastSent = message;
-      this.no = (this.no + 1) >>> 0;
-    }
+    this.number(message);
     return { origin: this.self, epoch: this.epoch, no: this.no };
+  }
+
+  /** Gives `message` the next number unless it has the current one; true when it got a new one. */
+  private number(message: Message): boolean {
+    if (message === this.lastSent) return false;
+    this.lastSent = message;
+    this.no = (this.no + 1) >>> 0;
+    return true;
   }
 
   /**

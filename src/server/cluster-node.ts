@@ -60,7 +60,7 @@ export class ClusterNode {
       const handover = (this.handover = new Handover({
         leave: (clientId, divert) => this.core().registry.leave(clientId, divert),
         drop: (clientId) => void this.core().registry.movedAway(clientId, false),
-        deliverTo: (clientId, message) => void this.core().publishRemote(message, { plain: true, groups: undefined, only: new Set([clientId]) }),
+        deliverTo: (clientId, message) => this.deliverTo(clientId, message),
         identityOf: (message) => forwarder.identityOf(message),
         relay: (node, message, id, clientId) => forwarder.relay(node, message, id, [clientId]),
         relayEnd: (node, clientId) => forwarder.relayEnd(node, [clientId]),
@@ -192,7 +192,7 @@ export class ClusterNode {
     // The copy here stays subscribed while the session is read: nothing arriving meanwhile is missed.
     const stored = await sessions.fetch(clientId);
     const deliver = (messages: Message[]) => {
-      for (const m of messages) this.core().publishRemote(m, { plain: true, groups: undefined, only: new Set([clientId]) });
+      for (const m of messages) this.deliverTo(clientId, m);
     };
     if (registry.sessions.get(clientId) !== stale) {
       // Another CONNECT of this Client ID read it meanwhile.
@@ -216,6 +216,11 @@ export class ClusterNode {
     // What the old node kept for the session is older than what reached this node for it (unless that node is dead).
     if (this.plane?.membership.isAlive(previous) !== false) await handover.pendingsFrom(clientId, previous, kept);
     else deliver(kept);
+  }
+
+  /** `message` to the local session `clientId` only, as its subscriptions say (a hand-over's messages). */
+  private deliverTo(clientId: string, message: Message): void {
+    this.core().publishRemote(message, { plain: true, groups: undefined, only: new Set([clientId]) });
   }
 
   /** Sessions read from Redis into the registry; a stale copy of one (its moves missed) is replaced. */
