@@ -206,7 +206,19 @@ export class RedisSessionWriter {
       this.waiting.push({ done, failed });
       return;
     }
+    // Nothing recorded this turn: the caller (a PUBLISH that changed no stored session) has nothing to wait for
+    // while Redis is away; the changes kept for later were refused already. So local traffic goes on.
+    if (this.retrying && this.redis.status !== 'ready') {
+      done();
+      return;
+    }
     this.wait([{ done, failed }]);
+  }
+
+  /** Runs `done` once every change recorded so far, this turn's or earlier, is in Redis; `failed` if it cannot be now. */
+  whenWritten(done: () => void, failed?: (error: Error) => void): void {
+    if (this.scheduled || this.pending.length > 0 || this.touched.size > 0) this.waiting.push({ done, failed });
+    else this.wait([{ done, failed }]);
   }
 
   /** Waiters for what was recorded before this turn: the last commit made, or the backlog while retrying. */

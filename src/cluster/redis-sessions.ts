@@ -264,6 +264,11 @@ export class RedisSessionStore implements SessionStore {
     this.writer.afterCommit(done, failed);
   }
 
+  /** Runs `done` once every change recorded so far is in Redis (RedisSessionWriter.whenWritten). */
+  whenWritten(done: () => void, failed?: (error: Error) => void): void {
+    this.writer.whenWritten(done, failed);
+  }
+
   /** Why commits fail now, or undefined while they work. */
   get writeProblem(): string | undefined {
     return this.writer.writeProblem;

@@ -253,6 +253,32 @@ describeOrSkip('cluster sessions: failed commits retried', noRedis, () => {
     }
   });
 
+  it('Redis away: a waiter that recorded nothing this turn (a PUBLISH to clean sessions only) is not refused for the kept changes; one that recorded something is, and whenWritten() waits for all', async () => {
+    const own = await RedisServer.start();
+    const prefix = `s${prefixes++}`;
+    const store = await openRedisSessionStore(own.url, { prefix, retryMs: FAST_RETRY });
+    try {
+      const sessions = new Sessions(store, seededRandom(7));
+      for (let i = 0; i < 3; i++) sessions.create();
+      for (let i = 0; i < 30; i++) sessions.step();
+      await caughtUp(store);
+      await own.stop();
+      await eventually(() => store.redis.status !== 'ready', 3000, 'the store sees Redis gone');
+      for (let i = 0; i < 5; i++) sessions.step();
+      assert.match(await outcome(store), /^failed/, 'a change that cannot be written now is refused');
+      assert.ok(store.writer.unwritten > 0, 'and kept for later');
+      assert.equal(await outcome(store), 'done', 'nothing recorded this turn: nothing to refuse (local traffic goes on)');
+      const barrier = await new Promise<string>((resolve) => store.whenWritten(() => resolve('done'), () => resolve('failed')));
+      assert.equal(barrier, 'failed', 'whenWritten() is about every change so far');
+      await own.restart();
+      await caughtUp(store);
+    } finally {
+      store.close();
+      await store.whenClosed();
+      await own.close();
+    }
+  });
+
   it('a commit Redis ran whose reply was lost is sent again and counts once (the same state as applied once)', async () => {
     const proxy = await TcpProxy.start(shared.port);
     const prefix = `s${prefixes++}`;
