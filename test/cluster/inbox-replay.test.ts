@@ -3,39 +3,15 @@
 // adopts its sessions (src/cluster/adoption.ts, inbox-replay.ts), or by the node itself when it restarts under
 // its name. The node runs as a child process (`petrel broker -c config`) so it can be stopped and killed.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import mqtt, { type IClientOptions } from 'mqtt';
-import { startChildBroker, type ChildBroker } from '../helpers/child-broker.js';
+import mqtt from 'mqtt';
 import { noRedis, redisCommand, RedisServer } from '../helpers/redis.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { delay, eventually } from '../helpers/wait.js';
-import { inbox, startNode, startNodes, type Ctx } from './nodes.js';
+import { childNode, offlineSession } from './child-node.js';
+import { inbox, startNode, startNodes } from './nodes.js';
 
 let prefixes = 0;
-
-/** Node `name` as a child process on `redis`, with `cluster` options in its config file. */
-async function childNode(t: Ctx, redis: RedisServer, name: string, cluster: Record<string, unknown>): Promise<ChildBroker> {
-  const dir = mkdtempSync(join(tmpdir(), 'petrel-replay-'));
-  const config = join(dir, 'petrel.config.json');
-  writeFileSync(config, JSON.stringify({ cluster: { redis: redis.url, nodeName: name, ...cluster } }));
-  const node = await startChildBroker(dir, ['-c', config, '--log-format', 'json']);
-  t.after(async () => {
-    if (node.child.signalCode === null && node.child.exitCode === null) node.child.kill('SIGCONT');
-    await node.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return node;
-}
-
-/** A persistent session subscribed to `filter` on the node at `port`, then offline (its client gone). */
-async function offlineSession(port: number, clientId: string, filter: string, options: IClientOptions): Promise<void> {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0, ...options });
-  await client.subscribeAsync(filter, { qos: 1 });
-  await client.endAsync();
-}
 
 async function xlen(redis: RedisServer, key: string): Promise<number> {
   return Number(/^:(\d+)/.exec(await redisCommand(redis.port, 'XLEN', key))![1]);
