@@ -10,11 +10,20 @@
 // publishers but never reached these sessions' queues in Redis. The survivor delivers them to the adopted
 // sessions (and a shared group's to a local member of the group), waits until Redis has what they queued,
 // then deletes the inbox and the position (membership.ts gave the inbox a TTL for the meantime).
+//
+// Until the sessions are served here, every node goes on sending their messages to the dead node's inbox (it
+// keeps the dead node's routes: cluster.ts), so none is lost in between. In the turn the survivor restores
+// them, it announces their routes and then `~dead\nsurvivor`: each node drops the dead node's routes and puts a
+// marker in its inbox after the last message it sent there (Forwarder.switched). Meanwhile what reaches the
+// adopted sessions, from the replay or directly, is held (adoption-hold.ts: one copy per message, each origin's
+// order) until the replay has read every live node's marker (or SWITCH_WAIT_MS passed).
 import type { Redis } from 'ioredis';
 import type { Message } from '../broker/message.js';
 import type { RemoteDelivery, StoredSession } from '../broker/store/types.js';
-import type { RedisCaller } from './forwarder.js';
-import { inboxPositionKey, nextId, replayInbox } from './inbox-replay.js';
+import { AdoptionHold } from './adoption-hold.js';
+import type { MessageId } from './forward-codec.js';
+import { MARK_SWITCHED, type RedisCaller } from './forwarder.js';
+import { inboxPositionKey, nextId, replayInbox, type ReplayOptions } from './inbox-replay.js';
 import type { RedisSessionStore } from './redis-sessions.js';
 import { script } from './types.js';
 
@@ -47,6 +56,13 @@ const FINISH_ROUNDS = 3;
 /** How long the lock on a dead node's sessions is held (ms): the adoption is one pass. */
 const LOCK_MS = 60_000;
 
+/** How long the adopted sessions' messages are held waiting for every node's switch marker (ms). */
+export const SWITCH_WAIT_MS = 2000;
+/** How often the dead inbox is read again while markers are awaited (ms). */
+const SWITCH_POLL_MS = 5;
+
+type Divert = (message: Message, shareKey: string | undefined) => boolean;
+
 export interface AdoptionContext {
   readonly redis: Redis;
   readonly prefix: string;
@@ -60,6 +76,19 @@ export interface AdoptionContext {
   inboxKey(node: string): string;
   /** Delivers a message on this node (BrokerCore.publishRemote). */
   deliver(message: Message, remote: RemoteDelivery): void;
+  /** What the offline session `clientId` is delivered goes to `divert` (false from it: to its queue); false: no such session. */
+  hold(clientId: string, divert: Divert): boolean;
+  /** Session `clientId` takes deliveries again, unless something else diverts them since (a hand-over). */
+  unhold(clientId: string, divert: Divert): void;
+  /** Delivers `message` to the local session `clientId` only. */
+  deliverTo(clientId: string, message: Message): void;
+  /** The identity of a message being dispatched here (Forwarder.identityOf). */
+  identityOf(message: Message): MessageId;
+  /**
+   * This node serves `dead`'s sessions now (their routes just announced): the dead node's routes go and every
+   * node is told (ClusterPlane.switchDead). Returns the nodes whose switch marker to wait for.
+   */
+  switchDead(dead: string): string[];
   warn(message: string, context: object): void;
 }
 
@@ -76,7 +105,7 @@ export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise
   const adopt = script(ctx, 'petrelAdopt', ADOPT_SCRIPT, 1);
   const held = await ctx.sessions.loadOwned(dead, (clientId) => ctx.ownerKey(clientId));
   const adopted: StoredSession[] = [];
-  // All at once (pipelined): until they are restored, what is published for these sessions reaches nobody.
+  // All at once (pipelined): until they are restored, what is published for them goes to the dead inbox.
   const epochs = await Promise.all(held.map((session) => adopt(ctx.ownerKey(session.clientId), dead, ctx.node)));
   held.forEach((session, i) => {
     // Its client came back on some node meanwhile: that node reads the session, not this one.
@@ -87,34 +116,75 @@ export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise
   const redis = ctx.redis as unknown as RedisCaller;
   const inbox = ctx.inboxKey(dead);
   const positionKey = inboxPositionKey(ctx.sessions.prefix, dead);
+  const hold = new AdoptionHold(ids);
+  /** The identity of the replayed message being delivered now (the hold's divert reads it). */
+  let replaying: MessageId | undefined;
+  // A shared group's message is not held: another node sends it either to the dead inbox or here, never both.
+  const diverts = new Map(ids.map((clientId) => [clientId, (message: Message, shareKey: string | undefined) => shareKey === undefined && hold.add(clientId, replaying ?? ctx.identityOf(message), message)]));
+  let waiting = new Set<string>();
   let replayed = 0;
   let restored = false;
   const restore = (): string[] => {
     restored = true;
     ctx.restore(adopted);
+    for (const [clientId, divert] of diverts) ctx.hold(clientId, divert);
+    waiting = new Set(ctx.switchDead(dead));
     return ids;
+  };
+  const replay = (after: string, restoreOnce: () => string[]): Promise<{ messages: number; last: string }> => {
+    const options: ReplayOptions = {
+      redis,
+      key: inbox,
+      after,
+      restore: restoreOnce,
+      deliver: (message, remote, id) => {
+        replaying = id;
+        try {
+          ctx.deliver(message, remote);
+        } finally {
+          replaying = undefined;
+        }
+      },
+      onMarker: (origin, kind) => {
+        if (kind.equals(MARK_SWITCHED)) waiting.delete(origin);
+      },
+      warn: ctx.warn,
+    };
+    return replayInbox(options);
   };
   let last: string;
   try {
     last = ((await redis.call('GET', positionKey)) as string | null) ?? '0-0';
     // The sessions are restored once the first part of the inbox is read, and it is delivered in that turn.
-    const first = await replayInbox({ redis, key: inbox, after: last, restore, deliver: ctx.deliver, warn: ctx.warn });
+    const first = await replay(last, restore);
     replayed = first.messages;
     last = first.last;
+    // Then what nodes sent the dead node until they switched, up to each one's marker.
+    const deadline = Date.now() + SWITCH_WAIT_MS;
+    while (waiting.size > 0 && Date.now() < deadline) {
+      const more = await replay(last, () => ids);
+      replayed += more.messages;
+      if (more.last === last) await new Promise((r) => setTimeout(r, SWITCH_POLL_MS));
+      last = more.last;
+    }
+    if (waiting.size > 0) ctx.warn('cluster: nodes did not confirm they stopped sending to a dead node; its sessions are served without waiting longer', { node: dead, nodes: [...waiting], ms: SWITCH_WAIT_MS });
   } catch (err) {
     // The sessions are served all the same; the inbox expires (its messages for them are lost).
     if (!restored) restore();
+    release(ctx, diverts, hold);
     ctx.warn('cluster: the inbox of a dead node was not replayed', { node: dead, error: String(err) });
     return { sessions: adopted.length, replayed };
   }
+  release(ctx, diverts, hold);
   try {
     for (let round = 0; ; round++) {
       // What the replay queued is in Redis before the entries go.
-      await new Promise<void>((resolve, reject) => ctx.sessions.afterCommit(resolve, reject));
+      await new Promise<void>((resolve, reject) => ctx.sessions.whenWritten(resolve, reject));
       const left = Number(await script(ctx, 'petrelInboxDone', FINISH_SCRIPT, 1)(inbox, nextId(last)));
       if (left === 0) await redis.call('DEL', positionKey);
       if (left <= 0 || round === FINISH_ROUNDS) break;
-      const more = await replayInbox({ redis, key: inbox, after: last, restore: () => ids, deliver: ctx.deliver, warn: ctx.warn });
+      // Stragglers (a node that missed the switch): delivered as they come.
+      const more = await replay(last, () => ids);
       replayed += more.messages;
       last = more.last;
     }
@@ -123,4 +193,11 @@ export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise
     ctx.warn('cluster: the replayed inbox of a dead node was not deleted', { node: dead, error: String(err) });
   }
   return { sessions: adopted.length, replayed };
+}
+
+/** The held messages go into their sessions (each origin's order), and the sessions take deliveries again. */
+function release(ctx: AdoptionContext, diverts: Map<string, Divert>, hold: AdoptionHold): void {
+  for (const [clientId, divert] of diverts) ctx.unhold(clientId, divert);
+  if (hold.overflow > 0) ctx.warn('cluster: more messages arrived for adopted sessions than are held while their node\'s inbox is replayed; the newest were dropped', { dropped: hold.overflow });
+  for (const [clientId, messages] of hold.release()) for (const m of messages) ctx.deliverTo(clientId, m);
 }

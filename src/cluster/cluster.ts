@@ -6,7 +6,8 @@
 // Redis keys (prefix p): `${p}:node:${name}` heartbeat (PX TTL), `${p}:nodes` hash of node names and info,
 // `${p}:routes:${name}` set of route keys, `${p}:inbox:${name}` stream of batches (its committed read position
 // `${p}:inboxpos:${name}` goes with the session store's commits: inbox-replay.ts); channel `${p}:events`:
-// `+node\nkey` / `-node\nkey` a route added or removed, `*node` read the node's routes again, `!node` left.
+// `+node\nkey` / `-node\nkey` a route added or removed, `*node` read the node's routes again, `!node` left,
+// `~dead\nadopter` the sessions of a dead node are served by `adopter` now (its routes go: adoption.ts).
 import { randomBytes } from 'node:crypto';
 import { Cluster as RedisCluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
@@ -61,6 +62,12 @@ export class ClusterPlane {
   private resolveFirst!: () => void;
   private readerStarted = false;
   private trimTimer: NodeJS.Timeout | undefined;
+  /**
+   * How long a dead node's routes are kept (ms) when a survivor adopts its sessions: messages for them go on into
+   * its inbox, which the adopter replays, until it says it serves them (`~`); 0: dropped at once.
+   */
+  keepDeadRoutesMs = 0;
+  private readonly deadRoutes = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly options: ResolvedClusterOptions,
@@ -87,7 +94,13 @@ export class ClusterPlane {
       void this.readRoutes(name);
     });
     this.membership.on('node-down', (name) => {
-      this.routes.dropNode(name);
+      if (this.keepDeadRoutesMs > 0 && this.routes.remoteRouteCount(name) > 0) {
+        // Bounded: should no survivor say it took the sessions over (it died too), they go all the same.
+        const timer = setTimeout(() => this.forgetDead(name), this.keepDeadRoutesMs);
+        timer.unref();
+        clearTimeout(this.deadRoutes.get(name));
+        this.deadRoutes.set(name, timer);
+      } else this.routes.dropNode(name);
       this.logger.warn({ cluster: options.prefix, node: name, nodes: this.membership.nodes().length }, `cluster: node ${name} is down (no heartbeat for ${options.heartbeatTimeoutMs / 1000} s)`);
     });
     this.membership.on('node-left', (name) => {
@@ -227,7 +240,33 @@ export class ClusterPlane {
     else if (op === '!') {
       this.routes.dropNode(node);
       this.membership.left(node);
+    } else if (op === '~') {
+      const adopter = text.slice(nl + 1);
+      if (adopter === this.options.nodeName) return;
+      this.forgetDead(node);
+      // After every message this node sent the dead node: the adopter holds its sessions' messages until then.
+      this.forwarder.switched(node, adopter);
     }
+  }
+
+  private forgetDead(node: string): void {
+    clearTimeout(this.deadRoutes.get(node));
+    this.deadRoutes.delete(node);
+    this.routes.dropNode(node);
+  }
+
+  /**
+   * This node serves dead node `dead`'s sessions now (restored in this turn, their routes announced before this):
+   * its routes go here and on every node, each of which puts a switch marker in its inbox after what it sent
+   * there (this node too). Returns the nodes whose marker the adopter waits for.
+   */
+  switchDead(dead: string): string[] {
+    const self = this.options.nodeName;
+    this.forgetDead(dead);
+    this.forwarder.switched(dead, self);
+    // On the command connection, after the route announcements of the restore (same connection, in order).
+    void (this.cmd as unknown as RedisCaller).call('PUBLISH', this.channel, `~${dead}\n${self}`).catch(() => {});
+    return this.membership.nodes().filter((n) => n !== dead);
   }
 
   /** Barriers this node asked for: token -> the nodes whose barrier has not been read yet. */
@@ -303,6 +342,7 @@ export class ClusterPlane {
     const deadline = Date.now() + waitMs;
     while (this.forwarder.backlog > 0 && this.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     this.closed = true;
+    for (const timer of this.deadRoutes.values()) clearTimeout(timer);
     this.forwarder.close();
     if (this.trimTimer !== undefined) clearInterval(this.trimTimer);
     const caller = this.cmd as unknown as RedisCaller;

@@ -26,6 +26,8 @@ export interface RedisCaller {
 /** Marker kinds (payloads of an entry with an empty topic). */
 const MARK_END = Buffer.from('E');
 const MARK_BARRIER = Buffer.from('B');
+/** Put in a dead node's inbox by each node once it sends there no more: its sessions' adopter waits for them (adoption.ts). */
+export const MARK_SWITCHED = Buffer.from('S');
 
 /**
  * Stream entries (batches) an inbox keeps at most: a cap on Redis memory for a node that stops reading
@@ -200,6 +202,14 @@ export class Forwarder implements MessageSink {
    */
   barrier(node: string, token: string): void {
     this.marker(node, MARK_BARRIER, [token]);
+  }
+
+  /**
+   * Puts a marker in dead node `dead`'s inbox after everything sent to it so far: this node sends it nothing more
+   * (its routes dropped), `adopter` serves its sessions (adoption.ts reads these markers).
+   */
+  switched(dead: string, adopter: string): void {
+    this.marker(dead, MARK_SWITCHED, [adopter]);
   }
 
   /** A marker: no message has an empty topic; the payload says which (MARK_*), `only` what it is about. */
@@ -393,7 +403,8 @@ export class Forwarder implements MessageSink {
           // No message has an empty topic: this one marks the end of what a node handed on.
           if (message.topic === '') {
             if (message.payload.equals(MARK_BARRIER)) for (const token of remote.only) this.onBarrier?.(entry.origin, token);
-            else this.onRelayEnd?.(entry.origin, remote.only);
+            // This node was taken for dead and is back under its name: the switch markers are not for it.
+            else if (!message.payload.equals(MARK_SWITCHED)) this.onRelayEnd?.(entry.origin, remote.only);
             return;
           }
           if (this.acceptRelay !== undefined && !this.acceptRelay(messageId, remote.only, message)) {

@@ -11,7 +11,7 @@
 import type { Buffer } from 'node:buffer';
 import type { Message } from '../broker/message.js';
 import type { RemoteDelivery } from '../broker/store/types.js';
-import { decodeBatch } from './forward-codec.js';
+import { decodeBatch, type MessageId } from './forward-codec.js';
 import type { RedisCaller } from './forwarder.js';
 
 /** Entries per XRANGE. */
@@ -83,7 +83,10 @@ export interface ReplayOptions {
    * delivered) and names them.
    */
   restore: () => Iterable<string>;
-  deliver: (message: Message, remote: RemoteDelivery) => void;
+  /** `id`: the message's identity (its origin node's numbering); valid during the call only. */
+  deliver: (message: Message, remote: RemoteDelivery, id: MessageId) => void;
+  /** A marker in the inbox (an entry with an empty topic: forwarder.ts), from node `origin`. */
+  onMarker?: (origin: string, kind: Buffer, only: ReadonlySet<string>) => void;
   warn: (message: string, context: object) => void;
 }
 
@@ -130,17 +133,21 @@ export async function replayInbox(options: ReplayOptions): Promise<ReplayResult>
       // Expiry counts from when Redis took the entry (its id's time), not from now.
       const sentAt = Number(splitId(id.toString())[0]);
       try {
-        decodeBatch(entry.data, sentAt, entry.origin, entry.epoch, (message, remote) => {
-          if (message.topic === '') return; // the end marker of a session hand-over (handover.ts)
+        decodeBatch(entry.data, sentAt, entry.origin, entry.epoch, (message, remote, mid) => {
+          if (message.topic === '') {
+            // A marker: a session hand-over's end, a barrier, a node's switch away from a dead node.
+            if (remote.only !== undefined) options.onMarker?.(entry.origin, message.payload, remote.only);
+            return;
+          }
           result.messages++;
           if (remote.only !== undefined) {
             // Handed on for sessions that moved to the dead node: to those of them taken over here.
             const to = new Set([...remote.only].filter((clientId) => only.has(clientId)));
-            if (to.size > 0) options.deliver(message, { plain: true, groups: undefined, only: to });
+            if (to.size > 0) options.deliver(message, { plain: true, groups: undefined, only: to }, mid);
             return;
           }
-          if (remote.plain && only.size > 0) options.deliver(message, { plain: true, groups: undefined, only });
-          if (remote.groups !== undefined && remote.groups.size > 0) options.deliver(message, { plain: false, groups: remote.groups });
+          if (remote.plain && only.size > 0) options.deliver(message, { plain: true, groups: undefined, only }, mid);
+          if (remote.groups !== undefined && remote.groups.size > 0) options.deliver(message, { plain: false, groups: remote.groups }, mid);
         });
       } catch (err) {
         options.warn('cluster: a batch of a replayed inbox could not be read; skipped', { key, id: id.toString(), error: String(err) });

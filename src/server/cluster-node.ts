@@ -18,6 +18,9 @@ import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sess
 import { duplicateWith } from '../cluster/redis-forms.js';
 import { ClusterRouteTable } from '../cluster/route-table.js';
 
+/** At most how long the nodes keep a dead node's routes waiting for the survivor that adopts its sessions (ms). */
+const KEEP_DEAD_ROUTES_MS = 30_000;
+
 export class ClusterNode {
   readonly options: ResolvedClusterOptions;
   readonly routes: ClusterRouteTable;
@@ -114,6 +117,8 @@ export class ClusterNode {
     // ioredis is loaded only for a cluster.
     const { ClusterPlane } = await import('../cluster/cluster.js');
     const plane = (this.plane = new ClusterPlane(this.options, this.routes, this.forwarder, this.logger));
+    // A dead node's sessions are adopted by a survivor: its routes stay until then (nothing published meanwhile is lost).
+    if (this.sessions !== undefined) plane.keepDeadRoutesMs = KEEP_DEAD_ROUTES_MS;
     await plane.start();
     const attach = async () => {
       await this.ownership.attach(host, { redis: plane.commands, liveness: plane.membership });
@@ -159,6 +164,19 @@ export class ClusterNode {
         restore: (list: StoredSession[]) => this.restore(sessions, list),
         inboxKey: (node: string) => this.forwarder.inboxKey(node),
         deliver: (message: Message, remote: RemoteDelivery) => this.core().publishRemote(message, remote),
+        hold: (clientId: string, divert: (message: Message, shareKey: string | undefined) => boolean) => {
+          const session = this.core().registry.sessions.get(clientId);
+          if (session === undefined || session.divert !== undefined) return false;
+          session.divert = divert;
+          return true;
+        },
+        unhold: (clientId: string, divert: (message: Message, shareKey: string | undefined) => boolean) => {
+          const session = this.core().registry.sessions.get(clientId);
+          if (session?.divert === divert) session.divert = undefined;
+        },
+        deliverTo: (clientId: string, message: Message) => this.deliverTo(clientId, message),
+        identityOf: (message: Message) => this.forwarder.identityOf(message),
+        switchDead: (node: string) => plane.switchDead(node),
         warn: (message: string, context: object) => this.logger.warn(context, message),
       };
       adoptSessions(ctx, dead).then(

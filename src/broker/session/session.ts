@@ -72,9 +72,10 @@ export class Session {
   dueSlot = NOT_DUE;
   /**
    * While the session moves to another node of a cluster (offline here, no longer stored by this node): what
-   * it is delivered goes there instead of into its queue (cluster/handover.ts).
+   * it is delivered goes there instead of into its queue (cluster/handover.ts); or it is held while the session
+   * is adopted from a dead node (cluster/adoption.ts). A divert that returns false leaves the message to the queue.
    */
-  divert: ((message: Message) => void) | undefined = undefined;
+  divert: ((message: Message, shareKey: string | undefined) => boolean | void) | undefined = undefined;
   /**
    * In-flight messages of a resumed session not resent yet: the new connection's Receive Maximum is smaller
    * than what was in flight ([MQTT-4.9.0-2]), so the rest follow as acknowledgements free the window.
@@ -258,10 +259,7 @@ export class Session {
 
   /** Offline: queued (QoS 0 only with queueQos0). */
   private deliverOffline(message: Message, qos: QoS, retain: boolean, ids: readonly number[] | undefined, shareKey: string | undefined): void {
-    if (this.divert !== undefined) {
-      this.divert(message);
-      return;
-    }
+    if (this.divert !== undefined && this.divert(message, shareKey) !== false) return;
     if (qos === 0 && !this.context.limits.queueQos0) return;
     this.enqueue({ message, qos, retain, subscriptionIds: ids, queuedAt: this.context.clock.now(), shareKey });
   }
