@@ -54,6 +54,8 @@ interface FlushGroup {
   messages: number;
   remaining: number;
   flushed: boolean;
+  /** In Redis (or refused by it: error), its waiters told. */
+  drained: boolean;
   error: Error | undefined;
   waiters: Waiter[];
 }
@@ -225,7 +227,7 @@ export class Forwarder implements MessageSink {
     list.push(entry);
     this.buffered++;
     if (this.open === undefined) {
-      this.open = { messages: 0, remaining: 0, flushed: false, error: undefined, waiters: [] };
+      this.open = { messages: 0, remaining: 0, flushed: false, drained: false, error: undefined, waiters: [] };
       this.groups.push(this.open);
       this.scheduleFlush();
     }
@@ -271,6 +273,7 @@ export class Forwarder implements MessageSink {
       const g = this.groups[0]!;
       if (!g.flushed || g.remaining > 0) break;
       this.groups.shift();
+      g.drained = true;
       this.buffered -= g.messages;
       if (g.error !== undefined) this.warn('cluster: a batch for another node was not taken by Redis', { error: g.error.message, messages: g.messages });
       for (const w of g.waiters) {
@@ -282,17 +285,19 @@ export class Forwarder implements MessageSink {
   }
 
   /**
-   * Runs `done` once every message sent so far is in Redis (at once when none waits), `failed` when one of
-   * them was refused since the last call (the buffer full) or Redis refused its batch.
+   * The batches of this turn so far (undefined: nothing sent this turn). Taken as a message has just been
+   * dispatched: a message that went to no other node waits for no batch (local traffic goes on while Redis is away).
    */
-  afterSent(done: () => void, failed: (error: Error) => void): void {
-    if (this.takeRefused()) {
-      failed(new Error('cluster buffer full'));
-      return;
-    }
-    const last = this.groups[this.groups.length - 1];
-    if (last === undefined) done();
-    else last.waiters.push({ done, failed });
+  get turnGroup(): FlushGroup | undefined {
+    return this.open;
+  }
+
+  /** Runs `done` once `group` and the ones before it are in Redis (at once for none). */
+  afterGroup(group: FlushGroup | undefined, done: () => void, failed: (error: Error) => void): void {
+    if (group === undefined) done();
+    else if (!group.drained) group.waiters.push({ done, failed });
+    else if (group.error !== undefined) failed(group.error);
+    else done();
   }
 
   /** Whether a QoS 1/2 message was refused since the last call (then the publisher is told). */
@@ -490,16 +495,15 @@ export class ForwardingStore implements SessionStore {
   }
 
   afterCommit(done: () => void, failed: (error: Error) => void = () => {}): void {
-    if (!this.inner.durable) {
-      this.forwarder.afterSent(done, failed);
-      return;
-    }
     // Whether this message was refused is known now, not once the inner commit is done.
     if (this.forwarder.takeRefused()) {
       failed(new Error('cluster buffer full'));
       return;
     }
-    this.inner.afterCommit(() => this.forwarder.afterSent(done, failed), failed);
+    // The batches that may carry the message just dispatched: this turn's (none when it went to no other node).
+    const group = this.forwarder.turnGroup;
+    if (!this.inner.durable) this.forwarder.afterGroup(group, done, failed);
+    else this.inner.afterCommit(() => this.forwarder.afterGroup(group, done, failed), failed);
   }
 
   liveWill(clientId: string, will: StoredWill | undefined): void {

@@ -11,7 +11,7 @@ import type { IPublishPacket, MqttClient } from 'mqtt';
 import { noRedis, redisCommand, RedisServer } from '../helpers/redis.js';
 import { freePort } from '../helpers/servers.js';
 import { describeOrSkip } from '../helpers/skip.js';
-import { delay, eventually } from '../helpers/wait.js';
+import { delay, eventually, within } from '../helpers/wait.js';
 import { startNode, startNodes } from './nodes.js';
 
 function inbox(client: MqttClient): IPublishPacket[] {
@@ -38,6 +38,9 @@ describeOrSkip('cluster plane: Redis restarted mid-stream', noRedis, () => {
     const localSub = await a!.mqtt('local-sub');
     const local = inbox(localSub);
     await localSub.subscribeAsync('l/#', { qos: 1 });
+    const bLocalSub = await b!.mqtt('b-local-sub');
+    const bLocal = inbox(bLocalSub);
+    await bLocalSub.subscribeAsync('bl/#', { qos: 1 });
     await eventually(() => b!.view().remoteRoutes === 2, 3000, 'the routes of A on B');
 
     const pub = await b!.mqtt('pub', { protocolVersion: 5 });
@@ -55,8 +58,12 @@ describeOrSkip('cluster plane: Redis restarted mid-stream', noRedis, () => {
     await delay(300);
     // Redis is away: a publish between clients of one node goes on.
     const localPub = await a!.mqtt('local-pub');
-    await localPub.publishAsync('l/x', 'during the outage', { qos: 1 });
+    await within(localPub.publishAsync('l/x', 'during the outage', { qos: 1 }), 3000, 'the PUBACK of a publish between clients of A');
     await eventually(() => local.length === 1, 2000, 'local delivery without Redis');
+    // ... also on B, whose messages for A wait for Redis meanwhile: they do not hold up a PUBACK between its own clients.
+    const bLocalPub = await b!.mqtt('b-local-pub');
+    await within(bLocalPub.publishAsync('bl/x', 'during the outage', { qos: 1 }), 3000, 'the PUBACK of a publish between clients of B');
+    await eventually(() => bLocal.length === 1, 2000, 'local delivery on B without Redis');
     const ackedBefore = acked.length;
     await redis.restart();
     await eventually(() => acked.length >= ackedBefore + 50, 10_000, 'remote traffic to resume');

@@ -9,3 +9,14 @@ export async function eventually(check: () => boolean, timeoutMs = 3000, what = 
     await delay(5);
   }
 }
+
+/** `promise`, or `timed out waiting for <what>` after timeoutMs (a PUBACK that never comes fails the test, not the file). */
+export async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
