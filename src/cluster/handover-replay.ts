@@ -22,6 +22,11 @@ export interface SessionReplayOptions {
   inboxKey: string;
   positionKey: string;
   clientId: string;
+  /**
+   * Resolves once this node has read what other nodes sent it so far (ClusterPlane.barrier). A message a
+   * publisher's node sent both to the old node and here is then known here (delivered directly, so skipped).
+   */
+  settle: () => Promise<void>;
   warn: (message: string, context: object) => void;
 }
 
@@ -34,12 +39,17 @@ type Page = [Buffer, Buffer[]][];
  */
 export async function replayForSession(options: SessionReplayOptions): Promise<Captured[]> {
   const { redis, inboxKey, clientId } = options;
+  // Up to the inbox's end now: what comes later was also sent here (its senders know this node's routes).
+  const end = (await redis.call('XREVRANGE', inboxKey, '+', '-', 'COUNT', 1)) as [string, unknown][];
+  if (end.length === 0) return [];
+  const until = end[0]![0];
+  await options.settle();
   const position = (await redis.call('GET', options.positionKey)) as string | null;
   let last = position ?? '0-0';
   const out: Captured[] = [];
   const seen = new Map<string, { epoch: string; seq: number }>();
   for (let read = 0; read < MAX_ENTRIES; ) {
-    const page = (await redis.callBuffer('XRANGE', inboxKey, nextId(last), '+', 'COUNT', PAGE)) as Page;
+    const page = (await redis.callBuffer('XRANGE', inboxKey, nextId(last), until, 'COUNT', PAGE)) as Page;
     for (const [id, fields] of page) {
       last = id.toString();
       const entry = parseEntry(fields);
@@ -61,7 +71,7 @@ export async function replayForSession(options: SessionReplayOptions): Promise<C
       }
     }
     read += page.length;
-    if (page.length < PAGE) return out;
+    if (page.length < PAGE || last === until) return out;
   }
   options.warn('cluster: the inbox of the node a session left is longer than is replayed for it; the rest is not', { key: inboxKey, clientId, entries: MAX_ENTRIES });
   return out;

@@ -70,7 +70,14 @@ export class ClusterNode {
         replay: (node, clientId) =>
           this.plane === undefined
             ? Promise.resolve([])
-            : replayForSession({ redis: this.plane.commands as unknown as RedisCaller, inboxKey: forwarder.inboxKey(node), positionKey: inboxPositionKey(sessionPrefix, node), clientId, warn }),
+            : replayForSession({
+                redis: this.plane.commands as unknown as RedisCaller,
+                inboxKey: forwarder.inboxKey(node),
+                positionKey: inboxPositionKey(sessionPrefix, node),
+                clientId,
+                settle: () => new Promise((resolve) => this.plane!.barrier(resolve, SETTLE_MAX_MS)),
+                warn,
+              }),
         hold: (clientId, divert) => {
           const session = this.core().registry.sessions.get(clientId);
           if (session === undefined) return false;
