@@ -79,7 +79,7 @@ describeOrSkip('cluster: a session move survives the old node being SIGKILLed', 
       const prefix = `movekill${process.pid}x${prefixes++}`;
       // A is taken for dead after B read its inbox for the session: its adopter deletes that inbox once it
       // replayed it for the sessions A still held (not this one: B holds it). B reads it at most
-      // HANDOVER_TIMEOUT_MS + PENDINGS_WAIT_MS (4 s) after its claim.
+      // HANDOVER_TIMEOUT_MS + PENDINGS_WAIT_MS + a barrier (4.5 s) after its claim.
       const cluster = { prefix, heartbeatTimeout: 6, heartbeatInterval: 100 };
       const a = await childNode(t, redis, 'a', cluster);
       const b = await startNode(t, redis, 'b', cluster, { maxQueuedMessages: MAX_QUEUED });
