@@ -105,8 +105,8 @@ export class Forwarder implements MessageSink {
    * (handover.ts: what sessions that just moved here got directly).
    */
   observer: ((id: MessageId) => void) | undefined;
-  /** Whether a handed-on message is delivered to the sessions it names (false: they had it already). */
-  acceptRelay: ((id: MessageId, only: ReadonlySet<string>, message: Message) => boolean) | undefined;
+  /** Whether a handed-on message (from node `from`) is delivered to the sessions it names (false: they had it already; 'kept': delivered later). */
+  acceptRelay: ((id: MessageId, only: ReadonlySet<string>, message: Message, from: string) => boolean | 'kept') | undefined;
   /** Node `from` has handed on everything it held for sessions `only` (handover.ts). */
   onRelayEnd: ((from: string, only: ReadonlySet<string>) => void) | undefined;
   /** Node `from` put barrier `token` in this node's inbox (barrier()). */
@@ -119,6 +119,13 @@ export class Forwarder implements MessageSink {
   private holdPosition = false;
   private trimming = false;
   private unreplayed: { after: string; until: string } | undefined;
+  /** The entry read before the one being delivered now. */
+  private receivingAfter: string | undefined;
+  /**
+   * Inbox entries whose messages were handed on (relay()): the committed read position stays before each until
+   * its relay is in Redis, so a survivor or the session's new node replays it should this node die first.
+   */
+  private readonly relayHolds: { before: string; group: FlushGroup }[] = [];
 
   constructor(
     private readonly self: string,
@@ -186,11 +193,23 @@ export class Forwarder implements MessageSink {
   relay(node: string, message: Message, id: MessageId, only: readonly string[]): boolean {
     if (this.buffered >= this.maxBuffered || this.closed) {
       this.stats.refused++;
+      // A publisher on this node is refused (its message went nowhere durable); one from the inbox is replayed.
+      if (message.qos > 0 && this.receiving === undefined) this.refusedSinceCommit = true;
       return false;
     }
     this.enqueue(node, encodeForward(message, id.no, true, undefined, this.now(), { id, only }));
     this.stats.relayed++;
+    if (this.receiving !== undefined && this.receivingAfter !== undefined) {
+      const last = this.relayHolds[this.relayHolds.length - 1];
+      if (last === undefined || last.group !== this.open) this.relayHolds.push({ before: this.receivingAfter, group: this.open! });
+    }
     return true;
+  }
+
+  /** The read position that may be committed: the last entry read, or before the first whose relay is not in Redis. */
+  private safePosition(): string | undefined {
+    while (this.relayHolds.length > 0 && !this.groups.includes(this.relayHolds[0]!.group)) this.relayHolds.shift();
+    return this.relayHolds.length > 0 ? this.relayHolds[0]!.before : this.lastId;
   }
 
   /** Tells `node`, after what was handed on to it so far, that nothing more is held here for `only`. */
@@ -322,9 +341,10 @@ export class Forwarder implements MessageSink {
   /** The commands that move the committed position to lastId, for a commit being built (written when it changed). */
   private positionCommands(): (string | number | Buffer)[][] {
     const p = this.position;
-    if (p === undefined || this.holdPosition || this.lastId === undefined || this.lastId === this.sentPosition) return [];
-    this.sentPosition = this.lastId;
-    return [['set', p.key, this.lastId]];
+    const at = this.safePosition();
+    if (p === undefined || this.holdPosition || at === undefined || at === this.sentPosition) return [];
+    this.sentPosition = at;
+    return [['set', p.key, at]];
   }
 
   /**
@@ -391,6 +411,7 @@ export class Forwarder implements MessageSink {
   }
 
   private receive(id: string, fields: Buffer[]): void {
+    this.receivingAfter = this.lastId;
     this.lastId = id;
     const entry = parseEntry(fields);
     if (entry === undefined) return;
@@ -412,8 +433,9 @@ export class Forwarder implements MessageSink {
             else if (!message.payload.equals(MARK_SWITCHED)) this.onRelayEnd?.(entry.origin, remote.only);
             return;
           }
-          if (this.acceptRelay !== undefined && !this.acceptRelay(messageId, remote.only, message)) {
-            this.stats.relayDuplicates++;
+          const verdict = this.acceptRelay?.(messageId, remote.only, message, entry.origin) ?? true;
+          if (verdict !== true) {
+            if (verdict === false) this.stats.relayDuplicates++;
             return;
           }
         } else this.observer?.(messageId);
@@ -452,7 +474,7 @@ export class Forwarder implements MessageSink {
   }
 
   private async trimCommitted(redis: RedisCaller, p: { writer: PositionWriter; key: string }): Promise<void> {
-    const read = this.lastId!;
+    const read = this.safePosition()!;
     if (read !== this.sentPosition) {
       this.sentPosition = read;
       p.writer.add(['set', p.key, read]);

@@ -1,16 +1,22 @@
 // A persistent session moving between nodes without losing a message (EMQX's takeover 'begin' / 'end'). Node A
 // held the session; its client reconnects on node B:
-//  1. B claims the Client ID and A is kicked: A closes the connection and stops recording the session (its
-//     state in Redis is B's to read), but keeps it subscribed: what it is delivered from then on is captured
-//     (`pendings`) instead of queued, since B has not read the session yet.
+//  1. B claims the Client ID (claiming(): from then on B keeps what A hands on for the session) and A is
+//     kicked: A closes the connection and stops recording the session (its state in Redis is B's to read), but
+//     keeps it subscribed: what it is delivered from then on is handed on to B's inbox at once (Forwarder.relay,
+//     in the same flush as the turn's other writes, so its publisher's PUBACK waits until Redis has it). Nothing
+//     acknowledged lives only in A's memory: A may be SIGKILLed at any point of the move.
 //  2. B reads the session, serves it (its routes announced), and tells A "restored".
-//  3. A hands the pendings on to B, then a marker saying that was all, then for GRACE_MS goes on handing on what
-//     still arrives for the session (publishers that had not yet seen B's routes sent it to A only), then drops
-//     it and its routes. B holds back what reaches the session directly until the marker (at most
-//     PENDINGS_WAIT_MS), so the pendings, older, come first; then the CONNACK goes out.
+//  3. A reads what other nodes sent it before they saw B's routes (a barrier; handed on like the rest), then
+//     sends a marker saying that was all, then for GRACE_MS goes on handing on what still arrives for the
+//     session, then drops it and its routes. B holds back what reaches the session directly until the marker,
+//     so the handed-on messages, older, come first: those kept since the claim, then those after; then the
+//     CONNACK goes out.
+//  4. No marker within PENDINGS_WAIT_MS (A stopped or died): B replays for the session what A's inbox holds
+//     after A's committed read position (handover-replay.ts: messages acknowledged to publishers on other nodes
+//     that A never read, or read but never handed on), then releases what it holds.
 // Each handed-on message keeps its identity (origin node, epoch, number: forward-codec.ts). B remembers the
-// identities it delivered itself from its inbox since the session arrived, so a message that reached B
-// directly and was also handed on by A is delivered once.
+// identities it delivered itself from its inbox since the session arrived, and those handed on, so a message
+// that reached B both ways (or was also replayed) is delivered once.
 import type { Message } from '../broker/message.js';
 import type { MessageId } from './forward-codec.js';
 
@@ -18,14 +24,20 @@ import type { MessageId } from './forward-codec.js';
 export const GRACE_MS = 3000;
 /** How long the old node waits for the new one to say it serves the session before it drops it (ms). */
 export const RESTORE_TIMEOUT_MS = 10_000;
-/** How long the old node waits for the other nodes' barriers before it hands the pendings on (ms). */
+/** How long the old node waits for the other nodes' barriers before it sends its end marker (ms). */
 export const SETTLE_MAX_MS = 500;
-/** How long the new node holds back a session's direct messages waiting for the old node's pendings (ms). */
+/** How long the new node holds back a session's direct messages waiting for the old node's end marker (ms). */
 export const PENDINGS_WAIT_MS = 2000;
-/** Messages kept for one session while the new node reads it; beyond, the oldest are dropped (counted). */
+/** Messages kept for one session while it moves; beyond, the oldest are dropped (counted). */
 export const MAX_PENDINGS = 100_000;
 /** Identities remembered at most while sessions arrive (a bound on memory under a flood). */
 const MAX_SEEN = 1_000_000;
+
+/** A message with its identity. */
+export interface Captured {
+  message: Message;
+  id: MessageId;
+}
 
 /** What the handover needs of its node. */
 export interface HandoverHost {
@@ -37,59 +49,81 @@ export interface HandoverHost {
   deliverTo(clientId: string, message: Message): void;
   /** The identity of a message being dispatched here (Forwarder.identityOf). */
   identityOf(message: Message): MessageId;
-  /** Hands `message` on to `node` for session `clientId` (Forwarder.relay); false when it could not. */
+  /**
+   * Hands `message` on to `node` for session `clientId` (Forwarder.relay: in this turn's flush, which the
+   * publishers answered in this turn wait for); false when it could not.
+   */
   relay(node: string, message: Message, id: MessageId, clientId: string): boolean;
   /**
    * Calls `done` once this node has read what other nodes sent it before they heard of the new node's routes
-   * (ClusterPlane.barrier): that is then in the pendings.
+   * (ClusterPlane.barrier): that is then handed on.
    */
   settle(done: () => void): void;
   /** Tells `node`, after what was handed on, that nothing more is held for `clientId` (Forwarder.relayEnd). */
   relayEnd(node: string, clientId: string): void;
+  /** Whether a session `clientId` is here (served, or leaving). */
+  has(clientId: string): boolean;
   /** What the local session `clientId` is delivered goes to `divert` (undefined: its queue again); false: no session. */
   hold(clientId: string, divert: ((message: Message) => void) | undefined): boolean;
   /** Tells `node` that this node serves session `clientId` of claim `epoch` now. */
   sendRestored(node: string, epoch: number, clientId: string): void;
   /** Starts or stops being told the identity of every message delivered from the inbox or sent (Forwarder.observer). */
   observe(on: ((id: MessageId) => void) | undefined): void;
+  /**
+   * What `node`'s inbox holds after its committed read position that is for session `clientId` (it may have
+   * died or stopped without reading or handing it on: handover-replay.ts), in order; [] when unknown.
+   */
+  replay(node: string, clientId: string): Promise<Captured[]>;
   setTimer(fn: () => void, ms: number): () => void;
   now(): number;
   warn(message: string, context: Record<string, unknown>): void;
-}
-
-interface Captured {
-  message: Message;
-  id: MessageId;
 }
 
 interface Leaving {
   /** The node the session goes to, and the claim that took it. */
   to: string;
   epoch: number;
-  /** 'holding': captured until the new node has the session; 'handing': handed on at once; 'returning': its client came back here. */
-  mode: 'holding' | 'handing' | 'returning';
+  /** 'handing': handed on at once; 'returning': its client came back here, kept for returned(). */
+  mode: 'handing' | 'returning';
+  /** The new node said it serves the session: what was sent here before is being read (settling), then the end marker went (ended). */
+  settling: boolean;
+  ended: boolean;
+  /** Handed on so far; kept here while 'returning'. */
+  handed: number;
   captured: Captured[];
-  dropped: number;
   cancelTimer: () => void;
-  /** The new node said it serves the session; what was sent here meanwhile is being read. */
-  settling?: boolean;
 }
 
-/** A session that arrived here, its direct messages held back until the old node's pendings are in. */
+/** Handed-on messages for a session claimed here from node `from`, kept until it is served here (pendingsFrom()). */
+interface Early {
+  from: string;
+  kept: Captured[];
+  dropped: number;
+  cancel: () => void;
+}
+
+/** A session that arrived here, its direct messages held back until the old node's end marker. */
 interface Waiting {
   from: string;
-  relayed: Message[];
-  held: Message[];
-  release: () => void;
+  relayed: Captured[];
+  held: Captured[];
+  /** Identities of the handed-on messages: a direct copy of one is dropped. */
+  keys: Set<string>;
+  /** Released (or being released, after a replay): nothing more is held. */
+  done: boolean;
+  cancel: () => void;
+  resolve: () => void;
 }
 
 export interface HandoverStats {
   /** Sessions that left this node and arrived here. */
   left: number;
   arrived: number;
-  /** Messages handed on for moved sessions, and those that could not be (buffer full, too many pendings). */
+  /** Messages handed on for moved sessions, and those that could not be (buffer full, too many kept). */
   handedOn: number;
   lost: number;
+  /** Messages of an old node's inbox replayed here for a session whose old node sent no end marker. */
+  replayed: number;
 }
 
 const keyOf = (id: MessageId): string => `${id.origin}\n${id.epoch}\n${id.no}`;
@@ -102,10 +136,14 @@ export class Handover {
   private readonly seen = new Map<string, number>();
   private order = 0;
   private cancelPrune: (() => void) | undefined;
+  private readonly early = new Map<string, Early>();
   private readonly waiting = new Map<string, Waiting>();
-  /** The handed-on message being delivered now (accept() said yes). */
+  /** The handed-on message being delivered now (accept() said yes), and its identity. */
   private relaying: Message | undefined;
-  readonly stats: HandoverStats = { left: 0, arrived: 0, handedOn: 0, lost: 0 };
+  private relayingId: MessageId | undefined;
+  /** The identities of the messages returned() gave. */
+  private readonly returnedIds = new WeakMap<Message, MessageId>();
+  readonly stats: HandoverStats = { left: 0, arrived: 0, handedOn: 0, lost: 0, replayed: 0 };
 
   constructor(private readonly host: HandoverHost) {}
 
@@ -114,13 +152,18 @@ export class Handover {
   /** Claim `epoch` on node `to` took session `clientId`: it leaves this node (false: none here). */
   leave(clientId: string, to: string, epoch: number): boolean {
     this.end(clientId);
-    const leaving: Leaving = { to, epoch, mode: 'holding', captured: [], dropped: 0, cancelTimer: () => {} };
-    if (!this.host.leave(clientId, (message) => this.capture(clientId, leaving, message))) return false;
+    const leaving: Leaving = { to, epoch, mode: 'handing', settling: false, ended: false, handed: 0, captured: [], cancelTimer: () => {} };
+    // What this node kept or held for the session while it arrived here goes on first (older).
+    const before = this.takeArriving(clientId);
+    if (!this.host.leave(clientId, (message) => this.capture(clientId, leaving, message))) {
+      for (const c of before) this.handOn(clientId, leaving, c);
+      return false;
+    }
     this.stats.left++;
+    for (const c of before) this.handOn(clientId, leaving, c);
     leaving.cancelTimer = this.host.setTimer(() => {
       if (this.leaving.get(clientId) !== leaving) return;
-      this.host.warn('cluster: the node that took a session did not say it serves it; its messages received meanwhile are dropped', { clientId, node: to, messages: leaving.captured.length, ms: RESTORE_TIMEOUT_MS });
-      this.stats.lost += leaving.captured.length;
+      this.host.warn('cluster: the node that took a session did not say it serves it; the session is dropped here', { clientId, node: to, handedOn: leaving.handed, ms: RESTORE_TIMEOUT_MS });
       this.finish(clientId, leaving);
     }, RESTORE_TIMEOUT_MS);
     this.leaving.set(clientId, leaving);
@@ -140,39 +183,36 @@ export class Handover {
     }
     if (leaving.captured.length >= MAX_PENDINGS) {
       leaving.captured.shift();
-      leaving.dropped++;
       this.stats.lost++;
     }
-    leaving.captured.push({ message, id });
+    leaving.captured.push({ message, id: { ...id } });
   }
 
   private handOn(clientId: string, leaving: Leaving, c: Captured): void {
+    leaving.handed++;
     if (this.host.relay(leaving.to, c.message, c.id, clientId)) this.stats.handedOn++;
     else this.stats.lost++;
   }
 
-  /** Node `from` serves session `clientId` of claim `epoch` now: what was captured goes there, then GRACE_MS more. */
+  /** Node `from` serves session `clientId` of claim `epoch` now: once what was sent here before is read, the end marker; then GRACE_MS more. */
   restored(clientId: string, from: string, epoch: number): void {
     const leaving = this.leaving.get(clientId);
-    if (leaving === undefined || leaving.mode !== 'holding' || leaving.to !== from || leaving.epoch !== epoch) {
-      this.host.relayEnd(from, clientId); // nothing held here for it: the new node need not wait
+    if (leaving === undefined || leaving.mode !== 'handing' || leaving.ended || leaving.to !== from || leaving.epoch !== epoch) {
+      this.host.relayEnd(from, clientId); // nothing more to hand on for it: the new node need not wait
       return;
     }
     if (leaving.settling) return;
     leaving.settling = true;
-    // Publishers that had not seen the new node's routes yet sent to this node: read that first, so it goes
-    // with the pendings, before the end marker (the new node holds back newer messages until then).
+    // Publishers that had not seen the new node's routes yet sent to this node: read (and hand on) that first,
+    // before the end marker (the new node holds back newer messages until then).
     this.host.settle(() => {
-      if (this.leaving.get(clientId) === leaving && leaving.mode === 'holding') this.handOver(clientId, from, leaving);
+      if (this.leaving.get(clientId) === leaving && leaving.mode === 'handing') this.ended(clientId, from, leaving);
     });
   }
 
-  private handOver(clientId: string, from: string, leaving: Leaving): void {
+  private ended(clientId: string, from: string, leaving: Leaving): void {
     leaving.cancelTimer();
-    leaving.mode = 'handing';
-    if (leaving.dropped > 0) this.host.warn('cluster: more messages arrived for a moving session than are kept; the oldest were dropped', { clientId, dropped: leaving.dropped, kept: MAX_PENDINGS });
-    for (const c of leaving.captured) this.handOn(clientId, leaving, c);
-    leaving.captured = [];
+    leaving.ended = true;
     this.host.relayEnd(from, clientId);
     leaving.cancelTimer = this.host.setTimer(() => {
       if (this.leaving.get(clientId) === leaving) this.finish(clientId, leaving);
@@ -207,7 +247,10 @@ export class Handover {
     if (leaving === undefined || leaving.mode !== 'returning') return [];
     leaving.cancelTimer();
     this.leaving.delete(clientId);
-    for (const c of leaving.captured) this.observed(c.id);
+    for (const c of leaving.captured) {
+      this.observed(c.id);
+      this.returnedIds.set(c.message, c.id);
+    }
     return leaving.captured.map((c) => c.message);
   }
 
@@ -225,6 +268,38 @@ export class Handover {
 
   // ---- the node the session arrives at ----
 
+  /**
+   * This node claimed session `clientId` from node `from` (not clean): from now on what `from` hands on for it
+   * is kept until it is served here (pendingsFrom()), at most RESTORE_TIMEOUT_MS; a copy of the session leaving
+   * this node (its client came back) does not get it either: it would hand it back. That copy goes on handing
+   * on until the session is read (comeBack()): what it gets meanwhile may also be in what `from` commits.
+   */
+  claiming(clientId: string, from: string): void {
+    const early = this.early.get(clientId);
+    if (early !== undefined) early.from = from;
+    else this.keep(clientId, from);
+  }
+
+  private keep(clientId: string, from: string): Early {
+    const early: Early = { from, kept: [], dropped: 0, cancel: () => {} };
+    early.cancel = this.host.setTimer(() => {
+      if (this.early.get(clientId) !== early) return;
+      this.early.delete(clientId);
+      if (early.kept.length > 0) this.host.warn('cluster: messages handed on for a session claimed here that was never served here are dropped', { clientId, node: early.from, messages: early.kept.length });
+      this.stats.lost += early.kept.length;
+    }, RESTORE_TIMEOUT_MS);
+    this.early.set(clientId, early);
+    return early;
+  }
+
+  /** What was kept for session `clientId` since its claim and is not to be delivered here (it went elsewhere, or started clean). */
+  forget(clientId: string): void {
+    const early = this.early.get(clientId);
+    if (early === undefined) return;
+    early.cancel();
+    this.early.delete(clientId);
+  }
+
   /** This node serves session `clientId` of claim `epoch` now, read after node `from` let it go. */
   arrivedHere(clientId: string, from: string, epoch: number): void {
     this.stats.arrived++;
@@ -235,44 +310,113 @@ export class Handover {
   }
 
   /**
-   * Holds back what reaches session `clientId` directly until node `from` has handed on what it kept for it
-   * (its end marker, relayEnd()) or PENDINGS_WAIT_MS passed; then the handed-on messages go into the session
-   * first, then `kept` (returned()), then the held ones, in the order they came. Resolves then.
+   * Holds back what reaches session `clientId` directly until node `from` has handed on everything (its end
+   * marker, relayEnd()) or `waitMs` passed (0: `from` is dead; then what its inbox still holds for the session is
+   * replayed); then the session gets the handed-on messages first (kept since the claim, then later ones), the
+   * replayed ones, then `kept` (returned()), then the held ones, in the order they came. Resolves then.
    */
-  pendingsFrom(clientId: string, from: string, kept: Message[] = []): Promise<void> {
+  pendingsFrom(clientId: string, from: string, kept: Message[] = [], waitMs = PENDINGS_WAIT_MS): Promise<void> {
     return new Promise((resolve) => {
-      this.waiting.get(clientId)?.release();
-      let cancel = () => {};
-      const waiting: Waiting = {
-        from,
-        relayed: [],
-        held: kept,
-        release: () => {
-          if (this.waiting.get(clientId) !== waiting) return;
-          this.waiting.delete(clientId);
-          cancel();
-          this.host.hold(clientId, undefined);
-          for (const m of waiting.relayed) this.host.deliverTo(clientId, m);
-          for (const m of waiting.held) this.host.deliverTo(clientId, m);
-          resolve();
-        },
-      };
+      const previous = this.waiting.get(clientId);
+      if (previous !== undefined) this.release(clientId, previous);
+      const early = this.early.get(clientId);
+      this.forget(clientId);
+      const waiting: Waiting = { from, relayed: [], held: [], keys: new Set(), done: false, cancel: () => {}, resolve };
+      for (const c of early?.kept ?? []) {
+        waiting.relayed.push(c);
+        waiting.keys.add(keyOf(c.id));
+      }
+      // A session that came back: the other node may have handed on copies of what was kept here meanwhile.
+      for (const m of kept) {
+        const id = this.returnedIds.get(m) ?? { ...this.host.identityOf(m) };
+        if (waiting.keys.has(keyOf(id))) continue;
+        waiting.keys.add(keyOf(id));
+        waiting.held.push({ message: m, id });
+      }
+      if (early !== undefined && early.dropped > 0) this.host.warn('cluster: more messages were handed on for a moving session than are kept; the oldest were dropped', { clientId, node: early.from, dropped: early.dropped, kept: MAX_PENDINGS });
       this.waiting.set(clientId, waiting);
-      if (!this.host.hold(clientId, (m) => (m === this.relaying ? waiting.relayed : waiting.held).push(m))) {
+      const held = this.host.hold(clientId, (m) => {
+        if (m === this.relaying) {
+          waiting.relayed.push({ message: m, id: { ...this.relayingId! } });
+          return;
+        }
+        const id = { ...this.host.identityOf(m) };
+        if (!waiting.keys.has(keyOf(id))) waiting.held.push({ message: m, id });
+      });
+      if (!held) {
         this.waiting.delete(clientId);
-        for (const m of kept) this.host.deliverTo(clientId, m);
+        for (const c of [...waiting.relayed, ...waiting.held]) this.host.deliverTo(clientId, c.message);
         resolve();
         return;
       }
-      cancel = this.host.setTimer(() => waiting.release(), PENDINGS_WAIT_MS);
+      waiting.cancel = this.host.setTimer(() => void this.replayThenRelease(clientId, waiting), waitMs);
     });
+  }
+
+  /** The old node sent no end marker in time: what its inbox holds for the session goes first, then the rest. */
+  private async replayThenRelease(clientId: string, waiting: Waiting): Promise<void> {
+    if (this.waiting.get(clientId) !== waiting || waiting.done) return;
+    let replayed: Captured[] = [];
+    try {
+      replayed = await this.host.replay(waiting.from, clientId);
+    } catch (err) {
+      this.host.warn('cluster: the inbox of the node a session left was not replayed for it', { clientId, node: waiting.from, error: String(err) });
+    }
+    if (this.waiting.get(clientId) !== waiting || waiting.done) return;
+    const only = new Set([clientId]);
+    const fresh: Captured[] = [];
+    for (const c of replayed) {
+      const key = keyOf(c.id);
+      if (waiting.keys.has(key) || !this.isNew(c.id, only)) continue;
+      waiting.keys.add(key);
+      this.observed(c.id);
+      fresh.push(c);
+    }
+    this.stats.replayed += fresh.length;
+    if (fresh.length > 0) this.host.warn('cluster: the node a session left sent no end marker in time; what its inbox held for the session was replayed', { clientId, node: waiting.from, replayed: fresh.length, ms: PENDINGS_WAIT_MS });
+    waiting.relayed.push(...fresh);
+    this.release(clientId, waiting);
+  }
+
+  private release(clientId: string, waiting: Waiting): void {
+    if (this.waiting.get(clientId) !== waiting) return;
+    this.waiting.delete(clientId);
+    waiting.done = true;
+    waiting.cancel();
+    this.host.hold(clientId, undefined);
+    for (const c of waiting.relayed) this.host.deliverTo(clientId, c.message);
+    for (const c of waiting.held) this.host.deliverTo(clientId, c.message);
+    waiting.resolve();
+  }
+
+  /**
+   * What this node kept or held for session `clientId` while it arrived, taken (in order) because the session
+   * leaves again: it is handed on to the next node instead.
+   */
+  private takeArriving(clientId: string): Captured[] {
+    const out: Captured[] = [];
+    const early = this.early.get(clientId);
+    if (early !== undefined) {
+      out.push(...early.kept);
+      this.forget(clientId);
+    }
+    const waiting = this.waiting.get(clientId);
+    if (waiting !== undefined) {
+      this.waiting.delete(clientId);
+      waiting.done = true;
+      waiting.cancel();
+      this.host.hold(clientId, undefined);
+      out.push(...waiting.relayed, ...waiting.held);
+      waiting.resolve();
+    }
+    return out;
   }
 
   /** Node `from` handed on everything it kept for sessions `only`. */
   relayEnd(from: string, only: ReadonlySet<string>): void {
     for (const clientId of only) {
       const waiting = this.waiting.get(clientId);
-      if (waiting !== undefined && waiting.from === from) waiting.release();
+      if (waiting !== undefined && waiting.from === from && !waiting.done) this.release(clientId, waiting);
     }
   }
 
@@ -282,10 +426,30 @@ export class Handover {
     this.seen.set(keyOf(id), ++this.order);
   }
 
-  /** Whether a message handed on for `only` is delivered: not when each of them had it here already. */
-  accept(id: MessageId, only: ReadonlySet<string>, message?: Message): boolean {
+  /**
+   * A message handed on by node `from` for sessions `only`: 'kept' when it is for a session claimed here and
+   * not yet served (delivered with it later); false when each of them had it here already; true: deliver now.
+   */
+  accept(id: MessageId, only: ReadonlySet<string>, message?: Message, from?: string): boolean | 'kept' {
+    if (message !== undefined && only.size === 1) {
+      const clientId = only.values().next().value!;
+      // Kept for a session claimed here and not served yet, or (the claim not known yet) not here at all.
+      let early = this.early.get(clientId);
+      if (early === undefined && from !== undefined && !this.waiting.has(clientId) && !this.host.has(clientId)) early = this.keep(clientId, from);
+      if (early !== undefined) {
+        if (early.kept.length >= MAX_PENDINGS) {
+          early.kept.shift();
+          early.dropped++;
+          this.stats.lost++;
+        }
+        early.kept.push({ message, id: { ...id } });
+        return 'kept';
+      }
+      if (from !== undefined && this.waiting.get(clientId)?.from === from) this.waiting.get(clientId)!.keys.add(keyOf(id));
+    }
     if (!this.isNew(id, only)) return false;
     this.relaying = message;
+    this.relayingId = { ...id };
     return true;
   }
 
@@ -317,13 +481,14 @@ export class Handover {
   }
 
   /** Sessions leaving now and sessions watched after arriving (inspection and tests). */
-  get state(): { leaving: number; arrived: number; seen: number } {
-    return { leaving: this.leaving.size, arrived: this.arrived.size, seen: this.seen.size };
+  get state(): { leaving: number; arrived: number; seen: number; kept: number } {
+    return { leaving: this.leaving.size, arrived: this.arrived.size, seen: this.seen.size, kept: this.early.size };
   }
 
   close(): void {
-    for (const waiting of [...this.waiting.values()]) waiting.release();
+    for (const [clientId, waiting] of [...this.waiting]) this.release(clientId, waiting);
     for (const [clientId, leaving] of [...this.leaving]) this.finish(clientId, leaving);
+    for (const clientId of [...this.early.keys()]) this.forget(clientId);
     this.cancelPrune?.();
     this.cancelPrune = undefined;
     this.arrived.clear();

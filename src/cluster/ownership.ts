@@ -98,6 +98,8 @@ export class ClientOwnership {
    * leaves (a cluster with sessions in Redis hands it over: handover.ts). By default it is dropped at once.
    */
   onTaken: (clientId: string, clean: boolean, claimant: string, epoch: number) => void = (clientId, clean) => void this.core?.registry.movedAway(clientId, clean);
+  /** The claim script gave this node the Client ID of a session held by node `previous` (not clean): it may hand messages on from now (handover.ts). */
+  onClaiming: (clientId: string, previous: string) => void = () => {};
   /** Node `from` serves a session of claim `epoch` that left this node (handover.ts). */
   onRestored: (clientId: string, from: string, epoch: number) => void = () => {};
   /** The channel where other nodes say they let a session go that this node claimed. */
@@ -154,6 +156,7 @@ export class ClientOwnership {
   /** The claim got `epoch`; `previous` held the Client ID before. True when this CONNECT may go on. */
   private async afterClaim(client: ClientInfo, request: ClaimRequest, epoch: number, previous: string, pending: { floor: number }): Promise<boolean | number> {
     const clientId = client.clientId;
+    if (previous !== '' && previous !== this.ctx.node && !request.clean) this.onClaiming(clientId, previous);
     // The node that held the Client ID commits what it recorded of the session and lets it go first, so the
     // session read here is whole and nothing that node writes later lands on top of this node's writes.
     if (previous !== '' && previous !== this.ctx.node && this.liveness?.isAlive(previous) !== false) await this.handedOver(clientId, epoch, previous);

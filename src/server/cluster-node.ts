@@ -12,7 +12,8 @@ import { Forwarder, ForwardingStore, type RedisCaller } from '../cluster/forward
 import { inboxPositionKey } from '../cluster/inbox-replay.js';
 import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { adoptSessions } from '../cluster/adoption.js';
-import { Handover, SETTLE_MAX_MS } from '../cluster/handover.js';
+import { Handover, PENDINGS_WAIT_MS, SETTLE_MAX_MS } from '../cluster/handover.js';
+import { replayForSession } from '../cluster/handover-replay.js';
 import { ClusterOwnership, ownerKey, type OwnershipHost } from '../cluster/ownership.js';
 import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
 import { duplicateWith } from '../cluster/redis-forms.js';
@@ -68,6 +69,18 @@ export class ClusterNode {
         relay: (node, message, id, clientId) => forwarder.relay(node, message, id, [clientId]),
         relayEnd: (node, clientId) => forwarder.relayEnd(node, [clientId]),
         settle: (done) => (this.plane === undefined ? done() : this.plane.barrier(done, SETTLE_MAX_MS)),
+        has: (clientId) => this.core().registry.sessions.has(clientId),
+        replay: (node, clientId) =>
+          this.plane === undefined
+            ? Promise.resolve([])
+            : replayForSession({
+                redis: this.plane.commands as unknown as RedisCaller,
+                inboxKey: forwarder.inboxKey(node),
+                positionKey: inboxPositionKey(sessionPrefix, node),
+                clientId,
+                settle: () => new Promise((resolve) => this.plane!.barrier(resolve, SETTLE_MAX_MS)),
+                warn,
+              }),
         hold: (clientId, divert) => {
           const session = this.core().registry.sessions.get(clientId);
           if (session === undefined) return false;
@@ -84,8 +97,9 @@ export class ClusterNode {
         now,
         warn: (message, context) => warn(message, context),
       }));
-      forwarder.acceptRelay = (id, only, message) => handover.accept(id, only, message);
+      forwarder.acceptRelay = (id, only, message, from) => handover.accept(id, only, message, from);
       forwarder.onRelayEnd = (from, only) => handover.relayEnd(from, only);
+      owner.onClaiming = (clientId, previous) => handover.claiming(clientId, previous);
       owner.onClaimed = (clientId, clean, previous, epoch) => this.resume(sessions, clientId, clean, previous, epoch);
       owner.onTaken = (clientId, clean, claimant, epoch) => {
         if (clean || !handover.leave(clientId, claimant, epoch)) this.core().registry.movedAway(clientId, clean);
@@ -221,6 +235,7 @@ export class ClusterNode {
     if (stale !== undefined) registry.movedAway(clientId, false);
     if (stored === undefined) {
       handover.returned(clientId);
+      handover.forget(clientId);
       return;
     }
     // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
@@ -231,9 +246,9 @@ export class ClusterNode {
     }
     handover.arrivedHere(clientId, previous, epoch);
     const kept = handover.returned(clientId);
-    // What the old node kept for the session is older than what reached this node for it (unless that node is dead).
-    if (this.plane?.membership.isAlive(previous) !== false) await handover.pendingsFrom(clientId, previous, kept);
-    else deliver(kept);
+    // What the old node handed on for the session is older than what reached this node for it; a dead node's
+    // inbox is read for it at once (its adopter replays it only for the sessions it still held).
+    await handover.pendingsFrom(clientId, previous, kept, this.plane?.membership.isAlive(previous) !== false ? PENDINGS_WAIT_MS : 0);
   }
 
   /** `message` to the local session `clientId` only, as its subscriptions say (a hand-over's messages). */

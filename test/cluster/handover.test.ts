@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import type { Message } from '../../src/broker/message.js';
 import type { MessageId } from '../../src/cluster/forward-codec.js';
-import { GRACE_MS, Handover, PENDINGS_WAIT_MS, RESTORE_TIMEOUT_MS, type HandoverHost } from '../../src/cluster/handover.js';
+import { GRACE_MS, Handover, PENDINGS_WAIT_MS, RESTORE_TIMEOUT_MS, type Captured, type HandoverHost } from '../../src/cluster/handover.js';
 
 const msg = (n: number): Message => ({ topic: 't', payload: Buffer.from(String(n)), qos: 1, retain: false });
 const id = (origin: string, no: number): MessageId => ({ origin, epoch: 'e', no });
@@ -18,6 +18,9 @@ function fakeHost() {
   let held: ((m: Message) => void) | undefined;
   let settling: (() => void)[] | undefined;
   const ids = new Map<Message, MessageId>();
+  /** Sessions not here (has() says false), and what replay() gives. */
+  const absent = new Set<string>();
+  let replayed: Captured[] = [];
   let now = 0;
   const host: HandoverHost = {
     leave: (clientId, d) => {
@@ -32,6 +35,8 @@ function fakeHost() {
     relay: (node, m, i, clientId) => (events.push(`relay ${node} ${clientId} ${m.payload} ${i.origin}/${i.no}`), true),
     relayEnd: (node, clientId) => events.push(`end ${node} ${clientId}`),
     settle: (done) => (settling ? settling.push(done) : done()),
+    has: (clientId) => !absent.has(clientId),
+    replay: (node, clientId) => (events.push(`replay ${node} ${clientId}`), Promise.resolve(replayed)),
     hold: (clientId, d) => {
       if (clientId === 'none') return false;
       held = d;
@@ -50,6 +55,11 @@ function fakeHost() {
   return {
     host,
     events,
+    absent,
+    /** What the old node's inbox holds for the session (host.replay). */
+    set replayed(list: Captured[]) {
+      replayed = list;
+    },
     /** A message dispatched on this node to the leaving session, with its identity. */
     deliver(m: Message, i: MessageId) {
       ids.set(m, i);
@@ -57,7 +67,8 @@ function fakeHost() {
     },
     observe: (i: MessageId) => observer?.(i),
     /** A message dispatched on this node to an arrived session (held back or not). */
-    arrive(m: Message) {
+    arrive(m: Message, i?: MessageId) {
+      if (i !== undefined) ids.set(m, i);
       if (held !== undefined) held(m);
       else events.push(`deliver-direct ${m.payload}`);
     },
@@ -81,7 +92,7 @@ function fakeHost() {
 }
 
 describe('Handover: the node a session leaves', () => {
-  it('captures while the new node reads the session, hands it on in order once told, then for GRACE_MS, then drops the session', () => {
+  it('hands on at once what it is delivered (nothing kept in memory only), sends the end marker once told and settled, goes on for GRACE_MS, then drops the session', () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       const f = fakeHost();
@@ -89,12 +100,13 @@ describe('Handover: the node a session leaves', () => {
       assert.equal(h.leave('s', 'b', 7), true);
       f.deliver(msg(1), id('c', 1));
       f.deliver(msg(2), id('c', 2));
-      assert.deepEqual(f.events, ['leave s'], 'nothing handed on before the new node serves it');
-      h.restored('s', 'x', 7); // another node: nothing handed on (it is told not to wait)
+      assert.deepEqual(f.events, ['leave s', 'relay b s 1 c/1', 'relay b s 2 c/2'], 'handed on in the turn they came (their PUBACKs wait for the relay), in order');
+      h.restored('s', 'x', 7); // another node: it is told not to wait
       h.restored('s', 'b', 6); // an older claim: likewise
-      assert.deepEqual(f.events.slice(1), ['end x s', 'end b s']);
+      assert.deepEqual(f.events.slice(3), ['end x s', 'end b s']);
       h.restored('s', 'b', 7);
-      assert.deepEqual(f.events.slice(3), ['relay b s 1 c/1', 'relay b s 2 c/2', 'end b s'], 'the pendings in order, then the end marker');
+      assert.deepEqual(f.events.slice(5), ['end b s'], 'then the end marker');
+      h.restored('s', 'b', 7); // said again: the marker again (the new node need not wait), nothing else
       f.deliver(msg(3), id('a', 9)); // publishers that had not seen b's routes yet
       assert.equal(f.events.at(-1), 'relay b s 3 a/9', 'handed on at once during the grace');
       f.advance(GRACE_MS - 1);
@@ -102,13 +114,13 @@ describe('Handover: the node a session leaves', () => {
       f.advance(1);
       assert.equal(f.events.at(-1), 'drop s');
       assert.equal(h.isLeaving('s'), false);
-      assert.deepEqual(h.stats, { left: 1, arrived: 0, handedOn: 3, lost: 0 });
+      assert.deepEqual(h.stats, { left: 1, arrived: 0, handedOn: 3, lost: 0, replayed: 0 });
     } finally {
       mock.timers.reset();
     }
   });
 
-  it('told the new node serves it, it first reads what was sent to it before (settle): that goes with the pendings, before the end marker', () => {
+  it('told the new node serves it, it first reads what was sent to it before (settle) and hands that on, then the end marker', () => {
     const f = fakeHost();
     const h = new Handover(f.host);
     h.leave('s', 'b', 3);
@@ -117,13 +129,13 @@ describe('Handover: the node a session leaves', () => {
     h.restored('s', 'b', 3);
     h.restored('s', 'b', 3); // said twice: settled once
     f.deliver(msg(2), id('c', 2)); // sent here before c saw b's routes, read now
-    assert.deepEqual(f.events, ['leave s'], 'nothing handed on while reading');
+    assert.deepEqual(f.events, ['leave s', 'relay b s 1 c/1', 'relay b s 2 c/2'], 'no end marker while reading');
     f.settled();
-    assert.deepEqual(f.events.slice(1), ['relay b s 1 c/1', 'relay b s 2 c/2', 'end b s']);
+    assert.deepEqual(f.events.slice(3), ['end b s']);
     h.close();
   });
 
-  it('a new node that never says it serves the session: dropped after RESTORE_TIMEOUT_MS, with a warning and the loss counted', () => {
+  it('a new node that never says it serves the session: dropped after RESTORE_TIMEOUT_MS with a warning (what came was handed on already)', () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       const f = fakeHost();
@@ -133,13 +145,22 @@ describe('Handover: the node a session leaves', () => {
       f.advance(RESTORE_TIMEOUT_MS);
       assert.match(f.events.join('\n'), /did not say it serves it/);
       assert.equal(f.events.at(-1), 'drop s');
-      assert.equal(h.stats.lost, 1);
-      h.restored('s', 'b', 1); // too late: nothing handed on
+      assert.equal(h.stats.lost, 0);
+      assert.equal(h.stats.handedOn, 1);
+      h.restored('s', 'b', 1); // too late: only the marker
       assert.equal(f.events.at(-1), 'end b s');
-      assert.ok(!f.events.some((e) => e.startsWith('relay')));
     } finally {
       mock.timers.reset();
     }
+  });
+
+  it('a relay the forwarder refuses (its buffer full) is counted lost', () => {
+    const f = fakeHost();
+    const h = new Handover({ ...f.host, relay: () => false });
+    h.leave('s', 'b', 1);
+    f.deliver(msg(1), id('c', 1));
+    assert.deepEqual([h.stats.handedOn, h.stats.lost], [0, 1]);
+    h.close();
   });
 
   it('no session here (a client without one): nothing to hand over', () => {
@@ -196,7 +217,7 @@ describe('Handover: the node a session arrives at', () => {
       // Watched until GRACE_MS + RESTORE_TIMEOUT_MS after the arrival, then forgotten.
       f.advance(GRACE_MS + RESTORE_TIMEOUT_MS + GRACE_MS);
       assert.equal(f.observing, false);
-      assert.deepEqual(h.state, { leaving: 0, arrived: 0, seen: 0 });
+      assert.deepEqual(h.state, { leaving: 0, arrived: 0, seen: 0, kept: 0 });
     } finally {
       mock.timers.reset();
     }
@@ -256,4 +277,123 @@ describe('Handover: the node a session arrives at', () => {
       mock.timers.reset();
     }
   });
+
+  it('claimed here: what the old node hands on before the session is served here is kept and goes first, then what it hands on later, then the held direct ones (a direct copy of a kept one dropped)', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const f = fakeHost();
+      const h = new Handover(f.host);
+      const only = new Set(['s']);
+      h.claiming('s', 'a');
+      assert.equal(h.accept(id('c', 1), only, msg(1), 'a'), 'kept');
+      assert.equal(h.accept(id('c', 2), only, msg(2), 'a'), 'kept');
+      assert.equal(h.state.kept, 1);
+      assert.equal(f.events.length, 0, 'nothing delivered before the session is served here');
+      h.arrivedHere('s', 'a', 5);
+      const waiting = h.pendingsFrom('s', 'a');
+      assert.equal(h.state.kept, 0);
+      f.arrive(msg(10), id('c', 10)); // direct, newer
+      f.arrive(msg(2), id('c', 2)); // a direct copy of one handed on: the session gets it once
+      const later = msg(3);
+      assert.equal(h.accept(id('c', 3), only, later, 'a'), true);
+      f.arrive(later);
+      h.relayEnd('a', only);
+      await waiting;
+      assert.deepEqual(f.events.filter((e) => e.startsWith('deliver')), ['deliver s 1', 'deliver s 2', 'deliver s 3', 'deliver s 10']);
+      h.close();
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('handed-on messages for a session not here whose claim is not known yet are kept too; never served: dropped after RESTORE_TIMEOUT_MS with a warning', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const f = fakeHost();
+      const h = new Handover(f.host);
+      const only = new Set(['s']);
+      assert.equal(h.accept(id('c', 1), only, msg(1), 'a'), true, 'a session here: delivered now');
+      f.absent.add('s');
+      assert.equal(h.accept(id('c', 2), only, msg(2), 'a'), 'kept');
+      h.claiming('s', 'a'); // the claim's answer read after the relay: the same buffer
+      assert.equal(h.state.kept, 1);
+      f.advance(RESTORE_TIMEOUT_MS);
+      assert.match(f.events.join('\n'), /never served here are dropped/);
+      assert.equal(h.stats.lost, 1);
+      assert.equal(h.state.kept, 0);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('no end marker within PENDINGS_WAIT_MS (the old node stopped or died): what its inbox holds for the session is replayed after what it handed on, skipping what the session had, then the held ones', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const f = fakeHost();
+      const h = new Handover(f.host);
+      const only = new Set(['s']);
+      h.claiming('s', 'a');
+      h.accept(id('c', 1), only, msg(1), 'a');
+      h.arrivedHere('s', 'a', 2);
+      let done = false;
+      const waiting = h.pendingsFrom('s', 'a').then(() => (done = true));
+      f.observe(id('c', 5)); // reached this node directly (the forwarder's observer), held
+      f.arrive(msg(5), id('c', 5));
+      f.replayed = [
+        { message: msg(1), id: id('c', 1) }, // handed on already
+        { message: msg(4), id: id('c', 4) }, // acknowledged to its publisher, never read by a
+        { message: msg(5), id: id('c', 5) }, // the session had it directly
+      ];
+      f.advance(PENDINGS_WAIT_MS - 1);
+      await Promise.resolve();
+      assert.equal(done, false);
+      f.advance(1);
+      await waiting;
+      assert.ok(f.events.includes('replay a s'));
+      assert.deepEqual(f.events.filter((e) => e.startsWith('deliver')), ['deliver s 1', 'deliver s 4', 'deliver s 5']);
+      assert.equal(h.stats.replayed, 1);
+      assert.equal(h.accept(id('c', 4), only, msg(4), 'a'), false, 'handed on late by the old node after all: dropped');
+      // The old node known dead: no wait.
+      h.arrivedHere('t', 'a', 3);
+      f.replayed = [{ message: msg(7), id: id('c', 7) }];
+      const dead = h.pendingsFrom('t', 'a', [], 0);
+      f.advance(0);
+      await dead;
+      assert.equal(f.events.at(-1), 'deliver t 7');
+      h.close();
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('the session leaves again while it arrives: what was kept and held for it is handed on to the next node first, in order', async () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const f = fakeHost();
+      const h = new Handover(f.host);
+      h.claiming('s', 'a');
+      h.accept(id('c', 1), new Set(['s']), msg(1), 'a');
+      h.arrivedHere('s', 'a', 2);
+      const waiting = h.pendingsFrom('s', 'a');
+      f.arrive(msg(10), id('c', 10));
+      assert.equal(h.leave('s', 'c', 9), true);
+      await waiting;
+      f.deliver(msg(11), id('c', 11));
+      assert.deepEqual(f.events.filter((e) => e.startsWith('relay') || e.startsWith('deliver')), ['relay c s 1 c/1', 'relay c s 10 c/10', 'relay c s 11 c/11']);
+      h.close();
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('claimed back by this node while it leaves: what the other node hands on meanwhile is kept for the session read back, not given to the leaving copy (which would hand it back)', () => {
+    const f = fakeHost();
+    const h = new Handover(f.host);
+    h.leave('s', 'b', 1);
+    f.deliver(msg(1), id('c', 1));
+    h.claiming('s', 'b');
+    assert.equal(h.accept(id('c', 2), new Set(['s']), msg(2), 'b'), 'kept');
+    assert.deepEqual(f.events.filter((e) => e.startsWith('relay')), ['relay b s 1 c/1']);
+    h.close();
+});
 });

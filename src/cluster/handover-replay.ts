@@ -1,0 +1,78 @@
+// What a node's inbox holds for one session that left it, after the node's committed read position: the new
+// node of a moving session reads it when the old node sent no end marker in time (stopped or SIGKILLed in the
+// middle of the move, handover.ts). Those entries were acknowledged to their publishers (their XADD was in
+// Redis) but the old node either never read them or read them and never handed them on: the position it
+// commits stays before an entry until the hand-on of what it read there is in Redis (Forwarder.relay). The
+// adopter of a dead node replays its inbox too (inbox-replay.ts), but only for the sessions the dead node still
+// held; a session that was moving is the new node's.
+import type { Buffer } from 'node:buffer';
+import { decodeBatch } from './forward-codec.js';
+import type { RedisCaller } from './forwarder.js';
+import type { Captured } from './handover.js';
+import { nextId, parseEntry } from './inbox-replay.js';
+
+/** Entries per XRANGE. */
+const PAGE = 256;
+/** Entries read at most (a bound on the time and memory of one session's replay). */
+const MAX_ENTRIES = 20_000;
+
+export interface SessionReplayOptions {
+  redis: RedisCaller;
+  /** The old node's inbox, and the key of its committed read position (inbox-replay.ts inboxPositionKey). */
+  inboxKey: string;
+  positionKey: string;
+  clientId: string;
+  /**
+   * Resolves once this node has read what other nodes sent it so far (ClusterPlane.barrier). A message a
+   * publisher's node sent both to the old node and here is then known here (delivered directly, so skipped).
+   */
+  settle: () => Promise<void>;
+  warn: (message: string, context: object) => void;
+}
+
+type Page = [Buffer, Buffer[]][];
+
+/**
+ * The messages of the inbox after its committed position that go to session `clientId`: those sent to its node
+ * for the subscriptions it had (plain), and those handed on to it for that session; markers and shared-group
+ * messages are not (a moving session leaves its groups at once). In inbox order, each with its identity.
+ */
+export async function replayForSession(options: SessionReplayOptions): Promise<Captured[]> {
+  const { redis, inboxKey, clientId } = options;
+  // Up to the inbox's end now: what comes later was also sent here (its senders know this node's routes).
+  const end = (await redis.call('XREVRANGE', inboxKey, '+', '-', 'COUNT', 1)) as [string, unknown][];
+  if (end.length === 0) return [];
+  const until = end[0]![0];
+  await options.settle();
+  const position = (await redis.call('GET', options.positionKey)) as string | null;
+  let last = position ?? '0-0';
+  const out: Captured[] = [];
+  const seen = new Map<string, { epoch: string; seq: number }>();
+  for (let read = 0; read < MAX_ENTRIES; ) {
+    const page = (await redis.callBuffer('XRANGE', inboxKey, nextId(last), until, 'COUNT', PAGE)) as Page;
+    for (const [id, fields] of page) {
+      last = id.toString();
+      const entry = parseEntry(fields);
+      if (entry === undefined) continue;
+      // A batch written twice (a resent XADD) is read once.
+      const prev = seen.get(entry.origin);
+      if (prev !== undefined && prev.epoch === entry.epoch && entry.seq <= prev.seq) continue;
+      seen.set(entry.origin, { epoch: entry.epoch, seq: entry.seq });
+      // Expiry counts from when Redis took the entry (its id's time), not from now.
+      const sentAt = Number(last.slice(0, last.indexOf('-')));
+      try {
+        decodeBatch(entry.data, sentAt, entry.origin, entry.epoch, (message, remote, messageId) => {
+          if (message.topic === '') return; // a marker
+          const forSession = remote.only !== undefined ? remote.only.has(clientId) : remote.plain;
+          if (forSession) out.push({ message, id: { ...messageId } });
+        });
+      } catch (err) {
+        options.warn('cluster: a batch of the inbox of the node a session left could not be read; skipped', { key: inboxKey, id: last, error: String(err) });
+      }
+    }
+    read += page.length;
+    if (page.length < PAGE || last === until) return out;
+  }
+  options.warn('cluster: the inbox of the node a session left is longer than is replayed for it; the rest is not', { key: inboxKey, clientId, entries: MAX_ENTRIES });
+  return out;
+}
