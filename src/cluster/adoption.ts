@@ -56,6 +56,14 @@ const FINISH_ROUNDS = 3;
 /** How long the lock on a dead node's sessions is held (ms): the adoption is one pass. */
 const LOCK_MS = 60_000;
 
+/**
+ * How long the dead inbox and its position stay after the death is seen, at least (ms). A session that was moving
+ * off the dead node when it died is not adopted (its owner is its new node), but its new node reads the dead
+ * inbox for it (handover-replay.ts) within about 4.5 s of its claim, which came before the death: the wait for
+ * the release (2 s), PENDINGS_WAIT_MS (2 s), a barrier (0.5 s).
+ */
+export const MOVE_READ_MS = 5000;
+
 /** How long the adopted sessions' messages are held waiting for every node's switch marker (ms). */
 export const SWITCH_WAIT_MS = 2000;
 /** How often the dead inbox is read again while markers are awaited (ms). */
@@ -100,6 +108,7 @@ export interface Adoption {
 
 /** Node `dead` died: if this node wins the lock, it takes over its offline sessions and replays its inbox. */
 export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise<Adoption | undefined> {
+  const seenDeadAt = Date.now();
   const won = await ctx.redis.set(`${ctx.prefix}:adopt:${dead}`, ctx.node, 'PX', LOCK_MS, 'NX');
   if (won === null) return undefined;
   const adopt = script(ctx, 'petrelAdopt', ADOPT_SCRIPT, 1);
@@ -176,6 +185,9 @@ export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise
     return { sessions: adopted.length, replayed };
   }
   release(ctx, diverts, hold);
+  // Not trimmed or deleted while the new node of a session that was moving off the dead node may read it.
+  const keep = seenDeadAt + MOVE_READ_MS - Date.now();
+  if (keep > 0) await new Promise((r) => setTimeout(r, keep).unref());
   try {
     for (let round = 0; ; round++) {
       // What the replay queued is in Redis before the entries go.

@@ -7,34 +7,17 @@
 // What A got for the leaving session was handed on to B's inbox before its publisher was answered
 // (handover.ts); what other nodes sent A that A never read is replayed by B from A's inbox (handover-replay.ts).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import mqtt, { Store, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import { startChildBroker, type ChildBroker } from '../helpers/child-broker.js';
 import { noRedis, RedisServer } from '../helpers/redis.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { delay, eventually } from '../helpers/wait.js';
-import { inbox, startNode, type Ctx } from './nodes.js';
+import { childNode } from './child-node.js';
+import { inbox, startNode } from './nodes.js';
 
 let prefixes = 0;
 /** Room for what B holds back while it waits for A's end marker (PENDINGS_WAIT_MS), none of it dropped for the queue's bound. */
 const MAX_QUEUED = 20_000;
-
-/** Node `name` as a child process on `redis` (`petrel broker -c config`), killed at the end of the test. */
-async function childNode(t: Ctx, redis: RedisServer, name: string, cluster: Record<string, unknown>): Promise<ChildBroker> {
-  const dir = mkdtempSync(join(tmpdir(), 'petrel-movekill-'));
-  const config = join(dir, 'petrel.config.json');
-  writeFileSync(config, JSON.stringify({ maxQueuedMessages: MAX_QUEUED, cluster: { redis: redis.url, nodeName: name, ...cluster } }));
-  const node = await startChildBroker(dir, ['-c', config, '--log-format', 'json']);
-  t.after(async () => {
-    if (node.child.signalCode === null && node.child.exitCode === null) node.child.kill('SIGCONT');
-    await node.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return node;
-}
 
 /** Publishes `who:0`, `who:1`, ... at QoS `qos` until stop(), one every 2 ms or so; `acked`: those answered. */
 function publishing(client: MqttClient, who: string, qos: 1 | 2): { acked: number[]; stop: () => Promise<void> } {
@@ -81,7 +64,7 @@ describeOrSkip('cluster: a session move survives the old node being SIGKILLed', 
       // replayed it for the sessions A still held (not this one: B holds it). B reads it at most
       // HANDOVER_TIMEOUT_MS + PENDINGS_WAIT_MS + a barrier (4.5 s) after its claim.
       const cluster = { prefix, heartbeatTimeout: 6, heartbeatInterval: 100 };
-      const a = await childNode(t, redis, 'a', cluster);
+      const a = await childNode(t, redis, 'a', cluster, { maxQueuedMessages: MAX_QUEUED });
       const b = await startNode(t, redis, 'b', cluster, { maxQueuedMessages: MAX_QUEUED });
       const c = await startNode(t, redis, 'c', cluster, { maxQueuedMessages: MAX_QUEUED });
       await eventually(() => b.view().nodes.length === 3 && c.view().nodes.length === 3, 5000, 'B and C to see the three nodes');
