@@ -25,6 +25,9 @@ export interface MessageId {
   no: number;
 }
 
+/** A message identity as one string (a key of maps and sets, and what the Redis session store keeps with a message). */
+export const identityKey = (id: MessageId): string => `${id.origin}\n${id.epoch}\n${id.no}`;
+
 /** What a handed-on message carries besides the message: its identity and the sessions it is for. */
 export interface Relay {
   id: MessageId;

@@ -18,7 +18,7 @@
 // identities it delivered itself from its inbox since the session arrived, and those handed on, so a message
 // that reached B both ways (or was also replayed) is delivered once.
 import type { Message } from '../broker/message.js';
-import type { MessageId } from './forward-codec.js';
+import { identityKey, type MessageId } from './forward-codec.js';
 
 /** How long the old node goes on handing on what arrives for a moved session, after the new node has it (ms). */
 export const GRACE_MS = 3000;
@@ -126,7 +126,7 @@ export interface HandoverStats {
   replayed: number;
 }
 
-const keyOf = (id: MessageId): string => `${id.origin}\n${id.epoch}\n${id.no}`;
+const keyOf = identityKey;
 
 export class Handover {
   private readonly leaving = new Map<string, Leaving>();
@@ -242,16 +242,18 @@ export class Handover {
    * (after what the other node hands back, which is older: pendingsFrom()). Remembered as delivered here after
    * its arrival, so the same messages handed back by the other node are dropped.
    */
-  returned(clientId: string): Message[] {
+  returned(clientId: string, stored?: ReadonlySet<string>): Message[] {
     const leaving = this.leaving.get(clientId);
     if (leaving === undefined || leaving.mode !== 'returning') return [];
     leaving.cancelTimer();
     this.leaving.delete(clientId);
-    for (const c of leaving.captured) {
+    // A copy kept here of a message the session read back holds already (the other node queued it): dropped.
+    const kept = stored === undefined || stored.size === 0 ? leaving.captured : leaving.captured.filter((c) => !stored.has(keyOf(c.id)));
+    for (const c of kept) {
       this.observed(c.id);
       this.returnedIds.set(c.message, c.id);
     }
-    return leaving.captured.map((c) => c.message);
+    return kept.map((c) => c.message);
   }
 
   private finish(clientId: string, leaving: Leaving): void {

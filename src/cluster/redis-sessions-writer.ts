@@ -38,6 +38,8 @@ export interface MessageRef {
   committed: number;
   /** Its hash exists in Redis (or is written by a commit made already). */
   written: boolean;
+  /** The message's cluster identity (origin, life, number: forward-codec.ts), stored with it; undefined off a cluster. */
+  readonly identity: string | undefined;
 }
 
 export interface RedisWriterOptions {
@@ -102,6 +104,11 @@ export class RedisSessionWriter {
   /** Called when no commit is waiting for its reply. */
   private idle: (() => void)[] = [];
   private readonly warn: (message: string, context: Record<string, unknown>) => void;
+  /**
+   * The identity of a message being recorded now (a cluster node's Forwarder.identityOf, called while it is
+   * dispatched): stored with it, so a node reading the session back can tell it from a copy it kept itself.
+   */
+  identify: ((message: Message) => string | undefined) | undefined;
   /** Commands added to each commit as it is built: a cluster node's inbox read position (forwarder.ts). */
   extraCommands: (() => (string | number | Buffer)[][]) | undefined;
   /** Commits sent (retries included), commands in them, changes skipped (undone within their turn), ... */
@@ -143,7 +150,7 @@ export class RedisSessionWriter {
   ref(message: Message): MessageRef {
     let ref = this.messages.get(message);
     if (ref === undefined) {
-      ref = { message, id: `${this.idPrefix}.${(this.nextId++).toString(36)}`, refs: 0, committed: 0, written: false };
+      ref = { message, id: `${this.idPrefix}.${(this.nextId++).toString(36)}`, refs: 0, committed: 0, written: false, identity: this.identify?.(message) };
       this.messages.set(message, ref);
       this.byId.set(ref.id, ref);
     }
@@ -171,12 +178,13 @@ export class RedisSessionWriter {
   }
 
   /** A message read from Redis (loaded or fetched), with `refs` records of it now held here. */
-  adopt(id: string, decode: () => Message | undefined, refs: number): MessageRef | undefined {
+  adopt(id: string, decode: () => StoredRecord | undefined, refs: number): MessageRef | undefined {
     let ref = this.byId.get(id);
     if (ref === undefined) {
-      const message = decode();
-      if (message === undefined) return undefined;
-      ref = { message, id, refs: 0, committed: 0, written: true };
+      const stored = decode();
+      if (stored === undefined) return undefined;
+      const message = stored.message;
+      ref = { message, id, refs: 0, committed: 0, written: true, identity: stored.identity };
       this.byId.set(id, ref);
       this.messages.set(message, ref);
     }
@@ -267,7 +275,7 @@ export class RedisSessionWriter {
         const key = this.messageKey(ref.id);
         if (!ref.written) {
           ref.written = true;
-          cmds.push(['message', key, encodeMessage(ref.message)]);
+          cmds.push(['message', key, encodeMessage(ref.message, ref.identity)]);
         }
         cmds.push(['incr', key, delta]);
       } else if (delta < 0 && ref.written) releases.push(['release', this.messageKey(ref.id), -delta]);
@@ -484,15 +492,24 @@ interface StoredMessage {
   properties?: Message['properties'];
   expiresAt?: number;
   from?: string;
+  /** Its cluster identity (MessageRef.identity). */
+  id?: string;
 }
 
-export function encodeMessage(m: Message): string {
-  const stored: StoredMessage = { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, from: m.from };
+export function encodeMessage(m: Message, identity?: string): string {
+  const stored: StoredMessage = { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties, expiresAt: m.expiresAt, from: m.from, id: identity };
   return toJson(stored)!;
 }
 
-export function decodeMessage(text: string): Message {
+/** A stored message and its cluster identity. */
+export interface StoredRecord {
+  message: Message;
+  identity: string | undefined;
+}
+
+export function decodeMessage(text: string): StoredRecord {
   const m = fromJson<StoredMessage>(text)!;
   // Field order of createMessage (one hidden class).
-  return { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties ?? undefined, expiresAt: m.expiresAt ?? undefined, from: m.from ?? undefined };
+  const message: Message = { topic: m.topic, payload: m.payload, qos: m.qos, retain: m.retain, properties: m.properties ?? undefined, expiresAt: m.expiresAt ?? undefined, from: m.from ?? undefined };
+  return { message, identity: m.id ?? undefined };
 }

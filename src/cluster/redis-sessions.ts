@@ -159,6 +159,19 @@ export class RedisSessionStore implements SessionStore {
     return session;
   }
 
+  /**
+   * The cluster identities of the queued and in-flight messages of a session just fetched (call before its
+   * journal is taken): a node it comes back to drops its own copies of them (handover.ts returned()).
+   */
+  identitiesOf(clientId: string): Set<string> {
+    const ids = new Set<string>();
+    const rows = this.loaded.get(clientId);
+    if (rows === undefined) return ids;
+    for (const row of rows.queue.values()) if (row.ref.identity !== undefined) ids.add(row.ref.identity);
+    for (const row of rows.inflight.values()) if (row.ref.identity !== undefined) ids.add(row.ref.identity);
+    return ids;
+  }
+
   /** A session fetched and then not used (the node had it already): this node's hold on its messages goes. */
   dropFetched(clientId: string): void {
     const rows = this.loaded.get(clientId);

@@ -9,6 +9,7 @@ import { MemorySessionStore } from '../broker/store/memory.js';
 import type { RemoteDelivery, RetainedStore, SessionStore, StoredSession } from '../broker/store/types.js';
 import type { ClusterPlane } from '../cluster/cluster.js';
 import { Forwarder, ForwardingStore, type RedisCaller } from '../cluster/forwarder.js';
+import { identityKey } from '../cluster/forward-codec.js';
 import { inboxPositionKey } from '../cluster/inbox-replay.js';
 import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { adoptSessions } from '../cluster/adoption.js';
@@ -54,7 +55,11 @@ export class ClusterNode {
     const sessionPrefix = typeof resolved.redis === 'object' && 'nodes' in resolved.redis ? `{${resolved.prefix}}` : resolved.prefix;
     this.sessions = redisSessions ? RedisSessionStore.unbound({ prefix: sessionPrefix, clock: { now }, warn, ownsClient: true }) : undefined;
     // The inbox read position goes with the session commits: what a dead node had not committed is replayed.
-    if (this.sessions !== undefined) this.forwarder.commitPositionWith(this.sessions.writer, inboxPositionKey(sessionPrefix, resolved.nodeName));
+    if (this.sessions !== undefined) {
+      this.forwarder.commitPositionWith(this.sessions.writer, inboxPositionKey(sessionPrefix, resolved.nodeName));
+      // Queued messages keep their identity in Redis: a session coming back to a node that kept copies meanwhile.
+      this.sessions.writer.identify = (message) => identityKey(this.forwarder.identityOf(message));
+    }
     // Client IDs, retained messages and dead nodes' wills cluster-wide: bound to Redis in start().
     this.ownership = new ClusterOwnership({ node: resolved.nodeName, prefix: resolved.prefix, warn, now });
     if (this.sessions !== undefined) {
@@ -238,14 +243,16 @@ export class ClusterNode {
       handover.forget(clientId);
       return;
     }
+    // What it holds already (queued or in flight on the node it comes from): not delivered again from copies kept here.
+    const holds = sessions.identitiesOf(clientId);
     // The will it recorded is the survivors' to publish if its node died (cluster/dead-wills.ts), not this node's.
     registry.restore([{ ...stored, will: undefined }]);
     if (previous === undefined) {
-      deliver(handover.returned(clientId));
+      deliver(handover.returned(clientId, holds));
       return;
     }
     handover.arrivedHere(clientId, previous, epoch);
-    const kept = handover.returned(clientId);
+    const kept = handover.returned(clientId, holds);
     // What the old node handed on for the session is older than what reached this node for it; a dead node's
     // inbox is read for it at once (its adopter replays it only for the sessions it still held).
     await handover.pendingsFrom(clientId, previous, kept, this.plane?.membership.isAlive(previous) !== false ? PENDINGS_WAIT_MS : 0);

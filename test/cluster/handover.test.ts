@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import type { Message } from '../../src/broker/message.js';
-import type { MessageId } from '../../src/cluster/forward-codec.js';
+import { identityKey, type MessageId } from '../../src/cluster/forward-codec.js';
 import { GRACE_MS, Handover, PENDINGS_WAIT_MS, RESTORE_TIMEOUT_MS, type Captured, type HandoverHost } from '../../src/cluster/handover.js';
 
 const msg = (n: number): Message => ({ topic: 't', payload: Buffer.from(String(n)), qos: 1, retain: false });
@@ -191,6 +191,26 @@ describe('Handover: the node a session leaves', () => {
       h.comeBack('s');
       f.advance(RESTORE_TIMEOUT_MS);
       assert.equal(f.events.at(-1), 'drop s');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  it('its client comes back: a kept copy of a message the session read back holds already (queued by the other node, identity stored with it) is dropped', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const f = fakeHost();
+      const h = new Handover(f.host);
+      h.leave('s', 'b', 1);
+      h.restored('s', 'b', 1);
+      h.comeBack('s');
+      f.deliver(msg(5), id('c', 5));
+      f.deliver(msg(6), id('c', 6));
+      // The other node queued c/5 for the session before it moved back: its record in Redis carries the identity.
+      assert.deepEqual(
+        h.returned('s', new Set([identityKey(id('c', 5))])).map((m) => m.payload.toString()),
+        ['6'],
+      );
     } finally {
       mock.timers.reset();
     }

@@ -297,6 +297,23 @@ describeOrSkip('cluster sessions: RedisSessionStore', noRedis, () => {
     assert.equal(await node2.get('n')!.fetch('live'), undefined, 'expired: none');
   });
 
+  it('a message keeps the cluster identity the node gave it (writer.identify) through Redis: identitiesOf() a session just fetched gives its queued and in-flight ones', async () => {
+    const { store, prefix } = await fresh();
+    const named = new Map<Message, string>();
+    store.writer.identify = (m) => named.get(m);
+    const s = store.journal('moving');
+    s.expiry(60, undefined);
+    const [m1, m2, m3] = [message('t', 'one'), message('t', 'two'), message('t', 'three')];
+    named.set(m1, 'c\ne\n1').set(m2, 'c\ne\n2');
+    s.queued(queued(m1));
+    s.queued(queued(m3)); // no identity (not from a cluster's dispatch)
+    s.inflight({ packetId: 5, message: m2, qos: 2, state: 'publish', retain: false, shareKey: undefined, order: 1 });
+    await committed(store);
+    const other = await RedisSessionStore.open(redis, { prefix });
+    assert.equal((await other.fetch('moving'))?.queue.length, 2);
+    assert.deepEqual(other.identitiesOf('moving'), new Set(['c\ne\n1', 'c\ne\n2']));
+  });
+
   it('client ids holding key syntax (colons, braces, glob characters) come back as they were, each with its own keys', async () => {
     const { store, prefix } = await fresh();
     const ids = ['a', 'a}:subs', 'b:c', '{x}', 'star*[?]\\', 'ü/é'];
