@@ -8,15 +8,28 @@ import type { InflightMessage, QueuedMessage, SessionJournal, StoredWill, Subscr
 import { idsToText, toJson } from './codec.js';
 import { ranges, type MessageRef, type MoveWriter, type RowRef, type SqliteStorage } from './sqlite-storage.js';
 
+/**
+ * A queue row of a session. Kept small (one per queued message, as long as the message is queued): no op or
+ * closure of its own, and no MessageRef once it holds its message inline (nothing else refers to it then).
+ */
+export interface QueueRow {
+  /** Its seq. */
+  key: number;
+  /** The message's MessageRef; undefined once the row is committed holding the message inline. */
+  ref: MessageRef | undefined;
+  /** Set while its insert waits for the commit of its group (cleared by the insert, or by a dequeue before it: then it is never written). */
+  item: QueuedMessage | undefined;
+}
+
 /** What the loader hands to a session's journal: the rows that already exist. */
 export interface LoadedRows {
-  queue: Map<QueuedMessage, RowRef>;
+  queue: Map<QueuedMessage, QueueRow>;
   inflight: Map<number, RowRef>;
   nextSeq: number;
 }
 /** The changes of one persistent session. */
 export class SqliteJournal implements SessionJournal, MoveWriter {
-  private readonly queueRows: Map<QueuedMessage, RowRef>;
+  private readonly queueRows: Map<QueuedMessage, QueueRow>;
   private readonly inflightRows: Map<number, RowRef>;
   private nextSeq: number;
   private ended = false;
@@ -24,7 +37,10 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
   private queueDeletes: { group: number; keys: number[] } | undefined;
   private inflightDeletes: { group: number; keys: number[] } | undefined;
   /** The queue row just taken out (its delete the last of queueDeletes): a QoS 1 put in flight next moves it. */
-  private taken: { ref: MessageRef; seq: number; keys: number[] } | undefined;
+  private taken: { ref: MessageRef | undefined; message: QueuedMessage['message']; seq: number; keys: number[] } | undefined;
+  /** This group's new queue rows, inserted by one op at its commit (not an op and a closure per message). */
+  private pendingRows: QueueRow[] | undefined;
+  private pendingGroup = -1;
 
   constructor(
     private readonly storage: SqliteStorage,
@@ -50,8 +66,8 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const s = this.storage.statements;
     const id = this.clientId;
     // Rows inserted in this group are not written at all (and do not make messages rows for nothing).
+    // (This group's queue inserts see `ended` at the commit and write nothing.)
     const group = this.storage.group;
-    for (const row of this.queueRows.values()) if (row.group === group && row.op !== undefined) row.op.dead = true;
     for (const row of this.inflightRows.values()) if (row.group === group && row.op !== undefined && row.inserted === true) row.op.dead = true;
     this.storage.add(() => {
       s.deleteSession.run(id);
@@ -60,7 +76,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
       s.deleteInflight.run(id);
       s.deleteIncoming.run(id);
     });
-    for (const row of this.queueRows.values()) this.storage.unref(row.ref);
+    for (const row of this.queueRows.values()) if (row.ref !== undefined) this.storage.unref(row.ref);
     for (const row of this.inflightRows.values()) this.storage.unref(row.ref);
     this.queueRows.clear();
     this.inflightRows.clear();
@@ -84,36 +100,55 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
   queued(item: QueuedMessage): void {
     if (this.ended) return;
     const storage = this.storage;
+    const row: QueueRow = { key: this.nextSeq++, ref: storage.refMessage(item.message), item };
+    let rows = this.pendingRows;
+    if (rows === undefined || this.pendingGroup !== storage.group) {
+      const group = (this.pendingRows = rows = []);
+      this.pendingGroup = storage.group;
+      storage.add(() => this.insertQueued(group));
+    }
+    rows.push(row);
+    this.queueRows.set(item, row);
+  }
+
+  /** The commit of a group inserts its queue rows (those not dequeued within it). */
+  private insertQueued(rows: QueueRow[]): void {
+    if (this.ended) return;
+    const storage = this.storage;
     const s = storage.statements;
     const id = this.clientId;
-    const ref = storage.refMessage(item.message);
-    const seq = this.nextSeq++;
-    const op = storage.add(() => {
-      // Decided at the commit, once every row this group makes is known: the message's only row (and no
-      // messages row yet) holds it inline; otherwise the row refers to the messages row, written once.
-      const ids = idsToText(item.subscriptionIds);
+    for (const row of rows) {
+      const item = row.item;
+      if (item === undefined) continue;
+      row.item = undefined;
+      const ref = row.ref!;
+      const ids = item.subscriptionIds === undefined ? null : idsToText(item.subscriptionIds);
+      // Decided now, once every row this group makes is known: the message's only row (and no messages row
+      // yet) holds it inline; otherwise the row refers to the messages row, written once.
       if (ref.id === undefined && ref.refs <= 1) {
         const m = item.message;
-        s.insertQueuedInline.run(id, seq, item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null, m.topic, m.payload, m.qos, m.retain ? 1 : 0, toJson(m.properties), m.expiresAt ?? null, m.from ?? null);
+        // The common message (no properties, expiry, identifiers or share): fewer columns to bind.
+        if (ids === null && item.shareKey === undefined && m.properties === undefined && m.expiresAt === undefined) s.insertQueuedPlain.run(id, row.key, item.qos, item.retain ? 1 : 0, item.queuedAt, m.topic, m.payload, m.qos, m.retain ? 1 : 0, m.from ?? null);
+        else s.insertQueuedInline.run(id, row.key, item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null, m.topic, m.payload, m.qos, m.retain ? 1 : 0, toJson(m.properties), m.expiresAt ?? null, m.from ?? null);
         storage.forget(ref);
-      } else s.insertQueued.run(id, seq, storage.messageId(ref), item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null);
-    });
-    this.queueRows.set(item, { key: seq, ref, group: storage.group, op });
+        row.ref = undefined;
+      } else s.insertQueued.run(id, row.key, storage.messageId(ref), item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null);
+    }
   }
 
   dequeued(item: QueuedMessage): void {
     const row = this.queueRows.get(item);
     if (row === undefined) return;
     this.queueRows.delete(item);
-    const storage = this.storage;
-    if (row.group === storage.group && row.op !== undefined) {
-      row.op.dead = true;
+    if (row.item !== undefined) {
+      // Queued in this group: never written.
+      row.item = undefined;
       this.taken = undefined;
     } else {
       const keys = this.deleteQueued(row.key);
-      this.taken = { ref: row.ref, seq: row.key, keys };
+      this.taken = { ref: row.ref, message: item.message, seq: row.key, keys };
     }
-    storage.unref(row.ref);
+    if (row.ref !== undefined) this.storage.unref(row.ref);
   }
 
   /** Deletes queue row `seq` at this group's commit; gives the batch it joined. */
@@ -209,14 +244,15 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     }
     if (row !== undefined) this.dropInflight(row);
     let ref: MessageRef;
-    if (taken !== undefined && taken.ref.message === m.message && !taken.ref.gone) {
+    const fromQueue = taken !== undefined && taken.message === m.message;
+    if (fromQueue && taken.ref !== undefined && !taken.ref.gone) {
       // Straight from the queue: the same message row (its reference just dropped is taken again).
       ref = taken.ref;
       ref.refs++;
     } else ref = storage.refMessage(m.message);
     const next: RowRef = { key: m.packetId, ref, group: storage.group, op: undefined };
     this.inflightRows.set(m.packetId, next);
-    if (m.qos === 1 && taken !== undefined && taken.ref === ref && taken.keys === this.queueDeletes?.keys && taken.keys[taken.keys.length - 1] === taken.seq) {
+    if (m.qos === 1 && fromQueue && (taken.ref === undefined || taken.ref === ref) && taken.keys === this.queueDeletes?.keys && taken.keys[taken.keys.length - 1] === taken.seq) {
       // Straight from a queue row on disk, which keeps standing for it: written as in flight only if no
       // PUBACK comes within DEFER_INFLIGHT_MS (in a drain, most come within a few ms).
       taken.keys.pop();

@@ -107,7 +107,9 @@ export class SqliteStorage {
   readonly db: Database.Database;
   private readonly lock: DirectoryLock;
   private pending: Op[] = [];
-  private waiting: { done: () => void; failed?: (error: Error) => void }[] = [];
+  /** Callbacks waiting for the next commit, side by side (no object per acknowledgement waiting). */
+  private waitingDone: (() => void)[] = [];
+  private waitingFailed: (((error: Error) => void) | undefined)[] = [];
   private scheduled = false;
   /** The current commit group: changes recorded now go out with it. */
   group = 0;
@@ -273,7 +275,8 @@ export class SqliteStorage {
       done();
       return;
     }
-    this.waiting.push({ done, failed });
+    this.waitingDone.push(done);
+    this.waitingFailed.push(failed);
   }
 
   /** Commits the changes recorded so far in one transaction, then runs the callbacks waiting for it. */
@@ -283,9 +286,13 @@ export class SqliteStorage {
     this.writeDeferred(false);
     this.dropOrphans();
     const ops = this.pending;
-    const waiting = this.waiting;
+    const done = this.waitingDone;
+    const failed = this.waitingFailed;
     this.pending = [];
-    this.waiting = [];
+    if (done.length > 0) {
+      this.waitingDone = [];
+      this.waitingFailed = [];
+    }
     this.group++;
     let error: Error | undefined;
     if (ops.length > 0) {
@@ -307,10 +314,8 @@ export class SqliteStorage {
         this.failing = cause;
       }
     }
-    for (const w of waiting) {
-      if (error === undefined) w.done();
-      else if (w.failed !== undefined) w.failed(error);
-    }
+    if (error === undefined) for (let i = 0; i < done.length; i++) done[i]!();
+    else for (let i = 0; i < failed.length; i++) failed[i]?.(error);
     if (this.deferTimer === undefined) this.armDeferTimer();
   };
 
@@ -405,6 +410,7 @@ const SQL = {
   insertMessage: 'INSERT INTO messages (id, topic, payload, qos, retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   deleteMessages: 'DELETE FROM messages WHERE id BETWEEN ? AND ?',
   insertQueued: 'INSERT OR REPLACE INTO queue (client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+  insertQueuedPlain: 'INSERT OR REPLACE INTO queue (client_id, seq, qos, retain, queued_at, topic, payload, message_qos, message_retain, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   insertQueuedInline: 'INSERT OR REPLACE INTO queue (client_id, seq, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   markQueuedInflight: 'UPDATE queue SET packet_id = ?, send_order = ? WHERE client_id = ? AND seq = ?',
   deleteQueued: 'DELETE FROM queue WHERE client_id = ? AND seq BETWEEN ? AND ?',
