@@ -21,15 +21,18 @@ export interface QueueRow {
   item: QueuedMessage | undefined;
 }
 
-/** What the loader hands to a session's journal: the rows that already exist. */
+/**
+ * What the loader hands to a session's journal: the rows that already exist. A queue row holding its message
+ * inline is just its seq (no object per queued message kept for as long as it is queued).
+ */
 export interface LoadedRows {
-  queue: Map<QueuedMessage, QueueRow>;
+  queue: Map<QueuedMessage, QueueRow | number>;
   inflight: Map<number, RowRef>;
   nextSeq: number;
 }
 /** The changes of one persistent session. */
 export class SqliteJournal implements SessionJournal, MoveWriter {
-  private readonly queueRows: Map<QueuedMessage, QueueRow>;
+  private readonly queueRows: Map<QueuedMessage, QueueRow | number>;
   private readonly inflightRows: Map<number, RowRef>;
   private nextSeq: number;
   private ended = false;
@@ -76,7 +79,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
       s.deleteInflight.run(id);
       s.deleteIncoming.run(id);
     });
-    for (const row of this.queueRows.values()) if (row.ref !== undefined) this.storage.unref(row.ref);
+    for (const row of this.queueRows.values()) if (typeof row !== 'number' && row.ref !== undefined) this.storage.unref(row.ref);
     for (const row of this.inflightRows.values()) this.storage.unref(row.ref);
     this.queueRows.clear();
     this.inflightRows.clear();
@@ -117,6 +120,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const storage = this.storage;
     const s = storage.statements;
     const id = this.clientId;
+    const queueRows = this.queueRows;
     for (const row of rows) {
       const item = row.item;
       if (item === undefined) continue;
@@ -132,6 +136,8 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
         else s.insertQueuedInline.run(id, row.key, item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null, m.topic, m.payload, m.qos, m.retain ? 1 : 0, toJson(m.properties), m.expiresAt ?? null, m.from ?? null);
         storage.forget(ref);
         row.ref = undefined;
+        // From now on the row is just its seq (the QueueRow object dies young).
+        queueRows.set(item, row.key);
       } else s.insertQueued.run(id, row.key, storage.messageId(ref), item.qos, item.retain ? 1 : 0, ids, item.queuedAt, item.shareKey ?? null);
     }
   }
@@ -140,6 +146,12 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const row = this.queueRows.get(item);
     if (row === undefined) return;
     this.queueRows.delete(item);
+    if (typeof row === 'number') {
+      // Inline, committed.
+      const keys = this.deleteQueued(row);
+      this.taken = { ref: undefined, message: item.message, seq: row, keys };
+      return;
+    }
     if (row.item !== undefined) {
       // Queued in this group: never written.
       row.item = undefined;

@@ -151,8 +151,8 @@ export class SqliteSessionStore implements SessionStore {
           }
           const item: QueuedMessage = { message: ref.message, qos: r[3] as QoS, retain: r[4] === 1, subscriptionIds: idsFromText(r[5]), queuedAt: r[6], shareKey: r[7] ?? undefined };
           session.queue.push(item);
-          // An inline row keeps no MessageRef (nothing else refers to its message).
-          rows.queue.set(item, { key: r[1], ref: r[2] === null ? undefined : ref, item: undefined });
+          // An inline row is just its seq (nothing else refers to its message).
+          rows.queue.set(item, r[2] === null ? r[1] : { key: r[1], ref, item: undefined });
         }
         for (const r of inflight.rowsOf(clientId)) {
           const ref = r[2] === null ? inlineMessage(r, 9) : messageOf(r[2]);
