@@ -261,6 +261,10 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
       // Straight from the queue: the same message row (its reference just dropped is taken again).
       ref = taken.ref;
       ref.refs++;
+    } else if (fromQueue && taken.ref === undefined) {
+      // Straight from a queue row holding it inline, its only row: a reference of its own (no other row of
+      // this group can share it: any other row of the message has a MessageRef of its own already).
+      ref = { message: m.message, id: undefined, refs: 1, gone: false };
     } else ref = storage.refMessage(m.message);
     const next: RowRef = { key: m.packetId, ref, group: storage.group, op: undefined };
     this.inflightRows.set(m.packetId, next);
