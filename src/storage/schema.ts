@@ -157,6 +157,14 @@ CREATE TABLE queue_runs_gone (
   to_seq INTEGER NOT NULL,     -- to (inclusive)
   PRIMARY KEY (client_id, seq)
 ) WITHOUT ROWID;
+-- A message of a run in flight whose PUBACK is late (as queue.packet_id for a queue row): still recorded by its run.
+CREATE TABLE queue_runs_moved (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  packet_id INTEGER NOT NULL,
+  send_order INTEGER NOT NULL,
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
 `,
 };
 

@@ -32,6 +32,8 @@ export interface Run {
   live: number;
   gone: number[];
   goneGroup: number;
+  /** Its messages marked in flight (queue_runs_moved rows) so far: their marks go with their gone ranges. */
+  marked: number;
 }
 
 /**
@@ -98,6 +100,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
       s.deleteQueue.run(id);
       s.deleteRuns.run(id);
       s.deleteRunsGone.run(id);
+      s.deleteRunsMoved.run(id);
       s.deleteInflight.run(id);
       s.deleteIncoming.run(id);
     });
@@ -155,7 +158,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
         const items = run.map((r) => r.item!);
         const first = run[0]!.key;
         s.insertRun.run(id, first, run.length, encodeRun(items));
-        this.runs.push({ seq: first, count: run.length, live: run.length, gone: [], goneGroup: -1 });
+        this.runs.push({ seq: first, count: run.length, live: run.length, gone: [], goneGroup: -1, marked: 0 });
         for (const r of run) {
           queueRows.set(r.item!, r.key);
           r.item = undefined;
@@ -238,9 +241,15 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
       if (run.live <= 0) {
         s.deleteRun.run(id, run.seq);
         s.deleteRunGone.run(id, run.seq, run.seq + run.count - 1);
+        if (run.marked > 0) s.deleteRunMoved.run(id, run.seq, run.seq + run.count - 1);
         const i = this.runs.indexOf(run);
         if (i >= 0) this.runs.splice(i, 1);
-      } else if (run.gone.length > 0) for (const [from, to] of ranges(run.gone)) s.insertRunGone.run(id, from, to);
+      } else if (run.gone.length > 0) {
+        for (const [from, to] of ranges(run.gone)) {
+          s.insertRunGone.run(id, from, to);
+          if (run.marked > 0) s.deleteRunMoved.run(id, from, to);
+        }
+      }
     }
   }
 
@@ -306,8 +315,7 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
     const seq = row.queueSeq;
     if (this.ended || seq === undefined || this.inflightRows.get(m.packetId) !== row) return;
     const storage = this.storage;
-    // A message of a run cannot be marked in flight inside it: it is written as in flight (and leaves the run).
-    if (m.state === 'publish' && (this.runs.length === 0 || this.runOf(seq) === undefined)) {
+    if (m.state === 'publish') {
       if (row.moved === true) return;
       row.moved = true;
       storage.stats.movesWritten++;
@@ -315,10 +323,15 @@ export class SqliteJournal implements SessionJournal, MoveWriter {
       const id = this.clientId;
       const packetId = m.packetId;
       const order = m.order;
-      storage.add(() => s.markQueuedInflight.run(packetId, order, id, seq));
+      // A message of a run is marked by a small queue_runs_moved row (the run cannot be updated in place).
+      const run = this.runs.length > 0 ? this.runOf(seq) : undefined;
+      if (run !== undefined) {
+        run.marked++;
+        storage.add(() => s.markRunInflight.run(id, seq, packetId, order));
+      } else storage.add(() => s.markQueuedInflight.run(packetId, order, id, seq));
       return;
     }
-    // A step on (PUBREL sent; QoS 1 alone is deferred, so not expected), or a message of a run: an in-flight row of its own.
+    // A step on (PUBREL sent; QoS 1 alone is deferred, so not expected): an in-flight row of its own.
     row.queueSeq = undefined;
     row.moved = undefined;
     storage.stats.movesWritten++;

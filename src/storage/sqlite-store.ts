@@ -101,6 +101,7 @@ export class SqliteSessionStore implements SessionStore {
     const incoming = new Cursor<[clientId: string, packetId: number]>(db.prepare('SELECT client_id, packet_id FROM incoming_qos2 ORDER BY client_id, packet_id'));
     const runRows = new Cursor<[clientId: string, seq: number, count: number, messages: Buffer]>(db.prepare('SELECT client_id, seq, count, messages FROM queue_runs ORDER BY client_id, seq'));
     const goneRows = new Cursor<[clientId: string, seq: number, toSeq: number]>(db.prepare('SELECT client_id, seq, to_seq FROM queue_runs_gone ORDER BY client_id, seq'));
+    const movedRows = new Cursor<[clientId: string, seq: number, packetId: number, order: number]>(db.prepare('SELECT client_id, seq, packet_id, send_order FROM queue_runs_moved ORDER BY client_id, seq'));
     const messages = new Map<number, MessageRef>();
     const selectMessage = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?');
     const messageOf = (id: number): MessageRef | undefined => {
@@ -142,6 +143,8 @@ export class SqliteSessionStore implements SessionStore {
         // The messages of its runs still queued (not in a gone range), merged in seq order with its queue rows.
         const gone: [number, number][] = [];
         for (const r of goneRows.rowsOf(clientId)) gone.push([r[1], r[2]]);
+        const marks = new Map<number, [packetId: number, order: number]>();
+        for (const r of movedRows.rowsOf(clientId)) marks.set(r[1], [r[2], r[3]]);
         const fromRuns: [number, QueuedMessage][] = [];
         let g = 0;
         const isGone = (seq: number) => {
@@ -150,12 +153,22 @@ export class SqliteSessionStore implements SessionStore {
         };
         for (const r of runRows.rowsOf(clientId)) {
           const [, first, count, blob] = r;
-          const run: Run = { seq: first, count, live: 0, gone: [], goneGroup: -1 };
+          const run: Run = { seq: first, count, live: 0, gone: [], goneGroup: -1, marked: 0 };
           const rows = this.rowsOf(clientId);
           decodeRun(blob, count).forEach((item, i) => {
             const seq = first + i;
             if (isGone(seq)) return;
             run.live++;
+            const mark = marks.get(seq);
+            if (mark !== undefined) {
+              // In flight (QoS 1, PUBLISH sent), recorded by its run: resent with DUP, gone with its PUBACK.
+              run.marked++;
+              const ref = storage.adoptMessage(item.message, undefined);
+              ref.refs++;
+              session.inflight.push({ packetId: mark[0], message: item.message, qos: item.qos, state: 'publish', subscriptionIds: undefined, retain: item.retain, shareKey: undefined, order: mark[1] });
+              rows.inflight.set(mark[0], { key: mark[0], ref, group: -1, op: undefined, queueSeq: seq, moved: true });
+              return;
+            }
             fromRuns.push([seq, item]);
             rows.queue.set(item, seq);
           });
@@ -205,6 +218,7 @@ export class SqliteSessionStore implements SessionStore {
       incoming.close();
       runRows.close();
       goneRows.close();
+      movedRows.close();
     }
     // Wills of clean-session connections open when the process died: their sessions ended with it, so they
     // are given back as sessions already expired (the registry publishes their wills at once).

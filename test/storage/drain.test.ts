@@ -36,13 +36,13 @@ async function queueFor(port: number, clientId: string, filter: string, count: n
 
 /**
  * The queued and in-flight messages of `clientId` on disk: in flight are its in-flight rows and its queue rows
- * marked in flight (a move written after the deferral).
+ * (or messages of runs) marked in flight (a move written after the deferral).
  */
 function rowsOf(dir: string, clientId: string): { queue: number; inflight: { packet_id: number }[] } {
   const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
   try {
     const queue = queuedOnDisk(dir, clientId);
-    const inflight = db.prepare('SELECT packet_id FROM inflight WHERE client_id = ? UNION ALL SELECT packet_id FROM queue WHERE client_id = ? AND packet_id IS NOT NULL').all(clientId, clientId) as { packet_id: number }[];
+    const inflight = db.prepare('SELECT packet_id FROM inflight WHERE client_id = ? UNION ALL SELECT packet_id FROM queue WHERE client_id = ? AND packet_id IS NOT NULL UNION ALL SELECT packet_id FROM queue_runs_moved WHERE client_id = ?').all(clientId, clientId, clientId) as { packet_id: number }[];
     return { queue, inflight };
   } finally {
     db.close();
@@ -79,7 +79,7 @@ describe('storage: draining a queue', () => {
     assert.ok(writes <= (stats.commits - before.commits) * 2 + 4, `${writes} writes`);
     assert.ok(writes < N / 2, `${writes} writes for ${N} messages`);
     assert.deepEqual({ ...rowCounts(dir), sessions: undefined, subscriptions: undefined }, { sessions: undefined, subscriptions: undefined, messages: 0, queue: 0, inflight: 0, incoming_qos2: 0, retained: 0 });
-    assert.deepEqual(runRows(dir), { runs: 0, gone: 0 }, 'the runs went with their last messages, and their gone ranges with them');
+    assert.deepEqual(runRows(dir), { runs: 0, gone: 0, moved: 0 }, 'the runs went with their last messages, and their gone ranges with them');
     back.destroy();
   });
 
@@ -134,7 +134,7 @@ describe('storage: draining a queue', () => {
     await again.sync();
     await delay(50);
     assert.deepEqual({ queue: rowCounts(dir).queue, inflight: rowCounts(dir).inflight, messages: rowCounts(dir).messages }, { queue: 0, inflight: 0, messages: 0 });
-    assert.deepEqual(runRows(dir), { runs: 0, gone: 0 });
+    assert.deepEqual(runRows(dir), { runs: 0, gone: 0, moved: 0 });
     again.destroy();
   });
 

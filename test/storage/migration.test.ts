@@ -98,7 +98,7 @@ describe('storage: schema migration', () => {
     assert.equal(inflightColumns.find((c) => c.name === 'message_id')?.required, 0);
     assert.deepEqual(inflightColumns.map((c) => c.name).slice(9), ['topic', 'payload', 'message_qos', 'message_retain', 'properties', 'expires_at', 'from_client']);
     assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE name LIKE '%_v3'").all(), [], 'no table of the rebuild left');
-    assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'queue_runs%' ORDER BY name").all(), [{ name: 'queue_runs' }, { name: 'queue_runs_gone' }], 'the tables of version 4');
+    assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'queue_runs%' ORDER BY name").all(), [{ name: 'queue_runs' }, { name: 'queue_runs_gone' }, { name: 'queue_runs_moved' }], 'the tables of version 4');
 
     const back = await RawClient.connect(port, { clientId: 'old-1', clean: false });
     assert.equal(back.connack.sessionPresent, true, 'the session of the v1 file');
