@@ -103,4 +103,34 @@ describe('storage: queue runs', () => {
     assert.deepEqual({ runs: runRows(dir), inflight: rowCounts(dir).inflight, queue: rowCounts(dir).queue }, { runs: { runs: 0, gone: 0, moved: 0 }, inflight: 0, queue: 0 });
     back.destroy();
   });
+
+  it('a burst with a message that cannot go in a run (5.0 properties) is a run, a queue row and a run, read back in order after a restart', async (t) => {
+    const dir = dataDir(t);
+    const brokers = brokerOn(t, dir);
+    let { port } = await brokers.start();
+    const sub = (await RawClient.connect(port, v5('mixed'))).client;
+    sub.send({ type: 8, packetId: 1, subscriptions: [{ topicFilter: 'mix/#', qos: 1 }] });
+    await sub.next(9);
+    sub.send({ type: 14, reasonCode: 0 });
+    await sub.waitClosed();
+    const pub = (await RawClient.connect(port, { clientId: 'mixed-pub', protocolVersion: 5 })).client;
+    const publish = (i: number) => encodePacket({ type: 3, topic: 'mix/x', payload: Buffer.from(`m${i}`), qos: 1, retain: false, dup: false, packetId: i + 1, properties: i === 2 ? { userProperties: [['k', 'v']] } : {} }, 5);
+    pub.sendBytes(Buffer.concat([0, 1, 2, 3, 4].map(publish)));
+    for (let i = 0; i < 5; i++) await pub.next(4);
+    pub.destroy();
+    assert.deepEqual(runRows(dir), { runs: 2, gone: 0, moved: 0 }, 'm0-m1 and m3-m4');
+    assert.equal(rowCounts(dir).queue, 1, 'm2, with its user property, in a queue row of its own');
+    await brokers.stop();
+    ({ port } = await brokers.start());
+    const back = (await RawClient.connect(port, v5('mixed'))).client;
+    const got: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const m = (await back.next(3)) as PublishPacket;
+      got.push(m.payload.toString());
+      if (i === 2) assert.deepEqual(m.properties?.userProperties, [['k', 'v']]);
+      back.send({ type: 4, packetId: m.packetId! });
+    }
+    assert.deepEqual(got, ['m0', 'm1', 'm2', 'm3', 'm4']);
+    back.destroy();
+  });
 });
