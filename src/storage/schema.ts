@@ -6,7 +6,7 @@ import type Database from 'better-sqlite3';
 /** PRAGMA application_id of a Petrel data file: "PTRL". */
 export const APPLICATION_ID = 0x5054524c;
 /** PRAGMA user_version: the schema this code writes. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** Why the data file cannot be used; the message is one line naming the file and the problem. */
 export class StorageError extends Error {
@@ -138,6 +138,33 @@ INSERT INTO inflight_v3 (client_id, packet_id, message_id, qos, state, retain, s
   SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order FROM inflight;
 DROP TABLE inflight;
 ALTER TABLE inflight_v3 RENAME TO inflight;
+`,
+  // Messages queued for one session in one commit group (a burst for an offline subscriber) go in one row, a
+  // run, rather than a row each: SQLite's cost is per row far more than per byte. A message of a run that
+  // leaves the queue while others of it stay is recorded in queue_runs_gone (ranges of seqs); the run and its
+  // ranges go with its last message. Nothing to copy: existing queue rows stay as they are.
+  4: `
+CREATE TABLE queue_runs (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,        -- the first message's seq; the others follow one by one
+  count INTEGER NOT NULL,      -- messages written in it
+  messages BLOB NOT NULL,      -- codec.ts encodeRun
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE queue_runs_gone (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,        -- from
+  to_seq INTEGER NOT NULL,     -- to (inclusive)
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
+-- A message of a run in flight whose PUBACK is late (as queue.packet_id for a queue row): still recorded by its run.
+CREATE TABLE queue_runs_moved (
+  client_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  packet_id INTEGER NOT NULL,
+  send_order INTEGER NOT NULL,
+  PRIMARY KEY (client_id, seq)
+) WITHOUT ROWID;
 `,
 };
 

@@ -107,7 +107,9 @@ export class SqliteStorage {
   readonly db: Database.Database;
   private readonly lock: DirectoryLock;
   private pending: Op[] = [];
-  private waiting: { done: () => void; failed?: (error: Error) => void }[] = [];
+  /** Callbacks waiting for the next commit, side by side (no object per acknowledgement waiting). */
+  private waitingDone: (() => void)[] = [];
+  private waitingFailed: (((error: Error) => void) | undefined)[] = [];
   private scheduled = false;
   /** The current commit group: changes recorded now go out with it. */
   group = 0;
@@ -273,7 +275,8 @@ export class SqliteStorage {
       done();
       return;
     }
-    this.waiting.push({ done, failed });
+    this.waitingDone.push(done);
+    this.waitingFailed.push(failed);
   }
 
   /** Commits the changes recorded so far in one transaction, then runs the callbacks waiting for it. */
@@ -283,9 +286,13 @@ export class SqliteStorage {
     this.writeDeferred(false);
     this.dropOrphans();
     const ops = this.pending;
-    const waiting = this.waiting;
+    const done = this.waitingDone;
+    const failed = this.waitingFailed;
     this.pending = [];
-    this.waiting = [];
+    if (done.length > 0) {
+      this.waitingDone = [];
+      this.waitingFailed = [];
+    }
     this.group++;
     let error: Error | undefined;
     if (ops.length > 0) {
@@ -307,10 +314,8 @@ export class SqliteStorage {
         this.failing = cause;
       }
     }
-    for (const w of waiting) {
-      if (error === undefined) w.done();
-      else if (w.failed !== undefined) w.failed(error);
-    }
+    if (error === undefined) for (let i = 0; i < done.length; i++) done[i]!();
+    else for (let i = 0; i < failed.length; i++) failed[i]?.(error);
     if (this.deferTimer === undefined) this.armDeferTimer();
   };
 
@@ -405,7 +410,17 @@ const SQL = {
   insertMessage: 'INSERT INTO messages (id, topic, payload, qos, retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
   deleteMessages: 'DELETE FROM messages WHERE id BETWEEN ? AND ?',
   insertQueued: 'INSERT OR REPLACE INTO queue (client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+  insertQueuedPlain: 'INSERT OR REPLACE INTO queue (client_id, seq, qos, retain, queued_at, topic, payload, message_qos, message_retain, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   insertQueuedInline: 'INSERT OR REPLACE INTO queue (client_id, seq, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  insertRun: 'INSERT OR REPLACE INTO queue_runs (client_id, seq, count, messages) VALUES (?, ?, ?, ?)',
+  deleteRun: 'DELETE FROM queue_runs WHERE client_id = ? AND seq = ?',
+  deleteRuns: 'DELETE FROM queue_runs WHERE client_id = ?',
+  insertRunGone: 'INSERT OR REPLACE INTO queue_runs_gone (client_id, seq, to_seq) VALUES (?, ?, ?)',
+  deleteRunGone: 'DELETE FROM queue_runs_gone WHERE client_id = ? AND seq BETWEEN ? AND ?',
+  deleteRunsGone: 'DELETE FROM queue_runs_gone WHERE client_id = ?',
+  markRunInflight: 'INSERT OR REPLACE INTO queue_runs_moved (client_id, seq, packet_id, send_order) VALUES (?, ?, ?, ?)',
+  deleteRunMoved: 'DELETE FROM queue_runs_moved WHERE client_id = ? AND seq BETWEEN ? AND ?',
+  deleteRunsMoved: 'DELETE FROM queue_runs_moved WHERE client_id = ?',
   markQueuedInflight: 'UPDATE queue SET packet_id = ?, send_order = ? WHERE client_id = ? AND seq = ?',
   deleteQueued: 'DELETE FROM queue WHERE client_id = ? AND seq BETWEEN ? AND ?',
   upsertInflight: 'INSERT OR REPLACE INTO inflight (client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',

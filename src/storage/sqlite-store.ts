@@ -5,8 +5,8 @@ import type Database from 'better-sqlite3';
 import type { QoS } from '../protocol/constants.js';
 import type { ClientInfo } from '../broker/hooks.js';
 import type { QueuedMessage, SessionStore, StoredSession, StoredWill, SubscriptionEntry } from '../broker/store/types.js';
-import { fromJson, idsFromText, messageFromRow, toJson, type MessageRow } from './codec.js';
-import { SqliteJournal, type LoadedRows } from './sqlite-journal.js';
+import { decodeRun, fromJson, idsFromText, messageFromRow, toJson, type MessageRow } from './codec.js';
+import { SqliteJournal, type LoadedRows, type Run } from './sqlite-journal.js';
 import { SqliteStorage, type MessageRef, type SqliteStoreOptions } from './sqlite-storage.js';
 
 export { StorageError } from './schema.js';
@@ -99,6 +99,9 @@ export class SqliteSessionStore implements SessionStore {
     const queue = new Cursor<QueueRow>(db.prepare('SELECT client_id, seq, message_id, qos, retain, subscription_ids, queued_at, share_key, topic, payload, message_qos, message_retain, properties, expires_at, from_client, packet_id, send_order FROM queue ORDER BY client_id, seq'));
     const inflight = new Cursor<InflightRow>(db.prepare('SELECT client_id, packet_id, message_id, qos, state, retain, subscription_ids, share_key, send_order, topic, payload, message_qos, message_retain, properties, expires_at, from_client FROM inflight ORDER BY client_id, packet_id'));
     const incoming = new Cursor<[clientId: string, packetId: number]>(db.prepare('SELECT client_id, packet_id FROM incoming_qos2 ORDER BY client_id, packet_id'));
+    const runRows = new Cursor<[clientId: string, seq: number, count: number, messages: Buffer]>(db.prepare('SELECT client_id, seq, count, messages FROM queue_runs ORDER BY client_id, seq'));
+    const goneRows = new Cursor<[clientId: string, seq: number, toSeq: number]>(db.prepare('SELECT client_id, seq, to_seq FROM queue_runs_gone ORDER BY client_id, seq'));
+    const movedRows = new Cursor<[clientId: string, seq: number, packetId: number, order: number]>(db.prepare('SELECT client_id, seq, packet_id, send_order FROM queue_runs_moved ORDER BY client_id, seq'));
     const messages = new Map<number, MessageRef>();
     const selectMessage = db.prepare('SELECT topic, payload, qos, retain, properties, expires_at, from_client FROM messages WHERE id = ?');
     const messageOf = (id: number): MessageRef | undefined => {
@@ -137,11 +140,52 @@ export class SqliteSessionStore implements SessionStore {
         if (will !== undefined && will.publishAt === undefined) will = { ...will, publishAt: aliveAt + (will.will.properties?.willDelayInterval ?? 0) * 1000 };
         const session: StoredSession = { clientId, expiryInterval, expiresAt, client: fromJson<ClientInfo>(row[3]), subscriptions: [], queue: [], inflight: [], incomingQos2: [], will };
         for (const r of subscriptions.rowsOf(clientId)) session.subscriptions.push([r[1], fromJson<SubscriptionEntry>(r[2])!]);
+        // The messages of its runs still queued (not in a gone range), merged in seq order with its queue rows.
+        const gone: [number, number][] = [];
+        for (const r of goneRows.rowsOf(clientId)) gone.push([r[1], r[2]]);
+        const marks = new Map<number, [packetId: number, order: number]>();
+        for (const r of movedRows.rowsOf(clientId)) marks.set(r[1], [r[2], r[3]]);
+        const fromRuns: [number, QueuedMessage][] = [];
+        let g = 0;
+        const isGone = (seq: number) => {
+          while (g < gone.length && gone[g]![1] < seq) g++;
+          return g < gone.length && gone[g]![0] <= seq;
+        };
+        for (const r of runRows.rowsOf(clientId)) {
+          const [, first, count, blob] = r;
+          const run: Run = { seq: first, count, live: 0, gone: [], goneGroup: -1, marked: 0 };
+          const rows = this.rowsOf(clientId);
+          decodeRun(blob, count).forEach((item, i) => {
+            const seq = first + i;
+            if (isGone(seq)) return;
+            run.live++;
+            const mark = marks.get(seq);
+            if (mark !== undefined) {
+              // In flight (QoS 1, PUBLISH sent), recorded by its run: resent with DUP, gone with its PUBACK.
+              run.marked++;
+              const ref = storage.adoptMessage(item.message, undefined);
+              ref.refs++;
+              session.inflight.push({ packetId: mark[0], message: item.message, qos: item.qos, state: 'publish', subscriptionIds: undefined, retain: item.retain, shareKey: undefined, order: mark[1] });
+              rows.inflight.set(mark[0], { key: mark[0], ref, group: -1, op: undefined, queueSeq: seq, moved: true });
+              return;
+            }
+            fromRuns.push([seq, item]);
+            rows.queue.set(item, seq);
+          });
+          rows.nextSeq = Math.max(rows.nextSeq, first + count);
+          if (run.live > 0) rows.runs.push(run);
+          else storage.add(() => { s.deleteRun.run(clientId, first); s.deleteRunGone.run(clientId, first, first + count - 1); });
+        }
+        let nextFromRun = 0;
+        const runsBefore = (seq: number) => {
+          while (nextFromRun < fromRuns.length && fromRuns[nextFromRun]![0] < seq) session.queue.push(fromRuns[nextFromRun++]![1]);
+        };
         for (const r of queue.rowsOf(clientId)) {
           const ref = r[2] === null ? inlineMessage(r, 8) : messageOf(r[2]);
           if (ref === undefined) continue;
           const rows = this.rowsOf(clientId);
-          rows.nextSeq = r[1] + 1;
+          rows.nextSeq = Math.max(rows.nextSeq, r[1] + 1);
+          runsBefore(r[1]);
           const packetId = r[15];
           if (packetId !== null) {
             // In flight (QoS 1, PUBLISH sent), recorded by this row: resent with DUP, deleted by its PUBACK.
@@ -151,8 +195,10 @@ export class SqliteSessionStore implements SessionStore {
           }
           const item: QueuedMessage = { message: ref.message, qos: r[3] as QoS, retain: r[4] === 1, subscriptionIds: idsFromText(r[5]), queuedAt: r[6], shareKey: r[7] ?? undefined };
           session.queue.push(item);
-          rows.queue.set(item, { key: r[1], ref, group: -1, op: undefined });
+          // An inline row is just its seq (nothing else refers to its message).
+          rows.queue.set(item, r[2] === null ? r[1] : { key: r[1], ref, item: undefined });
         }
+        runsBefore(Infinity);
         for (const r of inflight.rowsOf(clientId)) {
           const ref = r[2] === null ? inlineMessage(r, 9) : messageOf(r[2]);
           if (ref === undefined) continue;
@@ -170,6 +216,9 @@ export class SqliteSessionStore implements SessionStore {
       queue.close();
       inflight.close();
       incoming.close();
+      runRows.close();
+      goneRows.close();
+      movedRows.close();
     }
     // Wills of clean-session connections open when the process died: their sessions ended with it, so they
     // are given back as sessions already expired (the registry publishes their wills at once).
@@ -187,7 +236,7 @@ export class SqliteSessionStore implements SessionStore {
 
   private rowsOf(clientId: string): LoadedRows {
     let rows = this.loaded.get(clientId);
-    if (rows === undefined) this.loaded.set(clientId, (rows = { queue: new Map(), inflight: new Map(), nextSeq: 0 }));
+    if (rows === undefined) this.loaded.set(clientId, (rows = { queue: new Map(), inflight: new Map(), nextSeq: 0, runs: [] }));
     return rows;
   }
 

@@ -11,7 +11,7 @@ import type { PublishPacket } from '../../src/protocol/packets.js';
 import { DEFER_INFLIGHT_MS, ranges, type SqliteSessionStore } from '../../src/storage/sqlite-store.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { delay } from '../helpers/wait.js';
-import { brokerOn, dataDir, rowCounts } from './helpers.js';
+import { brokerOn, dataDir, queuedOnDisk, rowCounts, runRows } from './helpers.js';
 
 const session = (clientId: string) => ({ clientId, protocolVersion: 4 as const, clean: false });
 
@@ -36,13 +36,13 @@ async function queueFor(port: number, clientId: string, filter: string, count: n
 
 /**
  * The queued and in-flight messages of `clientId` on disk: in flight are its in-flight rows and its queue rows
- * marked in flight (a move written after the deferral).
+ * (or messages of runs) marked in flight (a move written after the deferral).
  */
 function rowsOf(dir: string, clientId: string): { queue: number; inflight: { packet_id: number }[] } {
   const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
   try {
-    const queue = (db.prepare('SELECT count(*) AS n FROM queue WHERE client_id = ? AND packet_id IS NULL').get(clientId) as { n: number }).n;
-    const inflight = db.prepare('SELECT packet_id FROM inflight WHERE client_id = ? UNION ALL SELECT packet_id FROM queue WHERE client_id = ? AND packet_id IS NOT NULL').all(clientId, clientId) as { packet_id: number }[];
+    const queue = queuedOnDisk(dir, clientId);
+    const inflight = db.prepare('SELECT packet_id FROM inflight WHERE client_id = ? UNION ALL SELECT packet_id FROM queue WHERE client_id = ? AND packet_id IS NOT NULL UNION ALL SELECT packet_id FROM queue_runs_moved WHERE client_id = ?').all(clientId, clientId, clientId) as { packet_id: number }[];
     return { queue, inflight };
   } finally {
     db.close();
@@ -61,7 +61,7 @@ describe('storage: draining a queue', () => {
     const { broker, port } = await brokers.start();
     const N = 300;
     await queueFor(port, 'drainer', 'd/x', N);
-    assert.equal(rowCounts(dir).queue, N);
+    assert.equal(queuedOnDisk(dir), N);
     const stats = (broker.core.store as SqliteSessionStore).storage.stats;
     const before = { ...stats };
     const back = (await RawClient.connect(port, session('drainer'))).client;
@@ -79,6 +79,7 @@ describe('storage: draining a queue', () => {
     assert.ok(writes <= (stats.commits - before.commits) * 2 + 4, `${writes} writes`);
     assert.ok(writes < N / 2, `${writes} writes for ${N} messages`);
     assert.deepEqual({ ...rowCounts(dir), sessions: undefined, subscriptions: undefined }, { sessions: undefined, subscriptions: undefined, messages: 0, queue: 0, inflight: 0, incoming_qos2: 0, retained: 0 });
+    assert.deepEqual(runRows(dir), { runs: 0, gone: 0, moved: 0 }, 'the runs went with their last messages, and their gone ranges with them');
     back.destroy();
   });
 
@@ -133,6 +134,7 @@ describe('storage: draining a queue', () => {
     await again.sync();
     await delay(50);
     assert.deepEqual({ queue: rowCounts(dir).queue, inflight: rowCounts(dir).inflight, messages: rowCounts(dir).messages }, { queue: 0, inflight: 0, messages: 0 });
+    assert.deepEqual(runRows(dir), { runs: 0, gone: 0, moved: 0 });
     again.destroy();
   });
 

@@ -47,3 +47,33 @@ export function rowCounts(dir: string): Record<string, number> {
     db.close();
   }
 }
+
+/**
+ * Messages queued on disk for `clientId` (all sessions when omitted) and not marked in flight: queue rows,
+ * plus the messages of queue runs (schema 4) neither in a gone range nor marked in flight.
+ */
+export function queuedOnDisk(dir: string, clientId?: string): number {
+  const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
+  try {
+    const where = clientId === undefined ? '' : 'AND client_id = ?';
+    const args = clientId === undefined ? [] : [clientId];
+    const rows = (db.prepare(`SELECT count(*) AS n FROM queue WHERE packet_id IS NULL ${where}`).get(...args) as { n: number }).n;
+    const inRuns = (db.prepare(`SELECT coalesce(sum(count), 0) AS n FROM queue_runs WHERE 1 ${where}`).get(...args) as { n: number }).n;
+    const gone = (db.prepare(`SELECT coalesce(sum(to_seq - seq + 1), 0) AS n FROM queue_runs_gone WHERE 1 ${where}`).get(...args) as { n: number }).n;
+    const marked = (db.prepare(`SELECT count(*) AS n FROM queue_runs_moved WHERE 1 ${where}`).get(...args) as { n: number }).n;
+    return rows + inRuns - gone - marked;
+  } finally {
+    db.close();
+  }
+}
+
+/** Rows of the queue run tables (schema 4): runs, gone ranges, messages of runs marked in flight. */
+export function runRows(dir: string): { runs: number; gone: number; moved: number } {
+  const db = new Database(join(dir, 'petrel.db'), { readonly: true, fileMustExist: true });
+  try {
+    const n = (table: string) => (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+    return { runs: n('queue_runs'), gone: n('queue_runs_gone'), moved: n('queue_runs_moved') };
+  } finally {
+    db.close();
+  }
+}

@@ -8,7 +8,7 @@ import { RawClient } from '../helpers/raw-client.js';
 import { FakeClock } from '../helpers/fake-core.js';
 import { encodePacket } from '../../src/protocol/encoder.js';
 import type { SqliteSessionStore } from '../../src/storage/sqlite-store.js';
-import { brokerOn, dataDir, rowCounts } from './helpers.js';
+import { brokerOn, dataDir, queuedOnDisk, rowCounts } from './helpers.js';
 
 const v5 = (clientId: string, expiry = 3600, clean = false) => ({ clientId, protocolVersion: 5 as const, clean, properties: { sessionExpiryInterval: expiry } });
 
@@ -186,7 +186,7 @@ describe('storage: restart', () => {
     const commits = stats.commits - before.commits;
     t.diagnostic(`200 publishes: ${commits} commits, ${stats.writes - before.writes} rows written`);
     assert.ok(commits >= 1 && commits <= 10, `${commits} commits`);
-    assert.equal(rowCounts(dir).queue, 200);
+    assert.equal(queuedOnDisk(dir), 200);
     pub.destroy();
   });
 
