@@ -339,17 +339,12 @@ export class Channel implements SessionLink {
   // ---- dispatch ----
 
   private dispatch(packet: Packet): void {
-    // PUBLISH on an open connection first: small enough for V8 to inline into onPacket (the handshake is a
-    // method of its own).
-    if (this.state === 'connected' && packet.type === PacketType.PUBLISH) {
-      onPublish(this, packet);
-      return;
-    }
-    if (this.state !== 'connected') {
-      this.dispatchHandshake(packet);
-      return;
-    }
-    this.dispatchConnected(packet);
+    // PUBLISH and PUBACK (a QoS 1 message's two packets) on an open connection first: small enough for V8 to
+    // inline into onPacket (the handshake and the other packets are methods of their own).
+    if (this.state !== 'connected') this.dispatchHandshake(packet);
+    else if (packet.type === PacketType.PUBLISH) onPublish(this, packet);
+    else if (packet.type === PacketType.PUBACK) onPublishAck(this, packet);
+    else this.dispatchConnected(packet);
   }
 
   /** A packet before the connection is accepted: CONNECT, or AUTH of an enhanced authentication exchange. */

@@ -1,6 +1,6 @@
 // PUBLISH from the client and the acknowledgements of both directions' QoS flows (MQTT 3.3-3.7, 4.3): the
 // checks a PUBLISH must pass, topic aliases, the authorizePublish hook, then routing and PUBACK / PUBREC.
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import { PacketType, ReasonCode } from '../protocol/constants.js';
 import type { PubAckLikePacket, PublishPacket } from '../protocol/packets.js';
 import { hasMoreLevels } from '../protocol/topic.js';
@@ -28,7 +28,9 @@ export function onPublish(ch: Channel, p: PublishPacket): void {
     ch.serverDisconnect(ReasonCode.RetainNotSupported, 'retained messages are not supported');
     return;
   }
-  const topic = resolveAlias(ch, p);
+  // Only a 5.0 PUBLISH has properties, and so perhaps a Topic Alias (3.1.1 never calls resolveAlias, so V8
+  // spends none of onPublish's inlining budget on it).
+  const topic = p.properties === undefined ? p.topic : resolveAlias(ch, p);
   if (topic === undefined) return;
   if (host.sysTopics !== undefined && isSysTopic(topic)) {
     // $SYS/ is the broker's own tree (sys-topics.ts): refused as an ACL denial is, so nobody fakes its figures.
@@ -66,7 +68,8 @@ export function onPublish(ch: Channel, p: PublishPacket): void {
   }
   // lastReceived is the clock read when this chunk arrived: no second clock read per message. A message
   // that may outlive this input chunk (QoS 1/2, retained) gets its own payload now, so publish() need not copy it.
-  const message = createMessage({ topic, payload: p.payload, qos: p.qos, retain: p.retain, properties: p.properties }, ch.info!.clientId, ch.lastReceived, p.qos > 0 || p.retain);
+  const payload = p.qos > 0 || p.retain ? ownCopy(p.payload) : p.payload;
+  const message = createMessage({ topic, payload, qos: p.qos, retain: p.retain, properties: p.properties }, ch.info!.clientId, ch.lastReceived);
   const authorize = host.hooks.authorizePublish;
   if (!authorize) {
     route(ch, p, message);
@@ -85,6 +88,19 @@ export function onPublish(ch: Channel, p: PublishPacket): void {
       ackPublish(ch, p, ReasonCode.UnspecifiedError);
     },
   );
+}
+
+/** Uint8Array#set itself: V8's optimising compiler leaves the load of `copy.set` generic (a LoadIC call). */
+const typedArraySet = Uint8Array.prototype.set;
+
+/**
+ * A payload's own copy, in Node's buffer pool as Buffer.from(buffer) makes it, without Buffer.from's probing
+ * of what it was given (a call into C++ and a valueOf() per QoS 1/2 message).
+ */
+function ownCopy(payload: Buffer): Buffer {
+  const copy = Buffer.allocUnsafe(payload.length);
+  typedArraySet.call(copy, payload);
+  return copy;
 }
 
 /** The topic of a PUBLISH, through its 5.0 Topic Alias; undefined when the alias is wrong (the client is cut off). */
@@ -147,16 +163,18 @@ function notStored(ch: Channel, p: PublishPacket): void {
 /** PUBACK / PUBREC for an incoming PUBLISH; 3.1.x has no reason codes, so a refusal is acknowledged and dropped. */
 function ackPublish(ch: Channel, p: PublishPacket, reasonCode: number): void {
   if (p.qos === 0 || ch.state === 'closed') return;
-  const code = ch.version === 5 ? reasonCode : undefined;
-  if (p.qos === 1) {
-    ch.sendAck(PacketType.PUBACK, p.packetId!, code);
-  } else {
-    const session = ch.session!;
-    if (reasonCode < 0x80) {
-      if (!session.hasIncomingQos2(p.packetId!)) session.holdIncomingQos2(p.packetId!);
-    } else if (session.hasIncomingQos2(p.packetId!)) session.releaseIncomingQos2(p.packetId!);
-    ch.sendAck(PacketType.PUBREC, p.packetId!, code);
-  }
+  // PUBACK kept small enough to be inlined where every QoS 1 PUBLISH is routed; QoS 2 is ackQos2.
+  if (p.qos === 1) ch.sendAck(PacketType.PUBACK, p.packetId!, ch.version === 5 ? reasonCode : undefined);
+  else ackQos2(ch, p, reasonCode);
+}
+
+/** PUBREC; the packet id is held until PUBREL unless the PUBLISH was refused. */
+function ackQos2(ch: Channel, p: PublishPacket, reasonCode: number): void {
+  const session = ch.session!;
+  if (reasonCode < 0x80) {
+    if (!session.hasIncomingQos2(p.packetId!)) session.holdIncomingQos2(p.packetId!);
+  } else if (session.hasIncomingQos2(p.packetId!)) session.releaseIncomingQos2(p.packetId!);
+  ch.sendAck(PacketType.PUBREC, p.packetId!, ch.version === 5 ? reasonCode : undefined);
 }
 
 export function onPubrel(ch: Channel, p: PubAckLikePacket): void {
@@ -168,17 +186,23 @@ const ACK_NAMES = { 4: 'PUBACK', 5: 'PUBREC', 7: 'PUBCOMP' } as const;
 
 /** PUBACK, PUBREC or PUBCOMP for a message we sent: the session moves the flow on. */
 export function onPublishAck(ch: Channel, p: PubAckLikePacket): void {
+  // Small (every QoS 1/2 message's acknowledgement passes here): the answers to a wrong one are ackProblem.
+  const outcome = ch.session!.acknowledge(p.type as 4 | 5 | 7, p.packetId, p.reasonCode ?? 0);
+  if (outcome !== 'done') ackProblem(ch, p, outcome);
+}
+
+/** An acknowledgement of no message in flight ('unknown') or of the wrong kind for its flow ('mismatch'). */
+function ackProblem(ch: Channel, p: PubAckLikePacket, outcome: 'unknown' | 'mismatch'): void {
   const type = p.type as 4 | 5 | 7;
-  const outcome = ch.session!.acknowledge(type, p.packetId, p.reasonCode ?? 0);
   if (outcome === 'unknown') {
     if (type === PacketType.PUBREC && ch.version === 5) ch.sendAck(PacketType.PUBREL, p.packetId, ReasonCode.PacketIdentifierNotFound);
-  } else if (outcome === 'mismatch') {
-    // 4.3.2-4.3.3: each QoS has its own sequence of acknowledgements; one of another flow (PUBCOMP for a
-    // message awaiting PUBACK or PUBREC, ...) is a protocol violation, and 3.1.1 [MQTT-4.8.0-1] closes the
-    // connection on one, as Mosquitto does (5.0: DISCONNECT 0x82). Ignoring it would leave both sides
-    // waiting on a flow that can no longer finish.
-    const m = ch.session!.inflightMessage(p.packetId)!;
-    const awaiting = m.qos === 1 ? 'PUBACK' : m.state === 'publish' ? 'PUBREC' : 'PUBCOMP';
-    ch.serverDisconnect(ReasonCode.ProtocolError, `${ACK_NAMES[type]} for packet ${p.packetId}, which awaits ${awaiting}`);
+    return;
   }
+  // 4.3.2-4.3.3: each QoS has its own sequence of acknowledgements; one of another flow (PUBCOMP for a
+  // message awaiting PUBACK or PUBREC, ...) is a protocol violation, and 3.1.1 [MQTT-4.8.0-1] closes the
+  // connection on one, as Mosquitto does (5.0: DISCONNECT 0x82). Ignoring it would leave both sides
+  // waiting on a flow that can no longer finish.
+  const m = ch.session!.inflightMessage(p.packetId)!;
+  const awaiting = m.qos === 1 ? 'PUBACK' : m.state === 'publish' ? 'PUBREC' : 'PUBCOMP';
+  ch.serverDisconnect(ReasonCode.ProtocolError, `${ACK_NAMES[type]} for packet ${p.packetId}, which awaits ${awaiting}`);
 }

@@ -55,6 +55,17 @@ const BODY_WHOLE_BYTES = 64 * 1024;
 const MEMO_TOPIC_BYTES = 128;
 const utf8Slice = (Buffer.prototype as unknown as { utf8Slice(start: number, end: number): string }).utf8Slice;
 
+// The getters of `buffer` and `byteOffset` themselves: Buffer#subarray reads both as properties of the
+// Buffer, loads that V8's optimising compiler leaves generic (a LoadIC call each in --print-opt-code).
+const TYPED_ARRAY = Object.getPrototypeOf(Uint8Array.prototype) as object;
+const bufferOf = Object.getOwnPropertyDescriptor(TYPED_ARRAY, 'buffer')!.get! as (this: Uint8Array) => ArrayBuffer;
+const byteOffsetOf = Object.getOwnPropertyDescriptor(TYPED_ARRAY, 'byteOffset')!.get! as (this: Uint8Array) => number;
+
+/** buf[start, end) as a Buffer sharing its memory: what buf.subarray(start, end) gives, for a PUBLISH payload. */
+function view(buf: Buffer, start: number, end: number): Buffer {
+  return Buffer.from(bufferOf.call(buf), byteOffsetOf.call(buf) + start, end - start);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cursor over the body being decoded. Module-level: decoding is synchronous and never calls
 // user code, so one cursor serves every decoder instance without allocation.
@@ -566,7 +577,7 @@ export class PacketDecoder {
       if (topic.length === 0 && properties?.topicAlias === undefined) {
         throw new MqttProtocolError(0x82, 'PUBLISH topic name is empty and there is no topic alias', { packetType: 3 });
       }
-      const payload = buf.subarray(P, end);
+      const payload = view(buf, P, end);
       return qos === 0
         ? { type: 3, topic, payload, qos, retain: (first & 1) === 1, dup: false, properties }
         : { type: 3, topic, payload, qos, retain: (first & 1) === 1, dup: (first & 8) !== 0, packetId, properties };
@@ -574,7 +585,7 @@ export class PacketDecoder {
     if (topic.length === 0) {
       throw new MqttProtocolError(0x82, 'PUBLISH topic name is empty [MQTT-4.7.3-1]', { packetType: 3 });
     }
-    const payload = buf.subarray(pos, end);
+    const payload = view(buf, pos, end);
     return qos === 0
       ? { type: 3, topic, payload, qos, retain: (first & 1) === 1, dup: false }
       : { type: 3, topic, payload, qos, retain: (first & 1) === 1, dup: (first & 8) !== 0, packetId };

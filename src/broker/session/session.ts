@@ -443,8 +443,22 @@ export class Session {
    * for QoS 2, PUBREC or PUBCOMP for QoS 1): a protocol violation, the flow left as it was.
    */
   acknowledge(type: AckType, packetId: number, reasonCode: number): 'done' | 'unknown' | 'mismatch' {
-    const m = this.window?.get(packetId);
+    const window = this.window;
+    const m = window?.get(packetId);
     if (m === undefined) return 'unknown';
+    if (type === 4 && m.qos === 1 && this.heldResends === undefined) {
+      // PUBACK of a QoS 1 message, once per message of every QoS 1 subscriber: kept small enough for V8 to
+      // inline it into the channel's packet handling, the rest is acknowledgeFlow.
+      window!.release(packetId);
+      this.journal?.released(packetId);
+      if (this.hasBacklog) this.drain();
+      return 'done';
+    }
+    return this.acknowledgeFlow(m, type, packetId, reasonCode);
+  }
+
+  /** acknowledge() for PUBREC, PUBCOMP, a held-back resend, or an acknowledgement of the wrong kind. */
+  private acknowledgeFlow(m: InflightMessage, type: AckType, packetId: number, reasonCode: number): 'done' | 'mismatch' {
     if (type === 4 ? m.qos !== 1 : m.qos !== 2 || (type === 7 && m.state !== 'pubrel')) return 'mismatch';
     // A message held back on resume that the client acknowledges now had reached it already: not resent.
     this.heldResends?.ids.delete(packetId);
