@@ -242,11 +242,30 @@ export class ClusterPlane {
       this.membership.left(node);
     } else if (op === '~') {
       const adopter = text.slice(nl + 1);
-      if (adopter === this.options.nodeName) return;
-      this.forgetDead(node);
-      // After every message this node sent the dead node: the adopter holds its sessions' messages until then.
-      this.forwarder.switched(node, adopter);
+      if (adopter !== this.options.nodeName) this.switchedAway(node, adopter);
     }
+  }
+
+  /**
+   * `adopter` serves dead node `dead`'s sessions now: its routes go, and a marker goes in its inbox after every
+   * message this node sent there (the adopter holds the sessions' messages until it has read them all). Unless
+   * the node is alive: taken for dead (a Redis restart, a pause) and back since, its routes are fresh.
+   */
+  private switchedAway(dead: string, adopter: string): void {
+    const drop = () => {
+      if (this.closed) return;
+      this.forgetDead(dead);
+      this.forwarder.switched(dead, adopter);
+    };
+    if (!this.membership.isAlive(dead)) {
+      drop();
+      return;
+    }
+    // Alive as far as this node knows: back since, or dead and this node's heartbeat check is behind. Its key tells.
+    (this.cmd as unknown as RedisCaller).call('PTTL', `${this.options.prefix}:node:${dead}`).then(
+      (pttl) => (Number(pttl) > 0 ? this.forwarder.switched(dead, adopter) : drop()),
+      () => this.forwarder.switched(dead, adopter),
+    );
   }
 
   private forgetDead(node: string): void {
@@ -262,7 +281,8 @@ export class ClusterPlane {
    */
   switchDead(dead: string): string[] {
     const self = this.options.nodeName;
-    this.forgetDead(dead);
+    // Back since it was taken for dead (its routes announced again): they stay.
+    if (!this.membership.isAlive(dead)) this.forgetDead(dead);
     this.forwarder.switched(dead, self);
     // On the command connection, after the route announcements of the restore (same connection, in order).
     void (this.cmd as unknown as RedisCaller).call('PUBLISH', this.channel, `~${dead}\n${self}`).catch(() => {});

@@ -263,6 +263,13 @@ describeOrSkip('cluster plane: a node taken for dead', noRedis, () => {
     const pub = await a!.mqtt('pub');
     await pub.publishAsync('d/1', 'again', { qos: 1 });
     await eventually(() => got.length === 1, 3000, 'delivery to B');
+    // A survivor that adopted B's sessions while B was taken for dead says so only now: B is alive and its
+    // routes are fresh, so they stay (only a marker goes into B's inbox).
+    await redisCommand(redis.port, 'PUBLISH', `${prefix}:events`, '~b\nc');
+    await delay(200);
+    assert.equal(a!.view().remoteRoutes, 1, 'the routes of a live node stay');
+    await pub.publishAsync('d/1', 'still', { qos: 1 });
+    await eventually(() => got.length === 2, 3000, 'delivery to B after the switch');
   });
 });
 
