@@ -208,7 +208,7 @@ export class Forwarder implements MessageSink {
 
   /** The read position that may be committed: the last entry read, or before the first whose relay is not in Redis. */
   private safePosition(): string | undefined {
-    while (this.relayHolds.length > 0 && !this.groups.includes(this.relayHolds[0]!.group)) this.relayHolds.shift();
+    while (this.relayHolds.length > 0 && this.relayHolds[0]!.group.drained) this.relayHolds.shift();
     return this.relayHolds.length > 0 ? this.relayHolds[0]!.before : this.lastId;
   }
 

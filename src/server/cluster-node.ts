@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { BrokerCore } from '../broker/core.js';
 import type { BrokerHooks } from '../broker/hooks.js';
+import type { Session } from '../broker/session/session.js';
 import type { Message } from '../broker/message.js';
 import { MemorySessionStore } from '../broker/store/memory.js';
 import type { RemoteDelivery, RetainedStore, SessionStore, StoredSession } from '../broker/store/types.js';
@@ -19,6 +20,8 @@ import { ClusterOwnership, ownerKey, type OwnershipHost } from '../cluster/owner
 import { RedisSessionStore, SESSION_CLIENT_OPTIONS } from '../cluster/redis-sessions.js';
 import { duplicateWith } from '../cluster/redis-forms.js';
 import { ClusterRouteTable } from '../cluster/route-table.js';
+
+type Divert = NonNullable<Session['divert']>;
 
 /** At most how long the nodes keep a dead node's routes waiting for the survivor that adopts its sessions (ms). */
 const KEEP_DEAD_ROUTES_MS = 30_000;
@@ -86,12 +89,7 @@ export class ClusterNode {
                 settle: () => new Promise((resolve) => this.plane!.barrier(resolve, SETTLE_MAX_MS)),
                 warn,
               }),
-        hold: (clientId, divert) => {
-          const session = this.core().registry.sessions.get(clientId);
-          if (session === undefined) return false;
-          session.divert = divert;
-          return true;
-        },
+        hold: (clientId, divert) => this.divert(clientId, divert, true),
         sendRestored: (node, epoch, clientId) => owner.sendRestored(node, epoch, clientId),
         observe: (on) => (forwarder.observer = on),
         setTimer: (fn, ms) => {
@@ -183,13 +181,8 @@ export class ClusterNode {
         restore: (list: StoredSession[]) => this.restore(sessions, list),
         inboxKey: (node: string) => this.forwarder.inboxKey(node),
         deliver: (message: Message, remote: RemoteDelivery) => this.core().publishRemote(message, remote),
-        hold: (clientId: string, divert: (message: Message, shareKey: string | undefined) => boolean) => {
-          const session = this.core().registry.sessions.get(clientId);
-          if (session === undefined || session.divert !== undefined) return false;
-          session.divert = divert;
-          return true;
-        },
-        unhold: (clientId: string, divert: (message: Message, shareKey: string | undefined) => boolean) => {
+        hold: (clientId: string, divert: Divert) => this.divert(clientId, divert, false),
+        unhold: (clientId: string, divert: Divert) => {
           const session = this.core().registry.sessions.get(clientId);
           if (session?.divert === divert) session.divert = undefined;
         },
@@ -256,6 +249,17 @@ export class ClusterNode {
     // What the old node handed on for the session is older than what reached this node for it; a dead node's
     // inbox is read for it at once (its adopter replays it only for the sessions it still held).
     await handover.pendingsFrom(clientId, previous, kept, this.plane?.membership.isAlive(previous) !== false ? PENDINGS_WAIT_MS : 0);
+  }
+
+  /**
+   * What the local session `clientId` is delivered goes to `divert` (undefined: its queue again); false when there
+   * is no such session, or (`replace` false) something else diverts its deliveries already.
+   */
+  private divert(clientId: string, divert: Divert | undefined, replace: boolean): boolean {
+    const session = this.core().registry.sessions.get(clientId);
+    if (session === undefined || (!replace && session.divert !== undefined)) return false;
+    session.divert = divert;
+    return true;
   }
 
   /** `message` to the local session `clientId` only, as its subscriptions say (a hand-over's messages). */
