@@ -74,6 +74,17 @@ function writeV1(dir: string, extraSql = '', version: 1 | 2 = 1): string {
   return file;
 }
 
+/** The error a broker on `dir` stops start-up with ('(started)' when it starts). */
+function startError(dir: string): string {
+  try {
+    const broker = createBroker({ port: 0, storage: { type: 'sqlite', dir } });
+    void broker.close();
+    return '(started)';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 const hash = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 describe('storage: schema migration', () => {
@@ -134,13 +145,7 @@ describe('storage: schema migration', () => {
     // A table already named like the index version 2 makes: CREATE INDEX fails inside the migration.
     const file = writeV1(dir, 'CREATE TABLE retained_topics (x);');
     const before = hash(file);
-    let message = '(started)';
-    try {
-      const broker = createBroker({ port: 0, storage: { type: 'sqlite', dir } });
-      void broker.close();
-    } catch (err) {
-      message = (err as Error).message;
-    }
+    const message = startError(dir);
     assert.match(message, /petrel\.db: migrating the schema from version 1 to 4 failed \(.*retained_topics.*\); the file is left as it was/);
     assert.ok(message.includes(file));
     assert.ok(!message.includes('\n'), 'one line');
@@ -156,13 +161,7 @@ describe('storage: schema migration', () => {
     // A table already named like the one the rebuild makes: the migration fails at its first statement.
     const file = writeV1(dir, 'CREATE TABLE queue_v3 (x);', 2);
     const before = hash(file);
-    let message = '(started)';
-    try {
-      const broker = createBroker({ port: 0, storage: { type: 'sqlite', dir } });
-      void broker.close();
-    } catch (err) {
-      message = (err as Error).message;
-    }
+    const message = startError(dir);
     assert.match(message, /petrel\.db: migrating the schema from version 2 to 4 failed \(.*queue_v3.*\); the file is left as it was/);
     assert.equal(hash(file), before, 'the file is untouched');
     const db = new Database(file, { readonly: true });
@@ -201,13 +200,7 @@ describe('storage: schema migration', () => {
     const dir = dataDir(t);
     const file = writeV3(dir, 'CREATE TABLE queue_runs_gone (x);');
     const before = hash(file);
-    let message = '(started)';
-    try {
-      const broker = createBroker({ port: 0, storage: { type: 'sqlite', dir } });
-      void broker.close();
-    } catch (err) {
-      message = (err as Error).message;
-    }
+    const message = startError(dir);
     assert.match(message, /petrel\.db: migrating the schema from version 3 to 4 failed \(.*queue_runs_gone.*\); the file is left as it was/);
     assert.equal(hash(file), before, 'the file is untouched');
     const db = new Database(file, { readonly: true });
