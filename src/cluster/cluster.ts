@@ -96,7 +96,8 @@ export class ClusterPlane {
     this.membership.on('node-down', (name) => {
       if (this.keepDeadRoutesMs > 0 && this.routes.remoteRouteCount(name) > 0) {
         // Bounded: should no survivor say it took the sessions over (it died too), they go all the same.
-        const timer = setTimeout(() => this.forgetDead(name), this.keepDeadRoutesMs);
+        // A node back meanwhile (taken for dead) has announced fresh routes: they stay.
+        const timer = setTimeout(() => !this.membership.isAlive(name) && this.forgetDead(name), this.keepDeadRoutesMs);
         timer.unref();
         clearTimeout(this.deadRoutes.get(name));
         this.deadRoutes.set(name, timer);
