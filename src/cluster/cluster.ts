@@ -19,6 +19,9 @@ import type { ClusterRouteTable } from './route-table.js';
 
 type Connection = Redis | RedisCluster;
 
+/** A member of every announced routes set, never a route (no filter is empty): the set exists once announced. */
+const ANNOUNCED = '';
+
 export interface ClusterView {
   cluster: string;
   redis: string;
@@ -68,6 +71,8 @@ export class ClusterPlane {
    */
   keepDeadRoutesMs = 0;
   private readonly deadRoutes = new Map<string, NodeJS.Timeout>();
+  /** Per node, the route events heard by each read of its routes still on its way (readRoutes). */
+  private readonly routeReads = new Map<string, Set<Map<string, boolean>>>();
 
   constructor(
     private readonly options: ResolvedClusterOptions,
@@ -115,8 +120,11 @@ export class ClusterPlane {
     routes.onLocalChange = (key, added) => {
       if (this.closed) return;
       const routesKey = this.routesKey(self);
-      void (added ? caller.call('SADD', routesKey, key) : caller.call('SREM', routesKey, key)).catch(() => {});
-      void caller.call('PUBLISH', this.channel, `${added ? '+' : '-'}${self}\n${key}`).catch(() => {});
+      // Told once the set holds it: on a Redis Cluster the PUBLISH may go to another master than the set, and a
+      // node that reads the set on hearing it must find the change there.
+      void (added ? caller.call('SADD', routesKey, key) : caller.call('SREM', routesKey, key))
+        .then(() => caller.call('PUBLISH', this.channel, `${added ? '+' : '-'}${self}\n${key}`))
+        .catch(() => {});
     };
     routes.viewer = () => this.view();
     this.sub.on('message', (_channel: string, text: string) => this.onEvent(text));
@@ -207,21 +215,53 @@ export class ClusterPlane {
     const caller = this.cmd as unknown as RedisCaller;
     const key = this.routesKey(this.options.nodeName);
     const keys = this.routes.localRoutes();
-    // Issued together: a route changed meanwhile is sent after these, in order.
-    const done = [caller.call('DEL', key)];
-    for (let i = 0; i < keys.length; i += 1000) done.push(caller.call('SADD', key, ...keys.slice(i, i + 1000)));
-    done.push(caller.call('PUBLISH', this.channel, `*${this.options.nodeName}`));
-    await Promise.all(done);
+    // One transaction: a node reading the set never finds it empty half-way (it would drop every route of this
+    // node until the next read, and the messages meant for it would go nowhere). ANNOUNCED is in the set even
+    // when this node has no route: a missing set means "not announced since Redis lost it", not "no routes".
+    // A route changed meanwhile is sent after this, in order (same connection, same key).
+    const multi = this.cmd.multi().del(key).sadd(key, ANNOUNCED);
+    for (let i = 0; i < keys.length; i += 1000) multi.sadd(key, ...keys.slice(i, i + 1000));
+    const results = await multi.exec();
+    const failed = results?.find(([err]) => err !== null)?.[0];
+    if (results === null || failed) throw failed ?? new Error('the announcement of this node\'s routes was discarded');
+    await caller.call('PUBLISH', this.channel, `*${this.options.nodeName}`);
   }
 
+  /**
+   * Reads `node`'s announced routes again and makes them the ones known. A set not there (Redis restarted empty
+   * and the node has not announced again yet) changes nothing: its routes stay until it announces them, leaves
+   * or is seen dead. Route events heard while the read is on its way are newer than what it may return: they win.
+   */
   private async readRoutes(node: string): Promise<void> {
     if (node === this.options.nodeName) return;
+    const heard = new Map<string, boolean>();
+    let reads = this.routeReads.get(node);
+    if (reads === undefined) this.routeReads.set(node, (reads = new Set()));
+    reads.add(heard);
+    let keys: string[];
     try {
-      const keys = (await (this.cmd as unknown as RedisCaller).call('SMEMBERS', this.routesKey(node))) as string[];
-      if (this.membership.isAlive(node) || keys.length > 0) this.routes.setRemote(node, keys);
+      keys = (await (this.cmd as unknown as RedisCaller).call('SMEMBERS', this.routesKey(node))) as string[];
     } catch {
-      // read again on the next event or reconnect
+      return; // read again on the next event or reconnect
+    } finally {
+      reads.delete(heard);
+      if (reads.size === 0) this.routeReads.delete(node);
     }
+    if (keys.length === 0 || this.closed) return;
+    const next = new Set(keys);
+    next.delete(ANNOUNCED);
+    for (const [key, added] of heard) {
+      if (added) next.add(key);
+      else next.delete(key);
+    }
+    this.routes.setRemote(node, next);
+  }
+
+  /** A route event of `node`: applied, and kept for the reads of its routes on their way (readRoutes). */
+  private routeEvent(node: string, key: string, added: boolean): void {
+    if (added) this.routes.addRemote(node, key);
+    else this.routes.deleteRemote(node, key);
+    for (const heard of this.routeReads.get(node) ?? []) heard.set(key, added);
   }
 
   private async readAllRoutes(): Promise<void> {
@@ -234,8 +274,7 @@ export class ClusterPlane {
     const nl = text.indexOf('\n');
     const node = text.slice(1, nl < 0 ? undefined : nl);
     if (node === this.options.nodeName) return;
-    if (op === '+') this.routes.addRemote(node, text.slice(nl + 1));
-    else if (op === '-') this.routes.deleteRemote(node, text.slice(nl + 1));
+    if (op === '+' || op === '-') this.routeEvent(node, text.slice(nl + 1), op === '+');
     else if (op === '*') void this.readRoutes(node);
     else if (op === '?') this.forwarder.barrier(node, text.slice(nl + 1));
     else if (op === '!') {

@@ -271,6 +271,28 @@ describeOrSkip('cluster plane: a node taken for dead', noRedis, () => {
     await pub.publishAsync('d/1', 'still', { qos: 1 });
     await eventually(() => got.length === 2, 3000, 'delivery to B after the switch');
   });
+
+  it('a node\'s routes missing from Redis (it restarted empty, the node has not announced again yet) stay known to the others: messages still reach it', async (t) => {
+    const prefix = `lost${process.pid}`;
+    const [a, b] = await startNodes(t, redis, ['a', 'b'], { prefix, heartbeatTimeout: 1 });
+    // An announced set exists even when the node has no route: a missing one means "not announced", not "none".
+    assert.equal(await redisCommand(redis.port, 'SMEMBERS', `${prefix}:routes:a`), '*1\r\n$0\r\n\r\n', 'A announced, with no route: one empty member');
+    const sub = await b!.mqtt('sub');
+    const got = inbox(sub);
+    await sub.subscribeAsync('lost/#', { qos: 1 });
+    await eventually(() => a!.view().remoteRoutes === 1, 3000, 'the route of B on A');
+    // What A sees after a Redis restart before B announced again: no set, and a reason to read it (a `*` event).
+    await redisCommand(redis.port, 'DEL', `${prefix}:routes:b`);
+    await redisCommand(redis.port, 'PUBLISH', `${prefix}:events`, '*b');
+    await delay(200);
+    assert.equal(a!.view().remoteRoutes, 1, 'B\'s route kept');
+    const pub = await a!.mqtt('pub');
+    await pub.publishAsync('lost/1', 'across', { qos: 1 });
+    await eventually(() => got.length === 1, 3000, 'delivery to B');
+    // Removing a route is still heard: the set being missing keeps nothing the node took back.
+    await sub.unsubscribeAsync('lost/#');
+    await eventually(() => a!.view().remoteRoutes === 0, 3000, 'the route of B gone from A');
+  });
 });
 
 describeOrSkip('cluster plane: the publishing node killed', noRedis, () => {
