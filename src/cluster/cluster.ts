@@ -21,6 +21,19 @@ type Connection = Redis | RedisCluster;
 
 /** A member of every announced routes set, never a route (no filter is empty): the set exists once announced. */
 const ANNOUNCED = '';
+/**
+ * How long a route event outweighs a read of the node's routes set (ms): on a Redis Cluster the event's PUBLISH
+ * and the set's SADD go to different masters, so a read made just after the event may not find the change yet.
+ */
+const RECENT_EVENTS_MS = 1000;
+
+/** Drops the entries of `recent` (oldest first) heard before `since`. */
+function forgetOlder(recent: Map<string, { at: number }>, since: number): void {
+  for (const [key, e] of recent) {
+    if (e.at >= since) break;
+    recent.delete(key);
+  }
+}
 
 export interface ClusterView {
   cluster: string;
@@ -71,8 +84,8 @@ export class ClusterPlane {
    */
   keepDeadRoutesMs = 0;
   private readonly deadRoutes = new Map<string, NodeJS.Timeout>();
-  /** Per node, the route events heard by each read of its routes still on its way (readRoutes). */
-  private readonly routeReads = new Map<string, Set<Map<string, boolean>>>();
+  /** Per node, the route events heard in the last RECENT_EVENTS_MS, oldest first (readRoutes). */
+  private readonly recentEvents = new Map<string, Map<string, { added: boolean; at: number }>>();
 
   constructor(
     private readonly options: ResolvedClusterOptions,
@@ -120,11 +133,11 @@ export class ClusterPlane {
     routes.onLocalChange = (key, added) => {
       if (this.closed) return;
       const routesKey = this.routesKey(self);
-      // Told once the set holds it: on a Redis Cluster the PUBLISH may go to another master than the set, and a
-      // node that reads the set on hearing it must find the change there.
-      void (added ? caller.call('SADD', routesKey, key) : caller.call('SREM', routesKey, key))
-        .then(() => caller.call('PUBLISH', this.channel, `${added ? '+' : '-'}${self}\n${key}`))
-        .catch(() => {});
+      void (added ? caller.call('SADD', routesKey, key) : caller.call('SREM', routesKey, key)).catch(() => {});
+      // Issued at once, not after the SADD's reply: events go out in the order they happen (a `~` or a barrier
+      // request after a restore's route changes is heard after them). A node that reads the set meanwhile may
+      // not find the change (on a Redis Cluster the set is on another master): readRoutes keeps recent events.
+      void caller.call('PUBLISH', this.channel, `${added ? '+' : '-'}${self}\n${key}`).catch(() => {});
     };
     routes.viewer = () => this.view();
     this.sub.on('message', (_channel: string, text: string) => this.onEvent(text));
@@ -230,38 +243,42 @@ export class ClusterPlane {
   /**
    * Reads `node`'s announced routes again and makes them the ones known. A set not there (Redis restarted empty
    * and the node has not announced again yet) changes nothing: its routes stay until it announces them, leaves
-   * or is seen dead. Route events heard while the read is on its way are newer than what it may return: they win.
+   * or is seen dead. Route events heard from RECENT_EVENTS_MS before the read on win over what it returns: the
+   * read may have reached the set before the change the event tells of.
    */
   private async readRoutes(node: string): Promise<void> {
     if (node === this.options.nodeName) return;
-    const heard = new Map<string, boolean>();
-    let reads = this.routeReads.get(node);
-    if (reads === undefined) this.routeReads.set(node, (reads = new Set()));
-    reads.add(heard);
+    const asked = Date.now();
     let keys: string[];
     try {
       keys = (await (this.cmd as unknown as RedisCaller).call('SMEMBERS', this.routesKey(node))) as string[];
     } catch {
       return; // read again on the next event or reconnect
-    } finally {
-      reads.delete(heard);
-      if (reads.size === 0) this.routeReads.delete(node);
     }
     if (keys.length === 0 || this.closed) return;
     const next = new Set(keys);
     next.delete(ANNOUNCED);
-    for (const [key, added] of heard) {
-      if (added) next.add(key);
-      else next.delete(key);
+    const recent = this.recentEvents.get(node);
+    if (recent !== undefined) {
+      forgetOlder(recent, asked - RECENT_EVENTS_MS);
+      for (const [key, { added }] of recent) {
+        if (added) next.add(key);
+        else next.delete(key);
+      }
     }
     this.routes.setRemote(node, next);
   }
 
-  /** A route event of `node`: applied, and kept for the reads of its routes on their way (readRoutes). */
+  /** A route event of `node`: applied, and kept a while for the reads of its routes (readRoutes). */
   private routeEvent(node: string, key: string, added: boolean): void {
     if (added) this.routes.addRemote(node, key);
     else this.routes.deleteRemote(node, key);
-    for (const heard of this.routeReads.get(node) ?? []) heard.set(key, added);
+    const at = Date.now();
+    let recent = this.recentEvents.get(node);
+    if (recent === undefined) this.recentEvents.set(node, (recent = new Map()));
+    recent.delete(key); // to the end: the map stays oldest first
+    recent.set(key, { added, at });
+    forgetOlder(recent, at - RECENT_EVENTS_MS);
   }
 
   private async readAllRoutes(): Promise<void> {
@@ -279,6 +296,7 @@ export class ClusterPlane {
     else if (op === '?') this.forwarder.barrier(node, text.slice(nl + 1));
     else if (op === '!') {
       this.routes.dropNode(node);
+      this.recentEvents.delete(node);
       this.membership.left(node);
     } else if (op === '~') {
       const adopter = text.slice(nl + 1);
@@ -311,6 +329,7 @@ export class ClusterPlane {
   private forgetDead(node: string): void {
     clearTimeout(this.deadRoutes.get(node));
     this.deadRoutes.delete(node);
+    this.recentEvents.delete(node);
     this.routes.dropNode(node);
   }
 
