@@ -293,6 +293,31 @@ describeOrSkip('cluster plane: a node taken for dead', noRedis, () => {
     await sub.unsubscribeAsync('lost/#');
     await eventually(() => a!.view().remoteRoutes === 0, 3000, 'the route of B gone from A');
   });
+  it('a route event outweighs a read of the node\'s routes made just after it (the set may not hold the change yet: on a Redis Cluster they are on different masters)', async (t) => {
+    const prefix = `recent${process.pid}`;
+    const [a, b] = await startNodes(t, redis, ['a', 'b'], { prefix, heartbeatTimeout: 1 });
+    const sub = await b!.mqtt('sub');
+    await sub.subscribeAsync('ev/#', { qos: 1 });
+    await eventually(() => a!.view().remoteRoutes === 1, 3000, 'the route of B on A');
+    // Events whose change the set does not show yet, each followed at once by a reason to read the set.
+    await redisCommand(redis.port, 'PUBLISH', `${prefix}:events`, '+b\nev2/#');
+    await redisCommand(redis.port, 'PUBLISH', `${prefix}:events`, '*b');
+    await delay(200);
+    assert.equal(a!.view().remoteRoutes, 2, 'the route added by the event stays');
+    await redisCommand(redis.port, 'PUBLISH', `${prefix}:events`, '-b\nev/#');
+    await redisCommand(redis.port, 'PUBLISH', `${prefix}:events`, '*b');
+    await delay(200);
+    assert.equal(a!.view().remoteRoutes, 1, 'the route removed by the event stays removed');
+    // Past the second, the set is what counts: B's real route is back on A, and messages reach B again.
+    await delay(1000);
+    await redisCommand(redis.port, 'PUBLISH', `${prefix}:events`, '*b');
+    await delay(200);
+    const got = inbox(sub);
+    const pub = await a!.mqtt('pub');
+    await pub.publishAsync('ev/1', 'x', { qos: 1 });
+    await eventually(() => got.length === 1, 3000, 'delivery to B: its route read again from the set');
+    assert.equal(a!.view().remoteRoutes, 1);
+  });
 });
 
 describeOrSkip('cluster plane: the publishing node killed', noRedis, () => {
