@@ -5,14 +5,11 @@
 // commits stays before an entry until the hand-on of what it read there is in Redis (Forwarder.relay). The
 // adopter of a dead node replays its inbox too (inbox-replay.ts), but only for the sessions the dead node still
 // held; a session that was moving is the new node's.
-import type { Buffer } from 'node:buffer';
 import { decodeBatch } from './forward-codec.js';
 import type { RedisCaller } from './forwarder.js';
 import type { Captured } from './handover.js';
-import { nextId, parseEntry } from './inbox-replay.js';
+import { InboxReader } from './inbox-replay.js';
 
-/** Entries per XRANGE. */
-const PAGE = 256;
 /** Entries read at most (a bound on the time and memory of one session's replay). */
 const MAX_ENTRIES = 20_000;
 
@@ -30,8 +27,6 @@ export interface SessionReplayOptions {
   warn: (message: string, context: object) => void;
 }
 
-type Page = [Buffer, Buffer[]][];
-
 /**
  * The messages of the inbox after its committed position that go to session `clientId`: those sent to its node
  * for the subscriptions it had (plain), and those handed on to it for that session; markers and shared-group
@@ -45,21 +40,17 @@ export async function replayForSession(options: SessionReplayOptions): Promise<C
   const until = end[0]![0];
   await options.settle();
   const position = (await redis.call('GET', options.positionKey)) as string | null;
-  let last = position ?? '0-0';
+  const reader = new InboxReader(redis, inboxKey, position ?? '0-0', until);
   const out: Captured[] = [];
-  const seen = new Map<string, { epoch: string; seq: number }>();
-  for (let read = 0; read < MAX_ENTRIES; ) {
-    const page = (await redis.callBuffer('XRANGE', inboxKey, nextId(last), until, 'COUNT', PAGE)) as Page;
-    for (const [id, fields] of page) {
-      last = id.toString();
-      const entry = parseEntry(fields);
-      if (entry === undefined) continue;
-      // A batch written twice (a resent XADD) is read once.
-      const prev = seen.get(entry.origin);
-      if (prev !== undefined && prev.epoch === entry.epoch && entry.seq <= prev.seq) continue;
-      seen.set(entry.origin, { epoch: entry.epoch, seq: entry.seq });
-      // Expiry counts from when Redis took the entry (its id's time), not from now.
-      const sentAt = Number(last.slice(0, last.indexOf('-')));
+  for (let read = 0; !reader.done; ) {
+    if (read >= MAX_ENTRIES) {
+      options.warn('cluster: the inbox of the node a session left is longer than is replayed for it; the rest is not', { key: inboxKey, clientId, entries: MAX_ENTRIES });
+      break;
+    }
+    const page = await reader.page();
+    read += page.length;
+    for (const { id, sentAt, entry } of reader.batches(page)) {
+      // Expiry counts from when Redis took the entry, not from now.
       try {
         decodeBatch(entry.data, sentAt, entry.origin, entry.epoch, (message, remote, messageId) => {
           if (message.topic === '') return; // a marker
@@ -67,12 +58,9 @@ export async function replayForSession(options: SessionReplayOptions): Promise<C
           if (forSession) out.push({ message, id: { ...messageId } });
         });
       } catch (err) {
-        options.warn('cluster: a batch of the inbox of the node a session left could not be read; skipped', { key: inboxKey, id: last, error: String(err) });
+        options.warn('cluster: a batch of the inbox of the node a session left could not be read; skipped', { key: inboxKey, id, error: String(err) });
       }
     }
-    read += page.length;
-    if (page.length < PAGE || last === until) return out;
   }
-  options.warn('cluster: the inbox of the node a session left is longer than is replayed for it; the rest is not', { key: inboxKey, clientId, entries: MAX_ENTRIES });
   return out;
 }
