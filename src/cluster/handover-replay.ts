@@ -1,8 +1,9 @@
 // What a node's inbox holds for one session that left it, after the node's committed read position: the new
 // node of a moving session reads it when the old node sent no end marker in time (stopped or SIGKILLed in the
 // middle of the move, handover.ts). Those entries were acknowledged to their publishers (their XADD was in
-// Redis) but the old node either never read them or read them and never handed them on: the position it
-// commits stays before an entry until the hand-on of what it read there is in Redis (Forwarder.relay). The
+// Redis) but the old node either never read them or read them and never handed them on: the hand-on position it
+// commits for the session stays before an entry until the hand-on of what it read there is in Redis
+// (Forwarder.relay), and without one its read position is after every entry handed on or applied. The
 // adopter of a dead node replays its inbox too (inbox-replay.ts), but only for the sessions the dead node still
 // held; a session that was moving is the new node's.
 import { decodeBatch } from './forward-codec.js';
@@ -15,9 +16,13 @@ const MAX_ENTRIES = 20_000;
 
 export interface SessionReplayOptions {
   redis: RedisCaller;
-  /** The old node's inbox, and the key of its committed read position (inbox-replay.ts inboxPositionKey). */
+  /**
+   * The old node's inbox, the key of its committed read position and of its hand-on positions (inbox-replay.ts
+   * inboxPositionKey, handOnPositionKey).
+   */
   inboxKey: string;
   positionKey: string;
+  handOnKey: string;
   clientId: string;
   /**
    * Resolves once this node has read what other nodes sent it so far (ClusterPlane.barrier). A message a
@@ -39,7 +44,9 @@ export async function replayForSession(options: SessionReplayOptions): Promise<C
   if (end.length === 0) return [];
   const until = end[0]![0];
   await options.settle();
-  const position = (await redis.call('GET', options.positionKey)) as string | null;
+  // Before the first entry whose hand-on to this session Redis may not have; none: all up to the read position were.
+  const handOn = (await redis.call('HGET', options.handOnKey, clientId)) as string | null;
+  const position = handOn ?? ((await redis.call('GET', options.positionKey)) as string | null);
   const reader = new InboxReader(redis, inboxKey, position ?? '0-0', until);
   const out: Captured[] = [];
   for (let read = 0; !reader.done; ) {

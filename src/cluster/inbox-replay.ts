@@ -23,9 +23,20 @@ const PAGE = 256;
  */
 const PREFETCH_BYTES = 1024 * 1024;
 
-/** The key of a node's committed inbox read position: in the session store's slot (`storePrefix` carries its hash tag). */
+/**
+ * The key of a node's committed inbox read position (every entry up to it has its effects on the node's sessions
+ * in Redis): in the session store's slot (`storePrefix` carries its hash tag).
+ */
 export function inboxPositionKey(storePrefix: string, node: string): string {
   return `${storePrefix}:inboxpos:${node}`;
+}
+
+/**
+ * The key of a node's hand-on positions (a hash, in the same slot): per session leaving the node, the entry
+ * before the first whose hand-on to its new node Redis may not have (Forwarder.commitPositionWith).
+ */
+export function handOnPositionKey(storePrefix: string, node: string): string {
+  return `${storePrefix}:inboxhandon:${node}`;
 }
 
 /** Compares two stream entry ids ("ms-seq"). */

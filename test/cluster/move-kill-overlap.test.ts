@@ -1,0 +1,110 @@
+// Two persistent sessions with the same subscription on node A (a child process): `mover` moves to B while
+// `stayer` stays offline on A, a publisher on C publishes to both continuously, and A is SIGKILLed while it
+// hands on to B what it reads for the mover (its XADDs into B's inbox held back by hold-handons.ts, so the
+// window is open every run: on a live cluster it is one Redis round trip). A went on committing what it queued
+// for the stayer meanwhile; the survivor that adopts the stayer replays A's inbox after A's committed read
+// position, and B replays it for the mover after the mover's hand-on position (handover-replay.ts). Each
+// session must get every message whose PUBACK (QoS 2: PUBCOMP) reached the publisher, none twice but as a DUP
+// resend [MQTT-4.3.3-2], in publisher order [MQTT-4.6.0-5]. (Issue 21: "QoS 2 stays exactly once end to end".)
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import mqtt, { Store, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import { noRedis, RedisServer } from '../helpers/redis.js';
+import { describeOrSkip } from '../helpers/skip.js';
+import { delay, eventually } from '../helpers/wait.js';
+import { childNode } from './child-node.js';
+import { deliveryFaults, publishing } from './deliveries.js';
+import { holdHandOnsEnv } from './hold-handons.js';
+import { inbox, startNode, type Node } from './nodes.js';
+
+let prefixes = 0;
+const MAX_QUEUED = 20_000;
+
+/** A client of session `clientId` on `port` (5.0, kept 600 s); resolves at its CONNACK, with what it receives. */
+async function sessionClient(port: number, clientId: string, options: IClientOptions): Promise<{ client: MqttClient; got: IPublishPacket[]; sessionPresent: boolean }> {
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 600 }, ...options });
+  const got = inbox(client);
+  const connack = await new Promise<{ sessionPresent: boolean }>((resolve, reject) => {
+    client.once('connect', resolve);
+    client.once('error', reject);
+  });
+  return { client, got, sessionPresent: connack.sessionPresent };
+}
+
+describeOrSkip('cluster: sessions with overlapping subscriptions, one moving, on a node SIGKILLed mid-hand-on', noRedis, () => {
+  let redis: RedisServer;
+  before(async () => {
+    redis = await RedisServer.start();
+  });
+  after(async () => {
+    await redis.close();
+  });
+
+  for (const qos of [1, 2] as const) {
+    it(`QoS ${qos}: the adopted session and the moved one each get every acknowledged message once (DUP resends aside), in publisher order [MQTT-4.3.3-2] [MQTT-4.6.0-5]`, async (t) => {
+      const prefix = `moveoverlap${process.pid}x${prefixes++}`;
+      const cluster = { prefix, heartbeatTimeout: 3, heartbeatInterval: 100 };
+      const a = await childNode(t, redis, 'a', cluster, { maxQueuedMessages: MAX_QUEUED }, holdHandOnsEnv());
+      const b = await startNode(t, redis, 'b', cluster, { maxQueuedMessages: MAX_QUEUED });
+      const c = await startNode(t, redis, 'c', cluster, { maxQueuedMessages: MAX_QUEUED });
+      await eventually(() => b.view().nodes.length === 3 && c.view().nodes.length === 3, 5000, 'B and C to see the three nodes');
+
+      // The stayer: offline on A. The mover: connected to A. One client per session: its connections share what it stores.
+      const stayerStore = { incomingStore: new Store({ clean: false }) };
+      const stayer = await sessionClient(a.port, 'stayer', stayerStore);
+      await stayer.client.subscribeAsync('mk/#', { qos });
+      await stayer.client.endAsync();
+      const moverStore = { incomingStore: new Store({ clean: false }) };
+      const old = await sessionClient(a.port, 'mover', moverStore);
+      t.after(() => old.client.end(true));
+      await old.client.subscribeAsync('mk/#', { qos });
+      await eventually(() => c.view().remoteRoutes === 1, 5000, 'the route of A on C');
+
+      const onC = await c.mqtt('pub-c', { protocolVersion: 5 });
+      const pub = publishing(onC, 'c', qos);
+      await delay(150);
+
+      // From now on what A hands on to B never reaches Redis; A goes on reading its inbox and committing.
+      a.child.kill('SIGUSR2');
+      let killed: Promise<void> | undefined;
+      old.client.stream.once('close', () => {
+        // A kicked the mover: it hands on for it what it reads (held back) while it commits the stayer's copies.
+        killed = delay(300).then(() => a.kill('SIGKILL'));
+      });
+      const moved = await sessionClient(b.port, 'mover', moverStore);
+      t.after(() => moved.client.end(true));
+      assert.equal(moved.sessionPresent, true);
+      assert.ok(killed !== undefined, 'A kicked the old connection');
+      await killed;
+
+      // A seen dead: B or C adopts the stayer and replays A's inbox for it.
+      let adopter: Node | undefined;
+      await eventually(() => (adopter = [b, c].find((n) => n.broker.inspect.hasSession('stayer'))) !== undefined, 10_000, 'a survivor to adopt the stayer');
+      await delay(300); // C goes on publishing, to the adopter and B now
+      await pub.stop();
+      assert.ok(pub.acked.length > 0, 'the publisher was answered');
+      const back = await sessionClient(adopter!.port, 'stayer', stayerStore);
+      t.after(() => back.client.end(true));
+
+      const want = pub.acked.map((i) => `c:${i}`);
+      for (const [name, lists] of [
+        ['mover', [old.got, moved.got]],
+        ['stayer', [back.got]],
+      ] as const) {
+        const got = () => new Set(lists.flatMap((list) => list.map((p) => p.payload.toString())));
+        await eventually(() => want.every((m) => got().has(m)), 10_000, `every acknowledged message at the ${name}`).catch(() => {});
+        assert.deepEqual(want.filter((m) => !got().has(m)), [], `no acknowledged message missing at the ${name}`);
+      }
+      await delay(300);
+      for (const [name, lists] of [
+        ['mover', [old.got, moved.got]],
+        ['stayer', [back.got]],
+      ] as const) {
+        const { withoutDup, late } = deliveryFaults([...lists]);
+        assert.deepEqual(withoutDup, [], `no message twice at the ${name} but as the resend of one in flight (${withoutDup.length} were)`);
+        assert.deepEqual(late, [], `the publisher's order at the ${name}`);
+      }
+      t.diagnostic(`acknowledged ${pub.acked.length}; the stayer got ${back.got.length}, the mover ${old.got.length} on A and ${moved.got.length} on B`);
+    });
+  }
+});
