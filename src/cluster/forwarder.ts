@@ -387,7 +387,7 @@ export class Forwarder implements MessageSink {
     // After a failed commit, written whole (a field left stale would replay too much for its session).
     if (sent === undefined) commands.push(['del', p.handOn]);
     const gone = sent === undefined ? [] : [...sent.keys()].filter((clientId) => !handOn.has(clientId));
-    const changed = [...handOn].filter(([clientId, at]) => sent?.get(clientId) !== at);
+    const changed = [...handOn].filter(([clientId, before]) => sent?.get(clientId) !== before);
     if (gone.length > 0) commands.push(['hdel', p.handOn, ...gone]);
     if (changed.length > 0) commands.push(['hset', p.handOn, ...changed.flat()], ['pexpire', p.handOn, HAND_ON_TTL_MS]);
     this.sentHandOn = handOn;
