@@ -6,6 +6,9 @@
 // position, and B replays it for the mover after the mover's hand-on position (handover-replay.ts). Each
 // session must get every message whose PUBACK (QoS 2: PUBCOMP) reached the publisher, none twice but as a DUP
 // resend [MQTT-4.3.3-2], in publisher order [MQTT-4.6.0-5]. (Issue 21: "QoS 2 stays exactly once end to end".)
+// The second case: both sessions move to B, 300 ms apart, A killed 100 ms after the second kick; B replays
+// for each from its own hand-on position, not from the first one's older position (what the second received on
+// A meanwhile would come again).
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import mqtt, { Store, type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
@@ -105,6 +108,63 @@ describeOrSkip('cluster: sessions with overlapping subscriptions, one moving, on
         assert.deepEqual(late, [], `the publisher's order at the ${name}`);
       }
       t.diagnostic(`acknowledged ${pub.acked.length}; the stayer got ${back.got.length}, the mover ${old.got.length} on A and ${moved.got.length} on B`);
+    });
+  }
+
+  for (const qos of [1, 2] as const) {
+    it(`QoS ${qos}: two sessions move off A one after the other, A SIGKILLed before it could hand on to B: each gets every acknowledged message once (DUP resends aside), in publisher order [MQTT-4.3.3-2] [MQTT-4.6.0-5]`, async (t) => {
+      const prefix = `moveoverlap${process.pid}x${prefixes++}`;
+      const cluster = { prefix, heartbeatTimeout: 3, heartbeatInterval: 100 };
+      const a = await childNode(t, redis, 'a', cluster, { maxQueuedMessages: MAX_QUEUED }, holdHandOnsEnv());
+      const b = await startNode(t, redis, 'b', cluster, { maxQueuedMessages: MAX_QUEUED });
+      const c = await startNode(t, redis, 'c', cluster, { maxQueuedMessages: MAX_QUEUED });
+      await eventually(() => b.view().nodes.length === 3 && c.view().nodes.length === 3, 5000, 'B and C to see the three nodes');
+      const names = ['first', 'second'];
+      const stores = names.map(() => ({ incomingStore: new Store({ clean: false }) }));
+      const olds = await Promise.all(names.map((name, i) => sessionClient(a.port, name, stores[i]!)));
+      for (const old of olds) {
+        t.after(() => old.client.end(true));
+        await old.client.subscribeAsync('mk/#', { qos });
+      }
+      await eventually(() => c.view().remoteRoutes === 1, 5000, 'the route of A on C');
+      const onC = await c.mqtt('pub-c', { protocolVersion: 5 });
+      const pub = publishing(onC, 'c', qos);
+      await delay(150);
+
+      // What A hands on to B from now on never reaches Redis. The first session moves; 300 ms later (the second
+      // one receiving on A meanwhile, A handing on for the first) the second one; A is killed 100 ms after that.
+      a.child.kill('SIGUSR2');
+      const kicked = (i: number) => new Promise<void>((resolve) => olds[i]!.client.stream.once('close', () => resolve()));
+      const moving: Promise<{ client: MqttClient; got: IPublishPacket[]; sessionPresent: boolean }>[] = [];
+      for (const i of [0, 1]) {
+        const kick = kicked(i);
+        moving.push(sessionClient(b.port, names[i]!, stores[i]!));
+        await kick;
+        await delay(i === 0 ? 300 : 100);
+      }
+      await a.kill('SIGKILL');
+      const moved = await Promise.all(moving);
+      for (const m of moved) {
+        t.after(() => m.client.end(true));
+        assert.equal(m.sessionPresent, true);
+      }
+      await delay(300); // C goes on publishing, to B now
+      await pub.stop();
+      assert.ok(pub.acked.length > 0, 'the publisher was answered');
+      const want = pub.acked.map((n) => `c:${n}`);
+      for (const i of [0, 1]) {
+        const lists = [olds[i]!.got, moved[i]!.got];
+        const got = () => new Set(lists.flatMap((list) => list.map((p) => p.payload.toString())));
+        await eventually(() => want.every((m) => got().has(m)), 10_000, `every acknowledged message at the ${names[i]} session`).catch(() => {});
+        assert.deepEqual(want.filter((m) => !got().has(m)), [], `no acknowledged message missing at the ${names[i]} session`);
+      }
+      await delay(300);
+      for (const i of [0, 1]) {
+        const { withoutDup, late } = deliveryFaults([olds[i]!.got, moved[i]!.got]);
+        assert.deepEqual(withoutDup, [], `no message twice at the ${names[i]} session but as the resend of one in flight (${withoutDup.length} were)`);
+        assert.deepEqual(late, [], `the publisher's order at the ${names[i]} session`);
+      }
+      t.diagnostic(`acknowledged ${pub.acked.length}; first: ${olds[0]!.got.length} on A, ${moved[0]!.got.length} on B; second: ${olds[1]!.got.length} on A, ${moved[1]!.got.length} on B`);
     });
   }
 });

@@ -26,10 +26,11 @@ function entry(id: string, origin: string, seq: number, m: Message): Entry {
 }
 
 /**
- * Node A's forwarder: session `s1` is leaving (what it is delivered is handed on to node b at once), session
- * `s2` stays (what it is delivered is queued, in the next commit). Its reader gets the entries read() is given.
+ * Node A's forwarder: the sessions in `leaving` (s1 at first) are leaving (what they are delivered is handed on
+ * to node b at once), session `s2`, unless leaving, queues what it is delivered (in the next commit). Its reader
+ * gets the entries read() is given.
  */
-function nodeA() {
+function nodeA(leaving = ['s1']) {
   const xadds: (() => void)[] = [];
   const redis: RedisCaller = {
     call: () => Promise.resolve(null),
@@ -38,8 +39,8 @@ function nodeA() {
   const queued: string[] = [];
   let forwarder: Forwarder | undefined;
   const deliver = (m: Message) => {
-    queued.push(m.payload.toString());
-    forwarder!.relay('b', m, forwarder!.identityOf(m), ['s1']);
+    if (!leaving.includes('s2')) queued.push(m.payload.toString());
+    forwarder!.relay('b', m, forwarder!.identityOf(m), [...leaving]);
   };
   forwarder = new Forwarder('a', 'p', 1000, () => Date.now(), deliver, () => {});
   forwarder.connect(redis);
@@ -92,6 +93,15 @@ it('the read position goes on with what was read; the hand-on position of a leav
   a.forwarder.close();
 });
 
+/** What A's commits hold goes to `redis`, and the messages queued for s2 to `s2`. */
+function commitTo(a: ReturnType<typeof nodeA>, redis: ReturnType<typeof fakeRedis>, s2: string[]): () => void {
+  return () => {
+    const { queued, commands } = a.commit();
+    s2.push(...queued);
+    commands.forEach(redis.apply);
+  };
+}
+
 /** A Redis with strings, hashes and one stream, as much as the replays and the position commands use. */
 function fakeRedis(stream: Entry[]) {
   const strings = new Map<string, string>();
@@ -127,11 +137,7 @@ it('node A SIGKILLed after a commit and before a hand-on reached Redis: the adop
   const a = nodeA();
   const redis = fakeRedis(stream);
   const s2: string[] = [];
-  const commit = () => {
-    const { queued, commands } = a.commit();
-    s2.push(...queued);
-    commands.forEach(redis.apply);
-  };
+  const commit = commitTo(a, redis, s2);
   await a.read(stream[0]!);
   await a.land(0); // message 1 handed on to b for s1
   commit();
@@ -152,4 +158,23 @@ it('node A SIGKILLed after a commit and before a hand-on reached Redis: the adop
     ['2'],
     's1 gets what was not handed on (what was, b drops by identity)',
   );
+});
+
+it('two sessions leave one after the other and A dies before handing on: the new node replays for each from its own hand-on position, not from the other\'s older one [MQTT-4.3.3-2]', async () => {
+  const stream = [entry('5-0', 'c', 1, msg('1')), entry('6-0', 'c', 2, msg('2'))];
+  const leaving = ['s1'];
+  const a = nodeA(leaving);
+  const redis = fakeRedis(stream);
+  const s2: string[] = [];
+  const commit = commitTo(a, redis, s2);
+  await a.read(stream[0]!); // message 1: handed on for s1 (not in Redis), queued for s2
+  commit();
+  leaving.push('s2'); // s2 leaves too
+  await a.read(stream[1]!); // message 2: handed on for both (not in Redis)
+  commit();
+  a.forwarder.close(); // A dies here
+  const replay = async (clientId: string) =>
+    (await replayForSession({ redis: redis.redis, inboxKey: INBOX, positionKey: keys.effects, handOnKey: keys.handOn, clientId, settle: () => Promise.resolve(), warn: () => {} })).map((c) => c.message.payload.toString());
+  assert.deepEqual(await replay('s1'), ['1', '2'], 's1: both were only handed on');
+  assert.deepEqual([...s2, ...(await replay('s2'))], ['1', '2'], 's2: message 1 is in its queue (maybe delivered since), only message 2 is replayed');
 });
