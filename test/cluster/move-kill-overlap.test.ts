@@ -18,7 +18,7 @@ import { delay, eventually } from '../helpers/wait.js';
 import { childNode } from './child-node.js';
 import { deliveryFaults, publishing } from './deliveries.js';
 import { holdHandOnsEnv } from './hold-handons.js';
-import { inbox, startNode, type Node } from './nodes.js';
+import { inbox, startNode, type Ctx, type Node } from './nodes.js';
 
 let prefixes = 0;
 const MAX_QUEUED = 20_000;
@@ -34,6 +34,47 @@ async function sessionClient(port: number, clientId: string, options: IClientOpt
   return { client, got, sessionPresent: connack.sessionPresent };
 }
 
+type SessionClient = Awaited<ReturnType<typeof sessionClient>>;
+
+/**
+ * Node A (a child process whose hand-ons to B can be held back: hold-handons.ts), B and C on `redis`, sessions
+ * `names` connected to A and subscribed to `mk/#` at `qos`, and a publisher on C publishing for 150 ms already.
+ */
+async function cluster(t: Ctx, redis: RedisServer, qos: 1 | 2, names: string[]) {
+  const options = { prefix: `moveoverlap${process.pid}x${prefixes++}`, heartbeatTimeout: 3, heartbeatInterval: 100 };
+  const a = await childNode(t, redis, 'a', options, { maxQueuedMessages: MAX_QUEUED }, holdHandOnsEnv());
+  const b = await startNode(t, redis, 'b', options, { maxQueuedMessages: MAX_QUEUED });
+  const c = await startNode(t, redis, 'c', options, { maxQueuedMessages: MAX_QUEUED });
+  await eventually(() => b.view().nodes.length === 3 && c.view().nodes.length === 3, 5000, 'B and C to see the three nodes');
+  // One client per session: its connections share what it stores (a QoS 2 message is given to the application at PUBREL).
+  const stores = names.map(() => ({ incomingStore: new Store({ clean: false }) }));
+  const olds = await Promise.all(names.map((name, i) => sessionClient(a.port, name, stores[i]!)));
+  for (const old of olds) {
+    t.after(() => old.client.end(true));
+    await old.client.subscribeAsync('mk/#', { qos });
+  }
+  await eventually(() => c.view().remoteRoutes === 1, 5000, 'the route of A on C');
+  const pub = publishing(await c.mqtt('pub-c', { protocolVersion: 5 }), 'c', qos);
+  await delay(150);
+  return { a, b, c, stores, olds, pub };
+}
+
+/** Each session (its connections' deliveries) got every message acknowledged to `pub`, none twice but as a DUP resend, in order. */
+async function checkSessions(pub: { acked: number[] }, sessions: [string, IPublishPacket[][]][]): Promise<void> {
+  const want = pub.acked.map((n) => `c:${n}`);
+  for (const [name, lists] of sessions) {
+    const got = () => new Set(lists.flatMap((list) => list.map((p) => p.payload.toString())));
+    await eventually(() => want.every((m) => got().has(m)), 10_000, `every acknowledged message at the ${name} session`).catch(() => {});
+    assert.deepEqual(want.filter((m) => !got().has(m)), [], `no acknowledged message missing at the ${name} session`);
+  }
+  await delay(300);
+  for (const [name, lists] of sessions) {
+    const { withoutDup, late } = deliveryFaults(lists);
+    assert.deepEqual(withoutDup, [], `no message twice at the ${name} session but as the resend of one in flight (${withoutDup.length} were)`);
+    assert.deepEqual(late, [], `the publisher's order at the ${name} session`);
+  }
+}
+
 describeOrSkip('cluster: sessions with overlapping subscriptions, one moving, on a node SIGKILLed mid-hand-on', noRedis, () => {
   let redis: RedisServer;
   before(async () => {
@@ -45,27 +86,11 @@ describeOrSkip('cluster: sessions with overlapping subscriptions, one moving, on
 
   for (const qos of [1, 2] as const) {
     it(`QoS ${qos}: the adopted session and the moved one each get every acknowledged message once (DUP resends aside), in publisher order [MQTT-4.3.3-2] [MQTT-4.6.0-5]`, async (t) => {
-      const prefix = `moveoverlap${process.pid}x${prefixes++}`;
-      const cluster = { prefix, heartbeatTimeout: 3, heartbeatInterval: 100 };
-      const a = await childNode(t, redis, 'a', cluster, { maxQueuedMessages: MAX_QUEUED }, holdHandOnsEnv());
-      const b = await startNode(t, redis, 'b', cluster, { maxQueuedMessages: MAX_QUEUED });
-      const c = await startNode(t, redis, 'c', cluster, { maxQueuedMessages: MAX_QUEUED });
-      await eventually(() => b.view().nodes.length === 3 && c.view().nodes.length === 3, 5000, 'B and C to see the three nodes');
-
-      // The stayer: offline on A. The mover: connected to A. One client per session: its connections share what it stores.
-      const stayerStore = { incomingStore: new Store({ clean: false }) };
-      const stayer = await sessionClient(a.port, 'stayer', stayerStore);
-      await stayer.client.subscribeAsync('mk/#', { qos });
-      await stayer.client.endAsync();
-      const moverStore = { incomingStore: new Store({ clean: false }) };
-      const old = await sessionClient(a.port, 'mover', moverStore);
-      t.after(() => old.client.end(true));
-      await old.client.subscribeAsync('mk/#', { qos });
-      await eventually(() => c.view().remoteRoutes === 1, 5000, 'the route of A on C');
-
-      const onC = await c.mqtt('pub-c', { protocolVersion: 5 });
-      const pub = publishing(onC, 'c', qos);
-      await delay(150);
+      // The stayer goes offline on A (having received the first messages), the mover stays connected there.
+      const { a, b, c, stores, olds, pub } = await cluster(t, redis, qos, ['stayer', 'mover']);
+      await olds[0]!.client.endAsync();
+      const [stayerStore, moverStore] = [stores[0]!, stores[1]!];
+      const old = olds[1]!;
 
       // From now on what A hands on to B never reaches Redis; A goes on reading its inbox and committing.
       a.child.kill('SIGUSR2');
@@ -89,53 +114,24 @@ describeOrSkip('cluster: sessions with overlapping subscriptions, one moving, on
       const back = await sessionClient(adopter!.port, 'stayer', stayerStore);
       t.after(() => back.client.end(true));
 
-      const want = pub.acked.map((i) => `c:${i}`);
-      for (const [name, lists] of [
+      await checkSessions(pub, [
         ['mover', [old.got, moved.got]],
-        ['stayer', [back.got]],
-      ] as const) {
-        const got = () => new Set(lists.flatMap((list) => list.map((p) => p.payload.toString())));
-        await eventually(() => want.every((m) => got().has(m)), 10_000, `every acknowledged message at the ${name}`).catch(() => {});
-        assert.deepEqual(want.filter((m) => !got().has(m)), [], `no acknowledged message missing at the ${name}`);
-      }
-      await delay(300);
-      for (const [name, lists] of [
-        ['mover', [old.got, moved.got]],
-        ['stayer', [back.got]],
-      ] as const) {
-        const { withoutDup, late } = deliveryFaults([...lists]);
-        assert.deepEqual(withoutDup, [], `no message twice at the ${name} but as the resend of one in flight (${withoutDup.length} were)`);
-        assert.deepEqual(late, [], `the publisher's order at the ${name}`);
-      }
-      t.diagnostic(`acknowledged ${pub.acked.length}; the stayer got ${back.got.length}, the mover ${old.got.length} on A and ${moved.got.length} on B`);
+        ['stayer', [olds[0]!.got, back.got]],
+      ]);
+      t.diagnostic(`acknowledged ${pub.acked.length}; the stayer got ${olds[0]!.got.length} on A and ${back.got.length} after, the mover ${old.got.length} on A and ${moved.got.length} on B`);
     });
   }
 
   for (const qos of [1, 2] as const) {
     it(`QoS ${qos}: two sessions move off A one after the other, A SIGKILLed before it could hand on to B: each gets every acknowledged message once (DUP resends aside), in publisher order [MQTT-4.3.3-2] [MQTT-4.6.0-5]`, async (t) => {
-      const prefix = `moveoverlap${process.pid}x${prefixes++}`;
-      const cluster = { prefix, heartbeatTimeout: 3, heartbeatInterval: 100 };
-      const a = await childNode(t, redis, 'a', cluster, { maxQueuedMessages: MAX_QUEUED }, holdHandOnsEnv());
-      const b = await startNode(t, redis, 'b', cluster, { maxQueuedMessages: MAX_QUEUED });
-      const c = await startNode(t, redis, 'c', cluster, { maxQueuedMessages: MAX_QUEUED });
-      await eventually(() => b.view().nodes.length === 3 && c.view().nodes.length === 3, 5000, 'B and C to see the three nodes');
       const names = ['first', 'second'];
-      const stores = names.map(() => ({ incomingStore: new Store({ clean: false }) }));
-      const olds = await Promise.all(names.map((name, i) => sessionClient(a.port, name, stores[i]!)));
-      for (const old of olds) {
-        t.after(() => old.client.end(true));
-        await old.client.subscribeAsync('mk/#', { qos });
-      }
-      await eventually(() => c.view().remoteRoutes === 1, 5000, 'the route of A on C');
-      const onC = await c.mqtt('pub-c', { protocolVersion: 5 });
-      const pub = publishing(onC, 'c', qos);
-      await delay(150);
+      const { a, b, stores, olds, pub } = await cluster(t, redis, qos, names);
 
       // What A hands on to B from now on never reaches Redis. The first session moves; 300 ms later (the second
       // one receiving on A meanwhile, A handing on for the first) the second one; A is killed 100 ms after that.
       a.child.kill('SIGUSR2');
       const kicked = (i: number) => new Promise<void>((resolve) => olds[i]!.client.stream.once('close', () => resolve()));
-      const moving: Promise<{ client: MqttClient; got: IPublishPacket[]; sessionPresent: boolean }>[] = [];
+      const moving: Promise<SessionClient>[] = [];
       for (const i of [0, 1]) {
         const kick = kicked(i);
         moving.push(sessionClient(b.port, names[i]!, stores[i]!));
@@ -151,19 +147,10 @@ describeOrSkip('cluster: sessions with overlapping subscriptions, one moving, on
       await delay(300); // C goes on publishing, to B now
       await pub.stop();
       assert.ok(pub.acked.length > 0, 'the publisher was answered');
-      const want = pub.acked.map((n) => `c:${n}`);
-      for (const i of [0, 1]) {
-        const lists = [olds[i]!.got, moved[i]!.got];
-        const got = () => new Set(lists.flatMap((list) => list.map((p) => p.payload.toString())));
-        await eventually(() => want.every((m) => got().has(m)), 10_000, `every acknowledged message at the ${names[i]} session`).catch(() => {});
-        assert.deepEqual(want.filter((m) => !got().has(m)), [], `no acknowledged message missing at the ${names[i]} session`);
-      }
-      await delay(300);
-      for (const i of [0, 1]) {
-        const { withoutDup, late } = deliveryFaults([olds[i]!.got, moved[i]!.got]);
-        assert.deepEqual(withoutDup, [], `no message twice at the ${names[i]} session but as the resend of one in flight (${withoutDup.length} were)`);
-        assert.deepEqual(late, [], `the publisher's order at the ${names[i]} session`);
-      }
+      await checkSessions(
+        pub,
+        names.map((name, i) => [name, [olds[i]!.got, moved[i]!.got]]),
+      );
       t.diagnostic(`acknowledged ${pub.acked.length}; first: ${olds[0]!.got.length} on A, ${moved[0]!.got.length} on B; second: ${olds[1]!.got.length} on A, ${moved[1]!.got.length} on B`);
     });
   }
