@@ -7,7 +7,8 @@
 //
 // What the dead node had not committed is replayed (inbox-replay.ts): the entries of its inbox after its
 // committed read position (`inboxpos`, set with each of its session commits) were acknowledged to their
-// publishers but never reached these sessions' queues in Redis. The survivor delivers them to the adopted
+// publishers but never reached these sessions' queues in Redis (the position is not held back for what the dead
+// node handed on to sessions leaving it: that is their new nodes' to replay, from the `inboxhandon` positions). The survivor delivers them to the adopted
 // sessions (and a shared group's to a local member of the group), waits until Redis has what they queued,
 // then deletes the inbox and the position (membership.ts gave the inbox a TTL for the meantime).
 //
@@ -23,7 +24,7 @@ import type { RemoteDelivery, StoredSession } from '../broker/store/types.js';
 import { AdoptionHold } from './adoption-hold.js';
 import type { MessageId } from './forward-codec.js';
 import { MARK_SWITCHED, type RedisCaller } from './forwarder.js';
-import { inboxPositionKey, nextId, replayInbox, type ReplayOptions } from './inbox-replay.js';
+import { handOnPositionKey, inboxPositionKey, nextId, replayInbox, type ReplayOptions } from './inbox-replay.js';
 import type { RedisSessionStore } from './redis-sessions.js';
 import { script } from './types.js';
 
@@ -193,7 +194,7 @@ export async function adoptSessions(ctx: AdoptionContext, dead: string): Promise
       // What the replay queued is in Redis before the entries go.
       await new Promise<void>((resolve, reject) => ctx.sessions.whenWritten(resolve, reject));
       const left = Number(await script(ctx, 'petrelInboxDone', FINISH_SCRIPT, 1)(inbox, nextId(last)));
-      if (left === 0) await redis.call('DEL', positionKey);
+      if (left === 0) await redis.call('DEL', positionKey, handOnPositionKey(ctx.sessions.prefix, dead));
       if (left <= 0 || round === FINISH_ROUNDS) break;
       // Stragglers (a node that missed the switch): delivered as they come.
       const more = await replay(last, () => ids);

@@ -76,6 +76,21 @@ export interface ForwarderStats {
   refused: number;
 }
 
+/** A hand-on position hash outlives its last change by this much at most (a node restarted under its name leaves its earlier life's). */
+const HAND_ON_TTL_MS = 10 * 60_000;
+
+interface PositionKeys {
+  writer: PositionWriter;
+  effects: string;
+  handOn: string;
+}
+
+/** The relays (hand-ons) of one flush group of messages read from the inbox: per session, the entry before the first. */
+interface RelayHold {
+  group: FlushGroup;
+  before: Map<string, string>;
+}
+
 export class Forwarder implements MessageSink {
   /** This node's life: a restarted node's sequences start again under a new epoch. */
   readonly epoch = randomBytes(6).toString('hex');
@@ -111,9 +126,11 @@ export class Forwarder implements MessageSink {
   onRelayEnd: ((from: string, only: ReadonlySet<string>) => void) | undefined;
   /** Node `from` put barrier `token` in this node's inbox (barrier()). */
   onBarrier: ((from: string, token: string) => void) | undefined;
-  /** Where the read position is committed (commitPositionWith()), the last one put in a commit, and trimmed at. */
-  private position: { writer: PositionWriter; key: string } | undefined;
+  /** Where the read positions are committed (commitPositionWith()), the last ones put in a commit, and trimmed at. */
+  private position: PositionKeys | undefined;
   private sentPosition: string | undefined;
+  /** The hand-on positions last put in a commit; undefined: not known to be in Redis (written whole again). */
+  private sentHandOn: Map<string, string> | undefined = new Map();
   private trimmedAt: string | undefined;
   /** The position stays where it is while an earlier life's entries wait for replayOwn(). */
   private holdPosition = false;
@@ -122,10 +139,11 @@ export class Forwarder implements MessageSink {
   /** The entry read before the one being delivered now. */
   private receivingAfter: string | undefined;
   /**
-   * Inbox entries whose messages were handed on (relay()): the committed read position stays before each until
-   * its relay is in Redis, so a survivor or the session's new node replays it should this node die first.
+   * Inbox entries whose messages were handed on (relay()), per session handed on for: the hand-on position of
+   * that session stays before each until its relay is in Redis, so the session's new node replays it should this
+   * node die first (the effects position goes on: this node's other sessions have their copies committed).
    */
-  private readonly relayHolds: { before: string; group: FlushGroup }[] = [];
+  private readonly relayHolds: RelayHold[] = [];
 
   constructor(
     private readonly self: string,
@@ -200,16 +218,29 @@ export class Forwarder implements MessageSink {
     this.enqueue(node, encodeForward(message, id.no, true, undefined, this.now(), { id, only }));
     this.stats.relayed++;
     if (this.receiving !== undefined && this.receivingAfter !== undefined) {
-      const last = this.relayHolds[this.relayHolds.length - 1];
-      if (last === undefined || last.group !== this.open) this.relayHolds.push({ before: this.receivingAfter, group: this.open! });
+      let last = this.relayHolds[this.relayHolds.length - 1];
+      if (last === undefined || last.group !== this.open) this.relayHolds.push((last = { group: this.open!, before: new Map() }));
+      for (const clientId of only) if (!last.before.has(clientId)) last.before.set(clientId, this.receivingAfter);
     }
     return true;
   }
 
-  /** The read position that may be committed: the last entry read, or before the first whose relay is not in Redis. */
-  private safePosition(): string | undefined {
+  /**
+   * The hand-on positions: per session something read from the inbox was handed on for and is not yet in Redis,
+   * the entry before the first such (the holds drained are dropped).
+   */
+  private handOnPositions(): Map<string, string> {
     while (this.relayHolds.length > 0 && this.relayHolds[0]!.group.drained) this.relayHolds.shift();
-    return this.relayHolds.length > 0 ? this.relayHolds[0]!.before : this.lastId;
+    const out = new Map<string, string>();
+    for (const hold of this.relayHolds) for (const [clientId, before] of hold.before) if (!out.has(clientId)) out.set(clientId, before);
+    return out;
+  }
+
+  /** The earliest position anybody may replay from: before the first entry whose relay is not in Redis, else the last read. */
+  private safePosition(): string | undefined {
+    let at = this.lastId;
+    for (const before of this.handOnPositions().values()) if (at === undefined || compareIds(before, at) < 0) at = before;
+    return at;
   }
 
   /** Tells `node`, after what was handed on to it so far, that nothing more is held here for `only`. */
@@ -329,22 +360,38 @@ export class Forwarder implements MessageSink {
   // ---- the inbox ----
 
   /**
-   * This node's inbox read position is committed with its session store's commits (cluster-node.ts):
-   * each MULTI of `writer` also sets `key` to the last entry read, so a survivor (adoption.ts) or this node
-   * after a restart replays only what came after the entries whose effects Redis has.
+   * This node's inbox read positions are committed with its session store's commits (cluster-node.ts): each
+   * MULTI of `writer` also sets `keys.effects` to the last entry read (every entry up to it has its effects on
+   * this node's sessions in that commit or an earlier one), so a survivor (adoption.ts) or this node after a
+   * restart replays only what came after; and `keys.handOn`, a hash, names per leaving session the entry before
+   * the first whose hand-on to its new node is not known to be in Redis (that node replays from there for it,
+   * handover-replay.ts; a session not in it replays from the effects position).
    */
-  commitPositionWith(writer: PositionWriter, key: string): void {
-    this.position = { writer, key };
+  commitPositionWith(writer: PositionWriter, keys: { effects: string; handOn: string }): void {
+    this.position = { writer, ...keys };
     writer.extraCommands = () => this.positionCommands();
   }
 
-  /** The commands that move the committed position to lastId, for a commit being built (written when it changed). */
+  /** The commands that bring the committed positions up to date, for a commit being built (only what changed). */
   private positionCommands(): (string | number | Buffer)[][] {
     const p = this.position;
-    const at = this.safePosition();
-    if (p === undefined || this.holdPosition || at === undefined || at === this.sentPosition) return [];
-    this.sentPosition = at;
-    return [['set', p.key, at]];
+    const at = this.lastId;
+    if (p === undefined || this.holdPosition || at === undefined) return [];
+    const commands: (string | number | Buffer)[][] = [];
+    if (at !== this.sentPosition) {
+      this.sentPosition = at;
+      commands.push(['set', p.effects, at]);
+    }
+    const handOn = this.handOnPositions();
+    const sent = this.sentHandOn;
+    // After a failed commit, written whole (a field left stale would replay too much for its session).
+    if (sent === undefined) commands.push(['del', p.handOn]);
+    const gone = sent === undefined ? [] : [...sent.keys()].filter((clientId) => !handOn.has(clientId));
+    const changed = [...handOn].filter(([clientId, before]) => sent?.get(clientId) !== before);
+    if (gone.length > 0) commands.push(['hdel', p.handOn, ...gone]);
+    if (changed.length > 0) commands.push(['hset', p.handOn, ...changed.flat()], ['pexpire', p.handOn, HAND_ON_TTL_MS]);
+    this.sentHandOn = handOn;
+    return commands;
   }
 
   /**
@@ -357,7 +404,7 @@ export class Forwarder implements MessageSink {
     const last = (await redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)) as [string, string[]][];
     this.lastId = last.length > 0 ? last[0]![0] : '0-0';
     if (this.position === undefined || this.lastId === '0-0') return;
-    const committed = (await redis.call('GET', this.position.key)) as string | null;
+    const committed = (await redis.call('GET', this.position.effects)) as string | null;
     if (committed !== null && compareIds(committed, this.lastId) >= 0) return;
     // Not written yet (the first commit of this node name): the whole inbox is unread.
     this.unreplayed = { after: committed ?? '0-0', until: this.lastId };
@@ -473,17 +520,16 @@ export class Forwarder implements MessageSink {
     }
   }
 
-  private async trimCommitted(redis: RedisCaller, p: { writer: PositionWriter; key: string }): Promise<void> {
-    const read = this.safePosition()!;
-    if (read !== this.sentPosition) {
-      this.sentPosition = read;
-      p.writer.add(['set', p.key, read]);
-    }
-    const at = this.sentPosition!;
+  private async trimCommitted(redis: RedisCaller, p: PositionKeys): Promise<void> {
+    for (const command of this.positionCommands()) p.writer.add(command);
+    // Every entry a survivor or a leaving session's new node may replay is after this one.
+    const at = this.safePosition()!;
+    const sent = { position: this.sentPosition, handOn: this.sentHandOn };
     const committed = await new Promise<boolean>((resolve) => p.writer.afterCommit(() => resolve(true), () => resolve(false)));
     if (!committed) {
       // Written again at the next commit or trim.
-      if (this.sentPosition === at) this.sentPosition = undefined;
+      if (this.sentPosition === sent.position) this.sentPosition = undefined;
+      if (this.sentHandOn === sent.handOn) this.sentHandOn = undefined;
       return;
     }
     if (at === this.trimmedAt) return;

@@ -1,26 +1,28 @@
 // What a node's inbox holds for one session that left it, after the node's committed read position: the new
 // node of a moving session reads it when the old node sent no end marker in time (stopped or SIGKILLed in the
 // middle of the move, handover.ts). Those entries were acknowledged to their publishers (their XADD was in
-// Redis) but the old node either never read them or read them and never handed them on: the position it
-// commits stays before an entry until the hand-on of what it read there is in Redis (Forwarder.relay). The
+// Redis) but the old node either never read them or read them and never handed them on: the hand-on position it
+// commits for the session stays before an entry until the hand-on of what it read there is in Redis
+// (Forwarder.relay), and without one its read position is after every entry handed on or applied. The
 // adopter of a dead node replays its inbox too (inbox-replay.ts), but only for the sessions the dead node still
 // held; a session that was moving is the new node's.
-import type { Buffer } from 'node:buffer';
 import { decodeBatch } from './forward-codec.js';
 import type { RedisCaller } from './forwarder.js';
 import type { Captured } from './handover.js';
-import { nextId, parseEntry } from './inbox-replay.js';
+import { InboxReader } from './inbox-replay.js';
 
-/** Entries per XRANGE. */
-const PAGE = 256;
 /** Entries read at most (a bound on the time and memory of one session's replay). */
 const MAX_ENTRIES = 20_000;
 
 export interface SessionReplayOptions {
   redis: RedisCaller;
-  /** The old node's inbox, and the key of its committed read position (inbox-replay.ts inboxPositionKey). */
+  /**
+   * The old node's inbox, the key of its committed read position and of its hand-on positions (inbox-replay.ts
+   * inboxPositionKey, handOnPositionKey).
+   */
   inboxKey: string;
   positionKey: string;
+  handOnKey: string;
   clientId: string;
   /**
    * Resolves once this node has read what other nodes sent it so far (ClusterPlane.barrier). A message a
@@ -29,8 +31,6 @@ export interface SessionReplayOptions {
   settle: () => Promise<void>;
   warn: (message: string, context: object) => void;
 }
-
-type Page = [Buffer, Buffer[]][];
 
 /**
  * The messages of the inbox after its committed position that go to session `clientId`: those sent to its node
@@ -44,22 +44,20 @@ export async function replayForSession(options: SessionReplayOptions): Promise<C
   if (end.length === 0) return [];
   const until = end[0]![0];
   await options.settle();
-  const position = (await redis.call('GET', options.positionKey)) as string | null;
-  let last = position ?? '0-0';
+  // Before the first entry whose hand-on to this session Redis may not have; none: all up to the read position were.
+  const handOn = (await redis.call('HGET', options.handOnKey, clientId)) as string | null;
+  const position = handOn ?? ((await redis.call('GET', options.positionKey)) as string | null);
+  const reader = new InboxReader(redis, inboxKey, position ?? '0-0', until);
   const out: Captured[] = [];
-  const seen = new Map<string, { epoch: string; seq: number }>();
-  for (let read = 0; read < MAX_ENTRIES; ) {
-    const page = (await redis.callBuffer('XRANGE', inboxKey, nextId(last), until, 'COUNT', PAGE)) as Page;
-    for (const [id, fields] of page) {
-      last = id.toString();
-      const entry = parseEntry(fields);
-      if (entry === undefined) continue;
-      // A batch written twice (a resent XADD) is read once.
-      const prev = seen.get(entry.origin);
-      if (prev !== undefined && prev.epoch === entry.epoch && entry.seq <= prev.seq) continue;
-      seen.set(entry.origin, { epoch: entry.epoch, seq: entry.seq });
-      // Expiry counts from when Redis took the entry (its id's time), not from now.
-      const sentAt = Number(last.slice(0, last.indexOf('-')));
+  for (let read = 0; !reader.done; ) {
+    if (read >= MAX_ENTRIES) {
+      options.warn('cluster: the inbox of the node a session left is longer than is replayed for it; the rest is not', { key: inboxKey, clientId, entries: MAX_ENTRIES });
+      break;
+    }
+    const page = await reader.page();
+    read += page.length;
+    for (const { id, sentAt, entry } of reader.batches(page)) {
+      // Expiry counts from when Redis took the entry, not from now.
       try {
         decodeBatch(entry.data, sentAt, entry.origin, entry.epoch, (message, remote, messageId) => {
           if (message.topic === '') return; // a marker
@@ -67,12 +65,9 @@ export async function replayForSession(options: SessionReplayOptions): Promise<C
           if (forSession) out.push({ message, id: { ...messageId } });
         });
       } catch (err) {
-        options.warn('cluster: a batch of the inbox of the node a session left could not be read; skipped', { key: inboxKey, id: last, error: String(err) });
+        options.warn('cluster: a batch of the inbox of the node a session left could not be read; skipped', { key: inboxKey, id, error: String(err) });
       }
     }
-    read += page.length;
-    if (page.length < PAGE || last === until) return out;
   }
-  options.warn('cluster: the inbox of the node a session left is longer than is replayed for it; the rest is not', { key: inboxKey, clientId, entries: MAX_ENTRIES });
   return out;
 }

@@ -12,7 +12,7 @@
 //     so the handed-on messages, older, come first: those kept since the claim, then those after; then the
 //     CONNACK goes out.
 //  4. No marker within PENDINGS_WAIT_MS (A stopped or died): B replays for the session what A's inbox holds
-//     after A's committed read position (handover-replay.ts: messages acknowledged to publishers on other nodes
+//     after A's committed hand-on position for it (handover-replay.ts: messages acknowledged to publishers on other nodes
 //     that A never read, or read but never handed on), then releases what it holds.
 // Each handed-on message keeps its identity (origin node, epoch, number: forward-codec.ts). B remembers the
 // identities it delivered itself from its inbox since the session arrived, and those handed on, so a message
@@ -70,7 +70,7 @@ export interface HandoverHost {
   /** Starts or stops being told the identity of every message delivered from the inbox or sent (Forwarder.observer). */
   observe(on: ((id: MessageId) => void) | undefined): void;
   /**
-   * What `node`'s inbox holds after its committed read position that is for session `clientId` (it may have
+   * What `node`'s inbox holds after its committed hand-on position for session `clientId` that is for it (it may have
    * died or stopped without reading or handing it on: handover-replay.ts), in order; [] when unknown.
    */
   replay(node: string, clientId: string): Promise<Captured[]>;

@@ -23,9 +23,20 @@ const PAGE = 256;
  */
 const PREFETCH_BYTES = 1024 * 1024;
 
-/** The key of a node's committed inbox read position: in the session store's slot (`storePrefix` carries its hash tag). */
+/**
+ * The key of a node's committed inbox read position (every entry up to it has its effects on the node's sessions
+ * in Redis): in the session store's slot (`storePrefix` carries its hash tag).
+ */
 export function inboxPositionKey(storePrefix: string, node: string): string {
   return `${storePrefix}:inboxpos:${node}`;
+}
+
+/**
+ * The key of a node's hand-on positions (a hash, in the same slot): per session leaving the node, the entry
+ * before the first whose hand-on to its new node Redis may not have (Forwarder.commitPositionWith).
+ */
+export function handOnPositionKey(storePrefix: string, node: string): string {
+  return `${storePrefix}:inboxhandon:${node}`;
 }
 
 /** Compares two stream entry ids ("ms-seq"). */
@@ -99,39 +110,76 @@ export interface ReplayResult {
 
 type Page = [Buffer, Buffer[]][];
 
+/** A batch read from an inbox: its entry id, when Redis took it (its id's time, ms), the batch. */
+export interface ReadBatch {
+  id: string;
+  sentAt: number;
+  entry: InboxEntry;
+}
+
+/**
+ * Reads an inbox page by page after a position (up to `until`, else its end), each batch once: a batch
+ * written twice (an XADD resent after a reconnect) is dropped by its (origin, epoch, seq).
+ */
+export class InboxReader {
+  /** The last entry read. */
+  last: string;
+  /** Nothing more to read. */
+  done = false;
+  private readonly seen = new Map<string, { epoch: string; seq: number }>();
+
+  constructor(
+    private readonly redis: RedisCaller,
+    private readonly key: string,
+    after: string,
+    private readonly until?: string,
+  ) {
+    this.last = after;
+  }
+
+  /** The next page of entries ([] once done). */
+  async page(): Promise<Page> {
+    if (this.done) return [];
+    const page = (await this.redis.callBuffer('XRANGE', this.key, nextId(this.last), this.until ?? '+', 'COUNT', PAGE)) as Page;
+    if (page.length < PAGE) this.done = true;
+    if (page.length > 0) this.last = page[page.length - 1]![0].toString();
+    if (this.until !== undefined && compareIds(this.last, this.until) >= 0) this.done = true;
+    return page;
+  }
+
+  /** The batches of `page` not read before, in order. */
+  batches(page: Page): ReadBatch[] {
+    const out: ReadBatch[] = [];
+    for (const [rawId, fields] of page) {
+      const entry = parseEntry(fields);
+      if (entry === undefined) continue;
+      const prev = this.seen.get(entry.origin);
+      if (prev !== undefined && prev.epoch === entry.epoch && entry.seq <= prev.seq) continue;
+      this.seen.set(entry.origin, { epoch: entry.epoch, seq: entry.seq });
+      const id = rawId.toString();
+      out.push({ id, sentAt: Number(splitId(id)[0]), entry });
+    }
+    return out;
+  }
+}
+
 /** Replays the inbox from `after` (module comment). */
 export async function replayInbox(options: ReplayOptions): Promise<ReplayResult> {
-  const { redis, key, until } = options;
+  const { key } = options;
   const result: ReplayResult = { messages: 0, batches: 0, last: options.after };
-  const seen = new Map<string, { epoch: string; seq: number }>();
-  let done = false;
-  const readPage = async (): Promise<Page> => {
-    if (done) return [];
-    const page = (await redis.callBuffer('XRANGE', key, nextId(result.last), until ?? '+', 'COUNT', PAGE)) as Page;
-    if (page.length < PAGE) done = true;
-    if (page.length > 0) result.last = page[page.length - 1]![0].toString();
-    if (until !== undefined && compareIds(result.last, until) >= 0) done = true;
-    return page;
-  };
+  const reader = new InboxReader(options.redis, key, options.after, options.until);
   const first: Page[] = [];
   let bytes = 0;
-  while (!done && bytes < PREFETCH_BYTES) {
-    const page = await readPage();
+  while (!reader.done && bytes < PREFETCH_BYTES) {
+    const page = await reader.page();
     for (const [, fields] of page) for (const f of fields) bytes += f.length;
     first.push(page);
   }
   const only = new Set(options.restore());
   const deliverPage = (page: Page): void => {
-    for (const [id, fields] of page) {
-      const entry = parseEntry(fields);
-      if (entry === undefined) continue;
-      // A batch written twice (a resent XADD) is replayed once.
-      const prev = seen.get(entry.origin);
-      if (prev !== undefined && prev.epoch === entry.epoch && entry.seq <= prev.seq) continue;
-      seen.set(entry.origin, { epoch: entry.epoch, seq: entry.seq });
+    for (const { id, sentAt, entry } of reader.batches(page)) {
       result.batches++;
-      // Expiry counts from when Redis took the entry (its id's time), not from now.
-      const sentAt = Number(splitId(id.toString())[0]);
+      // Expiry counts from when Redis took the entry, not from now.
       try {
         decodeBatch(entry.data, sentAt, entry.origin, entry.epoch, (message, remote, mid) => {
           if (message.topic === '') {
@@ -150,14 +198,15 @@ export async function replayInbox(options: ReplayOptions): Promise<ReplayResult>
           if (remote.groups !== undefined && remote.groups.size > 0) options.deliver(message, { plain: false, groups: remote.groups }, mid);
         });
       } catch (err) {
-        options.warn('cluster: a batch of a replayed inbox could not be read; skipped', { key, id: id.toString(), error: String(err) });
+        options.warn('cluster: a batch of a replayed inbox could not be read; skipped', { key, id, error: String(err) });
       }
     }
   };
   for (const page of first) deliverPage(page);
-  if (!done) {
+  if (!reader.done) {
     options.warn('cluster: a large inbox is replayed in parts; messages published meanwhile may reach its sessions before older ones', { key, bytes });
-    while (!done) deliverPage(await readPage());
+    while (!reader.done) deliverPage(await reader.page());
   }
+  result.last = reader.last;
   return result;
 }

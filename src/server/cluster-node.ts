@@ -11,7 +11,7 @@ import type { RemoteDelivery, RetainedStore, SessionStore, StoredSession } from 
 import type { ClusterPlane } from '../cluster/cluster.js';
 import { Forwarder, ForwardingStore, type RedisCaller } from '../cluster/forwarder.js';
 import { identityKey } from '../cluster/forward-codec.js';
-import { inboxPositionKey } from '../cluster/inbox-replay.js';
+import { handOnPositionKey, inboxPositionKey } from '../cluster/inbox-replay.js';
 import { resolveClusterOptions, type ClusterOptions, type ResolvedClusterOptions } from '../cluster/options.js';
 import { adoptSessions } from '../cluster/adoption.js';
 import { Handover, PENDINGS_WAIT_MS, SETTLE_MAX_MS } from '../cluster/handover.js';
@@ -59,7 +59,7 @@ export class ClusterNode {
     this.sessions = redisSessions ? RedisSessionStore.unbound({ prefix: sessionPrefix, clock: { now }, warn, ownsClient: true }) : undefined;
     // The inbox read position goes with the session commits: what a dead node had not committed is replayed.
     if (this.sessions !== undefined) {
-      this.forwarder.commitPositionWith(this.sessions.writer, inboxPositionKey(sessionPrefix, resolved.nodeName));
+      this.forwarder.commitPositionWith(this.sessions.writer, { effects: inboxPositionKey(sessionPrefix, resolved.nodeName), handOn: handOnPositionKey(sessionPrefix, resolved.nodeName) });
       // Queued messages keep their identity in Redis: a session coming back to a node that kept copies meanwhile.
       this.sessions.writer.identify = (message) => identityKey(this.forwarder.identityOf(message));
     }
@@ -85,6 +85,7 @@ export class ClusterNode {
                 redis: this.plane.commands as unknown as RedisCaller,
                 inboxKey: forwarder.inboxKey(node),
                 positionKey: inboxPositionKey(sessionPrefix, node),
+                handOnKey: handOnPositionKey(sessionPrefix, node),
                 clientId,
                 settle: () => new Promise((resolve) => this.plane!.barrier(resolve, SETTLE_MAX_MS)),
                 warn,

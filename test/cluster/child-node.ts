@@ -8,12 +8,12 @@ import { startChildBroker, type ChildBroker } from '../helpers/child-broker.js';
 import type { RedisServer } from '../helpers/redis.js';
 import type { Ctx } from './nodes.js';
 
-/** Node `name` as a child process on `redis`, with `cluster` options (and `config`) in its config file; killed after the test. */
-export async function childNode(t: Ctx, redis: RedisServer, name: string, cluster: Record<string, unknown>, config: Record<string, unknown> = {}): Promise<ChildBroker> {
+/** Node `name` as a child process on `redis`, with `cluster` options (and `config`) in its config file, `env` added to its environment; killed after the test. */
+export async function childNode(t: Ctx, redis: RedisServer, name: string, cluster: Record<string, unknown>, config: Record<string, unknown> = {}, env: Record<string, string> = {}): Promise<ChildBroker> {
   const dir = mkdtempSync(join(tmpdir(), 'petrel-node-'));
   const file = join(dir, 'petrel.config.json');
   writeFileSync(file, JSON.stringify({ ...config, cluster: { redis: redis.url, nodeName: name, ...cluster } }));
-  const node = await startChildBroker(dir, ['-c', file, '--log-format', 'json']);
+  const node = await startChildBroker(dir, ['-c', file, '--log-format', 'json'], env);
   t.after(async () => {
     if (node.child.signalCode === null && node.child.exitCode === null) node.child.kill('SIGCONT');
     await node.kill('SIGKILL');

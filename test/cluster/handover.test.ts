@@ -11,6 +11,16 @@ import { GRACE_MS, Handover, PENDINGS_WAIT_MS, RESTORE_TIMEOUT_MS, type Captured
 const msg = (n: number): Message => ({ topic: 't', payload: Buffer.from(String(n)), qos: 1, retain: false });
 const id = (origin: string, no: number): MessageId => ({ origin, epoch: 'e', no });
 
+/** Runs `test` with setTimeout on node:test's fake clock (moved by the fake host's advance()), the real one after. */
+async function withClock(test: () => void | Promise<void>): Promise<void> {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    await test();
+  } finally {
+    mock.timers.reset();
+  }
+}
+
 function fakeHost() {
   const events: string[] = [];
   let divert: ((m: Message) => void) | undefined;
@@ -92,9 +102,8 @@ function fakeHost() {
 }
 
 describe('Handover: the node a session leaves', () => {
-  it('hands on at once what it is delivered (nothing kept in memory only), sends the end marker once told and settled, goes on for GRACE_MS, then drops the session', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('hands on at once what it is delivered (nothing kept in memory only), sends the end marker once told and settled, goes on for GRACE_MS, then drops the session', () =>
+    withClock(() => {
       const f = fakeHost();
       const h = new Handover(f.host);
       assert.equal(h.leave('s', 'b', 7), true);
@@ -115,10 +124,7 @@ describe('Handover: the node a session leaves', () => {
       assert.equal(f.events.at(-1), 'drop s');
       assert.equal(h.isLeaving('s'), false);
       assert.deepEqual(h.stats, { left: 1, arrived: 0, handedOn: 3, lost: 0, replayed: 0 });
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
   it('told the new node serves it, it first reads what was sent to it before (settle) and hands that on, then the end marker', () => {
     const f = fakeHost();
@@ -135,9 +141,8 @@ describe('Handover: the node a session leaves', () => {
     h.close();
   });
 
-  it('a new node that never says it serves the session: dropped after RESTORE_TIMEOUT_MS with a warning (what came was handed on already)', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('a new node that never says it serves the session: dropped after RESTORE_TIMEOUT_MS with a warning (what came was handed on already)', () =>
+    withClock(() => {
       const f = fakeHost();
       const h = new Handover(f.host);
       h.leave('s', 'b', 1);
@@ -149,10 +154,7 @@ describe('Handover: the node a session leaves', () => {
       assert.equal(h.stats.handedOn, 1);
       h.restored('s', 'b', 1); // too late: only the marker
       assert.equal(f.events.at(-1), 'end b s');
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
   it('a relay the forwarder refuses (its buffer full) is counted lost', () => {
     const f = fakeHost();
@@ -170,9 +172,8 @@ describe('Handover: the node a session leaves', () => {
     assert.equal(h.isLeaving('none'), false);
   });
 
-  it('its client comes back here before it is gone: nothing more goes to the other node, what came meanwhile is delivered here once served again', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('its client comes back here before it is gone: nothing more goes to the other node, what came meanwhile is delivered here once served again', () =>
+    withClock(() => {
       const f = fakeHost();
       const h = new Handover(f.host);
       h.leave('s', 'b', 1);
@@ -191,14 +192,10 @@ describe('Handover: the node a session leaves', () => {
       h.comeBack('s');
       f.advance(RESTORE_TIMEOUT_MS);
       assert.equal(f.events.at(-1), 'drop s');
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  it('its client comes back: a kept copy of a message the session read back holds already (queued by the other node, identity stored with it) is dropped', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('its client comes back: a kept copy of a message the session read back holds already (queued by the other node, identity stored with it) is dropped', () =>
+    withClock(() => {
       const f = fakeHost();
       const h = new Handover(f.host);
       h.leave('s', 'b', 1);
@@ -211,16 +208,12 @@ describe('Handover: the node a session leaves', () => {
         h.returned('s', new Set([identityKey(id('c', 5))])).map((m) => m.payload.toString()),
         ['6'],
       );
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 });
 
 describe('Handover: the node a session arrives at', () => {
-  it('tells the old node, watches the identities it delivers itself, and drops a handed-on copy of one the session had already', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('tells the old node, watches the identities it delivers itself, and drops a handed-on copy of one the session had already', () =>
+    withClock(() => {
       const f = fakeHost();
       const h = new Handover(f.host);
       f.observe(id('c', 1)); // not watched yet: no session arrived
@@ -238,14 +231,10 @@ describe('Handover: the node a session arrives at', () => {
       f.advance(GRACE_MS + RESTORE_TIMEOUT_MS + GRACE_MS);
       assert.equal(f.observing, false);
       assert.deepEqual(h.state, { leaving: 0, arrived: 0, seen: 0, kept: 0 });
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  it('holds back what reaches the session directly until the old node\'s end marker: its handed-on messages go first, then the held ones, in order', async () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('holds back what reaches the session directly until the old node\'s end marker: its handed-on messages go first, then the held ones, in order', () =>
+    withClock(async () => {
       const f = fakeHost();
       const h = new Handover(f.host);
       h.arrivedHere('s', 'a', 1);
@@ -269,14 +258,10 @@ describe('Handover: the node a session arrives at', () => {
       await again;
       assert.equal(f.events.at(-1), 'deliver s 12');
       assert.equal(await h.pendingsFrom('none', 'a'), undefined, 'no session: nothing to wait for');
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  it('a session that came back: what was kept for it goes after what the other node hands back (older) and before what comes here meanwhile; the other node\'s copies of it are dropped', async () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('a session that came back: what was kept for it goes after what the other node hands back (older) and before what comes here meanwhile; the other node\'s copies of it are dropped', () =>
+    withClock(async () => {
       const f = fakeHost();
       const h = new Handover(f.host);
       h.leave('s', 'b', 1);
@@ -293,14 +278,10 @@ describe('Handover: the node a session arrives at', () => {
       h.relayEnd('b', new Set(['s']));
       await waiting;
       assert.deepEqual(f.events.filter((e) => e.startsWith('deliver')), ['deliver s 2', 'deliver s 8', 'deliver s 9']);
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  it('claimed here: what the old node hands on before the session is served here is kept and goes first, then what it hands on later, then the held direct ones (a direct copy of a kept one dropped)', async () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('claimed here: what the old node hands on before the session is served here is kept and goes first, then what it hands on later, then the held direct ones (a direct copy of a kept one dropped)', () =>
+    withClock(async () => {
       const f = fakeHost();
       const h = new Handover(f.host);
       const only = new Set(['s']);
@@ -321,14 +302,10 @@ describe('Handover: the node a session arrives at', () => {
       await waiting;
       assert.deepEqual(f.events.filter((e) => e.startsWith('deliver')), ['deliver s 1', 'deliver s 2', 'deliver s 3', 'deliver s 10']);
       h.close();
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  it('handed-on messages for a session not here whose claim is not known yet are kept too; never served: dropped after RESTORE_TIMEOUT_MS with a warning', () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('handed-on messages for a session not here whose claim is not known yet are kept too; never served: dropped after RESTORE_TIMEOUT_MS with a warning', () =>
+    withClock(() => {
       const f = fakeHost();
       const h = new Handover(f.host);
       const only = new Set(['s']);
@@ -341,14 +318,10 @@ describe('Handover: the node a session arrives at', () => {
       assert.match(f.events.join('\n'), /never served here are dropped/);
       assert.equal(h.stats.lost, 1);
       assert.equal(h.state.kept, 0);
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  it('no end marker within PENDINGS_WAIT_MS (the old node stopped or died): what its inbox holds for the session is replayed after what it handed on, skipping what the session had, then the held ones', async () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('no end marker within PENDINGS_WAIT_MS (the old node stopped or died): what its inbox holds for the session is replayed after what it handed on, skipping what the session had, then the held ones', () =>
+    withClock(async () => {
       const f = fakeHost();
       const h = new Handover(f.host);
       const only = new Set(['s']);
@@ -381,14 +354,10 @@ describe('Handover: the node a session arrives at', () => {
       await dead;
       assert.equal(f.events.at(-1), 'deliver t 7');
       h.close();
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
-  it('the session leaves again while it arrives: what was kept and held for it is handed on to the next node first, in order', async () => {
-    mock.timers.enable({ apis: ['setTimeout'] });
-    try {
+  it('the session leaves again while it arrives: what was kept and held for it is handed on to the next node first, in order', () =>
+    withClock(async () => {
       const f = fakeHost();
       const h = new Handover(f.host);
       h.claiming('s', 'a');
@@ -401,10 +370,7 @@ describe('Handover: the node a session arrives at', () => {
       f.deliver(msg(11), id('c', 11));
       assert.deepEqual(f.events.filter((e) => e.startsWith('relay') || e.startsWith('deliver')), ['relay c s 1 c/1', 'relay c s 10 c/10', 'relay c s 11 c/11']);
       h.close();
-    } finally {
-      mock.timers.reset();
-    }
-  });
+    }));
 
   it('claimed back by this node while it leaves: what the other node hands on meanwhile is kept for the session read back, not given to the leaving copy (which would hand it back)', () => {
     const f = fakeHost();

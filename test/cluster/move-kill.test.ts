@@ -13,33 +13,12 @@ import { noRedis, RedisServer } from '../helpers/redis.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { delay, eventually } from '../helpers/wait.js';
 import { childNode } from './child-node.js';
+import { deliveryFaults, publishing } from './deliveries.js';
 import { inbox, startNode } from './nodes.js';
 
 let prefixes = 0;
 /** Room for what B holds back while it waits for A's end marker (PENDINGS_WAIT_MS), none of it dropped for the queue's bound. */
 const MAX_QUEUED = 20_000;
-
-/** Publishes `who:0`, `who:1`, ... at QoS `qos` until stop(), one every 2 ms or so; `acked`: those answered. */
-function publishing(client: MqttClient, who: string, qos: 1 | 2): { acked: number[]; stop: () => Promise<void> } {
-  const acked: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      void client.publishAsync('mk/x', `${who}:${i}`, { qos }).then(
-        () => acked.push(i),
-        () => {},
-      );
-      await delay(2);
-    }
-  })();
-  return {
-    acked,
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
-}
 
 const connectTo = (port: number, options: IClientOptions): MqttClient => mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: 'mover', reconnectPeriod: 0, ...options });
 
@@ -120,25 +99,7 @@ describeOrSkip('cluster: a session move survives the old node being SIGKILLed', 
       if (process.env.MK_DEBUG !== undefined) console.log('DEBUG', JSON.stringify({ ackedA: [pubs.a.acked[0], pubs.a.acked.at(-1), pubs.a.acked.length], ackedC: [pubs.c.acked[0], pubs.c.acked.at(-1), pubs.c.acked.length], inboxes: inboxes.map((l) => l.map((p) => key(p) + (p.dup ? '*' : '')).join(' ')), missing: want.filter((m) => !got().has(m)).join(' ') }));
       assert.deepEqual(want.filter((m) => !got().has(m)), [], 'no acknowledged message missing');
       await delay(300);
-      const copies = new Map<string, number>();
-      const withoutDup: string[] = [];
-      const late: string[] = [];
-      const highest = new Map<string, number>();
-      for (const list of inboxes) {
-        for (const p of list) {
-          const m = key(p);
-          const k = (copies.get(m) ?? 0) + 1;
-          copies.set(m, k);
-          if (k > 1) {
-            if (!p.dup) withoutDup.push(m);
-            continue;
-          }
-          if (p.dup) continue; // a resend of one in flight at the move
-          const [who, n] = [m.slice(0, 1), Number(m.slice(2))];
-          if (n < (highest.get(who) ?? -1)) late.push(m);
-          else highest.set(who, n);
-        }
-      }
+      const { withoutDup, late } = deliveryFaults(inboxes);
       assert.deepEqual(withoutDup, [], 'no message twice but as the resend of one in flight at the move');
       assert.deepEqual(late, [], 'each publisher\'s messages in its order');
       t.diagnostic(`acknowledged: ${pubs.a.acked.length} on A, ${pubs.c.acked.length} on C; handed on to B and kept or delivered: ${b.view().forwarded.relayed === undefined ? '?' : b.view().forwarded.received}`);
