@@ -8,9 +8,10 @@
 // What the dead node had not committed is replayed (inbox-replay.ts): the entries of its inbox after its
 // committed read position (`inboxpos`, set with each of its session commits) were acknowledged to their
 // publishers but never reached these sessions' queues in Redis (the position is not held back for what the dead
-// node handed on to sessions leaving it: that is their new nodes' to replay, from the `inboxhandon` positions). The survivor delivers them to the adopted
-// sessions (and a shared group's to a local member of the group), waits until Redis has what they queued,
-// then deletes the inbox and the position (membership.ts gave the inbox a TTL for the meantime).
+// node handed on to sessions leaving it: that is their new nodes' to replay, from the `inboxhandon` positions).
+// The survivor delivers them to the adopted sessions (and a shared group's to a local member of the group),
+// waits until Redis has what they queued, then deletes the inbox and the positions (membership.ts gave the
+// inbox a TTL for the meantime).
 //
 // Until the sessions are served here, every node goes on sending their messages to the dead node's inbox (it
 // keeps the dead node's routes: cluster.ts), so none is lost in between. In the turn the survivor restores
