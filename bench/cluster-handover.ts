@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { noRedis, RedisServer } from '../test/helpers/redis.js';
 import { startNodes } from '../test/cluster/nodes.js';
+import { SETTLE_MAX_MS } from '../src/cluster/handover.js';
 
 const MOVES = Number(process.env.MOVES ?? 20);
 const MOVE_MS = Number(process.env.MOVE_MS ?? 200);
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
     const duplicates = [...received.values()].filter((k) => k > 1).length;
     console.log(`cluster session moves: ${MOVES} moves A<->B every ${MOVE_MS} ms, QoS 1 publisher on C at ${RATE} msg/s`);
     console.log(`  acknowledged ${acked.length}, received ${received.size} distinct, lost ${lost.length} (${(lost.length / MOVES).toFixed(1)} per move, ${((lost.length / MOVES / RATE) * 1000).toFixed(1)} ms of traffic), duplicates ${duplicates} (${againWithoutDup.size} of them without DUP: not a resend of a message in flight at a move)`);
-    console.log(`  out of publisher order: ${outOfOrder} (a message that came after a later one; DUP resends not counted)`);
+    console.log(`  out of publisher order: ${outOfOrder} (a message that came after a later one; DUP resends not counted); barriers ended by their ${SETTLE_MAX_MS} ms limit on A, B: ${[a!, b!].map((n) => n.view().barriersTimedOut).join(', ')}`);
     console.log(`  move (CONNECT to CONNACK on the other node): p50 ${pct(moveMs, 50).toFixed(1)} ms, max ${Math.max(...moveMs).toFixed(1)} ms`);
     const f = [a!, b!].map((n) => n.view().forwarded);
     console.log(`  handed on by the node a session left (A, B): ${f.map((x) => x.relayed).join(', ')}; dropped there as already delivered: ${f.map((x) => x.relayDuplicates).join(', ')}`);

@@ -45,6 +45,11 @@ export interface ClusterView {
   remoteRoutes: number;
   /** Messages waiting for Redis on their way to other nodes. */
   backlog: number;
+  /**
+   * Barriers (hand-overs' waits for what other nodes sent before they saw a moving session's new node) that ended
+   * by their time limit, not by every node's answer: a slow node's messages may then come after newer ones.
+   */
+  barriersTimedOut: number;
   forwarded: Forwarder['stats'];
 }
 
@@ -348,6 +353,7 @@ export class ClusterPlane {
     return this.membership.nodes().filter((n) => n !== dead);
   }
 
+  private barriersTimedOut = 0;
   /** Barriers this node asked for: token -> the nodes whose barrier has not been read yet. */
   private readonly barriers = new Map<string, { waiting: Set<string>; done: () => void }>();
 
@@ -373,7 +379,10 @@ export class ClusterPlane {
       this.barriers.delete(token);
       done();
     };
-    const timer = setTimeout(finish, maxMs);
+    const timer = setTimeout(() => {
+      this.barriersTimedOut++;
+      finish();
+    }, maxMs);
     timer.unref();
     this.barriers.set(token, { waiting: new Set(others), done: finish });
     (this.cmd as unknown as RedisCaller).call('PUBLISH', this.channel, `?${self}\n${token}`).catch(finish);
@@ -409,6 +418,7 @@ export class ClusterPlane {
       localRoutes: this.routes.localRouteCount,
       remoteRoutes: this.routes.remoteRouteCount(),
       backlog: this.forwarder.backlog,
+      barriersTimedOut: this.barriersTimedOut,
       forwarded: { ...this.forwarder.stats },
     };
   }
