@@ -4,7 +4,8 @@
 // the window between the old node letting it go and the new node's routes being seen; docs/cluster.md) and
 // duplicates, and how long a move takes (CONNECT on the new node to CONNACK). Three nodes and one
 // redis-server on 127.0.0.1, all in this process but Redis.
-// Run: npm run build && node dist/bench/cluster-handover.js   (MOVES=20 MOVE_MS=200 RATE=1000)
+// Run: npm run build && node dist/bench/cluster-handover.js   (MOVES=20 MOVE_MS=200 RATE=1000; SHOW_ORDER=1
+// prints each message that came after a later one, with the connection and its neighbours)
 import { performance } from 'node:perf_hooks';
 import { noRedis, RedisServer } from '../test/helpers/redis.js';
 import { startNodes } from '../test/cluster/nodes.js';
@@ -84,7 +85,10 @@ async function main(): Promise<void> {
       for (const p of got) {
         const n = Number(Buffer.from(p.payload).toString());
         if (!p.dup && !received.has(n)) {
-          if (n < highest) outOfOrder++;
+          if (n < highest) {
+            outOfOrder++;
+            if (process.env.SHOW_ORDER) console.log(`  out of order: ${n} after ${highest}, connection ${inboxes.indexOf(got)} (on ${inboxes.indexOf(got) % 2 === 0 ? 'A' : 'B'}), at ${got.indexOf(p)} of ${got.length}: ${got.slice(Math.max(0, got.indexOf(p) - 5), got.indexOf(p) + 3).map((q) => `${Buffer.from(q.payload).toString()}${q.dup ? 'd' : ''}`).join(' ')}`);
+          }
           else highest = n;
         }
         count(Buffer.from(p.payload), p.dup);
