@@ -109,6 +109,13 @@ interface Waiting {
   held: Captured[];
   /** Identities of the handed-on messages: a direct copy of one is dropped. */
   keys: Set<string>;
+  /**
+   * The held messages (direct, or kept here) by identity, while their handed-on copy has not come: when it
+   * comes, the held one moves to where it comes among the handed-on ones (moveToRelayed()).
+   */
+  heldIds: Map<string, Captured>;
+  /** Held messages moved among the handed-on ones: skipped where they were held. */
+  moved: Set<Captured>;
   /** Released (or being released, after a replay): nothing more is held. */
   done: boolean;
   cancel: () => void;
@@ -127,6 +134,12 @@ export interface HandoverStats {
 }
 
 const keyOf = identityKey;
+
+/** What a waiting session gets at its release, in order: the handed-on messages, then those held back. */
+function inOrder(waiting: Waiting): Captured[] {
+  if (waiting.moved.size === 0) return [...waiting.relayed, ...waiting.held];
+  return [...waiting.relayed, ...waiting.held.filter((c) => !waiting.moved.has(c))];
+}
 
 export class Handover {
   private readonly leaving = new Map<string, Leaving>();
@@ -323,7 +336,7 @@ export class Handover {
       if (previous !== undefined) this.release(clientId, previous);
       const early = this.early.get(clientId);
       this.forget(clientId);
-      const waiting: Waiting = { from, relayed: [], held: [], keys: new Set(), done: false, cancel: () => {}, resolve };
+      const waiting: Waiting = { from, relayed: [], held: [], keys: new Set(), heldIds: new Map(), moved: new Set(), done: false, cancel: () => {}, resolve };
       for (const c of early?.kept ?? []) {
         waiting.relayed.push(c);
         waiting.keys.add(keyOf(c.id));
@@ -333,7 +346,7 @@ export class Handover {
         const id = this.returnedIds.get(m) ?? { ...this.host.identityOf(m) };
         if (waiting.keys.has(keyOf(id))) continue;
         waiting.keys.add(keyOf(id));
-        waiting.held.push({ message: m, id });
+        this.holdBack(waiting, { message: m, id });
       }
       if (early !== undefined && early.dropped > 0) this.host.warn('cluster: more messages were handed on for a moving session than are kept; the oldest were dropped', { clientId, node: early.from, dropped: early.dropped, kept: MAX_PENDINGS });
       this.waiting.set(clientId, waiting);
@@ -343,11 +356,11 @@ export class Handover {
           return;
         }
         const id = { ...this.host.identityOf(m) };
-        if (!waiting.keys.has(keyOf(id))) waiting.held.push({ message: m, id });
+        if (!waiting.keys.has(keyOf(id))) this.holdBack(waiting, { message: m, id });
       });
       if (!held) {
         this.waiting.delete(clientId);
-        for (const c of [...waiting.relayed, ...waiting.held]) this.host.deliverTo(clientId, c.message);
+        for (const c of inOrder(waiting)) this.host.deliverTo(clientId, c.message);
         resolve();
         return;
       }
@@ -366,17 +379,21 @@ export class Handover {
     }
     if (this.waiting.get(clientId) !== waiting || waiting.done) return;
     const only = new Set([clientId]);
-    const fresh: Captured[] = [];
+    // In the inbox's order: the replayed messages, and the held copies of those the session had directly.
+    const ordered: Captured[] = [];
+    let fresh = 0;
     for (const c of replayed) {
       const key = keyOf(c.id);
+      if (this.moveToRelayed(waiting, key, ordered)) continue;
       if (waiting.keys.has(key) || !this.isNew(c.id, only)) continue;
       waiting.keys.add(key);
       this.observed(c.id);
-      fresh.push(c);
+      ordered.push(c);
+      fresh++;
     }
-    this.stats.replayed += fresh.length;
-    if (fresh.length > 0) this.host.warn('cluster: the node a session left sent no end marker in time; what its inbox held for the session was replayed', { clientId, node: waiting.from, replayed: fresh.length, ms: PENDINGS_WAIT_MS });
-    waiting.relayed.push(...fresh);
+    this.stats.replayed += fresh;
+    if (fresh > 0) this.host.warn('cluster: the node a session left sent no end marker in time; what its inbox held for the session was replayed', { clientId, node: waiting.from, replayed: fresh, ms: PENDINGS_WAIT_MS });
+    waiting.relayed.push(...ordered);
     this.release(clientId, waiting);
   }
 
@@ -386,9 +403,30 @@ export class Handover {
     waiting.done = true;
     waiting.cancel();
     this.host.hold(clientId, undefined);
-    for (const c of waiting.relayed) this.host.deliverTo(clientId, c.message);
-    for (const c of waiting.held) this.host.deliverTo(clientId, c.message);
+    for (const c of inOrder(waiting)) this.host.deliverTo(clientId, c.message);
     waiting.resolve();
+  }
+
+  /** Holds back `c` (it reached the session directly, or was kept here) until the release. */
+  private holdBack(waiting: Waiting, c: Captured): void {
+    waiting.held.push(c);
+    waiting.heldIds.set(keyOf(c.id), c);
+  }
+
+  /**
+   * A message handed on (or replayed) whose copy reached the session first and is held: the held copy goes to
+   * `to` now, where the handed-on one comes. The other node hands on in its publishers' order, and a direct copy
+   * can overtake its handed-on one while the handed-on copies of older messages are still on their way (both
+   * nodes have the session's routes while it moves back and forth): left where it was held, it would come after
+   * them. True when it was so.
+   */
+  private moveToRelayed(waiting: Waiting, key: string, to: Captured[]): boolean {
+    const held = waiting.heldIds.get(key);
+    if (held === undefined) return false;
+    waiting.heldIds.delete(key);
+    waiting.moved.add(held);
+    to.push(held);
+    return true;
   }
 
   /**
@@ -408,7 +446,7 @@ export class Handover {
       waiting.done = true;
       waiting.cancel();
       this.host.hold(clientId, undefined);
-      out.push(...waiting.relayed, ...waiting.held);
+      out.push(...inOrder(waiting));
       waiting.resolve();
     }
     return out;
@@ -447,7 +485,12 @@ export class Handover {
         early.kept.push({ message, id: { ...id } });
         return 'kept';
       }
-      if (from !== undefined && this.waiting.get(clientId)?.from === from) this.waiting.get(clientId)!.keys.add(keyOf(id));
+      const waiting = from === undefined ? undefined : this.waiting.get(clientId);
+      if (waiting !== undefined && waiting.from === from) {
+        const key = keyOf(id);
+        waiting.keys.add(key);
+        if (this.moveToRelayed(waiting, key, waiting.relayed)) return false;
+      }
     }
     if (!this.isNew(id, only)) return false;
     this.relaying = message;

@@ -260,6 +260,31 @@ describe('Handover: the node a session arrives at', () => {
       assert.equal(await h.pendingsFrom('none', 'a'), undefined, 'no session: nothing to wait for');
     }));
 
+  it('a direct copy that overtakes its handed-on copy (both nodes have the routes of a session moving back and forth) is delivered where the handed-on one comes, not after the newer handed-on ones [MQTT-4.6.0-5]', () =>
+    withClock(async () => {
+      const f = fakeHost();
+      const h = new Handover(f.host);
+      const only = new Set(['s']);
+      h.arrivedHere('s', 'a', 1);
+      const waiting = h.pendingsFrom('s', 'a');
+      const handOn = (n: number) => {
+        const m = msg(n);
+        assert.equal(h.accept(id('c', n), only, m, 'a'), true, `${n} handed on`);
+        f.arrive(m); // delivered now, as the forwarder does after accept()
+      };
+      handOn(1);
+      f.observe(id('c', 3));
+      f.arrive(msg(3), id('c', 3)); // direct, ahead of its handed-on copy and of 2's
+      f.observe(id('c', 5));
+      f.arrive(msg(5), id('c', 5)); // direct; its handed-on copy never comes before the end marker
+      handOn(2);
+      assert.equal(h.accept(id('c', 3), only, msg(3), 'a'), false, 'the handed-on copy of 3: the direct one takes its place');
+      handOn(4);
+      h.relayEnd('a', only);
+      await waiting;
+      assert.deepEqual(f.events.filter((e) => e.startsWith('deliver')), ['deliver s 1', 'deliver s 2', 'deliver s 3', 'deliver s 4', 'deliver s 5']);
+    }));
+
   it('a session that came back: what was kept for it goes after what the other node hands back (older) and before what comes here meanwhile; the other node\'s copies of it are dropped', () =>
     withClock(async () => {
       const f = fakeHost();
