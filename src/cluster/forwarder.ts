@@ -382,8 +382,10 @@ export class Forwarder implements MessageSink {
       this.sentPosition = at;
       commands.push(['set', p.effects, at]);
     }
-    const handOn = this.handOnPositions();
     const sent = this.sentHandOn;
+    // The common case, nothing handed on now or before: no map built for every commit.
+    if (sent !== undefined && sent.size === 0 && this.relayHolds.length === 0) return commands;
+    const handOn = this.handOnPositions();
     // After a failed commit, written whole (a field left stale would replay too much for its session).
     if (sent === undefined) commands.push(['del', p.handOn]);
     const gone = sent === undefined ? [] : [...sent.keys()].filter((clientId) => !handOn.has(clientId));

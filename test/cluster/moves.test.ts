@@ -11,7 +11,8 @@ import { GRACE_MS } from '../../src/cluster/handover.js';
 import { noRedis, RedisServer } from '../helpers/redis.js';
 import { describeOrSkip } from '../helpers/skip.js';
 import { delay, eventually } from '../helpers/wait.js';
-import { startNodes, type Node } from './nodes.js';
+import { childNode } from './child-node.js';
+import { startNode, startNodes, type Node } from './nodes.js';
 
 const MOVES = 5;
 const MESSAGES = 500;
@@ -101,4 +102,20 @@ describeOrSkip('cluster: a session moving between nodes while messages flow', no
       await eventually(() => c!.view().remoteRoutes === 1, 3000, 'C to see one route left');
     });
   }
+
+  it('a node that does not answer the old node\'s barrier (stopped) holds its end marker back at most SETTLE_MAX_MS: counted in barriersTimedOut', async (t) => {
+    const cluster = { prefix: `barrier${process.pid}`, heartbeatTimeout: 10, heartbeatInterval: 100 };
+    const a = await startNode(t, redis, 'a', cluster);
+    const b = await startNode(t, redis, 'b', cluster);
+    const c = await childNode(t, redis, 'c', cluster);
+    await eventually(() => a.view().nodes.length === 3 && b.view().nodes.length === 3, 5000, 'A and B to see the three nodes');
+    const persistent = { clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 600 } };
+    const first = await a.session('mover', persistent);
+    await first.client.subscribeAsync('bt/#', { qos: 1 });
+    assert.equal(a.view().barriersTimedOut, 0);
+    c.child.kill('SIGSTOP'); // alive for the others (its heartbeat key lasts 10 s), reading nothing
+    await b.session('mover', persistent);
+    await eventually(() => a.view().barriersTimedOut === 1, 5000, 'A\'s barrier ended by its limit');
+    assert.equal(b.view().barriersTimedOut, 0, 'B asked for none');
+  });
 });
